@@ -1,0 +1,85 @@
+// Devices, memory statistics, threads, build facts and what the op table holds.
+#include "../core/build_facts.h"
+#include "../cpu/cpu_kernels.h"
+#include "bind.h"
+
+namespace hg {
+
+void bind_runtime(py::module_& m) {
+  m.def("devices", &device_list);
+  m.def("gpu_unavailable_reason", &gpu_unavailable_reason);
+  m.def("synchronize", [](const std::string& d) {
+    const Device dev = Device::parse(d);
+    backend_for(dev).synchronize(dev.index);
+  }, py::arg("device") = "cpu", GilRelease());
+  m.def("memory_stats", [](const std::string& d) {
+    const Device dev = Device::parse(d);
+    const MemoryStats s = backend_for(dev).memory_stats(dev.index);
+    py::dict out;
+    out["current"] = s.current;
+    out["peak"] = s.peak;
+    out["reserved"] = s.reserved;
+    out["allocations"] = s.allocations;
+    return out;
+  }, py::arg("device") = "cpu");
+  m.def("reset_peak_memory_stats", [](const std::string& d) {
+    const Device dev = Device::parse(d);
+    backend_for(dev).reset_peak_memory_stats(dev.index);
+  }, py::arg("device") = "cpu");
+  m.def("empty_cache", [](const std::string& d) {
+    const Device dev = Device::parse(d);
+    backend_for(dev).empty_cache(dev.index);
+  }, py::arg("device") = "cpu");
+  m.def("_set_poison_allocations", [](bool on) { poison_allocations() = on; }, py::arg("on"));
+  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &cpu::num_threads);
+  m.def("build_facts", [] { return build_facts(); });
+  m.def("kernel_table", [] {
+    py::list rows;
+    for (OpKernelsBase* op : all_ops())
+      for (const KernelDescription& d : op->describe()) {
+        py::dict row;
+        row["op"] = d.op;
+        row["backend"] = d.backend;
+        row["variant"] = d.variant;
+        row["kernel"] = d.kernel;
+        row["note"] = d.note;
+        rows.append(row);
+      }
+    return rows;
+  });
+  m.def("op_names", [] {
+    py::list names;
+    for (OpKernelsBase* op : all_ops()) names.append(op->op());
+    return names;
+  });
+  m.def("tuning_choices", [] {
+    py::list rows;
+    for (OpKernelsBase* op : all_ops())
+      for (const auto& [key, c] : op->choices()) {
+        py::dict row;
+        row["op"] = op->op();
+        row["key"] = key;
+        row["chosen"] = variant_name(c.variant);
+        row["handwritten_ms"] = c.ms[0];
+        row["vendor_ms"] = c.ms[1];
+        rows.append(row);
+      }
+    return rows;
+  });
+  m.def("clear_tuning", [] {
+    for (OpKernelsBase* op : all_ops()) op->clear_choices();
+  });
+  m.def("last_run", [] {
+    const RunRecord& r = last_run();
+    py::dict out;
+    out["op"] = r.op;
+    out["impl"] = r.impl;
+    out["key"] = r.key;
+    out["device"] = r.device;
+    out["ms"] = r.ms;
+    return out;
+  });
+}
+
+}  // namespace hg

@@ -1,0 +1,50 @@
+#include "checks.h"
+
+namespace hg {
+
+void require_dtype(const char* op, const char* arg, const Tensor& t, DType dtype) {
+  HG_REQUIRE(t.defined(), op, ": ", arg, " is missing");
+  HG_REQUIRE_TYPE(t.dtype() == dtype, op, ": ", arg, " must be ", dtype_name(dtype), ", got ",
+                  dtype_name(t.dtype()));
+}
+
+void require_f32(const char* op, const char* arg, const Tensor& t, int ndim) {
+  require_dtype(op, arg, t, DType::f32);
+  HG_REQUIRE(ndim < 0 || t.dim() == ndim, op, ": ", arg, " must have ", ndim,
+             " dimensions, got shape ", shape_str(t.shape()));
+}
+
+Device require_same_device(const char* op,
+                           std::initializer_list<std::pair<const char*, const Tensor*>> args) {
+  const char* first_name = nullptr;
+  Device first;
+  for (const auto& [name, t] : args) {
+    if (!t || !t->defined()) continue;
+    if (!first_name) {
+      first_name = name;
+      first = t->device();
+    } else {
+      HG_REQUIRE(t->device() == first, op, ": ", name, " is on ", t->device().str(), " but ",
+                 first_name, " is on ", first.str(), "; move them to one device with .to()");
+    }
+  }
+  return first;
+}
+
+void require_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected) {
+  HG_REQUIRE(t.shape() == expected, op, ": ", arg, " must have shape ", shape_str(expected),
+             ", got ", shape_str(t.shape()));
+}
+
+void require_pair(const char* op, const char* arg, Pair p, int64_t minimum) {
+  HG_REQUIRE(p[0] >= minimum && p[1] >= minimum, op, ": ", arg, " must be >= ", minimum,
+             ", got (", p[0], ", ", p[1], ")");
+}
+
+int32_t read_flag(const Tensor& flag) {
+  int32_t value = 0;
+  backend_for(flag.device()).copy(&value, Device{}, flag.raw(), flag.device(), sizeof(value));
+  return value;
+}
+
+}  // namespace hg

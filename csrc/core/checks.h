@@ -1,0 +1,21 @@
+// Shared argument checks for op front ends: each names the op, the argument and the expected form.
+#pragma once
+#include <initializer_list>
+#include <utility>
+
+#include "ops.h"
+
+namespace hg {
+
+// `t` is a float32 tensor with `ndim` dimensions (ndim < 0: any).
+void require_f32(const char* op, const char* arg, const Tensor& t, int ndim = -1);
+void require_dtype(const char* op, const char* arg, const Tensor& t, DType dtype);
+// All defined tensors of `args` live on one device; returns it.
+Device require_same_device(const char* op,
+                           std::initializer_list<std::pair<const char*, const Tensor*>> args);
+void require_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected);
+void require_pair(const char* op, const char* arg, Pair p, int64_t minimum);
+// A kernel-written one-element error flag (label/index range) read back to the host.
+int32_t read_flag(const Tensor& flag);
+
+}  // namespace hg

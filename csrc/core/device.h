@@ -1,0 +1,50 @@
+// Devices: the memory, copy and synchronisation interface every backend implements. The CPU
+// backend is always registered; the GPU backend registers itself when compiled in and a device
+// answers (see hip/runtime.hip).
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "tensor.h"
+
+namespace hg {
+
+struct MemoryStats {
+  size_t current = 0;     // bytes held by live tensors
+  size_t peak = 0;        // highest `current` since the last reset
+  size_t reserved = 0;    // bytes held from the system (allocator caches included)
+  size_t allocations = 0; // number of allocations served
+};
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+  virtual std::string name() const = 0;  // e.g. "cpu", "NVIDIA H100 80GB HBM3"
+  virtual void* allocate(size_t nbytes, int index) = 0;   // MemoryError when it cannot
+  virtual void deallocate(void* p, int index) = 0;
+  // Copy `nbytes` between two devices of which at least one is this backend's.
+  virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) = 0;
+  virtual void memset_zero(void* p, size_t nbytes, int index) = 0;
+  virtual void synchronize(int index) = 0;
+  virtual MemoryStats memory_stats(int index) = 0;
+  virtual void reset_peak_memory_stats(int index) = 0;
+  virtual void empty_cache(int index) { (void)index; }
+};
+
+DeviceBackend& cpu_backend();
+// The GPU backend, or a ValueError saying why none is usable.
+DeviceBackend& gpu_backend();
+DeviceBackend& backend_for(Device d);
+
+// Tests switch this on: every new block is filled with 0xFF bytes (NaN as float32), so an
+// element a kernel forgot to write shows up. Allocators must honour it.
+bool& poison_allocations();
+
+// Called once by a compiled-in GPU backend at load time.
+void register_gpu_backend(DeviceBackend* backend, int device_count, std::string unavailable_reason);
+int gpu_device_count();
+std::string gpu_unavailable_reason();  // empty when a GPU is usable
+std::vector<std::string> device_list();  // "cpu", then "gpu:0", ...
+
+}  // namespace hg

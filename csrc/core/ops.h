@@ -1,0 +1,214 @@
+// The op contract, declared once. Every op has:
+//   - an argument struct handed to kernels (raw pointers and resolved sizes; checked already),
+//   - an accessor for its kernel table (`<op>_op()`), where backends register kernels,
+//   - a front end (core/ops_<family>.cpp) that checks arguments, allocates outputs on the
+//     inputs' device and dispatches.
+// Layouts: NCHW activations, PyTorch weight layouts (conv: K, C/groups, R, S), row-major,
+// contiguous. All math is float32; labels and indices are int64 (int32 labels accepted).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <tuple>
+
+#include "dispatch.h"
+#include "tensor.h"
+
+namespace hg {
+
+using Pair = std::array<int64_t, 2>;  // (h, w)
+
+// ---- GEMM: y = alpha * op(a) @ op(b) + beta * c, row-major --------------------------------
+struct GemmArgs {
+  bool trans_a = false, trans_b = false;
+  int64_t M = 0, N = 0, K = 0;
+  float alpha = 1.f, beta = 0.f;
+  const float* a = nullptr;  int64_t lda = 0;  // a is (M, K), or (K, M) when trans_a
+  const float* b = nullptr;  int64_t ldb = 0;  // b is (K, N), or (N, K) when trans_b
+  const float* c = nullptr;                    // (M, N) read-only, or nullptr (then beta is unused)
+  float* y = nullptr;        int64_t ldy = 0;  // (M, N), never aliases a, b or c
+};
+OpKernels<GemmArgs>& gemm_op();
+Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+            float alpha, float beta, Impl impl);
+
+// ---- Convolution ----------------------------------------------------------------------------
+struct ConvGeometry {
+  int64_t N = 0, C = 0, H = 0, W = 0;  // input
+  int64_t K = 0, R = 0, S = 0;         // output channels, kernel height, width
+  int64_t P = 0, Q = 0;                // output height, width
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+};
+struct ConvForwardArgs {
+  ConvGeometry g;
+  const float* x = nullptr;     // (N, C, H, W)
+  const float* w = nullptr;     // (K, C/groups, R, S)
+  const float* bias = nullptr;  // (K) or nullptr
+  float* y = nullptr;           // (N, K, P, Q)
+};
+struct ConvBackwardDataArgs {
+  ConvGeometry g;
+  const float* dy = nullptr;  // (N, K, P, Q)
+  const float* w = nullptr;
+  float* dx = nullptr;        // (N, C, H, W), fully written
+};
+struct ConvBackwardWeightArgs {
+  ConvGeometry g;
+  const float* dy = nullptr;
+  const float* x = nullptr;
+  float* dw = nullptr;        // (K, C/groups, R, S), fully written
+};
+OpKernels<ConvForwardArgs>& conv2d_forward_op();
+OpKernels<ConvBackwardDataArgs>& conv2d_backward_data_op();
+OpKernels<ConvBackwardWeightArgs>& conv2d_backward_weight_op();
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
+              Pair dilation, int64_t groups, Impl impl);
+Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, Pair stride,
+                            Pair padding, Pair dilation, int64_t groups, Impl impl);
+Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape, Pair stride,
+                              Pair padding, Pair dilation, int64_t groups, Impl impl);
+
+// ---- Bias: y = x + bias broadcast over axis 1; db = sum of dy over every axis but 1 ----------
+struct BiasAddArgs {
+  int64_t outer = 0, C = 0, inner = 0;  // x viewed as (outer, C, inner)
+  const float* x = nullptr; const float* bias = nullptr; float* y = nullptr;
+};
+struct BiasBackwardArgs {
+  int64_t outer = 0, C = 0, inner = 0;
+  const float* dy = nullptr; float* db = nullptr;
+};
+OpKernels<BiasAddArgs>& bias_add_op();
+OpKernels<BiasBackwardArgs>& bias_backward_op();
+Tensor bias_add(const Tensor& x, const Tensor& bias, Impl impl);
+Tensor bias_backward(const Tensor& dy, Impl impl);
+
+// ---- Activations ------------------------------------------------------------------------------
+enum class ActKind : int8_t { relu, leaky_relu, sigmoid, tanh, gelu, gelu_tanh, elu };
+ActKind parse_activation(const std::string& kind);  // ValueError naming the known kinds
+const char* activation_name(ActKind k);
+struct ActivationArgs {
+  ActKind kind = ActKind::relu; float alpha = 0.01f; int64_t n = 0;
+  const float* x = nullptr; float* y = nullptr;
+};
+struct ActivationBackwardArgs {
+  ActKind kind = ActKind::relu; float alpha = 0.01f; int64_t n = 0;
+  const float* dy = nullptr; const float* x = nullptr; const float* y = nullptr; float* dx = nullptr;
+};
+OpKernels<ActivationArgs>& activation_op();
+OpKernels<ActivationBackwardArgs>& activation_backward_op();
+Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl);
+Tensor activation_backward(const Tensor& dy, const Tensor& x, const Tensor& y, ActKind kind,
+                           float alpha, Impl impl);
+
+// ---- Pooling ----------------------------------------------------------------------------------
+struct PoolGeometry {
+  int64_t N = 0, C = 0, H = 0, W = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, P = 0, Q = 0;
+};
+struct MaxPoolArgs {
+  PoolGeometry g; const float* x = nullptr; float* y = nullptr;
+  int64_t* argmax = nullptr;  // (N, C, P, Q): index h*W + w of the max inside its (n, c) plane
+};
+struct MaxPoolBackwardArgs {
+  PoolGeometry g; const float* dy = nullptr; const int64_t* argmax = nullptr; float* dx = nullptr;
+};
+struct AvgPoolArgs { PoolGeometry g; const float* x = nullptr; float* y = nullptr; };
+struct AvgPoolBackwardArgs { PoolGeometry g; const float* dy = nullptr; float* dx = nullptr; };
+OpKernels<MaxPoolArgs>& max_pool2d_op();
+OpKernels<MaxPoolBackwardArgs>& max_pool2d_backward_op();
+OpKernels<AvgPoolArgs>& avg_pool2d_op();
+OpKernels<AvgPoolBackwardArgs>& avg_pool2d_backward_op();
+std::tuple<Tensor, Tensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
+                                      Impl impl);
+Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& x_shape, Impl impl);
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl);
+Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, Pair kernel, Pair stride,
+                           Pair padding, Impl impl);
+
+// ---- Losses -----------------------------------------------------------------------------------
+struct SoftmaxXentArgs {
+  int64_t N = 0, C = 0;
+  const float* logits = nullptr; const void* labels = nullptr; DType label_dtype = DType::i64;
+  float* probs = nullptr;     // (N, C)
+  float* loss = nullptr;      // one element: the mean over N
+  int32_t* bad_label = nullptr;  // one element, set to 1 by the kernel when a label is outside [0, C)
+};
+struct SoftmaxXentBackwardArgs {
+  int64_t N = 0, C = 0;
+  const float* probs = nullptr; const void* labels = nullptr; DType label_dtype = DType::i64;
+  float* dlogits = nullptr;   // (probs - onehot) / N
+  int32_t* bad_label = nullptr;
+};
+struct SoftmaxArgs { int64_t rows = 0, cols = 0; const float* x = nullptr; float* y = nullptr; };
+struct MseArgs { int64_t n = 0; const float* pred = nullptr; const float* target = nullptr; float* loss = nullptr; };
+struct MseBackwardArgs { int64_t n = 0; const float* pred = nullptr; const float* target = nullptr; float* dpred = nullptr; };
+OpKernels<SoftmaxXentArgs>& softmax_cross_entropy_op();
+OpKernels<SoftmaxXentBackwardArgs>& softmax_cross_entropy_backward_op();
+OpKernels<SoftmaxArgs>& softmax_op();
+OpKernels<MseArgs>& mse_loss_op();
+OpKernels<MseBackwardArgs>& mse_loss_backward_op();
+std::tuple<Tensor, Tensor> softmax_cross_entropy(const Tensor& logits, const Tensor& labels, Impl impl);
+Tensor softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Impl impl);
+Tensor softmax(const Tensor& x, Impl impl);  // over the last axis
+Tensor mse_loss(const Tensor& pred, const Tensor& target, Impl impl);  // mean, shape ()
+Tensor mse_loss_backward(const Tensor& pred, const Tensor& target, Impl impl);
+
+// ---- Optimizer steps (in place, PyTorch semantics) -----------------------------------------
+struct SgdArgs {
+  int64_t n = 0; float* param = nullptr; const float* grad = nullptr;
+  float* momentum_buf = nullptr;  // nullptr when momentum == 0
+  float lr = 0.f, momentum = 0.f, weight_decay = 0.f; bool nesterov = false;
+};
+struct AdamArgs {
+  int64_t n = 0; float* param = nullptr; const float* grad = nullptr; float* m = nullptr; float* v = nullptr;
+  int64_t step = 1; float lr = 0.f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;
+  bool decoupled = false;
+};
+OpKernels<SgdArgs>& sgd_step_op();
+OpKernels<AdamArgs>& adam_step_op();
+void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
+              float weight_decay, bool nesterov, Impl impl);
+void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t step, float lr,
+               float beta1, float beta2, float eps, float weight_decay, bool decoupled, Impl impl);
+
+// ---- Helpers the layers need (beyond the contract's table) ---------------------------------
+struct AddArgs { int64_t n = 0; float alpha = 1.f; const float* a = nullptr; const float* b = nullptr; float* y = nullptr; };  // y may alias a
+struct FillArgs { int64_t n = 0; float value = 0.f; float* y = nullptr; };
+struct BatchNormArgs {
+  int64_t N = 0, C = 0, HW = 0; bool training = true; float momentum = 0.1f, eps = 1e-5f;
+  const float* x = nullptr; const float* gamma = nullptr; const float* beta = nullptr;
+  float* running_mean = nullptr; float* running_var = nullptr;  // updated in training (unbiased var)
+  float* y = nullptr; float* save_mean = nullptr; float* save_invstd = nullptr;  // (C) each
+};
+struct BatchNormBackwardArgs {
+  int64_t N = 0, C = 0, HW = 0; bool training = true;
+  const float* dy = nullptr; const float* x = nullptr; const float* gamma = nullptr;
+  const float* save_mean = nullptr; const float* save_invstd = nullptr;
+  float* dx = nullptr; float* dgamma = nullptr; float* dbeta = nullptr;
+};
+struct DropoutArgs { int64_t n = 0; float p = 0.f; uint64_t seed = 0; const float* x = nullptr; float* y = nullptr; uint8_t* mask = nullptr; };
+struct DropoutBackwardArgs { int64_t n = 0; float p = 0.f; const float* dy = nullptr; const uint8_t* mask = nullptr; float* dx = nullptr; };
+struct EmbeddingArgs { int64_t num = 0, dim = 0, count = 0; const float* weight = nullptr; const int64_t* idx = nullptr; float* y = nullptr; int32_t* bad_index = nullptr; };
+struct EmbeddingBackwardArgs { int64_t num = 0, dim = 0, count = 0; const float* dy = nullptr; const int64_t* idx = nullptr; float* dw = nullptr; };  // dw fully written
+OpKernels<AddArgs>& add_op();
+OpKernels<FillArgs>& fill_op();
+OpKernels<BatchNormArgs>& batch_norm_op();
+OpKernels<BatchNormBackwardArgs>& batch_norm_backward_op();
+OpKernels<DropoutArgs>& dropout_op();
+OpKernels<DropoutBackwardArgs>& dropout_backward_op();
+OpKernels<EmbeddingArgs>& embedding_op();
+OpKernels<EmbeddingBackwardArgs>& embedding_backward_op();
+Tensor add(const Tensor& a, const Tensor& b, float alpha, Impl impl);
+void add_(Tensor& a, const Tensor& b, float alpha, Impl impl);  // a += alpha * b
+void fill_(Tensor& y, float value, Impl impl);
+std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                              Tensor& running_mean, Tensor& running_var,
+                                              bool training, float momentum, float eps, Impl impl);
+std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
+                                                       const Tensor& gamma, const Tensor& save_mean,
+                                                       const Tensor& save_invstd, bool training, Impl impl);
+std::tuple<Tensor, Tensor> dropout(const Tensor& x, float p, uint64_t seed, Impl impl);
+Tensor dropout_backward(const Tensor& dy, const Tensor& mask, float p, Impl impl);
+Tensor embedding(const Tensor& weight, const Tensor& idx, Impl impl);
+Tensor embedding_backward(const Tensor& dy, const Tensor& idx, int64_t num, Impl impl);
+
+}  // namespace hg

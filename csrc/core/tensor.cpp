@@ -1,0 +1,136 @@
+#include "tensor.h"
+
+#include <cstring>
+#include <limits>
+
+#include "device.h"
+
+namespace hg {
+
+size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::f32: return 4;
+    case DType::i64: return 8;
+    case DType::i32: return 4;
+    case DType::i8: return 1;
+    case DType::u8: return 1;
+  }
+  return 1;
+}
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::f32: return "float32";
+    case DType::i64: return "int64";
+    case DType::i32: return "int32";
+    case DType::i8: return "int8";
+    case DType::u8: return "uint8";
+  }
+  return "?";
+}
+
+std::string Device::str() const {
+  return is_cpu() ? std::string("cpu") : "gpu:" + std::to_string(index);
+}
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return Device{Kind::cpu, 0};
+  if (s == "gpu" || s == "cuda" || s == "hip") return Device{Kind::gpu, 0};
+  for (const char* prefix : {"gpu:", "cuda:", "hip:"}) {
+    const size_t n = std::strlen(prefix);
+    if (s.compare(0, n, prefix) == 0 && s.size() > n && s.size() < n + 4 &&
+        s.find_first_not_of("0123456789", n) == std::string::npos) {
+      return Device{Kind::gpu, std::stoi(s.substr(n))};
+    }
+  }
+  fail(ErrorKind::value, "device must be 'cpu', 'gpu' or 'gpu:N', got '", s, "'");
+}
+
+std::string shape_str(const Shape& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) {
+    out += std::to_string(s[i]);
+    if (i + 1 < s.size() || s.size() == 1) out += ", ";
+  }
+  if (s.size() == 1) out.pop_back();
+  return out + ")";
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+static void check_shape(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    HG_REQUIRE(d >= 0, "shape ", shape_str(shape), " has a negative dimension");
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 16 / d)
+      fail(ErrorKind::memory, "shape ", shape_str(shape), " is too large to allocate");
+    n *= d;
+  }
+}
+
+Tensor empty(const Shape& shape, DType dtype, Device device) {
+  check_shape(shape);
+  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  DeviceBackend& be = backend_for(device);
+  void* p = be.allocate(nbytes, device.index);
+  const int index = device.index;
+  auto storage = std::make_shared<Storage>(p, nbytes, device,
+                                           [&be, index](void* q) { be.deallocate(q, index); });
+  return Tensor(std::move(storage), 0, shape, dtype);
+}
+
+Tensor zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.zero_();
+  return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  Shape out = shape;
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == -1) {
+      HG_REQUIRE(infer < 0, "reshape: only one dimension may be -1, got ", shape_str(shape));
+      infer = static_cast<int64_t>(i);
+    } else {
+      HG_REQUIRE(out[i] >= 0, "reshape: shape ", shape_str(shape), " has a negative dimension");
+      known *= out[i];
+    }
+  }
+  if (infer >= 0) {
+    HG_REQUIRE(known > 0 && numel() % known == 0, "reshape: cannot infer -1 in ",
+               shape_str(shape), " for a tensor of ", numel(), " elements");
+    out[infer] = numel() / known;
+  }
+  HG_REQUIRE(shape_numel(out) == numel(), "reshape: shape ", shape_str(shape), " holds ",
+             shape_numel(out), " elements but the tensor has ", numel(), " (shape ",
+             shape_str(shape_), ")");
+  return Tensor(storage_, offset_, out, dtype_);
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  HG_REQUIRE(src.shape() == shape_ && src.dtype() == dtype_, "copy: source ",
+             shape_str(src.shape()), " ", dtype_name(src.dtype()), " does not match destination ",
+             shape_str(shape_), " ", dtype_name(dtype_));
+  if (nbytes() == 0) return;
+  const Device d = device(), s = src.device();
+  DeviceBackend& be = d.is_gpu() ? backend_for(d) : backend_for(s);
+  be.copy(raw(), d, src.raw(), s, nbytes());
+}
+
+Tensor Tensor::to(Device device) const {
+  Tensor out = empty(shape_, dtype_, device);
+  out.copy_from(*this);
+  return out;
+}
+
+void Tensor::zero_() {
+  if (nbytes() == 0) return;
+  backend_for(device()).memset_zero(raw(), nbytes(), device().index);
+}
+
+}  // namespace hg

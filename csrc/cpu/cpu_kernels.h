@@ -1,0 +1,20 @@
+// CPU kernels other CPU kernels call directly (convolution lowers onto GEMM).
+#pragma once
+#include <cstdint>
+
+namespace hg::cpu {
+
+// BLAS-style, row-major: C = alpha * op(A) @ op(B) + beta * C, C is M x N with leading dim ldc.
+// beta == 0 never reads C.
+void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                      float* C, int64_t ldc);
+void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc);
+
+// Threads used by handwritten CPU kernels and by the BLAS.
+int num_threads();
+void set_num_threads(int n);
+
+}  // namespace hg::cpu

@@ -1,0 +1,17 @@
+"""GEMM: y = alpha * op(a) @ op(b) + beta * c."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..tensor import Tensor
+from . import _common
+from .._native import _C
+
+
+def gemm(a: Any, b: Any, c: Any = None, *, trans_a: bool = False, trans_b: bool = False,
+         alpha: float = 1.0, beta: float = 0.0, impl: str = "auto") -> Tensor:
+    """alpha * op(a) @ op(b) + beta * c, with op(a) (M, K), op(b) (K, N), c (M, N) or None."""
+    t = _common.tensors("gemm", a=a, b=b, c=c)
+    return _C.ops.gemm(t["a"], t["b"], t["c"], bool(trans_a), bool(trans_b), float(alpha),
+                       float(beta), _common.impl_arg(impl, "gemm"))
