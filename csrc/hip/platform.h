@@ -3,7 +3,8 @@
 // CUDA runtime and maps the HIP names hipgrad uses onto CUDA. Kernels never branch on the vendor
 // except through the names below:
 //   HG_SHFL_XOR(v, mask), HG_SHFL_DOWN(v, delta)  -- full-warp shuffles at the native width;
-//   warpSize (device builtin)                      -- 64 on gfx9/CDNA, 32 on RDNA and NVIDIA.
+//   warpSize (device builtin)                      -- 64 on gfx9/CDNA, 32 on RDNA and NVIDIA;
+//   HG_UNROLL_TILE_K                               -- unroll directive of a tile's inner k loop.
 // Reductions must be correct at 32 and 64 lanes: loop `for (int o = warpSize / 2; o > 0; o /= 2)`.
 // Launches use <<<grid, block, shmem, stream>>> (both compilers accept it) followed by
 // HG_LAUNCH_CHECK("kernel_name"); every runtime call goes through HG_GPU_CHECK(call).
@@ -15,6 +16,9 @@
 #define HG_SHFL_XOR(v, mask) __shfl_xor((v), (mask))
 #define HG_SHFL_DOWN(v, delta) __shfl_down((v), (delta))
 #define HG_GPU_LIBRARY "HIP"
+// Unrolling of a register-blocked tile's k loop (gemm_tile.h). Fully unrolled, hip-clang hoists
+// every shared-memory read of the slice and runs out of VGPRs (scratch spills); by 2 it does not.
+#define HG_UNROLL_TILE_K _Pragma("unroll 2")
 
 #elif defined(__CUDACC__) || defined(HIPGRAD_GPU_CUDA)
 #define HIPGRAD_PLATFORM_NVIDIA 1
@@ -22,11 +26,13 @@
 #define HG_SHFL_XOR(v, mask) __shfl_xor_sync(0xffffffffu, (v), (mask))
 #define HG_SHFL_DOWN(v, delta) __shfl_down_sync(0xffffffffu, (v), (delta))
 #define HG_GPU_LIBRARY "CUDA"
+#define HG_UNROLL_TILE_K _Pragma("unroll")
 
 #define hipError_t cudaError_t
 #define hipSuccess cudaSuccess
 #define hipErrorOutOfMemory cudaErrorMemoryAllocation
 #define hipErrorNoDevice cudaErrorNoDevice
+#define hipErrorInsufficientDriver cudaErrorInsufficientDriver
 #define hipGetErrorString cudaGetErrorString
 #define hipGetErrorName cudaGetErrorName
 #define hipGetLastError cudaGetLastError
