@@ -3,15 +3,17 @@ input shape and the float64 reference forward (training mode)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 import hipgrad as hg
+import numpy as np
+
 from tests.nn import reference as ref
 
 nn = hg.nn
+NO_TORCH = "torch is not installed (pip install torch==2.13.0)"
 
 
 @dataclass

@@ -4,7 +4,7 @@ central-difference gradient of any of them. Parameters come as state_dict-style 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -4,13 +4,13 @@ state_dict when torch is installed."""
 
 from __future__ import annotations
 
+import hipgrad as hg
 import numpy as np
 import pytest
 
-import hipgrad as hg
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
-from tests.nn.cases import CASES
+from tests.nn.cases import CASES, NO_TORCH
 
 IDS = [c.id for c in CASES]
 PARAM_CASES = [c for c in CASES if list(c.make().parameters())]
@@ -46,7 +46,7 @@ def test_layer_matches_numpy_reference(case, device, rng):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_layer_matches_torch(case, device, rng):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     layer, x, y, dy, dx = _run(case, device, rng)
     tl = case.torch(torch.nn)
     before = layer.state_dict()  # taken after our forward: restore torch's running stats below
@@ -92,7 +92,7 @@ def test_eval_mode_keeps_nothing(case, device, rng):
 def test_backward_twice_after_one_forward_raises(case, device, rng):
     if case.id == "identity":
         pytest.skip("Identity keeps nothing, so a second backward is legitimate")
-    layer, x, y, dy, dx = _run(case, device, rng)
+    layer, _, _, dy, _ = _run(case, device, rng)
     with pytest.raises(RuntimeError, match="one backward per forward"):
         layer.backward(to_dev(dy, device))
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 
+import hipgrad as hg
 import numpy as np
 import pytest
 
-import hipgrad as hg
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
+from tests.nn.cases import NO_TORCH
 
 nn = hg.nn
 
@@ -97,7 +98,7 @@ def _train_steps(model, x, labels, steps, device):
 
 
 def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     model = small_cnn().to(device)
     tmodel = torch_small_cnn(torch)
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
@@ -121,7 +122,7 @@ def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
 
 
 def test_we_load_a_torch_state_dict_directly(device, rng):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     tmodel = torch_small_cnn(torch)
     tmodel.train()
     x = rng.standard_normal((4, 3, 6, 5)).astype(np.float32)
@@ -179,7 +180,7 @@ def test_manual_seed_makes_initialisation_and_dropout_repeatable():
     hg.manual_seed(7)
     sd2, y2 = run()
     hg.manual_seed(8)
-    sd3, y3 = run()
+    sd3, _ = run()
     np.testing.assert_array_equal(sd1["0.weight"], sd2["0.weight"])
     np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(sd1["0.weight"], sd3["0.weight"])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import ops
 from ..tensor import Tensor
@@ -69,7 +70,8 @@ class Residual(Module):
         if not isinstance(body, Module):
             raise TypeError(f"Residual: body must be a Module, got {type(body).__name__}")
         if shortcut is not None and not isinstance(shortcut, Module):
-            raise TypeError(f"Residual: shortcut must be a Module or None, got {type(shortcut).__name__}")
+            raise TypeError(f"Residual: shortcut must be a Module or None, got "
+                            f"{type(shortcut).__name__}")
         self.body = body
         self.shortcut = shortcut
 

@@ -43,7 +43,6 @@ class Embedding(Module):
         (idx,) = self._take_saved()
         if self.weight.requires_grad:
             accumulate_grad(self.weight, ops.embedding_backward(dy, idx, self.num_embeddings))
-        return None
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"

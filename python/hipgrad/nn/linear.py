@@ -39,7 +39,8 @@ class Linear(Module):
         x2, shape = self._take_saved()
         expected = shape[:-1] + (self.out_features,)
         if tuple(dy.shape) != expected:
-            raise ValueError(f"Linear.backward: dy must have shape {expected}, got {tuple(dy.shape)}")
+            raise ValueError(f"Linear.backward: dy must have shape {expected}, got "
+                             f"{tuple(dy.shape)}")
         dy2 = dy if len(shape) == 2 else dy.reshape(x2.shape[0], self.out_features)
         if self.weight.requires_grad:
             accumulate_grad(self.weight, ops.gemm(dy2, x2, trans_a=True, impl=self.impl))

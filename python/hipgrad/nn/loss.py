@@ -25,8 +25,10 @@ class CrossEntropyLoss(Module):
             return labels
         arr = np.asarray(labels)
         if arr.dtype.kind not in "iu":
-            raise TypeError(f"CrossEntropyLoss: labels must be integer class indices, got dtype {arr.dtype}")
-        return tensor(arr, device=device, dtype=arr.dtype if arr.dtype in _LABEL_DTYPES else np.int64)
+            raise TypeError(f"CrossEntropyLoss: labels must be integer class indices, got dtype "
+                            f"{arr.dtype}")
+        dtype = arr.dtype if arr.dtype in _LABEL_DTYPES else np.int64
+        return tensor(arr, device=device, dtype=dtype)
 
     def forward(self, logits: Tensor, labels: Any) -> float:
         labels_t = self._labels(labels, logits.device)

@@ -22,7 +22,8 @@ class BatchNorm2d(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         if num_features <= 0:
-            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
+            raise ValueError(f"{type(self).__name__}: num_features must be positive, got "
+                             f"{num_features}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
         self.weight = Parameter(tensor(np.ones(num_features, np.float32)))
         self.bias = Parameter(tensor(np.zeros(num_features, np.float32)))
