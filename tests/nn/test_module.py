@@ -277,6 +277,12 @@ def test_embedding_accepts_int32_numpy_and_repeated_indices(device, rng):
     check(emb.weight.grad, expect, what="repeated indices add up")
 
 
+def test_sequential_passes_numpy_indices_to_embedding(device):
+    model = nn.Sequential(nn.Embedding(6, 3), nn.Flatten(), nn.Linear(6, 2)).to(device)
+    y = model(np.array([[1, 5], [0, 0]], np.int32))
+    assert tuple(y.shape) == (2, 2) and y.device == device
+
+
 def test_parameter_and_module_registration():
     p = nn.Parameter(np.ones((2, 3)))
     assert p.data.dtype == np.float32 and p.shape == (2, 3) and p.grad is None and p.requires_grad

@@ -40,6 +40,9 @@ class Sequential(Module):
             return Sequential(*layers[index])
         return layers[index]
 
+    def _input(self, x: Any) -> Any:
+        return x  # each child converts NumPy input its own way (Embedding: int64 indices)
+
     def forward(self, x: Any) -> Any:
         for name, m in self.named_children():
             x = run_child(name, m, m, x)
