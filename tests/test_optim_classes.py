@@ -91,10 +91,11 @@ def test_adam_matches_numpy(device, rng, opt_cls, cfg):
     arrays, params = _params(rng, device)
     grads = _grads(rng)
     _run(opt_cls, cfg, params, grads)
-    full = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01 if opt_cls is optim.AdamW else 0.0}
+    decoupled = opt_cls is optim.AdamW
+    full = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01 if decoupled else 0.0}
     full.update(cfg)
     for i, (a, p) in enumerate(zip(arrays, params)):
-        check(p.data, adam_reference(a, [g[i] for g in grads], decoupled=opt_cls is optim.AdamW, **full),
+        check(p.data, adam_reference(a, [g[i] for g in grads], decoupled=decoupled, **full),
               rtol=1e-5, atol=1e-6, what=f"{opt_cls.__name__} {cfg} param {i}")
 
 
@@ -131,14 +132,15 @@ def test_step_skips_frozen_params_and_missing_grads(device, rng):
     assert all(p.grad is None for p in params)
 
 
-@pytest.mark.parametrize("opt_cls,cfg", [(optim.SGD, {"lr": 0.1, "momentum": 0.9}), (optim.AdamW, {"lr": 0.01})],
+@pytest.mark.parametrize("opt_cls,cfg", [(optim.SGD, {"lr": 0.1, "momentum": 0.9}),
+                                         (optim.AdamW, {"lr": 0.01})],
                          ids=["SGD", "AdamW"])
 def test_state_dict_round_trip_resumes_exactly(device, rng, opt_cls, cfg):
     model = hg.nn.Sequential(hg.nn.Linear(3, 4), hg.nn.Linear(4, 2)).to(device)
     twin = hg.nn.Sequential(hg.nn.Linear(3, 4), hg.nn.Linear(4, 2)).to(device)
     opt = opt_cls(model.named_parameters(), **cfg)
-    grads = [{k: rng.standard_normal(p.shape).astype(np.float32) for k, p in model.named_parameters()}
-             for _ in range(5)]
+    grads = [{k: rng.standard_normal(p.shape).astype(np.float32)
+              for k, p in model.named_parameters()} for _ in range(5)]
 
     def step(m, o, g):
         for k, p in m.named_parameters():
@@ -148,8 +150,10 @@ def test_state_dict_round_trip_resumes_exactly(device, rng, opt_cls, cfg):
     for g in grads[:3]:
         step(model, opt, g)
     sd = opt.state_dict()
-    assert sd["type"] == opt_cls.__name__ and set(sd["state"]) == {"0.weight", "0.bias", "1.weight", "1.bias"}
-    assert all(isinstance(v, np.ndarray) for st in sd["state"].values() for k, v in st.items() if k != "step")
+    assert sd["type"] == opt_cls.__name__
+    assert set(sd["state"]) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    assert all(isinstance(v, np.ndarray)
+               for st in sd["state"].values() for k, v in st.items() if k != "step")
     twin.load_state_dict(model.state_dict())
     resumed = opt_cls(twin.named_parameters(), lr=123.0)
     resumed.load_state_dict(sd)
@@ -210,7 +214,8 @@ def test_schedulers_follow_their_closed_forms():
     lrs = _lrs(lambda o: optim.StepLR(o, 4, gamma=0.5))
     assert lrs == pytest.approx([0.5 * 0.5 ** (t // 4) for t in range(26)])
     lrs = _lrs(lambda o: optim.CosineAnnealingLR(o, 10, eta_min=0.01), steps=10)
-    assert lrs == pytest.approx([0.01 + 0.49 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(11)])
+    assert lrs == pytest.approx([0.01 + 0.49 * (1 + math.cos(math.pi * t / 10)) / 2
+                                 for t in range(11)])
     lrs = _lrs(lambda o: optim.LinearWarmup(o, 6, start_factor=0.1))
     assert lrs == pytest.approx([0.5 * (0.1 + 0.9 * min(t, 6) / 6) for t in range(26)])
 

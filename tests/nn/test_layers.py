@@ -32,7 +32,8 @@ def test_layer_matches_numpy_reference(case, device, rng):
     layer, x, y, dy, dx = _run(case, device, rng)
     params = {k: v.astype(np.float64) if v.dtype == np.float32 else v
               for k, v in layer.state_dict().items()}
-    check(y, case.ref(x.astype(np.float64) if not case.int_input else x, params), what=f"{case.id} y")
+    x_ref = x if case.int_input else x.astype(np.float64)
+    check(y, case.ref(x_ref, params), what=f"{case.id} y")
     learn = {k: params[k] for k, _ in layer.named_parameters()}
     wrt = dict(learn) if case.int_input else {"x": x, **learn}
     num = ref.numeric_grads(lambda a: case.ref(a.get("x", x), {**params, **a}), wrt, dy)

@@ -17,8 +17,9 @@ nn = hg.nn
 
 
 def small_cnn() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * 3 * 2, 5), nn.GELU(), nn.Linear(5, 3))
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 2, 5), nn.GELU(),
+                         nn.Linear(5, 3))
 
 
 def torch_small_cnn(torch):
@@ -108,7 +109,8 @@ def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
     for i in range(3):
         topt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(labels))
+        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)),
+                                                 torch.from_numpy(labels))
         loss.backward()
         topt.step()
         assert losses[i] == pytest.approx(loss.item(), rel=1e-4, abs=1e-5)
@@ -209,7 +211,8 @@ def test_dropout_edge_probabilities_and_eval(device, rng):
     dy = rng.standard_normal((3, 5)).astype(np.float32)
     for p, expect_y, expect_dx in [(0.0, x, dy), (1.0, 0 * x, 0 * dy)]:
         layer = nn.Dropout(p).to(device)
-        check(layer(to_dev(x, device)), expect_y.astype(np.float64), rtol=0, atol=0, what=f"p={p} y")
+        check(layer(to_dev(x, device)), expect_y.astype(np.float64), rtol=0, atol=0,
+              what=f"p={p} y")
         check(layer.backward(to_dev(dy, device)), expect_dx.astype(np.float64), rtol=0, atol=0)
     layer = nn.Dropout(0.5).to(device).eval()
     check(layer(to_dev(x, device)), x.astype(np.float64), rtol=0, atol=0, what="eval is identity")
