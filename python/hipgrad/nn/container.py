@@ -84,10 +84,10 @@ class Residual(Module):
         if tuple(y.shape) != tuple(s.shape):
             raise ValueError(f"Residual: body gives shape {tuple(y.shape)} but the shortcut gives "
                              f"{tuple(s.shape)}")
-        return ops.add(y, s)
+        return ops.add(y, s, impl=self.impl)
 
     def backward(self, dy: Tensor) -> Tensor:
         dx_body = run_child("body", self.body, self.body.backward, dy)
         dx_short = dy if self.shortcut is None else run_child("shortcut", self.shortcut,
                                                                self.shortcut.backward, dy)
-        return ops.add(dx_body, dx_short)
+        return ops.add(dx_body, dx_short, impl=self.impl)

@@ -53,7 +53,7 @@ class Conv2d(Module):
             accumulate_grad(self.weight, ops.conv2d_backward_weight(
                 dy, x, self.weight.shape, **geometry, impl=self.impl))
         if self.bias is not None and self.bias.requires_grad:
-            accumulate_grad(self.bias, ops.bias_backward(dy))
+            accumulate_grad(self.bias, ops.bias_backward(dy, impl=self.impl))
         return ops.conv2d_backward_data(dy, self.weight.data, tuple(x.shape), **geometry,
                                         impl=self.impl)
 

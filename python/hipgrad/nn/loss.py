@@ -32,14 +32,14 @@ class CrossEntropyLoss(Module):
 
     def forward(self, logits: Tensor, labels: Any) -> float:
         labels_t = self._labels(labels, logits.device)
-        loss, probs = ops.softmax_cross_entropy(logits, labels_t)
+        loss, probs = ops.softmax_cross_entropy(logits, labels_t, impl=self.impl)
         self.loss_tensor = loss
         self._save(probs, labels_t)
         return float(loss.numpy())
 
     def backward(self) -> Tensor:  # type: ignore[override]
         probs, labels = self._take_saved()
-        return ops.softmax_cross_entropy_backward(probs, labels)
+        return ops.softmax_cross_entropy_backward(probs, labels, impl=self.impl)
 
 
 class MSELoss(Module):
@@ -48,11 +48,11 @@ class MSELoss(Module):
     def forward(self, pred: Tensor, target: Any) -> float:
         if not isinstance(target, Tensor):
             target = tensor(np.asarray(target, dtype=np.float32), device=pred.device)
-        loss = ops.mse_loss(pred, target)
+        loss = ops.mse_loss(pred, target, impl=self.impl)
         self.loss_tensor = loss
         self._save(pred, target)
         return float(loss.numpy())
 
     def backward(self) -> Tensor:  # type: ignore[override]
         pred, target = self._take_saved()
-        return ops.mse_loss_backward(pred, target)
+        return ops.mse_loss_backward(pred, target, impl=self.impl)

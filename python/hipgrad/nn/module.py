@@ -87,7 +87,7 @@ class LoadResult(NamedTuple):
 class Module:
     """Base class: registers Parameter and Module attributes (in assignment order) and buffers."""
 
-    impl = "auto"  # the variant the layer's gemm/conv ops run; set with set_impl()
+    impl = "auto"  # the variant ("auto", "handwritten", "vendor") the layer's ops run; set_impl()
 
     def __init__(self) -> None:
         object.__setattr__(self, "_param_names", [])
@@ -256,7 +256,7 @@ class Module:
         return self
 
     def set_impl(self, impl: str) -> Module:
-        """Which variant ("auto", "handwritten", "vendor") every layer's gemm and conv ops run."""
+        """Which variant ("auto", "handwritten", "vendor") the ops of every layer run."""
         if impl not in IMPLS:
             raise ValueError(f"set_impl: impl must be one of {IMPLS}, got {impl!r}")
         for m in self.modules():
