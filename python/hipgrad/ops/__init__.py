@@ -4,7 +4,9 @@ new tensors on the inputs' device, and accepts impl="auto"|"handwritten"|"vendor
 from __future__ import annotations
 
 from .._native import _C
+from ._activation import activation, activation_backward
 from ._gemm import gemm
+from ._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
 
 def last_impl() -> dict:
@@ -12,4 +14,7 @@ def last_impl() -> dict:
     return _C.last_run()
 
 
-__all__ = ["gemm", "last_impl"]
+__all__ = [
+    "activation", "activation_backward", "avg_pool2d", "avg_pool2d_backward", "gemm", "last_impl",
+    "max_pool2d", "max_pool2d_backward",
+]
