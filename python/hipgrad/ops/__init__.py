@@ -4,6 +4,7 @@ new tensors on the inputs' device, and accepts impl="auto"|"handwritten"|"vendor
 from __future__ import annotations
 
 from .._native import _C
+from ._conv import bias_add, bias_backward, conv2d, conv2d_backward_data, conv2d_backward_weight
 from ._gemm import gemm
 
 
@@ -12,4 +13,12 @@ def last_impl() -> dict:
     return _C.last_run()
 
 
-__all__ = ["gemm", "last_impl"]
+__all__ = [
+    "bias_add",
+    "bias_backward",
+    "conv2d",
+    "conv2d_backward_data",
+    "conv2d_backward_weight",
+    "gemm",
+    "last_impl",
+]
