@@ -68,11 +68,10 @@ ConvGeometry geometry(const char* op, const char* x, const Shape& xs, const char
   const int64_t eff_h = g.dil_h * (g.R - 1) + 1, eff_w = g.dil_w * (g.S - 1) + 1;
   const int64_t padded_h = g.H + 2 * g.pad_h, padded_w = g.W + 2 * g.pad_w;
   HG_REQUIRE(eff_h <= padded_h && eff_w <= padded_w, op,
-             ": kernel larger than padded input: the dilated kernel covers (", eff_h, ", ", eff_w,
-             ") (", w, " R, S = ", g.R, ", ", g.S, ", dilation = ", g.dil_h, ", ", g.dil_w,
-             ") but ",
-             x, " with padding is (", padded_h, ", ", padded_w, ") (H, W = ", g.H, ", ", g.W,
-             ", padding = ", g.pad_h, ", ", g.pad_w, ")");
+             ": kernel larger than padded input: the ", g.R, "x", g.S, " kernel of ", w,
+             " with dilation (", g.dil_h, ", ", g.dil_w, ") spans (", eff_h, ", ", eff_w, ") but ",
+             x, " of size (", g.H, ", ", g.W, ") with padding (", g.pad_h, ", ", g.pad_w,
+             ") is (", padded_h, ", ", padded_w, ")");
   g.P = (padded_h - eff_h) / g.stride_h + 1;
   g.Q = (padded_w - eff_w) / g.stride_w + 1;
   return g;
@@ -84,7 +83,7 @@ std::string conv_key(const ConvGeometry& g, bool bias) {
              "x", g.dil_w, ",g=", g.groups, bias ? ",bias" : "");
 }
 
-// A shape handed in as a list (x_shape, w_shape): 4 non-negative entries.
+// A shape handed in as a list (x_shape, w_shape): 4 entries (their values: geometry()).
 void require_shape_arg(const char* op, const char* arg, const Shape& s) {
   HG_REQUIRE(s.size() == 4, op, ": ", arg, " must have 4 entries, got ", shape_str(s));
 }

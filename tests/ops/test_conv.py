@@ -208,8 +208,10 @@ X, W = (2, 3, 8, 8), (4, 3, 3, 3)
     (X, W, {"dilation": (1, 0)}, ValueError, r"dilation must be >= 1"),
     (X, W, {"padding": -1}, ValueError, r"padding must be >= 0"),
     (X, W, {"padding": "1"}, TypeError, r"padding must be an int"),
-    ((2, 3, 2, 8), W, {}, ValueError, r"kernel larger than padded input.*\(2, 8\)"),
-    ((2, 3, 4, 4), W, {"dilation": 2}, ValueError, r"kernel larger than padded input: .*\(5, 5\)"),
+    ((2, 3, 2, 8), W, {}, ValueError,
+     r"conv2d: kernel larger than padded input: .* spans \(3, 3\) but x .* is \(2, 8\)"),
+    ((2, 3, 4, 4), W, {"dilation": 2}, ValueError,
+     r"conv2d: kernel larger than padded input: .* w with dilation \(2, 2\) spans \(5, 5\)"),
     (X, W, {"impl": "fast"}, ValueError, r"impl must be"),
 ])
 def test_conv2d_rejects_bad_arguments(x_shape, w_shape, kwargs, error, message):
