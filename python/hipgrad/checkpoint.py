@@ -21,7 +21,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -230,6 +231,7 @@ class Checkpoint:
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and verify a weights file and its sidecar (path: either file, or their directory)."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
     weights_path, sidecar_path = resolve_paths(path)
     try:
@@ -256,7 +258,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                               "written together")
     try:
         weights = st_load(blob)
-    except Exception as e:  # safetensors raises its own error type for malformed headers
+    except SafetensorError as e:
         raise CheckpointError(f"{weights_path}: corrupt safetensors data ({e})") from None
     return Checkpoint(weights, meta, weights_path)
 

@@ -17,7 +17,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def subset(self, index: np.ndarray, name: str | None = None) -> "Dataset":
+    def subset(self, index: np.ndarray, name: str | None = None) -> Dataset:
         """The images and labels at `index` (a copy), with the same classes and preprocessing."""
         return Dataset(self.images[index], self.labels[index], name or self.name,
                        list(self.classes), dict(self.preprocess))
@@ -77,7 +77,7 @@ class Dataset:
         std = self.images.std(axis=(0, 2, 3), dtype=np.float64)
         return [float(m) for m in mean], [float(s) for s in std]
 
-    def normalize(self, mean: float | Sequence[float], std: float | Sequence[float]) -> "Dataset":
+    def normalize(self, mean: float | Sequence[float], std: float | Sequence[float]) -> Dataset:
         """A copy with (x - mean) / std per channel; a scalar applies to every channel."""
         c = self.images.shape[1]
         m = np.broadcast_to(np.asarray(mean, dtype=np.float32), (c,))
@@ -102,7 +102,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     train_idx, val_idx = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        n_val = int(round(val_fraction * len(idx)))
+        n_val = round(val_fraction * len(idx))
         val_idx.append(idx[:n_val])
         train_idx.append(idx[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))

@@ -42,5 +42,5 @@ def weights(model) -> dict[str, np.ndarray]:
 
 def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    for k, v in a.items():
+        np.testing.assert_array_equal(v, b[k], err_msg=k)

@@ -102,9 +102,9 @@ def write_cifar(path: Path, rng, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_cifar10_batches(tmp_path, rng):
-    x1, y1 = write_cifar(tmp_path / "data_batch_1.bin", rng, 4)
+    _, y1 = write_cifar(tmp_path / "data_batch_1.bin", rng, 4)
     x2, y2 = write_cifar(tmp_path / "data_batch_2.bin", rng, 3)
-    xt, yt = write_cifar(tmp_path / "test_batch.bin", rng, 2)
+    xt, _ = write_cifar(tmp_path / "test_batch.bin", rng, 2)
     x, y = load_cifar10_batch(tmp_path / "data_batch_2.bin")
     assert x.shape == (3, 3, 32, 32) and y.dtype == np.int64
     np.testing.assert_array_equal(x, x2)
@@ -120,7 +120,7 @@ def test_cifar10_truncated_and_bad_label(tmp_path, rng):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DataError, match=r"data_batch_1.bin: 6046 bytes is not a whole number"):
         load_cifar10_batch(path)
-    x, y = write_cifar(path, rng, 2)
+    write_cifar(path, rng, 2)
     raw = bytearray(path.read_bytes())
     raw[3073] = 12
     path.write_bytes(bytes(raw))
@@ -133,7 +133,7 @@ def test_cifar10_truncated_and_bad_label(tmp_path, rng):
 
 def test_load_dataset_names(tmp_path, rng):
     write_mnist(tmp_path, rng)
-    train, val = load_dataset(f"mnist:{tmp_path}")
+    train, _ = load_dataset(f"mnist:{tmp_path}")
     mean, std = train.channel_stats()
     assert abs(mean[0]) < 1e-5 and abs(std[0] - 1) < 1e-4
     assert train.preprocess["scale"] == pytest.approx(1 / 255) and len(train.preprocess["mean"]) == 1

@@ -129,7 +129,7 @@ def test_finetune_on_another_data_set(tmp_path):
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert {n for n, _ in params} == {"7.weight", "7.bias", "9.weight", "9.bias", "11.weight", "11.bias"}
     t = Trainer(model, nn.CrossEntropyLoss(), optim.Adam(params, lr=3e-3), "cpu")
-    shift = lambda ds: Dataset(ds.images, ds.labels - 5)  # noqa: E731
+    shift = lambda ds: Dataset(ds.images, ds.labels - 5)
     val_high = shift(val.subset(np.flatnonzero(val.labels >= 5)))
     history = t.fit(loader(shift(train.subset(np.flatnonzero(high)))), 3, val=val_high, progress=False)
     after = weights(model)
