@@ -8,6 +8,8 @@ from .errors import BackendError
 from .runtime import (build_info, devices, empty_cache, get_num_threads, gpu_unavailable_reason,
                       memory_stats, reset_peak_memory_stats, set_num_threads, synchronize)
 from .tensor import Tensor, as_tensor, empty, from_dlpack, tensor, zeros
+from . import nn, optim  # noqa: E402  (after Tensor: the layers build on it)
+from .random import manual_seed
 from .tracing import layer, phase, trace
 from .tuning import tuning_report
 
@@ -15,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError", "Tensor", "layer", "phase", "trace", "tuning_report", "as_tensor", "build_info", "devices", "empty", "empty_cache",
-    "from_dlpack", "get_num_threads", "gpu_unavailable_reason", "memory_stats", "ops",
+    "from_dlpack", "get_num_threads", "gpu_unavailable_reason", "manual_seed", "memory_stats",
+    "nn", "ops", "optim",
     "reset_peak_memory_stats", "set_num_threads", "synchronize", "tensor", "zeros", "_C",
 ]
