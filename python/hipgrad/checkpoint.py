@@ -59,7 +59,7 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "numpy") and hasattr(obj, "device") and not isinstance(obj, np.ndarray):
         obj = obj.numpy()  # an hg.Tensor
     if isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
+        arr = np.asarray(obj, order="C")
         return {"__ndarray__": {"dtype": arr.dtype.str, "shape": list(arr.shape),
                                 "data": base64.b64encode(arr.tobytes()).decode("ascii")}}
     if isinstance(obj, np.generic):
@@ -142,7 +142,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, *, optimizer: Any = Non
 
     import hipgrad as hg
     weights_path, sidecar_path = resolve_paths(path)
-    state = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    state = {k: np.asarray(v, order="C") for k, v in model.state_dict().items()}
     for k, v in state.items():
         if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
             raise ValueError(f"save_checkpoint: refusing to write non-finite weights ({k} holds "

@@ -46,11 +46,14 @@ def add_train_command(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--device", default="auto", help="auto | cpu | gpu:0 (default auto)")
     p.add_argument("--out", default=None, help="output directory (default runs/<data>-<model>)")
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default 1e-3 for adam/adamw, 0.05 for sgd)")
+                   help="learning rate (default 3e-3 for adam/adamw, 0.05 for sgd)")
     p.add_argument("--batch-size", type=int, default=32, help="default 32")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--scheduler", choices=["cosine", "step", "none"], default="cosine",
+                   help="per-epoch learning-rate schedule: cosine to 0 over --epochs, step (x0.1 "
+                        "every third of --epochs) or none (default cosine)")
     p.add_argument("--seed", type=int, default=0, help="weights, split and batch order (default 0)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="digits only (default 0.2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
@@ -66,7 +69,16 @@ def make_optimizer(name: str, params: list, lr: float | None, momentum: float, w
         return optim.SGD(params, lr=0.05 if lr is None else lr, momentum=momentum,
                          weight_decay=weight_decay)
     cls = optim.Adam if name == "adam" else optim.AdamW
-    return cls(params, lr=1e-3 if lr is None else lr, weight_decay=weight_decay)
+    return cls(params, lr=3e-3 if lr is None else lr, weight_decay=weight_decay)
+
+
+def make_scheduler(name: str, optimizer, epochs: int):
+    from . import optim
+    if name == "cosine":
+        return optim.CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "step":
+        return optim.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    return None
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -95,14 +107,18 @@ def run_train(args: argparse.Namespace) -> int:
     model = build_model(args.model, train_set.in_shape, train_set.num_classes)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer = make_optimizer(args.optimizer, trainable, args.lr, args.momentum, args.weight_decay)
-    trainer = Trainer(model, nn.CrossEntropyLoss(), optimizer, device, on_nonfinite=args.on_nonfinite)
+    start_lr = optimizer.lr
+    scheduler = make_scheduler(args.scheduler, optimizer, args.epochs)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), optimizer, device, scheduler=scheduler,
+                      on_nonfinite=args.on_nonfinite)
     trainer.extra = {"data": {"name": args.data, "classes": train_set.classes,
                               "preprocess": train_set.preprocess}}
     loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed)
     n_params = sum(int(p.data.size) for p in model.parameters())
     print(f"hipgrad train: {args.model} ({n_params:,} parameters) on {args.data} "
           f"({len(train_set)} train / {len(val_set)} val, {train_set.in_shape}), device {device}, "
-          f"{args.optimizer} lr {optimizer.lr:g}, batch {args.batch_size}, seed {args.seed}")
+          f"{args.optimizer} lr {start_lr:g} ({args.scheduler} schedule), batch {args.batch_size}, "
+          f"seed {args.seed}")
     start = time.perf_counter()
     try:
         history = trainer.fit(loader, args.epochs, val=val_set, out_dir=out, resume=args.resume,
@@ -116,7 +132,8 @@ def run_train(args: argparse.Namespace) -> int:
     best = max(history, key=lambda r: -1.0 if r.get("val_acc") is None else r["val_acc"])
     summary = {
         "data": args.data, "model": args.model, "spec": model.spec, "device": device,
-        "parameters": n_params, "optimizer": args.optimizer, "lr": optimizer.lr,
+        "parameters": n_params, "optimizer": args.optimizer, "scheduler": args.scheduler,
+        "lr": start_lr, "final_lr": optimizer.lr,
         "batch_size": args.batch_size, "seed": args.seed, "epochs": trainer.epoch,
         "seconds": seconds, "threads": hg.get_num_threads(), "hipgrad_version": hg.__version__,
         "final": history[-1], "best_val_acc": best.get("val_acc"), "best_epoch": best["epoch"],

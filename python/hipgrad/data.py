@@ -30,8 +30,8 @@ class DataError(ValueError):
 class Dataset:
     """Images float32 (N, C, H, W) and labels int64 (N,), held in memory.
 
-    `preprocess` records what was done to the pixels (scale, mean, std), so inference can
-    repeat it; `classes` names the labels.
+    `preprocess` records what was done to the raw pixels (x * scale, then (x - mean) / std per
+    channel), so inference can repeat it; `classes` names the labels.
     """
 
     images: np.ndarray
@@ -120,7 +120,7 @@ def load_digits(val_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Data
     images = (bunch.images.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
     labels = bunch.target.astype(np.int64)
     full = Dataset(images, labels, "digits", [str(i) for i in range(10)],
-                   {"scale": 1.0 / 16.0, "mean": [0.0], "std": [1.0]})
+                   {"scale": 1.0 / 16.0})
     tr, va = stratified_split(labels, val_fraction, seed)
     return full.subset(tr, "digits-train"), full.subset(va, "digits-val")
 
@@ -252,15 +252,17 @@ def load_cifar10(directory: str | os.PathLike) -> tuple[Dataset, Dataset]:
 def load_dataset(spec: str, val_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
     """(train, val) by name: "digits", "mnist:<dir>", "fashion-mnist:<dir>", "cifar10:<dir>".
 
-    MNIST-style and CIFAR-10 sets use their test split as val and are normalised per channel
-    with the training set's mean and std (recorded in `preprocess`).
+    MNIST-style and CIFAR-10 sets use their test split as val. Every set is normalised per
+    channel with its training split's mean and std (recorded in `preprocess`).
     """
     name, _, where = spec.partition(":")
     name = name.strip().lower()
     if name == "digits":
         if where:
             raise DataError(f"data 'digits' takes no path, got {spec!r}")
-        return load_digits(val_fraction, seed)
+        train, val = load_digits(val_fraction, seed)
+        mean, std = train.channel_stats()
+        return train.normalize(mean, std), val.normalize(mean, std)
     loaders = {"mnist": lambda p: load_mnist(p), "fashion-mnist": lambda p: load_mnist(p, fashion=True),
                "cifar10": load_cifar10}
     if name not in loaders:

@@ -48,9 +48,10 @@ def test_weights_file_is_plain_safetensors(trained, tmp_path):
 
 def test_jsonable_state_is_bit_exact():
     state = {0: {"m": np.array([1e-38, np.pi, -0.0], np.float32), "step": 3},
-             "groups": [{"lr": 0.1, "ids": (0, 1)}], (1, 2): np.arange(5, dtype=np.int64)}
+             "groups": [{"lr": 0.1, "ids": (0, 1)}], "count": np.array(7), (1, 2): np.arange(5, dtype=np.int64)}
     back = from_jsonable(json.loads(json.dumps(to_jsonable(state))))
-    assert set(back) == {0, "groups", (1, 2)} and back[0]["step"] == 3
+    assert set(back) == {0, "groups", "count", (1, 2)} and back[0]["step"] == 3
+    assert back["count"].shape == () and back["count"] == 7
     assert back[0]["m"].tobytes() == state[0]["m"].tobytes()
     np.testing.assert_array_equal(back[(1, 2)], state[(1, 2)])
     with pytest.raises(TypeError, match="cannot store a object"):
