@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from . import ops, tuning
+from . import nn, ops, optim, tuning
 from ._native import _C
 from .errors import BackendError
+from .random import manual_seed
 from .runtime import (build_info, devices, empty_cache, get_num_threads, gpu_unavailable_reason,
                       memory_stats, reset_peak_memory_stats, set_num_threads, synchronize)
 from .tensor import Tensor, as_tensor, empty, from_dlpack, tensor, zeros
-from . import nn, optim  # noqa: E402  (after Tensor: the layers build on it)
-from .random import manual_seed
 from .tracing import layer, phase, trace
 from .tuning import tuning_report
 

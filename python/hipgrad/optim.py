@@ -4,7 +4,7 @@ PyTorch's update rules and schedules.
 Optimizer.state_dict() layout (plain Python and NumPy, picklable / np.savez-friendly):
     {"type": "SGD" | "Adam" | "AdamW",
      "hyper": {"lr": float, ...every constructor hyper-parameter...},
-     "initial_lr": float | None,          # set by the first scheduler attached (PyTorch's initial_lr)
+     "initial_lr": float | None,    # set by the first scheduler attached (PyTorch's initial_lr)
      "state": {key: {"step": int, "<buffer>": np.ndarray float32, ...}}}
 key is the parameter's name when the optimizer was built from named_parameters(), otherwise its
 position "0", "1", ...; buffers are SGD's "momentum_buffer" and Adam's "exp_avg"/"exp_avg_sq".
@@ -17,7 +17,8 @@ schedule's own hyper-parameters}.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -132,8 +133,8 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """buf = momentum * buf + (g + weight_decay * p); p -= lr * (g + momentum * buf if nesterov else buf)
-    (plain p -= lr * g when momentum is 0), as torch.optim.SGD with dampening 0."""
+    """torch.optim.SGD with dampening 0: g += weight_decay * p; buf = momentum * buf + g;
+    p -= lr * (g + momentum * buf if nesterov else buf), or p -= lr * g when momentum is 0."""
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
@@ -141,8 +142,8 @@ class SGD(Optimizer):
             raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
-        super().__init__(params, dict(lr=float(lr), momentum=float(momentum),
-                                      weight_decay=float(weight_decay), nesterov=bool(nesterov)))
+        super().__init__(params, {"lr": float(lr), "momentum": float(momentum),
+                                  "weight_decay": float(weight_decay), "nesterov": bool(nesterov)})
 
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
         h = self.hyper
@@ -164,8 +165,8 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
         if eps < 0:
             raise ValueError(f"{name}: eps must be >= 0, got {eps}")
-        super().__init__(params, dict(lr=float(lr), betas=(float(betas[0]), float(betas[1])),
-                                      eps=float(eps), weight_decay=float(weight_decay)))
+        super().__init__(params, {"lr": float(lr), "betas": (float(betas[0]), float(betas[1])),
+                                  "eps": float(eps), "weight_decay": float(weight_decay)})
 
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
         h = self.hyper
@@ -273,7 +274,8 @@ class CosineAnnealingLR(LRScheduler):
             return lr
         if (t - 1 - T) % (2 * T) == 0:
             return lr + (self.base_lrs[0] - lo) * (1 - math.cos(math.pi / T)) / 2
-        return (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (lr - lo) + lo
+        ratio = (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
+        return ratio * (lr - lo) + lo
 
     def _hyper(self) -> dict[str, Any]:
         return {"T_max": self.T_max, "eta_min": self.eta_min}
@@ -286,7 +288,8 @@ class LinearWarmup(LRScheduler):
     def __init__(self, optimizer: Optimizer, warmup_steps: int, start_factor: float = 1.0 / 3,
                  end_factor: float = 1.0) -> None:
         if int(warmup_steps) <= 0:
-            raise ValueError(f"LinearWarmup: warmup_steps must be a positive int, got {warmup_steps}")
+            raise ValueError(f"LinearWarmup: warmup_steps must be a positive int, got "
+                             f"{warmup_steps}")
         if not 0.0 < start_factor <= 1.0:
             raise ValueError(f"LinearWarmup: start_factor must be in (0, 1], got {start_factor}")
         if not 0.0 <= end_factor <= 1.0:

@@ -3,15 +3,17 @@ input shape and the float64 reference forward (training mode)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 import hipgrad as hg
+import numpy as np
+
 from tests.nn import reference as ref
 
 nn = hg.nn
+NO_TORCH = "torch is not installed (pip install torch==2.13.0)"
 
 
 @dataclass
@@ -50,7 +52,8 @@ def _block_ref(x, p):
 
 def make_block():
     return nn.Residual(
-        nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(4),
+                      nn.ReLU(),
                       nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)),
         nn.Sequential(nn.Conv2d(3, 4, 1, stride=2, bias=False), nn.BatchNorm2d(4)))
 
@@ -67,7 +70,8 @@ def torch_block(tnn):
             return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 
     return Residual(
-        tnn.Sequential(tnn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), tnn.BatchNorm2d(4), tnn.ReLU(),
+        tnn.Sequential(tnn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), tnn.BatchNorm2d(4),
+                       tnn.ReLU(),
                        tnn.Conv2d(4, 4, 3, padding=1, bias=False), tnn.BatchNorm2d(4)),
         tnn.Sequential(tnn.Conv2d(3, 4, 1, stride=2, bias=False), tnn.BatchNorm2d(4)))
 
@@ -81,10 +85,13 @@ def _mlp_ref(x, p):
 
 CASES = [
     Case("linear", lambda: nn.Linear(7, 3), lambda t: t.Linear(7, 3), (5, 7), ref.linear),
-    Case("linear_1x1_nobias", lambda: nn.Linear(1, 1, bias=False), lambda t: t.Linear(1, 1, bias=False),
+    Case("linear_1x1_nobias", lambda: nn.Linear(1, 1, bias=False),
+         lambda t: t.Linear(1, 1, bias=False),
          (1, 1), ref.linear),
-    Case("linear_3d_input", lambda: nn.Linear(4, 5), lambda t: t.Linear(4, 5), (2, 3, 4), ref.linear),
-    Case("conv_3x3_pad", lambda: nn.Conv2d(3, 5, 3, padding=1), lambda t: t.Conv2d(3, 5, 3, padding=1),
+    Case("linear_3d_input", lambda: nn.Linear(4, 5), lambda t: t.Linear(4, 5), (2, 3, 4),
+         ref.linear),
+    Case("conv_3x3_pad", lambda: nn.Conv2d(3, 5, 3, padding=1),
+         lambda t: t.Conv2d(3, 5, 3, padding=1),
          (2, 3, 7, 6), lambda x, p: ref.conv2d(x, p, padding=(1, 1))),
     Case("conv_grouped_strided_dilated",
          lambda: nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
@@ -94,11 +101,13 @@ CASES = [
          lambda t: t.Conv2d(3, 3, 1, groups=3, bias=False), (3, 3, 5, 5),
          lambda x, p: ref.conv2d(x, p, groups=3)),
     Case("relu", nn.ReLU, lambda t: t.ReLU(), (3, 5, 7), _act("relu")),
-    Case("leaky_relu", lambda: nn.LeakyReLU(0.2), lambda t: t.LeakyReLU(0.2), (3, 31), _act("leaky_relu", 0.2)),
+    Case("leaky_relu", lambda: nn.LeakyReLU(0.2), lambda t: t.LeakyReLU(0.2), (3, 31),
+         _act("leaky_relu", 0.2)),
     Case("sigmoid", nn.Sigmoid, lambda t: t.Sigmoid(), (4, 7), _act("sigmoid")),
     Case("tanh", nn.Tanh, lambda t: t.Tanh(), (4, 7), _act("tanh")),
     Case("gelu", nn.GELU, lambda t: t.GELU(), (4, 7), _act("gelu")),
-    Case("gelu_tanh", lambda: nn.GELU("tanh"), lambda t: t.GELU(approximate="tanh"), (4, 7), _act("gelu_tanh")),
+    Case("gelu_tanh", lambda: nn.GELU("tanh"), lambda t: t.GELU(approximate="tanh"), (4, 7),
+         _act("gelu_tanh")),
     Case("elu", lambda: nn.ELU(0.7), lambda t: t.ELU(0.7), (2, 3, 5), _act("elu", 0.7)),
     Case("maxpool_2", lambda: nn.MaxPool2d(2), lambda t: t.MaxPool2d(2), (2, 3, 7, 7),
          lambda x, p: ref.max_pool2d(x, (2, 2), (2, 2), (0, 0))),
@@ -129,9 +138,11 @@ CASES = [
     Case("resnet_block", make_block, torch_block, (2, 3, 7, 7), _block_ref),
     Case("sequential_cnn",
          lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.LeakyReLU(0.1), nn.MaxPool2d(2),
-                               nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 3)),
+                               nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 5), nn.Tanh(),
+                               nn.Linear(5, 3)),
          lambda t: t.Sequential(t.Conv2d(2, 3, 3, padding=1), t.LeakyReLU(0.1), t.MaxPool2d(2),
-                                t.BatchNorm2d(3), t.Flatten(), t.Linear(12, 5), t.Tanh(), t.Linear(5, 3)),
+                                t.BatchNorm2d(3), t.Flatten(), t.Linear(12, 5), t.Tanh(),
+                                t.Linear(5, 3)),
          (3, 2, 5, 4), _mlp_ref),
 ]
 

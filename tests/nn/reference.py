@@ -4,7 +4,7 @@ central-difference gradient of any of them. Parameters come as state_dict-style 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,7 +29,9 @@ def conv2d(x, p, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
         xg, wg = xp[:, g * Cg:(g + 1) * Cg], w[g * Kg:(g + 1) * Kg]
         for r in range(R):
             for s in range(S):
-                patch = xg[:, :, r * dh:r * dh + sh * (P - 1) + 1:sh, s * dw:s * dw + sw * (Q - 1) + 1:sw]
+                rows = slice(r * dh, r * dh + sh * (P - 1) + 1, sh)
+                cols = slice(s * dw, s * dw + sw * (Q - 1) + 1, sw)
+                patch = xg[:, :, rows, cols]
                 y[:, g * Kg:(g + 1) * Kg] += np.einsum("ncpq,kc->nkpq", patch, wg[:, :, r, s])
     if "bias" in p:
         y += p["bias"][None, :, None, None]
@@ -43,7 +45,8 @@ ACTIVATIONS: dict[str, Callable] = {
     "sigmoid": lambda x, a: 1.0 / (1.0 + np.exp(-x)),
     "tanh": lambda x, a: np.tanh(x),
     "gelu": lambda x, a: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
-    "gelu_tanh": lambda x, a: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
+    "gelu_tanh": lambda x, a: 0.5 * x * (
+        1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
     "elu": lambda x, a: np.where(x > 0, x, a * (np.exp(x) - 1.0)),
 }
 

@@ -4,13 +4,13 @@ state_dict when torch is installed."""
 
 from __future__ import annotations
 
+import hipgrad as hg
 import numpy as np
 import pytest
 
-import hipgrad as hg
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
-from tests.nn.cases import CASES
+from tests.nn.cases import CASES, NO_TORCH
 
 IDS = [c.id for c in CASES]
 PARAM_CASES = [c for c in CASES if list(c.make().parameters())]
@@ -32,7 +32,8 @@ def test_layer_matches_numpy_reference(case, device, rng):
     layer, x, y, dy, dx = _run(case, device, rng)
     params = {k: v.astype(np.float64) if v.dtype == np.float32 else v
               for k, v in layer.state_dict().items()}
-    check(y, case.ref(x.astype(np.float64) if not case.int_input else x, params), what=f"{case.id} y")
+    x_ref = x if case.int_input else x.astype(np.float64)
+    check(y, case.ref(x_ref, params), what=f"{case.id} y")
     learn = {k: params[k] for k, _ in layer.named_parameters()}
     wrt = dict(learn) if case.int_input else {"x": x, **learn}
     num = ref.numeric_grads(lambda a: case.ref(a.get("x", x), {**params, **a}), wrt, dy)
@@ -46,7 +47,7 @@ def test_layer_matches_numpy_reference(case, device, rng):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_layer_matches_torch(case, device, rng):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     layer, x, y, dy, dx = _run(case, device, rng)
     tl = case.torch(torch.nn)
     before = layer.state_dict()  # taken after our forward: restore torch's running stats below
@@ -92,7 +93,7 @@ def test_eval_mode_keeps_nothing(case, device, rng):
 def test_backward_twice_after_one_forward_raises(case, device, rng):
     if case.id == "identity":
         pytest.skip("Identity keeps nothing, so a second backward is legitimate")
-    layer, x, y, dy, dx = _run(case, device, rng)
+    layer, _, _, dy, _ = _run(case, device, rng)
     with pytest.raises(RuntimeError, match="one backward per forward"):
         layer.backward(to_dev(dy, device))
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import math
 
+import hipgrad as hg
 import numpy as np
 import pytest
 
-import hipgrad as hg
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
+from tests.nn.cases import NO_TORCH
 
 nn = hg.nn
 
 
 def small_cnn() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * 3 * 2, 5), nn.GELU(), nn.Linear(5, 3))
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 2, 5), nn.GELU(),
+                         nn.Linear(5, 3))
 
 
 def torch_small_cnn(torch):
@@ -97,7 +99,7 @@ def _train_steps(model, x, labels, steps, device):
 
 
 def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     model = small_cnn().to(device)
     tmodel = torch_small_cnn(torch)
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
@@ -107,7 +109,8 @@ def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
     for i in range(3):
         topt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(labels))
+        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)),
+                                                 torch.from_numpy(labels))
         loss.backward()
         topt.step()
         assert losses[i] == pytest.approx(loss.item(), rel=1e-4, abs=1e-5)
@@ -121,7 +124,7 @@ def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
 
 
 def test_we_load_a_torch_state_dict_directly(device, rng):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     tmodel = torch_small_cnn(torch)
     tmodel.train()
     x = rng.standard_normal((4, 3, 6, 5)).astype(np.float32)
@@ -179,7 +182,7 @@ def test_manual_seed_makes_initialisation_and_dropout_repeatable():
     hg.manual_seed(7)
     sd2, y2 = run()
     hg.manual_seed(8)
-    sd3, y3 = run()
+    sd3, _ = run()
     np.testing.assert_array_equal(sd1["0.weight"], sd2["0.weight"])
     np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(sd1["0.weight"], sd3["0.weight"])
@@ -208,7 +211,8 @@ def test_dropout_edge_probabilities_and_eval(device, rng):
     dy = rng.standard_normal((3, 5)).astype(np.float32)
     for p, expect_y, expect_dx in [(0.0, x, dy), (1.0, 0 * x, 0 * dy)]:
         layer = nn.Dropout(p).to(device)
-        check(layer(to_dev(x, device)), expect_y.astype(np.float64), rtol=0, atol=0, what=f"p={p} y")
+        check(layer(to_dev(x, device)), expect_y.astype(np.float64), rtol=0, atol=0,
+              what=f"p={p} y")
         check(layer.backward(to_dev(dy, device)), expect_dx.astype(np.float64), rtol=0, atol=0)
     layer = nn.Dropout(0.5).to(device).eval()
     check(layer(to_dev(x, device)), x.astype(np.float64), rtol=0, atol=0, what="eval is identity")
@@ -274,6 +278,12 @@ def test_embedding_accepts_int32_numpy_and_repeated_indices(device, rng):
     expect = np.zeros((4, 3))
     np.add.at(expect, idx.reshape(-1), dy.reshape(-1, 3))
     check(emb.weight.grad, expect, what="repeated indices add up")
+
+
+def test_sequential_passes_numpy_indices_to_embedding(device):
+    model = nn.Sequential(nn.Embedding(6, 3), nn.Flatten(), nn.Linear(6, 2)).to(device)
+    y = model(np.array([[1, 5], [0, 0]], np.int32))
+    assert tuple(y.shape) == (2, 2) and y.device == device
 
 
 def test_parameter_and_module_registration():

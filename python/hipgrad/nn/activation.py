@@ -15,13 +15,14 @@ class _Activation(Module):
         self.alpha = float(alpha)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = ops.activation(x, self.kind, alpha=self.alpha)
+        y = ops.activation(x, self.kind, alpha=self.alpha, impl=self.impl)
         self._save(x, y)
         return y
 
     def backward(self, dy: Tensor) -> Tensor:
         x, y = self._take_saved()
-        return ops.activation_backward(dy, x, y, self.kind, alpha=self.alpha)
+        return ops.activation_backward(dy, x, y, self.kind, alpha=self.alpha,
+                                       impl=self.impl)
 
 
 class ReLU(_Activation):

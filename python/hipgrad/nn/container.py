@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import ops
 from ..tensor import Tensor
@@ -39,6 +40,9 @@ class Sequential(Module):
             return Sequential(*layers[index])
         return layers[index]
 
+    def _input(self, x: Any) -> Any:
+        return x  # each child converts NumPy input its own way (Embedding: int64 indices)
+
     def forward(self, x: Any) -> Any:
         for name, m in self.named_children():
             x = run_child(name, m, m, x)
@@ -69,7 +73,8 @@ class Residual(Module):
         if not isinstance(body, Module):
             raise TypeError(f"Residual: body must be a Module, got {type(body).__name__}")
         if shortcut is not None and not isinstance(shortcut, Module):
-            raise TypeError(f"Residual: shortcut must be a Module or None, got {type(shortcut).__name__}")
+            raise TypeError(f"Residual: shortcut must be a Module or None, got "
+                            f"{type(shortcut).__name__}")
         self.body = body
         self.shortcut = shortcut
 
@@ -79,10 +84,10 @@ class Residual(Module):
         if tuple(y.shape) != tuple(s.shape):
             raise ValueError(f"Residual: body gives shape {tuple(y.shape)} but the shortcut gives "
                              f"{tuple(s.shape)}")
-        return ops.add(y, s)
+        return ops.add(y, s, impl=self.impl)
 
     def backward(self, dy: Tensor) -> Tensor:
         dx_body = run_child("body", self.body, self.body.backward, dy)
         dx_short = dy if self.shortcut is None else run_child("shortcut", self.shortcut,
                                                                self.shortcut.backward, dy)
-        return ops.add(dx_body, dx_short)
+        return ops.add(dx_body, dx_short, impl=self.impl)

@@ -23,7 +23,8 @@ class Conv2d(Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.groups = int(groups)
         self.kernel_size = tuple(pair(kernel_size, "kernel_size", "Conv2d"))
         self.stride = tuple(pair(stride, "stride", "Conv2d"))
         self.padding = tuple(pair(padding, "padding", "Conv2d"))
@@ -33,8 +34,8 @@ class Conv2d(Module):
         self.bias = Parameter(tensor(init.bias_uniform(self.out_channels, shape))) if bias else None
 
     def _geometry(self) -> dict[str, Any]:
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups)
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
+                "groups": self.groups}
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -52,7 +53,7 @@ class Conv2d(Module):
             accumulate_grad(self.weight, ops.conv2d_backward_weight(
                 dy, x, self.weight.shape, **geometry, impl=self.impl))
         if self.bias is not None and self.bias.requires_grad:
-            accumulate_grad(self.bias, ops.bias_backward(dy))
+            accumulate_grad(self.bias, ops.bias_backward(dy, impl=self.impl))
         return ops.conv2d_backward_data(dy, self.weight.data, tuple(x.shape), **geometry,
                                         impl=self.impl)
 

@@ -24,7 +24,7 @@ class Dropout(Module):
         if self.p == 1.0:
             self._save("all")
             return zeros(x.shape, device=x.device)
-        y, mask = ops.dropout(x, self.p, _random.next_seed())
+        y, mask = ops.dropout(x, self.p, _random.next_seed(), impl=self.impl)
         self._save(mask)
         return y
 
@@ -34,7 +34,7 @@ class Dropout(Module):
             return dy
         if isinstance(mask, str):
             return zeros(dy.shape, device=dy.device)
-        return ops.dropout_backward(dy, mask, self.p)
+        return ops.dropout_backward(dy, mask, self.p, impl=self.impl)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -35,15 +35,15 @@ class Embedding(Module):
     def forward(self, idx: Tensor) -> Tensor:
         if np.dtype(idx.dtype) != np.int64:
             raise TypeError(f"Embedding: idx must be an int64 tensor, got {idx.dtype}")
-        y = ops.embedding(self.weight.data, idx)
+        y = ops.embedding(self.weight.data, idx, impl=self.impl)
         self._save(idx)
         return y
 
     def backward(self, dy: Tensor) -> None:
         (idx,) = self._take_saved()
         if self.weight.requires_grad:
-            accumulate_grad(self.weight, ops.embedding_backward(dy, idx, self.num_embeddings))
-        return None
+            accumulate_grad(self.weight, ops.embedding_backward(dy, idx, self.num_embeddings,
+                                                                 impl=self.impl))
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"

@@ -6,7 +6,7 @@ to the layer's device once."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,7 +14,8 @@ from .. import random as _random
 
 
 def fan_in(shape: Sequence[int]) -> int:
-    """Inputs feeding one output: shape[1] * prod(shape[2:]) (Linear (out, in), conv (K, C/g, R, S))."""
+    """Inputs feeding one output: shape[1] * prod(shape[2:]), for Linear (out, in) and
+    conv (K, C/groups, R, S) weights."""
     if len(shape) < 2:
         raise ValueError(f"fan_in: a weight needs at least 2 dimensions, got shape {tuple(shape)}")
     return int(shape[1] * math.prod(shape[2:]))

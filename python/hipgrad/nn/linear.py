@@ -31,7 +31,7 @@ class Linear(Module):
         x2 = x if len(shape) == 2 else x.reshape(rows, self.in_features)
         y = ops.gemm(x2, self.weight.data, trans_b=True, impl=self.impl)
         if self.bias is not None:
-            y = ops.bias_add(y, self.bias.data)
+            y = ops.bias_add(y, self.bias.data, impl=self.impl)
         self._save(x2, shape)
         return y if len(shape) == 2 else y.reshape(*shape[:-1], self.out_features)
 
@@ -39,12 +39,13 @@ class Linear(Module):
         x2, shape = self._take_saved()
         expected = shape[:-1] + (self.out_features,)
         if tuple(dy.shape) != expected:
-            raise ValueError(f"Linear.backward: dy must have shape {expected}, got {tuple(dy.shape)}")
+            raise ValueError(f"Linear.backward: dy must have shape {expected}, got "
+                             f"{tuple(dy.shape)}")
         dy2 = dy if len(shape) == 2 else dy.reshape(x2.shape[0], self.out_features)
         if self.weight.requires_grad:
             accumulate_grad(self.weight, ops.gemm(dy2, x2, trans_a=True, impl=self.impl))
         if self.bias is not None and self.bias.requires_grad:
-            accumulate_grad(self.bias, ops.bias_backward(dy2))
+            accumulate_grad(self.bias, ops.bias_backward(dy2, impl=self.impl))
         dx = ops.gemm(dy2, self.weight.data, impl=self.impl)
         return dx if len(shape) == 2 else dx.reshape(*shape)
 

@@ -25,19 +25,21 @@ class CrossEntropyLoss(Module):
             return labels
         arr = np.asarray(labels)
         if arr.dtype.kind not in "iu":
-            raise TypeError(f"CrossEntropyLoss: labels must be integer class indices, got dtype {arr.dtype}")
-        return tensor(arr, device=device, dtype=arr.dtype if arr.dtype in _LABEL_DTYPES else np.int64)
+            raise TypeError(f"CrossEntropyLoss: labels must be integer class indices, got dtype "
+                            f"{arr.dtype}")
+        dtype = arr.dtype if arr.dtype in _LABEL_DTYPES else np.int64
+        return tensor(arr, device=device, dtype=dtype)
 
     def forward(self, logits: Tensor, labels: Any) -> float:
         labels_t = self._labels(labels, logits.device)
-        loss, probs = ops.softmax_cross_entropy(logits, labels_t)
+        loss, probs = ops.softmax_cross_entropy(logits, labels_t, impl=self.impl)
         self.loss_tensor = loss
         self._save(probs, labels_t)
         return float(loss.numpy())
 
     def backward(self) -> Tensor:  # type: ignore[override]
         probs, labels = self._take_saved()
-        return ops.softmax_cross_entropy_backward(probs, labels)
+        return ops.softmax_cross_entropy_backward(probs, labels, impl=self.impl)
 
 
 class MSELoss(Module):
@@ -46,11 +48,11 @@ class MSELoss(Module):
     def forward(self, pred: Tensor, target: Any) -> float:
         if not isinstance(target, Tensor):
             target = tensor(np.asarray(target, dtype=np.float32), device=pred.device)
-        loss = ops.mse_loss(pred, target)
+        loss = ops.mse_loss(pred, target, impl=self.impl)
         self.loss_tensor = loss
         self._save(pred, target)
         return float(loss.numpy())
 
     def backward(self) -> Tensor:  # type: ignore[override]
         pred, target = self._take_saved()
-        return ops.mse_loss_backward(pred, target)
+        return ops.mse_loss_backward(pred, target, impl=self.impl)

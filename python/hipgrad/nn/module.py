@@ -9,7 +9,8 @@ initialisation and for state_dict I/O.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def to_array(value: Any, key: str) -> np.ndarray:
                         f"({type(value).__name__})") from exc
 
 
-def run_child(name: str, child: "Module", method: Any, arg: Any) -> Any:
+def run_child(name: str, child: Module, method: Any, arg: Any) -> Any:
     """method(arg) with the ops inside labelled "<path>.<name>:<Class>" in an active hg.trace()."""
     if not tracing._active:
         return method(arg)
@@ -86,7 +87,7 @@ class LoadResult(NamedTuple):
 class Module:
     """Base class: registers Parameter and Module attributes (in assignment order) and buffers."""
 
-    impl = "auto"  # the variant the layer's gemm/conv ops run; set with set_impl()
+    impl = "auto"  # the variant ("auto", "handwritten", "vendor") the layer's ops run; set_impl()
 
     def __init__(self) -> None:
         object.__setattr__(self, "_param_names", [])
@@ -125,7 +126,8 @@ class Module:
     def register_buffer(self, name: str, value: Tensor) -> None:
         """A tensor saved in state_dict and moved by to(), but not learned."""
         if not isinstance(value, Tensor):
-            raise TypeError(f"register_buffer: {name!r} must be a Tensor, got {type(value).__name__}")
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor, got "
+                            f"{type(value).__name__}")
         if name not in self._buffer_names:
             self._buffer_names.append(name)
         object.__setattr__(self, name, value)
@@ -254,7 +256,7 @@ class Module:
         return self
 
     def set_impl(self, impl: str) -> Module:
-        """Which variant ("auto", "handwritten", "vendor") the gemm and conv ops of every layer run."""
+        """Which variant ("auto", "handwritten", "vendor") the ops of every layer run."""
         if impl not in IMPLS:
             raise ValueError(f"set_impl: impl must be one of {IMPLS}, got {impl!r}")
         for m in self.modules():
@@ -294,7 +296,8 @@ class Module:
         keys are a ValueError listing them; a shape mismatch is always a ValueError naming the
         key and both shapes. Returns (missing_keys, unexpected_keys)."""
         if not isinstance(state_dict, dict):
-            raise TypeError(f"load_state_dict: state_dict must be a dict, got {type(state_dict).__name__}")
+            raise TypeError(f"load_state_dict: state_dict must be a dict, got "
+                            f"{type(state_dict).__name__}")
         expected: dict[str, tuple[Module, str, tuple[int, ...]]] = {}
         for prefix, m in self.named_modules():
             for name, shape in m._own_state_shapes().items():

@@ -22,7 +22,8 @@ class BatchNorm2d(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         if num_features <= 0:
-            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
+            raise ValueError(f"{type(self).__name__}: num_features must be positive, got "
+                             f"{num_features}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
         self.weight = Parameter(tensor(np.ones(num_features, np.float32)))
         self.bias = Parameter(tensor(np.zeros(num_features, np.float32)))
@@ -44,7 +45,7 @@ class BatchNorm2d(Module):
         x4 = self._as_4d(x)
         y, save_mean, save_invstd = ops.batch_norm(
             x4, self.weight.data, self.bias.data, self.running_mean, self.running_var,
-            training=self.training, momentum=self.momentum, eps=self.eps)
+            training=self.training, momentum=self.momentum, eps=self.eps, impl=self.impl)
         if self.training:
             self.num_batches_tracked += 1
         self._save(x4, save_mean, save_invstd, tuple(x.shape))
@@ -54,7 +55,7 @@ class BatchNorm2d(Module):
         x4, save_mean, save_invstd, shape = self._take_saved()
         dy4 = dy if len(shape) == 4 else dy.reshape(*x4.shape)
         dx, dgamma, dbeta = ops.batch_norm_backward(dy4, x4, self.weight.data, save_mean,
-                                                    save_invstd, training=True)
+                                                    save_invstd, training=True, impl=self.impl)
         if self.weight.requires_grad:
             accumulate_grad(self.weight, dgamma)
         if self.bias.requires_grad:

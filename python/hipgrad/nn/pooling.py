@@ -27,27 +27,29 @@ class MaxPool2d(_Pool2d):
     """Max over each window; backward routes dy to the argmax the forward recorded."""
 
     def forward(self, x: Tensor) -> Tensor:
-        y, argmax = ops.max_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding)
+        y, argmax = ops.max_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding,
+                                     impl=self.impl)
         self._save(argmax, tuple(x.shape))
         return y
 
     def backward(self, dy: Tensor) -> Tensor:
         argmax, x_shape = self._take_saved()
-        return ops.max_pool2d_backward(dy, argmax, x_shape)
+        return ops.max_pool2d_backward(dy, argmax, x_shape, impl=self.impl)
 
 
 class AvgPool2d(_Pool2d):
     """Mean over each window, padding counted as zeros (PyTorch's count_include_pad=True)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        y = ops.avg_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding)
+        y = ops.avg_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding,
+                           impl=self.impl)
         self._save(tuple(x.shape))
         return y
 
     def backward(self, dy: Tensor) -> Tensor:
         (x_shape,) = self._take_saved()
         return ops.avg_pool2d_backward(dy, x_shape, self.kernel_size, stride=self.stride,
-                                       padding=self.padding)
+                                       padding=self.padding, impl=self.impl)
 
 
 class Flatten(Module):
