@@ -11,6 +11,10 @@ from .runtime import (build_info, devices, empty_cache, get_num_threads, gpu_una
 from .tensor import Tensor, as_tensor, empty, from_dlpack, tensor, zeros
 from .tracing import layer, phase, trace
 from .tuning import tuning_report
+from .checkpoint import load_checkpoint, load_model, save_checkpoint
+from .data import DataLoader, Dataset, load_dataset
+from .models import build_model
+from .train import Trainer
 
 __version__ = "0.1.0"
 
@@ -20,3 +24,5 @@ __all__ = [
     "nn", "ops", "optim",
     "reset_peak_memory_stats", "set_num_threads", "synchronize", "tensor", "zeros", "_C",
 ]
+__all__ += ["DataLoader", "Dataset", "Trainer", "build_model", "load_checkpoint", "load_dataset",
+            "load_model", "save_checkpoint"]
