@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from . import ops
+from . import ops, tuning
 from ._native import _C
 from .errors import BackendError
 from .runtime import (build_info, devices, empty_cache, get_num_threads, gpu_unavailable_reason,
                       memory_stats, reset_peak_memory_stats, set_num_threads, synchronize)
 from .tensor import Tensor, as_tensor, empty, from_dlpack, tensor, zeros
+from .tracing import layer, phase, trace
+from .tuning import tuning_report
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendError", "Tensor", "as_tensor", "build_info", "devices", "empty", "empty_cache",
+    "BackendError", "Tensor", "layer", "phase", "trace", "tuning_report", "as_tensor", "build_info", "devices", "empty", "empty_cache",
     "from_dlpack", "get_num_threads", "gpu_unavailable_reason", "memory_stats", "ops",
     "reset_peak_memory_stats", "set_num_threads", "synchronize", "tensor", "zeros", "_C",
 ]
