@@ -63,8 +63,9 @@ void bind_runtime(py::module_& m) {
     out["kernel"] = b.kernel;
     out["mr"] = b.mr;
     out["nr"] = b.nr;
-    out["mc"] = b.mc;
     out["kc"] = b.kc;
+    out["mc"] = b.mc;
+    out["nc_l2"] = b.nc_l2;
     out["nc"] = b.nc;
     return out;
   });

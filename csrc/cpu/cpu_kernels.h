@@ -13,7 +13,7 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 // tests pick sizes that cross each block edge.
 struct GemmBlocking {
   const char* kernel;  // "cpu.gemm_packed_<isa>_<MR>x<NR>"
-  int mr, nr, mc, kc, nc;
+  int mr, nr, kc, mc, nc_l2, nc;
 };
 GemmBlocking gemm_handwritten_blocking();
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -1,17 +1,23 @@
 // CPU handwritten SGEMM: C = alpha * op(A) @ op(B) + beta * C, row-major, BLAS semantics
 // (beta == 0 never reads C; alpha == 0 or K == 0 never reads A or B).
 //
-// GotoBLAS/BLIS blocking around a register-blocked micro-kernel (gemm_microkernel.h):
-//   for jc over N in NC columns:        B panel  op(B)[pc:pc+KC, jc:jc+NC]  packed once, shared (L3)
-//     for pc over K in KC steps:        packed cooperatively by all threads into NR-wide micro-panels
-//       for ic over this thread's rows in MC steps:
-//         pack A block op(A)[ic:ic+MC, pc:pc+KC] into MR-tall micro-panels (per thread, L2)
-//         for jr over this thread's NR columns:   the B micro-panel stays in L1
-//           for ir over MC in MR rows: micro-kernel on one MR x NR tile of C
-// Packing handles all four transpose cases and zero-pads partial micro-panels, so the
-// micro-kernel never branches on edges; a partial C tile is computed into a scratch tile and
-// merged. Threads (hg::cpu::num_threads()) split C into a grid: rows first, then columns when M
-// is too short to keep every thread busy; each thread owns its part of C for the whole call.
+// GotoBLAS/BLIS blocking around a register-blocked micro-kernel (gemm_microkernel.h). Threads
+// (hg::cpu::num_threads()) split C into a grid of bands (thread_grid); each thread packs what its
+// band needs into its own buffers and never waits for another, so a thread slowed down by a
+// neighbour on a shared machine delays only its own band. Per thread:
+//   for jc over its columns in NC steps:
+//     for pc over K in KC steps:
+//       pack B panel op(B)[pc:+KC, jc:+NC] into NR-wide micro-panels (k-major)
+//       for ic over its rows in MC steps:
+//         pack A block op(A)[ic:+MC, pc:+KC] into MR-tall micro-panels (k-major)     (L2)
+//         for jb over the panel in NC_L2 columns:   B sub-block KC x NC_L2            (L2)
+//           for ir over MC in MR rows:               A micro-panel MR x KC             (L1)
+//             for jr over NC_L2 in NR columns:       B micro-panels stream from L2, prefetched
+//               micro-kernel: C[MR x NR] = alpha * A~ @ B~ + (pc == 0 ? beta : 1) * C
+// This is BLIS's order with the roles of A and B swapped: in row-major C the vector dimension is
+// N, so the broadcast side (A, MR values per k) is the one kept in L1. Packing covers all four
+// transpose cases and zero-pads partial micro-panels, so the micro-kernel never branches on
+// edges; a partial C tile is computed into a scratch tile and merged.
 //
 // Variants, one per instruction set, chosen at run time (isa.h; HIPGRAD_CPU_ISA or
 // hipgrad._C._set_cpu_isa force one): avx512 14x32, avx2 6x16, generic 4x8. The op table reports
@@ -85,13 +91,13 @@ void pack_a(const Operand& A, int64_t i0, int64_t p0, int64_t rows, int64_t kc, 
         for (int64_t i = 0; i < m; ++i) d[i] = src[i];
         for (int64_t i = m; i < mr; ++i) d[i] = 0.f;
       }
-    } else {  // op(A)(i, k) = A[i][k]: read each row contiguously, write with stride mr
-      for (int64_t i = 0; i < m; ++i) {
-        const float* __restrict src = A.p + (i0 + ir + i) * A.ld + p0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = src[k];
+    } else {  // op(A)(i, k) = A[i][k]: m row streams read in step, written contiguously
+      const float* __restrict src = A.p + (i0 + ir) * A.ld + p0;
+      for (int64_t k = 0; k < kc; ++k) {
+        float* __restrict d = dst + k * mr;
+        for (int64_t i = 0; i < m; ++i) d[i] = src[i * A.ld + k];
+        for (int64_t i = m; i < mr; ++i) d[i] = 0.f;
       }
-      for (int64_t i = m; i < mr; ++i)
-        for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = 0.f;
     }
   }
 }
@@ -125,26 +131,42 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   }
 }
 
-// C[ic:ic+mc, j0:j1] (+)= alpha * packed A block @ packed B panel, tile by tile: each B
-// micro-panel stays in L1 while the A block's micro-panels stream past it from L2.
+// C[0:mc, j0:j1] (+)= alpha * packed A block @ packed B panel. The B panel is walked in
+// sub-blocks of uk.nc_l2 columns that stay in L2; for each, every A micro-panel (in L1) meets all
+// its B micro-panels, which stream from L2 in the order the micro-kernel prefetches them.
 void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1, int64_t kc,
                   const float* ap, const float* bp, float alpha, float beta, float* C, int64_t ldc) {
   const int MR = uk.mr, NR = uk.nr;
   alignas(64) float scratch[32 * 32];  // one partial tile: MR * NR <= 32 * 32
-  for (int64_t j = j0; j < j1; j += NR, bp += kc * NR) {
-    const int64_t n = std::min<int64_t>(NR, j1 - j);
+  for (int64_t jb = j0; jb < j1; jb += uk.nc_l2, bp += uk.nc_l2 * kc) {
+    const int64_t jb1 = std::min<int64_t>(j1, jb + uk.nc_l2);
     for (int64_t ir = 0; ir < mc; ir += MR) {
       const int64_t m = std::min<int64_t>(MR, mc - ir);
-      float* c = C + ir * ldc + j;
-      if (m == MR && n == NR) {
-        uk.tile(kc, ap + ir * kc, bp, c, ldc, alpha, beta);
-        continue;
+      const float* b = bp;
+      for (int64_t j = jb; j < jb1; j += NR, b += kc * NR) {
+        const int64_t n = std::min<int64_t>(NR, jb1 - j);
+        float* c = C + ir * ldc + j;
+        if (m == MR && n == NR) {
+          uk.tile(kc, ap + ir * kc, b, c, ldc, alpha, beta);
+          continue;
+        }
+        uk.tile(kc, ap + ir * kc, b, scratch, NR, alpha, 0.f);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t jj = 0; jj < n; ++jj)
+            c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
       }
-      uk.tile(kc, ap + ir * kc, bp, scratch, NR, alpha, 0.f);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t jj = 0; jj < n; ++jj)
-          c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
     }
+  }
+}
+
+// The threads' grid over C: tm row bands x tn column bands (tm * tn = threads), chosen so the
+// busiest thread has the fewest micro-tiles.
+void thread_grid(int threads, int64_t micro_rows, int64_t micro_cols, int* tm, int* tn) {
+  int64_t best = -1;
+  for (int d = 1; d <= threads; ++d) {
+    if (threads % d) continue;
+    const int64_t load = ((micro_rows + d - 1) / d) * ((micro_cols + threads / d - 1) / (threads / d));
+    if (best < 0 || load < best) best = load, *tm = d, *tn = threads / d;
   }
 }
 
@@ -158,49 +180,44 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 
   const GemmMicroKernel& uk = active_microkernel();
   const int MR = uk.mr, NR = uk.nr;
-  static const int64_t TUNE_KC = getenv("TKC") ? atoi(getenv("TKC")) : uk.kc;  // TUNING-ONLY
-  static const int64_t TUNE_MC = getenv("TMC") ? atoi(getenv("TMC")) : uk.mc;  // TUNING-ONLY
-  static const int64_t TUNE_NC = getenv("TNC") ? atoi(getenv("TNC")) : uk.nc;  // TUNING-ONLY
-  const int64_t KC = std::min<int64_t>(TUNE_KC, K);
-  const int64_t NC = std::min<int64_t>(TUNE_NC, (N + NR - 1) / NR * NR);
-  const int64_t MC = std::max<int64_t>(MR, TUNE_MC / MR * MR);
-  // Work units of one (jc, pc) step: MC-row blocks of C, each cut into `splits` column ranges
-  // when there are too few row blocks to keep every thread busy.
-  const int64_t row_blocks = (M + MC - 1) / MC;
-  const int64_t panels_max = NC / NR;
-  const int64_t splits = std::min<int64_t>(panels_max, (2 * num_threads() + row_blocks - 1) / row_blocks);
+  const int64_t KC = std::min<int64_t>(uk.kc, K), MC = uk.mc;
+  const int64_t micro_rows = (M + MR - 1) / MR, micro_cols = (N + NR - 1) / NR;
   // Below ~2^20 FLOP a parallel region costs more than it saves.
   const int threads = 2.0 * M * N * K < double(1 << 20)
                           ? 1
-                          : int(std::min<int64_t>(num_threads(), row_blocks * splits));
-  const Operand opA{A, lda, trans_a}, opB{B, ldb, trans_b};
-
-  // The shared B panel, then one A block per thread (each a multiple of 16 floats: aligned).
+                          : int(std::min<int64_t>(num_threads(), micro_rows * micro_cols));
+  int tm = 1, tn = 1;
+  thread_grid(threads, micro_rows, micro_cols, &tm, &tn);
+  // A column band's B panel: at most NC columns, packed privately (threads share nothing).
+  const int64_t NC = std::min<int64_t>(uk.nc, (micro_cols + tn - 1) / tn * NR);
+  const int64_t per_thread = round_up(KC * NC, 16) + round_up(MC * KC, 16);
   thread_local PackBuffer buffer;
-  float* const bp = buffer.get(round_up(KC * NC, 16) + threads * round_up(MC * KC, 16));
+  float* const buf = buffer.get(threads * per_thread);
+  const Operand opA{A, lda, trans_a}, opB{B, ldb, trans_b};
 
 #pragma omp parallel num_threads(threads)
   {
-    float* const ap = bp + round_up(KC * NC, 16) + omp_get_thread_num() * round_up(MC * KC, 16);
-    for (int64_t jc = 0; jc < N; jc += NC) {
-      const int64_t nc = std::min(NC, N - jc);
-      const int64_t panels = (nc + NR - 1) / NR;
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = std::min(KC, K - pc);
-        const float beta_k = pc == 0 ? beta : 1.f;
-#pragma omp for schedule(static)
-        for (int64_t q = 0; q < panels; ++q)
-          pack_b_panel(opB, pc, jc + q * NR, kc, std::min<int64_t>(NR, nc - q * NR), NR,
-                       bp + q * kc * NR);
-        // (implicit barrier: the B panel is packed; the one after the next loop guards its reuse)
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t u = 0; u < row_blocks * splits; ++u) {
-          const int64_t ic = u / splits * MC, mc = std::min(MC, M - ic);
-          const int64_t q0 = panels * (u % splits) / splits, q1 = panels * (u % splits + 1) / splits;
-          if (q0 == q1) continue;
-          pack_a(opA, ic, pc, mc, kc, MR, ap);
-          macro_kernel(uk, mc, jc + q0 * NR, std::min(jc + q1 * NR, N), kc, ap, bp + q0 * kc * NR,
-                       alpha, beta_k, C + ic * ldc, ldc);
+    const int t = omp_get_thread_num();
+    // With fewer threads than asked for (a nested region), the first ones cover everything.
+    const int nt = omp_get_num_threads(), gm = nt == threads ? tm : 1, gn = nt == threads ? tn : 1;
+    if (t < gm * gn) {
+      const int64_t m0 = micro_rows * (t / gn) / gm * MR, m1 = std::min(M, micro_rows * (t / gn + 1) / gm * MR);
+      const int64_t n0 = micro_cols * (t % gn) / gn * NR, n1 = std::min(N, micro_cols * (t % gn + 1) / gn * NR);
+      float* const bp = buf + t * per_thread;
+      float* const ap = bp + round_up(KC * NC, 16);
+      for (int64_t jc = n0; jc < n1; jc += NC) {
+        const int64_t nc = std::min(NC, n1 - jc);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+          const int64_t kc = std::min(KC, K - pc);
+          for (int64_t q = 0; q * NR < nc; ++q)
+            pack_b_panel(opB, pc, jc + q * NR, kc, std::min<int64_t>(NR, nc - q * NR), NR,
+                         bp + q * kc * NR);
+          for (int64_t ic = m0; ic < m1; ic += MC) {
+            const int64_t mc = std::min(MC, m1 - ic);
+            pack_a(opA, ic, pc, mc, kc, MR, ap);
+            macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, alpha, pc == 0 ? beta : 1.f,
+                         C + ic * ldc, ldc);
+          }
         }
       }
     }
@@ -209,7 +226,7 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 
 GemmBlocking gemm_handwritten_blocking() {
   const GemmMicroKernel& uk = active_microkernel();
-  return {uk.name, uk.mr, uk.nr, uk.mc, uk.kc, uk.nc};
+  return {uk.name, uk.mr, uk.nr, uk.kc, uk.mc, uk.nc_l2, uk.nc};
 }
 
 static void gemm_handwritten_kernel(const GemmArgs& g) {

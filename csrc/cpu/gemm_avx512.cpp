@@ -28,7 +28,9 @@ void tile_avx512_14x32(int64_t kc, const float* __restrict a, const float* __res
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b);
     const __m512 b1 = _mm512_load_ps(b + 16);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
+    // B streams from L2 (the next micro-panel follows this one): fetch both lines 16 steps ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(b + 16 * NR), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 16 * NR + 16), _MM_HINT_T0);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; ++i) {
       const __m512 ai = _mm512_set1_ps(a[i]);
@@ -60,7 +62,8 @@ void tile_avx512_14x32(int64_t kc, const float* __restrict a, const float* __res
 }  // namespace
 
 const GemmMicroKernel gemm_microkernel_avx512 = {"cpu.gemm_packed_avx512_14x32", MR, NR,
-                                                 /*mc=*/168, /*kc=*/256, /*nc=*/4096,
+                                                 /*kc=*/256, /*mc=*/168, /*nc_l2=*/768,
+                                                 /*nc=*/4096,
                                                  &tile_avx512_14x32};
 
 }  // namespace hg::cpu

@@ -36,7 +36,8 @@ void tile_generic_4x8(int64_t kc, const float* __restrict a, const float* __rest
 }  // namespace
 
 const GemmMicroKernel gemm_microkernel_generic = {"cpu.gemm_packed_generic_4x8", MR, NR,
-                                                  /*mc=*/128, /*kc=*/256, /*nc=*/4096,
+                                                  /*kc=*/256, /*mc=*/128, /*nc_l2=*/512,
+                                                  /*nc=*/4096,
                                                   &tile_generic_4x8};
 
 }  // namespace hg::cpu

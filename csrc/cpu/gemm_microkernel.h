@@ -21,7 +21,10 @@ using GemmTileFn = void (*)(int64_t kc, const float* a, const float* b, float* c
 struct GemmMicroKernel {
   const char* name;  // the op table's kernel name, "cpu.gemm_packed_<isa>_<MR>x<NR>"
   int mr, nr;        // register tile
-  int mc, kc, nc;    // cache blocks: A block mc x kc stays in L2, B panel kc x nc in L3
+  int kc;            // depth of one pass: an A micro-panel (mr x kc) stays in L1
+  int mc;            // rows of a packed A block (multiple of mr), in L2 beside a B sub-block
+  int nc_l2;         // columns of a B sub-block (kc x nc_l2) that stays in L2 (multiple of nr)
+  int nc;            // columns of a packed B panel (multiple of nr); bounds the packing buffer
   GemmTileFn tile;
 };
 

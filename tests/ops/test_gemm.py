@@ -81,11 +81,11 @@ def cpu_isa(request):
 
 def _isa_sizes(bl: dict) -> list[tuple[int, int, int]]:
     """Odd sizes, plus sizes one past each register tile and cache block of the active ISA."""
-    mr, nr, mc, kc, nc = bl["mr"], bl["nr"], bl["mc"], bl["kc"], bl["nc"]
+    mr, nr, mc, kc, nc_l2, nc = (bl[k] for k in ("mr", "nr", "mc", "kc", "nc_l2", "nc"))
     return [(1, 1, 1), (3, 7, 31), (7, 31, 3), (31, 129, 7), (129, 31, 129),
             (mr - 1, nr - 1, 5), (mr + 1, nr + 1, 9), (2 * mr + 3, 3 * nr + 5, 17),
             (mc + 1, 33, 7), (9, 35, kc + 1), (mc + 1, nr + 3, 2 * kc + 1),
-            (3, nc + 1, 5), (5, 1000, 300)]
+            (2 * mr + 1, nc_l2 + nr + 1, 3), (3, nc + 1, 5), (5, 1000, 300)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -103,6 +103,22 @@ def test_gemm_isa_variants_match_float64(cpu_isa, rng, trans_a, trans_b):
         assert hg.ops.last_impl()["impl"] == bl["kernel"]
         check(y, ref.gemm(a, b, c, trans_a, trans_b, alpha, beta), rtol=1e-4,
               atol=1e-4 * np.sqrt(K), what=f"gemm {cpu_isa} {(M, N, K)} ta={trans_a} tb={trans_b}")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_gemm_isa_thread_grids(cpu_isa, rng, threads):
+    """Other thread counts split C into other grids (rows, columns or both)."""
+    before = hg.get_num_threads()
+    hg.set_num_threads(threads)
+    try:
+        for M, N, K in [(200, 150, 70), (7, 1000, 60), (1000, 9, 60), (61, 67, 300)]:
+            a = rng.standard_normal((M, K)).astype(np.float32)
+            b = rng.standard_normal((N, K)).astype(np.float32)
+            y = hg.ops.gemm(a, b, trans_b=True, impl="handwritten")
+            check(y, ref.gemm(a, b, trans_b=True), atol=1e-4 * np.sqrt(K),
+                  what=f"gemm {cpu_isa} threads={threads} {(M, N, K)}")
+    finally:
+        hg.set_num_threads(before)
 
 
 def test_gemm_isa_beta_zero_never_reads_c(cpu_isa, rng):
