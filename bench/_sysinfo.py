@@ -185,7 +185,10 @@ def markdown(info: dict, rows: list[dict]) -> str:
           f"- hipgrad vendor: {hb.get('config')}; run time {hb.get('runtime')}",
           f"- hipgrad handwritten GEMM blocking: {info['hipgrad']['gemm_blocking']}",
           f"- PyTorch: {info['torch']}",
-          f"- {load_text(info)}; bench took {info['bench_seconds']} s", "",
+          f"- {load_text(info)}; bench took {info['bench_seconds']} s",
+          ("- The peak uses the nominal clock; AVX-512 code may run at a lower licence clock,"
+           " so the attainable peak is lower."),
+          *([f"- Note: {info['note']}"] if info.get("note") else []), "",
           ("Median of repeated runs after a warm-up. `vs ref`: reference time / this time "
            "(reference: NumPy matmul for GEMM, PyTorch for conv), so > 1 is faster than the "
            "reference. `of peak`: achieved / peak above."), "",

@@ -22,6 +22,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and sizes (smoke run)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--note", default="", help="free text added to the Markdown report")
     p.add_argument("--flops-per-cycle", type=float, default=None,
                    help="per-core FP32 FLOP/cycle for the peak (default: from the CPU's ISA)")
     return p.parse_args()
@@ -169,6 +170,7 @@ def main() -> None:
     if torch is not None:
         torch.set_num_threads(ARGS.threads)
     info = _sysinfo.collect(ARGS.threads, ARGS.flops_per_cycle, torch)
+    info["note"] = ARGS.note
     peak = info["peak_gflops"]
     print(_sysinfo.header_text(info))
     rng = np.random.default_rng(0)

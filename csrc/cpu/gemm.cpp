@@ -182,8 +182,9 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
   const int MR = uk.mr, NR = uk.nr;
   const int64_t KC = std::min<int64_t>(uk.kc, K), MC = uk.mc;
   const int64_t micro_rows = (M + MR - 1) / MR, micro_cols = (N + NR - 1) / NR;
-  // Below ~2^20 FLOP a parallel region costs more than it saves.
-  const int threads = 2.0 * M * N * K < double(1 << 20)
+  // Below ~2^20 FLOP a parallel region costs more than it saves; inside another kernel's
+  // parallel region (one image per thread) the caller's thread does it all.
+  const int threads = 2.0 * M * N * K < double(1 << 20) || omp_in_parallel()
                           ? 1
                           : int(std::min<int64_t>(num_threads(), micro_rows * micro_cols));
   int tm = 1, tn = 1;
@@ -195,7 +196,7 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
   float* const buf = buffer.get(threads * per_thread);
   const Operand opA{A, lda, trans_a}, opB{B, ldb, trans_b};
 
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = omp_get_thread_num();
     // With fewer threads than asked for (a nested region), the first ones cover everything.
