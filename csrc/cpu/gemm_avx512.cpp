@@ -2,6 +2,7 @@
 // Registers: 28 zmm accumulators (14 rows x 2 vectors of 16 floats), 2 for the row of the packed
 // B micro-panel at step k, 1 for the broadcast A value: 31 of the 32 zmm. Each k step issues 28
 // FMAs against 2 vector loads and 14 broadcasts, so the two FMA ports, not the loads, bound it.
+// The A micro-panel (14 x kc) stays in L1; B micro-panels stream from L2 and are prefetched.
 // Compiled with -mavx512f/vl/bw/dq -mfma (CMakeLists.txt); gemm.cpp calls it only when isa.h
 // says the CPU has AVX-512.
 // Test: pytest tests/ops/test_gemm.py -k isa   Bench: python3 bench/bench_cpu.py
