@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .._native import _C
 from ._gemm import gemm
+from ._quant import qconv2d, qgemm, quantize
 
 
 def last_impl() -> dict:
@@ -12,4 +13,4 @@ def last_impl() -> dict:
     return _C.last_run()
 
 
-__all__ = ["gemm", "last_impl"]
+__all__ = ["gemm", "last_impl", "qconv2d", "qgemm", "quantize"]
