@@ -74,17 +74,17 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
     rows: dict[str, dict] = {}
     train_ms = _median_ms(train_step, device, repeats)
     train_peak = _peak_bytes(train_step, device)
+    params = list(net.parameters())
+    grads = _nbytes(p.grad for p in params)  # as the last step left them
     before = runtime.memory_stats(device)["current"]
     net.train()
     logits = net(x)
     kept = runtime.memory_stats(device)["current"] - before - logits.nbytes
     del logits
-    net.zero_grad()
-    params = list(net.parameters())
     rows["training"] = {
         "ms_per_batch": train_ms, "peak_bytes": train_peak,
         "weights_bytes": _nbytes(p.data for p in params),
-        "gradients_bytes": _nbytes(p.data for p in params),  # one gradient per weight after backward
+        "gradients_bytes": grads,
         "optimizer_state_bytes": _optimizer_bytes(opt),
         "activations_kept_bytes": int(kept),
     }
