@@ -149,63 +149,81 @@ def _from_json(rows: list[dict], arrays: dict[str, np.ndarray], path: str) -> li
     return steps
 
 
+def _atomic_pair(weights_path, sidecar_path, blob: bytes, doc: dict) -> None:
+    from .checkpoint import _fsync_dir, _write_temp
+
+    directory = weights_path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp_w = _write_temp(directory, weights_path.name, blob)
+    tmp_j = _write_temp(directory, sidecar_path.name, json.dumps(doc, indent=1).encode())
+    os.replace(tmp_w, weights_path)
+    os.replace(tmp_j, sidecar_path)
+    _fsync_dir(directory)
+
+
 def save_plan(path: str, steps: list[Step], meta: dict) -> None:
-    """Weights as safetensors at `path`, the plan as JSON at `path`.json, both written atomically."""
+    """Weights as safetensors at `path`, the plan in its JSON sidecar, written atomically."""
+    import hashlib
+
     from safetensors.numpy import save
 
-    from .checkpoint_io import atomic_write_bytes
+    from .checkpoint import resolve_paths
 
     arrays: dict[str, np.ndarray] = {}
     plan = _to_json(steps, arrays)
     blob = save(arrays)
-    import hashlib
-
     doc = {"format": ENGINE_FORMAT, "version": ENGINE_VERSION, "plan": plan, **meta,
            "weights_sha256": hashlib.sha256(blob).hexdigest()}
-    atomic_write_bytes(path, blob)
-    atomic_write_bytes(path + ".json", json.dumps(doc, indent=1).encode())
+    _atomic_pair(*resolve_paths(path), blob, doc)
 
 
 def plan_from_file(path: str) -> tuple[list[Step], dict]:
     """(plan, meta) from an ONNX file, a saved engine or a hipgrad training checkpoint."""
+    from .checkpoint import CheckpointError, load_checkpoint, resolve_paths
+
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"model file not found: {path}")
     if path.endswith(".onnx"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"ONNX file not found: {path}")
         from .onnx_import import plan_from_onnx
 
         return plan_from_onnx(path)
-    sidecar = path + ".json" if os.path.exists(path + ".json") else os.path.splitext(path)[0] + ".json"
+    weights_path, sidecar = resolve_paths(path)
     try:
-        with open(sidecar) as f:
-            doc = json.load(f)
+        doc = json.loads(sidecar.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: its JSON sidecar {sidecar} is missing") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{sidecar}: corrupted JSON sidecar ({e})") from None
-    if doc.get("format") == ENGINE_FORMAT:
-        if int(doc.get("version", 0)) > ENGINE_VERSION:
-            raise ValueError(f"{path}: engine format version {doc['version']} is newer than this "
-                             f"hipgrad supports ({ENGINE_VERSION}); upgrade hipgrad")
-        arrays = _read_safetensors(path, doc.get("weights_sha256"))
+        raise CheckpointError(f"{sidecar}: sidecar of {weights_path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{sidecar}: corrupt or truncated sidecar ({e})") from None
+    if isinstance(doc, dict) and doc.get("format") == ENGINE_FORMAT:
+        if not isinstance(doc.get("version"), int) or doc["version"] > ENGINE_VERSION:
+            raise CheckpointError(f"{sidecar}: engine format version {doc.get('version')!r} is newer "
+                                  f"than this hipgrad reads ({ENGINE_VERSION}); upgrade hipgrad")
+        arrays = _read_safetensors(weights_path, doc.get("weights_sha256"))
         meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape")}
-        return _from_json(doc["plan"], arrays, path), meta
-    from .checkpoint import load_model
+        return _from_json(doc.get("plan", []), arrays, str(weights_path)), meta
+    ckpt = load_checkpoint(path)
+    model = ckpt.build_model("cpu")
+    model.eval()
+    spec = ckpt.spec or {}
+    return plan_from_module(model), {"input_shape": spec.get("in_shape")}
 
-    model, info = load_model(path)
-    return plan_from_module(model), {"input_shape": info.get("input_shape")}
 
-
-def _read_safetensors(path: str, sha256: str | None) -> dict[str, np.ndarray]:
+def _read_safetensors(path: Any, sha256: str | None) -> dict[str, np.ndarray]:
     import hashlib
 
+    from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    with open(path, "rb") as f:
-        blob = f.read()
-    if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
-        raise ValueError(f"{path}: weights do not match their sidecar (truncated or corrupted file)")
+    from .checkpoint import CheckpointError
+
+    try:
+        blob = open(path, "rb").read()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: engine weights not found") from None
+    if hashlib.sha256(blob).hexdigest() != sha256:
+        raise CheckpointError(f"{path}: weights do not match their sidecar (truncated or corrupt file)")
     try:
         return load(blob)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise ValueError(f"{path}: corrupted safetensors file ({e})") from None
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: corrupt safetensors data ({e})") from None
