@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 from typing import Any
 
 import numpy as np
@@ -218,7 +219,7 @@ def _read_safetensors(path: Any, sha256: str | None) -> dict[str, np.ndarray]:
     from .checkpoint import CheckpointError
 
     try:
-        blob = open(path, "rb").read()
+        blob = pathlib.Path(path).read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: engine weights not found") from None
     if hashlib.sha256(blob).hexdigest() != sha256:
