@@ -96,7 +96,7 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   require_dtype("qconv2d", "wq", wq, DType::i8);
   require_scale("qconv2d", "x_scale", x_scale);
   QConvArgs a;
-  a.g = conv_geometry("qconv2d", xq.shape(), wq.shape(), stride, padding, dilation, groups);
+  a.g = conv_geometry("qconv2d", "xq", xq.shape(), "wq", wq.shape(), stride, padding, dilation, groups);
   const Device dev = require_same_device("qconv2d", {{"xq", &xq}, {"wq", &wq}});
   require_channel_params("qconv2d", w_scale, bias, a.g.K, dev);
   a.has_act = epilogue(activation, &a.act);

@@ -178,6 +178,11 @@ class InferenceEngine:
             raise RuntimeError("int8 engine is not calibrated: call engine.calibrate(x) with a few batches first")
         n = arr.shape[0]
         bs = self.batch_size or n
+        if isinstance(arr, Tensor):
+            if bs >= n:  # one batch: stays on its device, no copy
+                return self._run(self._plan, arr.to(self.device) if arr.device != self.device else arr,
+                                 int8=self.precision == "int8").numpy()
+            arr = arr.numpy()
         outs = []
         for i in range(0, n, bs):
             chunk = arr[i:i + bs]

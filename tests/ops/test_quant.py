@@ -66,10 +66,10 @@ def test_quantized_ops_reject_bad_input():
         hg.ops.qgemm(xq, xq, 0.1, np.ones(3, np.float32))
     with pytest.raises(ValueError, match="x_scale must be a finite positive scale"):
         hg.ops.qgemm(xq, xq, 0.0, np.ones(2, np.float32))
-    with pytest.raises(ValueError, match="activation kind|unknown activation"):
+    with pytest.raises(ValueError, match="kind must be one of .*got .swish."):
         hg.ops.qgemm(xq, xq, 0.1, np.ones(2, np.float32), activation="swish")
     with pytest.raises(ValueError, match="scale must be a finite positive scale"):
         hg.ops.quantize(np.ones(3, np.float32), float("nan"))
-    with pytest.raises(ValueError, match="input channels per group"):
+    with pytest.raises(ValueError, match="wq has 2 input channels per group"):
         hg.ops.qconv2d(np.zeros((1, 3, 5, 5), np.int8), np.zeros((2, 2, 3, 3), np.int8), 0.1,
                        np.ones(2, np.float32))
