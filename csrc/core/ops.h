@@ -188,7 +188,11 @@ struct BatchNormBackwardArgs {
 struct DropoutArgs { int64_t n = 0; float p = 0.f; uint64_t seed = 0; const float* x = nullptr; float* y = nullptr; uint8_t* mask = nullptr; };
 struct DropoutBackwardArgs { int64_t n = 0; float p = 0.f; const float* dy = nullptr; const uint8_t* mask = nullptr; float* dx = nullptr; };
 struct EmbeddingArgs { int64_t num = 0, dim = 0, count = 0; const float* weight = nullptr; const int64_t* idx = nullptr; float* y = nullptr; int32_t* bad_index = nullptr; };
-struct EmbeddingBackwardArgs { int64_t num = 0, dim = 0, count = 0; const float* dy = nullptr; const int64_t* idx = nullptr; float* dw = nullptr; };  // dw fully written
+struct EmbeddingBackwardArgs {
+  int64_t num = 0, dim = 0, count = 0; const float* dy = nullptr; const int64_t* idx = nullptr;
+  float* dw = nullptr;              // (num, dim), fully written
+  int32_t* bad_index = nullptr;     // one element, set to 1 when an index is outside [0, num)
+};
 OpKernels<AddArgs>& add_op();
 OpKernels<FillArgs>& fill_op();
 OpKernels<BatchNormArgs>& batch_norm_op();
