@@ -26,7 +26,7 @@ from hipgrad import nn, optim
 from hipgrad.models import build_model
 
 CASES = {  # name: (model name, options, input shape, batch, goal as a fraction of PyTorch's speed)
-    "lenet5": ("lenet", {}, (1, 28, 28), 64, 0.5),
+    "lenet5": ("lenet", {"dropout": 0.0}, (1, 28, 28), 64, 0.5),
     "mlp-784-256-10": ("mlp", {"hidden": [256]}, (1, 28, 28), 64, 1.0),
 }
 LR, MOMENTUM = 0.01, 0.9

@@ -147,7 +147,9 @@ def save_checkpoint(path: str | os.PathLike, model: Any, *, optimizer: Any = Non
         if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
             raise ValueError(f"save_checkpoint: refusing to write non-finite weights ({k} holds "
                              f"NaN or inf) to {weights_path}")
-    blob = st_save(state, metadata={"format": FORMAT, "sidecar": sidecar_path.name})
+    # One metadata entry only: safetensors writes several in a per-process random order, and
+    # equal weights should give equal files.
+    blob = st_save(state, metadata={"format": FORMAT})
     sidecar = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "hipgrad_version": hg.__version__,
         "weights_file": weights_path.name, "weights_sha256": hashlib.sha256(blob).hexdigest(),

@@ -57,6 +57,9 @@ def add_train_command(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--seed", type=int, default=0, help="weights, split and batch order (default 0)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="digits only (default 0.2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--impl", choices=["auto", "handwritten", "vendor"], default="auto",
+                   help="kernel variant for GEMM and convolution; auto picks the faster once per "
+                        "shape, so pin one for bit-identical runs across processes (default auto)")
     p.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop")
     p.add_argument("--resume", default=None, help="checkpoint (file or run directory) to continue")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -105,6 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     hg.manual_seed(args.seed)
     model = build_model(args.model, train_set.in_shape, train_set.num_classes)
+    model.set_impl(args.impl)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer = make_optimizer(args.optimizer, trainable, args.lr, args.momentum, args.weight_decay)
     start_lr = optimizer.lr
@@ -132,7 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
     best = max(history, key=lambda r: -1.0 if r.get("val_acc") is None else r["val_acc"])
     summary = {
         "data": args.data, "model": args.model, "spec": model.spec, "device": device,
-        "parameters": n_params, "optimizer": args.optimizer, "scheduler": args.scheduler,
+        "parameters": n_params, "impl": args.impl, "optimizer": args.optimizer, "scheduler": args.scheduler,
         "lr": start_lr, "final_lr": optimizer.lr,
         "batch_size": args.batch_size, "seed": args.seed, "epochs": trainer.epoch,
         "seconds": seconds, "threads": hg.get_num_threads(), "hipgrad_version": hg.__version__,

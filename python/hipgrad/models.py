@@ -6,12 +6,13 @@
 
 - "mlp":    Flatten -> (Linear -> ReLU) per hidden width -> Linear; any input shape.
 - "lenet":  LeNet-5: conv 5x5 (6) -> ReLU -> max pool 2 -> conv 5x5 (16) -> ReLU -> max pool 2
-            -> Flatten -> Linear 120 -> ReLU -> Linear 84 -> ReLU -> Linear. The first conv pads
+            -> Flatten -> Linear 120 -> ReLU -> Dropout -> Linear 84 -> ReLU -> Linear (no
+            Dropout layer with dropout=0, the classic LeNet-5). The first conv pads
             by 2 (keeps H, W); the second pads by 2 only where the input is too small for a
             valid 5x5 (8x8 digits), so 28x28 MNIST gives the classic 16x5x5 features. Inputs
             under 16 pixels a side keep only 2x2 positions after the pools, so there the convs
             are 16 and 32 wide to give the classifier as many features (on the 8x8 digits
-            this lifts validation accuracy from about 96% to 97.5%).
+            this and dropout 0.5 lift validation accuracy from about 96% to 97.5-98%).
 - "resnet": a small ResNet: conv 3x3 stem with BatchNorm, stages of residual blocks
             (conv-BN-ReLU-conv-BN plus identity or 1x1-conv-BN shortcut, then ReLU), each later
             stage halving H, W and doubling channels, global average pool, Linear.
@@ -41,7 +42,8 @@ def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256,
     return nn.Sequential(*layers)
 
 
-def lenet(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] | None = None) -> nn.Module:
+def lenet(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] | None = None,
+          dropout: float = 0.5) -> nn.Module:
     c, h, w = (int(s) for s in in_shape)
     if min(h, w) < 4:
         raise ValueError(f"lenet: input must be at least 4x4, got {h}x{w}")
@@ -54,7 +56,7 @@ def lenet(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] | N
         nn.Conv2d(c, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(c1, c2, 5, padding=pad2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(c2 * h2 * w2, 120), nn.ReLU(),
+        nn.Linear(c2 * h2 * w2, 120), nn.ReLU(), *([nn.Dropout(dropout)] if dropout else []),
         nn.Linear(120, 84), nn.ReLU(),
         nn.Linear(84, num_classes),
     )

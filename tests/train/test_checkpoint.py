@@ -171,7 +171,7 @@ def test_freeze_and_finetune(trained, tmp_path):
     frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {"0.weight", "0.bias", "3.weight", "3.bias"}
     sd, old = weights(model), load_checkpoint(tmp_path).weights
-    assert sd["11.weight"].shape == (5, 84)
+    assert sd["12.weight"].shape == (5, 84)
     np.testing.assert_array_equal(sd["0.weight"], old["0.weight"])
     with pytest.raises(ValueError, match=r"no parameters under \['conv9'\]"):
         freeze(model, ["conv9"])

@@ -28,11 +28,12 @@ def test_forward_shape_and_spec(rng, name, in_shape):
 
 
 def test_lenet_matches_classic_shapes():
-    sd = build_model("lenet", (1, 28, 28), 10).state_dict()
+    sd = build_model("lenet", (1, 28, 28), 10, dropout=0.0).state_dict()
     assert sd["0.weight"].shape == (6, 1, 5, 5) and sd["3.weight"].shape == (16, 6, 5, 5)
     assert sd["7.weight"].shape == (120, 400) and sd["11.weight"].shape == (10, 84)
-    small = build_model("lenet", (1, 8, 8), 10).state_dict()
+    small = build_model("lenet", (1, 8, 8), 10).state_dict()   # 16/32 channels, dropout
     assert small["3.weight"].shape == (32, 16, 5, 5) and small["7.weight"].shape == (120, 128)
+    assert small["12.weight"].shape == (10, 84)
     narrow = build_model("lenet", (1, 8, 8), 10, channels=(6, 16))
     assert narrow.state_dict()["7.weight"].shape == (120, 64)
     assert narrow.spec["options"] == {"channels": [6, 16]}
