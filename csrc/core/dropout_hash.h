@@ -1,14 +1,15 @@
-// The dropout mask, defined once for every backend: element i of a dropout call with seed s is kept
-// iff dropout_keep(dropout_key(s), i, dropout_threshold(p)). The CPU and GPU kernels both call
-// these functions, so a (seed, p, n) gives the same mask bit for bit on every device, and any
-// element can be recomputed alone (counter-based: no generator state is carried between elements).
+// The dropout mask and scale, written once for every backend, exactly as the CPU kernel
+// (cpu/layers.cpp, "cpu.dropout_splitmix64") computes them, so a GPU kernel that calls these
+// gives the same mask and the same output bits for a (seed, p, n):
 //
-//   key       = mix64(seed)                        (nearby seeds give unrelated streams)
-//   bits24(i) = mix64(key + (i + 1) * golden) >> 40 (24 uniform bits per element)
-//   keep(i)   = bits24(i) >= ceil(p * 2^24)        (integer compare: no float rounding to differ)
-//   scale     = 1 / (1 - p), one IEEE division     (kept values are x * scale; 0 when p == 1)
-// mix64 is the SplitMix64 finaliser (Steele, Lea, Flood 2014), which passes BigCrush as a counter
-// hash. P(keep) = 1 - ceil(p * 2^24) / 2^24, i.e. 1 - p up to 2^-24.
+//   key       = mix64(seed)
+//   bits(i)   = mix64(key + (i + 1) * golden) >> 32     (counter-based: element i alone)
+//   keep(i)   = bits(i) >= floor(p * 2^32)             (integer compare; p * 2^32 exact in double)
+//   scale     = float(1 / (1 - p)), divided in double
+//   y_i       = x_i * (keep_i ? scale : 0)             dx_i = dy_i * (float(mask_i) * scale)
+// The last line is spelled out because its exact form matters for bits: a dropped element is
+// x * 0 (so -0 for negative x, NaN for an infinite x), not a literal 0.
+// mix64 is the SplitMix64 finaliser (Steele, Lea, Flood 2014).
 #pragma once
 #include <cstdint>
 
@@ -23,30 +24,23 @@
 namespace hg {
 
 HG_HOST_DEVICE inline uint64_t dropout_mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
 
 HG_HOST_DEVICE inline uint64_t dropout_key(uint64_t seed) { return dropout_mix64(seed); }
 
-// 24 uniform bits for element i.
-HG_HOST_DEVICE inline uint32_t dropout_bits24(uint64_t key, uint64_t i) {
-  return static_cast<uint32_t>(dropout_mix64(key + (i + 1) * 0x9e3779b97f4a7c15ull) >> 40);
+HG_HOST_DEVICE inline uint64_t dropout_threshold(float p) {
+  return static_cast<uint64_t>(static_cast<double>(p) * 4294967296.0);
 }
 
-// ceil(p * 2^24) for p in [0, 1]; p * 2^24 is exact in float, so every compiler agrees.
-HG_HOST_DEVICE inline uint32_t dropout_threshold(float p) {
-  const float t = p * 16777216.f;
-  const uint32_t floor_t = static_cast<uint32_t>(t);
-  return static_cast<float>(floor_t) == t ? floor_t : floor_t + 1u;
+HG_HOST_DEVICE inline bool dropout_keep(uint64_t key, uint64_t i, uint64_t threshold) {
+  return (dropout_mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull) >> 32) >= threshold;
 }
 
-HG_HOST_DEVICE inline bool dropout_keep(uint64_t key, uint64_t i, uint32_t threshold) {
-  return dropout_bits24(key, i) >= threshold;
+HG_HOST_DEVICE inline float dropout_scale(float p) {
+  return static_cast<float>(1.0 / (1.0 - static_cast<double>(p)));
 }
-
-// The factor applied to kept elements; 0 when nothing is kept (p == 1).
-HG_HOST_DEVICE inline float dropout_scale(float p) { return p < 1.f ? 1.f / (1.f - p) : 0.f; }
 
 }  // namespace hg

@@ -8,7 +8,7 @@
 //   forward, eval      the running stats instead; save_mean / save_invstd get them too, so the
 //                      backward can be called the same way in both modes (without running stats,
 //                      eval uses the batch statistics, as PyTorch does);
-//   y = (x - mean) invstd gamma + beta.
+//   y = (x - mean) (invstd gamma) + beta.
 //   backward, training xhat = (x - mean) invstd; dbeta = sum dy, dgamma = sum dy xhat;
 //                      dx = gamma invstd (dy - dbeta / M - xhat dgamma / M);
 //   backward, eval     dx = gamma invstd dy (the statistics are constants); dgamma, dbeta as above.
@@ -84,7 +84,7 @@ __global__ void bn_apply(typename D::Index total, D HWd, D Cd, const float* __re
     const I t = HWd.div(j);
     const I c = t - Cd.div(t) * I(Cd.d);
     const float g = gamma ? gamma[c] : 1.f, b = beta ? beta[c] : 0.f;
-    y[j] = (x[j] - mean[c]) * invstd[c] * g + b;
+    y[j] = (x[j] - mean[c]) * (invstd[c] * g) + b;
   }
 }
 

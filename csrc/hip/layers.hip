@@ -1,13 +1,16 @@
 // GPU helpers the layers need, float32, flat contiguous arrays unless said otherwise:
 //   add                 y = a + alpha b (y may be a: in place);   fill  y = value;
-//   dropout             keep_i = dropout_keep(dropout_key(seed), i, dropout_threshold(p))
-//                       (core/dropout_hash.h: a counter-based hash shared with the CPU kernel, so
-//                       the mask matches it bit for bit); mask_i = keep_i; y_i = keep_i ? x_i s : 0,
-//                       s = dropout_scale(p) = 1 / (1 - p);  backward dx = mask ? dy s : 0;
+//   dropout             keep_i = dropout_keep(dropout_key(seed), i, dropout_threshold(p)), the
+//                       CPU kernel's splitmix64 counter hash (core/dropout_hash.h); mask_i = keep_i,
+//                       y_i = x_i * (keep_i ? s : 0), s = dropout_scale(p) = 1 / (1 - p);
+//                       backward dx_i = dy_i * (mask_i * s) -- the CPU's exact expressions, so
+//                       mask and outputs match it bit for bit;
 //   embedding           y[k, :] = weight[idx[k], :]; an idx outside [0, num) sets *bad_index = 1
 //                       (else it is set to 0) and gives a zero row;
 //   embedding_backward  dw[r, :] = sum of dy[k, :] over the k with idx[k] == r, added in increasing
-//                       k (the CPU's serial order); rows nobody picked are zero; dw fully written.
+//                       k (the CPU's serial order, so the same bits); rows nobody picked are zero;
+//                       dw fully written; an idx outside [0, num) is skipped and sets *bad_index
+//                       (when the args carry that flag: it was added to ops.h on branch lossoptim).
 //
 // Variants (handwritten, the only registered ones):
 //   gpu.add_vec4, gpu.fill_vec4, gpu.dropout_hash, gpu.dropout_backward, gpu.embedding_gather:
@@ -77,14 +80,14 @@ void fill_gpu(const FillArgs& a) {
 }
 
 // ---- dropout -------------------------------------------------------------------------------------
-__global__ void dropout_kernel(int64_t n, uint64_t key, uint32_t threshold, float scale,
+__global__ void dropout_kernel(int64_t n, uint64_t key, uint64_t threshold, float scale,
                                const float* __restrict__ x, float* __restrict__ y,
                                uint8_t* __restrict__ mask) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const bool keep = dropout_keep(key, uint64_t(i), threshold);
     mask[i] = keep ? 1 : 0;
-    y[i] = keep ? x[i] * scale : 0.f;
+    y[i] = x[i] * (keep ? scale : 0.f);
   }
 }
 
@@ -92,7 +95,7 @@ __global__ void dropout_backward_kernel(int64_t n, float scale, const float* __r
                                         const uint8_t* __restrict__ mask, float* __restrict__ dx) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    dx[i] = mask[i] ? dy[i] * scale : 0.f;
+    dx[i] = dy[i] * (static_cast<float>(mask[i]) * scale);
   }
 }
 
@@ -158,13 +161,14 @@ __device__ inline int64_t pair_low(int64_t t, int64_t j) { return 2 * j * (t / j
 
 // keys[i] = row << 32 | i for i < count, all ones for the padding up to n (a power of two).
 __global__ void make_sort_keys(int64_t n, int64_t count, int64_t num, const int64_t* __restrict__ idx,
-                               uint64_t* __restrict__ keys) {
+                               uint64_t* __restrict__ keys, int32_t* bad_index) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     if (i < count) {
       const int64_t r = idx[i];
-      const uint64_t row = (r >= 0 && r < num) ? uint64_t(r) : kNoRow;
-      keys[i] = (row << 32) | uint64_t(i);
+      const bool ok = r >= 0 && r < num;
+      if (!ok && bad_index) *bad_index = 1;
+      keys[i] = ((ok ? uint64_t(r) : kNoRow) << 32) | uint64_t(i);
     } else {
       keys[i] = ~uint64_t(0);
     }
@@ -237,9 +241,9 @@ __global__ void embedding_segment_sums(typename D::Index total, D dim_d, const u
 }
 
 template <class D>
-__global__ void embedding_backward_v0(typename D::Index total, D dim_d, int64_t count,
+__global__ void embedding_backward_v0(typename D::Index total, D dim_d, int64_t num, int64_t count,
                                       const int64_t* __restrict__ idx, const float* __restrict__ dy,
-                                      float* __restrict__ dw) {
+                                      float* __restrict__ dw, int32_t* bad_index) {
   using I = typename D::Index;
   const int64_t dim = dim_d.d;
   for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
@@ -248,10 +252,17 @@ __global__ void embedding_backward_v0(typename D::Index total, D dim_d, int64_t 
     float sum = 0.f;
     for (int64_t k = 0; k < count; ++k) {
       if (idx[k] == int64_t(r)) sum += dy[k * dim + d];
+      if (j == 0 && bad_index && (idx[k] < 0 || idx[k] >= num)) *bad_index = 1;
     }
     dw[j] = sum;
   }
 }
+
+// EmbeddingBackwardArgs::bad_index where the struct has it (added on branch lossoptim), else none.
+template <class A>
+auto bad_index_of(const A& a, int) -> decltype(a.bad_index) { return a.bad_index; }
+template <class A>
+int32_t* bad_index_of(const A&, long) { return nullptr; }
 
 void sort_keys(uint64_t* keys, int64_t n, hipStream_t st) {
   if (n < 2) return;
@@ -277,12 +288,13 @@ void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
   if (total == 0) return;
   HG_REQUIRE(a.count < (int64_t(1) << 32), "embedding_backward: idx has ", a.count,
              " entries; the GPU kernel handles fewer than 2^32");
+  int32_t* bad_index = bad_index_of(a, 0);
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
     using I = typename D::Index;
     if (use_reference_kernels()) {
-      embedding_backward_v0<D><<<grid_for(total), kThreads, 0, st>>>(I(total), D(a.dim), a.count, a.idx,
-                                                                     a.dy, a.dw);
+      embedding_backward_v0<D><<<grid_for(total), kThreads, 0, st>>>(I(total), D(a.dim), a.num, a.count,
+                                                                     a.idx, a.dy, a.dw, bad_index);
       HG_LAUNCH_CHECK("embedding_backward_v0");
       return;
     }
@@ -291,7 +303,7 @@ void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
     Tensor keys = scratch(n, DType::i64);
     Tensor start = scratch(a.num + 1, DType::i64);
     uint64_t* k = static_cast<uint64_t*>(keys.raw());
-    make_sort_keys<<<grid_for(n), kThreads, 0, st>>>(n, a.count, a.num, a.idx, k);
+    make_sort_keys<<<grid_for(n), kThreads, 0, st>>>(n, a.count, a.num, a.idx, k, bad_index);
     HG_LAUNCH_CHECK("make_sort_keys");
     sort_keys(k, n, st);
     segment_starts<<<grid_for(a.num + 1), kThreads, 0, st>>>(a.num, a.count, k, start.data<int64_t>());
