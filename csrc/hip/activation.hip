@@ -135,7 +135,7 @@ __global__ void activation_backward_kernel(int64_t n, float alpha, const float* 
 template <ActKind K>
 void launch_forward(const ActivationArgs& a) {
   const bool vec4 = aligned16(a.x) && aligned16(a.y);
-  const unsigned grid = grid_for(vec4 ? (a.n + 3) / 4 : a.n);
+  const unsigned grid = blocks_for(vec4 ? (a.n + 3) / 4 : a.n);
   activation_forward_kernel<K><<<grid, kThreads, 0, current_stream()>>>(a.n, a.alpha, a.x, a.y, vec4);
   HG_LAUNCH_CHECK("activation_forward_kernel");
 }
@@ -144,7 +144,7 @@ template <ActKind K>
 void launch_backward(const ActivationBackwardArgs& a) {
   const bool vec4 = aligned16(a.dy) && aligned16(a.dx) && (!kBackwardReadsX<K> || aligned16(a.x)) &&
                     (!kBackwardReadsY<K> || aligned16(a.y));
-  const unsigned grid = grid_for(vec4 ? (a.n + 3) / 4 : a.n);
+  const unsigned grid = blocks_for(vec4 ? (a.n + 3) / 4 : a.n);
   activation_backward_kernel<K><<<grid, kThreads, 0, current_stream()>>>(a.n, a.alpha, a.dy, a.x, a.y,
                                                                          a.dx, vec4);
   HG_LAUNCH_CHECK("activation_backward_kernel");

@@ -16,8 +16,8 @@
 // Variants: gpu.batch_norm_two_stage, gpu.batch_norm_backward_two_stage (handwritten, the only
 // registered ones): the per-channel sums go through channel_sums (kernels_elementwise.h: block
 // partials, then a fixed-order finalize in double -- deterministic, no atomics); the elementwise
-// passes are grid-stride kernels with multiply-high index division. HIPGRAD_GPU_KERNELS=v0 runs
-// the sums as one thread per channel in double (the reference).
+// passes are grid-stride kernels with multiply-high index division. HIPGRAD_GPU_LAYERS_VARIANT=v0
+// runs the sums as one thread per channel in double (the reference).
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py -k batch_norm   (device gpu)
 // Bench: python3 bench/bench_layers.py --device gpu
@@ -120,16 +120,16 @@ void batch_norm_gpu(const BatchNormArgs& a) {
   const bool batch_stats = a.training || a.running_mean == nullptr || a.running_var == nullptr;
   if (batch_stats) {
     const float inv_m = static_cast<float>(1.0 / double(M));
-    channel_sums<1>(SumX{a.x}, a.N, a.C, a.HW, ChannelOut<1>{{mean}, {inv_m}});
-    channel_sums<1>(SumSqDev{a.x, mean}, a.N, a.C, a.HW, ChannelOut<1>{{var}, {inv_m}});
+    channel_sums<1>("LAYERS", SumX{a.x}, a.N, a.C, a.HW, ChannelOut<1>{{mean}, {inv_m}});
+    channel_sums<1>("LAYERS", SumSqDev{a.x, mean}, a.N, a.C, a.HW, ChannelOut<1>{{var}, {inv_m}});
   }
-  bn_stats<<<grid_for(a.C), kThreads, 0, st>>>(a.C, M, batch_stats, a.training, a.momentum, a.eps,
+  bn_stats<<<blocks_for(a.C), kThreads, 0, st>>>(a.C, M, batch_stats, a.training, a.momentum, a.eps,
                                                var, a.running_mean, a.running_var, mean, invstd);
   HG_LAUNCH_CHECK("bn_stats");
   if (total == 0) return;
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    bn_apply<D><<<grid_for(total), kThreads, 0, st>>>(typename D::Index(total), D(a.HW), D(a.C), a.x,
+    bn_apply<D><<<blocks_for(total), kThreads, 0, st>>>(typename D::Index(total), D(a.HW), D(a.C), a.x,
                                                       mean, invstd, a.gamma, a.beta, a.y);
     HG_LAUNCH_CHECK("bn_apply");
   });
@@ -142,13 +142,13 @@ void batch_norm_backward_gpu(const BatchNormBackwardArgs& a) {
   Tensor tmp = scratch(2 * a.C);
   float* sum_dy = a.dbeta ? a.dbeta : tmp.data<float>();
   float* sum_dy_xhat = a.dgamma ? a.dgamma : tmp.data<float>() + a.C;
-  channel_sums<2>(SumDyDyXhat{a.dy, a.x, a.save_mean, a.save_invstd}, a.N, a.C, a.HW,
+  channel_sums<2>("LAYERS", SumDyDyXhat{a.dy, a.x, a.save_mean, a.save_invstd}, a.N, a.C, a.HW,
                   ChannelOut<2>{{sum_dy, sum_dy_xhat}, {1.f, 1.f}});
   if (total == 0 || a.dx == nullptr) return;
   const float inv_m = static_cast<float>(1.0 / double(M));
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    bn_backward_apply<D><<<grid_for(total), kThreads, 0, st>>>(
+    bn_backward_apply<D><<<blocks_for(total), kThreads, 0, st>>>(
         typename D::Index(total), D(a.HW), D(a.C), inv_m, a.training, a.dy, a.x, a.save_mean,
         a.save_invstd, a.gamma, sum_dy, sum_dy_xhat, a.dx);
     HG_LAUNCH_CHECK("bn_backward_apply");

@@ -8,7 +8,7 @@
 //   gpu.bias_add: grid-stride, one thread per element, channel from two multiply-high divisions;
 //   gpu.bias_backward_two_stage: channel_sums (kernels_elementwise.h): coalesced block partials
 //     (planar for inner >= 32, column-wise for small inner), then a fixed-order finalize in
-//     double -- deterministic, no atomics; v0 (HIPGRAD_GPU_KERNELS=v0): one thread per channel.
+//     double -- deterministic, no atomics; v0 (HIPGRAD_GPU_BIAS_VARIANT=v0): one thread per channel.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_bias.py   (device gpu)
 // Bench: python3 bench/bench_bias.py --device gpu
@@ -35,7 +35,7 @@ struct SumDy {
 
 void bias_backward_gpu(const BiasBackwardArgs& a) {
   if (a.C == 0) return;
-  channel_sums<1>(SumDy{a.dy}, a.outer, a.C, a.inner, ChannelOut<1>{{a.db}, {1.f}});
+  channel_sums<1>("BIAS", SumDy{a.dy}, a.outer, a.C, a.inner, ChannelOut<1>{{a.db}, {1.f}});
 }
 
 }  // namespace
@@ -45,7 +45,7 @@ void bias_add_handwritten(const BiasAddArgs& a) {
   if (total == 0) return;
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    bias_add_kernel<D><<<grid_for(total), kThreads, 0, current_stream()>>>(
+    bias_add_kernel<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
         typename D::Index(total), D(a.inner), D(a.C), a.x, a.bias, a.y);
     HG_LAUNCH_CHECK("bias_add_kernel");
   });

@@ -3,9 +3,9 @@
 // wrappers (vendor/*.cpp) call for what their library lacks.
 //
 // Host side (any compiler): the current device and its hipgrad stream, scratch memory from the
-// caching allocator (freed in stream order), grid sizing, and HIPGRAD_GPU_KERNELS=v0 (read once per
-// process), which makes every kernel that has one run its simple reference version (v0) instead,
-// so tests and benches can run both and compare.
+// caching allocator (freed in stream order), grid sizing. HIPGRAD_GPU_<FAMILY>_VARIANT=v0 (the
+// runtime's switch; families LOSS, LAYERS, BIAS here) makes a family's kernels that have a simple
+// reference version (v0) run it instead, so tests and benches can run both and compare.
 // Device side (hipcc / nvcc only): warp and block reductions that are correct at 32 and 64 lanes,
 // a multiply-high integer divider, and the two-stage per-channel sum used by bias_backward and
 // batch norm.
@@ -13,8 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "../core/ops.h"
 #include "platform.h"
@@ -35,18 +33,15 @@ inline Tensor scratch(int64_t n, DType dtype = DType::f32) {
   return empty({n}, dtype, Device{Device::Kind::gpu, current_device()});
 }
 
-inline bool use_reference_kernels() {
-  static const bool v0 = [] {
-    const char* e = std::getenv("HIPGRAD_GPU_KERNELS");
-    return e != nullptr && std::strcmp(e, "v0") == 0;
-  }();
-  return v0;
-}
+// HIPGRAD_GPU_<family>_VARIANT == "v0" (ValueError for values other than v0 / default / unset).
+// Defined in runtime.hip, declared there in runtime.h too.
+bool use_reference_kernels(const char* family);
 
 constexpr int kThreads = 256;       // every kernel here: a multiple of 64, so warps are whole
 constexpr int64_t kMaxGrid = 65535;  // grid-stride loops cover the rest
 
-inline unsigned grid_for(int64_t work, int64_t per_block = kThreads) {
+// Blocks for `work` items at `per_block` each, at most kMaxGrid (grid-stride loops do the rest).
+inline unsigned blocks_for(int64_t work, int64_t per_block = kThreads) {
   const int64_t blocks = (work + per_block - 1) / per_block;
   return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, kMaxGrid));
 }
@@ -235,11 +230,13 @@ __global__ void channel_sums_v0(F f, int64_t outer, int64_t C, int64_t inner, Ch
   }
 }
 
+// family: the HIPGRAD_GPU_<family>_VARIANT switch that selects v0 for the caller.
 template <int NV, class F>
-void channel_sums(const F& f, int64_t outer, int64_t C, int64_t inner, ChannelOut<NV> out) {
+void channel_sums(const char* family, const F& f, int64_t outer, int64_t C, int64_t inner,
+                  ChannelOut<NV> out) {
   const hipStream_t st = current_stream();
-  if (use_reference_kernels()) {
-    channel_sums_v0<NV, F><<<grid_for(C), kThreads, 0, st>>>(f, outer, C, inner, out);
+  if (use_reference_kernels(family)) {
+    channel_sums_v0<NV, F><<<blocks_for(C), kThreads, 0, st>>>(f, outer, C, inner, out);
     HG_LAUNCH_CHECK("channel_sums_v0");
     return;
   }
@@ -253,13 +250,13 @@ void channel_sums(const F& f, int64_t outer, int64_t C, int64_t inner, ChannelOu
     channel_partials_planar<NV, F><<<grid, kThreads, 0, st>>>(f, outer, C, inner, chunk, splits,
                                                            part.data<float>());
     HG_LAUNCH_CHECK("channel_partials_planar");
-    channel_finalize<NV><<<grid_for(C), kThreads, 0, st>>>(part.data<float>(), C, splits, out);
+    channel_finalize<NV><<<blocks_for(C), kThreads, 0, st>>>(part.data<float>(), C, splits, out);
     HG_LAUNCH_CHECK("channel_finalize");
   } else {
     // At least 16 rows per thread, about 2048 blocks in all when that is enough, and at most 4096
     // partials per channel for the finalize thread.
     const int64_t L = C * inner;
-    const unsigned bx = grid_for(L);
+    const unsigned bx = blocks_for(L);
     const int64_t max_splits = std::max<int64_t>(1, std::min<int64_t>(2048 / bx, 4096 / inner));
     const int64_t splits = std::clamp<int64_t>((outer + 15) / 16, 1, max_splits);
     const int64_t rchunk = (outer + splits - 1) / splits;
@@ -268,7 +265,7 @@ void channel_sums(const F& f, int64_t outer, int64_t C, int64_t inner, ChannelOu
     channel_partials_rows<NV, F><<<grid, kThreads, 0, st>>>(f, outer, C, inner, rchunk, splits,
                                                          part.data<float>());
     HG_LAUNCH_CHECK("channel_partials_rows");
-    channel_finalize<NV><<<grid_for(C), kThreads, 0, st>>>(part.data<float>(), C, inner * splits, out);
+    channel_finalize<NV><<<blocks_for(C), kThreads, 0, st>>>(part.data<float>(), C, inner * splits, out);
     HG_LAUNCH_CHECK("channel_finalize");
   }
 }

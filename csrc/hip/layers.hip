@@ -19,7 +19,7 @@
 //     and merged in shared memory, the wider merge steps in global memory), each row finds its
 //     segment by binary search, then one thread per (row, column) adds its segment's dy in key
 //     order -- deterministic, no atomics, O(count log^2 count + num dim + count dim);
-//     v0 (HIPGRAD_GPU_KERNELS=v0): one thread per (row, column) scans all of idx; same order, so
+//     v0 (HIPGRAD_GPU_LAYERS_VARIANT=v0): one thread per (row, column) scans all of idx; same order, so
 //     the same bits.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py   (device gpu)
@@ -66,7 +66,7 @@ __global__ void fill_kernel(int64_t n, float value, float* __restrict__ y, bool 
 void add_gpu(const AddArgs& a) {
   if (a.n == 0) return;
   const bool vec4 = aligned16(a.a) && aligned16(a.b) && aligned16(a.y);
-  add_kernel<<<grid_for(vec4 ? (a.n + 3) / 4 : a.n), kThreads, 0, current_stream()>>>(a.n, a.alpha, a.a,
+  add_kernel<<<blocks_for(vec4 ? (a.n + 3) / 4 : a.n), kThreads, 0, current_stream()>>>(a.n, a.alpha, a.a,
                                                                                        a.b, a.y, vec4);
   HG_LAUNCH_CHECK("add_kernel");
 }
@@ -74,7 +74,7 @@ void add_gpu(const AddArgs& a) {
 void fill_gpu(const FillArgs& a) {
   if (a.n == 0) return;
   const bool vec4 = aligned16(a.y);
-  fill_kernel<<<grid_for(vec4 ? (a.n + 3) / 4 : a.n), kThreads, 0, current_stream()>>>(a.n, a.value,
+  fill_kernel<<<blocks_for(vec4 ? (a.n + 3) / 4 : a.n), kThreads, 0, current_stream()>>>(a.n, a.value,
                                                                                        a.y, vec4);
   HG_LAUNCH_CHECK("fill_kernel");
 }
@@ -101,14 +101,14 @@ __global__ void dropout_backward_kernel(int64_t n, float scale, const float* __r
 
 void dropout_gpu(const DropoutArgs& a) {
   if (a.n == 0) return;
-  dropout_kernel<<<grid_for(a.n), kThreads, 0, current_stream()>>>(
+  dropout_kernel<<<blocks_for(a.n), kThreads, 0, current_stream()>>>(
       a.n, dropout_key(a.seed), dropout_threshold(a.p), dropout_scale(a.p), a.x, a.y, a.mask);
   HG_LAUNCH_CHECK("dropout_kernel");
 }
 
 void dropout_backward_gpu(const DropoutBackwardArgs& a) {
   if (a.n == 0) return;
-  dropout_backward_kernel<<<grid_for(a.n), kThreads, 0, current_stream()>>>(a.n, dropout_scale(a.p), a.dy,
+  dropout_backward_kernel<<<blocks_for(a.n), kThreads, 0, current_stream()>>>(a.n, dropout_scale(a.p), a.dy,
                                                                             a.mask, a.dx);
   HG_LAUNCH_CHECK("dropout_backward_kernel");
 }
@@ -138,7 +138,7 @@ void embedding_gpu(const EmbeddingArgs& a) {
   if (total == 0) return;
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    embedding_gather<D><<<grid_for(total), kThreads, 0, st>>>(typename D::Index(total), D(a.dim), a.num,
+    embedding_gather<D><<<blocks_for(total), kThreads, 0, st>>>(typename D::Index(total), D(a.dim), a.num,
                                                               a.weight, a.idx, a.y, a.bad_index);
     HG_LAUNCH_CHECK("embedding_gather");
   });
@@ -274,7 +274,7 @@ void sort_keys(uint64_t* keys, int64_t n, hipStream_t st) {
   HG_LAUNCH_CHECK("bitonic_tile");
   for (int64_t k = 2 * int64_t(tile); k <= n; k <<= 1) {
     for (int64_t j = k / 2; j >= tile; j /= 2) {
-      bitonic_global_step<<<grid_for(n / 2), kThreads, 0, st>>>(keys, n, k, j);
+      bitonic_global_step<<<blocks_for(n / 2), kThreads, 0, st>>>(keys, n, k, j);
       HG_LAUNCH_CHECK("bitonic_global_step");
     }
     bitonic_tile<<<blocks, tile / 2, smem, st>>>(keys, tiles, tile, k);
@@ -292,8 +292,8 @@ void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
     using I = typename D::Index;
-    if (use_reference_kernels()) {
-      embedding_backward_v0<D><<<grid_for(total), kThreads, 0, st>>>(I(total), D(a.dim), a.num, a.count,
+    if (use_reference_kernels("LAYERS")) {
+      embedding_backward_v0<D><<<blocks_for(total), kThreads, 0, st>>>(I(total), D(a.dim), a.num, a.count,
                                                                      a.idx, a.dy, a.dw, bad_index);
       HG_LAUNCH_CHECK("embedding_backward_v0");
       return;
@@ -303,12 +303,12 @@ void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
     Tensor keys = scratch(n, DType::i64);
     Tensor start = scratch(a.num + 1, DType::i64);
     uint64_t* k = static_cast<uint64_t*>(keys.raw());
-    make_sort_keys<<<grid_for(n), kThreads, 0, st>>>(n, a.count, a.num, a.idx, k, bad_index);
+    make_sort_keys<<<blocks_for(n), kThreads, 0, st>>>(n, a.count, a.num, a.idx, k, bad_index);
     HG_LAUNCH_CHECK("make_sort_keys");
     sort_keys(k, n, st);
-    segment_starts<<<grid_for(a.num + 1), kThreads, 0, st>>>(a.num, a.count, k, start.data<int64_t>());
+    segment_starts<<<blocks_for(a.num + 1), kThreads, 0, st>>>(a.num, a.count, k, start.data<int64_t>());
     HG_LAUNCH_CHECK("segment_starts");
-    embedding_segment_sums<D><<<grid_for(total), kThreads, 0, st>>>(I(total), D(a.dim), k,
+    embedding_segment_sums<D><<<blocks_for(total), kThreads, 0, st>>>(I(total), D(a.dim), k,
                                                                     start.data<int64_t>(), a.dy, a.dw);
     HG_LAUNCH_CHECK("embedding_segment_sums");
   });

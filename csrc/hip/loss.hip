@@ -9,7 +9,7 @@
 //   mse_loss                        mean((pred - target)^2); backward 2 (pred - target) / n.
 // Every reduction is two-stage with fixed orders (no float atomics), so results repeat exactly.
 //
-// Variants (handwritten, the only registered ones; HIPGRAD_GPU_KERNELS=v0 runs the references):
+// Variants (handwritten, the only registered ones; HIPGRAD_GPU_LOSS_VARIANT=v0 runs the v0s):
 //   gpu.softmax_xent_rows, gpu.softmax_rows: C <= 1024: one warp per row (lanes stride over the
 //     row, shuffle reductions at the native warp width); C > 1024: one block per row (warp
 //     shuffles, then the warps' results through shared memory). Row losses go to a scratch array;
@@ -129,16 +129,16 @@ template <bool kLoss, class L>
 void launch_softmax_rows(int64_t N, int64_t C, const float* x, float* y, const L* labels,
                          float* row_loss) {
   const hipStream_t st = current_stream();
-  if (use_reference_kernels()) {
-    softmax_rows_v0<kLoss, L><<<grid_for(N), kThreads, 0, st>>>(N, C, x, y, labels, row_loss);
+  if (use_reference_kernels("LOSS")) {
+    softmax_rows_v0<kLoss, L><<<blocks_for(N), kThreads, 0, st>>>(N, C, x, y, labels, row_loss);
     HG_LAUNCH_CHECK("softmax_rows_v0");
   } else if (C <= kWarpRowMaxC) {
     // kThreads / 32 rows per block covers every warp width (a 64-wide warp loops twice).
-    softmax_warp_rows<kLoss, L><<<grid_for(N, kThreads / 32), kThreads, 0, st>>>(N, C, x, y, labels,
+    softmax_warp_rows<kLoss, L><<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(N, C, x, y, labels,
                                                                                   row_loss);
     HG_LAUNCH_CHECK("softmax_warp_rows");
   } else {
-    softmax_block_rows<kLoss, L><<<grid_for(N, 1), kThreads, 0, st>>>(N, C, x, y, labels, row_loss);
+    softmax_block_rows<kLoss, L><<<blocks_for(N, 1), kThreads, 0, st>>>(N, C, x, y, labels, row_loss);
     HG_LAUNCH_CHECK("softmax_block_rows");
   }
 }
@@ -183,7 +183,7 @@ void xent_backward_typed(const SoftmaxXentBackwardArgs& a, const L* labels) {
   const float inv_n = static_cast<float>(1.0 / double(a.N));
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    xent_backward_kernel<D, L><<<grid_for(total), kThreads, 0, st>>>(
+    xent_backward_kernel<D, L><<<blocks_for(total), kThreads, 0, st>>>(
         typename D::Index(total), D(a.C), inv_n, a.probs, labels, a.dlogits, a.bad_label);
     HG_LAUNCH_CHECK("xent_backward_kernel");
   });
@@ -240,7 +240,7 @@ __global__ void mse_v0(int64_t n, const float* __restrict__ pred, const float* _
 
 void mse_loss_gpu(const MseArgs& a) {
   const hipStream_t st = current_stream();
-  if (use_reference_kernels()) {
+  if (use_reference_kernels("LOSS")) {
     mse_v0<<<1, 1, 0, st>>>(a.n, a.pred, a.target, a.loss);
     HG_LAUNCH_CHECK("mse_v0");
     return;
@@ -266,7 +266,7 @@ __global__ void mse_backward_kernel(int64_t n, float scale, const float* __restr
 void mse_loss_backward_gpu(const MseBackwardArgs& a) {
   if (a.n == 0) return;
   const float scale = static_cast<float>(2.0 / double(a.n));
-  mse_backward_kernel<<<grid_for(a.n), kThreads, 0, current_stream()>>>(a.n, scale, a.pred, a.target,
+  mse_backward_kernel<<<blocks_for(a.n), kThreads, 0, current_stream()>>>(a.n, scale, a.pred, a.target,
                                                                         a.dpred);
   HG_LAUNCH_CHECK("mse_backward_kernel");
 }

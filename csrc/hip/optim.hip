@@ -74,10 +74,10 @@ void sgd_step_gpu(const SgdArgs& a) {
   if (a.n == 0) return;
   const hipStream_t st = current_stream();
   if (a.momentum != 0.f) {
-    sgd_step_kernel<true><<<grid_for(a.n), kThreads, 0, st>>>(a.n, a.param, a.grad, a.momentum_buf, a.lr,
+    sgd_step_kernel<true><<<blocks_for(a.n), kThreads, 0, st>>>(a.n, a.param, a.grad, a.momentum_buf, a.lr,
                                                               a.momentum, a.weight_decay, a.nesterov);
   } else {
-    sgd_step_kernel<false><<<grid_for(a.n), kThreads, 0, st>>>(a.n, a.param, a.grad, nullptr, a.lr, 0.f,
+    sgd_step_kernel<false><<<blocks_for(a.n), kThreads, 0, st>>>(a.n, a.param, a.grad, nullptr, a.lr, 0.f,
                                                                a.weight_decay, false);
   }
   HG_LAUNCH_CHECK("sgd_step_kernel");
@@ -98,7 +98,7 @@ void adam_step_gpu(const AdamArgs& a) {
   k.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   k.decay_factor = static_cast<float>(1.0 - double(a.lr) * double(a.weight_decay));
   k.decoupled = a.decoupled;
-  adam_step_kernel<<<grid_for(a.n), kThreads, 0, current_stream()>>>(a.n, a.param, a.grad, a.m, a.v, k);
+  adam_step_kernel<<<blocks_for(a.n), kThreads, 0, current_stream()>>>(a.n, a.param, a.grad, a.m, a.v, k);
   HG_LAUNCH_CHECK("adam_step_kernel");
 }
 

@@ -146,7 +146,7 @@ void max_pool2d_gpu(const MaxPoolArgs& a) {
   if (total == 0) return;
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    max_pool2d_direct<D><<<grid_for(total), kThreads, 0, current_stream()>>>(
+    max_pool2d_direct<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
         g, typename D::Index(total), D(g.Q), D(g.P), a.x, a.y, a.argmax);
     HG_LAUNCH_CHECK("max_pool2d_direct");
   });
@@ -158,7 +158,7 @@ void max_pool2d_backward_gpu(const MaxPoolBackwardArgs& a) {
   if (total == 0) return;
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    max_pool2d_backward_gather<D><<<grid_for(total), kThreads, 0, current_stream()>>>(
+    max_pool2d_backward_gather<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
         g, typename D::Index(total), D(g.W), D(g.H), a.dy, a.argmax, a.dx);
     HG_LAUNCH_CHECK("max_pool2d_backward_gather");
   });
@@ -170,7 +170,7 @@ void avg_pool2d_gpu(const AvgPoolArgs& a) {
   if (total == 0) return;
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    avg_pool2d_direct<D><<<grid_for(total), kThreads, 0, current_stream()>>>(
+    avg_pool2d_direct<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
         g, typename D::Index(total), D(g.Q), D(g.P), a.x, a.y);
     HG_LAUNCH_CHECK("avg_pool2d_direct");
   });
@@ -182,7 +182,7 @@ void avg_pool2d_backward_gpu(const AvgPoolBackwardArgs& a) {
   if (total == 0) return;
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
-    avg_pool2d_backward_gather<D><<<grid_for(total), kThreads, 0, current_stream()>>>(
+    avg_pool2d_backward_gather<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
         g, typename D::Index(total), D(g.W), D(g.H), a.dy, a.dx);
     HG_LAUNCH_CHECK("avg_pool2d_backward_gather");
   });

@@ -16,6 +16,8 @@
 #include <cublas_v2.h>
 
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 

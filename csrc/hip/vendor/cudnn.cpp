@@ -29,6 +29,8 @@
 #include <cudnn.h>
 
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
