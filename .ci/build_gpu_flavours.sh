@@ -10,7 +10,8 @@
 # "gpu:0" is listed); and that the test suite passes with that build (HIPGRAD_CI_TESTS, default
 # "tests"). Exits non-zero on the first failure.
 # Environment: HIPGRAD_CI_JOBS (default 2), HIPGRAD_CI_SKIP_CUDA=1, HIPGRAD_CI_BUILD_ROOT
-# (default build/ci-gpu). Dev builds write python/hipgrad/_C*.so; whatever was there is put back.
+# (default build/ci-gpu). Installs Debian's hipcc and libamdhip64-dev when hipcc is missing.
+# Dev builds write python/hipgrad/_C*.so; whatever was there is put back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -86,6 +87,11 @@ flavour() {  # $1 = hip | cuda, then extra cmake arguments
 }
 
 mkdir -p "$build_root"
+if ! command -v hipcc > /dev/null; then
+  echo "== installing Debian's hipcc and libamdhip64-dev"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hipcc libamdhip64-dev > /dev/null
+fi
 export HIP_PLATFORM=amd  # hipconfig says nvidia where nvcc is on PATH
 flavour hip -DHIPGRAD_HIP_ARCHS="gfx900;gfx906;gfx908;gfx90a;gfx1030"
 

@@ -82,13 +82,6 @@ if(NOT _hipgrad_gpu STREQUAL "off" AND NOT HIPGRAD_GPU_SOURCES)
   message(FATAL_ERROR "HIPGRAD_GPU=${_hipgrad_gpu} but csrc/hip has no .hip sources")
 endif()
 
-# The conv kernels register into the conv op tables, which the conv front end defines; until that
-# front end (csrc/core/ops_conv.cpp, another branch) is merged, leave them out.
-if(NOT _hipgrad_gpu STREQUAL "off" AND NOT EXISTS ${CMAKE_SOURCE_DIR}/csrc/core/ops_conv.cpp)
-  list(FILTER HIPGRAD_GPU_SOURCES EXCLUDE REGEX "/conv[^/]*\\.hip$")
-  message(STATUS "hipgrad: no conv front end (csrc/core/ops_conv.cpp): GPU conv kernels left out")
-endif()
-
 if(_hipgrad_gpu STREQUAL "hip")
   if(NOT _rocm_root AND NOT _sys_clang)
     message(FATAL_ERROR "HIPGRAD_GPU=hip: found neither ROCm (ROCM_PATH, /opt/rocm) nor a "

@@ -10,7 +10,8 @@
 //   - all hipgrad work is queued on one stream per device, so a block freed while a kernel still
 //     uses it is only handed to work queued after that kernel: no events are needed.
 // Stats: current = bytes requested by live tensors, peak = highest current since the last reset,
-// reserved = bytes held from the device (live + cached), allocations = requests served.
+// reserved = bytes held from the device (live + cached), allocations = requests served,
+// allocated_total = bytes requested since the start.
 // With hg::poison_allocations() every block handed out is filled with 0xFF bytes (NaN floats).
 //
 // Tests: tests/gpu/test_runtime.py (runs where a GPU is visible); .ci/build_gpu_flavours.sh
@@ -148,6 +149,7 @@ class CachingAllocator {
       live_[p] = Live{block, nbytes};
       stats_.current += nbytes;
       stats_.allocations += 1;
+      stats_.allocated_total += nbytes;
       if (stats_.current > stats_.peak) stats_.peak = stats_.current;
     }
     if (poison_allocations()) {
