@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import check, to_dev
+from tests.nn.cases import import_torch
 
 optim = hg.optim
 SHAPES = [(7, 3), (31,), (1,)]
@@ -63,7 +64,6 @@ ADAM_CONFIGS = [
     (optim.AdamW, {"lr": 0.01}),
     (optim.AdamW, {"lr": 0.02, "eps": 1e-6, "weight_decay": 0.3}),
 ]
-NO_TORCH = "torch is not installed (pip install torch==2.13.0)"
 
 
 def _run(opt_cls, cfg, params, grads):
@@ -102,7 +102,7 @@ def test_adam_matches_numpy(device, rng, opt_cls, cfg):
 @pytest.mark.parametrize("opt_cls,cfg", [(optim.SGD, c) for c in SGD_CONFIGS] + ADAM_CONFIGS,
                          ids=lambda v: getattr(v, "__name__", str(v)))
 def test_optimizers_match_torch(device, rng, opt_cls, cfg):
-    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch = import_torch()
     arrays, params = _params(rng, device)
     grads = _grads(rng)
     _run(opt_cls, cfg, params, grads)
@@ -232,7 +232,7 @@ SCHEDULES = [
 
 @pytest.mark.parametrize("name,ours,theirs", SCHEDULES, ids=[s[0] for s in SCHEDULES])
 def test_schedulers_match_torch(name, ours, theirs):
-    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch = import_torch()
     topt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     tsched = theirs(torch.optim.lr_scheduler, topt)
     expect = [tsched.get_last_lr()[0]]
@@ -244,7 +244,7 @@ def test_schedulers_match_torch(name, ours, theirs):
 
 
 def test_chained_warmup_and_cosine_match_torch():
-    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch = import_torch()
     topt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     tw = torch.optim.lr_scheduler.LinearLR(topt, start_factor=0.2, total_iters=4)
     tc = torch.optim.lr_scheduler.CosineAnnealingLR(topt, 12)

@@ -1,6 +1,7 @@
 // Devices, memory statistics, threads, build facts and what the op table holds.
 #include "../core/build_facts.h"
 #include "../cpu/cpu_kernels.h"
+#include "../cpu/isa.h"
 #include "bind.h"
 
 namespace hg {
@@ -52,6 +53,22 @@ void bind_runtime(py::module_& m) {
   m.def("_set_poison_allocations", [](bool on) { poison_allocations() = on; }, py::arg("on"));
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &cpu::num_threads);
+  // Debug/bench: force the CPU kernels' instruction set ("generic" | "avx2" | "avx512").
+  m.def("_set_cpu_isa", &cpu::set_cpu_isa, py::arg("isa"));
+  m.def("_cpu_isa", [] { return std::string(cpu::cpu_isa_name(cpu::cpu_isa())); });
+  m.def("_cpu_isa_detected", [] { return std::string(cpu::cpu_isa_name(cpu::detected_cpu_isa())); });
+  m.def("_gemm_blocking", [] {
+    const cpu::GemmBlocking b = cpu::gemm_handwritten_blocking();
+    py::dict out;
+    out["kernel"] = b.kernel;
+    out["mr"] = b.mr;
+    out["nr"] = b.nr;
+    out["kc"] = b.kc;
+    out["mc"] = b.mc;
+    out["nc_l2"] = b.nc_l2;
+    out["nc"] = b.nc;
+    return out;
+  });
   m.def("build_facts", [] { return build_facts(); });
   m.def("kernel_table", [] {
     py::list rows;

@@ -25,12 +25,9 @@ OpKernels<BiasBackwardArgs>& bias_backward_op() {
   return op;
 }
 
-namespace {
-
 // The geometry of a convolution of an input of shape xs with a weight of shape ws; every check
-// on shapes and hyper-parameters of the three conv ops happens here. `x`/`w` name the
-// arguments (or the shapes standing in for them) in messages.
-ConvGeometry geometry(const char* op, const char* x, const Shape& xs, const char* w,
+// on shapes and hyper-parameters of the conv ops happens here (declared in checks.h).
+ConvGeometry conv_geometry(const char* op, const char* x, const Shape& xs, const char* w,
                       const Shape& ws, Pair stride, Pair padding, Pair dilation, int64_t groups) {
   require_pair(op, "stride", stride, 1);
   require_pair(op, "padding", padding, 0);
@@ -77,6 +74,8 @@ ConvGeometry geometry(const char* op, const char* x, const Shape& xs, const char
   return g;
 }
 
+namespace {
+
 std::string conv_key(const ConvGeometry& g, bool bias) {
   return cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",K=", g.K, ",R=", g.R, ",S=", g.S,
              ",st=", g.stride_h, "x", g.stride_w, ",pad=", g.pad_h, "x", g.pad_w, ",dil=", g.dil_h,
@@ -96,7 +95,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
   require_f32(op, "x", x, 4);
   require_f32(op, "w", w, 4);
   const Device dev = require_same_device(op, {{"x", &x}, {"w", &w}, {"bias", &bias}});
-  const ConvGeometry g = geometry(op, "x", x.shape(), "w", w.shape(), stride, padding, dilation,
+  const ConvGeometry g = conv_geometry(op, "x", x.shape(), "w", w.shape(), stride, padding, dilation,
                                   groups);
   if (bias.defined()) {
     require_f32(op, "bias", bias, 1);
@@ -121,7 +120,7 @@ Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_sh
   require_f32(op, "w", w, 4);
   require_shape_arg(op, "x_shape", x_shape);
   const Device dev = require_same_device(op, {{"dy", &dy}, {"w", &w}});
-  const ConvGeometry g = geometry(op, "x_shape", x_shape, "w", w.shape(), stride, padding,
+  const ConvGeometry g = conv_geometry(op, "x_shape", x_shape, "w", w.shape(), stride, padding,
                                   dilation, groups);
   HG_REQUIRE(dy.shape() == Shape({g.N, g.K, g.P, g.Q}), op, ": dy must have shape ",
              shape_str({g.N, g.K, g.P, g.Q}),
@@ -145,7 +144,7 @@ Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_
   require_f32(op, "x", x, 4);
   require_shape_arg(op, "w_shape", w_shape);
   const Device dev = require_same_device(op, {{"dy", &dy}, {"x", &x}});
-  const ConvGeometry g = geometry(op, "x", x.shape(), "w_shape", w_shape, stride, padding,
+  const ConvGeometry g = conv_geometry(op, "x", x.shape(), "w_shape", w_shape, stride, padding,
                                   dilation, groups);
   HG_REQUIRE(dy.shape() == Shape({g.N, g.K, g.P, g.Q}), op, ": dy must have shape ",
              shape_str({g.N, g.K, g.P, g.Q}),

@@ -15,6 +15,8 @@ from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .data import DataLoader, Dataset, load_dataset
 from .models import build_model
 from .train import Trainer
+from .compare import compare
+from .infer import InferenceEngine
 
 __version__ = "0.1.0"
 
@@ -24,5 +26,5 @@ __all__ = [
     "nn", "ops", "optim",
     "reset_peak_memory_stats", "set_num_threads", "synchronize", "tensor", "zeros", "_C",
 ]
-__all__ += ["DataLoader", "Dataset", "Trainer", "build_model", "load_checkpoint", "load_dataset",
+__all__ += ["DataLoader", "Dataset", "InferenceEngine", "Trainer", "compare", "build_model", "load_checkpoint", "load_dataset",
             "load_model", "save_checkpoint"]

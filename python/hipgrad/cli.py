@@ -150,11 +150,17 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+from .cli_infer import add_compare_command, add_infer_command  # noqa: E402
+
 # --- the command table and entry point --------------------------------------------------------
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Runner]]] = {
     "train": ("train a model on a data set, writing a checkpoint, history and curves",
               add_train_command),
+    "infer": ("run a trained model forward only (fp32 or int8) and print predictions",
+              add_infer_command),
+    "compare": ("one training step vs one inference pass: time, memory, bytes kept",
+                add_compare_command),
 }
 
 

@@ -9,11 +9,17 @@ from typing import Any
 
 import hipgrad as hg
 import numpy as np
+import pytest
 
 from tests.nn import reference as ref
 
 nn = hg.nn
-NO_TORCH = "torch is not installed (pip install torch==2.13.0)"
+
+
+def import_torch():
+    """torch, or a skip saying how to install the pinned CPU wheel."""
+    return pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)",
+                               exc_type=ImportError)
 
 
 @dataclass

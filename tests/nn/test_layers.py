@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
-from tests.nn.cases import CASES, NO_TORCH
+from tests.nn.cases import CASES, import_torch
 
 IDS = [c.id for c in CASES]
 PARAM_CASES = [c for c in CASES if list(c.make().parameters())]
@@ -47,7 +47,7 @@ def test_layer_matches_numpy_reference(case, device, rng):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_layer_matches_torch(case, device, rng):
-    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch = import_torch()
     layer, x, y, dy, dx = _run(case, device, rng)
     tl = case.torch(torch.nn)
     before = layer.state_dict()  # taken after our forward: restore torch's running stats below

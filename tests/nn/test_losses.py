@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
-from tests.nn.cases import NO_TORCH
+from tests.nn.cases import import_torch
 
 nn = hg.nn
 
@@ -64,7 +64,7 @@ def test_mse_matches_reference(device, rng, shape):
 
 
 def test_losses_match_torch(device, rng):
-    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch = import_torch()
     logits = rng.standard_normal((9, 6)).astype(np.float32)
     labels = rng.integers(0, 6, size=9)
     zt = torch.from_numpy(logits).requires_grad_(True)

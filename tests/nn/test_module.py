@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
-from tests.nn.cases import NO_TORCH
+from tests.nn.cases import import_torch
 
 nn = hg.nn
 
@@ -99,7 +99,7 @@ def _train_steps(model, x, labels, steps, device):
 
 
 def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
-    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch = import_torch()
     model = small_cnn().to(device)
     tmodel = torch_small_cnn(torch)
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
@@ -124,7 +124,7 @@ def test_torch_sequential_loads_our_state_dict_and_trains_alike(device, rng):
 
 
 def test_we_load_a_torch_state_dict_directly(device, rng):
-    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch = import_torch()
     tmodel = torch_small_cnn(torch)
     tmodel.train()
     x = rng.standard_normal((4, 3, 6, 5)).astype(np.float32)

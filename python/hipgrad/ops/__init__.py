@@ -13,6 +13,7 @@ from ._loss import (mse_loss, mse_loss_backward, softmax, softmax_cross_entropy,
                     softmax_cross_entropy_backward)
 from ._optim import adam_step, sgd_step
 from ._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from ._quant import qconv2d, qgemm, quantize
 
 
 def last_impl() -> dict:
@@ -25,6 +26,7 @@ __all__ = [
     "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "bias_add", "bias_backward",
     "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "dropout", "dropout_backward",
     "embedding", "embedding_backward", "fill_", "gemm", "last_impl", "max_pool2d",
-    "max_pool2d_backward", "mse_loss", "mse_loss_backward", "sgd_step", "softmax",
+    "max_pool2d_backward", "mse_loss", "mse_loss_backward", "qconv2d", "qgemm", "quantize",
+    "sgd_step", "softmax",
     "softmax_cross_entropy", "softmax_cross_entropy_backward",
 ]

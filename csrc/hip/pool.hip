@@ -1,0 +1,199 @@
+// GPU 2-D pooling, NCHW, contiguous float32 (argmax int64), PyTorch semantics (floor mode; the
+// front end guarantees padding <= kernel/2, so every window holds at least one input element):
+//   max_pool2d           y = max over the window, padding is -inf; argmax = h*W + w inside the
+//                        (n, c) plane of the first maximum in row-major window order; a NaN wins
+//                        (the last NaN in window order, as on the CPU and in PyTorch);
+//   max_pool2d_backward  dx[h, w] = sum of dy[p, q] over the windows (p, q) that contain (h, w)
+//                        and whose argmax is h*W + w, added in row-major (p, q) order: the same
+//                        order as the CPU's scatter, so results match it bit for bit. An argmax
+//                        that points outside its own window contributes nothing (the CPU kernel
+//                        rejects out-of-plane ones; here that check would cost a host sync);
+//   avg_pool2d           y = window sum (row-major) * 1/(kh*kw), padding counted in the divisor;
+//   avg_pool2d_backward  dx[h, w] = (sum of dy over the windows that cover (h, w)) * 1/(kh*kw).
+//
+// Variants (handwritten, the only ones; each is already the simple form, so no separate v0):
+//   gpu.max_pool2d_direct, gpu.avg_pool2d_direct: one thread per output element (n, c, p, q),
+//     consecutive threads on consecutive q, the window read straight from global memory;
+//   gpu.*_backward_gather: one thread per input element (n, c, h, w) gathers from the
+//     ceil(kh/sh) x ceil(kw/sw) windows that can contain it -- no atomics, deterministic.
+// Index math is 32-bit with multiply-high division when the tensor has < 2^31 elements.
+// The vendor slots are registered in vendor/miopen.cpp and vendor/cudnn.cpp.
+//
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_pool.py   (device gpu)
+// Bench: python3 bench/bench_pool.py --device gpu
+#include "kernels_elementwise.h"
+
+namespace hg::gpu {
+namespace {
+
+// Splits a flat index over (planes, rows, cols) into (plane, row, col).
+template <class D>
+struct Split3 {
+  using I = typename D::Index;
+  I plane, row, col;
+  __device__ Split3(I j, const D& cols_d, const D& rows_d) {
+    const I t = cols_d.div(j);
+    col = j - t * I(cols_d.d);
+    plane = rows_d.div(t);
+    row = t - plane * I(rows_d.d);
+  }
+};
+
+// The windows (p range, q range) that contain input (h, w): p*sh - ph <= h <= p*sh - ph + kh - 1.
+__device__ inline void covering(int64_t h, int64_t k, int64_t s, int64_t pad, int64_t P,
+                                int64_t* lo, int64_t* hi) {
+  const int64_t a = h + pad - k + 1;
+  *lo = a <= 0 ? 0 : (a + s - 1) / s;
+  *hi = imin((h + pad) / s, P - 1);
+}
+
+template <class D>
+__global__ void max_pool2d_direct(PoolGeometry g, typename D::Index total, D Qd, D Pd,
+                                  const float* __restrict__ x, float* __restrict__ y,
+                                  int64_t* __restrict__ argmax) {
+  using I = typename D::Index;
+  for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
+    const Split3<D> o(j, Qd, Pd);
+    const int64_t h0 = int64_t(o.row) * g.sh - g.ph, w0 = int64_t(o.col) * g.sw - g.pw;
+    const float* xp = x + int64_t(o.plane) * g.H * g.W;
+    float best = -INFINITY;
+    int64_t arg = (h0 > 0 ? h0 : 0) * g.W + (w0 > 0 ? w0 : 0);  // first real element
+    for (int64_t r = 0; r < g.kh; ++r) {
+      const int64_t h = h0 + r;
+      if (h < 0 || h >= g.H) continue;
+      for (int64_t s = 0; s < g.kw; ++s) {
+        const int64_t w = w0 + s;
+        if (w < 0 || w >= g.W) continue;
+        const float v = xp[h * g.W + w];
+        if (v > best || v != v) {
+          best = v;
+          arg = h * g.W + w;
+        }
+      }
+    }
+    y[j] = best;
+    argmax[j] = arg;
+  }
+}
+
+template <class D>
+__global__ void max_pool2d_backward_gather(PoolGeometry g, typename D::Index total, D Wd, D Hd,
+                                           const float* __restrict__ dy,
+                                           const int64_t* __restrict__ argmax, float* __restrict__ dx) {
+  using I = typename D::Index;
+  for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
+    const Split3<D> in(j, Wd, Hd);
+    const int64_t h = in.row, w = in.col, self = h * g.W + w;
+    const int64_t base = int64_t(in.plane) * g.P * g.Q;
+    int64_t p0, p1, q0, q1;
+    covering(h, g.kh, g.sh, g.ph, g.P, &p0, &p1);
+    covering(w, g.kw, g.sw, g.pw, g.Q, &q0, &q1);
+    float sum = 0.f;
+    for (int64_t p = p0; p <= p1; ++p) {
+      for (int64_t q = q0; q <= q1; ++q) {
+        const int64_t k = base + p * g.Q + q;
+        if (argmax[k] == self) sum += dy[k];
+      }
+    }
+    dx[j] = sum;
+  }
+}
+
+template <class D>
+__global__ void avg_pool2d_direct(PoolGeometry g, typename D::Index total, D Qd, D Pd,
+                                  const float* __restrict__ x, float* __restrict__ y) {
+  using I = typename D::Index;
+  const float inv = 1.f / float(g.kh * g.kw);
+  for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
+    const Split3<D> o(j, Qd, Pd);
+    const int64_t h0 = int64_t(o.row) * g.sh - g.ph, w0 = int64_t(o.col) * g.sw - g.pw;
+    const float* xp = x + int64_t(o.plane) * g.H * g.W;
+    float sum = 0.f;
+    for (int64_t r = 0; r < g.kh; ++r) {
+      const int64_t h = h0 + r;
+      if (h < 0 || h >= g.H) continue;
+      for (int64_t s = 0; s < g.kw; ++s) {
+        const int64_t w = w0 + s;
+        if (w >= 0 && w < g.W) sum += xp[h * g.W + w];
+      }
+    }
+    y[j] = sum * inv;
+  }
+}
+
+template <class D>
+__global__ void avg_pool2d_backward_gather(PoolGeometry g, typename D::Index total, D Wd, D Hd,
+                                           const float* __restrict__ dy, float* __restrict__ dx) {
+  using I = typename D::Index;
+  const float inv = 1.f / float(g.kh * g.kw);
+  for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
+    const Split3<D> in(j, Wd, Hd);
+    const int64_t base = int64_t(in.plane) * g.P * g.Q;
+    int64_t p0, p1, q0, q1;
+    covering(in.row, g.kh, g.sh, g.ph, g.P, &p0, &p1);
+    covering(in.col, g.kw, g.sw, g.pw, g.Q, &q0, &q1);
+    float sum = 0.f;
+    for (int64_t p = p0; p <= p1; ++p) {
+      for (int64_t q = q0; q <= q1; ++q) sum += dy[base + p * g.Q + q];
+    }
+    dx[j] = sum * inv;
+  }
+}
+
+void max_pool2d_gpu(const MaxPoolArgs& a) {
+  const PoolGeometry& g = a.g;
+  const int64_t total = g.N * g.C * g.P * g.Q;
+  if (total == 0) return;
+  with_divider(total, [&](auto tag) {
+    using D = decltype(tag);
+    max_pool2d_direct<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        g, typename D::Index(total), D(g.Q), D(g.P), a.x, a.y, a.argmax);
+    HG_LAUNCH_CHECK("max_pool2d_direct");
+  });
+}
+
+void max_pool2d_backward_gpu(const MaxPoolBackwardArgs& a) {
+  const PoolGeometry& g = a.g;
+  const int64_t total = g.N * g.C * g.H * g.W;
+  if (total == 0) return;
+  with_divider(total, [&](auto tag) {
+    using D = decltype(tag);
+    max_pool2d_backward_gather<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        g, typename D::Index(total), D(g.W), D(g.H), a.dy, a.argmax, a.dx);
+    HG_LAUNCH_CHECK("max_pool2d_backward_gather");
+  });
+}
+
+void avg_pool2d_gpu(const AvgPoolArgs& a) {
+  const PoolGeometry& g = a.g;
+  const int64_t total = g.N * g.C * g.P * g.Q;
+  if (total == 0) return;
+  with_divider(total, [&](auto tag) {
+    using D = decltype(tag);
+    avg_pool2d_direct<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        g, typename D::Index(total), D(g.Q), D(g.P), a.x, a.y);
+    HG_LAUNCH_CHECK("avg_pool2d_direct");
+  });
+}
+
+void avg_pool2d_backward_gpu(const AvgPoolBackwardArgs& a) {
+  const PoolGeometry& g = a.g;
+  const int64_t total = g.N * g.C * g.H * g.W;
+  if (total == 0) return;
+  with_divider(total, [&](auto tag) {
+    using D = decltype(tag);
+    avg_pool2d_backward_gather<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        g, typename D::Index(total), D(g.W), D(g.H), a.dy, a.dx);
+    HG_LAUNCH_CHECK("avg_pool2d_backward_gather");
+  });
+}
+
+}  // namespace
+}  // namespace hg::gpu
+
+HG_REGISTER_KERNEL(max_pool2d_op, gpu, handwritten, "gpu.max_pool2d_direct", &hg::gpu::max_pool2d_gpu);
+HG_REGISTER_KERNEL(max_pool2d_backward_op, gpu, handwritten, "gpu.max_pool2d_backward_gather",
+                   &hg::gpu::max_pool2d_backward_gpu);
+HG_REGISTER_KERNEL(avg_pool2d_op, gpu, handwritten, "gpu.avg_pool2d_direct", &hg::gpu::avg_pool2d_gpu);
+HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, handwritten, "gpu.avg_pool2d_backward_gather",
+                   &hg::gpu::avg_pool2d_backward_gpu);

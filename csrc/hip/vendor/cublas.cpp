@@ -1,0 +1,91 @@
+// cuBLAS wrapper (NVIDIA builds with HIPGRAD_HAVE_CUBLAS): the gemm op's gpu vendor kernel.
+//   gpu.cublas_sgemm  y = alpha op(a) op(b) + beta c, row-major, as one cublasSgemm on the
+//                     column-major transposes (y^T = op(b)^T op(a)^T: operands swapped, m = N,
+//                     n = M); with c, c is first copied into y and cuBLAS applies beta to it.
+// One handle per device, created on first use and bound to hipgrad's stream of that device at
+// every call. Math: CUBLAS_DEFAULT_MATH (full FP32, no TF32) unless HIPGRAD_ALLOW_TF32=1, which
+// selects CUBLAS_TF32_TENSOR_OP_MATH. Every status is checked and thrown as hg::BackendError
+// ("cuBLAS", status, call, file:line, cublasGetStatusString).
+//
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py   (device gpu, impl vendor)
+// Bench: python3 bench/bench_gemm.py --device gpu
+#include "../../core/build_facts.h"
+#include "../kernels_elementwise.h"
+
+#if HIPGRAD_HAVE_CUBLAS
+#include <cublas_v2.h>
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#define HG_CUBLAS_CHECK(call)                                                                  \
+  do {                                                                                         \
+    const cublasStatus_t hg_st_ = (call);                                                      \
+    if (hg_st_ != CUBLAS_STATUS_SUCCESS)                                                       \
+      throw ::hg::BackendError("cuBLAS", static_cast<long long>(hg_st_), #call, HG_LOCATION,  \
+                               cublasGetStatusString(hg_st_));                                 \
+  } while (0)
+
+namespace hg::gpu {
+namespace {
+
+bool allow_tf32() {
+  static const bool allowed = [] {
+    const char* e = std::getenv("HIPGRAD_ALLOW_TF32");
+    return e != nullptr && std::strcmp(e, "1") == 0;
+  }();
+  return allowed;
+}
+
+cublasHandle_t cublas_handle(int device) {
+  static std::mutex mu;
+  static std::map<int, cublasHandle_t> handles;  // kept for the process: destroying them at exit
+                                                 // could run after the CUDA runtime has shut down
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = handles.find(device);
+  if (it == handles.end()) {
+    cublasHandle_t h = nullptr;
+    HG_CUBLAS_CHECK(cublasCreate(&h));
+    HG_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    it = handles.emplace(device, h).first;
+  }
+  HG_CUBLAS_CHECK(cublasSetStream(it->second, stream(device)));
+  return it->second;
+}
+
+void gemm_cublas(const GemmArgs& g) {
+  const int64_t lda = std::max<int64_t>(g.lda, 1), ldb = std::max<int64_t>(g.ldb, 1);
+  const int64_t ldy = std::max<int64_t>(g.ldy, 1);
+  HG_REQUIRE(g.M <= INT_MAX && g.N <= INT_MAX && g.K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
+                 ldy <= INT_MAX,
+             "gemm: cuBLAS takes 32-bit sizes; got M=", g.M, ", N=", g.N, ", K=", g.K);
+  const int device = current_device();
+  cublasHandle_t h = cublas_handle(device);
+  float beta = 0.f;
+  if (g.c != nullptr) {
+    HG_GPU_CHECK(cudaMemcpy2DAsync(g.y, size_t(ldy) * sizeof(float), g.c, size_t(g.N) * sizeof(float),
+                                   size_t(g.N) * sizeof(float), size_t(g.M), cudaMemcpyDeviceToDevice,
+                                   stream(device)));
+    beta = g.beta;
+  }
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  HG_CUBLAS_CHECK(cublasSgemm(h, op_b, op_a, int(g.N), int(g.M), int(g.K), &g.alpha, g.b, int(ldb), g.a,
+                              int(lda), &beta, g.y, int(ldy)));
+}
+
+}  // namespace
+}  // namespace hg::gpu
+
+HG_REGISTER_KERNEL(gemm_op, gpu, vendor, "gpu.cublas_sgemm", &hg::gpu::gemm_cublas);
+static const bool hg_cublas_fact = hg::add_build_fact(
+    "gpu.vendor.cublas", HG_STRINGIFY(CUBLAS_VER_MAJOR) "." HG_STRINGIFY(CUBLAS_VER_MINOR) "." HG_STRINGIFY(
+                             CUBLAS_VER_PATCH));
+
+#elif defined(HIPGRAD_PLATFORM_NVIDIA)
+HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
+static const bool hg_cublas_fact = hg::add_build_fact("gpu.vendor.cublas", "not found");
+#endif

@@ -1,0 +1,348 @@
+// MIOpen wrapper (AMD builds with HIPGRAD_HAVE_MIOPEN): gpu vendor kernels for
+//   conv2d_forward / _backward_data / _backward_weight
+//       miopenConvolution{Forward,BackwardData,BackwardWeights} after the Find call MIOpen
+//       requires on the same handle (miopenFind*Algorithm, non-exhaustive); the chosen algorithm
+//       and its workspace size (perf[0]) are remembered per (device, shape); the Find workspace
+//       comes from the *GetWorkSpaceSize query. MIOpen's 2-D convolution takes alpha = 1, beta = 0
+//       only, so the bias is added afterwards, in place, by hipgrad's bias_add kernel.
+//   activation / activation_backward
+//       miopenActivation{Forward,Backward} for relu, leaky_relu (LEAKYRELU, alpha), sigmoid
+//       (LOGISTIC), tanh (TANH with alpha = beta = 1: MIOpen computes beta tanh(alpha x)) and elu
+//       (ELU, alpha). MIOpen has no GELU: for gelu and gelu_tanh this same vendor kernel calls
+//       hipgrad's handwritten kernel, and its registered name says so. (A registry fallback is
+//       per op, not per kind, so it would misreport the five kinds MIOpen does run.)
+//   avg_pool2d / avg_pool2d_backward
+//       miopenPooling{Forward,Backward} with miopenPoolingAverageInclusive (divisor kh*kw, padding
+//       counted, as hipgrad). Max pooling is a registered fallback: MIOpen keeps its max indices in
+//       its own workspace (window offsets, uint8 by default) and cannot return hipgrad's int64
+//       argmax (h*W + w in the plane), which max_pool2d_backward takes.
+// Descriptors are built once per shape and kept; one handle per device, bound to hipgrad's stream
+// at every call. Every status is checked and thrown as hg::BackendError ("MIOpen", status, call,
+// file:line, miopenGetErrorString).
+//
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops -k "conv or activation or pool"
+//        (device gpu, impl vendor)
+#include "../../core/build_facts.h"
+#include "../kernels_elementwise.h"
+
+#if HIPGRAD_HAVE_MIOPEN
+#include <miopen/miopen.h>
+#if __has_include(<miopen/version.h>)
+#include <miopen/version.h>
+#endif
+
+#include <climits>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#define HG_MIOPEN_CHECK(call)                                                                  \
+  do {                                                                                         \
+    const miopenStatus_t hg_st_ = (call);                                                      \
+    if (hg_st_ != miopenStatusSuccess)                                                         \
+      throw ::hg::BackendError("MIOpen", static_cast<long long>(hg_st_), #call, HG_LOCATION,  \
+                               miopenGetErrorString(hg_st_));                                  \
+  } while (0)
+
+namespace hg::gpu {
+namespace {
+
+std::mutex g_mu;  // guards the handles and descriptor caches below
+
+miopenHandle_t miopen_handle(int device) {
+  static std::map<int, miopenHandle_t> handles;  // kept for the process (see cublas.cpp)
+  auto it = handles.find(device);
+  if (it == handles.end()) {
+    miopenHandle_t h = nullptr;
+    HG_MIOPEN_CHECK(miopenCreateWithStream(&h, stream(device)));
+    it = handles.emplace(device, h).first;
+  }
+  HG_MIOPEN_CHECK(miopenSetStream(it->second, stream(device)));
+  return it->second;
+}
+
+int to_int(int64_t v, const char* what) {
+  HG_REQUIRE(v >= 0 && v <= INT_MAX, "MIOpen takes 32-bit sizes; ", what, " is ", v);
+  return static_cast<int>(v);
+}
+
+miopenTensorDescriptor_t tensor4d(int64_t n, int64_t c, int64_t h, int64_t w) {
+  miopenTensorDescriptor_t d = nullptr;
+  HG_MIOPEN_CHECK(miopenCreateTensorDescriptor(&d));
+  HG_MIOPEN_CHECK(miopenSet4dTensorDescriptor(d, miopenFloat, to_int(n, "N"), to_int(c, "C"),
+                                              to_int(h, "H"), to_int(w, "W")));
+  return d;
+}
+
+// Device memory for a library workspace (nullptr when none is needed).
+struct Workspace {
+  Tensor t;
+  void* ptr = nullptr;
+  explicit Workspace(size_t bytes) {
+    if (bytes == 0) return;
+    t = scratch(static_cast<int64_t>((bytes + 3) / 4));
+    ptr = t.raw();
+  }
+};
+
+const float kOne = 1.f, kZero = 0.f;
+
+// ---- convolution ---------------------------------------------------------------------------------
+struct ConvPlan {
+  miopenTensorDescriptor_t x, w, y;
+  miopenConvolutionDescriptor_t conv;
+  bool have_fwd = false, have_bwd_data = false, have_bwd_weights = false;
+  miopenConvFwdAlgorithm_t fwd{};
+  miopenConvBwdDataAlgorithm_t bwd_data{};
+  miopenConvBwdWeightsAlgorithm_t bwd_weights{};
+  size_t fwd_ws = 0, bwd_data_ws = 0, bwd_weights_ws = 0;
+};
+
+ConvPlan& conv_plan(int device, const ConvGeometry& g) {
+  static std::map<std::array<int64_t, 17>, std::unique_ptr<ConvPlan>> plans;
+  const std::array<int64_t, 17> key = {device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q,
+                                       g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w,
+                                       g.groups};
+  auto it = plans.find(key);
+  if (it != plans.end()) return *it->second;
+  auto p = std::make_unique<ConvPlan>();
+  p->x = tensor4d(g.N, g.C, g.H, g.W);
+  p->w = tensor4d(g.K, g.C / g.groups, g.R, g.S);
+  p->y = tensor4d(g.N, g.K, g.P, g.Q);
+  HG_MIOPEN_CHECK(miopenCreateConvolutionDescriptor(&p->conv));
+  HG_MIOPEN_CHECK(miopenInitConvolutionDescriptor(p->conv, miopenConvolution, to_int(g.pad_h, "pad_h"),
+                                                  to_int(g.pad_w, "pad_w"), to_int(g.stride_h, "stride_h"),
+                                                  to_int(g.stride_w, "stride_w"), to_int(g.dil_h, "dil_h"),
+                                                  to_int(g.dil_w, "dil_w")));
+  HG_MIOPEN_CHECK(miopenSetConvolutionGroupCount(p->conv, to_int(g.groups, "groups")));
+  int n = 0, k = 0, pp = 0, q = 0;
+  HG_MIOPEN_CHECK(miopenGetConvolutionForwardOutputDim(p->conv, p->x, p->w, &n, &k, &pp, &q));
+  if (n != g.N || k != g.K || pp != g.P || q != g.Q) {
+    throw BackendError("MIOpen", miopenStatusBadParm, "miopenGetConvolutionForwardOutputDim", HG_LOCATION,
+                       cat("MIOpen's output (", n, ", ", k, ", ", pp, ", ", q, ") differs from hipgrad's (",
+                           g.N, ", ", g.K, ", ", g.P, ", ", g.Q, ")"));
+  }
+  return *plans.emplace(key, std::move(p)).first->second;
+}
+
+void require_found(int returned, const char* call) {
+  if (returned < 1) {
+    throw BackendError("MIOpen", miopenStatusUnknownError, call, HG_LOCATION, "Find returned no algorithm");
+  }
+}
+
+void conv_forward_miopen(const ConvForwardArgs& a) {
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(device);
+  ConvPlan& p = conv_plan(device, a.g);
+  if (!p.have_fwd) {
+    size_t bytes = 0;
+    HG_MIOPEN_CHECK(miopenConvolutionForwardGetWorkSpaceSize(h, p.w, p.x, p.conv, p.y, &bytes));
+    Workspace ws(bytes);
+    miopenConvAlgoPerf_t perf[4];
+    int returned = 0;
+    HG_MIOPEN_CHECK(miopenFindConvolutionForwardAlgorithm(h, p.x, a.x, p.w, a.w, p.conv, p.y, a.y, 4,
+                                                          &returned, perf, ws.ptr, bytes, false));
+    require_found(returned, "miopenFindConvolutionForwardAlgorithm");
+    p.fwd = perf[0].fwd_algo;
+    p.fwd_ws = perf[0].memory;
+    p.have_fwd = true;
+  }
+  Workspace ws(p.fwd_ws);
+  HG_MIOPEN_CHECK(miopenConvolutionForward(h, &kOne, p.x, a.x, p.w, a.w, p.conv, p.fwd, &kZero, p.y, a.y,
+                                           ws.ptr, p.fwd_ws));
+  if (a.bias != nullptr) bias_add_handwritten(BiasAddArgs{a.g.N, a.g.K, a.g.P * a.g.Q, a.y, a.bias, a.y});
+}
+
+void conv_backward_data_miopen(const ConvBackwardDataArgs& a) {
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(device);
+  ConvPlan& p = conv_plan(device, a.g);
+  if (!p.have_bwd_data) {
+    size_t bytes = 0;
+    HG_MIOPEN_CHECK(miopenConvolutionBackwardDataGetWorkSpaceSize(h, p.y, p.w, p.conv, p.x, &bytes));
+    Workspace ws(bytes);
+    miopenConvAlgoPerf_t perf[4];
+    int returned = 0;
+    HG_MIOPEN_CHECK(miopenFindConvolutionBackwardDataAlgorithm(h, p.y, a.dy, p.w, a.w, p.conv, p.x, a.dx, 4,
+                                                               &returned, perf, ws.ptr, bytes, false));
+    require_found(returned, "miopenFindConvolutionBackwardDataAlgorithm");
+    p.bwd_data = perf[0].bwd_data_algo;
+    p.bwd_data_ws = perf[0].memory;
+    p.have_bwd_data = true;
+  }
+  Workspace ws(p.bwd_data_ws);
+  HG_MIOPEN_CHECK(miopenConvolutionBackwardData(h, &kOne, p.y, a.dy, p.w, a.w, p.conv, p.bwd_data, &kZero,
+                                                p.x, a.dx, ws.ptr, p.bwd_data_ws));
+}
+
+void conv_backward_weight_miopen(const ConvBackwardWeightArgs& a) {
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(device);
+  ConvPlan& p = conv_plan(device, a.g);
+  if (!p.have_bwd_weights) {
+    size_t bytes = 0;
+    HG_MIOPEN_CHECK(miopenConvolutionBackwardWeightsGetWorkSpaceSize(h, p.y, p.x, p.conv, p.w, &bytes));
+    Workspace ws(bytes);
+    miopenConvAlgoPerf_t perf[4];
+    int returned = 0;
+    HG_MIOPEN_CHECK(miopenFindConvolutionBackwardWeightsAlgorithm(h, p.y, a.dy, p.x, a.x, p.conv, p.w, a.dw,
+                                                                  4, &returned, perf, ws.ptr, bytes, false));
+    require_found(returned, "miopenFindConvolutionBackwardWeightsAlgorithm");
+    p.bwd_weights = perf[0].bwd_weights_algo;
+    p.bwd_weights_ws = perf[0].memory;
+    p.have_bwd_weights = true;
+  }
+  Workspace ws(p.bwd_weights_ws);
+  HG_MIOPEN_CHECK(miopenConvolutionBackwardWeights(h, &kOne, p.y, a.dy, p.x, a.x, p.conv, p.bwd_weights,
+                                                   &kZero, p.w, a.dw, ws.ptr, p.bwd_weights_ws));
+}
+
+// ---- activation ----------------------------------------------------------------------------------
+constexpr int64_t kActChunk = int64_t(1) << 30;  // elements per call: MIOpen's sizes are int
+
+bool miopen_has(ActKind k) { return k != ActKind::gelu && k != ActKind::gelu_tanh; }
+
+miopenActivationDescriptor_t activation_desc(ActKind kind, float alpha) {
+  static std::map<std::pair<int, float>, miopenActivationDescriptor_t> descs;
+  const bool uses_alpha = kind == ActKind::leaky_relu || kind == ActKind::elu;
+  const std::pair<int, float> key{int(kind), uses_alpha ? alpha : 0.f};
+  auto it = descs.find(key);
+  if (it != descs.end()) return it->second;
+  miopenActivationMode_t mode = miopenActivationRELU;
+  double a = 0.0, b = 0.0;
+  switch (kind) {
+    case ActKind::relu: mode = miopenActivationRELU; break;
+    case ActKind::leaky_relu: mode = miopenActivationLEAKYRELU; a = alpha; break;
+    case ActKind::sigmoid: mode = miopenActivationLOGISTIC; break;
+    case ActKind::tanh: mode = miopenActivationTANH; a = 1.0; b = 1.0; break;
+    case ActKind::elu: mode = miopenActivationELU; a = alpha; break;
+    case ActKind::gelu:
+    case ActKind::gelu_tanh: break;  // not reached: handwritten
+  }
+  miopenActivationDescriptor_t d = nullptr;
+  HG_MIOPEN_CHECK(miopenCreateActivationDescriptor(&d));
+  HG_MIOPEN_CHECK(miopenSetActivationDescriptor(d, mode, a, b, 0.0));
+  return descs.emplace(key, d).first->second;
+}
+
+// A flat chunk of n elements as (1, 1, 1, n).
+miopenTensorDescriptor_t flat_desc(int64_t n) {
+  static std::map<int64_t, miopenTensorDescriptor_t> descs;
+  auto it = descs.find(n);
+  if (it != descs.end()) return it->second;
+  return descs.emplace(n, tensor4d(1, 1, 1, n)).first->second;
+}
+
+void activation_miopen(const ActivationArgs& a) {
+  if (!miopen_has(a.kind)) return activation_handwritten(a);
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(current_device());
+  miopenActivationDescriptor_t ad = activation_desc(a.kind, a.alpha);
+  for (int64_t off = 0; off < a.n; off += kActChunk) {
+    miopenTensorDescriptor_t d = flat_desc(std::min(kActChunk, a.n - off));
+    HG_MIOPEN_CHECK(miopenActivationForward(h, ad, &kOne, d, a.x + off, &kZero, d, a.y + off));
+  }
+}
+
+void activation_backward_miopen(const ActivationBackwardArgs& a) {
+  if (!miopen_has(a.kind)) return activation_backward_handwritten(a);
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(current_device());
+  miopenActivationDescriptor_t ad = activation_desc(a.kind, a.alpha);
+  for (int64_t off = 0; off < a.n; off += kActChunk) {
+    miopenTensorDescriptor_t d = flat_desc(std::min(kActChunk, a.n - off));
+    HG_MIOPEN_CHECK(miopenActivationBackward(h, ad, &kOne, d, a.y + off, d, a.dy + off, d, a.x + off, &kZero,
+                                             d, a.dx + off));
+  }
+}
+
+// ---- average pooling -----------------------------------------------------------------------------
+struct PoolPlan {
+  miopenPoolingDescriptor_t pool;
+  miopenTensorDescriptor_t x, y;
+};
+
+PoolPlan& pool_plan(const PoolGeometry& g) {
+  static std::map<std::array<int64_t, 12>, PoolPlan> plans;
+  const std::array<int64_t, 12> key = {g.N, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.P, g.Q};
+  auto it = plans.find(key);
+  if (it != plans.end()) return it->second;
+  PoolPlan p;
+  HG_MIOPEN_CHECK(miopenCreatePoolingDescriptor(&p.pool));
+  HG_MIOPEN_CHECK(miopenSet2dPoolingDescriptor(p.pool, miopenPoolingAverageInclusive, to_int(g.kh, "kh"),
+                                               to_int(g.kw, "kw"), to_int(g.ph, "ph"), to_int(g.pw, "pw"),
+                                               to_int(g.sh, "sh"), to_int(g.sw, "sw")));
+  p.x = tensor4d(g.N, g.C, g.H, g.W);
+  p.y = tensor4d(g.N, g.C, g.P, g.Q);
+  return plans.emplace(key, p).first->second;
+}
+
+void avg_pool2d_miopen(const AvgPoolArgs& a) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(current_device());
+  PoolPlan& p = pool_plan(a.g);
+  HG_MIOPEN_CHECK(miopenPoolingForward(h, p.pool, &kOne, p.x, a.x, &kZero, p.y, a.y, false, nullptr, 0));
+}
+
+// MIOpen's average backward reads neither y nor x; their descriptors only give the shapes, so dy
+// and dx stand in for the pointers.
+void avg_pool2d_backward_miopen(const AvgPoolBackwardArgs& a) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(current_device());
+  PoolPlan& p = pool_plan(a.g);
+  HG_MIOPEN_CHECK(miopenPoolingBackward(h, p.pool, &kOne, p.y, a.dy, p.y, a.dy, p.x, a.dx, &kZero, p.x, a.dx,
+                                        nullptr));
+}
+
+std::string miopen_version() {
+#ifdef MIOPEN_VERSION_MAJOR
+  return cat(MIOPEN_VERSION_MAJOR, ".", MIOPEN_VERSION_MINOR, ".", MIOPEN_VERSION_PATCH);
+#else
+  return "found (no miopen/version.h)";
+#endif
+}
+
+}  // namespace
+}  // namespace hg::gpu
+
+HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.miopen_conv_forward (+ gpu.bias_add)",
+                   &hg::gpu::conv_forward_miopen);
+HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.miopen_conv_backward_data",
+                   &hg::gpu::conv_backward_data_miopen);
+HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, vendor, "gpu.miopen_conv_backward_weights",
+                   &hg::gpu::conv_backward_weight_miopen);
+HG_REGISTER_KERNEL(activation_op, gpu, vendor,
+                   "gpu.miopen_activation (gelu, gelu_tanh: gpu.activation_vec4, MIOpen has no GELU)",
+                   &hg::gpu::activation_miopen);
+HG_REGISTER_KERNEL(activation_backward_op, gpu, vendor,
+                   "gpu.miopen_activation_backward (gelu, gelu_tanh: gpu.activation_backward_vec4, "
+                   "MIOpen has no GELU)",
+                   &hg::gpu::activation_backward_miopen);
+HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor, "gpu.miopen_pooling_average_inclusive",
+                   &hg::gpu::avg_pool2d_miopen);
+HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor, "gpu.miopen_pooling_average_inclusive_backward",
+                   &hg::gpu::avg_pool2d_backward_miopen);
+HG_REGISTER_FALLBACK(max_pool2d_op, gpu, vendor,
+                     "MIOpen keeps max-pooling indices in its own workspace layout, not hipgrad's int64 "
+                     "argmax (h*W + w)");
+HG_REGISTER_FALLBACK(max_pool2d_backward_op, gpu, vendor,
+                     "MIOpen's max-pooling backward reads its own workspace, not hipgrad's int64 argmax");
+static const bool hg_miopen_fact = hg::add_build_fact("gpu.vendor.miopen", hg::gpu::miopen_version());
+
+#elif defined(HIPGRAD_PLATFORM_AMD)
+#define HG_NO_MIOPEN "MIOpen was not found when hipgrad was built"
+HG_REGISTER_FALLBACK(conv2d_forward_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(conv2d_backward_data_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(conv2d_backward_weight_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(activation_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(activation_backward_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(max_pool2d_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(max_pool2d_backward_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(avg_pool2d_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(avg_pool2d_backward_op, gpu, vendor, HG_NO_MIOPEN);
+static const bool hg_miopen_fact = hg::add_build_fact("gpu.vendor.miopen", "not found");
+#endif

@@ -1,0 +1,85 @@
+// rocBLAS wrapper (AMD builds with HIPGRAD_HAVE_ROCBLAS): the gemm op's gpu vendor kernel.
+//   gpu.rocblas_sgemm  y = alpha op(a) op(b) + beta c, row-major, as one rocblas_sgemm on the
+//                      column-major transposes (y^T = op(b)^T op(a)^T: operands swapped, m = N,
+//                      n = M); with c, c is first copied into y and rocBLAS applies beta to it.
+// One handle per device (created with that device current, as rocBLAS requires), bound to
+// hipgrad's stream of that device at every call; pointer mode host; default math (full FP32).
+// rocBLAS owns and grows its workspace itself. Every status is checked and thrown as
+// hg::BackendError ("rocBLAS", status, call, file:line, rocblas_status_to_string).
+//
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py   (device gpu, impl vendor)
+// Bench: python3 bench/bench_gemm.py --device gpu
+#include "../../core/build_facts.h"
+#include "../kernels_elementwise.h"
+
+#if HIPGRAD_HAVE_ROCBLAS
+#if __has_include(<rocblas/rocblas.h>)
+#include <rocblas/rocblas.h>
+#else
+#include <rocblas.h>
+#endif
+
+#include <climits>
+#include <map>
+#include <mutex>
+
+#define HG_ROCBLAS_CHECK(call)                                                                 \
+  do {                                                                                         \
+    const rocblas_status hg_st_ = (call);                                                      \
+    if (hg_st_ != rocblas_status_success)                                                      \
+      throw ::hg::BackendError("rocBLAS", static_cast<long long>(hg_st_), #call, HG_LOCATION, \
+                               rocblas_status_to_string(hg_st_));                              \
+  } while (0)
+
+namespace hg::gpu {
+namespace {
+
+rocblas_handle rocblas_handle_for(int device) {
+  static std::mutex mu;
+  static std::map<int, rocblas_handle> handles;  // kept for the process (see cublas.cpp)
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = handles.find(device);
+  if (it == handles.end()) {
+    rocblas_handle h = nullptr;
+    HG_ROCBLAS_CHECK(rocblas_create_handle(&h));
+    HG_ROCBLAS_CHECK(rocblas_set_pointer_mode(h, rocblas_pointer_mode_host));
+    it = handles.emplace(device, h).first;
+  }
+  HG_ROCBLAS_CHECK(rocblas_set_stream(it->second, stream(device)));
+  return it->second;
+}
+
+void gemm_rocblas(const GemmArgs& g) {
+  const int64_t lda = std::max<int64_t>(g.lda, 1), ldb = std::max<int64_t>(g.ldb, 1);
+  const int64_t ldy = std::max<int64_t>(g.ldy, 1);
+  HG_REQUIRE(g.M <= INT_MAX && g.N <= INT_MAX && g.K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
+                 ldy <= INT_MAX,
+             "gemm: rocBLAS takes 32-bit sizes; got M=", g.M, ", N=", g.N, ", K=", g.K);
+  const int device = current_device();
+  rocblas_handle h = rocblas_handle_for(device);
+  float beta = 0.f;
+  if (g.c != nullptr) {
+    HG_GPU_CHECK(hipMemcpy2DAsync(g.y, size_t(ldy) * sizeof(float), g.c, size_t(g.N) * sizeof(float),
+                                  size_t(g.N) * sizeof(float), size_t(g.M), hipMemcpyDeviceToDevice,
+                                  stream(device)));
+    beta = g.beta;
+  }
+  const rocblas_operation op_b = g.trans_b ? rocblas_operation_transpose : rocblas_operation_none;
+  const rocblas_operation op_a = g.trans_a ? rocblas_operation_transpose : rocblas_operation_none;
+  HG_ROCBLAS_CHECK(rocblas_sgemm(h, op_b, op_a, rocblas_int(g.N), rocblas_int(g.M), rocblas_int(g.K),
+                                 &g.alpha, g.b, rocblas_int(ldb), g.a, rocblas_int(lda), &beta, g.y,
+                                 rocblas_int(ldy)));
+}
+
+}  // namespace
+}  // namespace hg::gpu
+
+HG_REGISTER_KERNEL(gemm_op, gpu, vendor, "gpu.rocblas_sgemm", &hg::gpu::gemm_rocblas);
+static const bool hg_rocblas_fact = hg::add_build_fact(
+    "gpu.vendor.rocblas", HG_STRINGIFY(ROCBLAS_VERSION_MAJOR) "." HG_STRINGIFY(
+                              ROCBLAS_VERSION_MINOR) "." HG_STRINGIFY(ROCBLAS_VERSION_PATCH));
+
+#elif defined(HIPGRAD_PLATFORM_AMD)
+HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
+static const bool hg_rocblas_fact = hg::add_build_fact("gpu.vendor.rocblas", "not found");
+#endif
