@@ -137,3 +137,29 @@ def test_finetune_on_another_data_set(tmp_path):
         np.testing.assert_array_equal(after[k], v, err_msg=f"{k} is frozen but changed")
     assert history[-1]["val_acc"] > 0.7      # features learnt on 0-4 serve 5-9 (chance: 0.2)
     assert not np.array_equal(after["12.weight"], weights(first.model)["12.weight"][:5])
+
+
+def test_runs_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib -> ImportError
+    lines: list[str] = []
+    t = make_trainer("mlp")
+    t.fit(loader(digits(64)[0]), 1, out_dir=tmp_path, progress=False, log=lines.append)
+    assert not (tmp_path / "curve.png").exists() and (tmp_path / "history.json").exists()
+    assert "matplotlib is not installed" in lines[-1]
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    train = digits(64)[0]
+    for terminal, progress, shown in ((True, True, True), (True, False, False), (False, True, False)):
+        err = Terminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        make_trainer("mlp").fit(loader(train), 1, progress=progress, log=lambda line: None)
+        assert ("epoch 1" in err.getvalue()) == shown, (terminal, progress)
