@@ -3,10 +3,15 @@ poisoned allocations so an output element a kernel never writes shows up as NaN.
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
+import tempfile
 
-import hipgrad as hg
+os.environ.setdefault("HIPGRAD_CACHE_DIR", tempfile.mkdtemp(prefix="hipgrad-test-cache-"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import hipgrad as hg  # noqa: E402
 
 hg._C._set_poison_allocations(True)
 

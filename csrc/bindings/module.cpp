@@ -14,4 +14,5 @@ PYBIND11_MODULE(_C, m) {
   hg::bind_ops_loss(ops);
   hg::bind_ops_optim(ops);
   hg::bind_ops_layers(ops);
+  hg::bind_ops_quant(ops);
 }

@@ -1,9 +1,29 @@
 // Devices, memory statistics, threads, build facts and what the op table holds.
 #include "../core/build_facts.h"
 #include "../cpu/cpu_kernels.h"
+#include "../cpu/isa.h"
 #include "bind.h"
 
 namespace hg {
+namespace {
+
+py::dict record_dict(const RunRecord& r) {
+  py::dict out;
+  out["op"] = r.op;
+  out["impl"] = r.impl;
+  out["key"] = r.key;
+  out["device"] = r.device;
+  out["phase"] = r.phase;
+  out["layer"] = r.layer;
+  out["start_us"] = r.start_us;
+  out["ms"] = r.ms;
+  out["bytes_allocated"] = r.bytes_allocated;
+  out["live_bytes"] = r.live_bytes;
+  out["tuning"] = r.tuning;
+  return out;
+}
+
+}  // namespace
 
 void bind_runtime(py::module_& m) {
   m.def("devices", &device_list);
@@ -33,6 +53,22 @@ void bind_runtime(py::module_& m) {
   m.def("_set_poison_allocations", [](bool on) { poison_allocations() = on; }, py::arg("on"));
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &cpu::num_threads);
+  // Debug/bench: force the CPU kernels' instruction set ("generic" | "avx2" | "avx512").
+  m.def("_set_cpu_isa", &cpu::set_cpu_isa, py::arg("isa"));
+  m.def("_cpu_isa", [] { return std::string(cpu::cpu_isa_name(cpu::cpu_isa())); });
+  m.def("_cpu_isa_detected", [] { return std::string(cpu::cpu_isa_name(cpu::detected_cpu_isa())); });
+  m.def("_gemm_blocking", [] {
+    const cpu::GemmBlocking b = cpu::gemm_handwritten_blocking();
+    py::dict out;
+    out["kernel"] = b.kernel;
+    out["mr"] = b.mr;
+    out["nr"] = b.nr;
+    out["kc"] = b.kc;
+    out["mc"] = b.mc;
+    out["nc_l2"] = b.nc_l2;
+    out["nc"] = b.nc;
+    return out;
+  });
   m.def("build_facts", [] { return build_facts(); });
   m.def("kernel_table", [] {
     py::list rows;
@@ -70,15 +106,26 @@ void bind_runtime(py::module_& m) {
   m.def("clear_tuning", [] {
     for (OpKernelsBase* op : all_ops()) op->clear_choices();
   });
-  m.def("last_run", [] {
-    const RunRecord& r = last_run();
-    py::dict out;
-    out["op"] = r.op;
-    out["impl"] = r.impl;
-    out["key"] = r.key;
-    out["device"] = r.device;
-    out["ms"] = r.ms;
-    return out;
+  m.def("last_run", [] { return record_dict(last_run()); });
+  m.def("trace_start", &trace_start);
+  m.def("trace_stop", [] {
+    py::list rows;
+    for (const RunRecord& r : trace_stop()) rows.append(record_dict(r));
+    return rows;
+  });
+  m.def("trace_set_context", &trace_set_context, py::arg("phase"), py::arg("layer"));
+  m.def("trace_context", &trace_context);
+  m.def("steady_us", &steady_us);
+  m.def("set_tuning_choice", [](const std::string& op, const std::string& key,
+                                const std::string& variant, double ms_h, double ms_v) {
+    for (OpKernelsBase* o : all_ops())
+      if (o->op() == op) {
+        HG_REQUIRE(variant == "handwritten" || variant == "vendor",
+                   "set_tuning_choice: variant must be 'handwritten' or 'vendor', got '", variant, "'");
+        o->set_choice(key, variant == "handwritten" ? Variant::handwritten : Variant::vendor, ms_h, ms_v);
+        return true;
+      }
+    return false;
   });
 }
 

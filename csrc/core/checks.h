@@ -15,6 +15,12 @@ Device require_same_device(const char* op,
                            std::initializer_list<std::pair<const char*, const Tensor*>> args);
 void require_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected);
 void require_pair(const char* op, const char* arg, Pair p, int64_t minimum);
+// Checks a convolution's shapes and hyper-parameters and returns its geometry (output size
+// included); `x`/`w` name the arguments (or the shapes standing in for them) in messages.
+// Defined in ops_conv.cpp; the quantized convolution uses it too.
+ConvGeometry conv_geometry(const char* op, const char* x, const Shape& xs, const char* w,
+                           const Shape& ws, Pair stride, Pair padding, Pair dilation, int64_t groups);
+
 // A kernel-written one-element error flag (label/index range) read back to the host.
 int32_t read_flag(const Tensor& flag);
 

@@ -26,6 +26,7 @@ class CpuBackend final : public DeviceBackend {
     stats_.current += nbytes;
     stats_.reserved += nbytes;
     stats_.allocations += 1;
+    stats_.allocated_total += nbytes;
     if (stats_.current > stats_.peak) stats_.peak = stats_.current;
     return p;
   }

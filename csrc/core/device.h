@@ -15,6 +15,7 @@ struct MemoryStats {
   size_t peak = 0;        // highest `current` since the last reset
   size_t reserved = 0;    // bytes held from the system (allocator caches included)
   size_t allocations = 0; // number of allocations served
+  size_t allocated_total = 0;  // bytes handed out since start (never decreases)
 };
 
 class DeviceBackend {

@@ -17,14 +17,63 @@ const char* variant_name(Variant v) { return v == Variant::handwritten ? "handwr
 
 namespace {
 thread_local RunRecord t_last_run;
-std::atomic<TraceHook> g_trace_hook{nullptr};
+thread_local std::string t_phase, t_layer;
+std::atomic<bool> g_tracing{false};
+std::mutex g_trace_mu;
+std::vector<RunRecord> g_trace;
+std::map<std::string, int64_t> g_trace_allocated;  // device -> allocated_total at its last record
 }  // namespace
 
+double steady_us() {
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 const RunRecord& last_run() { return t_last_run; }
-void set_trace_hook(TraceHook hook) { g_trace_hook.store(hook); }
+
 void record_run(RunRecord rec) {
-  if (TraceHook hook = g_trace_hook.load()) hook(rec);
+  if (g_tracing.load(std::memory_order_relaxed)) {
+    rec.phase = t_phase;
+    rec.layer = t_layer;
+    std::lock_guard<std::mutex> lock(g_trace_mu);
+    auto [it, fresh] = g_trace_allocated.try_emplace(rec.device, rec.bytes_allocated);
+    const int64_t total = rec.bytes_allocated;
+    rec.bytes_allocated = fresh ? 0 : total - it->second;
+    it->second = total;
+    g_trace.push_back(rec);
+  }
   t_last_run = std::move(rec);
+}
+
+bool trace_enabled() { return g_tracing.load(std::memory_order_relaxed); }
+
+void trace_start() {
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  g_trace.clear();
+  g_trace_allocated.clear();
+  for (const std::string& name : device_list()) {  // allocations before the trace are not counted
+    const Device d = Device::parse(name);
+    g_trace_allocated[name] = static_cast<int64_t>(backend_for(d).memory_stats(d.index).allocated_total);
+  }
+  g_tracing.store(true);
+}
+
+std::vector<RunRecord> trace_stop() {
+  g_tracing.store(false);
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  return std::move(g_trace);
+}
+
+void trace_set_context(std::string phase, std::string layer) {
+  t_phase = std::move(phase);
+  t_layer = std::move(layer);
+}
+
+std::pair<std::string, std::string> trace_context() { return {t_phase, t_layer}; }
+
+void OpKernelsBase::set_choice(const std::string& key, Variant v, double ms_h, double ms_v) {
+  std::lock_guard<std::mutex> lock(mu_);
+  choices_[key] = Choice{v, {ms_h, ms_v}};
 }
 
 Impl impl_override() {

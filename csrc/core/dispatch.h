@@ -36,12 +36,25 @@ struct RunRecord {
   std::string impl;
   std::string key;
   std::string device;
-  double ms = 0.0;
+  std::string phase;  // the caller's trace context (e.g. "forward", "backward")
+  std::string layer;
+  double start_us = 0.0;  // steady clock, microseconds
+  double ms = 0.0;        // wall time of the kernel; with the device synchronised when tracing
+  int64_t bytes_allocated = 0;  // bytes allocated on the device since the previous record
+  int64_t live_bytes = 0;       // bytes held by live tensors on the device after the op
+  bool tuning = false;          // a timing run of impl="auto", not the result
 };
 const RunRecord& last_run();  // this thread's latest op call
-using TraceHook = void (*)(const RunRecord&);
-void set_trace_hook(TraceHook hook);  // nullptr switches it off
 void record_run(RunRecord rec);
+
+// The phase trace (hipgrad.trace): while on, every op call is appended to a buffer.
+// Costs one relaxed atomic load per op when off.
+bool trace_enabled();
+void trace_start();
+std::vector<RunRecord> trace_stop();
+void trace_set_context(std::string phase, std::string layer);
+std::pair<std::string, std::string> trace_context();
+double steady_us();
 
 // One row of build_info()["kernels"] / tuning_report().
 struct KernelDescription {
@@ -62,6 +75,7 @@ class OpKernelsBase {
   };
   std::map<std::string, Choice> choices() const;
   void clear_choices();
+  void set_choice(const std::string& key, Variant v, double ms_h, double ms_v);  // from a cache file
 
  protected:
   struct Slot {
@@ -101,29 +115,48 @@ class OpKernels : public OpKernelsBase {
     bool tune = false;
     const Variant v = resolve(b, impl, dev.str() + "|" + key, &tune);
     if (tune) {
-      // Warm each candidate once, then time one run of each; the winner runs last so its output
-      // is the one left behind (tunable kernels are pure, so the extra runs change nothing).
+      // Warm each candidate once, then time one run of each (recorded as tuning runs); then the
+      // winner runs once more as the call's result (tunable kernels are pure).
       double ms[2];
-      for (Variant t : {Variant::vendor, Variant::handwritten}) time_once(dev, t, args, key);
-      for (Variant t : {Variant::vendor, Variant::handwritten}) ms[int(t)] = time_once(dev, t, args, key);
+      for (Variant t : {Variant::vendor, Variant::handwritten}) run_one(dev, t, args, key, true, true);
+      for (Variant t : {Variant::vendor, Variant::handwritten})
+        ms[int(t)] = run_one(dev, t, args, key, true, true);
       const Variant best = ms[0] <= ms[1] ? Variant::handwritten : Variant::vendor;
       remember(dev.str() + "|" + key, best, ms);
-      if (best == Variant::vendor) time_once(dev, best, args, key);
+      run_one(dev, best, args, key, false, false);
       return;
     }
-    time_once(dev, v, args, key);
+    run_one(dev, v, args, key, false, false);
   }
 
  private:
-  double time_once(Device dev, Variant v, const Args& args, const std::string& key) {
+  // Runs one kernel and records it. The device is synchronised only when the time must be the
+  // device's (tuning or tracing); otherwise GPU work stays asynchronous.
+  double run_one(Device dev, Variant v, const Args& args, const std::string& key, bool timed,
+                 bool tuning_run) {
     std::string reported;
     const Slot& s = slot_for(backend_of(dev), v, &reported);
-    const auto t0 = std::chrono::steady_clock::now();
+    const bool tracing = trace_enabled();
+    const bool sync = dev.is_gpu() && (timed || tracing);
+    if (sync) backend_for(dev).synchronize(dev.index);
+    const double t0 = steady_us();
     reinterpret_cast<Fn>(s.fn)(args);
-    if (dev.is_gpu()) backend_for(dev).synchronize(dev.index);
-    const auto t1 = std::chrono::steady_clock::now();
-    const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
-    record_run(RunRecord{op_, reported, key, dev.str(), ms});
+    if (sync) backend_for(dev).synchronize(dev.index);
+    RunRecord rec;
+    rec.ms = (steady_us() - t0) / 1000.0;
+    rec.op = op_;
+    rec.impl = std::move(reported);
+    rec.key = key;
+    rec.device = dev.str();
+    rec.start_us = t0;
+    rec.tuning = tuning_run;
+    if (tracing) {
+      const MemoryStats m = backend_for(dev).memory_stats(dev.index);
+      rec.live_bytes = static_cast<int64_t>(m.current);
+      rec.bytes_allocated = static_cast<int64_t>(m.allocated_total);  // made a delta in record_run
+    }
+    const double ms = rec.ms;
+    record_run(std::move(rec));
     return ms;
   }
 };

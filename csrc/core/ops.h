@@ -188,7 +188,11 @@ struct BatchNormBackwardArgs {
 struct DropoutArgs { int64_t n = 0; float p = 0.f; uint64_t seed = 0; const float* x = nullptr; float* y = nullptr; uint8_t* mask = nullptr; };
 struct DropoutBackwardArgs { int64_t n = 0; float p = 0.f; const float* dy = nullptr; const uint8_t* mask = nullptr; float* dx = nullptr; };
 struct EmbeddingArgs { int64_t num = 0, dim = 0, count = 0; const float* weight = nullptr; const int64_t* idx = nullptr; float* y = nullptr; int32_t* bad_index = nullptr; };
-struct EmbeddingBackwardArgs { int64_t num = 0, dim = 0, count = 0; const float* dy = nullptr; const int64_t* idx = nullptr; float* dw = nullptr; };  // dw fully written
+struct EmbeddingBackwardArgs {
+  int64_t num = 0, dim = 0, count = 0; const float* dy = nullptr; const int64_t* idx = nullptr;
+  float* dw = nullptr;              // (num, dim), fully written
+  int32_t* bad_index = nullptr;     // one element, set to 1 when an index is outside [0, num)
+};
 OpKernels<AddArgs>& add_op();
 OpKernels<FillArgs>& fill_op();
 OpKernels<BatchNormArgs>& batch_norm_op();
@@ -210,5 +214,39 @@ std::tuple<Tensor, Tensor> dropout(const Tensor& x, float p, uint64_t seed, Impl
 Tensor dropout_backward(const Tensor& dy, const Tensor& mask, float p, Impl impl);
 Tensor embedding(const Tensor& weight, const Tensor& idx, Impl impl);
 Tensor embedding_backward(const Tensor& dy, const Tensor& idx, int64_t num, Impl impl);
+
+}  // namespace hg
+
+// ---- INT8 inference (post-training quantization, symmetric) --------------------------------
+namespace hg {
+
+// q = clamp(round_half_even(x / scale), -127, 127)
+struct QuantizeArgs { int64_t n = 0; float inv_scale = 1.f; const float* x = nullptr; int8_t* q = nullptr; };
+// y[m, n] = act(x_scale * w_scale[n] * sum_k xq[m, k] * wq[n, k] + bias[n]); int32 accumulation.
+// xq (M, K) int8, wq (N, K) int8 (PyTorch Linear layout), y (M, N) float32.
+struct QGemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const int8_t* xq = nullptr; const int8_t* wq = nullptr;
+  float x_scale = 1.f; const float* w_scale = nullptr; const float* bias = nullptr;
+  bool has_act = false; ActKind act = ActKind::relu; float alpha = 0.01f;
+  float* y = nullptr;
+};
+// The same as a convolution: xq (N, C, H, W) int8, wq (K, C/groups, R, S) int8, y (N, K, P, Q).
+struct QConvArgs {
+  ConvGeometry g;
+  const int8_t* xq = nullptr; const int8_t* wq = nullptr;
+  float x_scale = 1.f; const float* w_scale = nullptr; const float* bias = nullptr;
+  bool has_act = false; ActKind act = ActKind::relu; float alpha = 0.01f;
+  float* y = nullptr;
+};
+OpKernels<QuantizeArgs>& quantize_op();
+OpKernels<QGemmArgs>& qgemm_op();
+OpKernels<QConvArgs>& qconv2d_op();
+Tensor quantize(const Tensor& x, float scale, Impl impl);
+Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
+             const Tensor& bias, const std::string& activation, float alpha, Impl impl);
+Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
+               const Tensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
+               const std::string& activation, float alpha, Impl impl);
 
 }  // namespace hg

@@ -9,6 +9,13 @@ namespace hg::cpu {
 void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                       float* C, int64_t ldc);
+// The register tile and cache blocks gemm_handwritten uses with the current CPU ISA (isa.h);
+// tests pick sizes that cross each block edge.
+struct GemmBlocking {
+  const char* kernel;  // "cpu.gemm_packed_<isa>_<MR>x<NR>"
+  int mr, nr, kc, mc, nc_l2, nc;
+};
+GemmBlocking gemm_handwritten_blocking();
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc);

@@ -47,7 +47,7 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
     dt = _as_dtype(dtype)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"tensor: cannot convert data of dtype {arr.dtype} to {dt}")
-    arr = np.ascontiguousarray(arr, dtype=dt)
+    arr = np.asarray(arr, dtype=dt, order="C")  # keeps 0-d arrays 0-d
     return _C.from_numpy(arr, device)
 
 

@@ -4,7 +4,16 @@ new tensors on the inputs' device, and accepts impl="auto"|"handwritten"|"vendor
 from __future__ import annotations
 
 from .._native import _C
+from ._activation import activation, activation_backward
+from ._conv import bias_add, bias_backward, conv2d, conv2d_backward_data, conv2d_backward_weight
 from ._gemm import gemm
+from ._layers import (add, add_, batch_norm, batch_norm_backward, dropout, dropout_backward,
+                      embedding, embedding_backward, fill_)
+from ._loss import (mse_loss, mse_loss_backward, softmax, softmax_cross_entropy,
+                    softmax_cross_entropy_backward)
+from ._optim import adam_step, sgd_step
+from ._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from ._quant import qconv2d, qgemm, quantize
 
 
 def last_impl() -> dict:
@@ -12,4 +21,12 @@ def last_impl() -> dict:
     return _C.last_run()
 
 
-__all__ = ["gemm", "last_impl"]
+__all__ = [
+    "activation", "activation_backward", "adam_step", "add", "add_", "avg_pool2d",
+    "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "bias_add", "bias_backward",
+    "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "dropout", "dropout_backward",
+    "embedding", "embedding_backward", "fill_", "gemm", "last_impl", "max_pool2d",
+    "max_pool2d_backward", "mse_loss", "mse_loss_backward", "qconv2d", "qgemm", "quantize",
+    "sgd_step", "softmax",
+    "softmax_cross_entropy", "softmax_cross_entropy_backward",
+]

@@ -1,0 +1,143 @@
+// Front end of 2-D max and average pooling (NCHW): geometry checks once, allocation, dispatch.
+// Semantics follow PyTorch: floor mode, padding at most half the kernel, max pooling pads with
+// -inf, average pooling counts the padding in the divisor (kh*kw always).
+#include "checks.h"
+
+namespace hg {
+
+OpKernels<MaxPoolArgs>& max_pool2d_op() {
+  static OpKernels<MaxPoolArgs> op("max_pool2d", /*tunable=*/false);
+  return op;
+}
+OpKernels<MaxPoolBackwardArgs>& max_pool2d_backward_op() {
+  static OpKernels<MaxPoolBackwardArgs> op("max_pool2d_backward", /*tunable=*/false);
+  return op;
+}
+OpKernels<AvgPoolArgs>& avg_pool2d_op() {
+  static OpKernels<AvgPoolArgs> op("avg_pool2d", /*tunable=*/false);
+  return op;
+}
+OpKernels<AvgPoolBackwardArgs>& avg_pool2d_backward_op() {
+  static OpKernels<AvgPoolBackwardArgs> op("avg_pool2d_backward", /*tunable=*/false);
+  return op;
+}
+
+namespace {
+
+// x_shape is (N, C, H, W); checks kernel, stride and padding and resolves the output size.
+PoolGeometry pool_geometry(const char* op, const Shape& x_shape, Pair kernel, Pair stride,
+                           Pair padding) {
+  require_pair(op, "kernel", kernel, 1);
+  require_pair(op, "stride", stride, 1);
+  require_pair(op, "padding", padding, 0);
+  HG_REQUIRE(padding[0] <= kernel[0] / 2 && padding[1] <= kernel[1] / 2, op,
+             ": padding must be at most half the kernel size (kernel=(", kernel[0], ", ", kernel[1],
+             ")), got (", padding[0], ", ", padding[1], ")");
+  PoolGeometry g;
+  g.N = x_shape[0], g.C = x_shape[1], g.H = x_shape[2], g.W = x_shape[3];
+  HG_REQUIRE(g.H >= 1 && g.W >= 1, op, ": the input's height and width must be >= 1, got shape ",
+             shape_str(x_shape));
+  g.kh = kernel[0], g.kw = kernel[1], g.sh = stride[0], g.sw = stride[1];
+  g.ph = padding[0], g.pw = padding[1];
+  HG_REQUIRE(g.H + 2 * g.ph >= g.kh && g.W + 2 * g.pw >= g.kw, op, ": kernel (", g.kh, ", ", g.kw,
+             ") is larger than the padded input (", g.H + 2 * g.ph, ", ", g.W + 2 * g.pw,
+             "); the output would be empty");
+  g.P = (g.H + 2 * g.ph - g.kh) / g.sh + 1;
+  g.Q = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
+  return g;
+}
+
+// x_shape handed to a backward: 4 non-negative entries whose (N, C) agree with dy's.
+void require_x_shape(const char* op, const Shape& x_shape, const Tensor& dy) {
+  HG_REQUIRE(x_shape.size() == 4, op, ": x_shape must have 4 entries (N, C, H, W), got ",
+             shape_str(x_shape));
+  for (int64_t s : x_shape) {
+    HG_REQUIRE(s >= 0, op, ": x_shape must hold non-negative sizes, got ", shape_str(x_shape));
+  }
+  HG_REQUIRE(x_shape[0] == dy.size(0) && x_shape[1] == dy.size(1), op, ": x_shape ",
+             shape_str(x_shape), " and dy ", shape_str(dy.shape()),
+             " must agree in batch and channels (N, C)");
+}
+
+std::string pool_key(const PoolGeometry& g) {
+  return cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",k=", g.kh, "x", g.kw, ",s=", g.sh,
+             "x", g.sw, ",p=", g.ph, "x", g.pw);
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
+                                      Impl impl) {
+  require_f32("max_pool2d", "x", x, 4);
+  const PoolGeometry g = pool_geometry("max_pool2d", x.shape(), kernel, stride, padding);
+  const Device dev = x.device();
+  Tensor y = empty({g.N, g.C, g.P, g.Q}, DType::f32, dev);
+  Tensor argmax = empty({g.N, g.C, g.P, g.Q}, DType::i64, dev);
+  if (y.numel() == 0) return {y, argmax};
+  MaxPoolArgs args;
+  args.g = g;
+  args.x = x.data<float>();
+  args.y = y.data<float>();
+  args.argmax = argmax.data<int64_t>();
+  max_pool2d_op().run(dev, impl, args, pool_key(g));
+  return {y, argmax};
+}
+
+Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& x_shape, Impl impl) {
+  const char* op = "max_pool2d_backward";
+  require_f32(op, "dy", dy, 4);
+  require_dtype(op, "argmax", argmax, DType::i64);
+  require_shape(op, "argmax", argmax, dy.shape());
+  const Device dev = require_same_device(op, {{"dy", &dy}, {"argmax", &argmax}});
+  require_x_shape(op, x_shape, dy);
+  HG_REQUIRE(x_shape[2] >= 1 && x_shape[3] >= 1, op,
+             ": x_shape's height and width must be >= 1, got ", shape_str(x_shape));
+  Tensor dx = empty(x_shape, DType::f32, dev);
+  if (dx.numel() == 0) return dx;
+  MaxPoolBackwardArgs args;
+  args.g.N = x_shape[0], args.g.C = x_shape[1], args.g.H = x_shape[2], args.g.W = x_shape[3];
+  args.g.P = dy.size(2), args.g.Q = dy.size(3);
+  args.dy = dy.data<float>();
+  args.argmax = argmax.data<int64_t>();
+  args.dx = dx.data<float>();
+  max_pool2d_backward_op().run(dev, impl, args,
+                               cat("N=", args.g.N, ",C=", args.g.C, ",H=", args.g.H, ",W=",
+                                   args.g.W, ",P=", args.g.P, ",Q=", args.g.Q));
+  return dx;
+}
+
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl) {
+  require_f32("avg_pool2d", "x", x, 4);
+  const PoolGeometry g = pool_geometry("avg_pool2d", x.shape(), kernel, stride, padding);
+  const Device dev = x.device();
+  Tensor y = empty({g.N, g.C, g.P, g.Q}, DType::f32, dev);
+  if (y.numel() == 0) return y;
+  AvgPoolArgs args;
+  args.g = g;
+  args.x = x.data<float>();
+  args.y = y.data<float>();
+  avg_pool2d_op().run(dev, impl, args, pool_key(g));
+  return y;
+}
+
+Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, Pair kernel, Pair stride,
+                           Pair padding, Impl impl) {
+  const char* op = "avg_pool2d_backward";
+  require_f32(op, "dy", dy, 4);
+  require_x_shape(op, x_shape, dy);
+  const PoolGeometry g = pool_geometry(op, x_shape, kernel, stride, padding);
+  HG_REQUIRE(dy.size(2) == g.P && dy.size(3) == g.Q, op, ": dy must have shape ",
+             shape_str({g.N, g.C, g.P, g.Q}), " for x_shape ", shape_str(x_shape), ", got ",
+             shape_str(dy.shape()));
+  const Device dev = dy.device();
+  Tensor dx = empty(x_shape, DType::f32, dev);
+  if (dx.numel() == 0) return dx;
+  AvgPoolBackwardArgs args;
+  args.g = g;
+  args.dy = dy.data<float>();
+  args.dx = dx.data<float>();
+  avg_pool2d_backward_op().run(dev, impl, args, pool_key(g));
+  return dx;
+}
+
+}  // namespace hg

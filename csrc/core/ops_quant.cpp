@@ -1,0 +1,119 @@
+// Front ends of the INT8 inference ops: quantize, qgemm, qconv2d.
+#include <cmath>
+
+#include "checks.h"
+
+namespace hg {
+
+OpKernels<QuantizeArgs>& quantize_op() {
+  static OpKernels<QuantizeArgs> op("quantize", /*tunable=*/false);
+  return op;
+}
+OpKernels<QGemmArgs>& qgemm_op() {
+  static OpKernels<QGemmArgs> op("qgemm", /*tunable=*/true);
+  return op;
+}
+OpKernels<QConvArgs>& qconv2d_op() {
+  static OpKernels<QConvArgs> op("qconv2d", /*tunable=*/true);
+  return op;
+}
+
+namespace {
+
+void require_scale(const char* op, const char* arg, float scale) {
+  HG_REQUIRE(std::isfinite(scale) && scale > 0.f, op, ": ", arg, " must be a finite positive scale, got ", scale);
+}
+
+// Parses the optional fused activation ("" or "none": no activation).
+bool epilogue(const std::string& activation, ActKind* kind) {
+  if (activation.empty() || activation == "none") return false;
+  *kind = parse_activation(activation);
+  return true;
+}
+
+void require_channel_params(const char* op, const Tensor& w_scale, const Tensor& bias, int64_t n,
+                            Device dev) {
+  require_f32(op, "w_scale", w_scale, 1);
+  require_shape(op, "w_scale", w_scale, {n});
+  if (bias.defined()) {
+    require_f32(op, "bias", bias, 1);
+    require_shape(op, "bias", bias, {n});
+  }
+  require_same_device(op, {{"w_scale", &w_scale}, {"bias", &bias}});
+  HG_REQUIRE(w_scale.device() == dev, op, ": w_scale is on ", w_scale.device().str(),
+             " but xq is on ", dev.str());
+}
+
+}  // namespace
+
+Tensor quantize(const Tensor& x, float scale, Impl impl) {
+  require_f32("quantize", "x", x);
+  require_scale("quantize", "scale", scale);
+  Tensor q = empty(x.shape(), DType::i8, x.device());
+  if (x.numel() == 0) return q;
+  QuantizeArgs a;
+  a.n = x.numel();
+  a.inv_scale = 1.f / scale;
+  a.x = x.data<float>();
+  a.q = q.data<int8_t>();
+  quantize_op().run(x.device(), impl, a, cat("n=", a.n));
+  return q;
+}
+
+Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
+             const Tensor& bias, const std::string& activation, float alpha, Impl impl) {
+  require_dtype("qgemm", "xq", xq, DType::i8);
+  require_dtype("qgemm", "wq", wq, DType::i8);
+  HG_REQUIRE(xq.dim() == 2, "qgemm: xq must be 2-D (M, K), got shape ", shape_str(xq.shape()));
+  HG_REQUIRE(wq.dim() == 2, "qgemm: wq must be 2-D (N, K), got shape ", shape_str(wq.shape()));
+  HG_REQUIRE(xq.size(1) == wq.size(1), "qgemm: xq is ", shape_str(xq.shape()), " but wq is ",
+             shape_str(wq.shape()), "; both must have K columns");
+  require_scale("qgemm", "x_scale", x_scale);
+  const Device dev = require_same_device("qgemm", {{"xq", &xq}, {"wq", &wq}});
+  require_channel_params("qgemm", w_scale, bias, wq.size(0), dev);
+  QGemmArgs a;
+  a.has_act = epilogue(activation, &a.act);
+  a.alpha = alpha;
+  a.M = xq.size(0);
+  a.N = wq.size(0);
+  a.K = xq.size(1);
+  Tensor y = empty({a.M, a.N}, DType::f32, dev);
+  if (y.numel() == 0) return y;
+  a.xq = xq.data<int8_t>();
+  a.wq = wq.data<int8_t>();
+  a.x_scale = x_scale;
+  a.w_scale = w_scale.data<float>();
+  a.bias = bias.defined() ? bias.data<float>() : nullptr;
+  a.y = y.data<float>();
+  qgemm_op().run(dev, impl, a, cat("M=", a.M, ",N=", a.N, ",K=", a.K));
+  return y;
+}
+
+Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
+               const Tensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
+               const std::string& activation, float alpha, Impl impl) {
+  require_dtype("qconv2d", "xq", xq, DType::i8);
+  require_dtype("qconv2d", "wq", wq, DType::i8);
+  require_scale("qconv2d", "x_scale", x_scale);
+  QConvArgs a;
+  a.g = conv_geometry("qconv2d", "xq", xq.shape(), "wq", wq.shape(), stride, padding, dilation, groups);
+  const Device dev = require_same_device("qconv2d", {{"xq", &xq}, {"wq", &wq}});
+  require_channel_params("qconv2d", w_scale, bias, a.g.K, dev);
+  a.has_act = epilogue(activation, &a.act);
+  a.alpha = alpha;
+  Tensor y = empty({a.g.N, a.g.K, a.g.P, a.g.Q}, DType::f32, dev);
+  a.xq = xq.data<int8_t>();
+  a.wq = wq.data<int8_t>();
+  a.x_scale = x_scale;
+  a.w_scale = w_scale.data<float>();
+  a.bias = bias.defined() ? bias.data<float>() : nullptr;
+  a.y = y.data<float>();
+  const ConvGeometry& g = a.g;
+  qconv2d_op().run(dev, impl, a,
+                   cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",K=", g.K, ",R=", g.R, ",S=", g.S,
+                       ",st=", g.stride_h, "x", g.stride_w, ",pad=", g.pad_h, "x", g.pad_w, ",dil=",
+                       g.dil_h, "x", g.dil_w, ",g=", g.groups));
+  return y;
+}
+
+}  // namespace hg

@@ -1,0 +1,242 @@
+// 2-D convolution on the CPU, lowered onto GEMM (NCHW, weights (K, C/groups, R, S)).
+//   handwritten: im2col + hg::cpu::gemm_handwritten per group; depthwise (groups == C == K)
+//                runs the direct kernels of conv_depthwise.cpp instead.
+//   vendor:      im2col + OpenBLAS sgemm (hg::cpu::gemm_blas) per group. Why not oneDNN: it has
+//                no C++ development package on PyPI that we could link, while im2col + BLAS
+//                needs nothing beyond the OpenBLAS wheel we already ship, and on a CPU the
+//                lowered GEMM is where nearly all of the time goes anyway.
+// Both variants share this file's drivers and im2col.cpp; only the GEMM they call differs.
+// Per image n and group g (Cg = C/groups, Kg = K/groups, col_g = rows [g*Cg*R*S, ...) of
+// im2col(x_n), a 1x1/stride-1/unpadded conv uses x_n itself as col):
+//   forward:         y_ng  (Kg, PQ)     = w_g (Kg, CgRS) @ col_g (CgRS, PQ)   (+ bias, see below)
+//   backward data:   dcol_g (CgRS, PQ)  = w_g^T @ dy_ng;          dx_n = col2im(dcol)
+//   backward weight: dw_g  (Kg, CgRS)  += dy_ng (Kg, PQ) @ col_g^T, summed over the batch
+// The bias is fused: y_n is filled with it and is the GEMM's C operand (beta = 1), so it is
+// added while y is accumulated, with no pass over y afterwards.
+// Threading: see split_images().
+// Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py
+// Time: hg.ops.conv2d(x, w, impl="handwritten"|"vendor"); hg.ops.last_impl()["ms"]
+#include <omp.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "../core/checks.h"
+#include "cpu_kernels.h"
+#include "im2col.h"
+
+namespace hg::cpu {
+
+namespace {
+
+using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                        const float*, int64_t, float, float*, int64_t);
+
+// How a GEMM routine threads: our handwritten GEMM uses OpenMP; the BLAS has its own thread pool.
+struct GemmRoutine {
+  GemmFn fn;
+  bool own_thread_pool;
+};
+constexpr GemmRoutine kHandwritten{&gemm_handwritten, false};
+constexpr GemmRoutine kOpenBlas{&gemm_blas, true};
+
+// Below this many multiply-adds per image a GEMM is too small to split across threads well.
+constexpr double kSmallImageMacs = double(1 << 21);
+// OpenBLAS runs an sgemm with M*N*K up to 65536 * GEMM_MULTITHREAD_THRESHOLD (4) on the
+// calling thread (interface/gemm.c); above that it wakes its own pool.
+constexpr double kBlasSingleThreadMnk = 65536.0 * 4;
+
+// How the images are spread over the CPU threads.
+struct Split {
+  int image_threads;     // > 1: each thread takes whole images, GEMMs single-threaded
+  bool threaded_lowering;  // im2col/col2im of one image split over OpenMP threads
+};
+
+// One image per thread (its GEMM single-threaded: nested OpenMP is off) needs no
+// synchronisation and keeps each thread's col buffer in its own cache. For our GEMM it is chosen
+// when the images split evenly over the threads or are plentiful, or when one image's GEMM is
+// too small to split; otherwise images go one at a time, lowering and GEMM threaded inside.
+// The BLAS must not alternate with our OpenMP regions: its workers busy-wait after each call and
+// would take the cores an OpenMP region needs, and called from several threads at once each call
+// would claim the whole pool. So with the BLAS, images go over OpenMP threads only when each
+// product is small enough to stay on the calling thread; otherwise the BLAS threads each
+// product and the lowering stays on the calling thread.
+Split split_images(const ConvGeometry& g, const GemmRoutine& gemm) {
+  const int T = num_threads();
+  const int spread = int(std::min<int64_t>(T, g.N));
+  if (T <= 1 || g.N <= 1) return {1, !gemm.own_thread_pool};
+  const double Cg = double(g.C / g.groups), Kg = double(g.K / g.groups);
+  const double macs = Kg * Cg * double(g.R * g.S * g.P * g.Q);  // one group's product
+  if (gemm.own_thread_pool) return {macs <= kBlasSingleThreadMnk ? spread : 1, false};
+  if (g.N % T == 0 || g.N >= 4 * T || macs * double(g.groups) < kSmallImageMacs)
+    return {spread, false};
+  return {1, true};
+}
+
+// Per-group GEMM sizes and per-image strides.
+struct Lowered {
+  int64_t Cg, Kg, PQ, HW, CRSg, col_size;
+  bool identity;
+  explicit Lowered(const ConvGeometry& g)
+      : Cg(g.C / g.groups), Kg(g.K / g.groups), PQ(g.P * g.Q), HW(g.H * g.W),
+        CRSg(Cg * g.R * g.S), col_size(g.C * g.R * g.S * g.P * g.Q),
+        identity(im2col_is_identity(g)) {}
+};
+
+std::unique_ptr<float[]> scratch(int64_t n) {
+  return std::unique_ptr<float[]>(new float[std::max<int64_t>(n, 1)]);
+}
+
+// The 32-bit-index BLAS takes every GEMM size as an int; checked here, before any parallel
+// region (an exception must not leave one).
+void require_blas_sizes(const ConvGeometry& g) {
+  const Lowered L(g);
+  const int64_t limit = 0x7fffffff;
+  HG_REQUIRE(L.CRSg <= limit && L.PQ <= limit && L.Kg <= limit, "conv2d: a per-image GEMM of (",
+             L.Kg, ", ", L.CRSg, ", ", L.PQ, ") exceeds the 32-bit BLAS; use impl='handwritten'");
+}
+
+// Calls image(n, col, threaded_lowering) for every image: spread over the split's threads with
+// a col buffer each, or one after the other.
+template <class F>
+void for_each_image(int64_t N, Split split, float* col, int64_t col_size, F&& image) {
+  if (split.image_threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(split.image_threads)
+    for (int64_t n = 0; n < N; ++n) image(n, col + omp_get_thread_num() * col_size, false);
+  } else {
+    for (int64_t n = 0; n < N; ++n) image(n, col, split.threaded_lowering);
+  }
+}
+
+void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine) {
+  const ConvGeometry& g = a.g;
+  const GemmFn gemm = routine.fn;
+  const Lowered L(g);
+  const Split split = split_images(g, routine);
+  const int64_t col_size = L.identity ? 0 : L.col_size;
+  auto col = scratch(col_size * split.image_threads);
+  for_each_image(g.N, split, col.get(), col_size, [&](int64_t n, float* colbuf, bool threaded) {
+    const float* xn = a.x + n * g.C * L.HW;
+    if (!L.identity) im2col(g, xn, colbuf, threaded);
+    const float* cols = L.identity ? xn : colbuf;
+    float* yn = a.y + n * g.K * L.PQ;
+    if (a.bias) {
+      for (int64_t k = 0; k < g.K; ++k) std::fill(yn + k * L.PQ, yn + (k + 1) * L.PQ, a.bias[k]);
+    }
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      gemm(false, false, L.Kg, L.PQ, L.CRSg, 1.f, a.w + grp * L.Kg * L.CRSg, L.CRSg,
+           cols + grp * L.CRSg * L.PQ, L.PQ, a.bias ? 1.f : 0.f, yn + grp * L.Kg * L.PQ, L.PQ);
+    }
+  });
+}
+
+void backward_data_lowered(const ConvBackwardDataArgs& a, const GemmRoutine& routine) {
+  const ConvGeometry& g = a.g;
+  const GemmFn gemm = routine.fn;
+  const Lowered L(g);
+  const Split split = split_images(g, routine);
+  const int64_t col_size = L.identity ? 0 : L.col_size;
+  auto col = scratch(col_size * split.image_threads);
+  for_each_image(g.N, split, col.get(), col_size, [&](int64_t n, float* dcol, bool threaded) {
+    const float* dyn = a.dy + n * g.K * L.PQ;
+    float* dxn = a.dx + n * g.C * L.HW;
+    float* out = L.identity ? dxn : dcol;  // identity: dcol is dx_n itself
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      gemm(true, false, L.CRSg, L.PQ, L.Kg, 1.f, a.w + grp * L.Kg * L.CRSg, L.CRSg,
+           dyn + grp * L.Kg * L.PQ, L.PQ, 0.f, out + grp * L.CRSg * L.PQ, L.PQ);
+    }
+    if (!L.identity) col2im(g, dcol, dxn, threaded);
+  });
+}
+
+// Each of T threads sums a contiguous run of images into its own dw (thread 0 straight into
+// a.dw, the others into partial buffers), then all threads add the partials into a.dw.
+void backward_weight_lowered(const ConvBackwardWeightArgs& a, const GemmRoutine& routine) {
+  const ConvGeometry& g = a.g;
+  const GemmFn gemm = routine.fn;
+  const Lowered L(g);
+  const Split split = split_images(g, routine);
+  const int T = split.image_threads;
+  const int64_t col_size = L.identity ? 0 : L.col_size;
+  const int64_t dw_size = g.K * L.CRSg;
+  auto col = scratch(col_size * T);
+  auto partial = scratch(dw_size * (T - 1));
+  auto image = [&](int64_t n, float* colbuf, float* dw, float beta, bool threaded) {
+    const float* xn = a.x + n * g.C * L.HW;
+    if (!L.identity) im2col(g, xn, colbuf, threaded);
+    const float* cols = L.identity ? xn : colbuf;
+    const float* dyn = a.dy + n * g.K * L.PQ;
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      gemm(false, true, L.Kg, L.CRSg, L.PQ, 1.f, dyn + grp * L.Kg * L.PQ, L.PQ,
+           cols + grp * L.CRSg * L.PQ, L.PQ, beta, dw + grp * L.Kg * L.CRSg, L.CRSg);
+    }
+  };
+  if (T == 1) {
+    for (int64_t n = 0; n < g.N; ++n) {
+      image(n, col.get(), a.dw, n == 0 ? 0.f : 1.f, split.threaded_lowering);
+    }
+    return;
+  }
+#pragma omp parallel num_threads(T)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t n0 = g.N * t / T, n1 = g.N * (t + 1) / T;  // T <= N: never empty
+    float* dw = t == 0 ? a.dw : partial.get() + (t - 1) * dw_size;
+    for (int64_t n = n0; n < n1; ++n) {
+      image(n, col.get() + t * col_size, dw, n == n0 ? 0.f : 1.f, false);
+    }
+#pragma omp barrier
+    const float* __restrict parts = partial.get();
+    float* __restrict out = a.dw;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < dw_size; ++i) {
+      float sum = out[i];
+      for (int u = 0; u < T - 1; ++u) sum += parts[u * dw_size + i];
+      out[i] = sum;
+    }
+  }
+}
+
+void conv2d_forward_handwritten(const ConvForwardArgs& a) {
+  if (is_depthwise(a.g)) conv2d_depthwise_forward(a);
+  else forward_lowered(a, kHandwritten);
+}
+void conv2d_backward_data_handwritten(const ConvBackwardDataArgs& a) {
+  if (is_depthwise(a.g)) conv2d_depthwise_backward_data(a);
+  else backward_data_lowered(a, kHandwritten);
+}
+void conv2d_backward_weight_handwritten(const ConvBackwardWeightArgs& a) {
+  if (is_depthwise(a.g)) conv2d_depthwise_backward_weight(a);
+  else backward_weight_lowered(a, kHandwritten);
+}
+void conv2d_forward_vendor(const ConvForwardArgs& a) {
+  require_blas_sizes(a.g);
+  forward_lowered(a, kOpenBlas);
+}
+void conv2d_backward_data_vendor(const ConvBackwardDataArgs& a) {
+  require_blas_sizes(a.g);
+  backward_data_lowered(a, kOpenBlas);
+}
+void conv2d_backward_weight_vendor(const ConvBackwardWeightArgs& a) {
+  require_blas_sizes(a.g);
+  backward_weight_lowered(a, kOpenBlas);
+}
+
+}  // namespace
+
+}  // namespace hg::cpu
+
+HG_REGISTER_KERNEL(conv2d_forward_op, cpu, handwritten, "cpu.conv2d_im2col_gemm|depthwise_direct",
+                   &hg::cpu::conv2d_forward_handwritten);
+HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, handwritten,
+                   "cpu.conv2d_gemm_col2im|depthwise_direct",
+                   &hg::cpu::conv2d_backward_data_handwritten);
+HG_REGISTER_KERNEL(conv2d_backward_weight_op, cpu, handwritten,
+                   "cpu.conv2d_im2col_gemm|depthwise_direct",
+                   &hg::cpu::conv2d_backward_weight_handwritten);
+HG_REGISTER_KERNEL(conv2d_forward_op, cpu, vendor, "cpu.conv2d_im2col_openblas",
+                   &hg::cpu::conv2d_forward_vendor);
+HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, vendor, "cpu.conv2d_openblas_col2im",
+                   &hg::cpu::conv2d_backward_data_vendor);
+HG_REGISTER_KERNEL(conv2d_backward_weight_op, cpu, vendor, "cpu.conv2d_im2col_openblas",
+                   &hg::cpu::conv2d_backward_weight_vendor);

@@ -1,0 +1,45 @@
+// CPU convolution internals shared by conv.cpp (im2col + GEMM, both variants) and
+// conv_depthwise.cpp (the direct depthwise kernels the handwritten variant uses).
+// Layouts follow ops.h: x is one image (C, H, W); col is (C*R*S, P*Q) row-major, its row
+// (c*R + r)*S + s holding x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] for every output pixel
+// (p, q), or 0 where that tap falls in the padding.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "../core/ops.h"
+
+namespace hg::cpu {
+
+// The output columns q whose input column q*stride + off lies inside [0, W), as [lo, hi).
+// `off` is the kernel column's offset s*dil - pad (the same formula serves rows).
+inline void valid_range(int64_t off, int64_t stride, int64_t W, int64_t Q, int64_t* lo,
+                        int64_t* hi) {
+  const int64_t first = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  const int64_t end = off >= W ? 0 : (W - 1 - off) / stride + 1;
+  *lo = std::min(first, Q);
+  *hi = std::max(std::min(end, Q), *lo);
+}
+
+// A 1x1 kernel with stride 1 and no padding: col is x itself, no copy needed.
+inline bool im2col_is_identity(const ConvGeometry& g) {
+  return g.R == 1 && g.S == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
+         g.pad_w == 0;
+}
+
+// col = im2col(x) for one image with all g.C channels. `threaded`: split the rows over the CPU
+// threads (off when the caller already runs one image per thread).
+void im2col(const ConvGeometry& g, const float* x, float* col, bool threaded);
+
+// x = col2im(col): every element of x (one image, g.C channels) is overwritten with the sum of
+// the col entries that im2col would have copied from it (0 where none).
+void col2im(const ConvGeometry& g, const float* col, float* x, bool threaded);
+
+// Depthwise: every group is one input channel and one output channel (groups == C == K), so
+// im2col + GEMM would multiply 1-row matrices; conv_depthwise.cpp computes these directly.
+inline bool is_depthwise(const ConvGeometry& g) { return g.groups == g.C && g.groups == g.K; }
+void conv2d_depthwise_forward(const ConvForwardArgs& a);
+void conv2d_depthwise_backward_data(const ConvBackwardDataArgs& a);
+void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a);
+
+}  // namespace hg::cpu

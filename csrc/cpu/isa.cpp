@@ -1,0 +1,100 @@
+// Run-time choice of the CPU instruction set (see isa.h).
+#include "isa.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include "../core/build_facts.h"
+#include "../core/errors.h"
+
+namespace hg::cpu {
+
+namespace {
+
+CpuIsa detect() {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();  // we may run from a static initializer, before the runtime's own init
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("fma"))
+    return CpuIsa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::avx2;
+#endif
+  return CpuIsa::generic;
+}
+
+bool parse(const std::string& name, CpuIsa* out) {
+  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
+    if (name == cpu_isa_name(isa)) {
+      *out = isa;
+      return true;
+    }
+  return false;
+}
+
+struct State {
+  std::mutex mu;
+  CpuIsa detected = detect();
+  std::atomic<CpuIsa> current{detected};
+  std::vector<void (*)()> listeners;
+  State() {
+    CpuIsa wanted;
+    const char* env = std::getenv("HIPGRAD_CPU_ISA");
+    // An unknown or unsupported value is ignored here (no exception from a static initializer);
+    // set_cpu_isa reports the same mistake as a ValueError.
+    if (env && parse(env, &wanted) && wanted <= detected) current.store(wanted);
+    publish();
+  }
+  void publish() const {
+    add_build_fact("cpu.isa", cpu_isa_name(current.load()));
+    add_build_fact("cpu.isa_detected", cpu_isa_name(detected));
+  }
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+}  // namespace
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::avx512: return "avx512";
+    case CpuIsa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+CpuIsa detected_cpu_isa() { return state().detected; }
+CpuIsa cpu_isa() { return state().current.load(); }
+
+void set_cpu_isa(const std::string& name) {
+  State& s = state();
+  CpuIsa wanted;
+  HG_REQUIRE(parse(name, &wanted), "set_cpu_isa: isa must be \"generic\", \"avx2\" or \"avx512\", got \"",
+             name, "\"");
+  HG_REQUIRE(wanted <= s.detected, "set_cpu_isa: this CPU supports up to \"",
+             cpu_isa_name(s.detected), "\", so isa cannot be \"", name, "\"");
+  std::vector<void (*)()> listeners;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.current.store(wanted);
+    s.publish();
+    listeners = s.listeners;
+  }
+  for (auto* fn : listeners) fn();
+}
+
+void on_cpu_isa_change(void (*listener)()) {
+  State& s = state();
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.listeners.push_back(listener);
+  }
+  listener();
+}
+
+}  // namespace hg::cpu

@@ -1,0 +1,21 @@
+// The CPU instruction set the handwritten kernels use, chosen at run time so one build runs on
+// any x86-64: the widest of avx512 (F+VL+BW+DQ with FMA) / avx2 (with FMA) / generic that this
+// CPU supports. HIPGRAD_CPU_ISA=avx2 (or set_cpu_isa) narrows the choice, so tests and benches
+// can run every variant on one machine. The choice is reported as build fact "cpu.isa".
+#pragma once
+#include <string>
+
+namespace hg::cpu {
+
+enum class CpuIsa { generic = 0, avx2 = 1, avx512 = 2 };
+
+const char* cpu_isa_name(CpuIsa isa);
+CpuIsa detected_cpu_isa();  // the widest this CPU supports
+CpuIsa cpu_isa();           // the one kernels use now
+// "generic" | "avx2" | "avx512"; ValueError for an unknown name or one this CPU lacks.
+void set_cpu_isa(const std::string& name);
+// Kernel families whose reported names depend on the ISA re-register from here; called once at
+// registration and after every set_cpu_isa.
+void on_cpu_isa_change(void (*listener)());
+
+}  // namespace hg::cpu

@@ -1,0 +1,344 @@
+"""The inference engine: frozen weights, forward only, fused layers, optional INT8.
+
+A model (an nn.Module, a hipgrad checkpoint or an ONNX file) is compiled into a plan: a list of
+steps with the engine's own read-only copies of the weights, BatchNorm folded into the
+convolution before it, each activation fused into the convolution or linear layer before it,
+Dropout removed. Running the plan keeps no activation caches: each step's input is dropped as
+soon as its output exists, so a chain holds at most two activation buffers at once.
+
+    engine = InferenceEngine.load("runs/digits/model.safetensors", precision="int8")
+    engine.calibrate(x_calib)        # INT8: activation scales from a few batches of real data
+    labels = engine.predict(x)       # NumPy in, NumPy out; safe to call from several threads
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import ops
+from .tensor import Tensor, tensor
+
+PRECISIONS = ("fp32", "int8")
+FUSABLE = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu"}
+
+
+@dataclass
+class Step:
+    """One node of the plan. `kind` is one of conv, linear, act, maxpool, avgpool, flatten,
+    affine (a BatchNorm with no conv before it), residual, embedding, softmax."""
+
+    kind: str
+    name: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # host copies (float32)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    body: list["Step"] = field(default_factory=list)
+    shortcut: list["Step"] = field(default_factory=list)
+    tensors: dict[str, Tensor] = field(default_factory=dict)  # device copies, read-only
+    x_scale: float | None = None  # INT8: input activation scale from calibration
+
+
+def _pairs(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def resolve_device(device: str) -> str:
+    from .runtime import devices
+
+    if device == "auto":
+        return "gpu:0" if "gpu:0" in devices() else "cpu"
+    return device
+
+
+class InferenceEngine:
+    """Forward-only execution of a frozen plan on one device, fp32 or int8."""
+
+    def __init__(self, plan: list[Step], *, device: str = "auto", precision: str = "fp32",
+                 batch_size: int | None = None, input_shape: Sequence[int] | None = None,
+                 source: str = "model") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.source = source
+        self._plan = plan
+        self._lock = threading.Lock()
+        self.calibrated = False
+        self.last_peak_bytes = 0
+        self._upload(self._plan)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_model(cls, model: Any, *, device: str = "auto", precision: str = "fp32",
+                   batch_size: int | None = None, input_shape: Sequence[int] | None = None) -> "InferenceEngine":
+        """Compile an nn.Module (its current weights are copied; later training does not leak in)."""
+        from .plan import plan_from_module
+
+        return cls(plan_from_module(model), device=device, precision=precision,
+                   batch_size=batch_size, input_shape=input_shape, source=type(model).__name__)
+
+    @classmethod
+    def load(cls, path: str, *, device: str = "auto", precision: str = "fp32",
+             batch_size: int | None = None) -> "InferenceEngine":
+        """A hipgrad checkpoint (.safetensors + .json sidecar), an INT8 engine saved with save(),
+        or an ONNX file (.onnx)."""
+        from .plan import plan_from_file
+
+        plan, meta = plan_from_file(path)
+        engine = cls(plan, device=device, precision=meta.get("precision", precision) if precision == "fp32" else precision,
+                     batch_size=batch_size, input_shape=meta.get("input_shape"), source=str(path))
+        if meta.get("calibrated") and engine.precision == "int8":
+            engine.calibrated = True
+            engine._drop_fp32_weights(engine._plan)
+        return engine
+
+    def _upload(self, steps: list[Step]) -> None:
+        """Move each step's host arrays to the device (the engine's only copy from then on).
+        INT8 engines also get per-output-channel symmetric int8 weights; their fp32 weights stay
+        only until calibration has run."""
+        for s in steps:
+            arrays = dict(s.arrays)
+            if self.precision == "int8" and s.kind in ("conv", "linear") and "wq" not in arrays:
+                w = arrays["weight"].astype(np.float64)
+                amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+                w_scale = np.where(amax > 0, amax / 127.0, 1.0)
+                wq = np.clip(np.rint(w / w_scale.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127)
+                arrays["w_scale"] = w_scale.astype(np.float32)
+                arrays["wq"] = wq.astype(np.int8)
+            s.tensors = {k: tensor(v, device=self.device, dtype=v.dtype) for k, v in arrays.items()}
+            s.arrays = {}
+            self._upload(s.body)
+            self._upload(s.shortcut)
+
+    # ---- frozen weights -----------------------------------------------------------------------
+    def weights_digest(self) -> str:
+        """SHA-256 over every weight the engine holds, read back from the device."""
+        h = hashlib.sha256()
+
+        def walk(steps: list[Step]) -> None:
+            for s in steps:
+                for k in sorted(s.tensors):
+                    h.update(f"{s.name}.{k}".encode())
+                    h.update(s.tensors[k].numpy().tobytes())
+                walk(s.body)
+                walk(s.shortcut)
+
+        walk(self._plan)
+        return h.hexdigest()
+
+    def backward(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("InferenceEngine is forward-only: its weights are frozen; train an nn.Module instead")
+
+    def parameters(self) -> Iterable[Any]:
+        raise RuntimeError("InferenceEngine has no trainable parameters: its weights are frozen, "
+                           "so no optimizer can step them")
+
+    named_parameters = parameters
+    zero_grad = backward
+    step = backward
+
+    # ---- running ------------------------------------------------------------------------------
+    def _check_input(self, x: Any) -> np.ndarray | Tensor:
+        if isinstance(x, Tensor):
+            arr = None
+            shape, dtype = x.shape, x.dtype
+        else:
+            try:
+                arr = np.asarray(x)
+            except Exception as e:  # noqa: BLE001 - anything NumPy refuses
+                raise TypeError(f"x must be a NumPy array or hg.Tensor, got {type(x).__name__}") from e
+            shape, dtype = arr.shape, arr.dtype
+        if self._plan and self._plan[0].kind == "embedding":
+            if np.dtype(dtype).kind not in "iu":
+                raise TypeError(f"x must hold integer token ids, got dtype {dtype}")
+        elif np.dtype(dtype).kind not in "fiu":
+            raise TypeError(f"x must be a float array, got dtype {dtype}")
+        if self.input_shape is not None and tuple(shape[1:]) != self.input_shape:
+            raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.input_shape))}), got {tuple(shape)}")
+        if len(shape) < 1 or shape[0] < 1:
+            raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(shape)}")
+        if arr is not None:
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ValueError("x contains NaN or infinite values")
+            return arr
+        return x
+
+    def forward(self, x: Any) -> np.ndarray:
+        """Raw outputs (logits) as a NumPy array; batches split by batch_size."""
+        arr = self._check_input(x)
+        if self.precision == "int8" and not self.calibrated:
+            raise RuntimeError("int8 engine is not calibrated: call engine.calibrate(x) with a few batches first")
+        n = arr.shape[0]
+        bs = self.batch_size or n
+        if isinstance(arr, Tensor):
+            if bs >= n:  # one batch: stays on its device, no copy
+                return self._run(self._plan, arr.to(self.device) if arr.device != self.device else arr,
+                                 int8=self.precision == "int8").numpy()
+            arr = arr.numpy()
+        outs = []
+        for i in range(0, n, bs):
+            chunk = arr[i:i + bs]
+            if isinstance(chunk, np.ndarray):
+                chunk = tensor(chunk if chunk.dtype.kind == "f" or self._plan[0].kind == "embedding"
+                               else chunk.astype(np.float32), device=self.device,
+                               dtype=np.int64 if self._plan[0].kind == "embedding" else np.float32)
+            outs.append(self._run(self._plan, chunk, int8=self.precision == "int8").numpy())
+        return np.concatenate(outs, axis=0)
+
+    __call__ = forward
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Class indices (int64) of the highest output."""
+        return self.forward(x).argmax(axis=-1)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        logits = self.forward(x)
+        return ops.softmax(tensor(logits)).numpy()
+
+    def topk(self, x: Any, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, probabilities) of the k most likely classes, most likely first."""
+        p = self.predict_proba(x)
+        if not 1 <= int(k) <= p.shape[-1]:
+            raise ValueError(f"k must be in [1, {p.shape[-1]}], got {k}")
+        idx = np.argsort(-p, axis=-1, kind="stable")[..., : int(k)]
+        return idx, np.take_along_axis(p, idx, axis=-1)
+
+    def _run(self, steps: list[Step], x: Tensor, int8: bool, observe: dict | None = None) -> Tensor:
+        for s in steps:
+            x = self._step(s, x, int8, observe)  # the input's last reference goes here
+        return x
+
+    def _step(self, s: Step, x: Tensor, int8: bool, observe: dict | None) -> Tensor:
+        t, a = s.tensors, s.attrs
+        act = a.get("act")
+        if s.kind in ("conv", "linear") and observe is not None:
+            amax = float(np.abs(x.numpy()).max())
+            observe[id(s)] = max(observe.get(id(s), 0.0), amax)
+        if s.kind == "conv":
+            if int8:
+                xq = ops.quantize(x, s.x_scale)
+                return ops.qconv2d(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"),
+                                   stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
+                                   groups=a["groups"], activation=act, alpha=a.get("alpha", 0.01))
+            y = ops.conv2d(x, t["weight"], t.get("bias"), stride=a["stride"], padding=a["padding"],
+                           dilation=a["dilation"], groups=a["groups"])
+            return ops.activation(y, act, alpha=a.get("alpha", 0.01)) if act else y
+        if s.kind == "linear":
+            if x.ndim != 2:
+                x = x.reshape(x.shape[0], -1)
+            if int8:
+                xq = ops.quantize(x, s.x_scale)
+                return ops.qgemm(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"), activation=act,
+                                 alpha=a.get("alpha", 0.01))
+            y = ops.gemm(x, t["weight"], trans_b=True)
+            if "bias" in t:
+                y = ops.bias_add(y, t["bias"])
+            return ops.activation(y, act, alpha=a.get("alpha", 0.01)) if act else y
+        if s.kind == "act":
+            return ops.activation(x, a["kind"], alpha=a.get("alpha", 0.01))
+        if s.kind == "maxpool":
+            return ops.max_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"])[0]
+        if s.kind == "avgpool":
+            return ops.avg_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"])
+        if s.kind == "flatten":
+            return x.reshape(x.shape[0], -1)
+        if s.kind == "affine":
+            y = ops.batch_norm(x, t["weight"], t["bias"], t["running_mean"].clone(),
+                               t["running_var"].clone(), training=False, eps=a["eps"])[0]
+            return y
+        if s.kind == "softmax":
+            return ops.softmax(x)
+        if s.kind == "embedding":
+            return ops.embedding(t["weight"], x)
+        if s.kind == "residual":
+            short = self._run(s.shortcut, x, int8, observe) if s.shortcut else x
+            body = self._run(s.body, x, int8, observe)
+            del x
+            y = ops.add(body, short)
+            return ops.activation(y, act, alpha=a.get("alpha", 0.01)) if act else y
+        raise ValueError(f"plan step {s.name!r} has an unknown kind {s.kind!r}")
+
+    # ---- INT8 ---------------------------------------------------------------------------------
+    def calibrate(self, data: Any, batches: int | None = None) -> "InferenceEngine":
+        """Set each quantized layer's input scale (max |x| / 127) from real inputs: an array or an
+        iterable of arrays / (x, y) batches."""
+        if isinstance(data, (np.ndarray, Tensor)):
+            data = [data]
+        seen: dict[int, float] = {}
+        count = 0
+        for batch in data:
+            if isinstance(batch, tuple):
+                batch = batch[0]
+            arr = self._check_input(batch)
+            xt = arr if isinstance(arr, Tensor) else tensor(np.asarray(arr, np.float32), device=self.device)
+            self._run(self._plan, xt, int8=False, observe=seen)
+            count += 1
+            if batches is not None and count >= batches:
+                break
+        if count == 0:
+            raise ValueError("calibrate: data holds no batches")
+
+        def assign(steps: list[Step]) -> None:
+            for s in steps:
+                if s.kind in ("conv", "linear"):
+                    amax = seen.get(id(s), 0.0)
+                    s.x_scale = amax / 127.0 if amax > 0 else 1.0
+                assign(s.body)
+                assign(s.shortcut)
+
+        assign(self._plan)
+        self.calibrated = True
+        self._drop_fp32_weights(self._plan)
+        return self
+
+    def _drop_fp32_weights(self, steps: list[Step]) -> None:
+        for s in steps:
+            if s.kind in ("conv", "linear"):
+                s.tensors.pop("weight", None)
+            self._drop_fp32_weights(s.body)
+            self._drop_fp32_weights(s.shortcut)
+
+    def save(self, path: str) -> None:
+        """Write the engine (plan, weights, INT8 scales) for InferenceEngine.load."""
+        from .plan import save_plan
+
+        save_plan(path, self._plan, {"precision": self.precision, "calibrated": self.calibrated,
+                                     "input_shape": list(self.input_shape) if self.input_shape else None})
+
+    # ---- reporting ----------------------------------------------------------------------------
+    def weight_bytes(self) -> int:
+        """Bytes of the weights the engine holds on its device."""
+        total = 0
+
+        def walk(steps: list[Step]) -> None:
+            nonlocal total
+            for s in steps:
+                total += sum(v.nbytes for v in s.tensors.values())
+                walk(s.body)
+                walk(s.shortcut)
+
+        walk(self._plan)
+        return total
+
+    def describe(self) -> str:
+        lines = [f"InferenceEngine({self.source}, device={self.device}, precision={self.precision})"]
+
+        def walk(steps: list[Step], indent: str) -> None:
+            for s in steps:
+                extra = f" + {s.attrs['act']}" if s.attrs.get("act") else ""
+                folded = " (BatchNorm folded)" if s.attrs.get("folded_bn") else ""
+                lines.append(f"{indent}{s.name}: {s.kind}{extra}{folded}")
+                if s.kind == "residual":
+                    walk(s.body, indent + "  body ")
+                    walk(s.shortcut, indent + "  shortcut ")
+
+        walk(self._plan, "  ")
+        return "\n".join(lines)

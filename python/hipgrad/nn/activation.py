@@ -1,0 +1,85 @@
+"""Elementwise activations: one op forward, one op backward (which sees x, y and dy)."""
+
+from __future__ import annotations
+
+from .. import ops
+from ..tensor import Tensor
+from .module import Module
+
+
+class _Activation(Module):
+    kind = ""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = ops.activation(x, self.kind, alpha=self.alpha, impl=self.impl)
+        self._save(x, y)
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:
+        x, y = self._take_saved()
+        return ops.activation_backward(dy, x, y, self.kind, alpha=self.alpha,
+                                       impl=self.impl)
+
+
+class ReLU(_Activation):
+    """max(x, 0)."""
+    kind = "relu"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class LeakyReLU(_Activation):
+    """x for x > 0, negative_slope * x otherwise."""
+    kind = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__(negative_slope)
+        self.negative_slope = float(negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(_Activation):
+    """1 / (1 + exp(-x))."""
+    kind = "sigmoid"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class Tanh(_Activation):
+    kind = "tanh"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class GELU(_Activation):
+    """x * Phi(x) (approximate="none") or its tanh approximation (approximate="tanh")."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        super().__init__()
+        self.approximate = approximate
+        self.kind = "gelu" if approximate == "none" else "gelu_tanh"
+
+    def extra_repr(self) -> str:
+        return f"approximate='{self.approximate}'"
+
+
+class ELU(_Activation):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    kind = "elu"
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__(alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"

@@ -1,0 +1,69 @@
+"""Conv2d: NCHW cross-correlation with PyTorch's weight layout (K, C/groups, R, S) and init."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ops
+from ..ops._common import pair
+from ..tensor import Tensor, tensor
+from . import init
+from .module import Module, Parameter, accumulate_grad
+
+
+class Conv2d(Module):
+    """x (N, C, H, W) -> y (N, K, P, Q); the bias is fused into the forward op."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        if in_channels <= 0 or out_channels <= 0 or groups <= 0:
+            raise ValueError(f"Conv2d: in_channels, out_channels and groups must be positive, got "
+                             f"{in_channels}, {out_channels}, {groups}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.groups = int(groups)
+        self.kernel_size = tuple(pair(kernel_size, "kernel_size", "Conv2d"))
+        self.stride = tuple(pair(stride, "stride", "Conv2d"))
+        self.padding = tuple(pair(padding, "padding", "Conv2d"))
+        self.dilation = tuple(pair(dilation, "dilation", "Conv2d"))
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        self.weight = Parameter(tensor(init.kaiming_uniform(shape)))
+        self.bias = Parameter(tensor(init.bias_uniform(self.out_channels, shape))) if bias else None
+
+    def _geometry(self) -> dict[str, Any]:
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
+                "groups": self.groups}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d: x must have shape (N, {self.in_channels}, H, W), got "
+                             f"{tuple(x.shape)}")
+        bias = None if self.bias is None else self.bias.data
+        y = ops.conv2d(x, self.weight.data, bias, **self._geometry(), impl=self.impl)
+        self._save(x)
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:
+        (x,) = self._take_saved()
+        geometry = self._geometry()
+        if self.weight.requires_grad:
+            accumulate_grad(self.weight, ops.conv2d_backward_weight(
+                dy, x, self.weight.shape, **geometry, impl=self.impl))
+        if self.bias is not None and self.bias.requires_grad:
+            accumulate_grad(self.bias, ops.bias_backward(dy, impl=self.impl))
+        return ops.conv2d_backward_data(dy, self.weight.data, tuple(x.shape), **geometry,
+                                        impl=self.impl)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + ("" if self.bias is not None else ", bias=False")

@@ -1,0 +1,49 @@
+"""Embedding: rows of a (num_embeddings, embedding_dim) table picked by int64 indices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor, tensor
+from . import init
+from .module import Module, Parameter, accumulate_grad
+
+
+class Embedding(Module):
+    """idx (any shape, int64) -> weight[idx] (idx.shape + (embedding_dim,)); weight ~ N(0, 1).
+    backward returns None: indices have no gradient."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__()
+        if num_embeddings <= 0 or embedding_dim <= 0:
+            raise ValueError(f"Embedding: num_embeddings and embedding_dim must be positive, got "
+                             f"{num_embeddings} and {embedding_dim}")
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.weight = Parameter(tensor(init.normal((self.num_embeddings, self.embedding_dim))))
+
+    def _input(self, idx: Any) -> Any:
+        if isinstance(idx, (np.ndarray, list, tuple)):
+            arr = np.asarray(idx)
+            if arr.dtype.kind not in "iu":
+                raise TypeError(f"Embedding: idx must hold integers, got dtype {arr.dtype}")
+            return tensor(arr.astype(np.int64), device=self.weight.device)
+        return idx
+
+    def forward(self, idx: Tensor) -> Tensor:
+        if np.dtype(idx.dtype) != np.int64:
+            raise TypeError(f"Embedding: idx must be an int64 tensor, got {idx.dtype}")
+        y = ops.embedding(self.weight.data, idx, impl=self.impl)
+        self._save(idx)
+        return y
+
+    def backward(self, dy: Tensor) -> None:
+        (idx,) = self._take_saved()
+        if self.weight.requires_grad:
+            accumulate_grad(self.weight, ops.embedding_backward(dy, idx, self.num_embeddings,
+                                                                 impl=self.impl))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"

@@ -1,0 +1,44 @@
+"""Losses and softmax: softmax cross-entropy (with its gradient), softmax, mean squared error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._native import _C
+from ..tensor import Tensor
+from . import _common
+
+
+def softmax_cross_entropy(logits: Any, labels: Any, impl: str = "auto") -> tuple[Tensor, Tensor]:
+    """(loss, probs): loss is the 0-d mean over N of -log softmax(logits)[n, labels[n]], probs is
+    softmax(logits). logits (N, C) float32; labels (N,) int64 or int32 in [0, C)."""
+    t = _common.tensors("softmax_cross_entropy", logits=logits, labels=labels)
+    loss, probs = _C.ops.softmax_cross_entropy(
+        t["logits"], t["labels"], _common.impl_arg(impl, "softmax_cross_entropy"))
+    return loss, probs
+
+
+def softmax_cross_entropy_backward(probs: Any, labels: Any, impl: str = "auto") -> Tensor:
+    """dlogits (N, C) = (probs - onehot(labels)) / N, the gradient of the mean loss."""
+    t = _common.tensors("softmax_cross_entropy_backward", probs=probs, labels=labels)
+    return _C.ops.softmax_cross_entropy_backward(
+        t["probs"], t["labels"], _common.impl_arg(impl, "softmax_cross_entropy_backward"))
+
+
+def softmax(x: Any, impl: str = "auto") -> Tensor:
+    """softmax over the last axis of x (float32, any rank >= 1); same shape as x."""
+    t = _common.tensors("softmax", x=x)
+    return _C.ops.softmax(t["x"], _common.impl_arg(impl, "softmax"))
+
+
+def mse_loss(pred: Any, target: Any, impl: str = "auto") -> Tensor:
+    """The 0-d mean of (pred - target)^2; pred and target float32 of one shape."""
+    t = _common.tensors("mse_loss", pred=pred, target=target)
+    return _C.ops.mse_loss(t["pred"], t["target"], _common.impl_arg(impl, "mse_loss"))
+
+
+def mse_loss_backward(pred: Any, target: Any, impl: str = "auto") -> Tensor:
+    """dpred = 2 (pred - target) / n, pred's shape."""
+    t = _common.tensors("mse_loss_backward", pred=pred, target=target)
+    return _C.ops.mse_loss_backward(t["pred"], t["target"],
+                                    _common.impl_arg(impl, "mse_loss_backward"))

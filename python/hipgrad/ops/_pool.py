@@ -1,0 +1,56 @@
+"""2-D max and average pooling over NCHW tensors, PyTorch semantics: floor mode, padding at most
+half the kernel, max pooling pads with -inf, average pooling counts padding in the divisor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._native import _C
+from ..tensor import Tensor
+from . import _common
+
+
+def _geometry(op: str, kernel: Any, stride: Any, padding: Any) -> tuple[list[int], ...]:
+    k = _common.pair(kernel, "kernel", op)
+    s = k if stride is None else _common.pair(stride, "stride", op)
+    return k, s, _common.pair(padding, "padding", op)
+
+
+def max_pool2d(x: Any, kernel: Any, *, stride: Any = None, padding: Any = 0,
+               impl: str = "auto") -> tuple[Tensor, Tensor]:
+    """x (N, C, H, W) -> (y, argmax), both (N, C, P, Q) with P = (H + 2*ph - kh) // sh + 1.
+
+    argmax is int64: the index h*W + w of each maximum inside its (n, c) plane; of equal maxima
+    the first in row-major window order wins. stride None means stride = kernel.
+    """
+    t = _common.tensors("max_pool2d", x=x)
+    k, s, p = _geometry("max_pool2d", kernel, stride, padding)
+    y, argmax = _C.ops.max_pool2d(t["x"], k, s, p, _common.impl_arg(impl, "max_pool2d"))
+    return y, argmax
+
+
+def max_pool2d_backward(dy: Any, argmax: Any, x_shape: Any, impl: str = "auto") -> Tensor:
+    """dy, argmax (N, C, P, Q) -> dx of x_shape (N, C, H, W): dy scatter-added at argmax."""
+    op = "max_pool2d_backward"
+    t = _common.tensors(op, dy=dy, argmax=argmax)
+    return _C.ops.max_pool2d_backward(t["dy"], t["argmax"],
+                                      _common.shape_arg(x_shape, "x_shape", op, 4),
+                                      _common.impl_arg(impl, op))
+
+
+def avg_pool2d(x: Any, kernel: Any, *, stride: Any = None, padding: Any = 0,
+               impl: str = "auto") -> Tensor:
+    """x (N, C, H, W) -> y (N, C, P, Q): window sums divided by kh*kw (padding counts)."""
+    t = _common.tensors("avg_pool2d", x=x)
+    k, s, p = _geometry("avg_pool2d", kernel, stride, padding)
+    return _C.ops.avg_pool2d(t["x"], k, s, p, _common.impl_arg(impl, "avg_pool2d"))
+
+
+def avg_pool2d_backward(dy: Any, x_shape: Any, kernel: Any, *, stride: Any = None,
+                        padding: Any = 0, impl: str = "auto") -> Tensor:
+    """dy (N, C, P, Q) -> dx of x_shape (N, C, H, W): each dy spread evenly over its window."""
+    op = "avg_pool2d_backward"
+    t = _common.tensors(op, dy=dy)
+    k, s, p = _geometry(op, kernel, stride, padding)
+    return _C.ops.avg_pool2d_backward(t["dy"], _common.shape_arg(x_shape, "x_shape", op, 4), k, s,
+                                      p, _common.impl_arg(impl, op))

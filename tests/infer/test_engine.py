@@ -1,0 +1,210 @@
+"""The inference engine: equal to the model's eval forward, frozen, thread-safe, INT8 within a
+point of fp32 on digits, saved/loaded, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+import hipgrad as hg
+from hipgrad import InferenceEngine, nn
+
+pytest.importorskip("safetensors", reason="pip install safetensors")
+
+
+def _eval_forward(model, x):
+    model.eval()
+    return model(hg.tensor(x)).numpy()
+
+
+def _randomize_bn(model, rng):
+    for name, m in model.named_modules() if hasattr(model, "named_modules") else []:
+        if type(m).__name__ == "BatchNorm2d":
+            c = m.num_features
+            m.running_mean.copy_(hg.tensor(rng.standard_normal(c)))
+            m.running_var.copy_(hg.tensor(rng.uniform(0.5, 2.0, c)))
+            m.weight.data.copy_(hg.tensor(rng.uniform(0.5, 1.5, c)))
+            m.bias.data.copy_(hg.tensor(rng.standard_normal(c)))
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (1, 8, 8)), ("lenet", (1, 8, 8)),
+                                         ("lenet", (1, 28, 28)), ("resnet", (3, 9, 9))])
+def test_fp32_engine_equals_model_eval(device, rng, name, shape):
+    hg.manual_seed(int(rng.integers(1 << 30)))
+    model = hg.build_model(name, shape, 7)
+    _randomize_bn(model, rng)
+    x = rng.standard_normal((5,) + shape).astype(np.float32)
+    expected = _eval_forward(model, x)
+    engine = InferenceEngine.from_model(model.to(device), device=device)
+    got = engine.forward(x)
+    assert got.shape == (5, 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(engine.predict(x), got.argmax(1))
+    p = engine.predict_proba(x)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+    idx, probs = engine.topk(x, k=3)
+    assert idx.shape == (5, 3) and np.all(np.diff(probs, axis=1) <= 0)
+    np.testing.assert_array_equal(idx[:, 0], got.argmax(1))
+
+
+def test_plan_fuses_activations_and_folds_batchnorm(rng):
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 5 * 5, 3), nn.Tanh())
+    _randomize_bn(model, rng)
+    engine = InferenceEngine.from_model(model)
+    text = engine.describe()
+    assert "0: conv + relu (BatchNorm folded)" in text and "5: linear + tanh" in text
+    assert "Dropout" not in text and "affine" not in text
+    x = rng.standard_normal((3, 2, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(engine.forward(x), _eval_forward(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_weights_are_frozen(rng):
+    hg.manual_seed(3)
+    model = hg.build_model("mlp", (1, 8, 8), 10)
+    engine = InferenceEngine.from_model(model)
+    x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    before, digest = engine.forward(x), engine.weights_digest()
+    for _ in range(5):
+        engine.predict(x)
+    for p in model.parameters():  # training the source model afterwards does not leak in
+        p.data.copy_(hg.tensor(np.zeros(p.data.shape, np.float32)))
+    assert engine.weights_digest() == digest
+    np.testing.assert_array_equal(engine.forward(x), before)
+    with pytest.raises(RuntimeError, match="frozen"):
+        engine.backward(hg.tensor(before))
+    with pytest.raises(RuntimeError, match="frozen"):
+        hg.optim.SGD(engine.parameters(), lr=0.1)
+
+
+def test_eight_threads_agree_with_one(rng):
+    hg.manual_seed(5)
+    engine = InferenceEngine.from_model(hg.build_model("lenet", (1, 8, 8), 10), batch_size=16)
+    inputs = [rng.standard_normal((37, 1, 8, 8)).astype(np.float32) for _ in range(8)]
+    expected = [engine.forward(x) for x in inputs]
+    results: list = [None] * 8
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(3):
+                results[i] = engine.forward(inputs[i])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_batches_are_split(rng):
+    hg.manual_seed(9)
+    model = hg.build_model("lenet", (1, 8, 8), 10)
+    x = rng.standard_normal((23, 1, 8, 8)).astype(np.float32)
+    whole = InferenceEngine.from_model(model).forward(x)
+    split = InferenceEngine.from_model(model, batch_size=4).forward(x)
+    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained_digits(tmp_path_factory):
+    from hipgrad.data import DataLoader, load_digits
+
+    pytest.importorskip("sklearn", reason="pip install scikit-learn")
+    train, val = load_digits(seed=0)
+    hg.manual_seed(0)
+    model = hg.build_model("lenet", train.in_shape, 10)
+    opt = hg.optim.Adam(model.parameters(), lr=3e-3)
+    trainer = hg.Trainer(model, nn.CrossEntropyLoss(), opt, "cpu")
+    out = tmp_path_factory.mktemp("digits")
+    trainer.fit(DataLoader(train, 32, shuffle=True, seed=0), 6, val=val, out_dir=out, progress=False,
+                log=lambda s: None)
+    return model, train, val, out
+
+
+def test_int8_within_one_point_of_fp32_and_roundtrips(trained_digits, tmp_path):
+    model, train, val, _ = trained_digits
+    fp32 = InferenceEngine.from_model(model)
+    int8 = InferenceEngine.from_model(model, precision="int8")
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        int8.predict(val.images)
+    int8.calibrate([train.images[i:i + 64] for i in range(0, 256, 64)])
+    acc32 = float(np.mean(fp32.predict(val.images) == val.labels))
+    acc8 = float(np.mean(int8.predict(val.images) == val.labels))
+    assert acc32 > 0.9, acc32
+    assert abs(acc8 - acc32) <= 0.01, (acc32, acc8)
+    assert int8.weight_bytes() < fp32.weight_bytes()
+    path = tmp_path / "engine.safetensors"
+    int8.save(str(path))
+    again = InferenceEngine.load(str(path))
+    assert again.precision == "int8" and again.calibrated
+    np.testing.assert_array_equal(again.forward(val.images), int8.forward(val.images))
+
+
+def test_load_checkpoint_and_cli(trained_digits, capsys):
+    from hipgrad.cli import main
+
+    model, _, val, out = trained_digits
+    engine = InferenceEngine.load(str(out))
+    np.testing.assert_allclose(engine.forward(val.images[:20]), _eval_forward(model, val.images[:20]),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 8, 8\)"):
+        engine.predict(np.zeros((2, 1, 9, 9), np.float32))
+    assert main(["infer", str(out), "--data", "digits", "--precision", "int8", "--top", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "int8 on cpu" in text and "accuracy:" in text
+
+
+def test_bad_input_and_files(tmp_path, rng):
+    from hipgrad.checkpoint import CheckpointError
+
+    engine = InferenceEngine.from_model(hg.build_model("mlp", (1, 4, 4), 3), input_shape=(1, 4, 4))
+    x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        engine.predict(x)
+    with pytest.raises(TypeError, match="x must be"):
+        engine.predict(np.array([["a"]]))
+    with pytest.raises(ValueError, match="precision must be"):
+        InferenceEngine.from_model(hg.build_model("mlp", (1, 4, 4), 3), precision="fp16")
+    with pytest.raises(CheckpointError, match="not found"):
+        InferenceEngine.load(str(tmp_path / "missing.safetensors"))
+    path = tmp_path / "e.safetensors"
+    engine.save(str(path))
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        InferenceEngine.load(str(path))
+    path.write_bytes(blob)
+    side = path.with_suffix(".json")
+    doc = json.loads(side.read_text())
+    doc["version"] = 99
+    side.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="newer"):
+        InferenceEngine.load(str(path))
+    side.write_text("{broken")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        InferenceEngine.load(str(path))
+
+
+def test_compare_shows_inference_is_lighter(tmp_path):
+    from hipgrad.compare import format_compare
+
+    r = hg.compare("lenet", batch=64, device="cpu", input_shape=(1, 16, 16), repeats=2,
+                   out_dir=str(tmp_path))
+    train, inf = r["phases"]["training"], r["phases"]["inference_fp32"]
+    assert train["gradients_bytes"] == train["weights_bytes"] > 0
+    assert train["optimizer_state_bytes"] >= 2 * train["weights_bytes"]
+    assert train["activations_kept_bytes"] > 0 and inf["activations_kept_bytes"] == 0
+    assert 0 < inf["peak_bytes"] < train["peak_bytes"]
+    assert r["phases"]["inference_int8"]["weights_bytes"] < inf["weights_bytes"]
+    assert (tmp_path / "compare.json").exists() and (tmp_path / "compare.png").exists()
+    assert "training" in format_compare(r)

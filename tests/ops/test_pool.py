@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import hipgrad as hg
+import numpy as np
+import pytest
+
+from tests.conftest import check, to_dev
+from tests.reference import pool as ref
+
+# (x shape, kernel, stride (None: = kernel), padding): odd and non-square sizes, kernels 1-3,
+# strides 1-3, padding 0-1, windows hanging over the edge, the last one large enough to thread.
+CASES = [
+    ((2, 3, 7, 9), 1, None, 0),
+    ((2, 3, 7, 9), 2, None, 0),
+    ((1, 3, 31, 33), 3, 2, 1),
+    ((2, 1, 7, 13), (3, 2), (1, 3), (1, 0)),
+    ((1, 2, 9, 8), (2, 3), (3, 1), (0, 1)),
+    ((1, 2, 7, 7), 1, 3, 0),
+    ((1, 2, 3, 129), 2, 2, 1),
+    ((1, 1, 3, 3), 3, None, 1),
+    ((1, 2, 1, 7), (2, 1), (1, 2), (1, 0)),
+    ((1, 1, 1, 1), 3, 1, 1),
+    ((4, 9, 31, 33), 2, None, 0),
+]
+IDS = [f"{s[0]}-k{s[1]}-s{s[2]}-p{s[3]}".replace(" ", "") for s in CASES]
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def geometry(kernel, stride, padding):
+    k = pair(kernel)
+    return k, k if stride is None else pair(stride), pair(padding)
+
+
+def distinct_inputs(rng, shape) -> np.ndarray:
+    """Distinct values of random sign and scale, exact in float32 (so max pooling has no ties)."""
+    n = int(np.prod(shape))
+    scale = 2.0 ** int(rng.integers(-12, 12))
+    return ((rng.permutation(n) - n // 2) * scale).reshape(shape).astype(np.float32)
+
+
+def out_shape(shape, kernel, stride, padding):
+    (kh, kw), (sh, sw), (ph, pw) = geometry(kernel, stride, padding)
+    return (shape[0], shape[1], ref.out_size(shape[2], kh, sh, ph),
+            ref.out_size(shape[3], kw, sw, pw))
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CASES, ids=IDS)
+def test_max_pool2d_matches_float64(device, impl, rng, shape, kernel, stride, padding):
+    x = distinct_inputs(rng, shape)
+    y, argmax = hg.ops.max_pool2d(to_dev(x, device), kernel, stride=stride, padding=padding,
+                                  impl=impl)
+    y_ref, argmax_ref = ref.max_pool2d(x, *geometry(kernel, stride, padding))
+    assert y.device == device and argmax.dtype == "int64"
+    check(y, y_ref, rtol=0, atol=0, what="max_pool2d y")
+    np.testing.assert_array_equal(argmax.numpy(), argmax_ref)
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CASES, ids=IDS)
+def test_max_pool2d_backward_matches_float64(device, impl, rng, shape, kernel, stride, padding):
+    x = distinct_inputs(rng, shape)
+    _, argmax = hg.ops.max_pool2d(to_dev(x, device), kernel, stride=stride, padding=padding)
+    dy = rng.standard_normal(out_shape(shape, kernel, stride, padding)).astype(np.float32)
+    dx = hg.ops.max_pool2d_backward(to_dev(dy, device), argmax, shape, impl=impl)
+    assert dx.device == device
+    check(dx, ref.max_pool2d_backward(dy, argmax.numpy(), shape), rtol=1e-6, atol=1e-6,
+          what="max_pool2d_backward")
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CASES, ids=IDS)
+def test_avg_pool2d_matches_float64(device, impl, rng, shape, kernel, stride, padding):
+    x = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape)).astype(np.float32)
+    y = hg.ops.avg_pool2d(to_dev(x, device), kernel, stride=stride, padding=padding, impl=impl)
+    assert y.device == device
+    scale = float(np.abs(x).max())
+    check(y, ref.avg_pool2d(x, *geometry(kernel, stride, padding)), rtol=1e-5, atol=1e-6 * scale,
+          what="avg_pool2d")
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CASES, ids=IDS)
+def test_avg_pool2d_backward_matches_float64(device, impl, rng, shape, kernel, stride, padding):
+    dy = rng.standard_normal(out_shape(shape, kernel, stride, padding)).astype(np.float32)
+    dx = hg.ops.avg_pool2d_backward(to_dev(dy, device), shape, kernel, stride=stride,
+                                    padding=padding, impl=impl)
+    assert dx.device == device
+    check(dx, ref.avg_pool2d_backward(dy, shape, *geometry(kernel, stride, padding)), rtol=1e-5,
+          atol=1e-6, what="avg_pool2d_backward")
+
+
+FD_CASES = [((1, 2, 5, 6), 2, 1, 1), ((2, 1, 7, 5), (3, 2), (2, 1), (1, 0)),
+            ((1, 1, 4, 7), 3, 3, 1)]
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("shape, kernel, stride, padding", FD_CASES)
+def test_pool_backward_matches_finite_differences(device, rng, pool, shape, kernel, stride,
+                                                  padding):
+    # Loss = sum(w * pool(x)). Values are multiples of 1/8, at least 1/8 apart, and the step is
+    # 2^-6: x +- h is exact and no maximum changes place.
+    x = ((rng.permutation(int(np.prod(shape))) - 20) / 8.0).reshape(shape).astype(np.float32)
+    h = np.float32(2.0**-6)
+    w = rng.standard_normal(out_shape(shape, kernel, stride, padding))
+
+    def forward(v):
+        t = to_dev(v, device)
+        if pool == "max":
+            return hg.ops.max_pool2d(t, kernel, stride=stride, padding=padding)[0].numpy()
+        return hg.ops.avg_pool2d(t, kernel, stride=stride, padding=padding).numpy()
+
+    fd = np.empty(x.size)
+    for i in range(x.size):
+        xp, xm = x.copy().reshape(-1), x.copy().reshape(-1)
+        xp[i] += h
+        xm[i] -= h
+        fd[i] = (np.sum(w * forward(xp.reshape(shape))) -
+                 np.sum(w * forward(xm.reshape(shape)))) / (2 * h)
+    dy = to_dev(w.astype(np.float32), device)
+    if pool == "max":
+        _, argmax = hg.ops.max_pool2d(to_dev(x, device), kernel, stride=stride, padding=padding)
+        dx = hg.ops.max_pool2d_backward(dy, argmax, shape)
+    else:
+        dx = hg.ops.avg_pool2d_backward(dy, shape, kernel, stride=stride, padding=padding)
+    check(dx, fd.reshape(shape), rtol=1e-4, atol=1e-4, what=f"{pool}_pool2d backward vs FD")
+
+
+def test_max_pool2d_ties_pick_the_first_in_row_major_order(device, impl, rng):
+    # Three values only: most windows hold tied maxima. PyTorch's CPU kernel (and ours) keeps the
+    # first maximum met scanning the window row by row; padding never wins.
+    x = rng.integers(0, 3, (2, 3, 8, 11)).astype(np.float32)
+    y, argmax = hg.ops.max_pool2d(to_dev(x, device), 3, stride=(1, 2), padding=1, impl=impl)
+    y_ref, argmax_ref = ref.max_pool2d(x, (3, 3), (1, 2), (1, 1))
+    check(y, y_ref, rtol=0, atol=0, what="tied max")
+    np.testing.assert_array_equal(argmax.numpy(), argmax_ref)
+    flat = np.full((1, 1, 2, 3), -np.inf, np.float32)
+    y, argmax = hg.ops.max_pool2d(to_dev(flat, device), 2, stride=1, padding=1, impl=impl)
+    np.testing.assert_array_equal(argmax.numpy()[0, 0], [[0, 0, 1, 2], [0, 0, 1, 2], [3, 3, 4, 5]])
+
+
+def test_max_pool2d_propagates_nan(device):
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 2] = np.nan
+    y, argmax = hg.ops.max_pool2d(to_dev(x, device), 2)
+    assert np.isnan(y.numpy()[0, 0, 0, 1]) and argmax.numpy()[0, 0, 0, 1] == 6
+    assert not np.isnan(np.delete(y.numpy().ravel(), 1)).any()
+
+
+def test_stride_none_means_kernel(device, rng):
+    x = rng.standard_normal((2, 2, 9, 10)).astype(np.float32)
+    t = to_dev(x, device)
+    a, ia = hg.ops.max_pool2d(t, (3, 2))
+    b, ib = hg.ops.max_pool2d(t, (3, 2), stride=(3, 2))
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(ia.numpy(), ib.numpy())
+    np.testing.assert_array_equal(hg.ops.avg_pool2d(t, 3).numpy(),
+                                  hg.ops.avg_pool2d(t, 3, stride=3).numpy())
+
+
+def test_pool_empty_batch(device):
+    x = to_dev(np.zeros((0, 3, 5, 5), np.float32), device)
+    y, argmax = hg.ops.max_pool2d(x, 2)
+    assert tuple(y.shape) == (0, 3, 2, 2) and tuple(argmax.shape) == (0, 3, 2, 2)
+    assert tuple(hg.ops.avg_pool2d(x, 2).shape) == (0, 3, 2, 2)
+    assert tuple(hg.ops.max_pool2d_backward(y, argmax, (0, 3, 5, 5)).shape) == (0, 3, 5, 5)
+    assert tuple(hg.ops.avg_pool2d_backward(y, (0, 3, 5, 5), 2).shape) == (0, 3, 5, 5)
+
+
+def test_pool_reports_what_ran(impl, rng):
+    x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    for op, name in [(lambda: hg.ops.max_pool2d(x, 2, impl=impl), "max_pool2d"),
+                     (lambda: hg.ops.avg_pool2d(x, 2, impl=impl), "avg_pool2d")]:
+        op()
+        ran = hg.ops.last_impl()
+        assert ran["op"] == name and ran["impl"].startswith(f"cpu.{name}"), ran
+        assert ("vendor fallback" in ran["impl"]) == (impl == "vendor"), ran
+
+
+def test_pool_rejects_bad_input():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    dy = np.ones((1, 2, 2, 2), np.float32)
+    argmax = np.zeros((1, 2, 2, 2), np.int64)
+    for pool in (hg.ops.max_pool2d, hg.ops.avg_pool2d):
+        with pytest.raises(ValueError, match=r"stride must be >= 1, got \(0, 0\)"):
+            pool(x, 2, stride=0)
+        with pytest.raises(ValueError, match=r"kernel must be >= 1"):
+            pool(x, (0, 2))
+        with pytest.raises(ValueError, match=r"padding must be >= 0"):
+            pool(x, 2, padding=-1)
+        with pytest.raises(ValueError, match=r"padding must be at most half the kernel"):
+            pool(x, 3, padding=2)
+        with pytest.raises(ValueError, match=r"padding must be at most half the kernel"):
+            pool(x, (3, 2), padding=(1, 2))
+        with pytest.raises(ValueError, match=r"kernel \(6, 6\) is larger than the padded input"):
+            pool(x, 6)
+        with pytest.raises(ValueError, match=r"x must have 4 dimensions, got shape \(2, 5, 5\)"):
+            pool(x[0], 2)
+        with pytest.raises(TypeError, match="x must be float32"):
+            pool(x.astype(np.int64), 2)
+        with pytest.raises(TypeError, match="kernel must be an int or an"):
+            pool(x, 2.0)
+        with pytest.raises(TypeError, match="stride must be an int or an"):
+            pool(x, 2, stride=(1, 2, 3))
+        with pytest.raises(ValueError, match="impl must be"):
+            pool(x, 2, impl="fast")
+    with pytest.raises(TypeError, match="argmax must be int64, got int32"):
+        hg.ops.max_pool2d_backward(dy, argmax.astype(np.int32), x.shape)
+    with pytest.raises(ValueError, match=r"argmax must have shape \(1, 2, 2, 2\)"):
+        hg.ops.max_pool2d_backward(dy, argmax[:, :1], x.shape)
+    with pytest.raises(ValueError, match=r"argmax holds indices outside \[0, H\*W\) = \[0, 25\)"):
+        hg.ops.max_pool2d_backward(dy, argmax + 25, x.shape)
+    with pytest.raises(ValueError, match=r"argmax holds indices outside"):
+        hg.ops.max_pool2d_backward(dy, argmax - 1, x.shape)
+    with pytest.raises(ValueError, match="x_shape must have 4 entries"):
+        hg.ops.max_pool2d_backward(dy, argmax, (2, 5, 5))
+    with pytest.raises(ValueError,
+                       match=r"x_shape \(3, 2, 5, 5\) and dy \(1, 2, 2, 2\) must agree"):
+        hg.ops.max_pool2d_backward(dy, argmax, (3, 2, 5, 5))
+    with pytest.raises(TypeError, match="dy must be float32"):
+        hg.ops.max_pool2d_backward(argmax, argmax, x.shape)
+    with pytest.raises(ValueError, match=r"dy must have 4 dimensions"):
+        hg.ops.avg_pool2d_backward(dy[0], x.shape, 2)
+    with pytest.raises(ValueError, match=r"dy must have shape \(1, 2, 3, 3\) for x_shape"):
+        hg.ops.avg_pool2d_backward(dy, (1, 2, 7, 7), 2)
+    with pytest.raises(ValueError, match=r"x_shape \(1, 3, 5, 5\) and dy"):
+        hg.ops.avg_pool2d_backward(dy, (1, 3, 5, 5), 2)
+    with pytest.raises(ValueError, match="x_shape must hold non-negative sizes"):
+        hg.ops.avg_pool2d_backward(dy, (1, 2, -5, 5), 2)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        hg.ops.avg_pool2d_backward(dy, x.shape, 2, stride=(1, 0))
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed: pip install torch==2.13.0")
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CASES[1:5], ids=IDS[1:5])
+def test_pools_match_torch(rng, shape, kernel, stride, padding):
+    torch = _torch()
+    F = torch.nn.functional
+    k, s, p = geometry(kernel, stride, padding)
+    x = distinct_inputs(rng, shape)
+    dy = rng.standard_normal(out_shape(shape, kernel, stride, padding)).astype(np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt, it = F.max_pool2d(xt, k, s, p, return_indices=True)
+    yt.backward(torch.from_numpy(dy))
+    y, argmax = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding)
+    check(y, yt.detach().double().numpy(), rtol=0, atol=0, what="max_pool2d vs torch")
+    np.testing.assert_array_equal(argmax.numpy(), it.numpy())
+    check(hg.ops.max_pool2d_backward(dy, argmax, shape), xt.grad.double().numpy(), rtol=1e-6,
+          atol=1e-6, what="max_pool2d_backward vs torch")
+    xt.grad = None
+    yt = F.avg_pool2d(xt, k, s, p)  # count_include_pad=True, PyTorch's default
+    yt.backward(torch.from_numpy(dy))
+    check(hg.ops.avg_pool2d(x, kernel, stride=stride, padding=padding),
+          yt.detach().double().numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(x).max()),
+          what="avg_pool2d vs torch")
+    check(hg.ops.avg_pool2d_backward(dy, shape, kernel, stride=stride, padding=padding),
+          xt.grad.double().numpy(), rtol=1e-5, atol=1e-6, what="avg_pool2d_backward vs torch")

@@ -1,0 +1,142 @@
+"""Tensor construction, conversion, DLPack and device handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hipgrad as hg
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "int32", "int8", "uint8"])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 31), (2, 3, 5, 129)])
+def test_roundtrip_copies_values(device, rng, dtype, shape):
+    x = (rng.standard_normal(shape) * 50).astype(dtype)
+    t = hg.tensor(x, device=device)
+    assert t.shape == shape and t.dtype == np.dtype(dtype) and t.device == device
+    got = t.numpy()
+    np.testing.assert_array_equal(got, x)
+    got[...] = 0  # numpy() is a copy: the tensor keeps its data
+    np.testing.assert_array_equal(t.numpy(), x)
+
+
+def test_defaults_and_factories(device):
+    assert hg.tensor([[1.5, 2.0]], device=device).dtype == np.float32
+    assert hg.tensor(np.arange(4, dtype=np.float64)).dtype == np.float32
+    assert hg.tensor([1, 2, 3]).dtype == np.int64
+    z = hg.zeros((3, 4), device=device)
+    np.testing.assert_array_equal(z.numpy(), np.zeros((3, 4), np.float32))
+    assert hg.empty(5, device=device, dtype=np.int32).shape == (5,)
+    assert len(hg.zeros((6, 2))) == 6
+
+
+def test_non_contiguous_input_is_made_contiguous(rng):
+    x = rng.standard_normal((6, 8)).astype(np.float32)[:, ::3].T
+    np.testing.assert_array_equal(hg.tensor(x).numpy(), x)
+
+
+def test_repr_names_shape_dtype_device():
+    r = repr(hg.tensor(np.ones((2, 3), np.float32)))
+    assert "shape=(2, 3)" in r and "float32" in r and "cpu" in r
+
+
+def test_reshape_is_a_view_and_checks_size():
+    t = hg.tensor(np.arange(12, dtype=np.float32))
+    v = t.reshape(3, -1)
+    assert v.shape == (3, 4) and v._shares_storage(t)
+    with pytest.raises(ValueError, match="holds 10 elements"):
+        t.reshape(2, 5)
+
+
+def test_to_moves_and_copies(rng):
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    t = hg.tensor(x)
+    u = t.to("cpu")
+    assert not u._shares_storage(t)
+    np.testing.assert_array_equal(u.numpy(), x)
+
+
+def test_numpy_dlpack_shares_memory_both_ways():
+    t = hg.tensor(np.zeros((2, 3), np.float32))
+    view = np.from_dlpack(t)
+    view[1, 2] = 7.0
+    assert t.numpy()[1, 2] == 7.0
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    h = hg.from_dlpack(a)
+    a[0, 0] = -5.0
+    assert h.numpy()[0, 0] == -5.0 and h.shape == (2, 3) and h.device == "cpu"
+    assert t.__dlpack_device__() == (1, 0)
+
+
+def test_dlpack_strided_source_is_copied(rng):
+    a = rng.standard_normal((5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(hg.from_dlpack(a[::2, 1::2]).numpy(), a[::2, 1::2])
+
+
+def test_torch_dlpack_exchange():
+    torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install torch==2.13.0)")
+    t = hg.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    tt = torch.from_dlpack(t)
+    tt[0, 1] = 42.0
+    assert t.numpy()[0, 1] == 42.0
+    src = torch.arange(8, dtype=torch.int64).reshape(2, 4)
+    h = hg.from_dlpack(src)
+    src[1, 3] = -1
+    assert h.dtype == np.int64 and h.numpy()[1, 3] == -1
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(TypeError, match="dtype must be one of"):
+        hg.tensor(np.ones(3, np.complex64))
+    with pytest.raises(TypeError, match="dtype must be one of"):
+        hg.zeros((2,), dtype=np.float16)
+    with pytest.raises(ValueError, match="device must be"):
+        hg.tensor([1.0], device="tpu")
+    with pytest.raises(ValueError, match="non-negative"):
+        hg.zeros((2, -1))
+    with pytest.raises(MemoryError):
+        hg.empty((1 << 40, 1 << 20))
+    with pytest.raises(TypeError, match="must be a hipgrad Tensor or a NumPy array"):
+        hg.ops.gemm("a", np.ones((2, 2), np.float32))
+
+
+def test_gpu_request_without_gpu_is_a_clear_error():
+    if len(hg.devices()) > 1:
+        pytest.skip("a GPU is visible")
+    assert hg.devices() == ["cpu"]
+    reason = hg.gpu_unavailable_reason()
+    assert len(reason) > 10
+    with pytest.raises(ValueError, match="no GPU device is usable"):
+        hg.tensor([1.0], device="gpu")
+    with pytest.raises(ValueError, match="no GPU device is usable"):
+        hg.zeros((2,), device="gpu:0")
+
+
+def test_memory_stats_track_live_tensors():
+    before = hg.memory_stats("cpu")
+    t = hg.empty((1024, 256))
+    during = hg.memory_stats("cpu")
+    assert during["current"] - before["current"] == 1024 * 256 * 4
+    assert during["peak"] >= during["current"]
+    assert during["allocations"] == before["allocations"] + 1
+    del t
+    assert hg.memory_stats("cpu")["current"] == before["current"]
+    hg.reset_peak_memory_stats("cpu")
+    assert hg.memory_stats("cpu")["peak"] == hg.memory_stats("cpu")["current"]
+
+
+def test_build_info_lists_backends_and_kernels():
+    info = hg.build_info()
+    assert "cpu" in info["backends"]
+    assert info["facts"]["cpu.blas"].startswith("OpenBLAS")
+    ops = {(r["op"], r["backend"], r["variant"]) for r in info["kernels"]}
+    assert ("gemm", "cpu", "handwritten") in ops and ("gemm", "cpu", "vendor") in ops
+
+
+def test_threads_setting_roundtrip():
+    n = hg.get_num_threads()
+    hg.set_num_threads(1)
+    assert hg.get_num_threads() == 1
+    hg.set_num_threads(n)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        hg.set_num_threads(0)
