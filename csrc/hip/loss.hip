@@ -19,8 +19,11 @@
 //   gpu.mse_loss_two_stage: each block writes one partial sum of d^2, one block adds the partials
 //     in double; v0: one thread adds all n in double.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_loss.py   (device gpu)
-// Bench: python3 bench/bench_loss.py --device gpu
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_loss.py -m gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "x = hg.tensor(np.random.randn(4096, 1000).astype('f4'), device='gpu:0')"
+//          -s "l = hg.tensor(np.arange(4096) % 1000, device='gpu:0')"
+//          "hg.ops.softmax_cross_entropy(x, l); hg.synchronize()"
 #include "kernels_elementwise.h"
 
 namespace hg::gpu {
