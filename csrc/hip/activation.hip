@@ -16,8 +16,10 @@
 // inputs its kind needs (x or y). The vendor wrappers (vendor/miopen.cpp, vendor/cudnn.cpp) call
 // these for the kinds their library lacks.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_activation.py   (device gpu)
-// Bench: python3 bench/bench_activation.py --device gpu
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_activation.py -m gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "x = hg.tensor(np.random.randn(1 << 24).astype('f4'), device='gpu:0')"
+//          "hg.ops.activation(x, 'gelu'); hg.synchronize()"
 #include "kernels_elementwise.h"
 
 namespace hg::gpu {

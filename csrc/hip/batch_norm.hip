@@ -19,8 +19,11 @@
 // passes are grid-stride kernels with multiply-high index division. HIPGRAD_GPU_LAYERS_VARIANT=v0
 // runs the sums as one thread per channel in double (the reference).
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py -k batch_norm   (device gpu)
-// Bench: python3 bench/bench_layers.py --device gpu
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py -k batch_norm -m gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "x = hg.tensor(np.random.randn(64, 64, 56, 56).astype('f4'), device='gpu:0')"
+//          -s "g, b, rm, rv = (hg.tensor(np.ones(64, 'f4'), device='gpu:0') for _ in range(4))"
+//          "hg.ops.batch_norm(x, g, b, rm, rv, training=True); hg.synchronize()"
 #include "kernels_elementwise.h"
 
 namespace hg::gpu {

@@ -10,8 +10,10 @@
 //     (planar for inner >= 32, column-wise for small inner), then a fixed-order finalize in
 //     double -- deterministic, no atomics; v0 (HIPGRAD_GPU_BIAS_VARIANT=v0): one thread per channel.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_bias.py   (device gpu)
-// Bench: python3 bench/bench_bias.py --device gpu
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py -k bias -m gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "dy = hg.tensor(np.random.randn(64, 64, 56, 56).astype('f4'), device='gpu:0')"
+//          "hg.ops.bias_backward(dy); hg.synchronize()"
 #include "kernels_elementwise.h"
 
 namespace hg::gpu {

@@ -19,11 +19,15 @@
 //     and merged in shared memory, the wider merge steps in global memory), each row finds its
 //     segment by binary search, then one thread per (row, column) adds its segment's dy in key
 //     order -- deterministic, no atomics, O(count log^2 count + num dim + count dim);
-//     v0 (HIPGRAD_GPU_LAYERS_VARIANT=v0): one thread per (row, column) scans all of idx; same order, so
-//     the same bits.
+//     v0 (HIPGRAD_GPU_LAYERS_VARIANT=v0): one thread per (row, column) scans all of idx; same
+//     order, so the same bits.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py   (device gpu)
-// Bench: python3 bench/bench_layers.py --device gpu
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py -m gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "w = hg.tensor(np.random.randn(50000, 512).astype('f4'), device='gpu:0')"
+//          -s "i = hg.tensor(np.random.randint(0, 50000, 16384), device='gpu:0')"
+//          -s "dy = hg.tensor(np.random.randn(16384, 512).astype('f4'), device='gpu:0')"
+//          "hg.ops.embedding_backward(dy, i, 50000); hg.synchronize()"
 #include "kernels_elementwise.h"
 
 #include "../core/dropout_hash.h"

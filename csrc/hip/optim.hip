@@ -12,8 +12,11 @@
 // step, one grid-stride pass that reads and writes each array once; the per-element code is the
 // reference itself, so there is no separate v0. No vendor library has an optimizer step.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_optim.py   (device gpu)
-// Bench: python3 bench/bench_optim.py --device gpu
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_optim.py -m gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "r = lambda: hg.tensor(np.random.randn(1 << 24).astype('f4'), device='gpu:0')"
+//          -s "p, g, m, v = r(), r(), r(), r()"
+//          "hg.ops.adam_step(p, g, m, v, step=1, lr=1e-3); hg.synchronize()"
 #include <cmath>
 
 #include "kernels_elementwise.h"

@@ -19,8 +19,10 @@
 // Index math is 32-bit with multiply-high division when the tensor has < 2^31 elements.
 // The vendor slots are registered in vendor/miopen.cpp and vendor/cudnn.cpp.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_pool.py   (device gpu)
-// Bench: python3 bench/bench_pool.py --device gpu
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_pool.py -m gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "x = hg.tensor(np.random.randn(64, 64, 56, 56).astype('f4'), device='gpu:0')"
+//          "hg.ops.max_pool2d(x, 2); hg.synchronize()"
 #include "kernels_elementwise.h"
 
 namespace hg::gpu {
