@@ -1,7 +1,7 @@
 """One training step (forward, loss, backward, SGD update) of LeNet-5 (1x28x28, batch 64) and an
 MLP 784-256-10 (batch 64): hipgrad against PyTorch eager on the same device and thread count.
 
-    PYTHONPATH=python python3 bench/bench_train.py [--threads N] [--repeats 30] [--note "..."]
+    PYTHONPATH=python python3 bench/bench_train.py [--threads 1,2] [--repeats 30] [--note "..."]
 
 Both frameworks start from the same weights and batch; the first step's losses and updated
 weights are compared before anything is timed. Each figure is the median of `--repeats` timed
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import time
@@ -129,36 +130,45 @@ def bench_case(name: str, device: str, warmup: int, repeats: int, rng: np.random
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=hg.get_num_threads())
+    ap.add_argument("--threads", default=str(hg.get_num_threads()),
+                    help="thread counts to measure, comma-separated (default: all cores)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--note", default="", help="e.g. 'machine shared with other jobs'")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
 
-    hg.set_num_threads(args.threads)
-    torch_version = None
+    thread_counts = [int(t) for t in args.threads.split(",")]
     try:
         import torch
-        torch.set_num_threads(args.threads)
         torch_version = torch.__version__
     except ImportError:
-        pass
-    rng = np.random.default_rng(0)
-    rows = [bench_case(name, args.device, args.warmup, args.repeats, rng) for name in CASES]
+        torch, torch_version = None, None
+    load_before = os.getloadavg()
+    rows = []
+    for threads in thread_counts:
+        hg.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+        rng = np.random.default_rng(0)
+        rows += [{"threads": threads, **bench_case(name, args.device, args.warmup, args.repeats, rng)}
+                 for name in CASES]
+    load_after = os.getloadavg()
 
-    header = f"{'case':<16} {'batch':>5} {'hipgrad ms':>11} {'torch ms':>9} {'speed vs torch':>15} {'goal':>5}"
+    header = f"{'case':<16} {'threads':>7} {'batch':>5} {'hipgrad ms':>11} {'torch ms':>9} {'speed vs torch':>15} {'goal':>5}"
     lines = [header]
     for r in rows:
-        lines.append(f"{r['case']:<16} {r['batch']:>5} {r['hipgrad_ms']:>11.3f} "
+        lines.append(f"{r['case']:<16} {r['threads']:>7} {r['batch']:>5} {r['hipgrad_ms']:>11.3f} "
                      f"{r.get('torch_ms', float('nan')):>9.3f} {r.get('speed_vs_torch', float('nan')):>14.2f}x "
                      f"{r['goal']:>4.1f}x")
     print("\n".join(lines))
 
     date = datetime.date.today().isoformat()
-    machine = {"cpu": cpu_name(), "logical_cpus": __import__("os").cpu_count(),
-               "platform": platform.platform(), "python": platform.python_version()}
-    result = {"bench": "train step", "date": date, "device": args.device, "threads": args.threads,
+    machine = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(),
+               "platform": platform.platform(), "python": platform.python_version(),
+               "load_average_1min_before_after": [load_before[0], load_after[0]],
+               "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}}
+    result = {"bench": "train step", "date": date, "device": args.device, "threads": thread_counts,
               "warmup": args.warmup, "repeats": args.repeats, "statistic": "median",
               "optimizer": f"SGD lr={LR} momentum={MOMENTUM}", "machine": machine,
               "hipgrad_version": hg.__version__, "torch_version": torch_version,
@@ -169,7 +179,9 @@ def main() -> None:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     md = [f"# Training step: hipgrad vs PyTorch eager ({args.device}, {date})", "",
           f"- machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs; {machine['platform']}",
-          f"- threads: {args.threads} (hg.set_num_threads == torch.set_num_threads)",
+          f"- 1-minute load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f}; "
+          f"OMP_WAIT_POLICY={machine['env']['OMP_WAIT_POLICY']}",
+          f"- threads: {args.threads} (hg.set_num_threads == torch.set_num_threads in each row)",
           f"- hipgrad {hg.__version__}, torch {torch_version}; {result['optimizer']}",
           (f"- median of {args.repeats} steps after {args.warmup} warm-up steps; "
            "speed vs torch = torch ms / hipgrad ms"),

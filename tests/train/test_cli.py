@@ -42,7 +42,7 @@ def test_same_seed_same_file_across_processes(tmp_path):
     digests = []
     for run in ("a", "b"):
         done = _run_module("train", "--epochs", "1", "--impl", "handwritten", "--out", run,
-                           "--no-progress", cwd=tmp_path)
+                           "--val-fraction", "0.8", "--no-progress", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         digests.append(json.loads((tmp_path / run / "model.json").read_text())["weights_sha256"])
     assert digests[0] == digests[1]
