@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import hipgrad as hg
 from hipgrad.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_train_digits_end_to_end(tmp_path, capsys):
@@ -49,7 +49,8 @@ def test_same_seed_same_file_across_processes(tmp_path):
 
 
 def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    # the hipgrad this test imported: the installed one in CI, python/ in a dev build
+    env = dict(os.environ, PYTHONPATH=str(Path(hg.__file__).resolve().parent.parent))
     return subprocess.run([sys.executable, "-m", "hipgrad", *args], cwd=cwd, env=env, check=False,
                           capture_output=True, text=True, timeout=120)
 
