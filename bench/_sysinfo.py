@@ -193,6 +193,6 @@ def markdown(info: dict, rows: list[dict]) -> str:
            "(reference: NumPy matmul for GEMM, PyTorch for conv), so > 1 is faster than the "
            "reference. `of peak`: achieved / peak above."), "",
           "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    md += ["| " + " | ".join(_fmt(r)) + " |" for r in rows]
+    md += ["| " + " | ".join(c.replace("|", "\\|") for c in _fmt(r)) + " |" for r in rows]
     md += ["", goals_text(rows).replace("\n", "  \n"), ""]
     return "\n".join(md)

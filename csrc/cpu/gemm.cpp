@@ -25,6 +25,9 @@
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py
 // Bench: PYTHONPATH=python python3 bench/bench_cpu.py
 #include <omp.h>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -78,48 +81,63 @@ struct Operand {
   bool trans;
 };
 
-// op(A)[i0:i0+rows, p0:p0+kc] as micro-panels of `mr` rows, each kc x mr (k-major), rows past
-// `rows` zero.
+// Packing writes one micro-panel: w values per k step, k-major (dst[k * w + i]), i >= m zero
+// (a partial panel is cleared first, in one pass).
+// The source holds the m values of step k either contiguously (row k of a row-major matrix)...
+void pack_contiguous(const float* __restrict src, int64_t ld, int64_t m, int64_t kc, int w,
+                     float* __restrict dst) {
+  if (m < w) std::memset(dst, 0, sizeof(float) * kc * w);
+  for (int64_t k = 0; k < kc; ++k, src += ld, dst += w)
+    for (int64_t i = 0; i < m; ++i) dst[i] = src[i];
+}
+
+// ...or strided (column k: src[i * ld + k]). Then 4 x 4 blocks are loaded as rows and
+// transposed in registers (SSE, part of every x86-64), so both reads and writes stay contiguous.
+void pack_strided(const float* __restrict src, int64_t ld, int64_t m, int64_t kc, int w,
+                  float* __restrict dst) {
+  if (m < w) std::memset(dst, 0, sizeof(float) * kc * w);
+  int64_t k = 0;
+#if defined(__SSE2__)
+  const int64_t m4 = m / 4 * 4;
+  for (; k + 4 <= kc; k += 4) {
+    float* d = dst + k * w;
+    for (int64_t i = 0; i < m4; i += 4) {
+      const float* s = src + i * ld + k;
+      __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ld);
+      __m128 r2 = _mm_loadu_ps(s + 2 * ld), r3 = _mm_loadu_ps(s + 3 * ld);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      _mm_storeu_ps(d + i, r0);
+      _mm_storeu_ps(d + w + i, r1);
+      _mm_storeu_ps(d + 2 * w + i, r2);
+      _mm_storeu_ps(d + 3 * w + i, r3);
+    }
+    for (int64_t kk = 0; kk < 4; ++kk)
+      for (int64_t i = m4; i < m; ++i) d[kk * w + i] = src[i * ld + k + kk];
+  }
+#endif
+  for (; k < kc; ++k)
+    for (int64_t i = 0; i < m; ++i) dst[k * w + i] = src[i * ld + k];
+}
+
+// op(A)[i0:i0+rows, p0:p0+kc] as micro-panels of `mr` rows (each kc x mr), rows past `rows` zero.
 void pack_a(const Operand& A, int64_t i0, int64_t p0, int64_t rows, int64_t kc, int mr,
             float* __restrict dst) {
   for (int64_t ir = 0; ir < rows; ir += mr, dst += kc * mr) {
     const int64_t m = std::min<int64_t>(mr, rows - ir);
-    if (A.trans) {  // op(A)(i, k) = A[k][i]: each k contributes m contiguous values
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* __restrict src = A.p + (p0 + k) * A.ld + i0 + ir;
-        float* __restrict d = dst + k * mr;
-        for (int64_t i = 0; i < m; ++i) d[i] = src[i];
-        for (int64_t i = m; i < mr; ++i) d[i] = 0.f;
-      }
-    } else {  // op(A)(i, k) = A[i][k]: m row streams read in step, written contiguously
-      const float* __restrict src = A.p + (i0 + ir) * A.ld + p0;
-      for (int64_t k = 0; k < kc; ++k) {
-        float* __restrict d = dst + k * mr;
-        for (int64_t i = 0; i < m; ++i) d[i] = src[i * A.ld + k];
-        for (int64_t i = m; i < mr; ++i) d[i] = 0.f;
-      }
-    }
+    if (A.trans)  // op(A)(i, k) = A[k][i]
+      pack_contiguous(A.p + p0 * A.ld + i0 + ir, A.ld, m, kc, mr, dst);
+    else  // op(A)(i, k) = A[i][k]
+      pack_strided(A.p + (i0 + ir) * A.ld + p0, A.ld, m, kc, mr, dst);
   }
 }
 
-// One micro-panel op(B)[p0:p0+kc, j0:j0+cols] as kc x nr (k-major), columns past `cols` zero.
+// One micro-panel op(B)[p0:p0+kc, j0:j0+cols] (kc x nr), columns past `cols` zero.
 void pack_b_panel(const Operand& B, int64_t p0, int64_t j0, int64_t kc, int64_t cols, int nr,
                   float* __restrict dst) {
-  if (B.trans) {  // op(B)(k, j) = B[j][k]: read each row of B contiguously, write with stride nr
-    for (int64_t j = 0; j < cols; ++j) {
-      const float* __restrict src = B.p + (j0 + j) * B.ld + p0;
-      for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
-    }
-    for (int64_t j = cols; j < nr; ++j)
-      for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = 0.f;
-  } else {  // op(B)(k, j) = B[k][j]: each k contributes cols contiguous values
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* __restrict src = B.p + (p0 + k) * B.ld + j0;
-      float* __restrict d = dst + k * nr;
-      for (int64_t j = 0; j < cols; ++j) d[j] = src[j];
-      for (int64_t j = cols; j < nr; ++j) d[j] = 0.f;
-    }
-  }
+  if (B.trans)  // op(B)(k, j) = B[j][k]
+    pack_strided(B.p + j0 * B.ld + p0, B.ld, cols, kc, nr, dst);
+  else  // op(B)(k, j) = B[k][j]
+    pack_contiguous(B.p + p0 * B.ld + j0, B.ld, cols, kc, nr, dst);
 }
 
 // C = beta * C over M x N (the whole product when alpha == 0 or K == 0).
