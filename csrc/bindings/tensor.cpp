@@ -242,6 +242,10 @@ void bind_tensor(py::module_& m) {
       .def("copy_", [](Tensor& t, const Tensor& src) -> Tensor& { t.copy_from(src); return t; },
            py::arg("src"), GilRelease())
       .def("_reshape", [](const Tensor& t, const std::vector<int64_t>& s) { return t.reshape(to_shape(s)); })
+      .def("prefix_view", [](const Tensor& t, const std::vector<int64_t>& s) { return t.prefix_view(to_shape(s)); },
+           py::arg("shape"),
+           "A view of the first prod(shape) elements with `shape` (shares storage): a preallocated "
+           "buffer used as the out= of smaller outputs.")
       .def("_shares_storage", [](const Tensor& a, const Tensor& b) { return a.storage() == b.storage(); })
       .def("__len__", [](const Tensor& t) {
         HG_REQUIRE_TYPE(t.dim() > 0, "len() of a 0-d tensor");

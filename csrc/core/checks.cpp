@@ -41,6 +41,20 @@ void require_pair(const char* op, const char* arg, Pair p, int64_t minimum) {
              ", got (", p[0], ", ", p[1], ")");
 }
 
+Tensor output_tensor(const char* op, const Tensor* out, const Shape& shape, Device dev,
+                     std::initializer_list<std::pair<const char*, const Tensor*>> inputs) {
+  if (!out || !out->defined()) return empty(shape, DType::f32, dev);
+  require_f32(op, "out", *out);
+  HG_REQUIRE(out->device() == dev, op, ": out is on ", out->device().str(),
+             " but the inputs are on ", dev.str());
+  HG_REQUIRE(out->shape() == shape, op, ": out must have shape ", shape_str(shape), ", got ",
+             shape_str(out->shape()));
+  for (const auto& [name, t] : inputs)
+    HG_REQUIRE(!t || !out->overlaps(*t), op, ": out must not overlap ", name,
+               " (the op does not run in place)");
+  return *out;
+}
+
 int32_t read_flag(const Tensor& flag) {
   int32_t value = 0;
   backend_for(flag.device()).copy(&value, Device{}, flag.raw(), flag.device(), sizeof(value));

@@ -21,6 +21,12 @@ void require_pair(const char* op, const char* arg, Pair p, int64_t minimum);
 ConvGeometry conv_geometry(const char* op, const char* x, const Shape& xs, const char* w,
                            const Shape& ws, Pair stride, Pair padding, Pair dilation, int64_t groups);
 
+// The output of an op: a new tensor, or `*out` when the caller passes one (the `out=` argument):
+// it must be a float32 tensor on `dev` with exactly `shape` and must not overlap any of
+// `inputs` (ValueError/TypeError naming `out` otherwise). Returned tensors share out's storage.
+Tensor output_tensor(const char* op, const Tensor* out, const Shape& shape, Device dev,
+                     std::initializer_list<std::pair<const char*, const Tensor*>> inputs);
+
 // A kernel-written one-element error flag (label/index range) read back to the host.
 int32_t read_flag(const Tensor& flag);
 

@@ -96,7 +96,8 @@ struct ActivationBackwardArgs {
 };
 OpKernels<ActivationArgs>& activation_op();
 OpKernels<ActivationBackwardArgs>& activation_backward_op();
-Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl);
+Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl,
+                  const Tensor* out = nullptr);
 Tensor activation_backward(const Tensor& dy, const Tensor& x, const Tensor& y, ActKind kind,
                            float alpha, Impl impl);
 

@@ -40,10 +40,10 @@ OpKernels<ActivationBackwardArgs>& activation_backward_op() {
   return op;
 }
 
-Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl) {
+Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl, const Tensor* out) {
   require_f32("activation", "x", x);
   const Device dev = x.device();
-  Tensor y = empty(x.shape(), DType::f32, dev);
+  Tensor y = output_tensor("activation", out, x.shape(), dev, {{"x", &x}});
   if (y.numel() == 0) return y;
   ActivationArgs args;
   args.kind = kind;

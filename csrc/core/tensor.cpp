@@ -112,6 +112,21 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return Tensor(storage_, offset_, out, dtype_);
 }
 
+Tensor Tensor::prefix_view(const Shape& shape) const {
+  for (int64_t d : shape)
+    HG_REQUIRE(d >= 0, "prefix_view: shape ", shape_str(shape), " has a negative dimension");
+  HG_REQUIRE(shape_numel(shape) <= numel(), "prefix_view: shape ", shape_str(shape), " holds ",
+             shape_numel(shape), " elements but the buffer has only ", numel(), " (shape ",
+             shape_str(shape_), ")");
+  return Tensor(storage_, offset_, shape, dtype_);
+}
+
+bool Tensor::overlaps(const Tensor& other) const {
+  if (!defined() || !other.defined() || storage_ != other.storage_) return false;
+  if (nbytes() == 0 || other.nbytes() == 0) return false;
+  return offset_ < other.offset_ + other.nbytes() && other.offset_ < offset_ + nbytes();
+}
+
 void Tensor::copy_from(const Tensor& src) {
   HG_REQUIRE(src.shape() == shape_ && src.dtype() == dtype_, "copy: source ",
              shape_str(src.shape()), " ", dtype_name(src.dtype()), " does not match destination ",

@@ -68,6 +68,11 @@ class Tensor {
   T* data() const { return static_cast<T*>(raw()); }
 
   Tensor reshape(const Shape& shape) const;  // same storage; -1 infers one dimension
+  // A view of this tensor's first shape_numel(shape) elements with `shape` (same storage and
+  // dtype): how a preallocated buffer serves as the output of ops of smaller sizes.
+  Tensor prefix_view(const Shape& shape) const;
+  // Whether the bytes of this tensor and `other` overlap (same storage, intersecting ranges).
+  bool overlaps(const Tensor& other) const;
   Tensor to(Device device) const;            // a copy on `device` (a copy even when equal)
   Tensor clone() const { return to(device()); }
   void copy_from(const Tensor& src);         // same shape and dtype, any devices

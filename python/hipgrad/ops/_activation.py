@@ -18,11 +18,14 @@ def _kind(kind: Any, op: str) -> str:
     return kind  # unknown names are rejected by the native front end, which lists the kinds
 
 
-def activation(x: Any, kind: str, *, alpha: float = 0.01, impl: str = "auto") -> Tensor:
-    """y = f(x) elementwise, any shape; alpha is leaky_relu's negative slope and elu's alpha."""
+def activation(x: Any, kind: str, *, alpha: float = 0.01, impl: str = "auto",
+               out: Tensor | None = None) -> Tensor:
+    """y = f(x) elementwise, any shape; alpha is leaky_relu's negative slope and elu's alpha.
+    With `out`, y is written there (see _common.out_arg) and `out` is returned."""
     t = _common.tensors("activation", x=x)
     return _C.ops.activation(t["x"], _kind(kind, "activation"), float(alpha),
-                             _common.impl_arg(impl, "activation"))
+                             _common.impl_arg(impl, "activation"),
+                             _common.out_arg(out, "activation"))
 
 
 def activation_backward(dy: Any, x: Any, y: Any, kind: str, *, alpha: float = 0.01,

@@ -40,3 +40,12 @@ def shape_arg(shape: Any, name: str, op: str, ndim: int) -> list[int]:
 def tensors(op: str, **named: Any) -> dict[str, Tensor]:
     """Each argument as a Tensor (NumPy arrays become CPU tensors); None stays None."""
     return {k: (None if v is None else as_tensor(v, f"{op}: {k}")) for k, v in named.items()}
+
+
+def out_arg(out: Any, op: str) -> Tensor | None:
+    """The `out=` argument of an op: None (a new output is allocated) or an hg.Tensor that the op
+    overwrites (float32, on the inputs' device, of the output's exact shape, not overlapping any
+    input; the native front end checks those and names `out`). Returns the tensor written."""
+    if out is None or isinstance(out, Tensor):
+        return out
+    raise TypeError(f"{op}: out must be an hg.Tensor or None, got {type(out).__name__}")
