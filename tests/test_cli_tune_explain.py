@@ -58,6 +58,20 @@ def test_tune_writes_a_cache_that_a_second_process_reuses(tmp_path):
             assert len(line) <= 100, line
 
 
+def test_tune_leaves_report_entries_for_lenets_conv_and_gemm_shapes(capsys):
+    from hipgrad.cli import main
+
+    assert main(["tune", "--model", "lenet", "--batch", "16", "--device", "cpu",
+                 "--precision", "fp32"]) == 0
+    rows = {(r["op"], r["key"]): r for r in hg.tuning_report()}
+    conv = rows[("conv2d_forward", "cpu|N=16,C=16,H=4,W=4,K=32,R=5,S=5,st=1x1,pad=2x2,dil=1x1,g=1,bias")]
+    fc1 = rows[("gemm", "cpu|M=16,N=120,K=128,ta=0,tb=1")]
+    for r in (conv, fc1):
+        assert r["chosen"] in ("handwritten", "vendor") and r["handwritten_ms"] > 0 and r["vendor_ms"] > 0
+    out = capsys.readouterr().out
+    assert "M=16,N=120,K=128,ta=0,tb=1" in out and "conv2d_forward" in out
+
+
 def test_format_report_prints_every_candidate():
     from hipgrad.cli_tune import format_report
 
@@ -80,7 +94,7 @@ def test_explain_tells_the_five_steps_and_inference(tmp_path):
         m = re.search(rf"^{i}\. {phase} +([\d.]+) ms +[\d.]+% of the step", out, re.MULTILINE)
         assert m, f"no line for phase {phase}:\n{out}"
         assert float(m.group(1)) > 0
-    assert "[cpu.conv2d" in out and "adam_step" in out  # kernels named
+    assert "conv2d_forward [" in out and "adam_step [" in out  # kernels named
     assert "Inference runs the same model forward only" in out and "no activation caches" in out
     m = re.search(r"^   forward +([\d.]+) ms, \d+ op calls", out, re.MULTILINE)
     assert m and float(m.group(1)) > 0

@@ -80,17 +80,31 @@ def _grouped(records: list[dict], field: str) -> OrderedDict[str, tuple[int, flo
     return OrderedDict((k, (len(v), sum(v))) for k, v in ordered)
 
 
-def _ran(records: list[dict]) -> list[str]:
+def _pack(label: str, items: list[str]) -> list[str]:
+    """`label` then the items, comma-separated, filling lines of WIDTH; an item is never split."""
+    lines, line = [], f"   {label}: "
+    for i, item in enumerate(items):
+        text = item + ("," if i < len(items) - 1 else "")
+        if len(line) + len(text) > WIDTH and line.strip():
+            lines.append(line.rstrip())
+            line = "        "
+        line += text + " "
+    return lines + [line.rstrip()]
+
+
+def _ran(records: list[dict], top_layers: int = 8) -> list[str]:
     if not records:
         return _wrap("ran: no kernels (only copies and Python bookkeeping)")
     ops = _grouped(records, "op")
-    text = ", ".join(f"{n}x {name} {_ms(ms)}" if n > 1 else f"{name} {_ms(ms)}"
-                     for name, (n, ms) in ops.items())
-    lines = _wrap(f"ran: {text}", indent="        ", first="   ")
-    layers = _grouped(records, "layer")
+    lines = _pack("ran", [f"{n}x {name} {_ms(ms)}" if n > 1 else f"{name} {_ms(ms)}"
+                          for name, (n, ms) in ops.items()])
+    layers = list(_grouped(records, "layer").items())
     if layers:
-        text = ", ".join(f"{name} {_ms(ms)}" for name, (_, ms) in layers.items())
-        lines += _wrap(f"by layer: {text}", indent="        ", first="   ")
+        items = [f"{name} {_ms(ms)}" for name, (_, ms) in layers[:top_layers]]
+        rest = layers[top_layers:]
+        if rest:
+            items.append(f"{len(rest)} more {_ms(sum(ms for _, (_, ms) in rest))}")
+        lines += _pack("slowest layers" if rest else "by layer", items)
     return lines
 
 
