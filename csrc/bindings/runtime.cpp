@@ -32,6 +32,10 @@ void bind_runtime(py::module_& m) {
     const Device dev = Device::parse(d);
     backend_for(dev).synchronize(dev.index);
   }, py::arg("device") = "cpu", GilRelease());
+  m.def("time_ms", [](const py::function& fn, const std::string& d) {
+    const Device dev = Device::parse(d);
+    return backend_for(dev).time_ms(dev.index, [&fn] { fn(); });
+  }, py::arg("fn"), py::arg("device") = "cpu");
   m.def("memory_stats", [](const std::string& d) {
     const Device dev = Device::parse(d);
     const MemoryStats s = backend_for(dev).memory_stats(dev.index);

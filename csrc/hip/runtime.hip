@@ -305,6 +305,26 @@ class GpuBackend final : public DeviceBackend {
     HG_GPU_CHECK(hipStreamSynchronize(stream(index)));
   }
 
+  // Events on the device's stream: the time between them is the device's, without the launch
+  // latency and host overhead that a host clock around a synchronisation would add.
+  double time_ms(int index, const std::function<void()>& fn) override {
+    DeviceGuard guard(index);
+    hipEvent_t start = nullptr, stop = nullptr;
+    HG_GPU_CHECK(hipEventCreate(&start));
+    struct Events {
+      hipEvent_t* a; hipEvent_t* b;
+      ~Events() { if (*a) (void)hipEventDestroy(*a); if (*b) (void)hipEventDestroy(*b); }
+    } cleanup{&start, &stop};
+    HG_GPU_CHECK(hipEventCreate(&stop));
+    HG_GPU_CHECK(hipEventRecord(start, stream(index)));
+    fn();
+    HG_GPU_CHECK(hipEventRecord(stop, stream(index)));
+    HG_GPU_CHECK(hipEventSynchronize(stop));
+    float ms = 0.f;
+    HG_GPU_CHECK(hipEventElapsedTime(&ms, start, stop));
+    return double(ms);
+  }
+
   MemoryStats memory_stats(int index) override { return alloc(index).stats(); }
   void reset_peak_memory_stats(int index) override { alloc(index).reset_peak(); }
   void empty_cache(int index) override { alloc(index).empty_cache(); }
