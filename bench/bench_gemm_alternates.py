@@ -60,7 +60,7 @@ def main() -> None:
             times[name] = time_kernel(name, a, b, ta, tb, reps)
         win = min(times, key=times.get)
         rows.append({"M": M, "N": N, "K": K, "trans_a": ta, "trans_b": tb, "ms": times, "winner": win})
-        cells = " | ".join(f"{times[n]:.3f}" for n in names)
+        cells = " | ".join(f"{times[n]:.4f}" for n in names)
         print(f"| {M}x{N}x{K} ({int(ta)},{int(tb)}) | {cells} | {win} |")
     if args.json:
         with open(args.json, "w") as f:

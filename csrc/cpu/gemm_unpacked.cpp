@@ -72,8 +72,7 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const int64_t bands = std::min<int64_t>(row_tiles, (threads + strips - 1) / strips);
   const int64_t a_row = trans_a ? 1 : lda, a_col = trans_a ? lda : 1;
 
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t task = 0; task < strips * bands; ++task) {
+  const auto run_task = [&](int64_t task) {
     const int64_t s = task / bands, band = task % bands;
     const int64_t j0 = s * NR, n = std::min<int64_t>(NR, N - j0);
     const int64_t i0 = row_tiles * band / bands * MR, i1 = std::min(M, row_tiles * (band + 1) / bands * MR);
@@ -86,7 +85,13 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
       b = buffer.data(), ld = NR;
     }
     uk.strip(i1 - i0, K, A + i0 * a_row, a_row, a_col, b, ld, C + i0 * ldc + j0, ldc, n, alpha, beta);
+  };
+  if (threads == 1) {  // no parallel region at all: for tiny products its start-up would dominate
+    for (int64_t task = 0; task < strips; ++task) run_task(task);
+    return;
   }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t task = 0; task < strips * bands; ++task) run_task(task);
 }
 
 static void gemm_unpacked_kernel(const GemmArgs& g) {

@@ -7,8 +7,8 @@
 //   C[i][j] = alpha * sum_k op(A)(i, k) * b[k * ldb + j] + beta * C[i][j]   (beta == 0: C not read)
 // with op(A)(i, k) = a[i * a_row + k * a_col] (either stride may be 1). All NR values of each row of
 // b are readable (the driver gathers a zero-padded copy for an edge strip or a transposed B).
-// Row tiles of MR rows keep MR x NR accumulators in registers; a partial last tile repeats the
-// last row of A and stores only its own rows.
+// Row tiles of MR rows keep MR x NR accumulators in registers; the last m < MR rows use a tile
+// compiled for exactly m rows.
 //
 // One copy per instruction set (gemm_unpacked.inc included by gemm_unpacked_<isa>.cpp with its
 // own -m flags); the descriptors are constant data, so only calling `strip` runs ISA code.

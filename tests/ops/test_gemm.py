@@ -227,12 +227,12 @@ def test_handwritten_runs_the_default_kernel_not_an_alternate(rng):
 
 
 def test_force_kernel_rejects_unknown_names_and_restores():
-    with pytest.raises(ValueError, match="has no kernel named 'cpu.gemm_nonesuch'"):
-        with hg.ops.force_kernel("gemm", "cpu.gemm_nonesuch"):
-            pass
-    with pytest.raises(ValueError, match="op must name an op"):
-        with hg.ops.force_kernel("gemmm", "cpu.openblas_sgemm"):
-            pass
+    with (pytest.raises(ValueError, match="has no kernel named 'cpu.gemm_nonesuch'"),
+          hg.ops.force_kernel("gemm", "cpu.gemm_nonesuch")):
+        pass
+    with (pytest.raises(ValueError, match="op must name an op"),
+          hg.ops.force_kernel("gemmm", "cpu.openblas_sgemm")):
+        pass
     with hg.ops.force_kernel("gemm", "cpu.openblas_sgemm"):
         hg.ops.gemm(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), impl="handwritten")
         assert hg.ops.last_impl()["impl"] == "cpu.openblas_sgemm"
