@@ -1,7 +1,8 @@
 """Time every CPU candidate of the gemm op (default packed kernel, handwritten alternates,
 OpenBLAS) on a few shapes, each checked against float64 first, and print which wins where.
 
-    PYTHONPATH=python python3 bench/bench_gemm_alternates.py [--reps 20] [--threads 1] [--json out.json]
+    PYTHONPATH=python python3 bench/bench_gemm_alternates.py [--reps 20] [--threads 1] \
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def main() -> None:
             reps = max(3, args.reps // (1 + M * N * K // 50_000_000))
             times[name] = time_kernel(name, a, b, ta, tb, reps)
         win = min(times, key=times.get)
-        rows.append({"M": M, "N": N, "K": K, "trans_a": ta, "trans_b": tb, "ms": times, "winner": win})
+        rows.append({"M": M, "N": N, "K": K, "trans_a": ta, "trans_b": tb, "ms": times,
+                     "winner": win})
         cells = " | ".join(f"{times[n]:.4f}" for n in names)
         print(f"| {M}x{N}x{K} ({int(ta)},{int(tb)}) | {cells} | {win} |")
     if args.json:

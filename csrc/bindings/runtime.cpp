@@ -26,7 +26,8 @@ py::dict record_dict(const RunRecord& r) {
 OpKernelsBase* find_op(const std::string& op) {
   for (OpKernelsBase* o : all_ops())
     if (o->op() == op) return o;
-  fail(ErrorKind::value, "op must name an op of this build (hipgrad._C.op_names()), got '", op, "'");
+  fail(ErrorKind::value, "op must name an op of this build (hipgrad._C.op_names()), got '", op,
+       "'");
 }
 
 }  // namespace

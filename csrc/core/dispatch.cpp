@@ -108,7 +108,8 @@ void OpKernelsBase::add_alternate_slot(Backend b, const char* name, const void* 
   alternates_[int(b)].push_back(Slot{name, fn, nullptr});
 }
 
-const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, int candidate, std::string* reported) const {
+const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, int candidate,
+                                                    std::string* reported) const {
   if (candidate >= 2) {
     const Slot& s = alternates_[int(b)].at(size_t(candidate - 2));
     *reported = s.name;
@@ -167,8 +168,8 @@ Backend backend_of_key(const std::string& key) {
 }
 }  // namespace
 
-void OpKernelsBase::remember(Backend b, const std::string& key, int best, const std::vector<int>& ids,
-                             const std::vector<double>& ms) {
+void OpKernelsBase::remember(Backend b, const std::string& key, int best,
+                             const std::vector<int>& ids, const std::vector<double>& ms) {
   Choice c;
   c.candidate = best;
   c.variant = best == 1 ? Variant::vendor : Variant::handwritten;

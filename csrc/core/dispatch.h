@@ -94,8 +94,9 @@ class OpKernelsBase {
   // candidate of that name is registered for the key's backend.
   bool set_choice(const std::string& key, const std::string& kernel, const Timings& candidates);
 
-  // Every call on backend `b` runs the candidate named `kernel`, whatever its impl (tests, benches).
-  // False when the op has no such kernel. clear_forced(b) undoes it; forced_kernel(b) is "" when none.
+  // Every call on the kernel's backend runs the candidate named `kernel`, whatever its impl
+  // (tests, benches). False when the op has no such kernel. clear_forced(b) undoes it;
+  // forced_kernel(b) is "" when none is forced.
   bool force_kernel(const std::string& kernel);
   void clear_forced(Backend b);
   std::string forced_kernel(Backend b) const;

@@ -273,19 +273,20 @@ GemmBlocking gemm_handwritten_blocking() {
   return {uk.name, uk.mr, uk.nr, uk.kc, uk.mc, uk.nc_l2, uk.nc};
 }
 
+void gemm_copy_c_to_y(const GemmArgs& g) {
+  if (!g.c) return;
+  for (int64_t i = 0; i < g.M; ++i) std::copy(g.c + i * g.N, g.c + (i + 1) * g.N, g.y + i * g.ldy);
+}
+
 static void gemm_handwritten_kernel(const GemmArgs& g) {
-  if (g.c) {
-    for (int64_t i = 0; i < g.M; ++i) std::copy(g.c + i * g.N, g.c + (i + 1) * g.N, g.y + i * g.ldy);
-  }
+  gemm_copy_c_to_y(g);
   gemm_handwritten(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.b, g.ldb,
                    g.c ? g.beta : 0.f, g.y, g.ldy);
 }
 
 // The alternate with the deep blocking (an auto candidate; impl="handwritten" never runs it).
 static void gemm_deep_kernel(const GemmArgs& g) {
-  if (g.c) {
-    for (int64_t i = 0; i < g.M; ++i) std::copy(g.c + i * g.N, g.c + (i + 1) * g.N, g.y + i * g.ldy);
-  }
+  gemm_copy_c_to_y(g);
   gemm_packed(deep_blocking(), g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.b,
               g.ldb, g.c ? g.beta : 0.f, g.y, g.ldy);
 }

@@ -75,7 +75,8 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const auto run_task = [&](int64_t task) {
     const int64_t s = task / bands, band = task % bands;
     const int64_t j0 = s * NR, n = std::min<int64_t>(NR, N - j0);
-    const int64_t i0 = row_tiles * band / bands * MR, i1 = std::min(M, row_tiles * (band + 1) / bands * MR);
+    const int64_t i0 = row_tiles * band / bands * MR;
+    const int64_t i1 = std::min(M, row_tiles * (band + 1) / bands * MR);
     const float* b = B + j0;
     int64_t ld = ldb;
     if (trans_b || n < NR) {
@@ -84,7 +85,8 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
       gather_strip(trans_b, B, ldb, K, j0, n, NR, buffer.data());
       b = buffer.data(), ld = NR;
     }
-    uk.strip(i1 - i0, K, A + i0 * a_row, a_row, a_col, b, ld, C + i0 * ldc + j0, ldc, n, alpha, beta);
+    uk.strip(i1 - i0, K, A + i0 * a_row, a_row, a_col, b, ld, C + i0 * ldc + j0, ldc, n, alpha,
+             beta);
   };
   if (threads == 1) {  // no parallel region at all: for tiny products its start-up would dominate
     for (int64_t task = 0; task < strips; ++task) run_task(task);
@@ -95,9 +97,7 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 }
 
 static void gemm_unpacked_kernel(const GemmArgs& g) {
-  if (g.c) {
-    for (int64_t i = 0; i < g.M; ++i) std::copy(g.c + i * g.N, g.c + (i + 1) * g.N, g.y + i * g.ldy);
-  }
+  gemm_copy_c_to_y(g);
   gemm_unpacked(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.b, g.ldb,
                 g.c ? g.beta : 0.f, g.y, g.ldy);
 }

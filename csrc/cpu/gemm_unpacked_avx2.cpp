@@ -9,7 +9,7 @@ constexpr int kW = 8, kMR = 6;
 #include "gemm_unpacked.inc"
 }  // namespace unpacked_avx2
 
-const GemmUnpackedKernel gemm_unpacked_avx2 = {"cpu.gemm_unpacked_avx2_6x16", unpacked_avx2::kMR,
-                                             unpacked_avx2::kNR, &unpacked_avx2::strip};
+const GemmUnpackedKernel gemm_unpacked_avx2 = {"cpu.gemm_unpacked_avx2_6x16",
+    unpacked_avx2::kMR, unpacked_avx2::kNR, &unpacked_avx2::strip};
 
 }  // namespace hg::cpu

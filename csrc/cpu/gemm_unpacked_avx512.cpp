@@ -9,7 +9,7 @@ constexpr int kW = 16, kMR = 8;
 #include "gemm_unpacked.inc"
 }  // namespace unpacked_avx512
 
-const GemmUnpackedKernel gemm_unpacked_avx512 = {"cpu.gemm_unpacked_avx512_8x32", unpacked_avx512::kMR,
-                                             unpacked_avx512::kNR, &unpacked_avx512::strip};
+const GemmUnpackedKernel gemm_unpacked_avx512 = {"cpu.gemm_unpacked_avx512_8x32",
+    unpacked_avx512::kMR, unpacked_avx512::kNR, &unpacked_avx512::strip};
 
 }  // namespace hg::cpu

@@ -9,7 +9,7 @@ constexpr int kW = 4, kMR = 4;
 #include "gemm_unpacked.inc"
 }  // namespace unpacked_generic
 
-const GemmUnpackedKernel gemm_unpacked_generic = {"cpu.gemm_unpacked_generic_4x8", unpacked_generic::kMR,
-                                             unpacked_generic::kNR, &unpacked_generic::strip};
+const GemmUnpackedKernel gemm_unpacked_generic = {"cpu.gemm_unpacked_generic_4x8",
+    unpacked_generic::kMR, unpacked_generic::kNR, &unpacked_generic::strip};
 
 }  // namespace hg::cpu

@@ -5,8 +5,8 @@
 //
 // A strip computes one column strip of C (n <= NR columns) over all M rows:
 //   C[i][j] = alpha * sum_k op(A)(i, k) * b[k * ldb + j] + beta * C[i][j]   (beta == 0: C not read)
-// with op(A)(i, k) = a[i * a_row + k * a_col] (either stride may be 1). All NR values of each row of
-// b are readable (the driver gathers a zero-padded copy for an edge strip or a transposed B).
+// with op(A)(i, k) = a[i * a_row + k * a_col] (either stride may be 1). All NR values of each row
+// of b are readable (the driver gathers a zero-padded copy for an edge strip or a transposed B).
 // Row tiles of MR rows keep MR x NR accumulators in registers; the last m < MR rows use a tile
 // compiled for exactly m rows.
 //

@@ -88,8 +88,8 @@ def load(device: str = "cpu") -> int:
         if _C.set_tuning_choice_kernel(op, key, kernel, times):
             count += 1
         else:
-            warnings.warn(f"hipgrad: ignoring tuning cache entry {op} {key} in {path}: this build has "
-                          f"no kernel '{kernel}' for {op}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"hipgrad: ignoring tuning cache entry {op} {key} in {path}: this "
+                          f"build has no kernel '{kernel}' for {op}", RuntimeWarning, stacklevel=2)
     return count
 
 
