@@ -48,6 +48,7 @@ def main() -> None:
     names, rows = candidates(), []
     print(f"threads={hg.get_num_threads()}  kernel wall time, best of {args.reps}, ms")
     print("| M x N x K (ta, tb) | " + " | ".join(names) + " | winner |")
+    print("|---" * (len(names) + 2) + "|")
     for M, N, K, ta, tb in SHAPES:
         a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
         b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
