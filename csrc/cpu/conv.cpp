@@ -5,7 +5,10 @@
 //                no C++ development package on PyPI that we could link, while im2col + BLAS
 //                needs nothing beyond the OpenBLAS wheel we already ship, and on a CPU the
 //                lowered GEMM is where nearly all of the time goes anyway.
-// Both variants share this file's drivers and im2col.cpp; only the GEMM they call differs.
+//   alternate of the forward ("cpu.conv2d_im2col_gemm_unpacked", timed by impl="auto"): im2col +
+//                the unpacked small-problem GEMM (gemm_unpacked.cpp) per group, depthwise too;
+//                a LeNet layer's per-image GEMMs (e.g. 6 x 784 x 25) are too small to repay packing.
+// All variants share this file's drivers and im2col.cpp; only the GEMM they call differs.
 // Per image n and group g (Cg = C/groups, Kg = K/groups, col_g = rows [g*Cg*R*S, ...) of
 // im2col(x_n), a 1x1/stride-1/unpadded conv uses x_n itself as col):
 //   forward:         y_ng  (Kg, PQ)     = w_g (Kg, CgRS) @ col_g (CgRS, PQ)   (+ bias, see below)
@@ -23,6 +26,7 @@
 
 #include "../core/checks.h"
 #include "cpu_kernels.h"
+#include "gemm_unpacked_kernel.h"
 #include "im2col.h"
 
 namespace hg::cpu {
@@ -39,6 +43,7 @@ struct GemmRoutine {
 };
 constexpr GemmRoutine kHandwritten{&gemm_handwritten, false};
 constexpr GemmRoutine kOpenBlas{&gemm_blas, true};
+constexpr GemmRoutine kUnpacked{&gemm_unpacked, false};
 
 // Below this many multiply-adds per image a GEMM is too small to split across threads well.
 constexpr double kSmallImageMacs = double(1 << 21);
@@ -209,6 +214,7 @@ void conv2d_backward_weight_handwritten(const ConvBackwardWeightArgs& a) {
   if (is_depthwise(a.g)) conv2d_depthwise_backward_weight(a);
   else backward_weight_lowered(a, kHandwritten);
 }
+void conv2d_forward_unpacked(const ConvForwardArgs& a) { forward_lowered(a, kUnpacked); }
 void conv2d_forward_vendor(const ConvForwardArgs& a) {
   require_blas_sizes(a.g);
   forward_lowered(a, kOpenBlas);
@@ -228,6 +234,8 @@ void conv2d_backward_weight_vendor(const ConvBackwardWeightArgs& a) {
 
 HG_REGISTER_KERNEL(conv2d_forward_op, cpu, handwritten, "cpu.conv2d_im2col_gemm|depthwise_direct",
                    &hg::cpu::conv2d_forward_handwritten);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_im2col_gemm_unpacked",
+                      &hg::cpu::conv2d_forward_unpacked);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, handwritten,
                    "cpu.conv2d_gemm_col2im|depthwise_direct",
                    &hg::cpu::conv2d_backward_data_handwritten);

@@ -2,6 +2,10 @@
 #pragma once
 #include <cstdint>
 
+namespace hg {
+struct GemmArgs;
+}
+
 namespace hg::cpu {
 
 // BLAS-style, row-major: C = alpha * op(A) @ op(B) + beta * C, C is M x N with leading dim ldc.
@@ -19,6 +23,9 @@ GemmBlocking gemm_handwritten_blocking();
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
+
+// The gemm op's kernels start from y = c (c: M x N, contiguous) when the op has a c.
+void gemm_copy_c_to_y(const GemmArgs& g);
 
 // Threads used by handwritten CPU kernels and by the BLAS.
 int num_threads();
