@@ -36,6 +36,9 @@ class DeviceBackend {
   // GPU: events recorded on the device's stream before and after, waited for; CPU: the steady
   // clock around the call. Work queued before the call is not counted.
   virtual double time_ms(int index, const std::function<void()>& fn);
+  // Makes device `index` the current one of the calling thread, so kernels launched next run
+  // there (on its stream). The dispatcher calls it before every GPU kernel. CPU: nothing to do.
+  virtual void make_current(int index) { (void)index; }
 };
 
 DeviceBackend& cpu_backend();

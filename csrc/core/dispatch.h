@@ -47,7 +47,7 @@ struct RunRecord {
   std::string phase;  // the caller's trace context (e.g. "forward", "backward")
   std::string layer;
   double start_us = 0.0;  // steady clock, microseconds
-  double ms = 0.0;        // wall time of the kernel; with the device synchronised when tracing
+  double ms = 0.0;        // kernel time: CPU wall clock; GPU device events when tuning or tracing
   int64_t bytes_allocated = 0;  // bytes allocated on the device since the previous record
   int64_t live_bytes = 0;       // bytes held by live tensors on the device after the op
   bool tuning = false;          // a timing run of impl="auto", not the result
@@ -172,20 +172,30 @@ class OpKernels : public OpKernelsBase {
   }
 
  private:
-  // Runs one candidate and records it. The device is synchronised only when the time must be the
-  // device's (tuning or tracing); otherwise GPU work stays asynchronous.
+  // Runs one candidate on its device and records it. On a GPU the time is the device's (events
+  // around the kernel, waited for) when it matters -- tuning or tracing; otherwise GPU work stays
+  // asynchronous and the record's ms is the host's time to queue it.
   double run_one(Device dev, int candidate, const Args& args, const std::string& key, bool timed,
                  bool tuning_run) {
     std::string reported;
     const Slot& s = slot_for(backend_of(dev), candidate, &reported);
     const bool tracing = trace_enabled();
-    const bool sync = dev.is_gpu() && (timed || tracing);
-    if (sync) backend_for(dev).synchronize(dev.index);
+    const Fn fn = reinterpret_cast<Fn>(s.fn);
     const double t0 = steady_us();
-    reinterpret_cast<Fn>(s.fn)(args);
-    if (sync) backend_for(dev).synchronize(dev.index);
     RunRecord rec;
-    rec.ms = (steady_us() - t0) / 1000.0;
+    if (dev.is_gpu()) {
+      DeviceBackend& backend = backend_for(dev);
+      backend.make_current(dev.index);
+      if (timed || tracing) {
+        rec.ms = backend.time_ms(dev.index, [&] { fn(args); });  // device events, waited for
+      } else {
+        fn(args);  // stays asynchronous: ms is the host's time to queue the work
+        rec.ms = (steady_us() - t0) / 1000.0;
+      }
+    } else {
+      fn(args);
+      rec.ms = (steady_us() - t0) / 1000.0;
+    }
     rec.op = op_;
     rec.impl = std::move(reported);
     rec.key = key;

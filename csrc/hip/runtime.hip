@@ -57,6 +57,7 @@ void require_device_index(int device) {
 hipStream_t stream(int device) {
   static std::atomic<hipStream_t> streams[kMaxDevices] = {};
   static std::mutex mu;
+  if (device < 0) HG_GPU_CHECK(hipGetDevice(&device));
   require_device_index(device);
   hipStream_t s = streams[device].load(std::memory_order_acquire);
   if (s != nullptr) return s;
@@ -325,6 +326,12 @@ class GpuBackend final : public DeviceBackend {
     return double(ms);
   }
 
+  void make_current(int index) override {
+    int current = -1;
+    HG_GPU_CHECK(hipGetDevice(&current));
+    if (current != index) HG_GPU_CHECK(hipSetDevice(index));
+  }
+
   MemoryStats memory_stats(int index) override { return alloc(index).stats(); }
   void reset_peak_memory_stats(int index) override { alloc(index).reset_peak(); }
   void empty_cache(int index) override { alloc(index).empty_cache(); }
@@ -419,9 +426,10 @@ const bool g_registered = [] {
 
 Scratch::Scratch(size_t nbytes) {
   HG_REQUIRE(g_backend != nullptr, "no GPU device is usable");
-  data_ = g_backend->allocate(nbytes, 0);
+  HG_GPU_CHECK(hipGetDevice(&device_));
+  data_ = g_backend->allocate(nbytes, device_);
 }
 
-Scratch::~Scratch() { g_backend->deallocate(data_, 0); }
+Scratch::~Scratch() { g_backend->deallocate(data_, device_); }
 
 }  // namespace hg::gpu
