@@ -1,10 +1,9 @@
 """The `out=` convention: an op writes into a caller's tensor (e.g. a prefix view of a
 preallocated buffer) and checks it like an input."""
 
+import hipgrad as hg
 import numpy as np
 import pytest
-
-import hipgrad as hg
 from hipgrad import ops
 
 

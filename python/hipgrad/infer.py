@@ -288,19 +288,21 @@ class InferenceEngine:
         raise ValueError(f"plan step {s.name!r} has an unknown kind {s.kind!r}")
 
     def _residual(self, s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None) -> Tensor:
-        """act(body(x) + shortcut(x)); with `mem`, x and the shortcut's output stay pinned in
-        their buffers while the body runs, and the sum is formed in the body's buffer."""
+        """act(body(x) + shortcut(x)). With `mem`, x stays pinned in its buffer while the body
+        runs, x and the body's output while the shortcut runs (three buffers in all), and the sum
+        is formed in the body's buffer."""
         act, alpha = s.attrs.get("act"), s.attrs.get("alpha", 0.01)
         if mem is None:
-            short = self._run(s.shortcut, x, int8, observe) if s.shortcut else x
             body = self._run(s.body, x, int8, observe)
+            short = self._run(s.shortcut, x, int8, observe) if s.shortcut else x
             del x
             y = ops.add(body, short)
             return ops.activation(y, act, alpha=alpha) if act else y
         with mem.pinned(x):
-            short = self._run(s.shortcut, x, int8, observe, mem) if s.shortcut else x
+            body = self._run(s.body, x, int8, observe, mem)
+            with mem.pinned(body):
+                short = self._run(s.shortcut, x, int8, observe, mem) if s.shortcut else x
             with mem.pinned(short):
-                body = self._run(s.body, x, int8, observe, mem)
                 if mem.owns(body):
                     y = ops.add_(body, short)
                 else:  # the body was views of x only
@@ -394,9 +396,10 @@ class InferenceEngine:
             peak = int(runtime.memory_stats(self.device)["peak"] - base)
             measured = {"input_shape": list(arr.shape), "peak_above_live_bytes": peak,
                         "peak_bytes": weights + peak}
-            if self.plan_memory:
-                plan = self.memory_plan((bs,) + tuple(arr.shape[1:]))
-                measured["planned_peak_bytes"] = weights + plan.total_bytes
+            if self.plan_memory:  # one buffer set per chunk shape (the last chunk may be smaller)
+                chunks = {bs} | ({n % bs} if n % bs else set())
+                measured["planned_peak_bytes"] = weights + sum(
+                    self.memory_plan((c,) + tuple(arr.shape[1:])).total_bytes for c in chunks)
             report["measured"] = measured
         report["plans"] = [dict(plan.as_dict(), idle_sets=idle) for plan, idle in self._arenas.plans()]
         report["buffer_sets_allocated"] = self._arenas.arenas_created

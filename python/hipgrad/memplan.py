@@ -3,11 +3,12 @@
 For an input shape the planner walks the plan without running it: every step's output shape,
 the largest activation (each buffer's size), the largest quantized input (the int8 scratch),
 and how many buffers are ever live at once. A chain needs two (ping-pong A/B); a residual
-block keeps its input and its shortcut's output alive while its body runs (three or four).
+block keeps its input alive while its body runs, then its input and the body's output while
+the shortcut runs (three).
 
 An Arena holds one set of those buffers plus a staging buffer for the input. Each op writes
 into `arena.out(shape, *live)`: a prefix view of the lowest-numbered buffer that holds neither a
-`live` tensor nor a pinned one (a residual's input and shortcut). Flatten and reshape are views.
+`live` tensor nor a pinned one (a residual's input, body output or shortcut output). Flatten and reshape are views.
 An arena serves one predict at a time; ArenaPool hands them out per input shape under a lock,
 so concurrent predicts of one shape each get their own (never two threads on one buffer).
 """
@@ -15,9 +16,10 @@ so concurrent predicts of one shape each get their own (never two threads on one
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -105,13 +107,12 @@ class _Planner:
             if s.kind == "flatten":  # a view of x: no buffer
                 shape = step_output_shape(s, shape)
                 self.shapes.append((s.name, shape))
-            elif s.kind == "residual":
+            elif s.kind == "residual":  # body first, then the shortcut: 3 buffers, not 4
                 inner = pinned + held  # x stays alive for the shortcut and the add
-                short, short_held = self.walk(s.shortcut, shape, inner, 0) if s.shortcut else (shape, 0)
-                inner += short_held
                 body, body_held = self.walk(s.body, shape, inner, 0)
+                _, short_held = self.walk(s.shortcut, shape, inner + body_held, 0) if s.shortcut else (shape, 0)
                 if not body_held:  # the body was views of x only: the sum needs a buffer
-                    self._use(inner + 1, body, s.name)
+                    self._use(inner + short_held + 1, body, s.name)
                 # act(sum) goes to a buffer other than the sum's
                 self._use(pinned + (2 if s.attrs.get("act") else 1), body, s.name)
                 shape, held = body, 1
@@ -119,9 +120,11 @@ class _Planner:
                 self.qnumel = max(self.qnumel, _numel(shape))  # quantize x into the int8 scratch,
                 shape, held = step_output_shape(s, shape), 1  # then x's buffer is free again
                 self._use(pinned + 1, shape, s.name)
-            else:  # one or more ops (conv, bias, act) alternating between two free buffers
+            else:  # one op, or several (conv, bias, act) alternating between two buffers
+                ops = 1 + bool(s.attrs.get("act")) + (s.kind == "linear" and "bias" in s.tensors)
+                live = held + 1 if ops == 1 else max(held + 1, 2)
                 shape, held = step_output_shape(s, shape), 1
-                self._use(pinned + 2, shape, s.name)
+                self._use(pinned + live, shape, s.name)
         return shape, held
 
 
