@@ -1,15 +1,15 @@
 """Memory planning for the inference engine: activation buffers allocated once per input shape.
 
 For an input shape the planner walks the plan without running it: every step's output shape,
-the largest activation (each buffer's size), the largest quantized input (the int8 scratch),
-and how many buffers are ever live at once. A chain needs two (ping-pong A/B); a residual
-block keeps its input alive while its body runs, then its input and the body's output while
-the shortcut runs (three).
+which buffer each op writes (replaying the engine's choices), each buffer's size (the largest
+output written into it), and the largest quantized input (the int8 scratch). A chain needs
+two buffers (ping-pong A/B); a residual block keeps its input alive while its body runs, then
+its input and the body's output while the shortcut runs (three).
 
 An Arena holds one set of those buffers plus a staging buffer for the input. Each op writes
 into `arena.out(shape, *live)`: a prefix view of the lowest-numbered buffer that holds neither a
-`live` tensor nor a pinned one (a residual's input, body output or shortcut output). Flatten and reshape are views.
-An arena serves one predict at a time; ArenaPool hands them out per input shape under a lock,
+`live` tensor nor a pinned one (a residual's input, body output or shortcut output). Flatten
+and reshape are views. An arena serves one predict at a time; ArenaPool hands them out per input shape under a lock,
 so concurrent predicts of one shape each get their own (never two threads on one buffer).
 """
 
@@ -59,20 +59,34 @@ def step_output_shape(step: Any, shape: Shape) -> Shape:
     raise ValueError(f"plan step {step.name!r} has an unknown kind {kind!r}")
 
 
+def fp32_ops(step: Any) -> int:
+    """How many ops InferenceEngine._step runs for an fp32 step, each writing a new buffer
+    (conv, then activation; gemm, then bias_add, then activation). Keep in step with _step: the
+    planner replays these writes to size each buffer."""
+    if step.kind == "conv":
+        return 1 + bool(step.attrs.get("act"))
+    if step.kind == "linear":
+        return 1 + ("bias" in step.tensors) + bool(step.attrs.get("act"))
+    return 1
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """The buffers one predict of `input_shape` needs (bytes are float32 / int8 / the input's)."""
 
     input_shape: Shape
     input_dtype: str
-    slots: int            # activation buffers live at once at most
-    slot_numel: int       # float32 elements of each: the largest activation
-    int8_numel: int       # int8 scratch for quantized layer inputs (0 for fp32)
+    slot_numels: tuple[int, ...]  # float32 elements of each activation buffer
+    int8_numel: int               # int8 scratch for quantized layer inputs (0 for fp32)
     step_shapes: tuple[tuple[str, Shape], ...]  # (step name, output shape), nested steps included
 
     @property
+    def slots(self) -> int:
+        return len(self.slot_numels)
+
+    @property
     def activation_bytes(self) -> int:
-        return self.slots * self.slot_numel * 4
+        return 4 * sum(self.slot_numels)
 
     @property
     def input_bytes(self) -> int:
@@ -84,55 +98,56 @@ class MemoryPlan:
 
     def as_dict(self) -> dict:
         return {"input_shape": list(self.input_shape), "input_dtype": self.input_dtype,
-                "slots": self.slots, "slot_bytes": self.slot_numel * 4,
+                "slots": self.slots, "slot_bytes": [4 * n for n in self.slot_numels],
                 "activation_bytes": self.activation_bytes, "int8_scratch_bytes": self.int8_numel,
                 "input_bytes": self.input_bytes, "planned_bytes": self.total_bytes}
 
 
 class _Planner:
-    """Walks the steps the way InferenceEngine._step runs them, counting live buffers: `pinned`
-    buffers are held by enclosing residual blocks, `held` is 1 when x sits in a buffer."""
+    """Replays the buffer choices of InferenceEngine._step without running any op: each write
+    goes to the lowest-numbered buffer outside `busy` (what Arena.out does), and each buffer
+    grows to the largest output written into it. A slot of None is a tensor outside the
+    buffers (the caller's input)."""
 
     def __init__(self, int8: bool) -> None:
-        self.int8, self.slots, self.numel, self.qnumel = int8, 0, 0, 0
+        self.int8, self.numels, self.qnumel = int8, [], 0
         self.shapes: list[tuple[str, Shape]] = []
 
-    def _use(self, live: int, shape: Shape, name: str) -> None:
-        self.slots = max(self.slots, live)
-        self.numel = max(self.numel, _numel(shape))
-        self.shapes.append((name, shape))
+    def _take(self, busy: set, shape: Shape) -> int:
+        i = next(i for i in range(len(self.numels) + 1) if i not in busy)
+        if i == len(self.numels):
+            self.numels.append(0)
+        self.numels[i] = max(self.numels[i], _numel(shape))
+        return i
 
-    def walk(self, steps: list, shape: Shape, pinned: int, held: int) -> tuple[Shape, int]:
+    def walk(self, steps: list, shape: Shape, slot: int | None, pinned: set) -> tuple[Shape, int | None]:
         for s in steps:
-            if s.kind == "flatten":  # a view of x: no buffer
+            if s.kind == "flatten":  # a view of x
                 shape = step_output_shape(s, shape)
-                self.shapes.append((s.name, shape))
             elif s.kind == "residual":  # body first, then the shortcut: 3 buffers, not 4
-                inner = pinned + held  # x stays alive for the shortcut and the add
-                body, body_held = self.walk(s.body, shape, inner, 0)
-                _, short_held = self.walk(s.shortcut, shape, inner + body_held, 0) if s.shortcut else (shape, 0)
-                if not body_held:  # the body was views of x only: the sum needs a buffer
-                    self._use(inner + short_held + 1, body, s.name)
-                # act(sum) goes to a buffer other than the sum's
-                self._use(pinned + (2 if s.attrs.get("act") else 1), body, s.name)
-                shape, held = body, 1
+                inner = pinned | {slot}
+                body, b = self.walk(s.body, shape, slot, inner)
+                _, c = self.walk(s.shortcut, shape, slot, inner | {b}) if s.shortcut else (shape, slot)
+                if b is None or b in inner | {c}:  # the body was views of x only
+                    b = self._take(inner | {b, c}, body)
+                shape, slot = body, self._take(pinned | {b}, body) if s.attrs.get("act") else b
             elif self.int8 and s.kind in ("conv", "linear"):
-                self.qnumel = max(self.qnumel, _numel(shape))  # quantize x into the int8 scratch,
-                shape, held = step_output_shape(s, shape), 1  # then x's buffer is free again
-                self._use(pinned + 1, shape, s.name)
-            else:  # one op, or several (conv, bias, act) alternating between two buffers
-                ops = 1 + bool(s.attrs.get("act")) + (s.kind == "linear" and "bias" in s.tensors)
-                live = held + 1 if ops == 1 else max(held + 1, 2)
-                shape, held = step_output_shape(s, shape), 1
-                self._use(pinned + live, shape, s.name)
-        return shape, held
+                self.qnumel = max(self.qnumel, _numel(shape))  # x goes to the int8 scratch,
+                shape = step_output_shape(s, shape)            # so its buffer is free again
+                slot = self._take(set(pinned), shape)
+            else:
+                shape = step_output_shape(s, shape)
+                for _ in range(fp32_ops(s)):
+                    slot = self._take(pinned | {slot}, shape)
+            self.shapes.append((s.name, shape))
+        return shape, slot
 
 
 def make_plan(steps: list, input_shape: Sequence[int], input_dtype: Any, int8: bool) -> MemoryPlan:
     p = _Planner(int8)
-    p.walk(steps, tuple(int(v) for v in input_shape), 0, 0)
-    return MemoryPlan(tuple(int(v) for v in input_shape), np.dtype(input_dtype).name, p.slots,
-                      p.numel, p.qnumel, tuple(p.shapes))
+    p.walk(steps, tuple(int(v) for v in input_shape), None, set())
+    return MemoryPlan(tuple(int(v) for v in input_shape), np.dtype(input_dtype).name,
+                      tuple(p.numels), p.qnumel, tuple(p.shapes))
 
 
 class Arena:
@@ -140,7 +155,7 @@ class Arena:
 
     def __init__(self, plan: MemoryPlan, device: str) -> None:
         self.plan = plan
-        self.slots = [empty([plan.slot_numel], device=device) for _ in range(plan.slots)]
+        self.slots = [empty([n], device=device) for n in plan.slot_numels]
         self.int8 = empty([plan.int8_numel], device=device, dtype=np.int8) if plan.int8_numel else None
         self.input = empty(list(plan.input_shape), device=device, dtype=plan.input_dtype)
         self.buffers = len(self.slots) + (self.int8 is not None) + 1
@@ -161,6 +176,11 @@ class Arena:
         busy.update(self.slot_of(t) for t in live)
         for i in range(len(self.slots)):
             if i not in busy:
+                if self.slots[i].numel() < _numel(shape):
+                    raise RuntimeError(
+                        f"memory plan: buffer {i} holds {self.slots[i].numel()} elements, the op "
+                        f"writes {tuple(shape)}; the planner and InferenceEngine._step disagree "
+                        "(see memplan.fp32_ops)")
                 key = (i, tuple(shape))
                 view = self._views.get(key)
                 if view is None:
