@@ -2,7 +2,7 @@
 eager under torch.no_grad() and against hipgrad's own training step, on one device and thread
 count, for LeNet-5 (8x8 digits and 28x28), the MLP 784-256-10 and a small ResNet.
 
-    PYTHONPATH=python python3 bench/bench_infer.py [--threads 2] [--repeats 20] [--note "..."]
+    PYTHONPATH=python python3 bench/bench_infer.py [--threads 1,2] [--repeats 20] [--note "..."]
 
 Every figure is the median of `--repeats` timed calls after `--warmup` untimed ones; inputs are
 NumPy arrays (the engine's API; PyTorch gets torch.from_numpy views, no copy). Before timing,
@@ -25,31 +25,32 @@ ARGS = None
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", default=f"1,{os.cpu_count()}" if os.cpu_count() > 1 else "1",
+                    help="thread counts, comma-separated; each row uses one on every side")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--cases", default="lenet-digits,lenet-28,mlp-784-256-10,resnet-small")
     ap.add_argument("--note", default="")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ARGS = ap.parse_args()
+    ARGS.threads = [int(t) for t in ARGS.threads.split(",")]
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # before NumPy loads its BLAS
-        os.environ[var] = str(ARGS.threads)
+        os.environ[var] = str(max(ARGS.threads))
 
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import datetime
+import json
+import platform
+import resource
+import statistics
+import time
 
-import numpy as np  # noqa: E402
-
-import hipgrad as hg  # noqa: E402
-from hipgrad import InferenceEngine, nn, optim  # noqa: E402
-from hipgrad.models import build_model  # noqa: E402
+import hipgrad as hg
+import numpy as np
+from hipgrad import InferenceEngine, nn, optim
+from hipgrad.models import build_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _sysinfo  # noqa: E402
+import _sysinfo
 
 try:
     import torch
@@ -112,8 +113,8 @@ def inputs(case: str, rng: np.random.Generator) -> np.ndarray:
             x = np.asarray(train.images[:batch], np.float32).reshape((-1,) + shape)
             if len(x) == batch:
                 return x
-        except Exception:  # noqa: BLE001 - no scikit-learn: random inputs of the same shape
-            pass
+        except Exception as e:  # noqa: BLE001 - no scikit-learn: random inputs of the same shape
+            print(f"{case}: no digits data ({e}); random inputs instead")
     return rng.standard_normal((batch,) + shape).astype(np.float32)
 
 
@@ -161,7 +162,7 @@ def bench_case(case: str, device: str, warmup: int, repeats: int) -> dict:
     row["infer_planned_bytes"] = report["measured"]["planned_peak_bytes"]
     row["infer_weights_bytes"] = report["weights_bytes"]
     row["int8_peak_bytes"] = int8.memory_report(x_np)["measured"]["peak_bytes"]
-    del fp32, int8
+    fp32 = int8 = None  # frees their buffers before the training step is measured
     train_ms, train_peak = train_step_figures(model, x_np, device, warmup, repeats, rng)
     row["train_step_ms"] = train_ms
     row["train_peak_bytes"] = int(train_peak - start)
@@ -174,7 +175,7 @@ def bench_case(case: str, device: str, warmup: int, repeats: int) -> dict:
             if not np.allclose(ref, logits, rtol=1e-3, atol=1e-3):
                 raise SystemExit(f"{case}: engine and PyTorch logits differ by {row['max_abs_diff_vs_torch']}")
             row["torch_no_grad_ms"] = median_ms(lambda: twin(torch.from_numpy(x_np)), device, warmup, repeats)
-    ips = lambda ms: batch / ms * 1e3  # noqa: E731
+    ips = lambda ms: batch / ms * 1e3
     row["infer_fp32_img_s"], row["infer_int8_img_s"] = ips(row["infer_fp32_ms"]), ips(row["infer_int8_ms"])
     row["train_img_s"] = ips(train_ms)
     row["fp32_vs_torch"] = row["torch_no_grad_ms"] / row["infer_fp32_ms"] if "torch_no_grad_ms" in row else None
@@ -191,14 +192,14 @@ def _met(v: bool | None) -> str:
     return "n/a" if v is None else ("met" if v else "NOT met")
 
 
-HEAD = ["case", "batch", "fp32 ms (img/s)", "torch no_grad ms", "vs torch", "train step ms", "vs train",
+HEAD = ["case", "threads", "batch", "fp32 ms (img/s)", "torch no_grad ms", "vs torch", "train step ms", "vs train",
         "int8 ms", "int8 vs fp32", "infer peak MiB", "train peak MiB", "peak ratio"]
 
 
 def cells(r: dict) -> list[str]:
     mib = 2**20
     torch_ms = r.get("torch_no_grad_ms")
-    return [r["case"], str(r["batch"]), f"{r['infer_fp32_ms']:.2f} ({r['infer_fp32_img_s']:.0f})",
+    return [r["case"], str(r["threads"]), str(r["batch"]), f"{r['infer_fp32_ms']:.2f} ({r['infer_fp32_img_s']:.0f})",
             "n/a" if torch_ms is None else f"{torch_ms:.2f}",
             "n/a" if r["fp32_vs_torch"] is None else f"{r['fp32_vs_torch']:.2f}x ({_met(r['goals']['vs_torch'])})",
             f"{r['train_step_ms']:.2f}", f"{r['fp32_vs_train']:.2f}x ({_met(r['goals']['vs_train'])})",
@@ -208,17 +209,18 @@ def cells(r: dict) -> list[str]:
 
 
 def main() -> None:
-    hg.set_num_threads(ARGS.threads)
-    if torch is not None:
-        torch.set_num_threads(ARGS.threads)
-    info = _sysinfo.collect(ARGS.threads, None, torch)
+    info = _sysinfo.collect(max(ARGS.threads), None, torch)
     info["note"] = ARGS.note
     print(_sysinfo.header_text(info))
     load0, ru0, t0 = _sysinfo.cpu_ticks(), resource.getrusage(resource.RUSAGE_SELF), time.time()
     rows = []
-    for case in ARGS.cases.split(","):
-        rows.append(bench_case(case, ARGS.device, ARGS.warmup, ARGS.repeats))
-        print(" | ".join(cells(rows[-1])), flush=True)
+    for threads in ARGS.threads:
+        hg.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+        for case in ARGS.cases.split(","):
+            rows.append({"threads": threads, **bench_case(case, ARGS.device, ARGS.warmup, ARGS.repeats)})
+            print(" | ".join(cells(rows[-1])), flush=True)
     info["other_load"] = _sysinfo.other_load(load0, ru0, t0)
     info["bench_seconds"] = round(time.time() - t0, 1)
     print(_sysinfo.load_text(info))
@@ -231,22 +233,35 @@ def main() -> None:
                    "python": platform.python_version(), "argv": sys.argv[1:], "rows": rows}, f, indent=1)
     md = [f"# Inference: hipgrad engine vs PyTorch no_grad and vs hipgrad training ({ARGS.device}, {info['date']})", "",
           f"- CPU: {info['cpu_model']}, {info['logical_cpus']} logical CPUs, hipgrad ISA `{info['cpu_isa']}`",
-          f"- Threads: {ARGS.threads} on every side: {info['thread_setting']}",
+          (f"- Threads: {', '.join(map(str, ARGS.threads))}; in each row hg.set_num_threads(t) and "
+           "torch.set_num_threads(t) with the same t (BLAS and OpenMP pools sized for the largest)"),
+          f"- OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
           f"- hipgrad {info['hipgrad']['version']}; PyTorch: {info['torch']}",
           f"- {_sysinfo.load_text(info)}; bench took {info['bench_seconds']} s",
           f"- Median of {ARGS.repeats} calls after {ARGS.warmup} warm-up calls; NumPy input and output.",
-          "- `vs torch` = PyTorch no_grad ms / engine fp32 ms; `vs train` = training step ms / engine "
-          "fp32 ms; `int8 vs fp32` = fp32 ms / int8 ms; `peak ratio` = inference peak / training-step "
-          "peak (each: every byte the phase holds at its highest, from hg.memory_stats).",
-          f"- Goals: vs torch >= {GOALS['vs_torch']}, vs train >= {GOALS['vs_train']}, "
-          f"peak ratio <= {GOALS['peak_fraction']}. ResNet has no PyTorch twin in this bench.",
-          "- CPU memory stats count tensors only: kernels' private scratch (im2col, GEMM packing) is "
-          "host memory outside hg.memory_stats, on both sides.",
+          ("- `vs torch` = PyTorch no_grad ms / engine fp32 ms; `vs train` = training step ms / engine "
+           "fp32 ms; `int8 vs fp32` = fp32 ms / int8 ms; `peak ratio` = inference peak / training-step "
+           "peak (each: every byte the phase holds at its highest, from hg.memory_stats)."),
+          (f"- Goals: vs torch >= {GOALS['vs_torch']}, vs train >= {GOALS['vs_train']}, "
+           f"peak ratio <= {GOALS['peak_fraction']}. ResNet has no PyTorch twin in this bench."),
+          ("- CPU memory stats count tensors only: kernels' private scratch (im2col, GEMM packing) is "
+           "host memory outside hg.memory_stats, on both sides."),
           *([f"- Note: {ARGS.note}"] if ARGS.note else []), "",
           "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     md += ["| " + " | ".join(cells(r)) + " |" for r in rows]
-    md += ["", "int8 top-1 agreement with fp32 (random weights): "
-           + ", ".join(f"{r['case']} {r['int8_top1_agreement']:.3f}" for r in rows), ""]
+    mib = 2**20
+    first = [r for r in rows if r["threads"] == ARGS.threads[0]]  # memory does not depend on threads
+    md += ["", ("Memory (MiB; the same at every thread count): inference = weights + planned "
+                "activation buffers + input staging; training = weights + gradients + SGD momentum + "
+                "kept activations + input."), "",
+           "| case | weights | inference buffers + input (planned) | inference peak | training peak | ratio |",
+           "|---|---|---|---|---|---|"]
+    md += [f"| {r['case']} | {r['infer_weights_bytes'] / mib:.2f} | "
+           f"{(r['infer_planned_bytes'] - r['infer_weights_bytes']) / mib:.2f} | "
+           f"{r['infer_peak_bytes'] / mib:.2f} | {r['train_peak_bytes'] / mib:.2f} | "
+           f"{r['peak_fraction']:.2f} |" for r in first]
+    md += ["", ("int8 top-1 agreement with fp32 (random weights): "
+                + ", ".join(f"{r['case']} {r['int8_top1_agreement']:.3f}" for r in first)), ""]
     with open(stem + ".md", "w") as f:
         f.write("\n".join(md))
     print(f"wrote {stem}.json and {stem}.md")

@@ -15,6 +15,7 @@ so concurrent predicts of one shape each get their own (never two threads on one
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ Shape = tuple[int, ...]
 
 
 def _numel(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(v) for v in shape)
 
 
 def _weight_shape(step: Any) -> tuple[int, ...]:
@@ -176,14 +177,14 @@ class Arena:
         busy.update(self.slot_of(t) for t in live)
         for i in range(len(self.slots)):
             if i not in busy:
-                if self.slots[i].numel() < _numel(shape):
-                    raise RuntimeError(
-                        f"memory plan: buffer {i} holds {self.slots[i].numel()} elements, the op "
-                        f"writes {tuple(shape)}; the planner and InferenceEngine._step disagree "
-                        "(see memplan.fp32_ops)")
                 key = (i, tuple(shape))
                 view = self._views.get(key)
                 if view is None:
+                    if self.slots[i].numel() < _numel(shape):
+                        raise RuntimeError(
+                            f"memory plan: buffer {i} holds {self.slots[i].numel()} elements, the "
+                            f"op writes {tuple(shape)}; the planner and InferenceEngine._step "
+                            "disagree (see memplan.fp32_ops)")
                     view = self._views[key] = self.slots[i].prefix_view(list(shape))
                 return view
         raise RuntimeError(f"memory plan: all {len(self.slots)} activation buffers are live "
