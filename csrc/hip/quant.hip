@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(Cfg::kThreads)
           la.fetch(k0 + kBK, ra);
           lb.fetch(k0 + kBK, rb);
         }
-#pragma unroll
+        HG_UNROLL_TILE_K  // partial on AMD: a full unroll spills the 128 x 128 tile's registers
         for (int w = 0; w < kWords; ++w) {
           int a[TM], b[TN];
 #pragma unroll
