@@ -18,7 +18,10 @@
 // after their int32 GEMM.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_quant.py tests/gpu/test_kernel_variants.py -k q
-// Bench: PYTHONPATH=python python3 bench/bench_infer.py --device gpu
+// Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
+//          -s "q = lambda *s: hg.tensor(np.random.randint(-127, 128, s).astype('i1'), device='gpu:0')"
+//          -s "x, w = q(4096, 4096), q(4096, 4096); ws = hg.tensor(np.ones(4096, 'f4'), device='gpu:0')"
+//          "hg.ops.qgemm(x, w, 0.01, ws, impl='handwritten'); hg.synchronize()"
 #include <type_traits>
 
 #include "gemm_tile.h"
