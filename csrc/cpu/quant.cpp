@@ -1,5 +1,6 @@
-// CPU INT8 inference kernels: quantize (symmetric, round half to even, clamp to [-127, 127]),
-// qgemm and qconv2d with int32 accumulation and a fused dequantize + bias + activation epilogue.
+// CPU INT8 inference kernels: quantize (symmetric, round half to even, clamp to [-127, 127],
+// NaN -> 0), qgemm and qconv2d with int32 accumulation and a fused dequantize + bias + activation
+// epilogue.
 // Variants: the dot-product block is compiled for generic x86-64, AVX2 and AVX-512BW and picked
 // at run time (quant_kernel.inc). qconv2d lowers each (image, group) onto that block through an
 // int8 im2col whose rows are output pixels, so each output channel is one dot product per pixel.
@@ -42,7 +43,8 @@ void quantize_kernel(const QuantizeArgs& a) {
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (a.n > (1 << 16))
   for (int64_t i = 0; i < a.n; ++i) {
     const float v = std::nearbyint(a.x[i] * a.inv_scale);  // round half to even
-    a.q[i] = static_cast<int8_t>(v > 127.f ? 127.f : (v < -127.f ? -127.f : v));
+    const float c = v > 127.f ? 127.f : (v < -127.f ? -127.f : v);
+    a.q[i] = static_cast<int8_t>(c == c ? c : 0.f);  // NaN -> 0 (the cast of NaN is undefined)
   }
 }
 

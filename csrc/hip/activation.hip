@@ -25,32 +25,6 @@
 namespace hg::gpu {
 namespace {
 
-constexpr float kRsqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-constexpr float kSqrt2OverPi = 0.79788456080286536f;
-constexpr float kGeluKappa = 0.044715f;
-
-__device__ inline float sigmoid_f(float z) {
-  const float e = expf(-fabsf(z));
-  const float r = 1.f / (1.f + e);
-  return z >= 0.f ? r : e * r;
-}
-
-template <ActKind K>
-__device__ inline float act_forward(float x, float alpha) {
-  if constexpr (K == ActKind::relu) return x < 0.f ? 0.f : x;
-  if constexpr (K == ActKind::leaky_relu) return x > 0.f ? x : alpha * x;
-  if constexpr (K == ActKind::sigmoid) return sigmoid_f(x);
-  if constexpr (K == ActKind::tanh) return tanhf(x);
-  if constexpr (K == ActKind::gelu) return 0.5f * x * erfcf(-x * kRsqrt2);
-  if constexpr (K == ActKind::gelu_tanh) {
-    const float u = kSqrt2OverPi * (x + kGeluKappa * x * x * x);
-    return x * sigmoid_f(2.f * u);
-  }
-  if constexpr (K == ActKind::elu) return x > 0.f ? x : alpha * expm1f(x);
-  return x;
-}
-
 template <ActKind K>
 __device__ inline float act_backward(float dy, float x, float y, float alpha) {
   if constexpr (K == ActKind::relu) return y > 0.f ? dy : 0.f;

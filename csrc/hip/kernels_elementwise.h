@@ -1,14 +1,14 @@
 // Shared pieces of the handwritten GPU kernels outside GEMM and convolution (activation.hip,
-// pool.hip, loss.hip, optim.hip, layers.hip, bias.hip), and the handwritten entries the vendor
-// wrappers (vendor/*.cpp) call for what their library lacks.
+// pool.hip, loss.hip, optim.hip, layers.hip, bias.hip, quant.hip), and the handwritten entries
+// the vendor wrappers (vendor/*.cpp) call for what their library lacks.
 //
 // Host side (any compiler): the current device and its hipgrad stream, scratch memory from the
 // caching allocator (freed in stream order), grid sizing. HIPGRAD_GPU_<FAMILY>_VARIANT=v0 (the
-// runtime's switch; families LOSS, LAYERS, BIAS here) makes a family's kernels that have a simple
-// reference version (v0) run it instead, so tests and benches can run both and compare.
-// Device side (hipcc / nvcc only): warp and block reductions that are correct at 32 and 64 lanes,
-// a multiply-high integer divider, and the two-stage per-channel sum used by bias_backward and
-// batch norm.
+// runtime's switch; families LOSS, LAYERS, BIAS, QUANT here) makes a family's kernels that have a
+// simple reference version (v0) run it instead, so tests and benches can run both and compare.
+// Device side (hipcc / nvcc only): the forward activation formulas (fused epilogues use them too),
+// warp and block reductions that are correct at 32 and 64 lanes, a multiply-high integer divider,
+// and the two-stage per-channel sum used by bias_backward and batch norm.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -51,11 +51,42 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 void activation_handwritten(const ActivationArgs& a);
 void activation_backward_handwritten(const ActivationBackwardArgs& a);
 void bias_add_handwritten(const BiasAddArgs& a);  // a.x may equal a.y (in place)
+void qgemm_handwritten(const QGemmArgs& a);
+// a.y = the qgemm epilogue (dequantize, bias, activation) of acc, the row-major (M, N) int32 GEMM.
+void qgemm_epilogue_handwritten(const QGemmArgs& a, const int32_t* acc);
 
 }  // namespace hg::gpu
 
 #if defined(__HIP__) || defined(__CUDACC__)
 namespace hg::gpu {
+
+// The forward activation formulas (PyTorch's; see activation.hip), shared by the activation
+// kernels and the fused epilogues of other kernels (quant.hip).
+constexpr float kRsqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+constexpr float kSqrt2OverPi = 0.79788456080286536f;
+constexpr float kGeluKappa = 0.044715f;
+
+__device__ inline float sigmoid_f(float z) {
+  const float e = expf(-fabsf(z));
+  const float r = 1.f / (1.f + e);
+  return z >= 0.f ? r : e * r;
+}
+
+template <ActKind K>
+__device__ inline float act_forward(float x, float alpha) {
+  if constexpr (K == ActKind::relu) return x < 0.f ? 0.f : x;
+  if constexpr (K == ActKind::leaky_relu) return x > 0.f ? x : alpha * x;
+  if constexpr (K == ActKind::sigmoid) return sigmoid_f(x);
+  if constexpr (K == ActKind::tanh) return tanhf(x);
+  if constexpr (K == ActKind::gelu) return 0.5f * x * erfcf(-x * kRsqrt2);
+  if constexpr (K == ActKind::gelu_tanh) {
+    const float u = kSqrt2OverPi * (x + kGeluKappa * x * x * x);
+    return x * sigmoid_f(2.f * u);
+  }
+  if constexpr (K == ActKind::elu) return x > 0.f ? x : alpha * expm1f(x);
+  return x;
+}
 
 template <class T>
 __device__ inline T imin(T a, T b) { return a < b ? a : b; }

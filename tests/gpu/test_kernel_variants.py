@@ -81,3 +81,39 @@ def test_conv_kernels_match_v0(monkeypatch, rng, case):
     check(y_fast, y_ref.astype(np.float64), atol=1e-4 * np.sqrt(C * R * S), what="forward")
     check(dx_fast, dx_ref.astype(np.float64), atol=1e-4 * np.sqrt(K * R * S), what="backward data")
     check(dw_fast, dw_ref.astype(np.float64), atol=1e-4 * np.sqrt(red), what="backward weight")
+
+
+def _int8(rng, shape):
+    return rng.integers(-127, 128, size=shape).astype(np.int8)
+
+
+@pytest.mark.parametrize("act", [None, "gelu"])
+@pytest.mark.parametrize("mnk", [(1, 1, 1), (7, 3, 31), (129, 130, 37), (64, 64, 64), (3, 2049, 5),
+                                 (1100, 1300, 67)])
+def test_qgemm_tiled_matches_v0_exactly(monkeypatch, rng, act, mnk):
+    M, N, K = mnk
+    xq, wq = hg.tensor(_int8(rng, (M, K)), device=DEV), hg.tensor(_int8(rng, (N, K)), device=DEV)
+    w_scale = hg.tensor(rng.uniform(0.001, 0.01, N).astype(np.float32), device=DEV)
+    bias = hg.tensor(rng.standard_normal(N).astype(np.float32), device=DEV)
+    fast, ref = run_both(monkeypatch, "QUANT", lambda: hg.ops.qgemm(
+        xq, wq, 0.01, w_scale, bias, activation=act, impl="handwritten"))
+    # integer sums are exact; the epilogues may differ by a fused multiply-add
+    np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-6)
+
+
+# (x, w, groups, stride, padding): groups, depthwise with a channel multiplier, the 128 x 128
+# tiles, CRS not a multiple of 4 (byte-wise weight loads).
+@pytest.mark.parametrize("case", [
+    ((2, 6, 9, 8), (10, 3, 3, 3), 2, 1, 1),
+    ((1, 5, 7, 7), (10, 1, 3, 3), 5, 2, 1),
+    ((2, 64, 20, 20), (130, 64, 3, 3), 1, 1, 2),
+    ((1, 3, 30, 30), (7, 3, 5, 5), 1, 3, 0),
+])
+def test_qconv2d_kernels_match_v0_exactly(monkeypatch, rng, case):
+    x, w, groups, stride, padding = case
+    xq, wq = hg.tensor(_int8(rng, x), device=DEV), hg.tensor(_int8(rng, w), device=DEV)
+    w_scale = hg.tensor(rng.uniform(0.001, 0.01, w[0]).astype(np.float32), device=DEV)
+    fast, ref = run_both(monkeypatch, "QUANT", lambda: hg.ops.qconv2d(
+        xq, wq, 0.02, w_scale, stride=stride, padding=padding, groups=groups, activation="relu",
+        impl="handwritten"))
+    np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-6)

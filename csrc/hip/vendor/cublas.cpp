@@ -1,7 +1,12 @@
-// cuBLAS wrapper (NVIDIA builds with HIPGRAD_HAVE_CUBLAS): the gemm op's gpu vendor kernel.
+// cuBLAS wrapper (NVIDIA builds with HIPGRAD_HAVE_CUBLAS): gpu vendor kernels of gemm and qgemm.
 //   gpu.cublas_sgemm  y = alpha op(a) op(b) + beta c, row-major, as one cublasSgemm on the
 //                     column-major transposes (y^T = op(b)^T op(a)^T: operands swapped, m = N,
 //                     n = M); with c, c is first copied into y and cuBLAS applies beta to it.
+//   gpu.cublas_gemm_ex_int8+epilogue  qgemm: acc^T = wq xq^T as one cublasGemmEx (CUDA_R_8I
+//                     inputs, CUDA_R_32I output, CUBLAS_COMPUTE_32I; "TN": wq transposed) into
+//                     scratch memory, then hipgrad's epilogue kernel (dequantize, bias,
+//                     activation). Only where the int8 kernels' rules hold (K and N multiples of
+//                     4, 4-byte aligned xq and wq); other shapes run gpu.qgemm_int8_tiled.
 // One handle per device, created on first use and bound to hipgrad's stream of that device at
 // every call. Math: CUBLAS_DEFAULT_MATH (full FP32, no TF32) unless HIPGRAD_ALLOW_TF32=1, which
 // selects CUBLAS_TF32_TENSOR_OP_MATH. Every status is checked and thrown as hg::BackendError
@@ -11,11 +16,13 @@
 // Bench: python3 bench/bench_gemm.py --device gpu
 #include "../../core/build_facts.h"
 #include "../kernels_elementwise.h"
+#include "../runtime.h"
 
 #if HIPGRAD_HAVE_CUBLAS
 #include <cublas_v2.h>
 
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -77,15 +84,39 @@ void gemm_cublas(const GemmArgs& g) {
                               int(lda), &beta, g.y, int(ldy)));
 }
 
+bool int8_gemm_fits(const QGemmArgs& a) {
+  const auto aligned4 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
+  return a.K % 4 == 0 && a.N % 4 == 0 && aligned4(a.xq) && aligned4(a.wq) && a.M <= INT_MAX &&
+         a.N <= INT_MAX && a.K <= INT_MAX;
+}
+
+void qgemm_cublas(const QGemmArgs& a) {
+  if (!int8_gemm_fits(a)) return qgemm_handwritten(a);
+  const int device = current_device();
+  cublasHandle_t h = cublas_handle(device);
+  Scratch acc(size_t(a.M) * size_t(a.N) * sizeof(int32_t));
+  int32_t* c = reinterpret_cast<int32_t*>(acc.floats());
+  const int32_t one = 1, zero = 0;
+  HG_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(a.N), int(a.M), int(a.K), &one, a.wq,
+                               CUDA_R_8I, int(a.K), a.xq, CUDA_R_8I, int(a.K), &zero, c, CUDA_R_32I,
+                               int(a.N), CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
+  qgemm_epilogue_handwritten(a, c);
+}
+
 }  // namespace
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(gemm_op, gpu, vendor, "gpu.cublas_sgemm", &hg::gpu::gemm_cublas);
+HG_REGISTER_KERNEL(qgemm_op, gpu, vendor,
+                   "gpu.cublas_gemm_ex_int8+epilogue (K or N not a multiple of 4, or unaligned "
+                   "operands: gpu.qgemm_int8_tiled)",
+                   &hg::gpu::qgemm_cublas);
 static const bool hg_cublas_fact = hg::add_build_fact(
     "gpu.vendor.cublas", HG_STRINGIFY(CUBLAS_VER_MAJOR) "." HG_STRINGIFY(CUBLAS_VER_MINOR) "." HG_STRINGIFY(
                              CUBLAS_VER_PATCH));
 
 #elif defined(HIPGRAD_PLATFORM_NVIDIA)
 HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
+HG_REGISTER_FALLBACK(qgemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
 static const bool hg_cublas_fact = hg::add_build_fact("gpu.vendor.cublas", "not found");
 #endif

@@ -1,7 +1,12 @@
-// rocBLAS wrapper (AMD builds with HIPGRAD_HAVE_ROCBLAS): the gemm op's gpu vendor kernel.
+// rocBLAS wrapper (AMD builds with HIPGRAD_HAVE_ROCBLAS): gpu vendor kernels of gemm and qgemm.
 //   gpu.rocblas_sgemm  y = alpha op(a) op(b) + beta c, row-major, as one rocblas_sgemm on the
 //                      column-major transposes (y^T = op(b)^T op(a)^T: operands swapped, m = N,
 //                      n = M); with c, c is first copied into y and rocBLAS applies beta to it.
+//   gpu.rocblas_gemm_ex_int8+epilogue  qgemm: acc^T = wq xq^T as one rocblas_gemm_ex (i8_r
+//                      inputs, i32_r output and compute, unpacked int8, wq transposed) into
+//                      scratch memory, then hipgrad's epilogue kernel (dequantize, bias,
+//                      activation). Only where K and N are multiples of 4 and xq, wq 4-byte
+//                      aligned (the int8 kernels' rules); other shapes run gpu.qgemm_int8_tiled.
 // One handle per device (created with that device current, as rocBLAS requires), bound to
 // hipgrad's stream of that device at every call; pointer mode host; default math (full FP32).
 // rocBLAS owns and grows its workspace itself. Every status is checked and thrown as
@@ -11,6 +16,7 @@
 // Bench: python3 bench/bench_gemm.py --device gpu
 #include "../../core/build_facts.h"
 #include "../kernels_elementwise.h"
+#include "../runtime.h"
 
 #if HIPGRAD_HAVE_ROCBLAS
 #if __has_include(<rocblas/rocblas.h>)
@@ -20,6 +26,7 @@
 #endif
 
 #include <climits>
+#include <cstdint>
 #include <map>
 #include <mutex>
 
@@ -71,15 +78,42 @@ void gemm_rocblas(const GemmArgs& g) {
                                  rocblas_int(ldy)));
 }
 
+bool int8_gemm_fits(const QGemmArgs& a) {
+  const auto aligned4 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
+  return a.K % 4 == 0 && a.N % 4 == 0 && aligned4(a.xq) && aligned4(a.wq) && a.M <= INT_MAX &&
+         a.N <= INT_MAX && a.K <= INT_MAX;
+}
+
+void qgemm_rocblas(const QGemmArgs& a) {
+  if (!int8_gemm_fits(a)) return qgemm_handwritten(a);
+  const int device = current_device();
+  rocblas_handle h = rocblas_handle_for(device);
+  Scratch acc(size_t(a.M) * size_t(a.N) * sizeof(int32_t));
+  int32_t* c = reinterpret_cast<int32_t*>(acc.floats());
+  const int32_t one = 1, zero = 0;
+  const rocblas_int m = rocblas_int(a.N), n = rocblas_int(a.M), k = rocblas_int(a.K);
+  HG_ROCBLAS_CHECK(rocblas_gemm_ex(h, rocblas_operation_transpose, rocblas_operation_none, m, n, k, &one,
+                                   a.wq, rocblas_datatype_i8_r, k, a.xq, rocblas_datatype_i8_r, k, &zero,
+                                   c, rocblas_datatype_i32_r, m, c, rocblas_datatype_i32_r, m,
+                                   rocblas_datatype_i32_r, rocblas_gemm_algo_standard, 0,
+                                   rocblas_gemm_flags_none));
+  qgemm_epilogue_handwritten(a, c);
+}
+
 }  // namespace
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(gemm_op, gpu, vendor, "gpu.rocblas_sgemm", &hg::gpu::gemm_rocblas);
+HG_REGISTER_KERNEL(qgemm_op, gpu, vendor,
+                   "gpu.rocblas_gemm_ex_int8+epilogue (K or N not a multiple of 4, or unaligned "
+                   "operands: gpu.qgemm_int8_tiled)",
+                   &hg::gpu::qgemm_rocblas);
 static const bool hg_rocblas_fact = hg::add_build_fact(
     "gpu.vendor.rocblas", HG_STRINGIFY(ROCBLAS_VERSION_MAJOR) "." HG_STRINGIFY(
                               ROCBLAS_VERSION_MINOR) "." HG_STRINGIFY(ROCBLAS_VERSION_PATCH));
 
 #elif defined(HIPGRAD_PLATFORM_AMD)
 HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
+HG_REGISTER_FALLBACK(qgemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
 static const bool hg_rocblas_fact = hg::add_build_fact("gpu.vendor.rocblas", "not found");
 #endif
