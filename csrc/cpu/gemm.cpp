@@ -14,6 +14,7 @@
 //           for ir over MC in MR rows:               A micro-panel MR x KC             (L1)
 //             for jr over NC_L2 in NR columns:       B micro-panels stream from L2, prefetched
 //               micro-kernel: C[MR x NR] = alpha * A~ @ B~ + (pc == 0 ? beta : 1) * C
+//               last K block, with an epilogue (gemm_handwritten_epilogue): C tile = act(C + bias)
 // This is BLIS's order with the roles of A and B swapped: in row-major C the vector dimension is
 // N, so the broadcast side (A, MR values per k) is the one kept in L1. Packing covers all four
 // transpose cases and zero-pads partial micro-panels, so the micro-kernel never branches on
@@ -152,8 +153,10 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 // C[0:mc, j0:j1] (+)= alpha * packed A block @ packed B panel. The B panel is walked in
 // sub-blocks of uk.nc_l2 columns that stay in L2; for each, every A micro-panel (in L1) meets all
 // its B micro-panels, which stream from L2 in the order the micro-kernel prefetches them.
+// `ep` (last K block only): applied to each micro-tile right after it is stored; i0 is C's row.
 void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1, int64_t kc,
-                  const float* ap, const float* bp, float alpha, float beta, float* C, int64_t ldc) {
+                  const float* ap, const float* bp, float alpha, float beta, float* C, int64_t ldc,
+                  const GemmEpilogue* ep, int64_t i0) {
   const int MR = uk.mr, NR = uk.nr;
   alignas(64) float scratch[32 * 32];  // one partial tile: MR * NR <= 32 * 32
   for (int64_t jb = j0; jb < j1; jb += uk.nc_l2, bp += uk.nc_l2 * kc) {
@@ -166,12 +169,13 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1,
         float* c = C + ir * ldc + j;
         if (m == MR && n == NR) {
           uk.tile(kc, ap + ir * kc, b, c, ldc, alpha, beta);
-          continue;
+        } else {
+          uk.tile(kc, ap + ir * kc, b, scratch, NR, alpha, 0.f);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t jj = 0; jj < n; ++jj)
+              c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
         }
-        uk.tile(kc, ap + ir * kc, b, scratch, NR, alpha, 0.f);
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t jj = 0; jj < n; ++jj)
-            c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
+        if (ep) apply_epilogue(*ep, i0 + ir, j, m, n, c, ldc);
       }
     }
   }
@@ -188,13 +192,16 @@ void thread_grid(int threads, int64_t micro_rows, int64_t micro_cols, int* tm, i
   }
 }
 
-}  // namespace
-
-void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                      float* C, int64_t ldc) {
+// The driver behind gemm_handwritten and gemm_handwritten_epilogue (ep: nullptr for none).
+void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                 int64_t ldc, const GemmEpilogue* ep) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  if (K <= 0 || alpha == 0.f) {
+    scale_c(M, N, beta, C, ldc);
+    if (ep) apply_epilogue(*ep, 0, 0, M, N, C, ldc);
+    return;
+  }
 
   const GemmMicroKernel& uk = active_microkernel();
   const int MR = uk.mr, NR = uk.nr;
@@ -235,12 +242,26 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
             const int64_t mc = std::min(MC, m1 - ic);
             pack_a(opA, ic, pc, mc, kc, MR, ap);
             macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, alpha, pc == 0 ? beta : 1.f,
-                         C + ic * ldc, ldc);
+                         C + ic * ldc, ldc, pc + kc == K ? ep : nullptr, ic);
           }
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                      float* C, int64_t ldc) {
+  gemm_packed(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
+
+void gemm_handwritten_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                               const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                               int64_t ldc, const GemmEpilogue& e) {
+  gemm_packed(trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc, &e);
 }
 
 GemmBlocking gemm_handwritten_blocking() {
