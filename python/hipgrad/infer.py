@@ -228,9 +228,10 @@ class InferenceEngine:
                 return ops.qconv2d(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"),
                                    stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
                                    groups=a["groups"], activation=act, alpha=a.get("alpha", 0.01))
-            y = ops.conv2d(x, t["weight"], t.get("bias"), stride=a["stride"], padding=a["padding"],
-                           dilation=a["dilation"], groups=a["groups"])
-            return ops.activation(y, act, alpha=a.get("alpha", 0.01)) if act else y
+            return ops.conv2d_bias_act(x, t["weight"], t.get("bias"), stride=a["stride"],
+                                       padding=a["padding"], dilation=a["dilation"],
+                                       groups=a["groups"], activation=act,
+                                       alpha=a.get("alpha", 0.01))
         if s.kind == "linear":
             if x.ndim != 2:
                 x = x.reshape(x.shape[0], -1)
@@ -238,10 +239,8 @@ class InferenceEngine:
                 xq = ops.quantize(x, s.x_scale)
                 return ops.qgemm(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"), activation=act,
                                  alpha=a.get("alpha", 0.01))
-            y = ops.gemm(x, t["weight"], trans_b=True)
-            if "bias" in t:
-                y = ops.bias_add(y, t["bias"])
-            return ops.activation(y, act, alpha=a.get("alpha", 0.01)) if act else y
+            return ops.linear_bias_act(x, t["weight"], t.get("bias"), activation=act,
+                                       alpha=a.get("alpha", 0.01))
         if s.kind == "act":
             return ops.activation(x, a["kind"], alpha=a.get("alpha", 0.01))
         if s.kind == "maxpool":

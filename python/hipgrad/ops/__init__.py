@@ -25,9 +25,9 @@ def last_impl() -> dict:
 __all__ = [
     "activation", "activation_backward", "adam_step", "add", "add_", "avg_pool2d",
     "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "bias_add", "bias_backward",
-    "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_bias_act", "dropout", "dropout_backward",
-    "embedding", "embedding_backward", "fill_", "gemm", "last_impl", "linear_bias_act", "max_pool2d",
-    "max_pool2d_backward", "mse_loss", "mse_loss_backward", "qconv2d", "qgemm", "quantize",
-    "sgd_step", "softmax",
-    "softmax_cross_entropy", "softmax_cross_entropy_backward",
+    "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_bias_act", "dropout",
+    "dropout_backward", "embedding", "embedding_backward", "fill_", "gemm", "last_impl",
+    "linear_bias_act", "max_pool2d", "max_pool2d_backward", "mse_loss", "mse_loss_backward",
+    "qconv2d", "qgemm", "quantize", "sgd_step", "softmax", "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
 ]

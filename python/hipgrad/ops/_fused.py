@@ -32,7 +32,8 @@ def conv2d_bias_act(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1,
     _present(t, op, "x", "w")
     hyper = _hyper(op, stride, padding, dilation, groups)
     return _C.ops.conv2d_bias_act(t["x"], t["w"], t["bias"], *hyper, _activation(activation, op),
-                                  float(alpha), _common.impl_arg(impl, op), _common.out_arg(out, op))
+                                  float(alpha), _common.impl_arg(impl, op),
+                                  _common.out_arg(out, op))
 
 
 def linear_bias_act(x: Any, w: Any, bias: Any = None, *, activation: str | None = "relu",
@@ -43,4 +44,5 @@ def linear_bias_act(x: Any, w: Any, bias: Any = None, *, activation: str | None 
     t = _common.tensors(op, x=x, w=w, bias=bias)
     _present(t, op, "x", "w")
     return _C.ops.linear_bias_act(t["x"], t["w"], t["bias"], _activation(activation, op),
-                                  float(alpha), _common.impl_arg(impl, op), _common.out_arg(out, op))
+                                  float(alpha), _common.impl_arg(impl, op),
+                                  _common.out_arg(out, op))
