@@ -14,42 +14,18 @@
 // every pointer is 16-byte aligned (the tail and unaligned arrays go element by element; that
 // element path is the simple reference, so there is no separate v0). Backward loads only the
 // inputs its kind needs (x or y). The vendor wrappers (vendor/miopen.cpp, vendor/cudnn.cpp) call
-// these for the kinds their library lacks.
+// these for the kinds their library lacks. The forward formulas live in activation_device.h,
+// shared with the fused conv/linear epilogues.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_activation.py -m gpu
 // Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
 //          -s "x = hg.tensor(np.random.randn(1 << 24).astype('f4'), device='gpu:0')"
 //          "hg.ops.activation(x, 'gelu'); hg.synchronize()"
+#include "activation_device.h"
 #include "kernels_elementwise.h"
 
 namespace hg::gpu {
 namespace {
-
-constexpr float kRsqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-constexpr float kSqrt2OverPi = 0.79788456080286536f;
-constexpr float kGeluKappa = 0.044715f;
-
-__device__ inline float sigmoid_f(float z) {
-  const float e = expf(-fabsf(z));
-  const float r = 1.f / (1.f + e);
-  return z >= 0.f ? r : e * r;
-}
-
-template <ActKind K>
-__device__ inline float act_forward(float x, float alpha) {
-  if constexpr (K == ActKind::relu) return x < 0.f ? 0.f : x;
-  if constexpr (K == ActKind::leaky_relu) return x > 0.f ? x : alpha * x;
-  if constexpr (K == ActKind::sigmoid) return sigmoid_f(x);
-  if constexpr (K == ActKind::tanh) return tanhf(x);
-  if constexpr (K == ActKind::gelu) return 0.5f * x * erfcf(-x * kRsqrt2);
-  if constexpr (K == ActKind::gelu_tanh) {
-    const float u = kSqrt2OverPi * (x + kGeluKappa * x * x * x);
-    return x * sigmoid_f(2.f * u);
-  }
-  if constexpr (K == ActKind::elu) return x > 0.f ? x : alpha * expm1f(x);
-  return x;
-}
 
 template <ActKind K>
 __device__ inline float act_backward(float dy, float x, float y, float alpha) {

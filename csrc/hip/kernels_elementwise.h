@@ -51,6 +51,10 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 void activation_handwritten(const ActivationArgs& a);
 void activation_backward_handwritten(const ActivationBackwardArgs& a);
 void bias_add_handwritten(const BiasAddArgs& a);  // a.x may equal a.y (in place)
+// y viewed as (outer, C, inner): y = act(y + bias[c]) in place (fused.hip), for the vendor paths
+// of conv2d_bias_act / linear_bias_act where the library cannot apply the epilogue itself.
+void fused_epilogue_pass(const FusedEpilogue& e, float* y, int64_t outer, int64_t C,
+                         int64_t inner);
 
 }  // namespace hg::gpu
 
