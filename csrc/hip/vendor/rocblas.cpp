@@ -2,6 +2,8 @@
 //   gpu.rocblas_sgemm  y = alpha op(a) op(b) + beta c, row-major, as one rocblas_sgemm on the
 //                      column-major transposes (y^T = op(b)^T op(a)^T: operands swapped, m = N,
 //                      n = M); with c, c is first copied into y and rocBLAS applies beta to it.
+//   gpu.rocblas_sgemm+epilogue_pass  linear_bias_act: that sgemm (y = x w^T), then bias + activation
+//                     in one handwritten pass over y (fused.hip's fused_epilogue_pass).
 // One handle per device (created with that device current, as rocBLAS requires), bound to
 // hipgrad's stream of that device at every call; pointer mode host; default math (full FP32).
 // rocBLAS owns and grows its workspace itself. Every status is checked and thrown as
@@ -71,15 +73,31 @@ void gemm_rocblas(const GemmArgs& g) {
                                  rocblas_int(ldy)));
 }
 
+// linear_bias_act: y = x w^T by the same sgemm (the gemm op with trans_b), then bias +
+// activation as one handwritten pass over y (rocBLAS has no epilogue for them).
+void linear_bias_act_rocblas(const LinearBiasActArgs& a) {
+  GemmArgs g;
+  g.trans_b = true;
+  g.M = a.M, g.N = a.N, g.K = a.K;
+  g.a = a.x, g.lda = a.K;
+  g.b = a.w, g.ldb = a.K;
+  g.y = a.y, g.ldy = a.N;
+  gemm_rocblas(g);
+  fused_epilogue_pass(a.epi, a.y, a.M, a.N, 1);
+}
+
 }  // namespace
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(gemm_op, gpu, vendor, "gpu.rocblas_sgemm", &hg::gpu::gemm_rocblas);
+HG_REGISTER_KERNEL(linear_bias_act_op, gpu, vendor, "gpu.rocblas_sgemm+epilogue_pass",
+                   &hg::gpu::linear_bias_act_rocblas);
 static const bool hg_rocblas_fact = hg::add_build_fact(
     "gpu.vendor.rocblas", HG_STRINGIFY(ROCBLAS_VERSION_MAJOR) "." HG_STRINGIFY(
                               ROCBLAS_VERSION_MINOR) "." HG_STRINGIFY(ROCBLAS_VERSION_PATCH));
 
 #elif defined(HIPGRAD_PLATFORM_AMD)
 HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
+HG_REGISTER_FALLBACK(linear_bias_act_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
 static const bool hg_rocblas_fact = hg::add_build_fact("gpu.vendor.rocblas", "not found");
 #endif
