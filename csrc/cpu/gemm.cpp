@@ -14,7 +14,8 @@
 //           for ir over MC in MR rows:               A micro-panel MR x KC             (L1)
 //             for jr over NC_L2 in NR columns:       B micro-panels stream from L2, prefetched
 //               micro-kernel: C[MR x NR] = alpha * A~ @ B~ + (pc == 0 ? beta : 1) * C
-//               last K block, with an epilogue (gemm_handwritten_epilogue): C tile = act(C + bias)
+//             last K block, with an epilogue (gemm_handwritten_epilogue): the MR x NC_L2 strip
+//             of C just written (in L1) = act(strip + bias)
 // This is BLIS's order with the roles of A and B swapped: in row-major C the vector dimension is
 // N, so the broadcast side (A, MR values per k) is the one kept in L1. Packing covers all four
 // transpose cases and zero-pads partial micro-panels, so the micro-kernel never branches on
@@ -153,7 +154,8 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 // C[0:mc, j0:j1] (+)= alpha * packed A block @ packed B panel. The B panel is walked in
 // sub-blocks of uk.nc_l2 columns that stay in L2; for each, every A micro-panel (in L1) meets all
 // its B micro-panels, which stream from L2 in the order the micro-kernel prefetches them.
-// `ep` (last K block only): applied to each micro-tile right after it is stored; i0 is C's row.
+// `ep` (last K block only): applied to each MR-row strip of micro-tiles (MR x nc_l2 at most) right
+// after the strip is stored; i0 is C's row.
 void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1, int64_t kc,
                   const float* ap, const float* bp, float alpha, float beta, float* C, int64_t ldc,
                   const GemmEpilogue* ep, int64_t i0) {
@@ -175,8 +177,10 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1,
             for (int64_t jj = 0; jj < n; ++jj)
               c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
         }
-        if (ep) apply_epilogue(*ep, i0 + ir, j, m, n, c, ldc);
       }
+      // The MR x (jb1 - jb) strip of C just finished is still in L1: long rows vectorize better
+      // and amortize the call better than one tile at a time.
+      if (ep) apply_epilogue(*ep, i0 + ir, jb, m, jb1 - jb, C + ir * ldc + jb, ldc);
     }
   }
 }
