@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compile-check every GPU source for both platforms (no GPU here, nothing runs):
+# Compile-check every GPU source (no GPU here, nothing runs). Arguments: the platforms to check,
+# `amd` and/or `nvidia` (default both):
 #   AMD:    Debian's hipcc (ROCm 5.2), HIP_PLATFORM=amd, gfx900 gfx906 gfx908 gfx90a gfx1030;
 #   NVIDIA: nvcc, sm_80 and sm_90, when nvcc is on PATH.
 # Each csrc/hip/*.hip becomes an object file, two compilers at a time. The full flavour builds
@@ -27,10 +28,17 @@ nvidia() {
     -c "$1" -o "$out/$(basename "$1").cuda.o"
 }
 export -f amd nvidia
-ls csrc/hip/*.hip | xargs -P2 -I{} bash -c 'amd {}'
-if command -v nvcc >/dev/null; then
-  ls csrc/hip/*.hip | xargs -P2 -I{} bash -c 'nvidia {}'
-else
-  echo "nvcc not found: NVIDIA compile-check skipped"
-fi
-echo "GPU kernel sources compile for AMD and NVIDIA"
+platforms=${*:-amd nvidia}
+for p in $platforms; do
+  case $p in
+    amd) ls csrc/hip/*.hip | xargs -P2 -I{} bash -c 'amd {}' ;;
+    nvidia)
+      if command -v nvcc >/dev/null; then
+        ls csrc/hip/*.hip | xargs -P2 -I{} bash -c 'nvidia {}'
+      else
+        echo "nvcc not found: NVIDIA compile-check skipped"
+      fi ;;
+    *) echo "unknown platform '$p' (expected amd or nvidia)"; exit 2 ;;
+  esac
+done
+echo "GPU kernel sources compile for: $platforms"

@@ -1,10 +1,9 @@
 """The `out=` convention: an op writes into a caller's tensor (e.g. a prefix view of a
 preallocated buffer) and checks it like an input."""
 
+import hipgrad as hg
 import numpy as np
 import pytest
-
-import hipgrad as hg
 from hipgrad import ops
 
 
@@ -39,3 +38,113 @@ def test_bad_out_is_named(bad, exc, pattern, device):
            "type": lambda: np.zeros((4, 6), np.float32)}[bad]()
     with pytest.raises(exc, match=pattern):
         ops.activation(x, "relu", out=out)
+
+
+# ---- every op the inference engine runs with out= ---------------------------------------------
+# op: (inputs {name: (shape, dtype)}, call(t, out) -> Tensor, output shape, output dtype,
+#      a float input that out may be made to overlap, or None)
+F, I8, I64 = np.float32, np.int8, np.int64
+OUT_CASES = {
+    "conv2d": ({"x": ((2, 3, 7, 7), F), "w": ((4, 3, 3, 3), F), "bias": ((4,), F)},
+               lambda t, out: ops.conv2d(t["x"], t["w"], t["bias"], padding=1, out=out),
+               (2, 4, 7, 7), F, "x"),
+    "gemm": ({"a": ((5, 3), F), "b": ((7, 3), F)},
+             lambda t, out: ops.gemm(t["a"], t["b"], trans_b=True, out=out), (5, 7), F, "a"),
+    "bias_add": ({"x": ((5, 7), F), "bias": ((7,), F)},
+                 lambda t, out: ops.bias_add(t["x"], t["bias"], out=out), (5, 7), F, "x"),
+    "max_pool2d": ({"x": ((2, 3, 7, 7), F)},
+                   lambda t, out: ops.max_pool2d(t["x"], 2, out=out, with_argmax=False)[0],
+                   (2, 3, 3, 3), F, "x"),
+    "avg_pool2d": ({"x": ((2, 3, 7, 7), F)},
+                   lambda t, out: ops.avg_pool2d(t["x"], 3, stride=2, padding=1, out=out),
+                   (2, 3, 4, 4), F, "x"),
+    "softmax": ({"x": ((5, 7), F)}, lambda t, out: ops.softmax(t["x"], out=out), (5, 7), F, "x"),
+    "add": ({"a": ((5, 7), F), "b": ((5, 7), F)},
+            lambda t, out: ops.add(t["a"], t["b"], out=out), (5, 7), F, "b"),
+    "batch_norm": ({"x": ((3, 4, 5, 5), F), "gamma": ((4,), F), "beta": ((4,), F),
+                    "mean": ((4,), F), "var": ((4,), F)},
+                   lambda t, out: ops.batch_norm(t["x"], t["gamma"], t["beta"], t["mean"], t["var"],
+                                                 training=False, out=out)[0],
+                   (3, 4, 5, 5), F, "x"),
+    "embedding": ({"weight": ((11, 6), F), "idx": ((3, 5), I64)},
+                  lambda t, out: ops.embedding(t["weight"], t["idx"], out=out), (3, 5, 6), F, "weight"),
+    "quantize": ({"x": ((5, 7), F)}, lambda t, out: ops.quantize(t["x"], 0.02, out=out), (5, 7), I8, None),
+    "qgemm": ({"xq": ((5, 9), I8), "wq": ((7, 9), I8), "w_scale": ((7,), F), "bias": ((7,), F)},
+              lambda t, out: ops.qgemm(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"],
+                                       activation="relu", out=out), (5, 7), F, "bias"),
+    "qconv2d": ({"xq": ((2, 3, 6, 6), I8), "wq": ((4, 3, 3, 3), I8), "w_scale": ((4,), F),
+                 "bias": ((4,), F)},
+                lambda t, out: ops.qconv2d(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"], padding=1,
+                                           out=out), (2, 4, 6, 6), F, "bias"),
+}
+
+
+def _inputs(spec, rng, device, overlap=None, out_shape=None):
+    """The op's inputs; with `overlap`, that input and the returned out share one buffer."""
+    arrays = {}
+    for name, (shape, dt) in spec.items():
+        if dt == I8:
+            arrays[name] = rng.integers(-127, 128, shape).astype(I8)
+        elif dt == I64:
+            arrays[name] = rng.integers(0, 11, shape).astype(I64)
+        elif name in ("var", "w_scale"):
+            arrays[name] = rng.uniform(0.5, 2.0, shape).astype(F)
+        else:
+            arrays[name] = rng.standard_normal(shape).astype(F)
+    t = {k: hg.tensor(v, device=device, dtype=v.dtype) for k, v in arrays.items()}
+    out = None
+    if overlap is not None:
+        a = arrays[overlap]
+        buf = np.zeros(max(a.size, int(np.prod(out_shape))), F)
+        buf[:a.size] = a.ravel()
+        shared = hg.tensor(buf, device=device)
+        t[overlap] = shared.prefix_view(list(a.shape))
+        out = shared.prefix_view(list(out_shape))
+    return t, out
+
+
+@pytest.mark.parametrize("op", sorted(OUT_CASES))
+def test_op_writes_into_a_poisoned_prefix_view(op, rng, device):
+    spec, call, shape, dt, _ = OUT_CASES[op]
+    t, _ = _inputs(spec, rng, device)
+    expected = call(t, None).numpy()
+    size = int(np.prod(shape))
+    sentinel = -128 if dt == I8 else np.nan  # quantize never writes -128 (it clamps to -127)
+    buf = hg.tensor(np.full(size + 37, sentinel, dt), device=device, dtype=dt)
+    y = call(t, buf.prefix_view(list(shape)))
+    assert y._shares_storage(buf) and y.shape == shape
+    np.testing.assert_array_equal(y.numpy(), expected)
+    rest = buf.numpy()[size:]
+    assert (rest == -128).all() if dt == I8 else np.isnan(rest).all(), f"{op} wrote past its output"
+
+
+@pytest.mark.parametrize("op", sorted(OUT_CASES))
+@pytest.mark.parametrize("bad", ["shape", "dtype", "overlap", "type"])
+def test_bad_out_is_named_for_every_op(op, bad, rng, device):
+    spec, call, shape, dt, overlap_name = OUT_CASES[op]
+    if bad == "overlap":
+        if overlap_name is None:
+            pytest.skip(f"{op}'s out (int8) cannot share storage with its float32 input")
+        t, out = _inputs(spec, rng, device, overlap=overlap_name, out_shape=shape)
+        with pytest.raises(ValueError, match=f"{op}: out must not overlap {overlap_name}"):
+            call(t, out)
+        return
+    t, _ = _inputs(spec, rng, device)
+    wrong_dt = F if dt == I8 else np.int32
+    out, exc, pattern = {
+        "shape": (hg.zeros([s + 1 for s in shape], device=device, dtype=dt), ValueError,
+                  f"{op}: out must have shape"),
+        "dtype": (hg.zeros(list(shape), device=device, dtype=wrong_dt), TypeError,
+                  f"{op}: out must be {np.dtype(dt).name}"),
+        "type": (np.zeros(shape, dt), TypeError, f"{op}: out must be an hg.Tensor"),
+    }[bad]
+    with pytest.raises(exc, match=pattern):
+        call(t, out)
+
+
+def test_max_pool2d_without_argmax_matches_with(rng, device):
+    x = hg.tensor(rng.standard_normal((2, 3, 9, 9)).astype(F), device=device)
+    y, argmax = ops.max_pool2d(x, 3, stride=2, padding=1)
+    y2, none = ops.max_pool2d(x, 3, stride=2, padding=1, with_argmax=False)
+    assert none is None and argmax is not None
+    np.testing.assert_array_equal(y2.numpy(), y.numpy())

@@ -140,3 +140,18 @@ def test_threads_setting_roundtrip():
     hg.set_num_threads(n)
     with pytest.raises(ValueError, match="n must be >= 1"):
         hg.set_num_threads(0)
+
+
+def test_time_ms_measures_the_work_and_passes_errors_through(device):
+    import time
+    ms = hg.time_ms(lambda: time.sleep(0.02), device)
+    assert 15.0 <= ms < 2000.0, ms  # the host sleeps; on a GPU the events bracket the sleep too
+    x = hg.tensor(np.ones((64, 64), np.float32), device=device)
+    assert hg.time_ms(lambda: hg.ops.gemm(x, x), device) > 0.0
+
+    def boom():
+        raise KeyError("inside")
+    with pytest.raises(KeyError, match="inside"):
+        hg.time_ms(boom, device)
+    with pytest.raises(TypeError, match="fn must be callable"):
+        hg.time_ms(3, device)

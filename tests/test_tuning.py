@@ -18,19 +18,30 @@ def _choices_for(key_part: str) -> list[dict]:
     return [r for r in hg.tuning_report() if key_part in r["key"]]
 
 
-def test_auto_times_both_once_then_reuses(rng):
+def _gemm_candidates() -> list[str]:
+    return [r["kernel"] for r in hg.build_info()["kernels"]
+            if r["op"] == "gemm" and r["backend"] == "cpu" and "fallback" not in r["note"]]
+
+
+def test_auto_times_every_candidate_once_then_reuses(rng):
     a = rng.standard_normal((37, 41)).astype(np.float32)
     b = rng.standard_normal((41, 43)).astype(np.float32)
     with hg.trace() as t:
         y1 = hg.ops.gemm(a, b, impl="auto")
         y2 = hg.ops.gemm(a, b, impl="auto")
     rows = _choices_for("M=37,N=43,K=41")
+    names = _gemm_candidates()
     assert len(rows) == 1 and rows[0]["chosen"] in ("handwritten", "vendor")
     assert rows[0]["handwritten_ms"] > 0 and rows[0]["vendor_ms"] > 0
+    times = rows[0]["candidates"]
+    assert sorted(times) == sorted(names) and all(ms > 0 for ms in times.values()), times
+    assert rows[0]["kernel"] == min(times, key=times.get)
+    assert rows[0]["chosen"] == ("vendor" if rows[0]["kernel"] == "cpu.openblas_sgemm" else "handwritten")
     tuning_runs = [r for r in t.ops if r["tuning"]]
-    assert len(tuning_runs) == 4  # warm + timed, each variant, once
+    assert len(tuning_runs) == 2 * len(names)  # warm + timed, each candidate, once
+    assert sorted({r["impl"] for r in tuning_runs}) == sorted(names)
     results = [r for r in t.ops if not r["tuning"]]
-    assert len(results) == 2 and results[0]["impl"] == results[1]["impl"]
+    assert len(results) == 2 and results[0]["impl"] == results[1]["impl"] == rows[0]["kernel"]
     np.testing.assert_allclose(y1.numpy(), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(y1.numpy(), y2.numpy())
 
@@ -50,18 +61,23 @@ a = np.ones((29, 31), np.float32)
 with hg.trace() as t:
     hg.ops.gemm(a, a.T.copy(), impl="auto")
 print("tuning-runs", sum(r["tuning"] for r in t.ops))
+print("candidates", len({r["impl"] for r in t.ops if r["tuning"]}))
+print("ran", t.ops[-1]["impl"])
 """
 
 
 def test_choices_persist_across_processes(tmp_path):
     first = _run(PROBE, str(tmp_path))
-    assert "tuning-runs 4" in first
+    n = len(_gemm_candidates())
+    assert f"tuning-runs {2 * n}" in first and f"candidates {n}" in first
     files = list(tmp_path.glob("tuning-cpu-*.json"))
     assert len(files) == 1
     data = json.loads(files[0].read_text())
-    assert any("M=29,N=29,K=31" in r["key"] for r in data["choices"])
+    assert data["format"] == tuning.FORMAT
+    row = next(r for r in data["choices"] if "M=29,N=29,K=31" in r["key"])
+    assert len(row["candidates"]) == n and f"ran {row['kernel']}" in first
     second = _run(PROBE, str(tmp_path))
-    assert "tuning-runs 0" in second
+    assert "tuning-runs 0" in second and f"ran {row['kernel']}" in second
 
 
 def test_corrupt_cache_is_ignored_with_a_warning(tmp_path):
@@ -91,3 +107,91 @@ def test_env_override_forces_an_impl(tmp_path):
                          env=dict(os.environ, HIPGRAD_CACHE_DIR=str(tmp_path), HIPGRAD_IMPL="vendor"))
     assert out.returncode == 0, out.stderr
     assert "cpu.openblas_sgemm" in out.stdout and "tuning-runs 0" in out.stdout
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    old = os.environ.get("HIPGRAD_CACHE_DIR")
+    os.environ["HIPGRAD_CACHE_DIR"] = str(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        if old is None:
+            del os.environ["HIPGRAD_CACHE_DIR"]
+        else:
+            os.environ["HIPGRAD_CACHE_DIR"] = old
+
+
+def _entry(kernel: str, shape: str) -> dict:
+    return {"op": "gemm", "key": f"cpu|{shape}", "chosen": "handwritten", "kernel": kernel,
+            "handwritten_ms": 1.0, "vendor_ms": 2.0, "candidates": {"cpu.openblas_sgemm": 2.0, kernel: 0.5}}
+
+
+def _write_cache(entries: list[dict], fmt: int = tuning.FORMAT) -> None:
+    path = tuning.cache_file("cpu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"format": fmt, "identity": tuning.device_identity("cpu"),
+                                "choices": entries}))
+
+
+def test_loaded_choice_runs_its_kernel_without_timing(cache_dir, rng):
+    """Every candidate, written as the cached winner, is the one that runs (no timing)."""
+    a = rng.standard_normal((23, 17)).astype(np.float32)
+    b = rng.standard_normal((17, 19)).astype(np.float32)
+    hg.ops.gemm(a, b, impl="handwritten")  # the shape key, as the dispatcher spells it
+    key = hg.ops.last_impl()["key"]
+    for name in _gemm_candidates():
+        hg._C.clear_tuning()
+        _write_cache([_entry(name, key)])
+        assert tuning.load("cpu") == 1
+        row = _choices_for(key)[0]
+        assert row["kernel"] == name and row["candidates"][name] == 0.5
+        with hg.trace() as t:
+            y = hg.ops.gemm(a, b, impl="auto")
+        assert [r["impl"] for r in t.ops] == [name]
+        np.testing.assert_allclose(y.numpy(), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_save_then_load_round_trips_the_chosen_kernel(cache_dir, rng):
+    hg._C.clear_tuning()
+    a = rng.standard_normal((21, 27)).astype(np.float32)
+    hg.ops.gemm(a, a.T.copy(), impl="auto")
+    before = {r["key"]: r for r in hg.tuning_report()}
+    assert tuning.save("cpu") is not None
+    hg._C.clear_tuning()
+    assert tuning.load("cpu") == len(before)
+    after = {r["key"]: r for r in hg.tuning_report()}
+    assert after == before
+
+
+def test_entry_with_unknown_kernel_is_ignored_with_a_warning(cache_dir):
+    hg._C.clear_tuning()
+    _write_cache([_entry("cpu.openblas_sgemm", "M=5,N=5,K=5,ta=0,tb=0"),
+                  _entry("cpu.gemm_retired_kernel", "M=6,N=6,K=6,ta=0,tb=0")])
+    with pytest.warns(RuntimeWarning, match="no kernel 'cpu.gemm_retired_kernel'"):
+        assert tuning.load("cpu") == 1
+    assert [r["kernel"] for r in hg.tuning_report()] == ["cpu.openblas_sgemm"]
+
+
+def test_old_format_cache_is_ignored_with_a_warning(cache_dir):
+    hg._C.clear_tuning()
+    old = {"op": "gemm", "key": "cpu|M=5,N=5,K=5,ta=0,tb=0", "chosen": "vendor",
+           "handwritten_ms": 1.0, "vendor_ms": 0.5}
+    _write_cache([old], fmt=1)
+    with pytest.warns(RuntimeWarning, match="ignoring tuning cache"):
+        assert tuning.load("cpu") == 0
+    assert hg.tuning_report() == []
+
+
+def test_env_forces_a_kernel_by_name(tmp_path):
+    name = next(n for n in _gemm_candidates() if "unpacked" in n)
+    env = dict(os.environ, HIPGRAD_CACHE_DIR=str(tmp_path), HIPGRAD_KERNEL=name)
+    code = PROBE.replace('print("tuning-runs"', 'print(hg.ops.last_impl()["impl"]); print("tuning-runs"')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert f"{name}\ntuning-runs 0" in out.stdout
+    env["HIPGRAD_KERNEL"] = "cpu.gemm_nonesuch"
+    out = subprocess.run([sys.executable, "-c", "import hipgrad"], capture_output=True, text=True,
+                         timeout=120, env=env, check=False)
+    assert "HIPGRAD_KERNEL names no kernel" in out.stderr

@@ -6,11 +6,11 @@ void bind_ops_conv(py::module_& ops) {
   ops.def(
       "conv2d",
       [](const Tensor& x, const Tensor& w, const OptTensor& bias, Pair stride, Pair padding,
-         Pair dilation, int64_t groups, const std::string& impl) {
-        return conv2d(x, w, opt(bias), stride, padding, dilation, groups, parse_impl(impl));
+         Pair dilation, int64_t groups, const std::string& impl, const Tensor* out) {
+        return conv2d(x, w, opt(bias), stride, padding, dilation, groups, parse_impl(impl), out);
       },
       py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::arg("impl"), GilRelease());
+      py::arg("dilation"), py::arg("groups"), py::arg("impl"), py::arg("out") = static_cast<const Tensor*>(nullptr), GilRelease());
   ops.def(
       "conv2d_backward_data",
       [](const Tensor& dy, const Tensor& w, const std::vector<int64_t>& x_shape, Pair stride,
@@ -31,10 +31,10 @@ void bind_ops_conv(py::module_& ops) {
       py::arg("dilation"), py::arg("groups"), py::arg("impl"), GilRelease());
   ops.def(
       "bias_add",
-      [](const Tensor& x, const Tensor& bias, const std::string& impl) {
-        return bias_add(x, bias, parse_impl(impl));
+      [](const Tensor& x, const Tensor& bias, const std::string& impl, const Tensor* out) {
+        return bias_add(x, bias, parse_impl(impl), out);
       },
-      py::arg("x"), py::arg("bias"), py::arg("impl"), GilRelease());
+      py::arg("x"), py::arg("bias"), py::arg("impl"), py::arg("out") = static_cast<const Tensor*>(nullptr), GilRelease());
   ops.def(
       "bias_backward",
       [](const Tensor& dy, const std::string& impl) { return bias_backward(dy, parse_impl(impl)); },

@@ -5,10 +5,10 @@ namespace hg {
 void bind_ops_layers(py::module_& ops) {
   ops.def(
       "add",
-      [](const Tensor& a, const Tensor& b, float alpha, const std::string& impl) {
-        return add(a, b, alpha, parse_impl(impl));
+      [](const Tensor& a, const Tensor& b, float alpha, const std::string& impl, const Tensor* out) {
+        return add(a, b, alpha, parse_impl(impl), out);
       },
-      py::arg("a"), py::arg("b"), py::arg("alpha"), py::arg("impl"), GilRelease());
+      py::arg("a"), py::arg("b"), py::arg("alpha"), py::arg("impl"), py::arg("out") = static_cast<const Tensor*>(nullptr), GilRelease());
   ops.def(
       "add_",
       [](Tensor& a, const Tensor& b, float alpha, const std::string& impl) {
@@ -22,13 +22,14 @@ void bind_ops_layers(py::module_& ops) {
   ops.def(
       "batch_norm",
       [](const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-         Tensor& running_var, bool training, float momentum, float eps, const std::string& impl) {
+         Tensor& running_var, bool training, float momentum, float eps, const std::string& impl,
+         const Tensor* out) {
         return batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps,
-                          parse_impl(impl));
+                          parse_impl(impl), out);
       },
       py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"),
       py::arg("running_var"), py::arg("training"), py::arg("momentum"), py::arg("eps"),
-      py::arg("impl"), GilRelease());
+      py::arg("impl"), py::arg("out") = static_cast<const Tensor*>(nullptr), GilRelease());
   ops.def(
       "batch_norm_backward",
       [](const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
@@ -51,10 +52,10 @@ void bind_ops_layers(py::module_& ops) {
       py::arg("dy"), py::arg("mask"), py::arg("p"), py::arg("impl"), GilRelease());
   ops.def(
       "embedding",
-      [](const Tensor& weight, const Tensor& idx, const std::string& impl) {
-        return embedding(weight, idx, parse_impl(impl));
+      [](const Tensor& weight, const Tensor& idx, const std::string& impl, const Tensor* out) {
+        return embedding(weight, idx, parse_impl(impl), out);
       },
-      py::arg("weight"), py::arg("idx"), py::arg("impl"), GilRelease());
+      py::arg("weight"), py::arg("idx"), py::arg("impl"), py::arg("out") = static_cast<const Tensor*>(nullptr), GilRelease());
   ops.def(
       "embedding_backward",
       [](const Tensor& dy, const Tensor& idx, int64_t num, const std::string& impl) {

@@ -16,8 +16,11 @@ void bind_ops_loss(py::module_& ops) {
       },
       py::arg("probs"), py::arg("labels"), py::arg("impl"), GilRelease());
   ops.def(
-      "softmax", [](const Tensor& x, const std::string& impl) { return softmax(x, parse_impl(impl)); },
-      py::arg("x"), py::arg("impl"), GilRelease());
+      "softmax",
+      [](const Tensor& x, const std::string& impl, const Tensor* out) {
+        return softmax(x, parse_impl(impl), out);
+      },
+      py::arg("x"), py::arg("impl"), py::arg("out") = static_cast<const Tensor*>(nullptr), GilRelease());
   ops.def(
       "mse_loss",
       [](const Tensor& pred, const Tensor& target, const std::string& impl) {

@@ -23,6 +23,13 @@ py::dict record_dict(const RunRecord& r) {
   return out;
 }
 
+OpKernelsBase* find_op(const std::string& op) {
+  for (OpKernelsBase* o : all_ops())
+    if (o->op() == op) return o;
+  fail(ErrorKind::value, "op must name an op of this build (hipgrad._C.op_names()), got '", op,
+       "'");
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -32,6 +39,10 @@ void bind_runtime(py::module_& m) {
     const Device dev = Device::parse(d);
     backend_for(dev).synchronize(dev.index);
   }, py::arg("device") = "cpu", GilRelease());
+  m.def("time_ms", [](const py::function& fn, const std::string& d) {
+    const Device dev = Device::parse(d);
+    return backend_for(dev).time_ms(dev.index, [&fn] { fn(); });
+  }, py::arg("fn"), py::arg("device") = "cpu");
   m.def("memory_stats", [](const std::string& d) {
     const Device dev = Device::parse(d);
     const MemoryStats s = backend_for(dev).memory_stats(dev.index);
@@ -80,6 +91,7 @@ void bind_runtime(py::module_& m) {
         row["variant"] = d.variant;
         row["kernel"] = d.kernel;
         row["note"] = d.note;
+        row["alternate"] = d.alternate;
         rows.append(row);
       }
     return rows;
@@ -99,6 +111,10 @@ void bind_runtime(py::module_& m) {
         row["chosen"] = variant_name(c.variant);
         row["handwritten_ms"] = c.ms[0];
         row["vendor_ms"] = c.ms[1];
+        row["kernel"] = c.kernel;
+        py::dict times;
+        for (const auto& [name, ms] : c.candidates) times[py::str(name)] = ms;
+        row["candidates"] = times;
         rows.append(row);
       }
     return rows;
@@ -127,6 +143,26 @@ void bind_runtime(py::module_& m) {
       }
     return false;
   });
+  // A cached choice by kernel name; False when the op or the kernel is not in this build.
+  m.def("set_tuning_choice_kernel", [](const std::string& op, const std::string& key,
+                                       const std::string& kernel,
+                                       const OpKernelsBase::Timings& candidates) {
+    for (OpKernelsBase* o : all_ops())
+      if (o->op() == op) return o->set_choice(key, kernel, candidates);
+    return false;
+  });
+  // Tests and benches: run one candidate of an op by name, whatever impl a call asks for.
+  m.def("force_kernel", [](const std::string& op, const std::string& kernel) {
+    OpKernelsBase* o = find_op(op);
+    HG_REQUIRE(o->force_kernel(kernel), "force_kernel: ", op, " has no kernel named '", kernel,
+               "' in this build (see hipgrad.build_info()['kernels'])");
+  }, py::arg("op"), py::arg("kernel"));
+  m.def("clear_forced_kernel", [](const std::string& op, const std::string& backend) {
+    find_op(op)->clear_forced(backend == "gpu" ? Backend::gpu : Backend::cpu);
+  }, py::arg("op"), py::arg("backend"));
+  m.def("forced_kernel", [](const std::string& op, const std::string& backend) {
+    return find_op(op)->forced_kernel(backend == "gpu" ? Backend::gpu : Backend::cpu);
+  }, py::arg("op"), py::arg("backend"));
 }
 
 }  // namespace hg

@@ -42,9 +42,10 @@ void require_pair(const char* op, const char* arg, Pair p, int64_t minimum) {
 }
 
 Tensor output_tensor(const char* op, const Tensor* out, const Shape& shape, Device dev,
-                     std::initializer_list<std::pair<const char*, const Tensor*>> inputs) {
-  if (!out || !out->defined()) return empty(shape, DType::f32, dev);
-  require_f32(op, "out", *out);
+                     std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
+                     DType dtype) {
+  if (!out || !out->defined()) return empty(shape, dtype, dev);
+  require_dtype(op, "out", *out, dtype);
   HG_REQUIRE(out->device() == dev, op, ": out is on ", out->device().str(),
              " but the inputs are on ", dev.str());
   HG_REQUIRE(out->shape() == shape, op, ": out must have shape ", shape_str(shape), ", got ",

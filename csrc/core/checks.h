@@ -22,10 +22,12 @@ ConvGeometry conv_geometry(const char* op, const char* x, const Shape& xs, const
                            const Shape& ws, Pair stride, Pair padding, Pair dilation, int64_t groups);
 
 // The output of an op: a new tensor, or `*out` when the caller passes one (the `out=` argument):
-// it must be a float32 tensor on `dev` with exactly `shape` and must not overlap any of
-// `inputs` (ValueError/TypeError naming `out` otherwise). Returned tensors share out's storage.
+// it must be a `dtype` (float32 unless said) tensor on `dev` with exactly `shape` and must not
+// overlap any of `inputs` (ValueError/TypeError naming `out` otherwise). Returned tensors share
+// out's storage.
 Tensor output_tensor(const char* op, const Tensor* out, const Shape& shape, Device dev,
-                     std::initializer_list<std::pair<const char*, const Tensor*>> inputs);
+                     std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
+                     DType dtype = DType::f32);
 
 // A kernel-written one-element error flag (label/index range) read back to the host.
 int32_t read_flag(const Tensor& flag);

@@ -1,6 +1,7 @@
 #include "device.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -76,6 +77,14 @@ GpuRegistry& gpu_registry() {
 }
 
 }  // namespace
+
+double DeviceBackend::time_ms(int index, const std::function<void()>& fn) {
+  synchronize(index);
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  synchronize(index);
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
 
 bool& poison_allocations() {
   static bool poison = false;

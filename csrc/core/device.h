@@ -3,6 +3,7 @@
 // answers (see hip/runtime.hip).
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,13 @@ class DeviceBackend {
   virtual MemoryStats memory_stats(int index) = 0;
   virtual void reset_peak_memory_stats(int index) = 0;
   virtual void empty_cache(int index) { (void)index; }
+  // Runs `fn` (which queues work on the device) and returns the device time it took in ms:
+  // GPU: events recorded on the device's stream before and after, waited for; CPU: the steady
+  // clock around the call. Work queued before the call is not counted.
+  virtual double time_ms(int index, const std::function<void()>& fn);
+  // Makes device `index` the current one of the calling thread, so kernels launched next run
+  // there (on its stream). The dispatcher calls it before every GPU kernel. CPU: nothing to do.
+  virtual void make_current(int index) { (void)index; }
 };
 
 DeviceBackend& cpu_backend();

@@ -71,11 +71,6 @@ void trace_set_context(std::string phase, std::string layer) {
 
 std::pair<std::string, std::string> trace_context() { return {t_phase, t_layer}; }
 
-void OpKernelsBase::set_choice(const std::string& key, Variant v, double ms_h, double ms_v) {
-  std::lock_guard<std::mutex> lock(mu_);
-  choices_[key] = Choice{v, {ms_h, ms_v}};
-}
-
 Impl impl_override() {
   static const Impl value = [] {
     const char* env = std::getenv("HIPGRAD_IMPL");
@@ -104,7 +99,23 @@ bool OpKernelsBase::supports(Backend b, Variant v) const {
   return s.fallback_why && slots_[int(b)][int(Variant::handwritten)].fn;
 }
 
-const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, Variant v, std::string* reported) const {
+void OpKernelsBase::add_alternate_slot(Backend b, const char* name, const void* fn) {
+  for (Slot& s : alternates_[int(b)])
+    if (s.fn == fn) {
+      s.name = name;
+      return;
+    }
+  alternates_[int(b)].push_back(Slot{name, fn, nullptr});
+}
+
+const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, int candidate,
+                                                    std::string* reported) const {
+  if (candidate >= 2) {
+    const Slot& s = alternates_[int(b)].at(size_t(candidate - 2));
+    *reported = s.name;
+    return s;
+  }
+  const Variant v = Variant(candidate);
   const Slot& s = slots_[int(b)][int(v)];
   if (s.fn) {
     *reported = s.name;
@@ -119,23 +130,115 @@ const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, Variant v, std::st
        backend_name(b), " backend in this build");
 }
 
-Variant OpKernelsBase::resolve(Backend b, Impl impl, const std::string& key, bool* tune) const {
-  *tune = false;
-  if (impl == Impl::automatic) impl = impl_override();
-  if (impl == Impl::handwritten) return Variant::handwritten;
-  if (impl == Impl::vendor) return Variant::vendor;
-  const bool both = slots_[int(b)][0].fn && slots_[int(b)][1].fn;
-  if (!tunable_ || !both) return slots_[int(b)][0].fn ? Variant::handwritten : Variant::vendor;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = choices_.find(key);  // key: "<device>|<shape key>"
-  if (it != choices_.end()) return it->second.variant;
-  *tune = true;
-  return Variant::handwritten;
+std::vector<int> OpKernelsBase::candidates(Backend b) const {
+  std::vector<int> ids;
+  if (slots_[int(b)][0].fn) ids.push_back(0);
+  for (size_t i = 0; i < alternates_[int(b)].size(); ++i) ids.push_back(int(i) + 2);
+  if (slots_[int(b)][1].fn) ids.push_back(1);
+  return ids;
 }
 
-void OpKernelsBase::remember(const std::string& key, Variant v, const double ms[2]) {
+int OpKernelsBase::find_candidate(Backend b, const std::string& kernel) const {
+  for (int id : candidates(b)) {
+    const Slot& s = id >= 2 ? alternates_[int(b)][size_t(id - 2)] : slots_[int(b)][id];
+    if (kernel == s.name) return id;
+  }
+  return -1;
+}
+
+int OpKernelsBase::resolve(Backend b, Impl impl, const std::string& key, bool* tune) const {
+  *tune = false;
+  if (impl == Impl::automatic) impl = impl_override();
+  if (impl == Impl::handwritten) return int(Variant::handwritten);
+  if (impl == Impl::vendor) return int(Variant::vendor);
+  const int fallback = slots_[int(b)][0].fn ? 0 : 1;
+  const size_t count = (slots_[int(b)][0].fn ? 1 : 0) + (slots_[int(b)][1].fn ? 1 : 0) +
+                       alternates_[int(b)].size();
+  if (!tunable_ || count < 2) return fallback;
   std::lock_guard<std::mutex> lock(mu_);
-  choices_[key] = Choice{v, {ms[0], ms[1]}};
+  auto it = choices_.find(key);  // key: "<device>|<shape key>"
+  if (it != choices_.end()) return it->second.candidate;
+  *tune = true;
+  return fallback;
+}
+
+namespace {
+Backend backend_of_key(const std::string& key) {
+  return key.compare(0, 3, "gpu") == 0 ? Backend::gpu : Backend::cpu;
+}
+}  // namespace
+
+void OpKernelsBase::remember(Backend b, const std::string& key, int best,
+                             const std::vector<int>& ids, const std::vector<double>& ms) {
+  Choice c;
+  c.candidate = best;
+  c.variant = best == 1 ? Variant::vendor : Variant::handwritten;
+  std::string name;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    slot_for(b, ids[i], &name);
+    c.candidates.emplace_back(name, ms[i]);
+    if (ids[i] < 2) c.ms[ids[i]] = ms[i];
+    if (ids[i] == best) c.kernel = name;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  choices_[key] = std::move(c);
+}
+
+void OpKernelsBase::set_choice(const std::string& key, Variant v, double ms_h, double ms_v) {
+  const Backend b = backend_of_key(key);
+  Choice c;
+  c.variant = v;
+  c.candidate = int(v);
+  c.ms[0] = ms_h, c.ms[1] = ms_v;
+  std::string name;
+  for (Variant t : {Variant::handwritten, Variant::vendor}) {
+    if (!slots_[int(b)][int(t)].fn) continue;
+    slot_for(b, int(t), &name);
+    c.candidates.emplace_back(name, c.ms[int(t)]);
+    if (t == v) c.kernel = name;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  choices_[key] = std::move(c);
+}
+
+bool OpKernelsBase::set_choice(const std::string& key, const std::string& kernel,
+                               const Timings& timings) {
+  const Backend b = backend_of_key(key);
+  const int id = find_candidate(b, kernel);
+  if (id < 0) return false;
+  Choice c;
+  c.candidate = id;
+  c.variant = id == 1 ? Variant::vendor : Variant::handwritten;
+  c.kernel = kernel;
+  c.candidates = timings;
+  for (const auto& [name, ms] : timings) {
+    const int t = find_candidate(b, name);
+    if (t == 0 || t == 1) c.ms[t] = ms;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  choices_[key] = std::move(c);
+  return true;
+}
+
+bool OpKernelsBase::force_kernel(const std::string& kernel) {
+  for (Backend b : {Backend::cpu, Backend::gpu}) {
+    const int id = find_candidate(b, kernel);
+    if (id >= 0) {
+      forced_[int(b)].store(id);
+      return true;
+    }
+  }
+  return false;
+}
+
+void OpKernelsBase::clear_forced(Backend b) { forced_[int(b)].store(-1); }
+
+std::string OpKernelsBase::forced_kernel(Backend b) const {
+  const int id = forced_[int(b)].load();
+  if (id < 0) return "";
+  std::string name;
+  slot_for(b, id, &name);
+  return name;
 }
 
 std::map<std::string, OpKernelsBase::Choice> OpKernelsBase::choices() const {
@@ -160,6 +263,10 @@ std::vector<KernelDescription> OpKernelsBase::describe() const {
         out.push_back({op_, backend_name(b), variant_name(v), hand.name,
                        std::string("vendor fallback: ") + s.fallback_why});
       }
+      if (v != Variant::handwritten) continue;
+      for (const Slot& a : alternates_[int(b)])
+        out.push_back({op_, backend_name(b), variant_name(v), a.name,
+                       "alternate: run by impl='auto' when fastest", true});
     }
   }
   return out;

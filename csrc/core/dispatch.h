@@ -7,9 +7,17 @@
 // - a variant that is not registered is an error (NotImplementedError), never a silent fallback;
 // - where no vendor library covers an op, the backend file says so with fallback(), and the
 //   kernel that runs is reported as "<handwritten name> (vendor fallback: <why>)";
-// - "auto" on a tunable op (pure: outputs depend on inputs only) times both variants once per
-//   shape key and remembers the faster; on other ops it takes the handwritten kernel.
+// - a backend may register handwritten *alternates* of an op (HG_REGISTER_ALTERNATE: other tile
+//   sizes, a small-problem kernel). impl="handwritten" always runs the registered (default)
+//   handwritten kernel, so results stay deterministic; alternates run only when chosen by "auto"
+//   or forced by name (force_kernel, for tests and benches);
+// - "auto" on a tunable op (pure: outputs depend on inputs only) warms and times every candidate
+//   of the backend once per shape key (default handwritten, each alternate, vendor), remembers
+//   the fastest (its variant, kernel name and every candidate's time) and runs it; later calls
+//   with that key cost one map lookup. On other ops it takes the default handwritten kernel.
+// Candidates are numbered per backend: 0 = default handwritten, 1 = vendor, 2 + i = alternate i.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -39,7 +47,7 @@ struct RunRecord {
   std::string phase;  // the caller's trace context (e.g. "forward", "backward")
   std::string layer;
   double start_us = 0.0;  // steady clock, microseconds
-  double ms = 0.0;        // wall time of the kernel; with the device synchronised when tracing
+  double ms = 0.0;        // kernel time: CPU wall clock; GPU device events when tuning or tracing
   int64_t bytes_allocated = 0;  // bytes allocated on the device since the previous record
   int64_t live_bytes = 0;       // bytes held by live tensors on the device after the op
   bool tuning = false;          // a timing run of impl="auto", not the result
@@ -56,9 +64,11 @@ void trace_set_context(std::string phase, std::string layer);
 std::pair<std::string, std::string> trace_context();
 double steady_us();
 
-// One row of build_info()["kernels"] / tuning_report().
+// One row of build_info()["kernels"]. `alternate`: a handwritten alternate (run only by "auto" or
+// when forced), not the kernel impl="handwritten" runs.
 struct KernelDescription {
   std::string op, backend, variant, kernel, note;
+  bool alternate = false;
 };
 
 class OpKernelsBase {
@@ -68,14 +78,28 @@ class OpKernelsBase {
   const std::string& op() const { return op_; }
   std::vector<KernelDescription> describe() const;
   bool supports(Backend b, Variant v) const;
-  // Remembered auto choices: key -> (variant, time of each variant in ms).
+  // Remembered auto choices: key ("<device>|<shape key>") -> what won and what each candidate took.
+  using Timings = std::vector<std::pair<std::string, double>>;  // kernel name -> ms
   struct Choice {
-    Variant variant;
-    double ms[2];
+    Variant variant = Variant::handwritten;  // the winner's variant
+    double ms[2] = {0.0, 0.0};  // default handwritten's and vendor's times (0: not a candidate)
+    std::string kernel;         // the winner's kernel name
+    Timings candidates;         // every candidate timed for this key
+    int candidate = 0;          // the winner's candidate id (see the top of this file)
   };
   std::map<std::string, Choice> choices() const;
   void clear_choices();
   void set_choice(const std::string& key, Variant v, double ms_h, double ms_v);  // from a cache file
+  // From a cache file: the candidate named `kernel` wins for `key`. False (nothing set) when no
+  // candidate of that name is registered for the key's backend.
+  bool set_choice(const std::string& key, const std::string& kernel, const Timings& candidates);
+
+  // Every call on the kernel's backend runs the candidate named `kernel`, whatever its impl
+  // (tests, benches). False when the op has no such kernel. clear_forced(b) undoes it;
+  // forced_kernel(b) is "" when none is forced.
+  bool force_kernel(const std::string& kernel);
+  void clear_forced(Backend b);
+  std::string forced_kernel(Backend b) const;
 
  protected:
   struct Slot {
@@ -84,15 +108,21 @@ class OpKernelsBase {
     const char* fallback_why = nullptr;  // set: this variant runs the handwritten kernel
   };
   Slot slots_[2][2];
+  std::vector<Slot> alternates_[2];
   std::string op_;
   bool tunable_;
   mutable std::mutex mu_;
   std::map<std::string, Choice> choices_;
+  std::atomic<int> forced_[2] = {-1, -1};  // candidate id, -1: none
 
-  // The variant to run and how it is reported; throws NotImplementedError when missing.
-  const Slot& slot_for(Backend b, Variant v, std::string* reported) const;
-  Variant resolve(Backend b, Impl impl, const std::string& key, bool* tune) const;
-  void remember(const std::string& key, Variant v, const double ms[2]);
+  void add_alternate_slot(Backend b, const char* name, const void* fn);
+  // The slot behind a candidate id and how it is reported; throws NotImplementedError when missing.
+  const Slot& slot_for(Backend b, int candidate, std::string* reported) const;
+  std::vector<int> candidates(Backend b) const;  // what "auto" times, default handwritten first
+  int find_candidate(Backend b, const std::string& kernel) const;  // -1: none of that name
+  int resolve(Backend b, Impl impl, const std::string& key, bool* tune) const;
+  void remember(Backend b, const std::string& key, int best, const std::vector<int>& ids,
+                const std::vector<double>& ms);
 };
 
 std::vector<OpKernelsBase*>& all_ops();
@@ -109,41 +139,63 @@ class OpKernels : public OpKernelsBase {
     slots_[int(b)][int(v)].fn = reinterpret_cast<const void*>(fn);
   }
   void fallback(Backend b, Variant v, const char* why) { slots_[int(b)][int(v)].fallback_why = why; }
+  // Another handwritten candidate for "auto"; adding the same fn again renames it.
+  void add_alternate(Backend b, const char* name, Fn fn) {
+    add_alternate_slot(b, name, reinterpret_cast<const void*>(fn));
+  }
 
   void run(Device dev, Impl impl, const Args& args, const std::string& key) {
     const Backend b = backend_of(dev);
+    const int forced = forced_[int(b)].load(std::memory_order_relaxed);
+    if (forced >= 0) {
+      run_one(dev, forced, args, key, false, false);
+      return;
+    }
     bool tune = false;
-    const Variant v = resolve(b, impl, dev.str() + "|" + key, &tune);
+    const std::string full_key = dev.str() + "|" + key;
+    const int pick = resolve(b, impl, full_key, &tune);
     if (tune) {
       // Warm each candidate once, then time one run of each (recorded as tuning runs); then the
       // winner runs once more as the call's result (tunable kernels are pure).
-      double ms[2];
-      for (Variant t : {Variant::vendor, Variant::handwritten}) run_one(dev, t, args, key, true, true);
-      for (Variant t : {Variant::vendor, Variant::handwritten})
-        ms[int(t)] = run_one(dev, t, args, key, true, true);
-      const Variant best = ms[0] <= ms[1] ? Variant::handwritten : Variant::vendor;
-      remember(dev.str() + "|" + key, best, ms);
-      run_one(dev, best, args, key, false, false);
+      const std::vector<int> ids = candidates(b);
+      std::vector<double> ms(ids.size());
+      for (int id : ids) run_one(dev, id, args, key, true, true);
+      for (size_t i = 0; i < ids.size(); ++i) ms[i] = run_one(dev, ids[i], args, key, true, true);
+      size_t best = 0;
+      for (size_t i = 1; i < ids.size(); ++i)
+        if (ms[i] < ms[best]) best = i;
+      remember(b, full_key, ids[best], ids, ms);
+      run_one(dev, ids[best], args, key, false, false);
       return;
     }
-    run_one(dev, v, args, key, false, false);
+    run_one(dev, pick, args, key, false, false);
   }
 
  private:
-  // Runs one kernel and records it. The device is synchronised only when the time must be the
-  // device's (tuning or tracing); otherwise GPU work stays asynchronous.
-  double run_one(Device dev, Variant v, const Args& args, const std::string& key, bool timed,
+  // Runs one candidate on its device and records it. On a GPU the time is the device's (events
+  // around the kernel, waited for) when it matters -- tuning or tracing; otherwise GPU work stays
+  // asynchronous and the record's ms is the host's time to queue it.
+  double run_one(Device dev, int candidate, const Args& args, const std::string& key, bool timed,
                  bool tuning_run) {
     std::string reported;
-    const Slot& s = slot_for(backend_of(dev), v, &reported);
+    const Slot& s = slot_for(backend_of(dev), candidate, &reported);
     const bool tracing = trace_enabled();
-    const bool sync = dev.is_gpu() && (timed || tracing);
-    if (sync) backend_for(dev).synchronize(dev.index);
+    const Fn fn = reinterpret_cast<Fn>(s.fn);
     const double t0 = steady_us();
-    reinterpret_cast<Fn>(s.fn)(args);
-    if (sync) backend_for(dev).synchronize(dev.index);
     RunRecord rec;
-    rec.ms = (steady_us() - t0) / 1000.0;
+    if (dev.is_gpu()) {
+      DeviceBackend& backend = backend_for(dev);
+      backend.make_current(dev.index);
+      if (timed || tracing) {
+        rec.ms = backend.time_ms(dev.index, [&] { fn(args); });  // device events, waited for
+      } else {
+        fn(args);  // stays asynchronous: ms is the host's time to queue the work
+        rec.ms = (steady_us() - t0) / 1000.0;
+      }
+    } else {
+      fn(args);
+      rec.ms = (steady_us() - t0) / 1000.0;
+    }
     rec.op = op_;
     rec.impl = std::move(reported);
     rec.key = key;
@@ -169,6 +221,10 @@ class OpKernels : public OpKernelsBase {
 #define HG_REGISTER_KERNEL(op_accessor, backend, variant, name, fn)                          \
   static const bool HG_CONCAT(hg_registered_, __LINE__) =                                   \
       (::hg::op_accessor().add(::hg::Backend::backend, ::hg::Variant::variant, name, fn), true)
+// HG_REGISTER_ALTERNATE(gemm_op, gpu, "gpu.gemm_tiled_64x64", &gemm_tiled_64x64);
+#define HG_REGISTER_ALTERNATE(op_accessor, backend, name, fn)                                  \
+  static const bool HG_CONCAT(hg_alternate_, __LINE__) =                                    \
+      (::hg::op_accessor().add_alternate(::hg::Backend::backend, name, fn), true)
 // HG_REGISTER_FALLBACK(activation_op, cpu, vendor, "no BLAS routine computes activations");
 #define HG_REGISTER_FALLBACK(op_accessor, backend, variant, why)                               \
   static const bool HG_CONCAT(hg_fallback_, __LINE__) =                                     \

@@ -30,7 +30,7 @@ struct GemmArgs {
 };
 OpKernels<GemmArgs>& gemm_op();
 Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-            float alpha, float beta, Impl impl);
+            float alpha, float beta, Impl impl, const Tensor* out = nullptr);
 
 // ---- Convolution ----------------------------------------------------------------------------
 struct ConvGeometry {
@@ -62,7 +62,7 @@ OpKernels<ConvForwardArgs>& conv2d_forward_op();
 OpKernels<ConvBackwardDataArgs>& conv2d_backward_data_op();
 OpKernels<ConvBackwardWeightArgs>& conv2d_backward_weight_op();
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
-              Pair dilation, int64_t groups, Impl impl);
+              Pair dilation, int64_t groups, Impl impl, const Tensor* out = nullptr);
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, Pair stride,
                             Pair padding, Pair dilation, int64_t groups, Impl impl);
 Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape, Pair stride,
@@ -79,7 +79,7 @@ struct BiasBackwardArgs {
 };
 OpKernels<BiasAddArgs>& bias_add_op();
 OpKernels<BiasBackwardArgs>& bias_backward_op();
-Tensor bias_add(const Tensor& x, const Tensor& bias, Impl impl);
+Tensor bias_add(const Tensor& x, const Tensor& bias, Impl impl, const Tensor* out = nullptr);
 Tensor bias_backward(const Tensor& dy, Impl impl);
 
 // ---- Activations ------------------------------------------------------------------------------
@@ -140,7 +140,8 @@ struct PoolGeometry {
 };
 struct MaxPoolArgs {
   PoolGeometry g; const float* x = nullptr; float* y = nullptr;
-  int64_t* argmax = nullptr;  // (N, C, P, Q): index h*W + w of the max inside its (n, c) plane
+  int64_t* argmax = nullptr;  // (N, C, P, Q): index h*W + w of the max inside its (n, c) plane;
+                              // nullptr when the caller needs no backward (inference)
 };
 struct MaxPoolBackwardArgs {
   PoolGeometry g; const float* dy = nullptr; const int64_t* argmax = nullptr; float* dx = nullptr;
@@ -151,10 +152,13 @@ OpKernels<MaxPoolArgs>& max_pool2d_op();
 OpKernels<MaxPoolBackwardArgs>& max_pool2d_backward_op();
 OpKernels<AvgPoolArgs>& avg_pool2d_op();
 OpKernels<AvgPoolBackwardArgs>& avg_pool2d_backward_op();
+// with_argmax=false: no argmax is computed and the second tensor is undefined (inference).
 std::tuple<Tensor, Tensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
-                                      Impl impl);
+                                      Impl impl, const Tensor* out = nullptr,
+                                      bool with_argmax = true);
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& x_shape, Impl impl);
-Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl);
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl,
+                  const Tensor* out = nullptr);
 Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, Pair kernel, Pair stride,
                            Pair padding, Impl impl);
 
@@ -182,7 +186,7 @@ OpKernels<MseArgs>& mse_loss_op();
 OpKernels<MseBackwardArgs>& mse_loss_backward_op();
 std::tuple<Tensor, Tensor> softmax_cross_entropy(const Tensor& logits, const Tensor& labels, Impl impl);
 Tensor softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Impl impl);
-Tensor softmax(const Tensor& x, Impl impl);  // over the last axis
+Tensor softmax(const Tensor& x, Impl impl, const Tensor* out = nullptr);  // over the last axis
 Tensor mse_loss(const Tensor& pred, const Tensor& target, Impl impl);  // mean, shape ()
 Tensor mse_loss_backward(const Tensor& pred, const Tensor& target, Impl impl);
 
@@ -235,18 +239,19 @@ OpKernels<DropoutArgs>& dropout_op();
 OpKernels<DropoutBackwardArgs>& dropout_backward_op();
 OpKernels<EmbeddingArgs>& embedding_op();
 OpKernels<EmbeddingBackwardArgs>& embedding_backward_op();
-Tensor add(const Tensor& a, const Tensor& b, float alpha, Impl impl);
+Tensor add(const Tensor& a, const Tensor& b, float alpha, Impl impl, const Tensor* out = nullptr);
 void add_(Tensor& a, const Tensor& b, float alpha, Impl impl);  // a += alpha * b
 void fill_(Tensor& y, float value, Impl impl);
 std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                               Tensor& running_mean, Tensor& running_var,
-                                              bool training, float momentum, float eps, Impl impl);
+                                              bool training, float momentum, float eps, Impl impl,
+                                              const Tensor* out = nullptr);
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const Tensor& x,
                                                        const Tensor& gamma, const Tensor& save_mean,
                                                        const Tensor& save_invstd, bool training, Impl impl);
 std::tuple<Tensor, Tensor> dropout(const Tensor& x, float p, uint64_t seed, Impl impl);
 Tensor dropout_backward(const Tensor& dy, const Tensor& mask, float p, Impl impl);
-Tensor embedding(const Tensor& weight, const Tensor& idx, Impl impl);
+Tensor embedding(const Tensor& weight, const Tensor& idx, Impl impl, const Tensor* out = nullptr);
 Tensor embedding_backward(const Tensor& dy, const Tensor& idx, int64_t num, Impl impl);
 
 }  // namespace hg
@@ -276,11 +281,12 @@ struct QConvArgs {
 OpKernels<QuantizeArgs>& quantize_op();
 OpKernels<QGemmArgs>& qgemm_op();
 OpKernels<QConvArgs>& qconv2d_op();
-Tensor quantize(const Tensor& x, float scale, Impl impl);
+Tensor quantize(const Tensor& x, float scale, Impl impl, const Tensor* out = nullptr);  // out: int8
 Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-             const Tensor& bias, const std::string& activation, float alpha, Impl impl);
+             const Tensor& bias, const std::string& activation, float alpha, Impl impl,
+             const Tensor* out = nullptr);
 Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
                const Tensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
-               const std::string& activation, float alpha, Impl impl);
+               const std::string& activation, float alpha, Impl impl, const Tensor* out = nullptr);
 
 }  // namespace hg

@@ -90,7 +90,7 @@ void require_shape_arg(const char* op, const char* arg, const Shape& s) {
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
-              Pair dilation, int64_t groups, Impl impl) {
+              Pair dilation, int64_t groups, Impl impl, const Tensor* out) {
   const char* op = "conv2d";
   require_f32(op, "x", x, 4);
   require_f32(op, "w", w, 4);
@@ -101,7 +101,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
     require_f32(op, "bias", bias, 1);
     require_shape(op, "bias", bias, {g.K});
   }
-  Tensor y = empty({g.N, g.K, g.P, g.Q}, DType::f32, dev);
+  Tensor y = output_tensor(op, out, {g.N, g.K, g.P, g.Q}, dev,
+                           {{"x", &x}, {"w", &w}, {"bias", &bias}});
   if (y.numel() == 0) return y;
   ConvForwardArgs args;
   args.g = g;
@@ -164,14 +165,14 @@ Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_
   return dw;
 }
 
-Tensor bias_add(const Tensor& x, const Tensor& bias, Impl impl) {
+Tensor bias_add(const Tensor& x, const Tensor& bias, Impl impl, const Tensor* out) {
   require_f32("bias_add", "x", x);
   require_f32("bias_add", "bias", bias, 1);
   HG_REQUIRE(x.dim() >= 2, "bias_add: x must have at least 2 dimensions (N, C, ...), got shape ",
              shape_str(x.shape()));
   const Device dev = require_same_device("bias_add", {{"x", &x}, {"bias", &bias}});
   require_shape("bias_add", "bias", bias, {x.size(1)});
-  Tensor y = empty(x.shape(), DType::f32, dev);
+  Tensor y = output_tensor("bias_add", out, x.shape(), dev, {{"x", &x}, {"bias", &bias}});
   if (y.numel() == 0) return y;
   BiasAddArgs args;
   args.outer = x.size(0);

@@ -9,7 +9,7 @@ OpKernels<GemmArgs>& gemm_op() {
 }
 
 Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
-            float alpha, float beta, Impl impl) {
+            float alpha, float beta, Impl impl, const Tensor* out) {
   require_f32("gemm", "a", a, 2);
   require_f32("gemm", "b", b, 2);
   const Device dev = require_same_device("gemm", {{"a", &a}, {"b", &b}, {"c", &c}});
@@ -23,7 +23,7 @@ Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
     require_f32("gemm", "c", c, 2);
     require_shape("gemm", "c", c, {M, N});
   }
-  Tensor y = empty({M, N}, DType::f32, dev);
+  Tensor y = output_tensor("gemm", out, {M, N}, dev, {{"a", &a}, {"b", &b}, {"c", &c}});
   if (y.numel() == 0) return y;
   GemmArgs args;
   args.trans_a = trans_a;

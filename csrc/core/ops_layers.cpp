@@ -57,9 +57,9 @@ void run_add(Device dev, const Tensor& a, const Tensor& b, float alpha, float* y
 }
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b, float alpha, Impl impl) {
+Tensor add(const Tensor& a, const Tensor& b, float alpha, Impl impl, const Tensor* out) {
   const Device dev = check_add("add", a, b);
-  Tensor y = empty(a.shape(), DType::f32, dev);
+  Tensor y = output_tensor("add", out, a.shape(), dev, {{"a", &a}, {"b", &b}});
   if (y.numel() > 0) run_add(dev, a, b, alpha, y.data<float>(), impl);
   return y;
 }
@@ -98,7 +98,8 @@ void require_per_channel(const char* op, const char* name, const Tensor& t, int6
 
 std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                               Tensor& running_mean, Tensor& running_var,
-                                              bool training, float momentum, float eps, Impl impl) {
+                                              bool training, float momentum, float eps, Impl impl,
+                                              const Tensor* out) {
   const char* op = "batch_norm";
   const BnShape s = check_bn_input(op, "x", x);
   require_per_channel(op, "gamma", gamma, s.C);
@@ -113,7 +114,9 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& gam
   const Device dev = require_same_device(op, {{"x", &x}, {"gamma", &gamma}, {"beta", &beta},
                                               {"running_mean", &running_mean},
                                               {"running_var", &running_var}});
-  Tensor y = empty(x.shape(), DType::f32, dev);
+  Tensor y = output_tensor(op, out, x.shape(), dev,
+                           {{"x", &x}, {"gamma", &gamma}, {"beta", &beta},
+                            {"running_mean", &running_mean}, {"running_var", &running_var}});
   Tensor save_mean = empty({s.C}, DType::f32, dev);
   Tensor save_invstd = empty({s.C}, DType::f32, dev);
   if (s.C == 0) return {y, save_mean, save_invstd};
@@ -223,7 +226,7 @@ void raise_if_bad_index(const char* op, const Tensor& flag, int64_t num) {
 }
 }  // namespace
 
-Tensor embedding(const Tensor& weight, const Tensor& idx, Impl impl) {
+Tensor embedding(const Tensor& weight, const Tensor& idx, Impl impl, const Tensor* out) {
   const char* op = "embedding";
   require_f32(op, "weight", weight, 2);
   require_dtype(op, "idx", idx, DType::i64);
@@ -231,7 +234,7 @@ Tensor embedding(const Tensor& weight, const Tensor& idx, Impl impl) {
   const int64_t num = weight.size(0), dim = weight.size(1);
   Shape out_shape = idx.shape();
   out_shape.push_back(dim);
-  Tensor y = empty(out_shape, DType::f32, dev);
+  Tensor y = output_tensor(op, out, out_shape, dev, {{"weight", &weight}, {"idx", &idx}});
   if (idx.numel() == 0) return y;
   Tensor flag = zeros({1}, DType::i32, dev);
   EmbeddingArgs args;

@@ -87,10 +87,10 @@ Tensor softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels,
   return dlogits;
 }
 
-Tensor softmax(const Tensor& x, Impl impl) {
+Tensor softmax(const Tensor& x, Impl impl, const Tensor* out) {
   require_f32("softmax", "x", x);
   HG_REQUIRE(x.dim() >= 1, "softmax: x must have at least 1 dimension, got a 0-d tensor");
-  Tensor y = empty(x.shape(), DType::f32, x.device());
+  Tensor y = output_tensor("softmax", out, x.shape(), x.device(), {{"x", &x}});
   if (y.numel() == 0) return y;
   SoftmaxArgs args;
   args.cols = x.size(-1);

@@ -67,18 +67,18 @@ std::string pool_key(const PoolGeometry& g) {
 }  // namespace
 
 std::tuple<Tensor, Tensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
-                                      Impl impl) {
+                                      Impl impl, const Tensor* out, bool with_argmax) {
   require_f32("max_pool2d", "x", x, 4);
   const PoolGeometry g = pool_geometry("max_pool2d", x.shape(), kernel, stride, padding);
   const Device dev = x.device();
-  Tensor y = empty({g.N, g.C, g.P, g.Q}, DType::f32, dev);
-  Tensor argmax = empty({g.N, g.C, g.P, g.Q}, DType::i64, dev);
+  Tensor y = output_tensor("max_pool2d", out, {g.N, g.C, g.P, g.Q}, dev, {{"x", &x}});
+  Tensor argmax = with_argmax ? empty({g.N, g.C, g.P, g.Q}, DType::i64, dev) : Tensor();
   if (y.numel() == 0) return {y, argmax};
   MaxPoolArgs args;
   args.g = g;
   args.x = x.data<float>();
   args.y = y.data<float>();
-  args.argmax = argmax.data<int64_t>();
+  args.argmax = with_argmax ? argmax.data<int64_t>() : nullptr;
   max_pool2d_op().run(dev, impl, args, pool_key(g));
   return {y, argmax};
 }
@@ -106,11 +106,12 @@ Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& 
   return dx;
 }
 
-Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl) {
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl,
+                  const Tensor* out) {
   require_f32("avg_pool2d", "x", x, 4);
   const PoolGeometry g = pool_geometry("avg_pool2d", x.shape(), kernel, stride, padding);
   const Device dev = x.device();
-  Tensor y = empty({g.N, g.C, g.P, g.Q}, DType::f32, dev);
+  Tensor y = output_tensor("avg_pool2d", out, {g.N, g.C, g.P, g.Q}, dev, {{"x", &x}});
   if (y.numel() == 0) return y;
   AvgPoolArgs args;
   args.g = g;

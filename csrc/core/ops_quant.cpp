@@ -46,10 +46,10 @@ void require_channel_params(const char* op, const Tensor& w_scale, const Tensor&
 
 }  // namespace
 
-Tensor quantize(const Tensor& x, float scale, Impl impl) {
+Tensor quantize(const Tensor& x, float scale, Impl impl, const Tensor* out) {
   require_f32("quantize", "x", x);
   require_scale("quantize", "scale", scale);
-  Tensor q = empty(x.shape(), DType::i8, x.device());
+  Tensor q = output_tensor("quantize", out, x.shape(), x.device(), {{"x", &x}}, DType::i8);
   if (x.numel() == 0) return q;
   QuantizeArgs a;
   a.n = x.numel();
@@ -61,7 +61,8 @@ Tensor quantize(const Tensor& x, float scale, Impl impl) {
 }
 
 Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-             const Tensor& bias, const std::string& activation, float alpha, Impl impl) {
+             const Tensor& bias, const std::string& activation, float alpha, Impl impl,
+             const Tensor* out) {
   require_dtype("qgemm", "xq", xq, DType::i8);
   require_dtype("qgemm", "wq", wq, DType::i8);
   HG_REQUIRE(xq.dim() == 2, "qgemm: xq must be 2-D (M, K), got shape ", shape_str(xq.shape()));
@@ -77,7 +78,8 @@ Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_
   a.M = xq.size(0);
   a.N = wq.size(0);
   a.K = xq.size(1);
-  Tensor y = empty({a.M, a.N}, DType::f32, dev);
+  Tensor y = output_tensor("qgemm", out, {a.M, a.N}, dev,
+                           {{"xq", &xq}, {"wq", &wq}, {"w_scale", &w_scale}, {"bias", &bias}});
   if (y.numel() == 0) return y;
   a.xq = xq.data<int8_t>();
   a.wq = wq.data<int8_t>();
@@ -91,7 +93,7 @@ Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_
 
 Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
                const Tensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
-               const std::string& activation, float alpha, Impl impl) {
+               const std::string& activation, float alpha, Impl impl, const Tensor* out) {
   require_dtype("qconv2d", "xq", xq, DType::i8);
   require_dtype("qconv2d", "wq", wq, DType::i8);
   require_scale("qconv2d", "x_scale", x_scale);
@@ -101,7 +103,8 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   require_channel_params("qconv2d", w_scale, bias, a.g.K, dev);
   a.has_act = epilogue(activation, &a.act);
   a.alpha = alpha;
-  Tensor y = empty({a.g.N, a.g.K, a.g.P, a.g.Q}, DType::f32, dev);
+  Tensor y = output_tensor("qconv2d", out, {a.g.N, a.g.K, a.g.P, a.g.Q}, dev,
+                           {{"xq", &xq}, {"wq", &wq}, {"w_scale", &w_scale}, {"bias", &bias}});
   a.xq = xq.data<int8_t>();
   a.wq = wq.data<int8_t>();
   a.x_scale = x_scale;

@@ -5,7 +5,10 @@
 //                no C++ development package on PyPI that we could link, while im2col + BLAS
 //                needs nothing beyond the OpenBLAS wheel we already ship, and on a CPU the
 //                lowered GEMM is where nearly all of the time goes anyway.
-// Both variants share this file's drivers and im2col.cpp; only the GEMM they call differs.
+//   alternate of the forward ("cpu.conv2d_im2col_gemm_unpacked", timed by impl="auto"): im2col +
+//                the unpacked small-problem GEMM (gemm_unpacked.cpp) per group, depthwise too;
+//                a LeNet layer's per-image GEMMs (e.g. 6 x 784 x 25) are too small to repay packing.
+// All variants share this file's drivers and im2col.cpp; only the GEMM they call differs.
 // Per image n and group g (Cg = C/groups, Kg = K/groups, col_g = rows [g*Cg*R*S, ...) of
 // im2col(x_n), a 1x1/stride-1/unpadded conv uses x_n itself as col):
 //   forward:         y_ng  (Kg, PQ)     = w_g (Kg, CgRS) @ col_g (CgRS, PQ)   (+ bias, see below)
@@ -14,7 +17,8 @@
 // The bias is fused: y_n is filled with it and is the GEMM's C operand (beta = 1), so it is
 // added while y is accumulated, with no pass over y afterwards.
 // conv2d_bias_act (fused.cpp) runs the same forward with its bias + activation epilogue applied
-// by the GEMM per micro-tile (handwritten) or per (image, group) block after the sgemm (vendor).
+// by the GEMM per strip of micro-tiles (handwritten) or per (image, group) block after the sgemm
+// (vendor).
 // Threading: see split_images().
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py
 // Time: hg.ops.conv2d(x, w, impl="handwritten"|"vendor"); hg.ops.last_impl()["ms"]
@@ -25,6 +29,7 @@
 
 #include "../core/checks.h"
 #include "cpu_kernels.h"
+#include "gemm_unpacked_kernel.h"
 #include "im2col.h"
 
 namespace hg::cpu {
@@ -41,6 +46,7 @@ struct GemmRoutine {
 };
 constexpr GemmRoutine kHandwritten{&gemm_handwritten, false};
 constexpr GemmRoutine kOpenBlas{&gemm_blas, true};
+constexpr GemmRoutine kUnpacked{&gemm_unpacked, false};
 
 // Below this many multiply-adds per image a GEMM is too small to split across threads well.
 constexpr double kSmallImageMacs = double(1 << 21);
@@ -111,8 +117,8 @@ void for_each_image(int64_t N, Split split, float* col, int64_t col_size, F&& im
 }
 
 // y = conv(x, w) (+ bias). With `epi` (conv2d_bias_act), y_ng = act(w_g @ col_g + bias_g) per
-// (image, group): our GEMM applies it per micro-tile (gemm_handwritten_epilogue); after the
-// BLAS, one pass over the group's block, which was just written (apply_epilogue).
+// (image, group): our GEMM applies it per strip of micro-tiles (gemm_handwritten_epilogue);
+// after the BLAS, one pass over the group's block, which was just written (apply_epilogue).
 void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine,
                      const FusedEpilogue* epi = nullptr) {
   const ConvGeometry& g = a.g;
@@ -230,6 +236,7 @@ void conv2d_backward_weight_handwritten(const ConvBackwardWeightArgs& a) {
   if (is_depthwise(a.g)) conv2d_depthwise_backward_weight(a);
   else backward_weight_lowered(a, kHandwritten);
 }
+void conv2d_forward_unpacked(const ConvForwardArgs& a) { forward_lowered(a, kUnpacked); }
 void conv2d_forward_vendor(const ConvForwardArgs& a) {
   require_blas_sizes(a.g);
   forward_lowered(a, kOpenBlas);
@@ -259,6 +266,8 @@ void conv2d_bias_act_lowered(const ConvBiasActArgs& a, bool vendor) {
 
 HG_REGISTER_KERNEL(conv2d_forward_op, cpu, handwritten, "cpu.conv2d_im2col_gemm|depthwise_direct",
                    &hg::cpu::conv2d_forward_handwritten);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_im2col_gemm_unpacked",
+                      &hg::cpu::conv2d_forward_unpacked);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, handwritten,
                    "cpu.conv2d_gemm_col2im|depthwise_direct",
                    &hg::cpu::conv2d_backward_data_handwritten);

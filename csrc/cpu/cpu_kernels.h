@@ -21,8 +21,8 @@ struct GemmEpilogue {
 // element; i0, j0 index the bias). Vectorized with the activation kernels' math (activation.cpp).
 void apply_epilogue(const GemmEpilogue& e, int64_t i0, int64_t j0, int64_t m, int64_t n, float* c,
                     int64_t ldc);
-// gemm_handwritten with beta = 0 and the epilogue applied to each micro-tile of C as soon as its
-// last K block is accumulated, while the tile is still in L1: no second pass over C.
+// gemm_handwritten with beta = 0 and the epilogue applied to each MR-row strip of micro-tiles of
+// C as soon as its last K block is accumulated, while the strip is in L1: no second pass over C.
 void gemm_handwritten_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                                int64_t ldc, const GemmEpilogue& e);
@@ -36,6 +36,9 @@ GemmBlocking gemm_handwritten_blocking();
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
+
+// The gemm op's kernels start from y = c (c: M x N, contiguous) when the op has a c.
+void gemm_copy_c_to_y(const GemmArgs& g);
 
 // Threads used by handwritten CPU kernels and by the BLAS.
 int num_threads();

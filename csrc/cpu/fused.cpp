@@ -1,8 +1,9 @@
 // Fused forward ops on the CPU: conv2d_bias_act y = act(conv2d(x, w) + bias) and
 // linear_bias_act y = act(x @ w^T + bias) (x (M, K), w (N, K)). The epilogue (bias + activation,
 // either optional) uses the activation kernels' vectorized math (apply_epilogue, activation.cpp).
-//   handwritten: the packed GEMM (gemm.cpp) applies the epilogue to each micro-tile as soon as
-//                its last K block is accumulated, while the tile is in L1: no second pass over y.
+//   handwritten: the packed GEMM (gemm.cpp) applies the epilogue to each MR-row strip of
+//                micro-tiles as soon as its last K block is accumulated, while the strip is in
+//                L1: no second pass over y.
 //                conv: im2col + that GEMM per (image, group) (conv.cpp); depthwise
 //                (groups == C == K): the direct kernel (conv_depthwise.cpp), bias as the
 //                accumulators' start, activation on each plane right after it is computed.

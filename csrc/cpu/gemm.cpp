@@ -23,7 +23,11 @@
 //
 // Variants, one per instruction set, chosen at run time (isa.h; HIPGRAD_CPU_ISA or
 // hipgrad._C._set_cpu_isa force one): avx512 14x32, avx2 6x16, generic 4x8. The op table reports
-// the one in use as "cpu.gemm_packed_<isa>_<MR>x<NR>".
+// the one in use as "cpu.gemm_packed_<isa>_<MR>x<NR>" (the default handwritten kernel).
+// Alternate (impl="auto" times it; dispatch.h): the same loops with the deep blocking
+// (deep_blocking: KC doubled, MC and NC_L2 shrunk to keep L2 shared), reported as
+// "cpu.gemm_packed_<isa>_<MR>x<NR>_kc<KC>". The unpacked small-problem alternate is
+// gemm_unpacked.cpp.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py
 // Bench: PYTHONPATH=python python3 bench/bench_cpu.py
 #include <omp.h>
@@ -35,6 +39,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "../core/checks.h"
 #include "cpu_kernels.h"
@@ -171,12 +176,12 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1,
         float* c = C + ir * ldc + j;
         if (m == MR && n == NR) {
           uk.tile(kc, ap + ir * kc, b, c, ldc, alpha, beta);
-        } else {
-          uk.tile(kc, ap + ir * kc, b, scratch, NR, alpha, 0.f);
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t jj = 0; jj < n; ++jj)
-              c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
+          continue;
         }
+        uk.tile(kc, ap + ir * kc, b, scratch, NR, alpha, 0.f);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t jj = 0; jj < n; ++jj)
+            c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
       }
       // The MR x (jb1 - jb) strip of C just finished is still in L1: long rows vectorize better
       // and amortize the call better than one tile at a time.
@@ -196,10 +201,26 @@ void thread_grid(int threads, int64_t micro_rows, int64_t micro_cols, int* tm, i
   }
 }
 
-// The driver behind gemm_handwritten and gemm_handwritten_epilogue (ep: nullptr for none).
-void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                 int64_t ldc, const GemmEpilogue* ep) {
+}  // namespace
+
+// The active micro-kernel with the deep blocking: twice the depth per pass (half as many passes
+// over C, each A micro-panel still in L1), a narrower B sub-block and a shorter A block so both
+// still share L2. Named "<packed name>_kc<KC>".
+GemmMicroKernel deep_blocking() {
+  static std::string names[3];
+  GemmMicroKernel uk = active_microkernel();
+  uk.kc *= 2;
+  uk.mc = std::max(uk.mr, uk.mc * 2 / 3 / uk.mr * uk.mr);
+  uk.nc_l2 = std::max(uk.nr, uk.nc_l2 / 2 / uk.nr * uk.nr);
+  std::string& name = names[int(cpu_isa())];
+  if (name.empty()) name = std::string(uk.name) + "_kc" + std::to_string(uk.kc);
+  uk.name = name.c_str();
+  return uk;
+}
+
+void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                 float beta, float* C, int64_t ldc, const GemmEpilogue* ep = nullptr) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.f) {
     scale_c(M, N, beta, C, ldc);
@@ -207,7 +228,6 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
     return;
   }
 
-  const GemmMicroKernel& uk = active_microkernel();
   const int MR = uk.mr, NR = uk.nr;
   const int64_t KC = std::min<int64_t>(uk.kc, K), MC = uk.mc;
   const int64_t micro_rows = (M + MR - 1) / MR, micro_cols = (N + NR - 1) / NR;
@@ -254,18 +274,17 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   }
 }
 
-}  // namespace
-
 void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                       float* C, int64_t ldc) {
-  gemm_packed(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+  gemm_packed(active_microkernel(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_handwritten_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                                int64_t ldc, const GemmEpilogue& e) {
-  gemm_packed(trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc, &e);
+  gemm_packed(active_microkernel(), trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc,
+              &e);
 }
 
 GemmBlocking gemm_handwritten_blocking() {
@@ -273,23 +292,32 @@ GemmBlocking gemm_handwritten_blocking() {
   return {uk.name, uk.mr, uk.nr, uk.kc, uk.mc, uk.nc_l2, uk.nc};
 }
 
+void gemm_copy_c_to_y(const GemmArgs& g) {
+  if (!g.c) return;
+  for (int64_t i = 0; i < g.M; ++i) std::copy(g.c + i * g.N, g.c + (i + 1) * g.N, g.y + i * g.ldy);
+}
+
 static void gemm_handwritten_kernel(const GemmArgs& g) {
-  if (g.c) {
-    for (int64_t i = 0; i < g.M; ++i) std::copy(g.c + i * g.N, g.c + (i + 1) * g.N, g.y + i * g.ldy);
-  }
+  gemm_copy_c_to_y(g);
   gemm_handwritten(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.b, g.ldb,
                    g.c ? g.beta : 0.f, g.y, g.ldy);
 }
 
-// The op table names the variant in use; re-registered whenever the ISA is forced.
+// The alternate with the deep blocking (an auto candidate; impl="handwritten" never runs it).
+static void gemm_deep_kernel(const GemmArgs& g) {
+  gemm_copy_c_to_y(g);
+  gemm_packed(deep_blocking(), g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.b,
+              g.ldb, g.c ? g.beta : 0.f, g.y, g.ldy);
+}
+
+// The op table names the variants in use; re-registered whenever the ISA is forced.
 static void register_gemm_handwritten() {
   gemm_op().add(Backend::cpu, Variant::handwritten, active_microkernel().name,
                 &gemm_handwritten_kernel);
+  gemm_op().add_alternate(Backend::cpu, deep_blocking().name, &gemm_deep_kernel);
 }
 
 }  // namespace hg::cpu
 
-HG_REGISTER_KERNEL(gemm_op, cpu, handwritten, hg::cpu::active_microkernel().name,
-                   &hg::cpu::gemm_handwritten_kernel);
 static const bool hg_gemm_follows_isa =
     (hg::cpu::on_cpu_isa_change(&hg::cpu::register_gemm_handwritten), true);

@@ -1,6 +1,6 @@
 // CPU 2-D pooling, NCHW, contiguous float32 (argmax int64), PyTorch semantics (floor mode,
 // padding <= kernel/2, so every window holds at least one input element):
-//   max_pool2d           y = max over the window (padding is -inf); argmax = h*W + w of the
+//   max_pool2d           y = max over the window (padding is -inf); argmax (unless nullptr) = h*W + w of the
 //                        first maximum in row-major window order (PyTorch's CPU choice); a NaN
 //                        in the window wins, as in PyTorch;
 //   max_pool2d_backward  dx = scatter-add of dy at argmax; dx fully written;
@@ -98,7 +98,7 @@ void max_pool2d_planes(const MaxPoolArgs& a) {
             fold(cols, g.sw, int32_t(h * g.W + off), x, y, idx.data());
           }
         }
-        std::copy(idx.begin(), idx.end(), a.argmax + (nc * g.P + p) * g.Q);
+        if (a.argmax) std::copy(idx.begin(), idx.end(), a.argmax + (nc * g.P + p) * g.Q);
       }
     }
   }

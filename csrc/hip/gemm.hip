@@ -2,11 +2,15 @@
 // form hg::gpu::gemm_strided (gpu_kernels.h), which other GPU kernels call.
 //
 // Variants:
-//   tiled (production): the main loop of gemm_tile.h. Each 256-thread block computes a 128x128
-//     tile of y (8x8 outputs per thread) or, for small or skinny problems, a 64x64 tile (4x4 per
-//     thread); slices of op(a) and op(b) (8 resp. 16 deep) are staged in shared memory, double
-//     buffered, loaded as float4 where the operand's pointer and leading dimension allow. All four
-//     transpose cases; any M, N, K (edges are zero-filled on load and masked on store).
+//   tiled (production, "gpu.gemm_tiled"): the main loop of gemm_tile.h. Each 256-thread block
+//     computes a 128x128 tile of y (8x8 outputs per thread) or, for small or skinny problems
+//     (tile::prefer_large decides), a 64x64 tile (4x4 per thread); slices of op(a) and op(b) (8
+//     resp. 16 deep) are staged in shared memory, double buffered, loaded as float4 where the
+//     operand's pointer and leading dimension allow. All four transpose cases; any M, N, K (edges
+//     are zero-filled on load and masked on store).
+//   gpu.gemm_tiled_128x128, gpu.gemm_tiled_64x64: the same kernel with its tile config fixed,
+//     registered as alternates of the gemm op, so impl="auto" times both configs per shape
+//     instead of trusting the heuristic (impl="handwritten" keeps the heuristic).
 //   v0 (reference): one thread per element of y, a plain loop over K. HIPGRAD_GPU_GEMM_VARIANT=v0
 //     selects it, for validating the tiled kernel and as the bench's baseline.
 // beta == 0 (or c == nullptr) never reads c.
@@ -106,7 +110,7 @@ GemmStrided without_unused_c(GemmStrided g) {
   return g;
 }
 
-void gemm_op_kernel(const GemmArgs& a) {
+GemmStrided strided_of(const GemmArgs& a) {
   GemmStrided g;
   g.trans_a = a.trans_a, g.trans_b = a.trans_b;
   g.M = a.M, g.N = a.N, g.K = a.K, g.batch = 1;
@@ -115,7 +119,17 @@ void gemm_op_kernel(const GemmArgs& a) {
   g.b = a.b, g.ldb = a.ldb;
   g.c = a.c, g.ldc = a.N;
   g.y = a.y, g.ldy = a.ldy;
-  gemm_strided(g);
+  return g;
+}
+
+void gemm_op_kernel(const GemmArgs& a) { gemm_strided(strided_of(a)); }
+
+// The tiled kernel with one tile config, whatever the heuristic would pick.
+template <class Cfg>
+void gemm_op_kernel_fixed(const GemmArgs& a) {
+  const GemmStrided g = without_unused_c(strided_of(a));
+  if (g.M == 0 || g.N == 0) return;
+  gemm_tiled_any<Cfg>(g);
 }
 
 }  // namespace
@@ -143,3 +157,7 @@ void gemm_strided(const GemmStrided& g0) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(gemm_op, gpu, handwritten, "gpu.gemm_tiled", &hg::gpu::gemm_op_kernel);
+HG_REGISTER_ALTERNATE(gemm_op, gpu, "gpu.gemm_tiled_128x128",
+                      &hg::gpu::gemm_op_kernel_fixed<hg::gpu::tile::Large>);
+HG_REGISTER_ALTERNATE(gemm_op, gpu, "gpu.gemm_tiled_64x64",
+                      &hg::gpu::gemm_op_kernel_fixed<hg::gpu::tile::Small>);

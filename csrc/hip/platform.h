@@ -82,8 +82,9 @@ namespace hg::gpu {
 
 // Throws hg::BackendError naming the runtime call, file:line and the runtime's own message.
 [[noreturn]] void throw_runtime_error(hipError_t status, const char* call, const char* location);
-// The one stream per device that all hipgrad work is queued on.
-hipStream_t stream(int device = 0);
+// The one stream per device that all hipgrad work is queued on; -1: the current device's (the
+// dispatcher makes the op's device current before a kernel runs).
+hipStream_t stream(int device = -1);
 // HIPGRAD_SYNC_DEBUG=1: synchronize after each launch so an asynchronous fault names its kernel.
 bool sync_debug();
 

@@ -74,7 +74,7 @@ __global__ void max_pool2d_direct(PoolGeometry g, typename D::Index total, D Qd,
       }
     }
     y[j] = best;
-    argmax[j] = arg;
+    if (argmax) argmax[j] = arg;  // nullptr: inference, no backward follows
   }
 }
 

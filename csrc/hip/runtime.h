@@ -2,8 +2,9 @@
 // memory from the caching allocator, launch sizing and the switch that selects the simple v0
 // reference kernels. Definitions in runtime.hip. Include after platform.h (it includes it).
 //
-// Kernels run on hg::gpu::stream() -- the stream of gpu:0. The op argument structs carry raw
-// pointers and no device, so every op runs on gpu:0; tensors on gpu:N>0 can be made and copied.
+// Kernels run on hg::gpu::stream() -- the stream of the current device. The op argument structs
+// carry raw pointers and no device: the dispatcher makes the inputs' device current first
+// (DeviceBackend::make_current), so an op on gpu:1 tensors runs on gpu:1 and its stream.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -37,7 +38,7 @@ class DeviceGuard {
   int previous_ = -1;
 };
 
-// Device scratch memory (split-K partial sums and the like) from the caching allocator of gpu:0.
+// Device scratch memory (split-K partial sums and the like) from the current device's allocator.
 // Freed at scope exit; reuse is ordered on the stream, so no synchronisation is needed.
 class Scratch {
  public:
@@ -49,6 +50,7 @@ class Scratch {
 
  private:
   void* data_ = nullptr;
+  int device_ = 0;
 };
 
 // HIPGRAD_GPU_<FAMILY>_VARIANT=v0 (family "GEMM", "CONV", ...): run the family's simple v0

@@ -57,6 +57,7 @@ void require_device_index(int device) {
 hipStream_t stream(int device) {
   static std::atomic<hipStream_t> streams[kMaxDevices] = {};
   static std::mutex mu;
+  if (device < 0) HG_GPU_CHECK(hipGetDevice(&device));
   require_device_index(device);
   hipStream_t s = streams[device].load(std::memory_order_acquire);
   if (s != nullptr) return s;
@@ -305,6 +306,32 @@ class GpuBackend final : public DeviceBackend {
     HG_GPU_CHECK(hipStreamSynchronize(stream(index)));
   }
 
+  // Events on the device's stream: the time between them is the device's, without the launch
+  // latency and host overhead that a host clock around a synchronisation would add.
+  double time_ms(int index, const std::function<void()>& fn) override {
+    DeviceGuard guard(index);
+    hipEvent_t start = nullptr, stop = nullptr;
+    HG_GPU_CHECK(hipEventCreate(&start));
+    struct Events {
+      hipEvent_t* a; hipEvent_t* b;
+      ~Events() { if (*a) (void)hipEventDestroy(*a); if (*b) (void)hipEventDestroy(*b); }
+    } cleanup{&start, &stop};
+    HG_GPU_CHECK(hipEventCreate(&stop));
+    HG_GPU_CHECK(hipEventRecord(start, stream(index)));
+    fn();
+    HG_GPU_CHECK(hipEventRecord(stop, stream(index)));
+    HG_GPU_CHECK(hipEventSynchronize(stop));
+    float ms = 0.f;
+    HG_GPU_CHECK(hipEventElapsedTime(&ms, start, stop));
+    return double(ms);
+  }
+
+  void make_current(int index) override {
+    int current = -1;
+    HG_GPU_CHECK(hipGetDevice(&current));
+    if (current != index) HG_GPU_CHECK(hipSetDevice(index));
+  }
+
   MemoryStats memory_stats(int index) override { return alloc(index).stats(); }
   void reset_peak_memory_stats(int index) override { alloc(index).reset_peak(); }
   void empty_cache(int index) override { alloc(index).empty_cache(); }
@@ -399,9 +426,10 @@ const bool g_registered = [] {
 
 Scratch::Scratch(size_t nbytes) {
   HG_REQUIRE(g_backend != nullptr, "no GPU device is usable");
-  data_ = g_backend->allocate(nbytes, 0);
+  HG_GPU_CHECK(hipGetDevice(&device_));
+  data_ = g_backend->allocate(nbytes, device_);
 }
 
-Scratch::~Scratch() { g_backend->deallocate(data_, 0); }
+Scratch::~Scratch() { g_backend->deallocate(data_, device_); }
 
 }  // namespace hg::gpu

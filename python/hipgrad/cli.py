@@ -150,7 +150,9 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+from .cli_explain import add_explain_command  # noqa: E402
 from .cli_infer import add_compare_command, add_infer_command  # noqa: E402
+from .cli_tune import add_tune_command  # noqa: E402
 
 # --- the command table and entry point --------------------------------------------------------
 
@@ -161,6 +163,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Runner]]] = {
               add_infer_command),
     "compare": ("one training step vs one inference pass: time, memory, bytes kept",
                 add_compare_command),
+    "tune": ("time every shape a model uses once for impl=auto and save the choices",
+             add_tune_command),
+    "explain": ("one training step and one inference pass, traced and explained in plain words",
+                add_explain_command),
 }
 
 

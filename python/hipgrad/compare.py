@@ -8,7 +8,8 @@ import json
 import os
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,31 +74,13 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
 
     rows: dict[str, dict] = {}
     train_ms = _median_ms(train_step, device, repeats)
-    train_peak = _peak_bytes(train_step, device)
-    params = list(net.parameters())
-    grads = _nbytes(p.grad for p in params)  # as the last step left them
-    before = runtime.memory_stats(device)["current"]
-    net.train()
-    logits = net(x)
-    kept = runtime.memory_stats(device)["current"] - before - logits.nbytes
-    del logits
-    rows["training"] = {
-        "ms_per_batch": train_ms, "peak_bytes": train_peak,
-        "weights_bytes": _nbytes(p.data for p in params),
-        "gradients_bytes": grads,
-        "optimizer_state_bytes": _optimizer_bytes(opt),
-        "activations_kept_bytes": int(kept),
-    }
+    rows["training"] = {"ms_per_batch": train_ms, **training_memory(net, opt, train_step, x, device)}
     for precision in ("fp32", "int8"):
         engine = InferenceEngine.from_model(net, device=device, precision=precision)
         if precision == "int8":
             engine.calibrate([x_np[: min(batch, 64)]])
-        ms = _median_ms(lambda: engine.forward(x), device, repeats)
-        peak = _peak_bytes(lambda: engine.forward(x), device)
-        rows[f"inference_{precision}"] = {
-            "ms_per_batch": ms, "peak_bytes": peak, "weights_bytes": engine.weight_bytes(),
-            "gradients_bytes": 0, "optimizer_state_bytes": 0, "activations_kept_bytes": 0,
-        }
+        ms = _median_ms(lambda engine=engine: engine.forward(x), device, repeats)
+        rows[f"inference_{precision}"] = {"ms_per_batch": ms, **inference_memory(engine, x, device)}
     result = {"model": model, "batch": batch, "device": device, "input_shape": list(input_shape),
               "phases": rows,
               "ratios": {
@@ -111,6 +94,32 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
             json.dump(result, f, indent=1)
         plot_compare(result, os.path.join(out_dir, "compare.png"))
     return result
+
+
+def training_memory(net: Any, opt: Any, train_step: Callable[[], Any], x: Any, device: str) -> dict:
+    """What training holds: the peak of one `train_step` above what was live before it, the
+    weights, the gradients it left, the optimizer's state, and the activations a forward pass of
+    `net` on `x` keeps for backward (all in bytes)."""
+    peak = _peak_bytes(train_step, device)
+    params = list(net.parameters())
+    grads = _nbytes(p.grad for p in params)  # as the step left them
+    before = runtime.memory_stats(device)["current"]
+    net.train()
+    logits = net(x)
+    kept = runtime.memory_stats(device)["current"] - before - logits.nbytes
+    del logits
+    return {"peak_bytes": peak, "weights_bytes": _nbytes(p.data for p in params),
+            "gradients_bytes": grads, "optimizer_state_bytes": _optimizer_bytes(opt),
+            "activations_kept_bytes": int(kept)}
+
+
+def inference_memory(engine: InferenceEngine, x: Any, device: str) -> dict:
+    """What inference holds, in the same fields: its peak and its weights; nothing else. The
+    engine keeps its activation buffers between calls, so the peak is that of a predict that
+    allocates them afresh (a warm predict allocates nothing)."""
+    return {"peak_bytes": engine.memory_report(x)["measured"]["peak_above_live_bytes"],
+            "weights_bytes": engine.weight_bytes(), "gradients_bytes": 0,
+            "optimizer_state_bytes": 0, "activations_kept_bytes": 0}
 
 
 def _optimizer_bytes(opt: Any) -> int:

@@ -3,8 +3,13 @@
 A model (an nn.Module, a hipgrad checkpoint or an ONNX file) is compiled into a plan: a list of
 steps with the engine's own read-only copies of the weights, BatchNorm folded into the
 convolution before it, each activation fused into the convolution or linear layer before it,
-Dropout removed. Running the plan keeps no activation caches: each step's input is dropped as
-soon as its output exists, so a chain holds at most two activation buffers at once.
+Dropout removed. Running the plan keeps no activation caches. Memory is planned per input
+shape (memplan.py): the first predict of a shape computes every step's output shape and
+allocates the activation buffers once (two ping-pong buffers for a chain, more inside residual
+blocks, an int8 scratch for INT8 and an input staging buffer); every op then writes into a prefix
+view of one of them (out=), so later predicts of that shape allocate nothing. Concurrent
+predicts each take their own set from a pool. plan_memory=False runs the unplanned path (each
+op allocates its output), kept to compare against.
 
     engine = InferenceEngine.load("runs/digits/model.safetensors", precision="int8")
     engine.calibrate(x_calib)        # INT8: activation scales from a few batches of real data
@@ -20,7 +25,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import ops
+from . import ops, runtime
+from .memplan import Arena, ArenaPool, MemoryPlan, step_output_shape
 from .tensor import Tensor, tensor
 
 PRECISIONS = ("fp32", "int8")
@@ -59,7 +65,7 @@ class InferenceEngine:
 
     def __init__(self, plan: list[Step], *, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, input_shape: Sequence[int] | None = None,
-                 source: str = "model") -> None:
+                 source: str = "model", plan_memory: bool = True) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if batch_size is not None and int(batch_size) < 1:
@@ -72,29 +78,33 @@ class InferenceEngine:
         self._plan = plan
         self._lock = threading.Lock()
         self.calibrated = False
-        self.last_peak_bytes = 0
+        self.plan_memory = bool(plan_memory)
+        self._arenas = ArenaPool(self.device)
         self._upload(self._plan)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model: Any, *, device: str = "auto", precision: str = "fp32",
-                   batch_size: int | None = None, input_shape: Sequence[int] | None = None) -> "InferenceEngine":
+                   batch_size: int | None = None, input_shape: Sequence[int] | None = None,
+                   plan_memory: bool = True) -> "InferenceEngine":
         """Compile an nn.Module (its current weights are copied; later training does not leak in)."""
         from .plan import plan_from_module
 
         return cls(plan_from_module(model), device=device, precision=precision,
-                   batch_size=batch_size, input_shape=input_shape, source=type(model).__name__)
+                   batch_size=batch_size, input_shape=input_shape, source=type(model).__name__,
+                   plan_memory=plan_memory)
 
     @classmethod
     def load(cls, path: str, *, device: str = "auto", precision: str = "fp32",
-             batch_size: int | None = None) -> "InferenceEngine":
+             batch_size: int | None = None, plan_memory: bool = True) -> "InferenceEngine":
         """A hipgrad checkpoint (.safetensors + .json sidecar), an INT8 engine saved with save(),
         or an ONNX file (.onnx)."""
         from .plan import plan_from_file
 
         plan, meta = plan_from_file(path)
         engine = cls(plan, device=device, precision=meta.get("precision", precision) if precision == "fp32" else precision,
-                     batch_size=batch_size, input_shape=meta.get("input_shape"), source=str(path))
+                     batch_size=batch_size, input_shape=meta.get("input_shape"), source=str(path),
+                     plan_memory=plan_memory)
         if meta.get("calibrated") and engine.precision == "int8":
             engine.calibrated = True
             engine._drop_fp32_weights(engine._plan)
@@ -180,18 +190,25 @@ class InferenceEngine:
         bs = self.batch_size or n
         if isinstance(arr, Tensor):
             if bs >= n:  # one batch: stays on its device, no copy
-                return self._run(self._plan, arr.to(self.device) if arr.device != self.device else arr,
-                                 int8=self.precision == "int8").numpy()
+                return self._run_batch(arr.to(self.device) if arr.device != self.device else arr)
             arr = arr.numpy()
-        outs = []
-        for i in range(0, n, bs):
-            chunk = arr[i:i + bs]
-            if isinstance(chunk, np.ndarray):
-                chunk = tensor(chunk if chunk.dtype.kind == "f" or self._plan[0].kind == "embedding"
-                               else chunk.astype(np.float32), device=self.device,
-                               dtype=np.int64 if self._plan[0].kind == "embedding" else np.float32)
-            outs.append(self._run(self._plan, chunk, int8=self.precision == "int8").numpy())
-        return np.concatenate(outs, axis=0)
+        return np.concatenate([self._run_batch(arr[i:i + bs]) for i in range(0, n, bs)], axis=0)
+
+    def _input_dtype(self) -> type:
+        return np.int64 if self._plan and self._plan[0].kind == "embedding" else np.float32
+
+    def _run_batch(self, x: np.ndarray | Tensor) -> np.ndarray:
+        """One batch through the plan; the output is copied to the host before its buffers go
+        back to the pool."""
+        int8 = self.precision == "int8"
+        if not self.plan_memory:
+            if isinstance(x, np.ndarray):
+                x = tensor(x, device=self.device, dtype=self._input_dtype())
+            return self._run(self._plan, x, int8).numpy()
+        dtype = x.dtype if isinstance(x, Tensor) else self._input_dtype()
+        with self._arenas.arena(self._plan, x.shape, dtype, int8) as arena:
+            xt = arena.stage(x) if isinstance(x, np.ndarray) else x
+            return self._run(self._plan, xt, int8, mem=arena).numpy()
 
     __call__ = forward
 
@@ -211,59 +228,85 @@ class InferenceEngine:
         idx = np.argsort(-p, axis=-1, kind="stable")[..., : int(k)]
         return idx, np.take_along_axis(p, idx, axis=-1)
 
-    def _run(self, steps: list[Step], x: Tensor, int8: bool, observe: dict | None = None) -> Tensor:
+    def _run(self, steps: list[Step], x: Tensor, int8: bool, observe: dict | None = None,
+             mem: Arena | None = None) -> Tensor:
         for s in steps:
-            x = self._step(s, x, int8, observe)  # the input's last reference goes here
+            x = self._step(s, x, int8, observe, mem)  # the input's last reference goes here
         return x
 
-    def _step(self, s: Step, x: Tensor, int8: bool, observe: dict | None) -> Tensor:
+    def _step(self, s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None) -> Tensor:
+        """One step. With `mem`, every op writes into `out(*live)`: a view of a planned buffer
+        that holds none of the `live` tensors (still to be read); without it, ops allocate."""
         t, a = s.tensors, s.attrs
         act = a.get("act")
         if s.kind in ("conv", "linear") and observe is not None:
             amax = float(np.abs(x.numpy()).max())
             observe[id(s)] = max(observe.get(id(s), 0.0), amax)
-        if s.kind == "conv":
-            if int8:
-                xq = ops.quantize(x, s.x_scale)
+        if s.kind == "residual":
+            return self._residual(s, x, int8, observe, mem)
+        if s.kind == "flatten" or (s.kind == "linear" and x.ndim != 2):
+            x = x.reshape(x.shape[0], -1)  # a view: no copy, no buffer
+            if s.kind == "flatten":
+                return x
+        shape = None if mem is None else step_output_shape(s, x.shape)
+
+        def out(*live: Tensor) -> Tensor | None:
+            return None if mem is None else mem.out(shape, *live)
+
+        if int8 and s.kind in ("conv", "linear"):
+            xq = ops.quantize(x, s.x_scale, out=None if mem is None else mem.quantized(x.shape))
+            if s.kind == "conv":
                 return ops.qconv2d(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"),
                                    stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
-                                   groups=a["groups"], activation=act, alpha=a.get("alpha", 0.01))
+                                   groups=a["groups"], activation=act, alpha=a.get("alpha", 0.01),
+                                   out=out())
+            return ops.qgemm(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"), activation=act,
+                             alpha=a.get("alpha", 0.01), out=out())
+        if s.kind == "conv":
             return ops.conv2d_bias_act(x, t["weight"], t.get("bias"), stride=a["stride"],
                                        padding=a["padding"], dilation=a["dilation"],
                                        groups=a["groups"], activation=act,
-                                       alpha=a.get("alpha", 0.01))
+                                       alpha=a.get("alpha", 0.01), out=out(x))
         if s.kind == "linear":
-            if x.ndim != 2:
-                x = x.reshape(x.shape[0], -1)
-            if int8:
-                xq = ops.quantize(x, s.x_scale)
-                return ops.qgemm(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"), activation=act,
-                                 alpha=a.get("alpha", 0.01))
             return ops.linear_bias_act(x, t["weight"], t.get("bias"), activation=act,
-                                       alpha=a.get("alpha", 0.01))
+                                       alpha=a.get("alpha", 0.01), out=out(x))
         if s.kind == "act":
-            return ops.activation(x, a["kind"], alpha=a.get("alpha", 0.01))
+            return ops.activation(x, a["kind"], alpha=a.get("alpha", 0.01), out=out(x))
         if s.kind == "maxpool":
-            return ops.max_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"])[0]
+            return ops.max_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"],
+                                  out=out(x), with_argmax=False)[0]
         if s.kind == "avgpool":
-            return ops.avg_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"])
-        if s.kind == "flatten":
-            return x.reshape(x.shape[0], -1)
-        if s.kind == "affine":
-            y = ops.batch_norm(x, t["weight"], t["bias"], t["running_mean"].clone(),
-                               t["running_var"].clone(), training=False, eps=a["eps"])[0]
-            return y
+            return ops.avg_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"], out=out(x))
+        if s.kind == "affine":  # eval batch norm reads the running statistics, never writes them
+            return ops.batch_norm(x, t["weight"], t["bias"], t["running_mean"], t["running_var"],
+                                  training=False, eps=a["eps"], out=out(x))[0]
         if s.kind == "softmax":
-            return ops.softmax(x)
+            return ops.softmax(x, out=out(x))
         if s.kind == "embedding":
-            return ops.embedding(t["weight"], x)
-        if s.kind == "residual":
-            short = self._run(s.shortcut, x, int8, observe) if s.shortcut else x
+            return ops.embedding(t["weight"], x, out=out(x))
+        raise ValueError(f"plan step {s.name!r} has an unknown kind {s.kind!r}")
+
+    def _residual(self, s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None) -> Tensor:
+        """act(body(x) + shortcut(x)). With `mem`, x stays pinned in its buffer while the body
+        runs, x and the body's output while the shortcut runs (three buffers in all), and the sum
+        is formed in the body's buffer."""
+        act, alpha = s.attrs.get("act"), s.attrs.get("alpha", 0.01)
+        if mem is None:
             body = self._run(s.body, x, int8, observe)
+            short = self._run(s.shortcut, x, int8, observe) if s.shortcut else x
             del x
             y = ops.add(body, short)
-            return ops.activation(y, act, alpha=a.get("alpha", 0.01)) if act else y
-        raise ValueError(f"plan step {s.name!r} has an unknown kind {s.kind!r}")
+            return ops.activation(y, act, alpha=alpha) if act else y
+        with mem.pinned(x):
+            body = self._run(s.body, x, int8, observe, mem)
+            with mem.pinned(body):
+                short = self._run(s.shortcut, x, int8, observe, mem) if s.shortcut else x
+            with mem.pinned(short):
+                if mem.owns(body):
+                    y = ops.add_(body, short)
+                else:  # the body was views of x only
+                    y = ops.add(body, short, out=mem.out(body.shape, body))
+        return ops.activation(y, act, alpha=alpha, out=mem.out(y.shape, y)) if act else y
 
     # ---- INT8 ---------------------------------------------------------------------------------
     def calibrate(self, data: Any, batches: int | None = None) -> "InferenceEngine":
@@ -326,6 +369,42 @@ class InferenceEngine:
 
         walk(self._plan)
         return total
+
+    def memory_plan(self, shape: Sequence[int]) -> MemoryPlan:
+        """The buffers a predict of one batch of `shape` (batch first) uses (cached per shape)."""
+        return self._arenas.plan(self._plan, shape, self._input_dtype(), self.precision == "int8")
+
+    def memory_report(self, x: Any = None) -> dict:
+        """Weight bytes, the planned buffers of every input shape seen so far, the allocation
+        counters behind them, and with `x`: the measured peak device memory of forward(x) with its
+        buffers allocated afresh (idle pooled buffers are freed first), next to the planned figure.
+        """
+        weights = self.weight_bytes()
+        report: dict[str, Any] = {"device": self.device, "precision": self.precision,
+                                  "plan_memory": self.plan_memory, "weights_bytes": weights}
+        if x is not None:
+            arr = self._check_input(x)
+            n = arr.shape[0]
+            bs = min(self.batch_size or n, n)
+            self._arenas.drop()
+            runtime.synchronize(self.device)
+            base = runtime.memory_stats(self.device)["current"]
+            runtime.reset_peak_memory_stats(self.device)
+            self.forward(arr)
+            runtime.synchronize(self.device)
+            peak = int(runtime.memory_stats(self.device)["peak"] - base)
+            measured = {"input_shape": list(arr.shape), "peak_above_live_bytes": peak,
+                        "peak_bytes": weights + peak}
+            if self.plan_memory:  # one buffer set per chunk shape (the last chunk may be smaller)
+                chunks = {bs} | ({n % bs} if n % bs else set())
+                measured["planned_peak_bytes"] = weights + sum(
+                    self.memory_plan((c,) + tuple(arr.shape[1:])).total_bytes for c in chunks)
+            report["measured"] = measured
+        report["plans"] = [dict(plan.as_dict(), idle_sets=idle) for plan, idle in self._arenas.plans()]
+        report["buffer_sets_allocated"] = self._arenas.arenas_created
+        report["buffers_allocated"] = self._arenas.buffers_allocated
+        report["buffer_bytes_allocated"] = self._arenas.bytes_allocated
+        return report
 
     def describe(self) -> str:
         lines = [f"InferenceEngine({self.source}, device={self.device}, precision={self.precision})"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import Any
 
 from ._native import _C
@@ -20,6 +22,16 @@ def gpu_unavailable_reason() -> str:
 def synchronize(device: str = "cpu") -> None:
     """Wait for all queued work on `device`."""
     _C.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: str = "cpu") -> float:
+    """Call `fn()` (which runs hipgrad ops on `device`) and return the device time it took, in
+    milliseconds: GPU events recorded on the device's stream around it (waited for), or the
+    steady clock on the CPU. Work queued before the call is waited for first on the CPU and is
+    not counted on the GPU. For benches: `hg.time_ms(lambda: ops.gemm(a, b), "gpu:0")`."""
+    if not callable(fn):
+        raise TypeError(f"time_ms: fn must be callable, got {type(fn).__name__}")
+    return float(_C.time_ms(fn, device))
 
 
 def memory_stats(device: str = "cpu") -> dict[str, int]:

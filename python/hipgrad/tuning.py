@@ -1,11 +1,14 @@
 """Solver selection that outlives the process.
 
-impl="auto" times the handwritten and vendor kernels once per (op, shape key, device) and keeps
-the faster (native dispatcher). This module persists those choices in one JSON file per device
-and hipgrad version under the user's cache directory ($HIPGRAD_CACHE_DIR, else
-$XDG_CACHE_HOME/hipgrad, else ~/.cache/hipgrad), loads them at import so later processes skip
-the timing, and writes them atomically at exit. A corrupt or foreign file is ignored with a
-warning, never fatal. HIPGRAD_IMPL=handwritten|vendor|auto overrides every impl="auto".
+impl="auto" times every candidate kernel of an op once per (op, shape key, device) -- the
+default handwritten kernel, each handwritten alternate (other tile sizes, a small-problem kernel)
+and the vendor kernel -- and keeps the fastest (native dispatcher). This module persists those
+choices, by kernel name, in one JSON file per device and hipgrad version under the user's cache
+directory ($HIPGRAD_CACHE_DIR, else $XDG_CACHE_HOME/hipgrad, else ~/.cache/hipgrad), loads them at
+import so later processes skip the timing, and writes them atomically at exit. A corrupt, foreign
+or older-format file is ignored with a warning, never fatal; so is a single entry whose kernel
+this build no longer has. HIPGRAD_IMPL=handwritten|vendor|auto overrides every impl="auto";
+hipgrad.ops.force_kernel (or HIPGRAD_KERNEL) runs one candidate by name.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import warnings
 
 from ._native import _C
 
-FORMAT = 1
+FORMAT = 2  # 2: choices by kernel name, with every candidate's time
 
 
 def cache_dir() -> pathlib.Path:
@@ -58,8 +61,11 @@ def cache_file(device: str) -> pathlib.Path:
 
 
 def tuning_report() -> list[dict]:
-    """Each remembered choice: op, key ("<device>|<shape>"), chosen variant and both times (ms)."""
-    return [dict(r) for r in _C.tuning_choices()]
+    """Each remembered choice: op, key ("<device>|<shape>"), chosen variant ("handwritten" or
+    "vendor"), kernel (the winner's kernel name), candidates ({kernel name: ms} for every
+    candidate timed), handwritten_ms and vendor_ms (the default handwritten and the vendor
+    kernel's times; 0 where that variant was not a candidate)."""
+    return [dict(r, candidates=dict(r["candidates"])) for r in _C.tuning_choices()]
 
 
 def load(device: str = "cpu") -> int:
@@ -71,16 +77,20 @@ def load(device: str = "cpu") -> int:
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT or data.get("identity") != device_identity(device):
             raise ValueError("written for another device, build or format")
-        count = 0
-        for row in data["choices"]:
-            if row["key"].split("|", 1)[0] != device:
-                continue
-            count += bool(_C.set_tuning_choice(row["op"], row["key"], row["chosen"],
-                                               float(row["handwritten_ms"]), float(row["vendor_ms"])))
-        return count
+        rows = [r for r in data["choices"] if r["key"].split("|", 1)[0] == device]
+        entries = [(r["op"], r["key"], str(r["kernel"]),
+                    [(str(k), float(v)) for k, v in r["candidates"].items()]) for r in rows]
     except (ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
         warnings.warn(f"hipgrad: ignoring tuning cache {path}: {e}", RuntimeWarning, stacklevel=2)
         return 0
+    count = 0
+    for op, key, kernel, times in entries:
+        if _C.set_tuning_choice_kernel(op, key, kernel, times):
+            count += 1
+        else:
+            warnings.warn(f"hipgrad: ignoring tuning cache entry {op} {key} in {path}: this "
+                          f"build has no kernel '{kernel}' for {op}", RuntimeWarning, stacklevel=2)
+    return count
 
 
 def save(device: str = "cpu") -> pathlib.Path | None:

@@ -74,6 +74,28 @@ def test_conv2d_and_backward_match_float64(device, impl, rng, case):
           atol=1e-4 * np.sqrt(terms), what=f"conv2d_backward_weight {case} impl={impl}")
 
 
+def _forward_candidates(device: str) -> list[str]:
+    backend = device.split(":")[0]
+    return [r["kernel"] for r in hg.build_info()["kernels"]
+            if r["op"] == "conv2d_forward" and r["backend"] == backend
+            and "fallback" not in r["note"]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_conv2d_every_forward_candidate_matches_float64(device, rng, case):
+    """Each kernel impl="auto" may choose (default, alternates, vendor), forced by name."""
+    x, w, bias, hyper, d = _inputs(rng, case, device)
+    taps = w.shape[1] * w.shape[2] * w.shape[3]
+    expected = ref.conv2d(x, w, bias, **hyper)
+    names = _forward_candidates(device)
+    assert len(names) >= 2, names
+    for name in names:
+        with hg.ops.force_kernel("conv2d_forward", name):
+            y = hg.ops.conv2d(d["x"], d["w"], d["b"], **hyper)
+        assert hg.ops.last_impl()["impl"] == name
+        check(y, expected, atol=1e-4 * np.sqrt(taps), what=f"conv2d {case} {name}")
+
+
 @pytest.mark.parametrize("N", [1, 2, 3, 9])
 def test_conv2d_thread_splits_agree(impl, rng, N):
     """Images spread over threads and images one at a time (GEMM threaded) give one answer."""

@@ -148,3 +148,94 @@ def test_cpu_isa_is_reported_and_validated():
     assert gemm_rows[0]["kernel"].startswith(f"cpu.gemm_packed_{hg._C._cpu_isa()}"), gemm_rows
     with pytest.raises(ValueError, match="isa must be"):
         hg._C._set_cpu_isa("sse9")
+
+
+# ---- Every candidate impl="auto" may choose (default, handwritten alternates, vendor) ------
+def _gemm_candidates(device: str) -> list[str]:
+    backend = device.split(":")[0]
+    return [r["kernel"] for r in hg.build_info()["kernels"]
+            if r["op"] == "gemm" and r["backend"] == backend and "fallback" not in r["note"]]
+
+
+def _alternate_sizes() -> list[tuple[int, int, int]]:
+    """Odd sizes, and sizes one off the register tiles of the packed and unpacked kernels."""
+    return [(1, 1, 1), (3, 7, 31), (7, 31, 3), (6, 784, 25), (13, 33, 150), (31, 129, 7),
+            (8, 32, 5), (9, 33, 17), (15, 65, 9), (64, 10, 84), (129, 31, 129), (257, 130, 300)]
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_every_alternate_matches_float64(device, rng, trans_a, trans_b):
+    names = _gemm_candidates(device)
+    assert len(names) >= 3, names  # default + at least one alternate + vendor
+    for name in names:
+        with hg.ops.force_kernel("gemm", name):
+            for M, N, K in _alternate_sizes():
+                a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+                b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+                c = rng.standard_normal((M, N)).astype(np.float32)
+                alpha, beta = float(rng.uniform(-2, 2)), float(rng.uniform(-2, 2))
+                y = hg.ops.gemm(to_dev(a, device), to_dev(b, device), to_dev(c, device),
+                                trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+                assert hg.ops.last_impl()["impl"] == name
+                check(y, ref.gemm(a, b, c, trans_a, trans_b, alpha, beta), rtol=1e-4,
+                      atol=1e-4 * np.sqrt(K), what=f"gemm {name} {(M, N, K)} ta={trans_a} tb={trans_b}")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_gemm_alternates_thread_splits_and_special_cases(device, rng, threads):
+    """Other thread counts split strips and rows differently; beta == 0 never reads C (NaN);
+    on the CPU (BLAS semantics there) alpha == 0 never reads A or B."""
+    before = hg.get_num_threads()
+    hg.set_num_threads(threads)
+    try:
+        for name in _gemm_candidates(device):
+            with hg.ops.force_kernel("gemm", name):
+                for M, N, K in [(200, 150, 70), (7, 1000, 60), (1000, 9, 60), (61, 67, 300)]:
+                    a = rng.standard_normal((M, K)).astype(np.float32)
+                    b = rng.standard_normal((N, K)).astype(np.float32)
+                    c = np.full((M, N), np.nan, np.float32)
+                    y = hg.ops.gemm(to_dev(a, device), to_dev(b, device), to_dev(c, device),
+                                    trans_b=True, beta=0.0)
+                    check(y, ref.gemm(a, b, trans_b=True), atol=1e-4 * np.sqrt(K),
+                          what=f"gemm {name} threads={threads} {(M, N, K)}")
+                if device != "cpu":
+                    continue
+                nan_a, nan_b = np.full((6, 4), np.nan, np.float32), np.full((4, 5), np.nan, np.float32)
+                c = rng.standard_normal((6, 5)).astype(np.float32)
+                y = hg.ops.gemm(to_dev(nan_a, device), to_dev(nan_b, device), to_dev(c, device),
+                                alpha=0.0, beta=-1.5)
+                check(y, -1.5 * c.astype(np.float64), what=f"alpha=0 {name}")
+    finally:
+        hg.set_num_threads(before)
+
+
+def test_gemm_alternates_follow_the_cpu_isa(cpu_isa, rng):
+    names = [n for n in _gemm_candidates("cpu") if "unpacked" in n]
+    assert len(names) == 1 and cpu_isa in names[0], names
+    a = rng.standard_normal((19, 23)).astype(np.float32)
+    b = rng.standard_normal((23, 41)).astype(np.float32)
+    with hg.ops.force_kernel("gemm", names[0]):
+        y = hg.ops.gemm(a, b)
+    assert hg.ops.last_impl()["impl"] == names[0]
+    check(y, ref.gemm(a, b), what=f"unpacked {cpu_isa}")
+
+
+def test_handwritten_runs_the_default_kernel_not_an_alternate(rng):
+    a = rng.standard_normal((9, 9)).astype(np.float32)
+    default = hg._C._gemm_blocking()["kernel"]
+    hg.ops.gemm(a, a, impl="handwritten")
+    assert hg.ops.last_impl()["impl"] == default
+
+
+def test_force_kernel_rejects_unknown_names_and_restores():
+    with (pytest.raises(ValueError, match="has no kernel named 'cpu.gemm_nonesuch'"),
+          hg.ops.force_kernel("gemm", "cpu.gemm_nonesuch")):
+        pass
+    with (pytest.raises(ValueError, match="op must name an op"),
+          hg.ops.force_kernel("gemmm", "cpu.openblas_sgemm")):
+        pass
+    with hg.ops.force_kernel("gemm", "cpu.openblas_sgemm"):
+        hg.ops.gemm(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), impl="handwritten")
+        assert hg.ops.last_impl()["impl"] == "cpu.openblas_sgemm"
+    assert hg._C.forced_kernel("gemm", "cpu") == ""

@@ -37,12 +37,15 @@ def _hyper(op: str, stride: Any, padding: Any, dilation: Any, groups: Any) -> tu
 
 
 def conv2d(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1, padding: IntOrPair = 0,
-           dilation: IntOrPair = 1, groups: int = 1, impl: str = "auto") -> Tensor:
-    """y (N, K, P, Q) = conv2d(x (N, C, H, W), w (K, C/groups, R, S)) + bias (K,) or None."""
+           dilation: IntOrPair = 1, groups: int = 1, impl: str = "auto",
+           out: Tensor | None = None) -> Tensor:
+    """y (N, K, P, Q) = conv2d(x (N, C, H, W), w (K, C/groups, R, S)) + bias (K,) or None.
+    With `out`, y is written there (see _common.out_arg) and `out` is returned."""
     t = _common.tensors("conv2d", x=x, w=w, bias=bias)
     _present(t, "conv2d", "x", "w")
     hyper = _hyper("conv2d", stride, padding, dilation, groups)
-    return _C.ops.conv2d(t["x"], t["w"], t["bias"], *hyper, _common.impl_arg(impl, "conv2d"))
+    return _C.ops.conv2d(t["x"], t["w"], t["bias"], *hyper, _common.impl_arg(impl, "conv2d"),
+                         _common.out_arg(out, "conv2d"))
 
 
 def conv2d_backward_data(dy: Any, w: Any, x_shape: Sequence[int], *, stride: IntOrPair = 1,
@@ -72,11 +75,13 @@ def conv2d_backward_weight(dy: Any, x: Any, w_shape: Sequence[int], *, stride: I
                                          _common.impl_arg(impl, op))
 
 
-def bias_add(x: Any, bias: Any, impl: str = "auto") -> Tensor:
-    """x (N, C, ...) + bias (C,) broadcast over axis 1; x has 2 or more dimensions."""
+def bias_add(x: Any, bias: Any, impl: str = "auto", *, out: Tensor | None = None) -> Tensor:
+    """x (N, C, ...) + bias (C,) broadcast over axis 1; x has 2 or more dimensions.
+    With `out`, the sum is written there (see _common.out_arg) and `out` is returned."""
     t = _common.tensors("bias_add", x=x, bias=bias)
     _present(t, "bias_add", "x", "bias")
-    return _C.ops.bias_add(t["x"], t["bias"], _common.impl_arg(impl, "bias_add"))
+    return _C.ops.bias_add(t["x"], t["bias"], _common.impl_arg(impl, "bias_add"),
+                           _common.out_arg(out, "bias_add"))
 
 
 def bias_backward(dy: Any, impl: str = "auto") -> Tensor:

@@ -12,10 +12,12 @@ from . import _common
 from ._optim import inplace_tensor
 
 
-def add(a: Any, b: Any, *, alpha: float = 1.0, impl: str = "auto") -> Tensor:
-    """a + alpha*b; a and b float32 of one shape."""
+def add(a: Any, b: Any, *, alpha: float = 1.0, impl: str = "auto", out: Tensor | None = None) -> Tensor:
+    """a + alpha*b; a and b float32 of one shape. With `out`, written there (see
+    _common.out_arg; add_ is the in-place form) and `out` is returned."""
     t = _common.tensors("add", a=a, b=b)
-    return _C.ops.add(t["a"], t["b"], float(alpha), _common.impl_arg(impl, "add"))
+    return _C.ops.add(t["a"], t["b"], float(alpha), _common.impl_arg(impl, "add"),
+                      _common.out_arg(out, "add"))
 
 
 def add_(a: Tensor, b: Any, *, alpha: float = 1.0, impl: str = "auto") -> Tensor:
@@ -35,8 +37,9 @@ def fill_(t: Tensor, value: float, impl: str = "auto") -> Tensor:
 
 def batch_norm(x: Any, gamma: Any, beta: Any, running_mean: Tensor, running_var: Tensor, *,
                training: bool, momentum: float = 0.1, eps: float = 1e-5,
-               impl: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
-    """(y, save_mean, save_invstd) with PyTorch's BatchNorm semantics.
+               impl: str = "auto", out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(y, save_mean, save_invstd) with PyTorch's BatchNorm semantics; with `out`, y is written
+    there (see _common.out_arg).
 
     x (N, C) or (N, C, H, W); gamma, beta, running_mean, running_var (C,). Training normalises
     with the batch mean and biased variance and updates running_mean / running_var in place
@@ -48,7 +51,7 @@ def batch_norm(x: Any, gamma: Any, beta: Any, running_mean: Tensor, running_var:
     t = _common.tensors(op, x=x, gamma=gamma, beta=beta)
     y, save_mean, save_invstd = _C.ops.batch_norm(
         t["x"], t["gamma"], t["beta"], running_mean, running_var, bool(training), float(momentum),
-        float(eps), _common.impl_arg(impl, op))
+        float(eps), _common.impl_arg(impl, op), _common.out_arg(out, op))
     return y, save_mean, save_invstd
 
 
@@ -87,11 +90,12 @@ def dropout_backward(dy: Any, mask: Any, p: float, impl: str = "auto") -> Tensor
                                    _common.impl_arg(impl, "dropout_backward"))
 
 
-def embedding(weight: Any, idx: Any, impl: str = "auto") -> Tensor:
+def embedding(weight: Any, idx: Any, impl: str = "auto", *, out: Tensor | None = None) -> Tensor:
     """weight[idx]: weight (num, dim) float32, idx int64 of any shape in [0, num);
-    the result has shape idx.shape + (dim,)."""
+    the result has shape idx.shape + (dim,); with `out`, it is written there (_common.out_arg)."""
     t = _common.tensors("embedding", weight=weight, idx=idx)
-    return _C.ops.embedding(t["weight"], t["idx"], _common.impl_arg(impl, "embedding"))
+    return _C.ops.embedding(t["weight"], t["idx"], _common.impl_arg(impl, "embedding"),
+                            _common.out_arg(out, "embedding"))
 
 
 def embedding_backward(dy: Any, idx: Any, num: int, impl: str = "auto") -> Tensor:

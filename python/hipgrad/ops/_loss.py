@@ -25,10 +25,11 @@ def softmax_cross_entropy_backward(probs: Any, labels: Any, impl: str = "auto") 
         t["probs"], t["labels"], _common.impl_arg(impl, "softmax_cross_entropy_backward"))
 
 
-def softmax(x: Any, impl: str = "auto") -> Tensor:
-    """softmax over the last axis of x (float32, any rank >= 1); same shape as x."""
+def softmax(x: Any, impl: str = "auto", *, out: Tensor | None = None) -> Tensor:
+    """softmax over the last axis of x (float32, any rank >= 1); same shape as x.
+    With `out`, the result is written there (see _common.out_arg) and `out` is returned."""
     t = _common.tensors("softmax", x=x)
-    return _C.ops.softmax(t["x"], _common.impl_arg(impl, "softmax"))
+    return _C.ops.softmax(t["x"], _common.impl_arg(impl, "softmax"), _common.out_arg(out, "softmax"))
 
 
 def mse_loss(pred: Any, target: Any, impl: str = "auto") -> Tensor:

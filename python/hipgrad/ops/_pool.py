@@ -17,15 +17,19 @@ def _geometry(op: str, kernel: Any, stride: Any, padding: Any) -> tuple[list[int
 
 
 def max_pool2d(x: Any, kernel: Any, *, stride: Any = None, padding: Any = 0,
-               impl: str = "auto") -> tuple[Tensor, Tensor]:
+               impl: str = "auto", out: Tensor | None = None,
+               with_argmax: bool = True) -> tuple[Tensor, Tensor | None]:
     """x (N, C, H, W) -> (y, argmax), both (N, C, P, Q) with P = (H + 2*ph - kh) // sh + 1.
 
     argmax is int64: the index h*W + w of each maximum inside its (n, c) plane; of equal maxima
     the first in row-major window order wins. stride None means stride = kernel.
+    With `out`, y is written there (see _common.out_arg). with_argmax=False (inference: no
+    backward follows) computes no argmax and returns (y, None).
     """
     t = _common.tensors("max_pool2d", x=x)
     k, s, p = _geometry("max_pool2d", kernel, stride, padding)
-    y, argmax = _C.ops.max_pool2d(t["x"], k, s, p, _common.impl_arg(impl, "max_pool2d"))
+    y, argmax = _C.ops.max_pool2d(t["x"], k, s, p, _common.impl_arg(impl, "max_pool2d"),
+                                  _common.out_arg(out, "max_pool2d"), bool(with_argmax))
     return y, argmax
 
 
@@ -39,11 +43,13 @@ def max_pool2d_backward(dy: Any, argmax: Any, x_shape: Any, impl: str = "auto") 
 
 
 def avg_pool2d(x: Any, kernel: Any, *, stride: Any = None, padding: Any = 0,
-               impl: str = "auto") -> Tensor:
-    """x (N, C, H, W) -> y (N, C, P, Q): window sums divided by kh*kw (padding counts)."""
+               impl: str = "auto", out: Tensor | None = None) -> Tensor:
+    """x (N, C, H, W) -> y (N, C, P, Q): window sums divided by kh*kw (padding counts).
+    With `out`, y is written there (see _common.out_arg) and `out` is returned."""
     t = _common.tensors("avg_pool2d", x=x)
     k, s, p = _geometry("avg_pool2d", kernel, stride, padding)
-    return _C.ops.avg_pool2d(t["x"], k, s, p, _common.impl_arg(impl, "avg_pool2d"))
+    return _C.ops.avg_pool2d(t["x"], k, s, p, _common.impl_arg(impl, "avg_pool2d"),
+                             _common.out_arg(out, "avg_pool2d"))
 
 
 def avg_pool2d_backward(dy: Any, x_shape: Any, kernel: Any, *, stride: Any = None,

@@ -10,32 +10,38 @@ from ..tensor import Tensor
 from . import _common
 
 
-def quantize(x: Any, scale: float, *, impl: str = "auto") -> Tensor:
-    """int8 q = clamp(round_half_even(x / scale), -127, 127), same shape as x."""
+def quantize(x: Any, scale: float, *, impl: str = "auto", out: Tensor | None = None) -> Tensor:
+    """int8 q = clamp(round_half_even(x / scale), -127, 127), same shape as x.
+    With `out` (an int8 tensor, see _common.out_arg), q is written there and `out` is returned."""
     t = _common.tensors("quantize", x=x)
-    return _C.ops.quantize(t["x"], float(scale), _common.impl_arg(impl, "quantize"))
+    return _C.ops.quantize(t["x"], float(scale), _common.impl_arg(impl, "quantize"),
+                           _common.out_arg(out, "quantize"))
 
 
 def qgemm(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
-          activation: str | None = None, alpha: float = 0.01, impl: str = "auto") -> Tensor:
+          activation: str | None = None, alpha: float = 0.01, impl: str = "auto",
+          out: Tensor | None = None) -> Tensor:
     """float32 (M, N) = act(x_scale * w_scale[n] * (xq @ wq.T)[m, n] + bias[n]).
 
     xq (M, K) int8, wq (N, K) int8 (Linear's layout), w_scale (N,) float32, bias (N,) or None;
-    activation: None or an activation kind of `activation()`.
+    activation: None or an activation kind of `activation()`. With `out`, the result is written
+    there (see _common.out_arg) and `out` is returned.
     """
     t = _common.tensors("qgemm", xq=xq, wq=wq, w_scale=w_scale, bias=bias)
     return _C.ops.qgemm(t["xq"], t["wq"], float(x_scale), t["w_scale"], t["bias"],
-                        activation or "", float(alpha), _common.impl_arg(impl, "qgemm"))
+                        activation or "", float(alpha), _common.impl_arg(impl, "qgemm"),
+                        _common.out_arg(out, "qgemm"))
 
 
 def qconv2d(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *, stride: Any = 1,
             padding: Any = 0, dilation: Any = 1, groups: int = 1, activation: str | None = None,
-            alpha: float = 0.01, impl: str = "auto") -> Tensor:
+            alpha: float = 0.01, impl: str = "auto", out: Tensor | None = None) -> Tensor:
     """float32 (N, K, P, Q): conv2d of int8 xq (N, C, H, W) and int8 wq (K, C/groups, R, S) with
-    int32 accumulation, dequantized by x_scale * w_scale[k], plus bias, then the activation."""
+    int32 accumulation, dequantized by x_scale * w_scale[k], plus bias, then the activation.
+    With `out`, the result is written there (see _common.out_arg) and `out` is returned."""
     op = "qconv2d"
     t = _common.tensors(op, xq=xq, wq=wq, w_scale=w_scale, bias=bias)
     return _C.ops.qconv2d(t["xq"], t["wq"], float(x_scale), t["w_scale"], t["bias"],
                           _common.pair(stride, "stride", op), _common.pair(padding, "padding", op),
                           _common.pair(dilation, "dilation", op), int(groups), activation or "",
-                          float(alpha), _common.impl_arg(impl, op))
+                          float(alpha), _common.impl_arg(impl, op), _common.out_arg(out, op))

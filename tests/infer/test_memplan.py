@@ -1,0 +1,192 @@
+"""The inference engine's memory plan: results identical to the unplanned path, activation
+buffers allocated once per batch shape (counted by the device's allocator), a measured peak
+within weights + two activation buffers + input for a chain (the bound computed here from the
+model's layer shapes), and concurrent predicts on separate buffers."""
+
+from __future__ import annotations
+
+import threading
+
+import hipgrad as hg
+import numpy as np
+import pytest
+from hipgrad import InferenceEngine, nn
+
+MODELS = [("mlp", (1, 8, 8)), ("lenet", (1, 28, 28)), ("resnet", (3, 9, 9))]
+SLACK = 4096  # bytes: nothing else should be allocated during a predict
+
+
+def _engines(name, shape, precision, rng, device="cpu"):
+    hg.manual_seed(int(rng.integers(1 << 30)))
+    model = hg.build_model(name, shape, 7)
+    calib = rng.standard_normal((16,) + shape).astype(np.float32)
+    out = []
+    for plan_memory in (True, False):
+        e = InferenceEngine.from_model(model, device=device, precision=precision, plan_memory=plan_memory)
+        if precision == "int8":
+            e.calibrate(calib)
+        out.append(e)
+    return model, out[0], out[1]
+
+
+def _allocations(device="cpu"):
+    return hg.memory_stats(device)["allocations"]
+
+
+def _largest_activation(model, x):
+    """Elements of the largest layer output of a Sequential model, from its own eval forward."""
+    model.eval()
+    t, largest = hg.tensor(x), 0
+    for layer in model.children() if hasattr(model, "children") else model.layers:
+        t = layer(t)
+        largest = max(largest, t.numel())
+    return largest
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("name, shape", MODELS)
+def test_planned_equals_unplanned(name, shape, precision, rng, device):
+    _, planned, unplanned = _engines(name, shape, precision, rng, device)
+    for batch in (5, 1, 5, 3):  # repeated shapes reuse buffers, poisoned when first allocated
+        x = rng.standard_normal((batch,) + shape).astype(np.float32)
+        np.testing.assert_array_equal(planned.forward(x), unplanned.forward(x))
+    xt = hg.tensor(rng.standard_normal((4,) + shape).astype(np.float32), device=device)
+    np.testing.assert_array_equal(planned.forward(xt), unplanned.forward(xt))  # a device input
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("name, shape", MODELS)
+def test_buffers_are_allocated_once_per_batch_shape(name, shape, precision, rng):
+    _, engine, _ = _engines(name, shape, precision, rng)
+    x = rng.standard_normal((6,) + shape).astype(np.float32)
+    before = _allocations()
+    first = engine.forward(x)
+    plan = engine.memory_plan(x.shape)
+    expected_buffers = plan.slots + (plan.int8_numel > 0) + 1  # activations, int8 scratch, input
+    assert _allocations() - before == expected_buffers
+    assert engine.memory_report()["buffers_allocated"] == expected_buffers
+    before = _allocations()
+    for _ in range(3):
+        np.testing.assert_array_equal(engine.forward(x), first)
+        engine.predict(x)
+    assert _allocations() - before == 0, "a repeated batch shape allocated device memory"
+    y = rng.standard_normal((2,) + shape).astype(np.float32)
+    before = _allocations()
+    engine.forward(y)
+    engine.forward(y)
+    assert _allocations() - before == expected_buffers  # a new shape: one more set, once
+    assert engine.memory_report()["buffer_sets_allocated"] == 2
+
+
+def test_chain_uses_two_buffers_and_residual_three(rng):
+    for name, shape, slots in [("mlp", (1, 8, 8), 2), ("lenet", (1, 28, 28), 2), ("resnet", (3, 9, 9), 3)]:
+        _, engine, _ = _engines(name, shape, "fp32", rng)
+        assert engine.memory_plan((4,) + shape).slots == slots, name
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("name, shape", MODELS[:2])
+def test_peak_is_weights_two_buffers_and_input(name, shape, precision, rng):
+    model, engine, _ = _engines(name, shape, precision, rng)
+    x = rng.standard_normal((64,) + shape).astype(np.float32)
+    largest = _largest_activation(model, x[:1]) * 64  # every layer output is batch-major
+    bound = engine.weight_bytes() + 2 * 4 * largest + x.nbytes
+    if precision == "int8":
+        bound += largest  # int8 scratch: a quantized layer input, one byte per element
+    report = engine.memory_report(x)
+    m = report["measured"]
+    assert m["peak_bytes"] <= bound + SLACK, (m, bound)
+    assert m["peak_bytes"] <= m["planned_peak_bytes"] + SLACK
+    assert m["peak_bytes"] >= engine.weight_bytes() + 4 * largest + x.nbytes  # buffers counted
+    plan = report["plans"][0]
+    assert max(plan["slot_bytes"]) == 4 * largest and plan["input_bytes"] == x.nbytes
+    # int8 layers quantize x into the scratch, so their output may reuse x's buffer
+    assert plan["slots"] == 2 or (precision == "int8" and plan["slots"] == 1)
+
+
+def test_planned_peak_is_not_above_the_unplanned_peak(rng):
+    model, planned, unplanned = _engines("lenet", (1, 28, 28), "fp32", rng)
+    x = rng.standard_normal((128, 1, 28, 28)).astype(np.float32)
+    assert planned.memory_report(x)["measured"]["peak_bytes"] <= unplanned.memory_report(x)["measured"]["peak_bytes"]
+
+
+def test_residual_peak_matches_the_plan(rng):
+    _, engine, _ = _engines("resnet", (3, 9, 9), "fp32", rng)
+    x = rng.standard_normal((16, 3, 9, 9)).astype(np.float32)
+    m = engine.memory_report(x)["measured"]
+    assert m["peak_bytes"] <= m["planned_peak_bytes"] + SLACK
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("name, shape", MODELS)
+def test_eight_threads_use_separate_buffers(name, shape, precision, rng):
+    _, engine, unplanned = _engines(name, shape, precision, rng)
+    inputs = [rng.standard_normal(((i % 3) + 2,) + shape).astype(np.float32) for i in range(8)]
+    expected = [unplanned.forward(x) for x in inputs]
+    results: dict[int, list] = {i: [] for i in range(8)}
+    barrier = threading.Barrier(8)
+
+    def work(i):
+        barrier.wait()
+        for _ in range(5):
+            results[i].append(engine.forward(inputs[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        assert len(results[i]) == 5
+        for got in results[i]:
+            np.testing.assert_array_equal(got, expected[i])
+    assert engine.memory_report()["buffer_sets_allocated"] <= 8
+    before = _allocations()
+    for x in inputs:  # the pool is warm for every shape now
+        engine.forward(x)
+    assert _allocations() - before == 0
+
+
+def test_planned_standalone_batchnorm_softmax_and_embedding(rng):
+    conv = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 5 * 5, 6))
+    for m in conv.children():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(hg.tensor(rng.standard_normal(3)))
+            m.running_var.copy_(hg.tensor(rng.uniform(0.5, 2.0, 3)))
+    x = rng.standard_normal((4, 3, 7, 7)).astype(np.float32)
+    a = InferenceEngine.from_model(conv)
+    b = InferenceEngine.from_model(conv, plan_memory=False)
+    assert "affine" in a.describe()
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    emb = nn.Sequential(nn.Embedding(11, 5), nn.Flatten(), nn.Linear(15, 4))
+    ids = rng.integers(0, 11, (6, 3))
+    a, b = InferenceEngine.from_model(emb), InferenceEngine.from_model(emb, plan_memory=False)
+    np.testing.assert_array_equal(a.forward(ids), b.forward(ids))
+    np.testing.assert_array_equal(a.forward(ids), b.forward(ids))
+
+
+def test_memory_report_lists_plans(rng):
+    _, engine, _ = _engines("lenet", (1, 28, 28), "fp32", rng)
+    engine.batch_size = 32
+    x = rng.standard_normal((40, 1, 28, 28)).astype(np.float32)
+    r = engine.memory_report(x)
+    assert r["weights_bytes"] == engine.weight_bytes() and r["plan_memory"]
+    shapes = sorted(p["input_shape"][0] for p in r["plans"])
+    assert shapes == [8, 32]  # the two chunk shapes
+    for p in r["plans"]:
+        assert p["planned_bytes"] == p["activation_bytes"] + p["int8_scratch_bytes"] + p["input_bytes"]
+    assert r["measured"]["planned_peak_bytes"] == r["weights_bytes"] + sum(p["planned_bytes"] for p in r["plans"])
+    assert r["measured"]["peak_bytes"] <= r["measured"]["planned_peak_bytes"] + SLACK
+
+
+def test_a_planner_engine_mismatch_fails_loudly(monkeypatch, rng):
+    import hipgrad.memplan as memplan
+
+    counted = memplan.fp32_ops
+    # conv runs one fused op (conv2d_bias_act); a planner that counts none under-sizes a buffer
+    monkeypatch.setattr(memplan, "fp32_ops", lambda s: 0 if s.kind == "conv" else counted(s))
+    _, engine, _ = _engines("lenet", (1, 28, 28), "fp32", rng)
+    assert engine.memory_plan((8, 1, 28, 28)).slot_numels[0] < 8 * 6 * 28 * 28
+    with pytest.raises(RuntimeError, match="planner and InferenceEngine._step disagree"):
+        engine.forward(rng.standard_normal((8, 1, 28, 28)).astype(np.float32))
