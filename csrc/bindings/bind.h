@@ -27,5 +27,6 @@ void bind_ops_loss(py::module_& ops);
 void bind_ops_optim(py::module_& ops);
 void bind_ops_layers(py::module_& ops);
 void bind_ops_quant(py::module_& ops);
+void bind_ops_fused(py::module_& ops);
 
 }  // namespace hg

@@ -101,6 +101,39 @@ Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl,
 Tensor activation_backward(const Tensor& dy, const Tensor& x, const Tensor& y, ActKind kind,
                            float alpha, Impl impl);
 
+// ---- Fused forward ops (inference): y = act(conv2d(x, w) + bias), y = act(x @ w^T + bias) ----
+// The bias (optional) and the activation (optional: has_act false is the identity) are applied
+// while each output tile is written, not in a second pass over y.
+struct FusedEpilogue {
+  const float* bias = nullptr;  // (K) or (N) for linear, or nullptr
+  bool has_act = false;
+  ActKind act = ActKind::relu;
+  float alpha = 0.01f;  // leaky_relu's slope, elu's alpha
+};
+struct ConvBiasActArgs {
+  ConvGeometry g;
+  const float* x = nullptr;  // (N, C, H, W)
+  const float* w = nullptr;  // (K, C/groups, R, S)
+  FusedEpilogue epi;         // bias (K)
+  float* y = nullptr;        // (N, K, P, Q)
+};
+struct LinearBiasActArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const float* x = nullptr;  // (M, K)
+  const float* w = nullptr;  // (N, K), PyTorch Linear layout
+  FusedEpilogue epi;         // bias (N)
+  float* y = nullptr;        // (M, N), never aliases x or w
+};
+OpKernels<ConvBiasActArgs>& conv2d_bias_act_op();
+OpKernels<LinearBiasActArgs>& linear_bias_act_op();
+// activation: one of the activation kinds, or "" / "none" for none.
+Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
+                       Pair padding, Pair dilation, int64_t groups, const std::string& activation,
+                       float alpha, Impl impl, const Tensor* out = nullptr);
+Tensor linear_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias,
+                       const std::string& activation, float alpha, Impl impl,
+                       const Tensor* out = nullptr);
+
 // ---- Pooling ----------------------------------------------------------------------------------
 struct PoolGeometry {
   int64_t N = 0, C = 0, H = 0, W = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, P = 0, Q = 0;

@@ -24,6 +24,9 @@
 // takes PyTorch's choices: relu' = [y > 0], leaky_relu' = alpha at x <= 0, elu' = alpha e^x at
 // x <= 0.
 //
+// apply_epilogue (cpu_kernels.h) runs the same forward math over a block of a GEMM's output, for
+// the fused conv2d_bias_act / linear_bias_act kernels (fused.cpp).
+//
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_activation.py
 // Bench: PYTHONPATH=python python3 -m timeit -s
 //          "import numpy as np, hipgrad as hg; x = hg.tensor(np.random.randn(1 << 22))" "hg.ops.activation(x, 'gelu')"
@@ -249,7 +252,60 @@ void activation_backward_simd(const ActivationBackwardArgs& a) {
   });
 }
 
+// C = act(C + bias) over one block, for the fused GEMM epilogues (cpu_kernels.h); the loops run
+// along C's rows, so they vectorize like the ones above.
+template <class F>
+HG_INLINE void map_block(const GemmEpilogue& e, int64_t i0, int64_t j0, int64_t m, int64_t n,
+                         float* c, int64_t ldc, F f) {
+  const float* __restrict bias = e.op.bias;
+  for (int64_t i = 0; i < m; ++i) {
+    float* __restrict row = c + i * ldc;
+    if (bias != nullptr && !e.bias_per_row) {
+      const float* __restrict b = bias + j0;
+      for (int64_t j = 0; j < n; ++j) row[j] = f(row[j] + b[j]);
+    } else {
+      const float b = bias != nullptr ? bias[i0 + i] : 0.f;
+      for (int64_t j = 0; j < n; ++j) row[j] = f(row[j] + b);
+    }
+  }
+}
+
+HG_ISA_CLONES void epilogue_block(const GemmEpilogue& e, int64_t i0, int64_t j0, int64_t m,
+                                  int64_t n, float* c, int64_t ldc) {
+  const float alpha = e.op.alpha;
+  if (!e.op.has_act) return map_block(e, i0, j0, m, n, c, ldc, [](float x) { return x; });
+  switch (e.op.act) {
+    case ActKind::relu:
+      return map_block(e, i0, j0, m, n, c, ldc, [](float x) { return x < 0.f ? 0.f : x; });
+    case ActKind::leaky_relu:
+      return map_block(e, i0, j0, m, n, c, ldc,
+                       [alpha](float x) { return select(x > 0.f, x, alpha * x); });
+    case ActKind::sigmoid:
+      return map_block(e, i0, j0, m, n, c, ldc, [](float x) { return sigmoid2_f32(x).s; });
+    case ActKind::tanh:
+      return map_block(e, i0, j0, m, n, c, ldc, [](float x) { return tanh_f32(x); });
+    case ActKind::gelu:
+      return map_block(e, i0, j0, m, n, c, ldc, [](float x) { return x * normal_f32(x).cdf; });
+    case ActKind::gelu_tanh:
+      return map_block(e, i0, j0, m, n, c, ldc, [](float x) {
+        const float u = kSqrt2OverPi * (x + kGeluKappa * x * x * x);
+        return x * sigmoid2_f32(2.f * u).s;
+      });
+    case ActKind::elu:
+      return map_block(e, i0, j0, m, n, c, ldc, [alpha](float x) {
+        return select(x > 0.f, x, alpha * expm1_f32(x));
+      });
+  }
+}
+
 }  // namespace
+
+void apply_epilogue(const GemmEpilogue& e, int64_t i0, int64_t j0, int64_t m, int64_t n, float* c,
+                    int64_t ldc) {
+  if (e.op.bias == nullptr && !e.op.has_act) return;
+  epilogue_block(e, i0, j0, m, n, c, ldc);
+}
+
 }  // namespace hg::cpu
 
 #define HG_NO_BLAS_ACTIVATION "OpenBLAS, the CPU vendor library, has no activation routine"

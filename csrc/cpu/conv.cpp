@@ -16,6 +16,9 @@
 //   backward weight: dw_g  (Kg, CgRS)  += dy_ng (Kg, PQ) @ col_g^T, summed over the batch
 // The bias is fused: y_n is filled with it and is the GEMM's C operand (beta = 1), so it is
 // added while y is accumulated, with no pass over y afterwards.
+// conv2d_bias_act (fused.cpp) runs the same forward with its bias + activation epilogue applied
+// by the GEMM per strip of micro-tiles (handwritten) or per (image, group) block after the sgemm
+// (vendor).
 // Threading: see split_images().
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py
 // Time: hg.ops.conv2d(x, w, impl="handwritten"|"vendor"); hg.ops.last_impl()["ms"]
@@ -113,7 +116,11 @@ void for_each_image(int64_t N, Split split, float* col, int64_t col_size, F&& im
   }
 }
 
-void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine) {
+// y = conv(x, w) (+ bias). With `epi` (conv2d_bias_act), y_ng = act(w_g @ col_g + bias_g) per
+// (image, group): our GEMM applies it per strip of micro-tiles (gemm_handwritten_epilogue);
+// after the BLAS, one pass over the group's block, which was just written (apply_epilogue).
+void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine,
+                     const FusedEpilogue* epi = nullptr) {
   const ConvGeometry& g = a.g;
   const GemmFn gemm = routine.fn;
   const Lowered L(g);
@@ -129,8 +136,23 @@ void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine) {
       for (int64_t k = 0; k < g.K; ++k) std::fill(yn + k * L.PQ, yn + (k + 1) * L.PQ, a.bias[k]);
     }
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-      gemm(false, false, L.Kg, L.PQ, L.CRSg, 1.f, a.w + grp * L.Kg * L.CRSg, L.CRSg,
-           cols + grp * L.CRSg * L.PQ, L.PQ, a.bias ? 1.f : 0.f, yn + grp * L.Kg * L.PQ, L.PQ);
+      const float* wg = a.w + grp * L.Kg * L.CRSg;
+      const float* cg = cols + grp * L.CRSg * L.PQ;
+      float* yg = yn + grp * L.Kg * L.PQ;
+      if (!epi) {
+        gemm(false, false, L.Kg, L.PQ, L.CRSg, 1.f, wg, L.CRSg, cg, L.PQ, a.bias ? 1.f : 0.f, yg,
+             L.PQ);
+        continue;
+      }
+      GemmEpilogue e{*epi, /*bias_per_row=*/true};
+      if (epi->bias) e.op.bias = epi->bias + grp * L.Kg;
+      if (gemm == &gemm_handwritten) {
+        gemm_handwritten_epilogue(false, false, L.Kg, L.PQ, L.CRSg, wg, L.CRSg, cg, L.PQ, yg,
+                                  L.PQ, e);
+      } else {
+        gemm(false, false, L.Kg, L.PQ, L.CRSg, 1.f, wg, L.CRSg, cg, L.PQ, 0.f, yg, L.PQ);
+        apply_epilogue(e, 0, 0, L.Kg, L.PQ, yg, L.PQ);
+      }
     }
   });
 }
@@ -229,6 +251,16 @@ void conv2d_backward_weight_vendor(const ConvBackwardWeightArgs& a) {
 }
 
 }  // namespace
+
+void conv2d_bias_act_lowered(const ConvBiasActArgs& a, bool vendor) {
+  ConvForwardArgs c;
+  c.g = a.g;
+  c.x = a.x;
+  c.w = a.w;
+  c.y = a.y;
+  if (vendor) require_blas_sizes(a.g);
+  forward_lowered(c, vendor ? kOpenBlas : kHandwritten, &a.epi);
+}
 
 }  // namespace hg::cpu
 

@@ -12,6 +12,7 @@
 //                    strided row of a padded dx buffer it came from; the buffer is cropped to dx.
 //   weight_plane    (backward weight): dw[r, s] += sum_{p,q} dy[p, q] * xpad[...], 8 lanes
 //                    accumulated over all rows and reduced once per tap.
+// conv2d_bias_act's depthwise case passes an activation, applied to each plane as it is finished.
 // Backward weight threads take runs of planes, each summing into its own (C, R, S) partial.
 // The per-plane routines are compiled for x86-64-v4 (AVX-512), v3 (AVX2+FMA) and the baseline
 // and picked by CPU features at load time (GCC >= 12 target_clones); their loops are written on
@@ -205,12 +206,15 @@ int threads_for(int64_t macs, int64_t planes) {
 
 }  // namespace
 
-void conv2d_depthwise_forward(const ConvForwardArgs& a) {
+void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi) {
   const ConvGeometry& g = a.g;
   const Plane k = forward_plane(g);
   const int64_t planes = g.N * g.C, HW = g.H * g.W, PQ = g.P * g.Q, RS = g.R * g.S;
   const int T = threads_for(planes * PQ * RS, planes);
   std::vector<Scratch> scratches(T, Scratch(k));  // allocated here: no exception in the region
+  GemmEpilogue act_only;  // the activation only: the bias went in as the initial value
+  if (epi) act_only.op = FusedEpilogue{nullptr, epi->has_act, epi->act, epi->alpha};
+  const GemmEpilogue* act = epi && epi->has_act ? &act_only : nullptr;
 #pragma omp parallel num_threads(T)
   {
     Scratch& scratch = scratches[omp_get_thread_num()];
@@ -219,6 +223,7 @@ void conv2d_depthwise_forward(const ConvForwardArgs& a) {
       const int64_t c = plane % g.C;
       correlate_plane(k, a.x + plane * HW, a.w + c * RS, a.bias ? a.bias[c] : 0.f,
                       a.y + plane * PQ, scratch);
+      if (act) apply_epilogue(*act, 0, 0, 1, PQ, a.y + plane * PQ, PQ);  // the plane is in cache
     }
   }
 }

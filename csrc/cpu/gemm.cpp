@@ -14,6 +14,8 @@
 //           for ir over MC in MR rows:               A micro-panel MR x KC             (L1)
 //             for jr over NC_L2 in NR columns:       B micro-panels stream from L2, prefetched
 //               micro-kernel: C[MR x NR] = alpha * A~ @ B~ + (pc == 0 ? beta : 1) * C
+//             last K block, with an epilogue (gemm_handwritten_epilogue): the MR x NC_L2 strip
+//             of C just written (in L1) = act(strip + bias)
 // This is BLIS's order with the roles of A and B swapped: in row-major C the vector dimension is
 // N, so the broadcast side (A, MR values per k) is the one kept in L1. Packing covers all four
 // transpose cases and zero-pads partial micro-panels, so the micro-kernel never branches on
@@ -157,8 +159,11 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 // C[0:mc, j0:j1] (+)= alpha * packed A block @ packed B panel. The B panel is walked in
 // sub-blocks of uk.nc_l2 columns that stay in L2; for each, every A micro-panel (in L1) meets all
 // its B micro-panels, which stream from L2 in the order the micro-kernel prefetches them.
+// `ep` (last K block only): applied to each MR-row strip of micro-tiles (MR x nc_l2 at most) right
+// after the strip is stored; i0 is C's row.
 void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1, int64_t kc,
-                  const float* ap, const float* bp, float alpha, float beta, float* C, int64_t ldc) {
+                  const float* ap, const float* bp, float alpha, float beta, float* C, int64_t ldc,
+                  const GemmEpilogue* ep, int64_t i0) {
   const int MR = uk.mr, NR = uk.nr;
   alignas(64) float scratch[32 * 32];  // one partial tile: MR * NR <= 32 * 32
   for (int64_t jb = j0; jb < j1; jb += uk.nc_l2, bp += uk.nc_l2 * kc) {
@@ -178,6 +183,9 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1,
           for (int64_t jj = 0; jj < n; ++jj)
             c[i * ldc + jj] = scratch[i * NR + jj] + (beta == 0.f ? 0.f : beta * c[i * ldc + jj]);
       }
+      // The MR x (jb1 - jb) strip of C just finished is still in L1: long rows vectorize better
+      // and amortize the call better than one tile at a time.
+      if (ep) apply_epilogue(*ep, i0 + ir, jb, m, jb1 - jb, C + ir * ldc + jb, ldc);
     }
   }
 }
@@ -212,9 +220,13 @@ GemmMicroKernel deep_blocking() {
 
 void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t M, int64_t N,
                  int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                 float beta, float* C, int64_t ldc) {
+                 float beta, float* C, int64_t ldc, const GemmEpilogue* ep = nullptr) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  if (K <= 0 || alpha == 0.f) {
+    scale_c(M, N, beta, C, ldc);
+    if (ep) apply_epilogue(*ep, 0, 0, M, N, C, ldc);
+    return;
+  }
 
   const int MR = uk.mr, NR = uk.nr;
   const int64_t KC = std::min<int64_t>(uk.kc, K), MC = uk.mc;
@@ -254,7 +266,7 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
             const int64_t mc = std::min(MC, m1 - ic);
             pack_a(opA, ic, pc, mc, kc, MR, ap);
             macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, alpha, pc == 0 ? beta : 1.f,
-                         C + ic * ldc, ldc);
+                         C + ic * ldc, ldc, pc + kc == K ? ep : nullptr, ic);
           }
         }
       }
@@ -266,6 +278,13 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                       float* C, int64_t ldc) {
   gemm_packed(active_microkernel(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_handwritten_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                               const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                               int64_t ldc, const GemmEpilogue& e) {
+  gemm_packed(active_microkernel(), trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc,
+              &e);
 }
 
 GemmBlocking gemm_handwritten_blocking() {

@@ -38,8 +38,14 @@ void col2im(const ConvGeometry& g, const float* col, float* x, bool threaded);
 // Depthwise: every group is one input channel and one output channel (groups == C == K), so
 // im2col + GEMM would multiply 1-row matrices; conv_depthwise.cpp computes these directly.
 inline bool is_depthwise(const ConvGeometry& g) { return g.groups == g.C && g.groups == g.K; }
-void conv2d_depthwise_forward(const ConvForwardArgs& a);
+// epi (conv2d_bias_act): its activation is applied to each output plane right after the plane is
+// computed (a.bias is the bias, added as the accumulators' initial value).
+void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi = nullptr);
 void conv2d_depthwise_backward_data(const ConvBackwardDataArgs& a);
 void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a);
+
+// conv2d_bias_act through im2col + GEMM (conv.cpp): our GEMM with its per-micro-tile epilogue,
+// or (vendor) the OpenBLAS sgemm and one epilogue pass per (image, group) block.
+void conv2d_bias_act_lowered(const ConvBiasActArgs& a, bool vendor);
 
 }  // namespace hg::cpu

@@ -14,12 +14,14 @@
 // every pointer is 16-byte aligned (the tail and unaligned arrays go element by element; that
 // element path is the simple reference, so there is no separate v0). Backward loads only the
 // inputs its kind needs (x or y). The vendor wrappers (vendor/miopen.cpp, vendor/cudnn.cpp) call
-// these for the kinds their library lacks.
+// these for the kinds their library lacks. The forward formulas live in activation_device.h,
+// shared with the fused conv/linear epilogues.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_activation.py -m gpu
 // Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
 //          -s "x = hg.tensor(np.random.randn(1 << 24).astype('f4'), device='gpu:0')"
 //          "hg.ops.activation(x, 'gelu'); hg.synchronize()"
+#include "activation_device.h"
 #include "kernels_elementwise.h"
 
 namespace hg::gpu {

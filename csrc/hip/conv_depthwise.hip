@@ -3,13 +3,15 @@
 // inputs (a GEMM with a 1-deep reduction per tap would waste its tiles).
 //   forward:         one thread per y element (n, k, p, q), q fastest, so a warp reads
 //                    neighbouring input columns and writes contiguous outputs; the R x S loop is
-//                    unrolled for 3x3 (the common case) and runtime-sized otherwise; bias fused.
+//                    unrolled for 3x3 (the common case) and runtime-sized otherwise; bias fused,
+//                    and conv2d_bias_act's activation applied before the store.
 //   backward data:   one thread per dx element (n, c, h, w): gathers the taps of the Kg output
 //                    channels of c whose windows cover (h, w); nothing is scattered, no atomics.
 //   backward weight: one block per dw element (k, r, s): its threads stride over (n, p, q),
 //                    then reduce in registers, across the warp with shuffles (any warp width)
 //                    and across warps in shared memory (one float per warp).
 // Tests: tests/ops/test_conv.py (groups == C cases, gpu params), tests/gpu/.
+#include "activation_device.h"
 #include "gpu_kernels.h"
 #include "runtime.h"
 
@@ -18,10 +20,11 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <int KR, int KS>  // 0: the size comes from d
+template <int KR, int KS, class Act>  // 0: the size comes from d; Act: activation_device.h
 __global__ void __launch_bounds__(kThreads)
     depthwise_forward_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                             const float* __restrict__ bias, float* __restrict__ y, ConvDims d) {
+                             const float* __restrict__ bias, float* __restrict__ y, ConvDims d,
+                             Act act) {
   const int R = KR > 0 ? KR : d.R, S = KS > 0 ? KS : d.S;
   constexpr int kUnrollR = KR > 0 ? KR : 1, kUnrollS = KS > 0 ? KS : 1;  // runtime sizes: no unroll
   const int64_t total = int64_t(d.N) * d.K * d.P * d.Q;
@@ -47,7 +50,7 @@ __global__ void __launch_bounds__(kThreads)
         if (unsigned(ww) < unsigned(d.W)) acc = fmaf(xc[h * d.W + ww], wk[r * S + s], acc);
       }
     }
-    y[i] = acc;
+    y[i] = act(acc);
   }
 }
 
@@ -129,16 +132,24 @@ __global__ void __launch_bounds__(kThreads)
 
 bool conv2d_is_depthwise(const ConvGeometry& g) { return g.groups > 1 && g.groups == g.C; }
 
-void conv2d_forward_depthwise(const ConvForwardArgs& a) {
+template <class Act>
+void forward_depthwise(const ConvForwardArgs& a, Act act) {
   const ConvDims d = conv2d_dims(a.g);
   const unsigned grid = grid_for(int64_t(d.N) * d.K * d.P * d.Q, kThreads);
   if (d.R == 3 && d.S == 3) {
-    depthwise_forward_kernel<3, 3><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, a.y, d);
+    depthwise_forward_kernel<3, 3><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, a.y, d, act);
     HG_LAUNCH_CHECK("depthwise_forward_kernel<3, 3>");
   } else {
-    depthwise_forward_kernel<0, 0><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, a.y, d);
+    depthwise_forward_kernel<0, 0><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, a.y, d, act);
     HG_LAUNCH_CHECK("depthwise_forward_kernel");
   }
+}
+
+void conv2d_forward_depthwise(const ConvForwardArgs& a) { forward_depthwise(a, ActNone{}); }
+
+void conv2d_bias_act_depthwise(const ConvBiasActArgs& a) {
+  const ConvForwardArgs c{a.g, a.x, a.w, a.epi.bias, a.y};
+  with_activation(a.epi, [&](auto act) { forward_depthwise(c, act); });
 }
 
 void conv2d_backward_data_depthwise(const ConvBackwardDataArgs& a) {

@@ -49,5 +49,8 @@ void conv2d_backward_weight_depthwise(const ConvBackwardWeightArgs& a);
 void conv2d_forward_v0(const ConvForwardArgs& a);
 void conv2d_backward_data_v0(const ConvBackwardDataArgs& a);
 void conv2d_backward_weight_v0(const ConvBackwardWeightArgs& a);
+// conv2d_bias_act: the forward kernels above with the bias + activation epilogue fused in.
+void conv2d_bias_act_igemm(const ConvBiasActArgs& a);
+void conv2d_bias_act_depthwise(const ConvBiasActArgs& a);
 
 }  // namespace hg::gpu

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "../core/ops.h"
+#include "activation_device.h"  // act_forward<K>, sigmoid_f: the device activation formulas
 #include "platform.h"
 
 namespace hg::gpu {
@@ -54,39 +55,15 @@ void bias_add_handwritten(const BiasAddArgs& a);  // a.x may equal a.y (in place
 void qgemm_handwritten(const QGemmArgs& a);
 // a.y = the qgemm epilogue (dequantize, bias, activation) of acc, the row-major (M, N) int32 GEMM.
 void qgemm_epilogue_handwritten(const QGemmArgs& a, const int32_t* acc);
+// y viewed as (outer, C, inner): y = act(y + bias[c]) in place (fused.hip), for the vendor paths
+// of conv2d_bias_act / linear_bias_act where the library cannot apply the epilogue itself.
+void fused_epilogue_pass(const FusedEpilogue& e, float* y, int64_t outer, int64_t C,
+                         int64_t inner);
 
 }  // namespace hg::gpu
 
 #if defined(__HIP__) || defined(__CUDACC__)
 namespace hg::gpu {
-
-// The forward activation formulas (PyTorch's; see activation.hip), shared by the activation
-// kernels and the fused epilogues of other kernels (quant.hip).
-constexpr float kRsqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-constexpr float kSqrt2OverPi = 0.79788456080286536f;
-constexpr float kGeluKappa = 0.044715f;
-
-__device__ inline float sigmoid_f(float z) {
-  const float e = expf(-fabsf(z));
-  const float r = 1.f / (1.f + e);
-  return z >= 0.f ? r : e * r;
-}
-
-template <ActKind K>
-__device__ inline float act_forward(float x, float alpha) {
-  if constexpr (K == ActKind::relu) return x < 0.f ? 0.f : x;
-  if constexpr (K == ActKind::leaky_relu) return x > 0.f ? x : alpha * x;
-  if constexpr (K == ActKind::sigmoid) return sigmoid_f(x);
-  if constexpr (K == ActKind::tanh) return tanhf(x);
-  if constexpr (K == ActKind::gelu) return 0.5f * x * erfcf(-x * kRsqrt2);
-  if constexpr (K == ActKind::gelu_tanh) {
-    const float u = kSqrt2OverPi * (x + kGeluKappa * x * x * x);
-    return x * sigmoid_f(2.f * u);
-  }
-  if constexpr (K == ActKind::elu) return x > 0.f ? x : alpha * expm1f(x);
-  return x;
-}
 
 template <class T>
 __device__ inline T imin(T a, T b) { return a < b ? a : b; }

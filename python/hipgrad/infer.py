@@ -263,14 +263,13 @@ class InferenceEngine:
             return ops.qgemm(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"), activation=act,
                              alpha=a.get("alpha", 0.01), out=out())
         if s.kind == "conv":
-            y = ops.conv2d(x, t["weight"], t.get("bias"), stride=a["stride"], padding=a["padding"],
-                           dilation=a["dilation"], groups=a["groups"], out=out(x))
-            return ops.activation(y, act, alpha=a.get("alpha", 0.01), out=out(y)) if act else y
+            return ops.conv2d_bias_act(x, t["weight"], t.get("bias"), stride=a["stride"],
+                                       padding=a["padding"], dilation=a["dilation"],
+                                       groups=a["groups"], activation=act,
+                                       alpha=a.get("alpha", 0.01), out=out(x))
         if s.kind == "linear":
-            y = ops.gemm(x, t["weight"], trans_b=True, out=out(x))
-            if "bias" in t:
-                y = ops.bias_add(y, t["bias"], out=out(y))
-            return ops.activation(y, act, alpha=a.get("alpha", 0.01), out=out(y)) if act else y
+            return ops.linear_bias_act(x, t["weight"], t.get("bias"), activation=act,
+                                       alpha=a.get("alpha", 0.01), out=out(x))
         if s.kind == "act":
             return ops.activation(x, a["kind"], alpha=a.get("alpha", 0.01), out=out(x))
         if s.kind == "maxpool":

@@ -61,13 +61,10 @@ def step_output_shape(step: Any, shape: Shape) -> Shape:
 
 
 def fp32_ops(step: Any) -> int:
-    """How many ops InferenceEngine._step runs for an fp32 step, each writing a new buffer
-    (conv, then activation; gemm, then bias_add, then activation). Keep in step with _step: the
-    planner replays these writes to size each buffer."""
-    if step.kind == "conv":
-        return 1 + bool(step.attrs.get("act"))
-    if step.kind == "linear":
-        return 1 + ("bias" in step.tensors) + bool(step.attrs.get("act"))
+    """How many ops InferenceEngine._step runs for an fp32 step, each writing a new buffer: one
+    for every kind (conv and linear run fused with their bias and activation: conv2d_bias_act,
+    linear_bias_act). Keep in step with _step: the planner replays these writes to size each
+    buffer."""
     return 1
 
 

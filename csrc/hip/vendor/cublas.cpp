@@ -7,6 +7,8 @@
 //                     scratch memory, then hipgrad's epilogue kernel (dequantize, bias,
 //                     activation). Only where the int8 kernels' rules hold (K and N multiples of
 //                     4, 4-byte aligned xq and wq); other shapes run gpu.qgemm_int8_tiled.
+//   gpu.cublas_sgemm+epilogue_pass  linear_bias_act: that sgemm (y = x w^T), then bias + activation
+//                     in one handwritten pass over y (fused.hip's fused_epilogue_pass).
 // One handle per device, created on first use and bound to hipgrad's stream of that device at
 // every call. Math: CUBLAS_DEFAULT_MATH (full FP32, no TF32) unless HIPGRAD_ALLOW_TF32=1, which
 // selects CUBLAS_TF32_TENSOR_OP_MATH. Every status is checked and thrown as hg::BackendError
@@ -103,6 +105,19 @@ void qgemm_cublas(const QGemmArgs& a) {
   qgemm_epilogue_handwritten(a, c);
 }
 
+// linear_bias_act: y = x w^T by the same sgemm (the gemm op with trans_b), then bias +
+// activation as one handwritten pass over y (cuBLAS has no epilogue for them).
+void linear_bias_act_cublas(const LinearBiasActArgs& a) {
+  GemmArgs g;
+  g.trans_b = true;
+  g.M = a.M, g.N = a.N, g.K = a.K;
+  g.a = a.x, g.lda = a.K;
+  g.b = a.w, g.ldb = a.K;
+  g.y = a.y, g.ldy = a.N;
+  gemm_cublas(g);
+  fused_epilogue_pass(a.epi, a.y, a.M, a.N, 1);
+}
+
 }  // namespace
 }  // namespace hg::gpu
 
@@ -111,6 +126,8 @@ HG_REGISTER_KERNEL(qgemm_op, gpu, vendor,
                    "gpu.cublas_gemm_ex_int8+epilogue (K or N not a multiple of 4, or unaligned "
                    "operands: gpu.qgemm_int8_tiled)",
                    &hg::gpu::qgemm_cublas);
+HG_REGISTER_KERNEL(linear_bias_act_op, gpu, vendor, "gpu.cublas_sgemm+epilogue_pass",
+                   &hg::gpu::linear_bias_act_cublas);
 static const bool hg_cublas_fact = hg::add_build_fact(
     "gpu.vendor.cublas", HG_STRINGIFY(CUBLAS_VER_MAJOR) "." HG_STRINGIFY(CUBLAS_VER_MINOR) "." HG_STRINGIFY(
                              CUBLAS_VER_PATCH));
@@ -118,5 +135,6 @@ static const bool hg_cublas_fact = hg::add_build_fact(
 #elif defined(HIPGRAD_PLATFORM_NVIDIA)
 HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
 HG_REGISTER_FALLBACK(qgemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
+HG_REGISTER_FALLBACK(linear_bias_act_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
 static const bool hg_cublas_fact = hg::add_build_fact("gpu.vendor.cublas", "not found");
 #endif

@@ -7,6 +7,9 @@
 //       Math: CUDNN_FMA_MATH (strict FP32 -- CUDNN_DEFAULT_MATH would allow TF32 on A100 and
 //       newer) unless HIPGRAD_ALLOW_TF32=1. The bias is added afterwards, in place, by hipgrad's
 //       bias_add kernel.
+//   conv2d_bias_act
+//       cudnnConvolutionBiasActivationForward for relu and no activation (cuDNN fuses only ReLU
+//       and identity); other kinds run cudnnConvolutionForward, then hipgrad's epilogue pass.
 //   activation / activation_backward
 //       cudnnActivation{Forward,Backward} (CUDNN_PROPAGATE_NAN) for relu, sigmoid, tanh and elu
 //       (coef = alpha). cuDNN has neither leaky ReLU nor GELU: for leaky_relu, gelu and gelu_tanh
@@ -104,6 +107,8 @@ struct ConvPlan {
   cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
   cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
   size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
+  bool have_precomp = false;  // conv2d_bias_act without activation: IMPLICIT_PRECOMP_GEMM
+  size_t precomp_ws = 0;
 };
 
 cudnnMathType_t base_math() { return allow_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
@@ -157,11 +162,8 @@ cudnnMathType_t run_math(cudnnMathType_t reported) { return allow_tf32() ? repor
 
 constexpr int kMaxAlgos = 8;
 
-void conv_forward_cudnn(const ConvForwardArgs& a) {
-  const int device = current_device();
-  std::lock_guard<std::mutex> lock(g_mu);
-  cudnnHandle_t h = cudnn_handle(device);
-  ConvPlan& p = conv_plan(device, a.g);
+// The heuristic forward algorithm of the plan, chosen once (caller holds g_mu).
+void choose_forward(cudnnHandle_t h, ConvPlan& p) {
   if (!p.have_fwd) {
     cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
     int returned = 0;
@@ -174,6 +176,14 @@ void conv_forward_cudnn(const ConvForwardArgs& a) {
     HG_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
     p.have_fwd = true;
   }
+}
+
+void conv_forward_cudnn(const ConvForwardArgs& a) {
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(g_mu);
+  cudnnHandle_t h = cudnn_handle(device);
+  ConvPlan& p = conv_plan(device, a.g);
+  choose_forward(h, p);
   HG_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd_math));
   Workspace ws(p.fwd_ws);
   HG_CUDNN_CHECK(cudnnConvolutionForward(h, &kOne, p.x, a.x, p.w, a.w, p.conv, p.fwd, ws.ptr, p.fwd_ws,
@@ -286,6 +296,68 @@ void activation_backward_cudnn(const ActivationBackwardArgs& a) {
   }
 }
 
+// ---- conv2d_bias_act ------------------------------------------------------------------------------
+// cudnnConvolutionBiasActivationForward computes y = act(conv(x) + alpha2 z + bias) with
+// act RELU or IDENTITY only, IDENTITY only with CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+// and a bias always. So: relu with the heuristic algorithm, no activation with
+// IMPLICIT_PRECOMP_GEMM, a zero bias where none is given, z = y with alpha2 = 0 (as PyTorch's
+// cudnn_convolution_relu passes it; y is not meant to be read). Other kinds: the plain
+// cudnnConvolutionForward, then hipgrad's bias + activation pass (fused_epilogue_pass).
+cudnnTensorDescriptor_t bias_desc(int64_t K) {
+  static std::map<int64_t, cudnnTensorDescriptor_t> descs;
+  auto it = descs.find(K);
+  if (it != descs.end()) return it->second;
+  return descs.emplace(K, tensor4d(1, K, 1, 1)).first->second;
+}
+
+cudnnActivationDescriptor_t identity_desc() {
+  static cudnnActivationDescriptor_t d = [] {
+    cudnnActivationDescriptor_t ad = nullptr;
+    HG_CUDNN_CHECK(cudnnCreateActivationDescriptor(&ad));
+    HG_CUDNN_CHECK(cudnnSetActivationDescriptor(ad, CUDNN_ACTIVATION_IDENTITY, CUDNN_PROPAGATE_NAN, 0.0));
+    return ad;
+  }();
+  return d;
+}
+
+void conv_bias_act_cudnn(const ConvBiasActArgs& a) {
+  const bool relu = a.epi.has_act && a.epi.act == ActKind::relu;
+  if (a.epi.has_act && !relu) {
+    conv_forward_cudnn(ConvForwardArgs{a.g, a.x, a.w, nullptr, a.y});
+    return fused_epilogue_pass(a.epi, a.y, a.g.N, a.g.K, a.g.P * a.g.Q);
+  }
+  Tensor zeros;  // cuDNN needs a bias
+  const float* bias = a.epi.bias;
+  if (bias == nullptr) {
+    zeros = scratch(a.g.K);
+    zeros.zero_();
+    bias = zeros.data<float>();
+  }
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(g_mu);
+  cudnnHandle_t h = cudnn_handle(device);
+  ConvPlan& p = conv_plan(device, a.g);
+  cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+  cudnnMathType_t math = base_math();
+  size_t ws_bytes = 0;
+  if (relu) {
+    choose_forward(h, p);
+    algo = p.fwd, math = p.fwd_math, ws_bytes = p.fwd_ws;
+  } else {
+    HG_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
+    if (!p.have_precomp) {
+      HG_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, algo, &p.precomp_ws));
+      p.have_precomp = true;
+    }
+    ws_bytes = p.precomp_ws;
+  }
+  HG_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
+  Workspace ws(ws_bytes);
+  HG_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
+      h, &kOne, p.x, a.x, p.w, a.w, p.conv, algo, ws.ptr, ws_bytes, &kZero, p.y, a.y, bias_desc(a.g.K),
+      bias, relu ? activation_desc(ActKind::relu, 0.f) : identity_desc(), p.y, a.y));
+}
+
 // ---- average pooling -----------------------------------------------------------------------------
 struct PoolPlan {
   cudnnPoolingDescriptor_t pool;
@@ -329,6 +401,10 @@ void avg_pool2d_backward_cudnn(const AvgPoolBackwardArgs& a) {
 
 HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.cudnn_conv_forward (+ gpu.bias_add)",
                    &hg::gpu::conv_forward_cudnn);
+HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, vendor,
+                   "gpu.cudnn_conv_bias_activation (relu, none; other kinds: gpu.cudnn_conv_forward + "
+                   "gpu.epilogue_pass, cuDNN fuses only ReLU and identity)",
+                   &hg::gpu::conv_bias_act_cudnn);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.cudnn_conv_backward_data",
                    &hg::gpu::conv_backward_data_cudnn);
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, vendor, "gpu.cudnn_conv_backward_filter",
@@ -359,6 +435,7 @@ static const bool hg_cudnn_fact = hg::add_build_fact(
 #define HG_NO_CUDNN "cuDNN was not found when hipgrad was built"
 HG_REGISTER_FALLBACK(conv2d_forward_op, gpu, vendor, HG_NO_CUDNN);
 HG_REGISTER_FALLBACK(conv2d_backward_data_op, gpu, vendor, HG_NO_CUDNN);
+HG_REGISTER_FALLBACK(conv2d_bias_act_op, gpu, vendor, HG_NO_CUDNN);
 HG_REGISTER_FALLBACK(conv2d_backward_weight_op, gpu, vendor, HG_NO_CUDNN);
 HG_REGISTER_FALLBACK(activation_op, gpu, vendor, HG_NO_CUDNN);
 HG_REGISTER_FALLBACK(activation_backward_op, gpu, vendor, HG_NO_CUDNN);

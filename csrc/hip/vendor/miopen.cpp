@@ -5,6 +5,10 @@
 //       and its workspace size (perf[0]) are remembered per (device, shape); the Find workspace
 //       comes from the *GetWorkSpaceSize query. MIOpen's 2-D convolution takes alpha = 1, beta = 0
 //       only, so the bias is added afterwards, in place, by hipgrad's bias_add kernel.
+//   conv2d_bias_act
+//       a fusion plan conv -> bias -> activation (miopenCreateFusionPlan, miopenCreateOp*Forward,
+//       miopenCompileFusionPlan once per shape; miopenSetOpArgs* and miopenExecuteFusionPlan per
+//       call); where MIOpen compiles no plan, or for GELU, the separate calls below.
 //   activation / activation_backward
 //       miopenActivation{Forward,Backward} for relu, leaky_relu (LEAKYRELU, alpha), sigmoid
 //       (LOGISTIC), tanh (TANH with alpha = beta = 1: MIOpen computes beta tanh(alpha x)) and elu
@@ -206,26 +210,34 @@ constexpr int64_t kActChunk = int64_t(1) << 30;  // elements per call: MIOpen's 
 
 bool miopen_has(ActKind k) { return k != ActKind::gelu && k != ActKind::gelu_tanh; }
 
+// MIOpen's mode and parameters for a kind it has (miopen_has).
+struct ActMode {
+  miopenActivationMode_t mode = miopenActivationRELU;
+  double a = 0.0, b = 0.0;
+};
+ActMode act_mode(ActKind kind, float alpha) {
+  switch (kind) {
+    case ActKind::relu: return {miopenActivationRELU, 0.0, 0.0};
+    case ActKind::leaky_relu: return {miopenActivationLEAKYRELU, alpha, 0.0};
+    case ActKind::sigmoid: return {miopenActivationLOGISTIC, 0.0, 0.0};
+    case ActKind::tanh: return {miopenActivationTANH, 1.0, 1.0};
+    case ActKind::elu: return {miopenActivationELU, alpha, 0.0};
+    case ActKind::gelu:
+    case ActKind::gelu_tanh: break;  // not reached: handwritten
+  }
+  return {};
+}
+
 miopenActivationDescriptor_t activation_desc(ActKind kind, float alpha) {
   static std::map<std::pair<int, float>, miopenActivationDescriptor_t> descs;
   const bool uses_alpha = kind == ActKind::leaky_relu || kind == ActKind::elu;
   const std::pair<int, float> key{int(kind), uses_alpha ? alpha : 0.f};
   auto it = descs.find(key);
   if (it != descs.end()) return it->second;
-  miopenActivationMode_t mode = miopenActivationRELU;
-  double a = 0.0, b = 0.0;
-  switch (kind) {
-    case ActKind::relu: mode = miopenActivationRELU; break;
-    case ActKind::leaky_relu: mode = miopenActivationLEAKYRELU; a = alpha; break;
-    case ActKind::sigmoid: mode = miopenActivationLOGISTIC; break;
-    case ActKind::tanh: mode = miopenActivationTANH; a = 1.0; b = 1.0; break;
-    case ActKind::elu: mode = miopenActivationELU; a = alpha; break;
-    case ActKind::gelu:
-    case ActKind::gelu_tanh: break;  // not reached: handwritten
-  }
+  const ActMode m = act_mode(kind, alpha);
   miopenActivationDescriptor_t d = nullptr;
   HG_MIOPEN_CHECK(miopenCreateActivationDescriptor(&d));
-  HG_MIOPEN_CHECK(miopenSetActivationDescriptor(d, mode, a, b, 0.0));
+  HG_MIOPEN_CHECK(miopenSetActivationDescriptor(d, m.mode, m.a, m.b, 0.0));
   return descs.emplace(key, d).first->second;
 }
 
@@ -257,6 +269,84 @@ void activation_backward_miopen(const ActivationBackwardArgs& a) {
     miopenTensorDescriptor_t d = flat_desc(std::min(kActChunk, a.n - off));
     HG_MIOPEN_CHECK(miopenActivationBackward(h, ad, &kOne, d, a.y + off, d, a.dy + off, d, a.x + off, &kZero,
                                              d, a.dx + off));
+  }
+}
+
+// ---- conv2d_bias_act: the fusion plan ---------------------------------------------------------------
+// A vertical plan conv -> bias (when given) -> activation (when given), built and compiled once
+// per (device, shape, bias, kind); its operator arguments (weights, bias, activation parameters)
+// are set at every call. Where MIOpen cannot build or compile the plan (e.g. grouped or unusual
+// shapes: miopenStatusUnsupportedOp), where nothing is to be fused, and for the GELU kinds MIOpen
+// lacks: conv_forward_miopen (+ bias_add), then activation_miopen in place.
+struct FusedPlan {
+  bool ok = false;
+  miopenFusionPlanDescriptor_t plan = nullptr;
+  miopenFusionOpDescriptor_t conv = nullptr, bias = nullptr, act = nullptr;
+  miopenTensorDescriptor_t bias_desc = nullptr;
+  miopenOperatorArgs_t args = nullptr;
+};
+
+// Builds and compiles the plan; false (and the plan destroyed) where MIOpen declines it.
+bool build_fused(miopenHandle_t h, const ConvPlan& p, const ConvGeometry& g, const FusedEpilogue& e,
+                 FusedPlan& f) {
+  if (miopenCreateFusionPlan(&f.plan, miopenVerticalFusion, p.x) != miopenStatusSuccess) return false;
+  bool ok = miopenCreateOpConvForward(f.plan, &f.conv, p.conv, p.w) == miopenStatusSuccess;
+  if (ok && e.bias != nullptr) {
+    f.bias_desc = tensor4d(1, g.K, 1, 1);
+    ok = miopenCreateOpBiasForward(f.plan, &f.bias, f.bias_desc) == miopenStatusSuccess;
+  }
+  if (ok && e.has_act) {
+    ok = miopenCreateOpActivationForward(f.plan, &f.act, act_mode(e.act, e.alpha).mode) ==
+         miopenStatusSuccess;
+  }
+  ok = ok && miopenCompileFusionPlan(h, f.plan) == miopenStatusSuccess;
+  if (!ok) {
+    miopenDestroyFusionPlan(f.plan);
+    f.plan = nullptr;
+    return false;
+  }
+  HG_MIOPEN_CHECK(miopenCreateOperatorArgs(&f.args));
+  return true;
+}
+
+FusedPlan& fused_plan(miopenHandle_t h, int device, const ConvPlan& p, const ConvGeometry& g,
+                      const FusedEpilogue& e) {
+  static std::map<std::array<int64_t, 19>, FusedPlan> plans;
+  const std::array<int64_t, 19> key = {device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q,
+                                       g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w,
+                                       g.groups, e.bias != nullptr, e.has_act ? int(e.act) : -1};
+  auto it = plans.find(key);
+  if (it != plans.end()) return it->second;
+  FusedPlan f;
+  f.ok = build_fused(h, p, g, e, f);
+  return plans.emplace(key, f).first->second;
+}
+
+// Runs the plan; false where there is none for this case (the caller runs the ops separately).
+bool conv_bias_act_plan(const ConvBiasActArgs& a) {
+  const FusedEpilogue& e = a.epi;
+  if ((e.bias == nullptr && !e.has_act) || (e.has_act && !miopen_has(e.act))) return false;
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(g_mu);
+  miopenHandle_t h = miopen_handle(device);
+  const ConvPlan& p = conv_plan(device, a.g);
+  FusedPlan& f = fused_plan(h, device, p, a.g, e);
+  if (!f.ok) return false;
+  HG_MIOPEN_CHECK(miopenSetOpArgsConvForward(f.args, f.conv, &kOne, &kZero, a.w));
+  if (f.bias != nullptr) HG_MIOPEN_CHECK(miopenSetOpArgsBiasForward(f.args, f.bias, &kOne, &kZero, e.bias));
+  if (f.act != nullptr) {
+    const ActMode m = act_mode(e.act, e.alpha);
+    HG_MIOPEN_CHECK(miopenSetOpArgsActivForward(f.args, f.act, &kOne, &kZero, m.a, m.b, 0.0));
+  }
+  HG_MIOPEN_CHECK(miopenExecuteFusionPlan(h, f.plan, p.x, a.x, p.y, a.y, f.args));
+  return true;
+}
+
+void conv_bias_act_miopen(const ConvBiasActArgs& a) {
+  if (conv_bias_act_plan(a)) return;
+  conv_forward_miopen(ConvForwardArgs{a.g, a.x, a.w, a.epi.bias, a.y});
+  if (a.epi.has_act) {
+    activation_miopen(ActivationArgs{a.epi.act, a.epi.alpha, a.g.N * a.g.K * a.g.P * a.g.Q, a.y, a.y});
   }
 }
 
@@ -311,6 +401,10 @@ std::string miopen_version() {
 
 HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.miopen_conv_forward (+ gpu.bias_add)",
                    &hg::gpu::conv_forward_miopen);
+HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, vendor,
+                   "gpu.miopen_fusion_plan_conv_bias_activation (no plan, no epilogue or GELU: "
+                   "gpu.miopen_conv_forward + gpu.bias_add + gpu.miopen_activation)",
+                   &hg::gpu::conv_bias_act_miopen);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.miopen_conv_backward_data",
                    &hg::gpu::conv_backward_data_miopen);
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, vendor, "gpu.miopen_conv_backward_weights",
@@ -337,6 +431,7 @@ static const bool hg_miopen_fact = hg::add_build_fact("gpu.vendor.miopen", hg::g
 #define HG_NO_MIOPEN "MIOpen was not found when hipgrad was built"
 HG_REGISTER_FALLBACK(conv2d_forward_op, gpu, vendor, HG_NO_MIOPEN);
 HG_REGISTER_FALLBACK(conv2d_backward_data_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_FALLBACK(conv2d_bias_act_op, gpu, vendor, HG_NO_MIOPEN);
 HG_REGISTER_FALLBACK(conv2d_backward_weight_op, gpu, vendor, HG_NO_MIOPEN);
 HG_REGISTER_FALLBACK(activation_op, gpu, vendor, HG_NO_MIOPEN);
 HG_REGISTER_FALLBACK(activation_backward_op, gpu, vendor, HG_NO_MIOPEN);

@@ -7,6 +7,8 @@
 //                      scratch memory, then hipgrad's epilogue kernel (dequantize, bias,
 //                      activation). Only where K and N are multiples of 4 and xq, wq 4-byte
 //                      aligned (the int8 kernels' rules); other shapes run gpu.qgemm_int8_tiled.
+//   gpu.rocblas_sgemm+epilogue_pass  linear_bias_act: that sgemm (y = x w^T), then bias + activation
+//                     in one handwritten pass over y (fused.hip's fused_epilogue_pass).
 // One handle per device (created with that device current, as rocBLAS requires), bound to
 // hipgrad's stream of that device at every call; pointer mode host; default math (full FP32).
 // rocBLAS owns and grows its workspace itself. Every status is checked and thrown as
@@ -100,6 +102,19 @@ void qgemm_rocblas(const QGemmArgs& a) {
   qgemm_epilogue_handwritten(a, c);
 }
 
+// linear_bias_act: y = x w^T by the same sgemm (the gemm op with trans_b), then bias +
+// activation as one handwritten pass over y (rocBLAS has no epilogue for them).
+void linear_bias_act_rocblas(const LinearBiasActArgs& a) {
+  GemmArgs g;
+  g.trans_b = true;
+  g.M = a.M, g.N = a.N, g.K = a.K;
+  g.a = a.x, g.lda = a.K;
+  g.b = a.w, g.ldb = a.K;
+  g.y = a.y, g.ldy = a.N;
+  gemm_rocblas(g);
+  fused_epilogue_pass(a.epi, a.y, a.M, a.N, 1);
+}
+
 }  // namespace
 }  // namespace hg::gpu
 
@@ -108,6 +123,8 @@ HG_REGISTER_KERNEL(qgemm_op, gpu, vendor,
                    "gpu.rocblas_gemm_ex_int8+epilogue (K or N not a multiple of 4, or unaligned "
                    "operands: gpu.qgemm_int8_tiled)",
                    &hg::gpu::qgemm_rocblas);
+HG_REGISTER_KERNEL(linear_bias_act_op, gpu, vendor, "gpu.rocblas_sgemm+epilogue_pass",
+                   &hg::gpu::linear_bias_act_rocblas);
 static const bool hg_rocblas_fact = hg::add_build_fact(
     "gpu.vendor.rocblas", HG_STRINGIFY(ROCBLAS_VERSION_MAJOR) "." HG_STRINGIFY(
                               ROCBLAS_VERSION_MINOR) "." HG_STRINGIFY(ROCBLAS_VERSION_PATCH));
@@ -115,5 +132,6 @@ static const bool hg_rocblas_fact = hg::add_build_fact(
 #elif defined(HIPGRAD_PLATFORM_AMD)
 HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
 HG_REGISTER_FALLBACK(qgemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
+HG_REGISTER_FALLBACK(linear_bias_act_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
 static const bool hg_rocblas_fact = hg::add_build_fact("gpu.vendor.rocblas", "not found");
 #endif

@@ -1,0 +1,105 @@
+// Front ends of the fused forward ops conv2d_bias_act and linear_bias_act: checks once, output
+// allocation (or the caller's `out`), dispatch. The convolution's shape checks are
+// conv_geometry's (ops_conv.cpp), so messages read as conv2d's do, with this op's name.
+#include "checks.h"
+
+namespace hg {
+
+OpKernels<ConvBiasActArgs>& conv2d_bias_act_op() {
+  static OpKernels<ConvBiasActArgs> op("conv2d_bias_act", /*tunable=*/true);
+  return op;
+}
+OpKernels<LinearBiasActArgs>& linear_bias_act_op() {
+  static OpKernels<LinearBiasActArgs> op("linear_bias_act", /*tunable=*/true);
+  return op;
+}
+
+namespace {
+
+// The epilogue's activation: "" or "none" for none, else one of the kinds (ValueError naming
+// `activation` and the kinds otherwise).
+void parse_fused_activation(const char* op, const std::string& name, float alpha,
+                            FusedEpilogue* e) {
+  e->alpha = alpha;
+  if (name.empty() || name == "none") return;
+  std::string known = "'none'";
+  for (int k = 0; k <= int(ActKind::elu); ++k) {
+    const ActKind kind = static_cast<ActKind>(k);
+    if (name == activation_name(kind)) {
+      e->has_act = true;
+      e->act = kind;
+      return;
+    }
+    known += std::string(", '") + activation_name(kind) + "'";
+  }
+  fail(ErrorKind::value, op, ": activation must be one of ", known, "; got '", name, "'");
+}
+
+std::string epilogue_key(const FusedEpilogue& e) {
+  return cat(e.bias ? ",bias" : "", ",act=", e.has_act ? activation_name(e.act) : "none");
+}
+
+}  // namespace
+
+Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
+                       Pair padding, Pair dilation, int64_t groups, const std::string& activation,
+                       float alpha, Impl impl, const Tensor* out) {
+  const char* op = "conv2d_bias_act";
+  require_f32(op, "x", x, 4);
+  require_f32(op, "w", w, 4);
+  const Device dev = require_same_device(op, {{"x", &x}, {"w", &w}, {"bias", &bias}});
+  ConvBiasActArgs a;
+  a.g = conv_geometry(op, "x", x.shape(), "w", w.shape(), stride, padding, dilation, groups);
+  const ConvGeometry& g = a.g;
+  if (bias.defined()) {
+    require_f32(op, "bias", bias, 1);
+    require_shape(op, "bias", bias, {g.K});
+  }
+  parse_fused_activation(op, activation, alpha, &a.epi);
+  Tensor y = output_tensor(op, out, {g.N, g.K, g.P, g.Q}, dev,
+                           {{"x", &x}, {"w", &w}, {"bias", &bias}});
+  if (y.numel() == 0) return y;
+  a.x = x.data<float>();
+  a.w = w.data<float>();
+  a.epi.bias = bias.defined() ? bias.data<float>() : nullptr;
+  a.y = y.data<float>();
+  conv2d_bias_act_op().run(
+      dev, impl, a,
+      cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",K=", g.K, ",R=", g.R, ",S=", g.S,
+          ",st=", g.stride_h, "x", g.stride_w, ",pad=", g.pad_h, "x", g.pad_w, ",dil=", g.dil_h,
+          "x", g.dil_w, ",g=", g.groups, epilogue_key(a.epi)));
+  return y;
+}
+
+Tensor linear_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias,
+                       const std::string& activation, float alpha, Impl impl, const Tensor* out) {
+  const char* op = "linear_bias_act";
+  require_f32(op, "x", x);
+  require_f32(op, "w", w);
+  HG_REQUIRE(x.dim() == 2, op, ": x must be 2-D (M, K), got shape ", shape_str(x.shape()));
+  HG_REQUIRE(w.dim() == 2, op, ": w must be 2-D (N, K) (PyTorch Linear layout), got shape ",
+             shape_str(w.shape()));
+  HG_REQUIRE(x.size(1) == w.size(1), op, ": x is ", shape_str(x.shape()), " but w is ",
+             shape_str(w.shape()), "; w must have as many columns (K) as x");
+  const Device dev = require_same_device(op, {{"x", &x}, {"w", &w}, {"bias", &bias}});
+  LinearBiasActArgs a;
+  a.M = x.size(0);
+  a.N = w.size(0);
+  a.K = x.size(1);
+  if (bias.defined()) {
+    require_f32(op, "bias", bias, 1);
+    require_shape(op, "bias", bias, {a.N});
+  }
+  parse_fused_activation(op, activation, alpha, &a.epi);
+  Tensor y = output_tensor(op, out, {a.M, a.N}, dev, {{"x", &x}, {"w", &w}, {"bias", &bias}});
+  if (y.numel() == 0) return y;
+  a.x = x.data<float>();
+  a.w = w.data<float>();
+  a.epi.bias = bias.defined() ? bias.data<float>() : nullptr;
+  a.y = y.data<float>();
+  linear_bias_act_op().run(dev, impl, a,
+                           cat("M=", a.M, ",N=", a.N, ",K=", a.K, epilogue_key(a.epi)));
+  return y;
+}
+
+}  // namespace hg

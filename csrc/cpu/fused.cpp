@@ -1,0 +1,61 @@
+// Fused forward ops on the CPU: conv2d_bias_act y = act(conv2d(x, w) + bias) and
+// linear_bias_act y = act(x @ w^T + bias) (x (M, K), w (N, K)). The epilogue (bias + activation,
+// either optional) uses the activation kernels' vectorized math (apply_epilogue, activation.cpp).
+//   handwritten: the packed GEMM (gemm.cpp) applies the epilogue to each MR-row strip of
+//                micro-tiles as soon as its last K block is accumulated, while the strip is in
+//                L1: no second pass over y.
+//                conv: im2col + that GEMM per (image, group) (conv.cpp); depthwise
+//                (groups == C == K): the direct kernel (conv_depthwise.cpp), bias as the
+//                accumulators' start, activation on each plane right after it is computed.
+//   vendor:      OpenBLAS sgemm, then one epilogue pass over the block it wrote (per (image,
+//                group) for conv, the whole (M, N) for linear); named "+epilogue" in the table.
+// Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_fused.py
+// Time: hg.ops.conv2d_bias_act(x, w, b, activation="relu", impl=...); hg.ops.last_impl()["ms"]
+#include <algorithm>
+
+#include "../core/checks.h"
+#include "cpu_kernels.h"
+#include "im2col.h"
+
+namespace hg::cpu {
+namespace {
+
+void conv2d_bias_act_handwritten(const ConvBiasActArgs& a) {
+  if (!is_depthwise(a.g)) return conv2d_bias_act_lowered(a, /*vendor=*/false);
+  ConvForwardArgs c;
+  c.g = a.g;
+  c.x = a.x;
+  c.w = a.w;
+  c.bias = a.epi.bias;
+  c.y = a.y;
+  conv2d_depthwise_forward(c, &a.epi);
+}
+
+void conv2d_bias_act_vendor(const ConvBiasActArgs& a) { conv2d_bias_act_lowered(a, true); }
+
+void linear_bias_act_handwritten(const LinearBiasActArgs& a) {
+  gemm_handwritten_epilogue(false, true, a.M, a.N, a.K, a.x, a.K, a.w, a.K, a.y, a.N,
+                            GemmEpilogue{a.epi, /*bias_per_row=*/false});
+}
+
+void linear_bias_act_vendor(const LinearBiasActArgs& a) {
+  if (a.K == 0) {
+    std::fill(a.y, a.y + a.M * a.N, 0.f);
+  } else {
+    gemm_blas(false, true, a.M, a.N, a.K, 1.f, a.x, a.K, a.w, a.K, 0.f, a.y, a.N);
+  }
+  apply_epilogue(GemmEpilogue{a.epi, false}, 0, 0, a.M, a.N, a.y, a.N);
+}
+
+}  // namespace
+}  // namespace hg::cpu
+
+HG_REGISTER_KERNEL(conv2d_bias_act_op, cpu, handwritten,
+                   "cpu.conv2d_im2col_gemm_epilogue|depthwise_direct",
+                   &hg::cpu::conv2d_bias_act_handwritten);
+HG_REGISTER_KERNEL(conv2d_bias_act_op, cpu, vendor, "cpu.conv2d_im2col_openblas+epilogue",
+                   &hg::cpu::conv2d_bias_act_vendor);
+HG_REGISTER_KERNEL(linear_bias_act_op, cpu, handwritten, "cpu.gemm_packed_epilogue",
+                   &hg::cpu::linear_bias_act_handwritten);
+HG_REGISTER_KERNEL(linear_bias_act_op, cpu, vendor, "cpu.openblas_sgemm+epilogue",
+                   &hg::cpu::linear_bias_act_vendor);

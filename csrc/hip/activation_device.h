@@ -1,0 +1,65 @@
+// Device-side activation formulas (PyTorch's), shared by the activation kernels (activation.hip)
+// and by the fused epilogues of conv2d_bias_act / linear_bias_act (conv_igemm.hip,
+// conv_depthwise.hip, fused.hip), plus the epilogue's activation as a functor type:
+//   ActNone          identity (no activation);
+//   ActOp<K>{alpha}  act_forward<K>;
+// with_activation(epi, f) calls f with the one the FusedEpilogue asks for, so each kernel is
+// instantiated per kind and the activation inlines into its store loop.
+#pragma once
+#include "../core/ops.h"
+#include "platform.h"
+
+#if defined(__HIP__) || defined(__CUDACC__)
+namespace hg::gpu {
+
+constexpr float kRsqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+constexpr float kSqrt2OverPi = 0.79788456080286536f;
+constexpr float kGeluKappa = 0.044715f;
+
+__device__ inline float sigmoid_f(float z) {
+  const float e = expf(-fabsf(z));
+  const float r = 1.f / (1.f + e);
+  return z >= 0.f ? r : e * r;
+}
+
+template <ActKind K>
+__device__ inline float act_forward(float x, float alpha) {
+  if constexpr (K == ActKind::relu) return x < 0.f ? 0.f : x;
+  if constexpr (K == ActKind::leaky_relu) return x > 0.f ? x : alpha * x;
+  if constexpr (K == ActKind::sigmoid) return sigmoid_f(x);
+  if constexpr (K == ActKind::tanh) return tanhf(x);
+  if constexpr (K == ActKind::gelu) return 0.5f * x * erfcf(-x * kRsqrt2);
+  if constexpr (K == ActKind::gelu_tanh) {
+    const float u = kSqrt2OverPi * (x + kGeluKappa * x * x * x);
+    return x * sigmoid_f(2.f * u);
+  }
+  if constexpr (K == ActKind::elu) return x > 0.f ? x : alpha * expm1f(x);
+  return x;
+}
+
+struct ActNone {
+  __device__ float operator()(float x) const { return x; }
+};
+template <ActKind K>
+struct ActOp {
+  float alpha;
+  __device__ float operator()(float x) const { return act_forward<K>(x, alpha); }
+};
+
+template <class F>
+void with_activation(const FusedEpilogue& e, F&& f) {
+  if (!e.has_act) return f(ActNone{});
+  switch (e.act) {
+    case ActKind::relu: return f(ActOp<ActKind::relu>{e.alpha});
+    case ActKind::leaky_relu: return f(ActOp<ActKind::leaky_relu>{e.alpha});
+    case ActKind::sigmoid: return f(ActOp<ActKind::sigmoid>{e.alpha});
+    case ActKind::tanh: return f(ActOp<ActKind::tanh>{e.alpha});
+    case ActKind::gelu: return f(ActOp<ActKind::gelu>{e.alpha});
+    case ActKind::gelu_tanh: return f(ActOp<ActKind::gelu_tanh>{e.alpha});
+    case ActKind::elu: return f(ActOp<ActKind::elu>{e.alpha});
+  }
+}
+
+}  // namespace hg::gpu
+#endif

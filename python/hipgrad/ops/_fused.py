@@ -1,0 +1,48 @@
+"""Fused forward ops for inference: conv2d + bias + activation and linear + bias + activation in
+one kernel (the bias and the activation are applied while each output tile is written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._native import _C
+from ..tensor import Tensor
+from . import _common
+from ._conv import IntOrPair, _hyper, _present
+
+
+def _activation(activation: Any, op: str) -> str:
+    if activation is None:
+        return "none"
+    if not isinstance(activation, str):
+        raise TypeError(f"{op}: activation must be a string (an activation kind or 'none') or "
+                        f"None, got {activation!r}")
+    return activation  # unknown names are rejected by the native front end, which lists the kinds
+
+
+def conv2d_bias_act(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1,
+                    padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1,
+                    activation: str | None = "relu", alpha: float = 0.01, impl: str = "auto",
+                    out: Tensor | None = None) -> Tensor:
+    """y (N, K, P, Q) = act(conv2d(x (N, C, H, W), w (K, C/groups, R, S)) + bias (K,) or None).
+    activation: a kind of `activation()` or None / "none"; alpha as there. With `out`, y is
+    written there (see _common.out_arg) and `out` is returned. Forward only."""
+    op = "conv2d_bias_act"
+    t = _common.tensors(op, x=x, w=w, bias=bias)
+    _present(t, op, "x", "w")
+    hyper = _hyper(op, stride, padding, dilation, groups)
+    return _C.ops.conv2d_bias_act(t["x"], t["w"], t["bias"], *hyper, _activation(activation, op),
+                                  float(alpha), _common.impl_arg(impl, op),
+                                  _common.out_arg(out, op))
+
+
+def linear_bias_act(x: Any, w: Any, bias: Any = None, *, activation: str | None = "relu",
+                    alpha: float = 0.01, impl: str = "auto", out: Tensor | None = None) -> Tensor:
+    """y (M, N) = act(x (M, K) @ w (N, K)^T + bias (N,) or None), w in PyTorch's Linear layout.
+    activation, alpha and out as conv2d_bias_act. Forward only."""
+    op = "linear_bias_act"
+    t = _common.tensors(op, x=x, w=w, bias=bias)
+    _present(t, op, "x", "w")
+    return _C.ops.linear_bias_act(t["x"], t["w"], t["bias"], _activation(activation, op),
+                                  float(alpha), _common.impl_arg(impl, op),
+                                  _common.out_arg(out, op))
