@@ -19,7 +19,11 @@
 // conv2d_bias_act (fused.cpp) runs the same forward with its bias + activation epilogue applied
 // by the GEMM per strip of micro-tiles (handwritten) or per (image, group) block after the sgemm
 // (vendor).
-// Threading: see split_images().
+// Threading: see split_work().
+// Narrow output planes (P*Q < kNarrowPlane, e.g. LeNet's 4x4 and 8x8) would make per-image
+// GEMMs of a few columns, dominated by call and packing overhead; the forward then lowers B
+// images side by side instead (forward_batched): col (C*R*S, B*P*Q), one GEMM per group into a
+// scratch block, and each image's slice copied into y with its bias / epilogue.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py
 // Time: hg.ops.conv2d(x, w, impl="handwritten"|"vendor"); hg.ops.last_impl()["ms"]
 #include <omp.h>
@@ -69,16 +73,20 @@ struct Split {
 // would claim the whole pool. So with the BLAS, images go over OpenMP threads only when each
 // product is small enough to stay on the calling thread; otherwise the BLAS threads each
 // product and the lowering stays on the calling thread.
-Split split_images(const ConvGeometry& g, const GemmRoutine& gemm) {
+Split split_work(int64_t units, double macs, int64_t groups, const GemmRoutine& gemm) {
   const int T = num_threads();
-  const int spread = int(std::min<int64_t>(T, g.N));
-  if (T <= 1 || g.N <= 1) return {1, !gemm.own_thread_pool};
-  const double Cg = double(g.C / g.groups), Kg = double(g.K / g.groups);
-  const double macs = Kg * Cg * double(g.R * g.S * g.P * g.Q);  // one group's product
+  const int spread = int(std::min<int64_t>(T, units));
+  if (T <= 1 || units <= 1) return {1, !gemm.own_thread_pool};
   if (gemm.own_thread_pool) return {macs <= kBlasSingleThreadMnk ? spread : 1, false};
-  if (g.N % T == 0 || g.N >= 4 * T || macs * double(g.groups) < kSmallImageMacs)
+  if (units % T == 0 || units >= 4 * T || macs * double(groups) < kSmallImageMacs)
     return {spread, false};
   return {1, true};
+}
+
+// The split for one image per unit (`macs`: one group's product for one image).
+Split split_images(const ConvGeometry& g, const GemmRoutine& gemm) {
+  const double Cg = double(g.C / g.groups), Kg = double(g.K / g.groups);
+  return split_work(g.N, Kg * Cg * double(g.R * g.S * g.P * g.Q), g.groups, gemm);
 }
 
 // Per-group GEMM sizes and per-image strides.
@@ -104,8 +112,9 @@ void require_blas_sizes(const ConvGeometry& g) {
              L.Kg, ", ", L.CRSg, ", ", L.PQ, ") exceeds the 32-bit BLAS; use impl='handwritten'");
 }
 
-// Calls image(n, col, threaded_lowering) for every image: spread over the split's threads with
-// a col buffer each, or one after the other.
+// Calls image(n, col, threaded_lowering) for every unit n < N (an image, or a chunk of images
+// in forward_batched): spread over the split's threads with a col buffer each, or one after the
+// other.
 template <class F>
 void for_each_image(int64_t N, Split split, float* col, int64_t col_size, F&& image) {
   if (split.image_threads > 1) {
@@ -116,12 +125,65 @@ void for_each_image(int64_t N, Split split, float* col, int64_t col_size, F&& im
   }
 }
 
+// Output planes with fewer pixels than this are lowered several images at a time.
+constexpr int64_t kNarrowPlane = 256;
+
+// Padded input planes up to this many pixels are small enough to copy whole (im2col_images).
+constexpr int64_t kSmallPlane = 4096;
+
+// Images per forward GEMM: 1 for a wide output plane or a large input plane; otherwise enough
+// images for ~kNarrowPlane columns.
+int64_t images_per_gemm(const ConvGeometry& g) {
+  const int64_t PQ = g.P * g.Q, padded = (g.H + 2 * g.pad_h) * (g.W + 2 * g.pad_w);
+  if (PQ >= kNarrowPlane || padded > kSmallPlane || g.N <= 1 || PQ == 0) return 1;
+  return std::min<int64_t>(g.N, (kNarrowPlane + PQ - 1) / PQ);
+}
+
+// The forward for narrow planes, B images at a time: their col blocks side by side in one col
+// (C*R*S, B*PQ); per group one GEMM tmp (Kg, B*PQ) = w_g @ col_g; then each image's (Kg, PQ)
+// slice of tmp is copied into y, adding the bias (conv2d), and the epilogue runs on it while it
+// is in cache (conv2d_bias_act).
+void forward_batched(const ConvForwardArgs& a, const GemmRoutine& routine, const FusedEpilogue* epi,
+                     int64_t B) {
+  const ConvGeometry& g = a.g;
+  const Lowered L(g);
+  const int64_t chunks = (g.N + B - 1) / B, ld = B * L.PQ;
+  const Split split = split_work(chunks, double(L.Kg) * double(L.CRSg) * double(ld), g.groups, routine);
+  const int64_t col_size = g.C * g.R * g.S * ld, tmp_size = L.Kg * ld;
+  const int64_t unit = col_size + tmp_size + B * (g.H + 2 * g.pad_h) * (g.W + 2 * g.pad_w);
+  auto buf = scratch(unit * split.image_threads);
+  std::unique_ptr<int32_t[]> taps(new int32_t[size_t(ld)]);
+  im2col_images_taps(g, B, taps.get());
+  for_each_image(chunks, split, buf.get(), unit, [&](int64_t chunk, float* col, bool) {
+    float* tmp = col + col_size;
+    const int64_t n0 = chunk * B, nb = std::min(B, g.N - n0);
+    im2col_images(g, a.x + n0 * g.C * L.HW, nb, col, ld, tmp + tmp_size, taps.get());
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      routine.fn(false, false, L.Kg, nb * L.PQ, L.CRSg, 1.f, a.w + grp * L.Kg * L.CRSg, L.CRSg,
+                 col + grp * L.CRSg * ld, ld, 0.f, tmp, ld);
+      GemmEpilogue e{epi ? *epi : FusedEpilogue{}, /*bias_per_row=*/true};
+      if (epi && epi->bias) e.op.bias = epi->bias + grp * L.Kg;
+      for (int64_t b = 0; b < nb; ++b) {
+        float* __restrict yb = a.y + ((n0 + b) * g.K + grp * L.Kg) * L.PQ;
+        for (int64_t k = 0; k < L.Kg; ++k) {
+          const float* __restrict t = tmp + k * ld + b * L.PQ;
+          float* __restrict yk = yb + k * L.PQ;
+          const float add = a.bias ? a.bias[grp * L.Kg + k] : 0.f;
+          for (int64_t i = 0; i < L.PQ; ++i) yk[i] = t[i] + add;
+        }
+        if (epi) apply_epilogue(e, 0, 0, L.Kg, L.PQ, yb, L.PQ);
+      }
+    }
+  });
+}
+
 // y = conv(x, w) (+ bias). With `epi` (conv2d_bias_act), y_ng = act(w_g @ col_g + bias_g) per
 // (image, group): our GEMM applies it per strip of micro-tiles (gemm_handwritten_epilogue);
 // after the BLAS, one pass over the group's block, which was just written (apply_epilogue).
 void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine,
                      const FusedEpilogue* epi = nullptr) {
   const ConvGeometry& g = a.g;
+  if (const int64_t B = images_per_gemm(g); B > 1) return forward_batched(a, routine, epi, B);
   const GemmFn gemm = routine.fn;
   const Lowered L(g);
   const Split split = split_images(g, routine);

@@ -28,8 +28,18 @@ inline bool im2col_is_identity(const ConvGeometry& g) {
 }
 
 // col = im2col(x) for one image with all g.C channels. `threaded`: split the rows over the CPU
-// threads (off when the caller already runs one image per thread).
-void im2col(const ConvGeometry& g, const float* x, float* col, bool threaded);
+// threads (off when the caller already runs one image per thread). `ldcol`: the distance between
+// col rows (P*Q when 0); a wider ldcol places several images' blocks side by side in one col.
+void im2col(const ConvGeometry& g, const float* x, float* col, bool threaded, int64_t ldcol = 0);
+
+// Several small images at once (the narrow-plane forward): col (C*R*S, ld) gets images
+// x[0..nb) side by side, image b's block at columns [b*P*Q, (b+1)*P*Q). Each channel's nb planes
+// are first copied into `pad` with their zero border (nb*(H+2*pad_h)*(W+2*pad_w) floats), so
+// every col row is one gather, out[j] = pad[tap0 + taps[j]], with no bounds tests; `taps` (nb*P*Q
+// entries) comes from im2col_images_taps. Single-threaded (callers run one chunk per thread).
+void im2col_images_taps(const ConvGeometry& g, int64_t nb, int32_t* taps);
+void im2col_images(const ConvGeometry& g, const float* x, int64_t nb, float* col, int64_t ld,
+                   float* pad, const int32_t* taps);
 
 // x = col2im(col): every element of x (one image, g.C channels) is overwritten with the sum of
 // the col entries that im2col would have copied from it (0 where none).

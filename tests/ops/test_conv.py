@@ -32,6 +32,12 @@ CASES = [
     (3, 3, 10, 21, 3, 3, 5, 1, (1, 4), (2, 2), 3, True),  # depthwise, dilated
     (2, 3, 9, 17, 3, 3, 3, 2, 0, 1, 3, False),           # depthwise, Q = 8 fills the buffer
     (3, 16, 24, 24, 32, 3, 3, 1, 1, 1, 1, True),         # big per image: threaded GEMM
+    # narrow output planes (P*Q < 256): several images per GEMM, chunks with a short last one
+    (37, 5, 4, 4, 7, 5, 5, 1, 2, 1, 1, True),            # LeNet's 4x4 planes, 17 images a GEMM
+    (21, 3, 9, 7, 4, 3, 2, (2, 1), (1, 0), (1, 2), 1, False),  # strided (gather path), dilated
+    (19, 6, 5, 6, 9, 3, 3, 1, 1, 1, 3, True),            # grouped
+    (23, 4, 3, 3, 5, 1, 1, 1, 0, 1, 1, True),            # 1x1 (batched, col is a copy)
+    (9, 2, 17, 2, 3, 2, 1, 1, (3, 0), 1, 1, True),       # Q = 2, padding taller than the kernel
 ]
 
 
@@ -96,10 +102,12 @@ def test_conv2d_every_forward_candidate_matches_float64(device, rng, case):
         check(y, expected, atol=1e-4 * np.sqrt(taps), what=f"conv2d {case} {name}")
 
 
-@pytest.mark.parametrize("N", [1, 2, 3, 9])
-def test_conv2d_thread_splits_agree(impl, rng, N):
-    """Images spread over threads and images one at a time (GEMM threaded) give one answer."""
-    case = (N, 16, 20, 20, 32, 3, 3, 1, 1, 1, 1, True)
+@pytest.mark.parametrize("plane", [20, 4])
+@pytest.mark.parametrize("N", [1, 2, 3, 9, 37])
+def test_conv2d_thread_splits_agree(impl, rng, N, plane):
+    """Images spread over threads and images one at a time (GEMM threaded) give one answer;
+    4x4 planes go several images per GEMM (chunks spread over threads)."""
+    case = (N, 16, plane, plane, 32, 3, 3, 1, 1, 1, 1, True)
     x, w, bias, hyper, _ = _inputs(rng, case, "cpu")
     threads = hg.get_num_threads()
     try:

@@ -28,6 +28,9 @@ CONV_CASES = [
     (1, 3, 31, 29, 3, 5, 5, (2, 3), 2, 2, 3, False),      # depthwise, strided, dilated
     (1, 3, 9, 9, 6, 3, 3, 1, 1, 1, 3, True),              # groups=C, two filters per channel
     (3, 16, 24, 24, 32, 3, 3, 1, 1, 1, 1, True),          # big per image: threaded GEMM
+    (37, 5, 4, 4, 7, 5, 5, 1, 2, 1, 1, True),             # narrow planes: images batched per GEMM
+    (19, 6, 5, 6, 9, 3, 3, (2, 1), 1, 1, 3, False),       # batched, grouped, strided
+    (22, 3, 6, 6, 4, 3, 3, 1, 0, 1, 1, True),             # batched, no padding
 ]
 
 
