@@ -155,3 +155,26 @@ def test_time_ms_measures_the_work_and_passes_errors_through(device):
         hg.time_ms(boom, device)
     with pytest.raises(TypeError, match="fn must be callable"):
         hg.time_ms(3, device)
+
+
+def test_borrow_wraps_contiguous_cpu_arrays_and_copies_the_rest(rng):
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    t = hg.borrow(x)
+    assert t.data_ptr() == x.ctypes.data and t.shape == (3, 5) and t.dtype == np.float32
+    x[1, 2] = 7.5  # shared memory: the tensor sees the caller's write
+    np.testing.assert_array_equal(t.numpy(), x)
+    ids = rng.integers(0, 9, (4,))
+    assert hg.borrow(ids).data_ptr() == ids.ctypes.data and hg.borrow(ids).dtype == np.int64
+    x.setflags(write=False)
+    np.testing.assert_array_equal(hg.borrow(x).numpy(), x)  # a read-only array is still readable
+    # anything else is a copy with tensor()'s conversions
+    for data, dtype in [(x.astype(np.float64), np.float32), (np.asfortranarray(x), np.float32),
+                        (x[:, ::2], np.float32), ([[1, 2], [3, 4]], np.int64),
+                        (np.array([True, False]), np.uint8)]:
+        t = hg.borrow(data)
+        assert t.dtype == dtype
+        if isinstance(data, np.ndarray):
+            assert t.data_ptr() != data.ctypes.data
+        np.testing.assert_array_equal(t.numpy(), np.asarray(data).astype(dtype))
+    t = hg.borrow(x, dtype=np.int32)  # a different dtype asked for: converted
+    assert t.dtype == np.int32 and t.data_ptr() != x.ctypes.data

@@ -9,7 +9,7 @@ from .random import manual_seed
 from .runtime import (build_info, devices, empty_cache, get_num_threads, gpu_unavailable_reason,
                       memory_stats, reset_peak_memory_stats, set_num_threads, synchronize,
                       time_ms)
-from .tensor import Tensor, as_tensor, empty, from_dlpack, tensor, zeros
+from .tensor import Tensor, as_tensor, borrow, empty, from_dlpack, tensor, zeros
 from .tracing import layer, phase, trace
 from .tuning import tuning_report
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError", "Tensor", "layer", "phase", "trace", "tuning_report", "as_tensor", "build_info", "devices", "empty", "empty_cache",
-    "from_dlpack", "get_num_threads", "gpu_unavailable_reason", "manual_seed", "memory_stats",
+    "borrow", "from_dlpack", "get_num_threads", "gpu_unavailable_reason", "manual_seed", "memory_stats",
     "nn", "ops", "optim",
     "reset_peak_memory_stats", "set_num_threads", "synchronize", "tensor", "time_ms", "zeros", "_C",
 ]

@@ -50,7 +50,7 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
     from . import nn, optim
     from .models import build_model
     from .random import manual_seed
-    from .tensor import tensor
+    from .tensor import borrow
 
     if int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -62,7 +62,7 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
     net = build_model(model, tuple(input_shape), num_classes).to(device)
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(net.parameters(), lr=1e-3)
-    x, y = tensor(x_np, device=device), tensor(y_np, device=device)
+    x, y = borrow(x_np, device=device), borrow(y_np, device=device)
 
     def train_step() -> None:
         net.train()

@@ -6,7 +6,7 @@ convolution before it, each activation fused into the convolution or linear laye
 Dropout removed. Running the plan keeps no activation caches. Memory is planned per input
 shape (memplan.py): the first predict of a shape computes every step's output shape and
 allocates the activation buffers once (two ping-pong buffers for a chain, more inside residual
-blocks, an int8 scratch for INT8 and an input staging buffer); every op then writes into a prefix
+blocks, an int8 scratch for INT8, on a GPU an input staging buffer); every op then writes into a prefix
 view of one of them (out=), so later predicts of that shape allocate nothing. Concurrent
 predicts each take their own set from a pool. plan_memory=False runs the unplanned path (each
 op allocates its output), kept to compare against.
@@ -46,6 +46,17 @@ class Step:
     shortcut: list["Step"] = field(default_factory=list)
     tensors: dict[str, Tensor] = field(default_factory=dict)  # device copies, read-only
     x_scale: float | None = None  # INT8: input activation scale from calibration
+
+
+_FLOAT32, _INT64 = np.dtype(np.float32), np.dtype(np.int64)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No NaN and no infinity in `a`: min and max propagate NaN and show an infinity, and unlike
+    np.isfinite(a).all() they make no temporary array of a's size."""
+    if a.size == 0:
+        return True
+    return bool(np.isfinite(np.minimum.reduce(a, axis=None)) and np.isfinite(np.maximum.reduce(a, axis=None)))
 
 
 def _pairs(v: Any) -> tuple[int, int]:
@@ -176,7 +187,7 @@ class InferenceEngine:
         if len(shape) < 1 or shape[0] < 1:
             raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(shape)}")
         if arr is not None:
-            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            if arr.dtype.kind == "f" and not _all_finite(arr):
                 raise ValueError("x contains NaN or infinite values")
             return arr
         return x
@@ -192,10 +203,12 @@ class InferenceEngine:
             if bs >= n:  # one batch: stays on its device, no copy
                 return self._run_batch(arr.to(self.device) if arr.device != self.device else arr)
             arr = arr.numpy()
+        if bs >= n:
+            return self._run_batch(arr)
         return np.concatenate([self._run_batch(arr[i:i + bs]) for i in range(0, n, bs)], axis=0)
 
-    def _input_dtype(self) -> type:
-        return np.int64 if self._plan and self._plan[0].kind == "embedding" else np.float32
+    def _input_dtype(self) -> np.dtype:
+        return _INT64 if self._plan and self._plan[0].kind == "embedding" else _FLOAT32
 
     def _run_batch(self, x: np.ndarray | Tensor) -> np.ndarray:
         """One batch through the plan; the output is copied to the host before its buffers go
@@ -205,10 +218,13 @@ class InferenceEngine:
             if isinstance(x, np.ndarray):
                 x = tensor(x, device=self.device, dtype=self._input_dtype())
             return self._run(self._plan, x, int8).numpy()
-        dtype = x.dtype if isinstance(x, Tensor) else self._input_dtype()
-        with self._arenas.arena(self._plan, x.shape, dtype, int8) as arena:
+        dtype = np.dtype(x.dtype) if isinstance(x, Tensor) else self._input_dtype()
+        arena = self._arenas.acquire(self._plan, tuple(x.shape), dtype, int8)
+        try:
             xt = arena.stage(x) if isinstance(x, np.ndarray) else x
             return self._run(self._plan, xt, int8, mem=arena).numpy()
+        finally:
+            self._arenas.release(arena)
 
     __call__ = forward
 

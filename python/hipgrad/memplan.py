@@ -6,7 +6,9 @@ output written into it), and the largest quantized input (the int8 scratch). A c
 two buffers (ping-pong A/B); a residual block keeps its input alive while its body runs, then
 its input and the body's output while the shortcut runs (three).
 
-An Arena holds one set of those buffers plus a staging buffer for the input. Each op writes
+An Arena holds one set of those buffers plus, on a GPU, a staging buffer for the input (on the
+CPU a float32 C-contiguous NumPy input is read in place, as torch.from_numpy does; any other
+input is converted into a staging buffer made on first need). Each op writes
 into `arena.out(shape, *live)`: a prefix view of the lowest-numbered buffer that holds neither a
 `live` tensor nor a pinned one (a residual's input, body output or shortcut output). Flatten
 and reshape are views. An arena serves one predict at a time; ArenaPool hands them out per input shape under a lock,
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, empty, from_dlpack
+from .tensor import Tensor, empty, from_dlpack, try_borrow
 
 Shape = tuple[int, ...]
 
@@ -77,6 +79,7 @@ class MemoryPlan:
     slot_numels: tuple[int, ...]  # float32 elements of each activation buffer
     int8_numel: int               # int8 scratch for quantized layer inputs (0 for fp32)
     step_shapes: tuple[tuple[str, Shape], ...]  # (step name, output shape), nested steps included
+    staged_input: bool = True     # False on the CPU: the caller's array is read in place
 
     @property
     def slots(self) -> int:
@@ -88,6 +91,8 @@ class MemoryPlan:
 
     @property
     def input_bytes(self) -> int:
+        if not self.staged_input:
+            return 0
         return _numel(self.input_shape) * np.dtype(self.input_dtype).itemsize
 
     @property
@@ -141,11 +146,12 @@ class _Planner:
         return shape, slot
 
 
-def make_plan(steps: list, input_shape: Sequence[int], input_dtype: Any, int8: bool) -> MemoryPlan:
+def make_plan(steps: list, input_shape: Sequence[int], input_dtype: Any, int8: bool,
+              staged_input: bool = True) -> MemoryPlan:
     p = _Planner(int8)
     p.walk(steps, tuple(int(v) for v in input_shape), None, set())
     return MemoryPlan(tuple(int(v) for v in input_shape), np.dtype(input_dtype).name,
-                      tuple(p.numels), p.qnumel, tuple(p.shapes))
+                      tuple(p.numels), p.qnumel, tuple(p.shapes), staged_input)
 
 
 class Arena:
@@ -155,8 +161,10 @@ class Arena:
         self.plan = plan
         self.slots = [empty([n], device=device) for n in plan.slot_numels]
         self.int8 = empty([plan.int8_numel], device=device, dtype=np.int8) if plan.int8_numel else None
-        self.input = empty(list(plan.input_shape), device=device, dtype=plan.input_dtype)
-        self.buffers = len(self.slots) + (self.int8 is not None) + 1
+        self.device = device
+        self.key: tuple = ()  # set by ArenaPool.acquire
+        self.input = self._staging() if plan.staged_input else None
+        self.buffers = len(self.slots) + (self.int8 is not None) + plan.staged_input
         self._ranges = [(t.data_ptr(), t.data_ptr() + t.nbytes) for t in self.slots]
         self._views: dict[tuple[int, Shape], Tensor] = {}
         self._pinned: list[int] = []
@@ -205,8 +213,19 @@ class Arena:
         finally:
             del self._pinned[len(self._pinned) - len(slots):]
 
+    def _staging(self) -> Tensor:
+        return empty(list(self.plan.input_shape), device=self.device, dtype=self.plan.input_dtype)
+
     def stage(self, arr: np.ndarray) -> Tensor:
-        """The input copied into the staging buffer (no device allocation)."""
+        """The input as a tensor on the arena's device: on the CPU a C-contiguous array of the
+        plan's dtype is wrapped, not copied (the engine only reads its input); anything else is
+        converted into the staging buffer (allocated here on first need on the CPU)."""
+        if not self.plan.staged_input:
+            t = try_borrow(arr, self.device, self.plan.input_dtype)
+            if t is not None:
+                return t
+        if self.input is None:
+            self.input = self._staging()
         src = np.ascontiguousarray(arr, dtype=self.plan.input_dtype)
         self.input.copy_(from_dlpack(src))
         return self.input
@@ -225,33 +244,43 @@ class ArenaPool:
         self.bytes_allocated = 0
 
     def plan(self, steps: list, shape: Sequence[int], dtype: Any, int8: bool) -> MemoryPlan:
-        key = (tuple(int(v) for v in shape), np.dtype(dtype).name, bool(int8))
+        key = (tuple(int(v) for v in shape), np.dtype(dtype), bool(int8))
         with self._lock:
             plan = self._plans.get(key)
         if plan is None:
-            plan = make_plan(steps, shape, dtype, int8)
+            plan = make_plan(steps, shape, dtype, int8, staged_input=not self.device.startswith("cpu"))
             with self._lock:
                 plan = self._plans.setdefault(key, plan)
         return plan
 
+    def acquire(self, steps: list, shape: tuple[int, ...], dtype: np.dtype, int8: bool) -> Arena:
+        """An idle arena for (shape, dtype, int8), made on first need; give it back with release.
+        `shape` is a tuple of ints and `dtype` a np.dtype (the key of the idle lists as given)."""
+        key = (shape, dtype, int8)
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                return free.pop()
+        plan = self.plan(steps, shape, dtype, int8)
+        arena = Arena(plan, self.device)
+        arena.key = key
+        with self._lock:
+            self.arenas_created += 1
+            self.buffers_allocated += arena.buffers
+            self.bytes_allocated += plan.total_bytes
+        return arena
+
+    def release(self, arena: Arena) -> None:
+        with self._lock:
+            self._free.setdefault(arena.key, []).append(arena)
+
     @contextmanager
     def arena(self, steps: list, shape: Sequence[int], dtype: Any, int8: bool) -> Iterator[Arena]:
-        plan = self.plan(steps, shape, dtype, int8)
-        key = (plan.input_shape, plan.input_dtype, bool(int8))
-        with self._lock:
-            free = self._free.setdefault(key, [])
-            arena = free.pop() if free else None
-        if arena is None:
-            arena = Arena(plan, self.device)
-            with self._lock:
-                self.arenas_created += 1
-                self.buffers_allocated += arena.buffers
-                self.bytes_allocated += plan.total_bytes
+        arena = self.acquire(steps, tuple(int(v) for v in shape), np.dtype(dtype), bool(int8))
         try:
             yield arena
         finally:
-            with self._lock:
-                self._free[key].append(arena)
+            self.release(arena)
 
     def drop(self, shape: Sequence[int] | None = None) -> None:
         """Free the idle arenas (of one input shape, or all)."""

@@ -51,6 +51,30 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
     return _C.from_numpy(arr, device)
 
 
+def borrow(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
+    """A tensor over `data`'s memory when it can be one, else a copy as tensor() makes.
+
+    On the CPU a C-contiguous, aligned NumPy array of a supported dtype (and of `dtype`, when
+    given) is wrapped without a copy, as torch.from_numpy does: the tensor keeps the array alive,
+    and writes through either are seen by both. The training loop and the inference engine use
+    it for the batches they only read. Anything else (another device, dtype or layout) is copied.
+    """
+    t = try_borrow(data, device, dtype)
+    return t if t is not None else tensor(data, device=device, dtype=dtype)
+
+
+def try_borrow(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor | None:
+    """borrow()'s wrap without the copy: None when `data` cannot be wrapped."""
+    if (isinstance(data, np.ndarray) and _check_device(device).startswith("cpu")
+            and data.dtype in _SUPPORTED and (dtype is None or np.dtype(dtype) == data.dtype)
+            and data.flags.c_contiguous and data.flags.aligned):
+        try:
+            return _C.from_dlpack(data)
+        except BufferError:  # a read-only array under a NumPy without DLPack 1.0
+            pass
+    return None
+
+
 def _shape(shape: Iterable[int] | int) -> list[int]:
     if isinstance(shape, (int, np.integer)):
         shape = [int(shape)]

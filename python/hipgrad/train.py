@@ -27,7 +27,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .data import DataLoader, Dataset
-from .tensor import tensor
+from .tensor import borrow, tensor
 from .tracing import phase
 
 
@@ -90,10 +90,10 @@ class Trainer:
         loss_sum, correct, seen, counted, skipped = 0.0, 0, 0, 0, 0
         batches = _progress_bar(loader, len(loader), f"epoch {epoch}", progress)
         for step, (x_np, y_np) in enumerate(batches, start=1):
-            # 1. data: take a batch and copy it to the device
+            # 1. data: take a batch onto the device (a copy; on the CPU the batch is wrapped)
             with phase("data"):
-                x = tensor(x_np, device=self.device)
-                y = tensor(y_np, device=self.device, dtype=y_np.dtype)
+                x = borrow(x_np, device=self.device)
+                y = borrow(y_np, device=self.device, dtype=y_np.dtype)
             # 2. forward: the model's prediction for the batch
             with phase("forward"):
                 pred = self.model(x)

@@ -171,6 +171,12 @@ def test_bad_input_and_files(tmp_path, rng):
     x[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         engine.predict(x)
+    for bad in (np.inf, -np.inf, np.nan):  # anywhere, in float32 and float64 input
+        for dtype in (np.float32, np.float64):
+            y = rng.standard_normal((3, 1, 4, 4)).astype(dtype)
+            y[tuple(rng.integers(0, n) for n in y.shape)] = bad
+            with pytest.raises(ValueError, match="NaN or infinite"):
+                engine.forward(y)
     with pytest.raises(TypeError, match="x must be"):
         engine.predict(np.array([["a"]]))
     with pytest.raises(ValueError, match="precision must be"):

@@ -1,7 +1,8 @@
 """The inference engine's memory plan: results identical to the unplanned path, activation
 buffers allocated once per batch shape (counted by the device's allocator), a measured peak
-within weights + two activation buffers + input for a chain (the bound computed here from the
-model's layer shapes), and concurrent predicts on separate buffers."""
+within weights + two activation buffers (+ the staged input on a GPU) for a chain (the bound
+computed here from the model's layer shapes), concurrent predicts on separate buffers, and on
+the CPU a float32 C-contiguous input read in place, never written."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def test_buffers_are_allocated_once_per_batch_shape(name, shape, precision, rng)
     before = _allocations()
     first = engine.forward(x)
     plan = engine.memory_plan(x.shape)
-    expected_buffers = plan.slots + (plan.int8_numel > 0) + 1  # activations, int8 scratch, input
+    assert plan.input_bytes == 0  # CPU: the caller's float32 array is read in place
+    expected_buffers = plan.slots + (plan.int8_numel > 0)  # activations, int8 scratch
     assert _allocations() - before == expected_buffers
     assert engine.memory_report()["buffers_allocated"] == expected_buffers
     before = _allocations()
@@ -90,18 +92,54 @@ def test_peak_is_weights_two_buffers_and_input(name, shape, precision, rng):
     model, engine, _ = _engines(name, shape, precision, rng)
     x = rng.standard_normal((64,) + shape).astype(np.float32)
     largest = _largest_activation(model, x[:1]) * 64  # every layer output is batch-major
-    bound = engine.weight_bytes() + 2 * 4 * largest + x.nbytes
+    bound = engine.weight_bytes() + 2 * 4 * largest  # the CPU reads x in place: no staging
     if precision == "int8":
         bound += largest  # int8 scratch: a quantized layer input, one byte per element
     report = engine.memory_report(x)
     m = report["measured"]
     assert m["peak_bytes"] <= bound + SLACK, (m, bound)
     assert m["peak_bytes"] <= m["planned_peak_bytes"] + SLACK
-    assert m["peak_bytes"] >= engine.weight_bytes() + 4 * largest + x.nbytes  # buffers counted
+    assert m["peak_bytes"] >= engine.weight_bytes() + 4 * largest  # buffers counted
     plan = report["plans"][0]
-    assert max(plan["slot_bytes"]) == 4 * largest and plan["input_bytes"] == x.nbytes
+    assert max(plan["slot_bytes"]) == 4 * largest and plan["input_bytes"] == 0
     # int8 layers quantize x into the scratch, so their output may reuse x's buffer
     assert plan["slots"] == 2 or (precision == "int8" and plan["slots"] == 1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_cpu_input_is_read_in_place_and_never_written(precision, rng):
+    """A float32 C-contiguous array (also a read-only one) is wrapped, not copied: no device
+    allocation, and the caller's data is unchanged after the predict."""
+    _, engine, unplanned = _engines("lenet", (1, 28, 28), precision, rng)
+    x = rng.standard_normal((5, 1, 28, 28)).astype(np.float32)
+    keep = x.copy()
+    expected = unplanned.forward(x)
+    engine.forward(x)  # buffers for this shape
+    before = _allocations()
+    np.testing.assert_array_equal(engine.forward(x), expected)
+    assert _allocations() - before == 0
+    np.testing.assert_array_equal(x, keep)
+    x.setflags(write=False)
+    np.testing.assert_array_equal(engine.forward(x), expected)
+    np.testing.assert_array_equal(x, keep)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x.astype(np.float64),                        # converted
+    lambda x: np.asfortranarray(x),                        # not C-contiguous
+    lambda x: np.concatenate([x, x], axis=1)[:, ::2],      # a strided view
+], ids=["float64", "fortran", "strided"])
+def test_cpu_input_that_cannot_be_wrapped_is_staged(make, rng):
+    _, engine, unplanned = _engines("lenet", (1, 28, 28), "fp32", rng)
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    expected = unplanned.forward(x)
+    before = _allocations()
+    np.testing.assert_array_equal(engine.forward(make(x)), expected)
+    plan = engine.memory_plan(x.shape)
+    assert _allocations() - before == plan.slots + 1  # the activations and a staging buffer
+    before = _allocations()
+    np.testing.assert_array_equal(engine.forward(make(x)), expected)
+    assert _allocations() - before == 0  # the staging buffer is kept with the set
 
 
 def test_planned_peak_is_not_above_the_unplanned_peak(rng):
