@@ -11,12 +11,13 @@
 //   sizes, a small-problem kernel). impl="handwritten" always runs the registered (default)
 //   handwritten kernel, so results stay deterministic; alternates run only when chosen by "auto"
 //   or forced by name (force_kernel, for tests and benches);
-// - "auto" on a tunable op (pure: outputs depend on inputs only) warms and times every candidate
-//   of the backend once per shape key (default handwritten, each alternate, vendor), remembers
-//   the fastest (its variant, kernel name and every candidate's time) and runs it; later calls
-//   with that key cost one map lookup. On other ops it takes the default handwritten kernel.
+// - "auto" on a tunable op (pure: outputs depend on inputs only) warms and times (best of up to
+//   kTuneRounds runs) every candidate of the backend once per shape key (default handwritten,
+//   each alternate, vendor), remembers the fastest (its variant, kernel name and every
+//   candidate's time) and runs it; later calls with that key cost one map lookup. On other ops it takes the default handwritten kernel.
 // Candidates are numbered per backend: 0 = default handwritten, 1 = vendor, 2 + i = alternate i.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -28,6 +29,11 @@
 #include "errors.h"
 
 namespace hg {
+
+// impl="auto" tuning: timed rounds over the candidates (each keeps its fastest run); later
+// rounds are skipped once one round takes longer than kLongTuneRoundMs.
+constexpr int kTuneRounds = 3;
+constexpr double kLongTuneRoundMs = 50.0;
 
 enum class Backend : int8_t { cpu = 0, gpu = 1 };
 enum class Variant : int8_t { handwritten = 0, vendor = 1 };
@@ -155,12 +161,22 @@ class OpKernels : public OpKernelsBase {
     const std::string full_key = dev.str() + "|" + key;
     const int pick = resolve(b, impl, full_key, &tune);
     if (tune) {
-      // Warm each candidate once, then time one run of each (recorded as tuning runs); then the
-      // winner runs once more as the call's result (tunable kernels are pure).
+      // Warm each candidate once, then time them round-robin (recorded as tuning runs) and keep
+      // each one's fastest run: kTuneRounds rounds while a round is short, one when it is long,
+      // so a moment of noise on a shared machine does not decide. Then the winner runs once
+      // more as the call's result (tunable kernels are pure).
       const std::vector<int> ids = candidates(b);
-      std::vector<double> ms(ids.size());
+      std::vector<double> ms(ids.size(), 0.0);
       for (int id : ids) run_one(dev, id, args, key, true, true);
-      for (size_t i = 0; i < ids.size(); ++i) ms[i] = run_one(dev, ids[i], args, key, true, true);
+      for (int round = 0; round < kTuneRounds; ++round) {
+        double total = 0.0;
+        for (size_t i = 0; i < ids.size(); ++i) {
+          const double t = run_one(dev, ids[i], args, key, true, true);
+          ms[i] = round == 0 ? t : std::min(ms[i], t);
+          total += t;
+        }
+        if (total > kLongTuneRoundMs) break;
+      }
       size_t best = 0;
       for (size_t i = 1; i < ids.size(); ++i)
         if (ms[i] < ms[best]) best = i;
