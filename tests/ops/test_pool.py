@@ -257,3 +257,175 @@ def test_pools_match_torch(rng, shape, kernel, stride, padding):
           what="avg_pool2d vs torch")
     check(hg.ops.avg_pool2d_backward(dy, shape, kernel, stride=stride, padding=padding),
           xt.grad.double().numpy(), rtol=1e-5, atol=1e-6, what="avg_pool2d_backward vs torch")
+
+
+# ---- the forward kernel's paths (csrc/cpu/pool.cpp) -------------------------------------------
+# Planes of at most 1024 elements with rows of fewer than 32 outputs go 8 to a vector (the
+# N*C % 8 leftover planes, and every plane of a smaller batch, take the row path); others run
+# the row path, vectorized along q for 2x2 / 3x3 stride 2 and 3x3 stride 1. Both fold without
+# the NaN test when a block of input holds no NaN. (N*C, H, W): N*C from 1 to 257, plane sizes
+# 1x1 to 40x70; the last two are large enough to run on two threads.
+PATH_PLANES = [(1, 1, 1), (3, 3, 5), (8, 7, 7), (9, 8, 8), (17, 9, 13), (257, 3, 5), (16, 1, 33),
+               (2, 40, 70), (257, 16, 16), (12, 40, 70)]
+# (kernel, stride, padding): stride equal to and unlike the kernel, padding 0 and > 0.
+PATH_GEOMETRIES = [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0), (2, 3, 1), (1, 2, 0),
+                   ((3, 2), (2, 3), (1, 0)), ((2, 3), (1, 2), (1, 1))]
+
+
+def fits(planes, kernel, padding) -> bool:
+    """The kernel is no larger than the padded plane."""
+    (kh, kw), _, (ph, pw) = geometry(kernel, None, padding)
+    return planes[1] + 2 * ph >= kh and planes[2] + 2 * pw >= kw
+
+
+PATH_CASES = [
+    pytest.param(planes, kernel, stride, padding, threads,
+                 id=f"{planes}-k{kernel}-s{stride}-p{padding}-t{threads}".replace(" ", ""))
+    for planes in PATH_PLANES
+    for kernel, stride, padding in PATH_GEOMETRIES
+    for threads in (1, 2)
+    # the two largest planes with the square kernels only
+    if fits(planes, kernel, padding) and (np.prod(planes) < 30000 or kernel in (2, 3))
+]
+
+
+@pytest.fixture
+def threads():
+    """Runs the test body at a given CPU thread count and restores the previous one."""
+    before = hg.get_num_threads()
+
+    def use(n: int) -> None:
+        hg.set_num_threads(n)
+
+    yield use
+    hg.set_num_threads(before)
+
+
+def nan_filled(shape) -> hg.Tensor:
+    return hg.tensor(np.full(shape, np.nan, np.float32))
+
+
+def assert_same_bits(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    """Bit for bit (signed zeros and NaN payloads included)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}"
+    np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=what)
+
+
+@pytest.mark.parametrize("planes, kernel, stride, padding, n_threads", PATH_CASES)
+def test_forward_paths_match_float64(rng, threads, planes, kernel, stride, padding, n_threads):
+    threads(n_threads)
+    nc, H, W = planes
+    shape = (nc, 1, H, W) if nc % 2 else (2, nc // 2, H, W)
+    k, s, p = geometry(kernel, stride, padding)
+    x = distinct_inputs(rng, shape)
+    y_ref, argmax_ref = ref.max_pool2d(x, k, s, p)
+    y, argmax = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding)
+    check(y, y_ref, rtol=0, atol=0, what="max_pool2d y")
+    np.testing.assert_array_equal(argmax.numpy(), argmax_ref)
+    y_only, none = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding, with_argmax=False)
+    assert none is None
+    assert_same_bits(y_only.numpy(), y.numpy(), "max_pool2d y without argmax")
+    out = nan_filled(y_ref.shape)
+    hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding, with_argmax=False, out=out)
+    check(out, y_ref, rtol=0, atol=0, what="max_pool2d into out")
+
+    x = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape)).astype(np.float32)
+    a_ref = ref.avg_pool2d(x, k, s, p)
+    tol = {"rtol": 1e-5, "atol": 1e-6 * float(np.abs(x).max())}
+    check(hg.ops.avg_pool2d(x, kernel, stride=stride, padding=padding), a_ref, **tol,
+          what="avg_pool2d")
+    out = nan_filled(a_ref.shape)
+    hg.ops.avg_pool2d(x, kernel, stride=stride, padding=padding, out=out)
+    check(out, a_ref, **tol, what="avg_pool2d into out")
+
+
+NAN_CASES = [((2, 5, 9, 13), 2, None, 0), ((1, 17, 8, 8), 3, 2, 1), ((3, 3, 7, 7), 2, 1, 1),
+             ((1, 257, 4, 4), 2, None, 0), ((2, 3, 40, 70), 2, None, 0), ((1, 4, 40, 70), 3, 2, 1),
+             ((1, 9, 3, 5), (3, 2), (2, 3), (1, 0))]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("shape, kernel, stride, padding", NAN_CASES)
+def test_max_pool2d_nan_and_inf_windows(rng, threads, shape, kernel, stride, padding, n_threads):
+    # NaN in some windows (now and then two in one: the last wins), -inf runs, whole windows
+    # of -inf (they point at their first element): the NaN-free blocks take the plain max fold,
+    # the others the NaN-aware one.
+    threads(n_threads)
+    x = distinct_inputs(rng, shape)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, flat.size // 5, replace=False)] = -np.inf
+    x[:, -1] = -np.inf  # the last plane of each image: nothing but -inf
+    flat[rng.choice(flat.size, flat.size // 97, replace=False)] = np.nan
+    x[0, 0, 0, 0] = np.nan  # in the first window of every geometry
+    k, s, p = geometry(kernel, stride, padding)
+    y_ref, argmax_ref = ref.max_pool2d(x, k, s, p)
+    assert np.isnan(y_ref).any() and np.isneginf(y_ref).any()
+    for with_argmax in (True, False):
+        y, argmax = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding,
+                                      with_argmax=with_argmax)
+        check(y, y_ref, rtol=0, atol=0, what=f"max_pool2d y (with_argmax={with_argmax})")
+        if with_argmax:
+            np.testing.assert_array_equal(argmax.numpy(), argmax_ref)
+            y_first = y.numpy()
+    assert_same_bits(y.numpy(), y_first, "max_pool2d y without argmax")
+    a_ref = ref.avg_pool2d(x, k, s, p)
+    check(hg.ops.avg_pool2d(x, kernel, stride=stride, padding=padding), a_ref, rtol=1e-5,
+          atol=1e-6 * float(np.abs(x[np.isfinite(x)]).max()), what="avg_pool2d with NaN, -inf")
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding",
+                         [((1, 16, 8, 8), 2, None, 0), ((1, 3, 9, 13), 3, 2, 1),
+                          ((2, 2, 40, 70), 3, 1, 1), ((1, 8, 5, 5), (2, 3), 1, (1, 1))])
+def test_max_pool2d_signed_zero_ties_keep_the_first(rng, shape, kernel, stride, padding):
+    # Maxima of +0 and -0 tie: y is the first in row-major window order, bit for bit, with and
+    # without argmax.
+    x = rng.choice(np.array([-0.0, 0.0, -1.0], np.float32), shape)
+    y_ref, argmax_ref = ref.max_pool2d(x, *geometry(kernel, stride, padding))
+    y, argmax = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding)
+    np.testing.assert_array_equal(argmax.numpy(), argmax_ref)
+    assert_same_bits(y.numpy(), y_ref, "max_pool2d y")
+    y_only, _ = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding, with_argmax=False)
+    assert_same_bits(y_only.numpy(), y_ref, "max_pool2d y without argmax")
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding",
+                         [((2, 9, 8, 8), 2, None, 0), ((1, 3, 9, 13), 3, 2, 1)])
+def test_max_pool2d_nan_windows_match_torch(rng, shape, kernel, stride, padding):
+    torch = _torch()
+    x = distinct_inputs(rng, shape)
+    x.reshape(-1)[rng.choice(x.size, x.size // 4, replace=False)] = np.nan  # often 2+ per window
+    yt, it = torch.nn.functional.max_pool2d(torch.from_numpy(x), *geometry(kernel, stride,
+                                                                           padding),
+                                            return_indices=True)
+    y, argmax = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding)
+    check(y, yt.double().numpy(), rtol=0, atol=0, what="max_pool2d vs torch, NaN windows")
+    np.testing.assert_array_equal(argmax.numpy(), it.numpy())
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding",
+                         [((1, 2, 40, 70), 2, None, 0), ((1, 2, 40, 70), 3, 2, 1),
+                          ((1, 9, 8, 8), 2, None, 0), ((1, 9, 9, 13), 3, 2, 1)])
+def test_max_pool2d_one_nan_in_any_row(rng, shape, kernel, stride, padding):
+    # A single NaN, in turn in every row of every plane (at a random column): NaN-free blocks of
+    # input take the plain max fold, so the NaN test must cover every row a block reads.
+    (kh, kw), (sh, sw), (ph, pw) = geometry(kernel, stride, padding)
+    x = distinct_inputs(rng, shape)
+    y_clean, argmax_clean = ref.max_pool2d(x, (kh, kw), (sh, sw), (ph, pw))
+    P, Q = y_clean.shape[2:]
+    for c in range(shape[1]):
+        for h in range(shape[2]):
+            w = int(rng.integers(shape[3]))
+            xn = x.copy()
+            xn[0, c, h, w] = np.nan
+            y_ref, argmax_ref = y_clean.copy(), argmax_clean.copy()
+            rows = [p for p in range(P) if 0 <= h - (p * sh - ph) < kh]
+            cols = [q for q in range(Q) if 0 <= w - (q * sw - pw) < kw]
+            y_ref[0, c][np.ix_(rows, cols)] = np.nan
+            argmax_ref[0, c][np.ix_(rows, cols)] = h * shape[3] + w
+            y, argmax = hg.ops.max_pool2d(xn, kernel, stride=stride, padding=padding)
+            check(y, y_ref, rtol=0, atol=0, what=f"NaN at c={c} h={h} w={w}")
+            np.testing.assert_array_equal(argmax.numpy(), argmax_ref)
+            y_only, _ = hg.ops.max_pool2d(xn, kernel, stride=stride, padding=padding,
+                                          with_argmax=False)
+            check(y_only, y_ref, rtol=0, atol=0, what=f"NaN at c={c} h={h} w={w}, no argmax")

@@ -1,7 +1,9 @@
 """Float64 NumPy references for 2-D pooling (NCHW), written loop by loop from PyTorch's
 definitions: floor mode; max pooling pads with -inf and returns, per output, the index h*W + w
-of the first maximum met in row-major window order; average pooling divides by kh*kw, padding
-included. The backwards are the adjoints: scatter-adds over the same windows."""
+of the first maximum met in row-major window order, where a NaN beats any number and a later
+NaN beats an earlier one (PyTorch's CPU rule, `val > max || isnan(val)`); average pooling
+divides by kh*kw, padding included. The backwards are the adjoints: scatter-adds over the same
+windows."""
 
 from __future__ import annotations
 
@@ -31,9 +33,12 @@ def max_pool2d(x, kernel, stride, padding):
     for p, q, cells in _windows(H, W, kernel, stride, padding):
         hs, ws = (list(v) for v in zip(*cells))
         vals = x[:, :, hs, ws]                  # (N, C, cells), cells in row-major order
-        first = np.argmax(vals, axis=-1)        # the first maximum (or the first NaN)
-        y[:, :, p, q] = np.take_along_axis(vals, first[..., None], -1)[..., 0]
-        argmax[:, :, p, q] = np.asarray(hs)[first] * W + np.asarray(ws)[first]
+        pick = np.argmax(vals, axis=-1)         # the first maximum
+        nan = np.isnan(vals)
+        last_nan = vals.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
+        pick = np.where(nan.any(axis=-1), last_nan, pick)
+        y[:, :, p, q] = np.take_along_axis(vals, pick[..., None], -1)[..., 0]
+        argmax[:, :, p, q] = np.asarray(hs)[pick] * W + np.asarray(ws)[pick]
     return y, argmax
 
 
