@@ -101,8 +101,8 @@ void set_cpu_isa(const std::string& name) {
   CpuIsa wanted;
   bool vnni;
   HG_REQUIRE(parse(name, &wanted, &vnni),
-             "set_cpu_isa: isa must be \"generic\", \"avx2\", \"avx512\" or \"avx512_novnni\", got \"",
-             name, "\"");
+             "set_cpu_isa: isa must be \"generic\", \"avx2\", \"avx512\" or \"avx512_novnni\", "
+             "got \"", name, "\"");
   HG_REQUIRE(wanted <= s.detected, "set_cpu_isa: this CPU supports up to \"",
              cpu_isa_name(s.detected), "\", so isa cannot be \"", name, "\"");
   std::vector<void (*)()> listeners;

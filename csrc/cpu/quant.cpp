@@ -68,20 +68,25 @@ int threads_for(double macs, int64_t tasks) {
   return int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks)));
 }
 
-// The epilogue's per-channel constants for one call (quant_kernel.h, QChannels).
+// Panel ranges per row block (or image): 1 while there are enough blocks for every thread,
+// else enough ranges for about two tasks per thread.
+int64_t panel_chunks(int64_t blocks, int64_t panels, int threads) {
+  return blocks >= 2 * threads ? 1 : std::min(panels, ceil_div(2 * threads, blocks));
+}
+
+// The epilogue's per-channel constants for one call (quant_kernel.h, QChannels); the packers
+// fill corr where the ISA shifts activations.
 struct ChannelTable {
   static constexpr int64_t kPad = kQMaxVectors * 16;
   std::vector<int32_t> corr;
   std::vector<float> scale, bias;
   QChannels view;
-  ChannelTable(int64_t channels, const int8_t* w, int64_t K, bool shift, float x_scale,
-               const float* w_scale, const float* b, bool has_act, ActKind act, float alpha)
-      : corr(size_t(channels + kPad)), scale(size_t(channels + kPad)), bias(size_t(channels + kPad)) {
+  ChannelTable(int64_t channels, float x_scale, const float* w_scale, const float* b, bool has_act,
+               ActKind act, float alpha)
+      : corr(size_t(channels + kPad)),
+        scale(size_t(channels + kPad)),
+        bias(size_t(channels + kPad)) {
     for (int64_t c = 0; c < channels; ++c) {
-      int64_t sum = 0;
-      if (shift)
-        for (int64_t k = 0; k < K; ++k) sum += w[c * K + k];
-      corr[c] = int32_t(uint32_t(uint64_t(sum) * 128u));  // wraps as the int32 sums do
       scale[c] = x_scale * w_scale[c];
       bias[c] = b ? b[c] : 0.f;
     }
@@ -103,7 +108,9 @@ struct PanelMaps {
   // lanes * max_vectors.
   template <class Out>
   PanelMaps(const QIsaKernels& T, int64_t panels, int64_t columns, Out out_of)
-      : mask(size_t(panels * T.max_vectors)), dst(size_t(panels * T.max_vectors)), stride(T.max_vectors) {
+      : mask(size_t(panels * T.max_vectors)),
+        dst(size_t(panels * T.max_vectors)),
+        stride(T.max_vectors) {
     for (int64_t v = 0; v < panels * T.max_vectors; ++v) {
       mask[v] = 0;
       dst[v] = 0;
@@ -135,11 +142,10 @@ void qgemm_kernel(const QGemmArgs& a) {
   const int64_t NR = L * T.max_vectors, panels = ceil_div(a.N, NR);
   const int MR = T.max_rows;
   const int64_t blocks = ceil_div(a.M, MR);
-  const ChannelTable ch(a.N, a.wq, K, T.shift, a.x_scale, a.w_scale, a.bias, a.has_act, a.act,
-                        a.alpha);
+  ChannelTable ch(a.N, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
   const auto wpack = scratch<uint32_t>(panels * groups * NR);
   const int threads = threads_for(double(a.M) * a.N * K, blocks * panels);
-  const int64_t chunks = blocks >= 2 * threads ? 1 : std::min(panels, ceil_div(2 * threads, blocks));
+  const int64_t chunks = panel_chunks(blocks, panels, threads);
   const int64_t per_chunk = ceil_div(panels, chunks);
   const PanelMaps maps(T, panels, a.N, [&](int64_t j) { return j % NR; });  // from the panel's n0
 #pragma omp parallel num_threads(threads)
@@ -147,8 +153,8 @@ void qgemm_kernel(const QGemmArgs& a) {
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t cols = std::min(NR, a.N - p * NR);
-      T.pack_rows(a.wq + p * NR * K, K, cols, K, false, wpack.get() + p * groups * NR,
-                  ceil_div(cols, L) * L);
+      T.pack_panel(a.wq + p * NR * K, K, cols, K, ceil_div(cols, L) * L,
+                   wpack.get() + p * groups * NR, ch.corr.data() + p * NR);
     }
     const auto xpack = scratch<uint32_t>(groups * MR);
     const auto acc = scratch<int32_t>(MR * NR);
@@ -156,11 +162,12 @@ void qgemm_kernel(const QGemmArgs& a) {
     for (int64_t t = 0; t < blocks * chunks; ++t) {
       const int64_t m0 = t / chunks * MR;
       const int rows = int(std::min<int64_t>(MR, a.M - m0));
-      T.pack_rows(a.xq + m0 * K, K, rows, K, true, xpack.get(), rows);
+      T.pack_rows(a.xq + m0 * K, K, rows, K, true, xpack.get(), nullptr);
       const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t n0 = p * NR, cols = std::min(NR, a.N - n0), nv = ceil_div(cols, L);
-        T.dot[1][rows - 1][nv - 1](groups, xpack.get(), wpack.get() + p * groups * NR, acc.get());
+        T.dot[1][rows - 1][nv - 1](groups, xpack.get(), groups, wpack.get() + p * groups * NR,
+                                   acc.get());
         T.epilogue(acc.get(), nv * L, rows, nv, maps.panel(p), ch.view, n0, false,
                    a.y + m0 * a.N + n0, a.N);
       }
@@ -169,7 +176,8 @@ void qgemm_kernel(const QGemmArgs& a) {
 }
 
 // The input of one (image, group) as the convolution reads it: zero-padded, then split by
-// stride phase, buf[((c * sh + a) * sw + b) * Hs * Ws + i * Ws + j] = xpad[c][i * sh + a][j * sw + b].
+// stride phase: buf[((c * sh + a) * sw + b) * Hs * Ws + i * Ws + j] =
+// xpad[c][i * sh + a][j * sw + b].
 // Tap (r, s) of output (p, q) is then phase ((r * dh) % sh, (s * dw) % sw) at
 // [p + r * dh / sh][q + s * dw / sw]: one contiguous run over the grid j = p * Ws + q.
 // Phases no tap reads are left zero.
@@ -188,6 +196,8 @@ struct PhaseSplit {
   bool direct() const { return sh == 1 && sw == 1 && g.pad_h == 0 && g.pad_w == 0; }
   int64_t bytes(int64_t channels) const { return channels * sh * sw * plane; }
   void fill(const int8_t* x, int64_t channels, int8_t* buf) const;
+  // Input row src into the column phases of one buffer row.
+  void split_columns(const int8_t* src, int8_t* row) const;
 };
 
 // even[i] = src[2 * i] and odd[i] = src[2 * i + 1] for the i that exist in src[0, n); a null
@@ -213,26 +223,36 @@ void split_parity(const int8_t* src, int64_t n, int8_t* even, int8_t* odd) {
   }
 }
 
+// Input column iw lands in column phase (iw + pad_w) % sw at (iw + pad_w) / sw.
+void PhaseSplit::split_columns(const int8_t* src, int8_t* row) const {
+  if (sw == 1) {
+    std::memcpy(row + g.pad_w, src, size_t(g.W));
+  } else if (sw == 2) {
+    const int64_t be = g.pad_w % 2, bo = 1 - be;
+    split_parity(src, g.W, col_used[be] ? row + be * plane + g.pad_w / 2 : nullptr,
+                 col_used[bo] ? row + bo * plane + (g.pad_w + 1) / 2 : nullptr);
+  } else {
+    for (int64_t b = 0; b < sw; ++b) {
+      if (!col_used[b]) continue;
+      // j * sw + b - pad_w in [0, W)
+      const int64_t j0 = std::max<int64_t>(0, ceil_div(g.pad_w - b, sw));
+      const int64_t j1 = std::min(Ws, ceil_div(g.W + g.pad_w - b, sw));
+      for (int64_t j = j0; j < j1; ++j) row[b * plane + j] = src[j * sw + b - g.pad_w];
+    }
+  }
+}
+
 void PhaseSplit::fill(const int8_t* x, int64_t channels, int8_t* buf) const {
   std::memset(buf, 0, size_t(bytes(channels)));
   for (int64_t c = 0; c < channels; ++c)
-    for (int64_t ih = 0; ih < g.H; ++ih) {
-      const int64_t hp = ih + g.pad_h;
-      if (!row_used[hp % sh]) continue;
-      const int8_t* src = x + (c * g.H + ih) * g.W;
-      int8_t* row = buf + (c * sh + hp % sh) * sw * plane + hp / sh * Ws;
-      if (sw == 1) {
-        std::memcpy(row + g.pad_w, src, size_t(g.W));
-      } else if (sw == 2) {  // input column iw lands in phase (iw + pad_w) % 2 at (iw + pad_w) / 2
-        const int64_t be = g.pad_w % 2, bo = 1 - be;
-        split_parity(src, g.W, col_used[be] ? row + be * plane + g.pad_w / 2 : nullptr,
-                     col_used[bo] ? row + bo * plane + (g.pad_w + 1) / 2 : nullptr);
-      } else {
-        for (int64_t iw = 0; iw < g.W; ++iw) {
-          const int64_t wp = iw + g.pad_w;
-          row[wp % sw * plane + wp / sw] = src[iw];
-        }
-      }
+    for (int64_t a = 0; a < sh; ++a) {
+      if (!row_used[a]) continue;
+      // Buffer row i of phase a holds input row i * sh + a - pad_h, where that is in [0, H).
+      const int64_t i0 = std::max<int64_t>(0, ceil_div(g.pad_h - a, sh));
+      const int64_t i1 = std::min(Hs, ceil_div(g.H + g.pad_h - a, sh));
+      int8_t* dst = buf + (c * sh + a) * sw * plane;
+      for (int64_t i = i0; i < i1; ++i)
+        split_columns(x + (c * g.H + i * sh + a - g.pad_h) * g.W, dst + i * Ws);
     }
 }
 
@@ -244,7 +264,8 @@ void qconv2d_kernel(const QConvArgs& a) {
   const PhaseSplit ph(g);
   const bool direct = ph.direct();
   const int64_t grid = (g.P - 1) * ph.Ws + g.Q, panels = ceil_div(grid, NR);
-  std::vector<int64_t> off(static_cast<size_t>(crs));  // tap k = (c, r, s): start of its run in the buffer
+  // Tap k = (c, r, s) reads the run that starts at off[k] in the buffer.
+  std::vector<int64_t> off(static_cast<size_t>(crs));
   for (int64_t k = 0; k < crs; ++k) {
     const int64_t c = k / (g.R * g.S), rh = k / g.S % g.R * g.dil_h, sw = k % g.S * g.dil_w;
     off[k] = ((c * ph.sh + rh % ph.sh) * ph.sw + sw % ph.sw) * ph.plane + rh / ph.sh * ph.Ws +
@@ -252,26 +273,19 @@ void qconv2d_kernel(const QConvArgs& a) {
   }
   // Channel tiles of near-equal height: tile t of a group is rows [t * kpg / tiles, ...).
   const int64_t tiles = ceil_div(kpg, T.max_rows);
-  const ChannelTable ch(g.K, a.wq, crs, T.shift, a.x_scale, a.w_scale, a.bias, a.has_act, a.act,
-                        a.alpha);
-  const auto wpack = scratch<uint32_t>(g.K * groups);  // rows of tile (gi, t) k-group-major
+  ChannelTable ch(g.K, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
+  const auto wpack = scratch<uint32_t>(g.K * groups);
+  T.pack_rows(a.wq, crs, g.K, crs, false, wpack.get(), ch.corr.data());
   const int64_t images = g.N * g.groups;
   const int threads = threads_for(double(g.N) * g.K * g.P * g.Q * crs, images * panels);
-  const int64_t chunks = images >= 2 * threads ? 1 : std::min(panels, ceil_div(2 * threads, images));
+  const int64_t chunks = panel_chunks(images, panels, threads);
   const int64_t per_chunk = ceil_div(panels, chunks);
   const PanelMaps maps(T, panels, grid, [&](int64_t j) {
     const int64_t q = j % ph.Ws;
     return q < g.Q ? j / ph.Ws * g.Q + q : -1;  // the pixel's index in its output plane
   });
-  static const int8_t kZeros[kQMaxVectors * 16] = {};
 #pragma omp parallel num_threads(threads)
   {
-#pragma omp for schedule(static)
-    for (int64_t u = 0; u < g.groups * tiles; ++u) {
-      const int64_t k0 = u / tiles * kpg, r0 = u % tiles * kpg / tiles, r1 = (u % tiles + 1) * kpg / tiles;
-      T.pack_rows(a.wq + (k0 + r0) * crs, crs, r1 - r0, crs, false, wpack.get() + (k0 + r0) * groups,
-                  r1 - r0);
-    }
     const auto buf = scratch<int8_t>(direct ? 0 : ph.bytes(cpg));
     const auto col = scratch<uint32_t>(groups * NR);
     const auto acc = scratch<int32_t>(T.max_rows * NR);
@@ -285,18 +299,12 @@ void qconv2d_kernel(const QConvArgs& a) {
       const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t j0 = p * NR, cols = std::min(NR, grid - j0), nv = ceil_div(cols, L);
-        for (int64_t kg = 0; kg < groups; ++kg) {
-          const int8_t* rows[4];
-          for (int i = 0; i < T.group; ++i) {
-            const int64_t k = kg * T.group + i;
-            rows[i] = k < crs ? base + off[k] + j0 : kZeros;
-          }
-          T.interleave(rows, cols, nv * L, col.get() + kg * nv * L);
-        }
+        T.pack_taps(base + j0, off.data(), crs, cols, nv * L, col.get());
         for (int64_t tile = 0; tile < tiles; ++tile) {
           const int64_t r0 = tile * kpg / tiles, r1 = (tile + 1) * kpg / tiles;
           const int rows = int(r1 - r0);
-          T.dot[0][rows - 1][nv - 1](groups, wpack.get() + (k0 + r0) * groups, col.get(), acc.get());
+          T.dot[0][rows - 1][nv - 1](groups, wpack.get() + (k0 + r0) * groups, groups, col.get(),
+                                     acc.get());
           T.epilogue(acc.get(), nv * L, rows, nv, maps.panel(p), ch.view, k0 + r0, true,
                      y + r0 * g.P * g.Q, g.P * g.Q);
         }
@@ -311,7 +319,8 @@ void register_quant_kernels() {
   const int v = active_variant();
   const QIsaKernels& T = *kVariants[v];
   if (names[v][0].empty()) {
-    const std::string tile = std::to_string(T.max_rows) + "x" + std::to_string(T.lanes * T.max_vectors);
+    const std::string tile =
+        std::to_string(T.max_rows) + "x" + std::to_string(T.lanes * T.max_vectors);
     names[v][0] = std::string("cpu.quantize_int8_") + T.isa;
     names[v][1] = std::string("cpu.qgemm_int8_") + T.isa + "_" + tile;
     names[v][2] = std::string("cpu.qconv2d_int8_") + T.isa + "_" + tile;

@@ -1,6 +1,9 @@
-// The INT8 building blocks (quant_kernel.inc) compiled for avx2: this file's -m flags come from
-// CMakeLists.txt by its name.
+// The INT8 building blocks (quant_kernel.inc) compiled for avx2; this file's -m flags
+// come from CMakeLists.txt by its name.
 #include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "quant_kernel.h"

@@ -1,6 +1,11 @@
-// The INT8 building blocks (quant_kernel.inc) compiled for generic: this file's -m flags come from
-// CMakeLists.txt by its name.
+// The INT8 building blocks (quant_kernel.inc) compiled for generic; this file's -m flags
+// come from CMakeLists.txt by its name.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "quant_kernel.h"
 

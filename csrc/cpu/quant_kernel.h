@@ -5,10 +5,11 @@
 // Packed operands are arrays of 32-bit groups, each holding `group` consecutive k values of one
 // row: 4 bytes for vpdpbusd (activations as u8 x + 128, weights as s8) or 2 int16 for pmaddwd
 // (both signed, no shift). k past the end packs as 0 (in x space). A dot tile computes
-//   acc[i * (NV * lanes) + j] = sum_g dot(a[g * MR + i], b[g * (NV * lanes) + j])
-// for i < MR rows of the broadcast side `a` and j < NV * lanes columns of the vector side `b`,
-// in int32 (exact; wraps like int32 beyond 2^31). With the shift, the true sum is
-// acc - 128 * sum_k w[channel, k]: the epilogue subtracts corr[channel] first.
+//   acc[i * (NV * lanes) + j] = sum_g dot(a[i * lda + g], b[g * (NV * lanes) + j])
+// for i < MR rows of the broadcast side `a` (packed rows) and j < NV * lanes columns of the
+// vector side `b` (a k-group-major panel), in int32 (exact; wraps like int32 beyond 2^31).
+// With the shift, the true sum is acc - 128 * sum_k w[channel, k]: the epilogue subtracts
+// corr[channel] first.
 #pragma once
 #include <cstdint>
 
@@ -37,7 +38,8 @@ struct QPanelMap {
   const int64_t* dst = nullptr;
 };
 
-using QDotTileFn = void (*)(int64_t groups, const uint32_t* a, const uint32_t* b, int32_t* acc);
+using QDotTileFn = void (*)(int64_t groups, const uint32_t* a, int64_t lda, const uint32_t* b,
+                            int32_t* acc);
 
 struct QIsaKernels {
   const char* isa;     // "avx512_vnni" | "avx512" | "avx2" | "generic"
@@ -48,12 +50,19 @@ struct QIsaKernels {
   bool shift;          // activations packed as u8 x + 128; corr = 128 * sum_k w
   // q[i] = clamp(round_half_even(x[i] * inv_scale), -127, 127), NaN -> 0.
   void (*quantize)(const float* x, int64_t n, float inv_scale, int8_t* q);
-  // dst[g * stride + i] = group g of row i (src + i * ld, K values) for i < rows; 0 for
-  // rows <= i < stride. `activation` rows take the shift.
+  // Packed rows: dst[i * groups + g] = group g of row i (src + i * ld, K values), i < rows.
+  // `activation` rows take the shift. corr (weights, if not null): corr[i] = 128 * sum_k row i
+  // with the shift, untouched without.
   void (*pack_rows)(const int8_t* src, int64_t ld, int64_t rows, int64_t K, bool activation,
-                    uint32_t* dst, int64_t stride);
-  // dst[j] = one group of activations from rows[0..group)[j] for j < n; 0 for n <= j < width.
-  void (*interleave)(const int8_t* const* rows, int64_t n, int64_t width, uint32_t* dst);
+                    uint32_t* dst, int32_t* corr);
+  // A panel of weight rows: dst[g * width + i] = group g of row i for i < rows; 0 up to width.
+  // corr as pack_rows.
+  void (*pack_panel)(const int8_t* src, int64_t ld, int64_t rows, int64_t K, int64_t width,
+                     uint32_t* dst, int32_t* corr);
+  // Convolution taps: dst[g * width + j] = group g of activations base[off[k] + j] over
+  // k in [g * group, (g + 1) * group) (0 for k >= K) for j < n; 0 for n <= j < width.
+  void (*pack_taps)(const int8_t* base, const int64_t* off, int64_t K, int64_t n, int64_t width,
+                    uint32_t* dst);
   // dot[a_is_activation][MR - 1][NV - 1]; entries past max_rows / max_vectors are null.
   QDotTileFn dot[2][kQMaxRows][kQMaxVectors];
   // The epilogue of rows x nv vectors of acc (row i at acc + i * ld_acc): vector v of row i
