@@ -4,7 +4,8 @@
 //
 // Packed operands are arrays of 32-bit groups, each holding `group` consecutive k values of one
 // row: 4 bytes for vpdpbusd (activations as u8 x + 128, weights as s8) or 2 int16 for pmaddwd
-// (both signed, no shift). k past the end packs as 0 (in x space). A dot tile computes
+// (both signed, no shift). Weights pack k past the end as 0, so whatever activations hold
+// there adds nothing. A dot tile computes
 //   acc[i * (NV * lanes) + j] = sum_g dot(a[i * lda + g], b[g * (NV * lanes) + j])
 // for i < MR rows of the broadcast side `a` (packed rows) and j < NV * lanes columns of the
 // vector side `b` (a k-group-major panel), in int32 (exact; wraps like int32 beyond 2^31).
