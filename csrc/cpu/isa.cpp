@@ -25,7 +25,21 @@ CpuIsa detect() {
   return CpuIsa::generic;
 }
 
-bool parse(const std::string& name, CpuIsa* out) {
+bool detect_avx512_vnni() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return detect() == CpuIsa::avx512 && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+// *vnni: whether the name lets the avx512 kernels use VNNI ("avx512_novnni" does not).
+bool parse(const std::string& name, CpuIsa* out, bool* vnni) {
+  *vnni = name != "avx512_novnni";
+  if (!*vnni) {
+    *out = CpuIsa::avx512;
+    return true;
+  }
   for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
     if (name == cpu_isa_name(isa)) {
       *out = isa;
@@ -37,19 +51,29 @@ bool parse(const std::string& name, CpuIsa* out) {
 struct State {
   std::mutex mu;
   CpuIsa detected = detect();
+  bool vnni_detected = detect_avx512_vnni();
   std::atomic<CpuIsa> current{detected};
+  std::atomic<bool> vnni_allowed{true};
   std::vector<void (*)()> listeners;
   State() {
     CpuIsa wanted;
+    bool vnni;
     const char* env = std::getenv("HIPGRAD_CPU_ISA");
     // An unknown or unsupported value is ignored here (no exception from a static initializer);
     // set_cpu_isa reports the same mistake as a ValueError.
-    if (env && parse(env, &wanted) && wanted <= detected) current.store(wanted);
+    if (env && parse(env, &wanted, &vnni) && wanted <= detected) {
+      current.store(wanted);
+      vnni_allowed.store(vnni);
+    }
     publish();
+  }
+  bool vnni() const {
+    return vnni_detected && vnni_allowed.load() && current.load() == CpuIsa::avx512;
   }
   void publish() const {
     add_build_fact("cpu.isa", cpu_isa_name(current.load()));
     add_build_fact("cpu.isa_detected", cpu_isa_name(detected));
+    add_build_fact("cpu.avx512_vnni", vnni() ? "on" : (vnni_detected ? "off" : "absent"));
   }
 };
 
@@ -70,18 +94,22 @@ const char* cpu_isa_name(CpuIsa isa) {
 
 CpuIsa detected_cpu_isa() { return state().detected; }
 CpuIsa cpu_isa() { return state().current.load(); }
+bool cpu_avx512_vnni() { return state().vnni(); }
 
 void set_cpu_isa(const std::string& name) {
   State& s = state();
   CpuIsa wanted;
-  HG_REQUIRE(parse(name, &wanted), "set_cpu_isa: isa must be \"generic\", \"avx2\" or \"avx512\", got \"",
-             name, "\"");
+  bool vnni;
+  HG_REQUIRE(parse(name, &wanted, &vnni),
+             "set_cpu_isa: isa must be \"generic\", \"avx2\", \"avx512\" or \"avx512_novnni\", "
+             "got \"", name, "\"");
   HG_REQUIRE(wanted <= s.detected, "set_cpu_isa: this CPU supports up to \"",
              cpu_isa_name(s.detected), "\", so isa cannot be \"", name, "\"");
   std::vector<void (*)()> listeners;
   {
     std::lock_guard<std::mutex> lock(s.mu);
     s.current.store(wanted);
+    s.vnni_allowed.store(vnni);
     s.publish();
     listeners = s.listeners;
   }

@@ -2,6 +2,9 @@
 // any x86-64: the widest of avx512 (F+VL+BW+DQ with FMA) / avx2 (with FMA) / generic that this
 // CPU supports. HIPGRAD_CPU_ISA=avx2 (or set_cpu_isa) narrows the choice, so tests and benches
 // can run every variant on one machine. The choice is reported as build fact "cpu.isa".
+// AVX512-VNNI (vpdpbusd, for the INT8 kernels) rides on avx512: in use when this CPU has it and
+// the ISA is avx512; the name "avx512_novnni" selects avx512 without it (build fact
+// "cpu.avx512_vnni": "on" | "off" | "absent").
 #pragma once
 #include <string>
 
@@ -12,7 +15,9 @@ enum class CpuIsa { generic = 0, avx2 = 1, avx512 = 2 };
 const char* cpu_isa_name(CpuIsa isa);
 CpuIsa detected_cpu_isa();  // the widest this CPU supports
 CpuIsa cpu_isa();           // the one kernels use now
-// "generic" | "avx2" | "avx512"; ValueError for an unknown name or one this CPU lacks.
+bool cpu_avx512_vnni();      // the INT8 kernels may use vpdpbusd now
+// "generic" | "avx2" | "avx512" | "avx512_novnni"; ValueError for an unknown name or one this
+// CPU lacks.
 void set_cpu_isa(const std::string& name);
 // Kernel families whose reported names depend on the ISA re-register from here; called once at
 // registration and after every set_cpu_isa.
