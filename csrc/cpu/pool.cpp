@@ -35,7 +35,8 @@
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_pool.py
 // Bench: PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg;
-//          x = hg.tensor(np.random.randn(256, 16, 8, 8))" "hg.ops.max_pool2d(x, 2, with_argmax=False)"
+//          x = hg.tensor(np.random.randn(256, 16, 8, 8))"
+//          "hg.ops.max_pool2d(x, 2, with_argmax=False)"
 #include <omp.h>
 
 #include <algorithm>
@@ -54,6 +55,8 @@
 #define HG_CPU_CLONES
 #endif
 #define HG_INLINE inline __attribute__((always_inline))
+// The same for a lambda, written after its parameter list: the vectorized loops must not call.
+#define HG_INLINE_LAMBDA __attribute__((always_inline))
 // The 8-float vectors live in always-inlined code, so GCC's note about passing them without AVX
 // does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -119,7 +122,7 @@ HG_INLINE void pool_window(const T* __restrict c, int64_t rows, int64_t cols, in
   using Offset = typename IndexOf<T>::offset;
   T m = c[0];
   Offset k{};
-  const auto fold = [&](int64_t off) {
+  const auto fold = [&](int64_t off) HG_INLINE_LAMBDA {
     const T v = c[off];
     if constexpr (K == Pool::avg) {
       m += v;
@@ -131,7 +134,7 @@ HG_INLINE void pool_window(const T* __restrict c, int64_t rows, int64_t cols, in
   };
   if constexpr (KH > 0 && KW > 0) {  // straight-line code, so the loop over q can vectorize
     for_each_index(std::make_index_sequence<KH * KW - 1>(),
-                   [&](int64_t i) { fold((i + 1) / KW * W + (i + 1) % KW); });
+                   [&](int64_t i) HG_INLINE_LAMBDA { fold((i + 1) / KW * W + (i + 1) % KW); });
   } else {
     const int64_t R = KH > 0 ? KH : rows, S = KW > 0 ? KW : cols;
     for (int64_t s = 1; s < S; ++s) fold(s);
@@ -164,8 +167,10 @@ HG_INLINE void pool_rows(const ForwardJob<T>& j, int64_t begin, int64_t end) {
     const T* __restrict xr = j.x + nc * g.H * W + r0 * W;  // the windows' first row
     T* __restrict y = j.y + row * Q;
     auto* __restrict am = K == Pool::max_argmax ? j.argmax + row * Q : nullptr;
-    const auto at = [=](int64_t q) { return K == Pool::max_argmax ? am + q : nullptr; };
-    const auto edge = [=](int64_t q) {  // a window clipped by the left or right padding
+    const auto at = [=](int64_t q) HG_INLINE_LAMBDA {
+      return K == Pool::max_argmax ? am + q : nullptr;
+    };
+    const auto edge = [=](int64_t q) HG_INLINE_LAMBDA {  // a window clipped by the padding
       const int64_t c0 = std::max<int64_t>(q * sw - pw, 0), c1 = std::min(q * sw - pw + kw, W);
       pool_window<K, NANS, 0, 0>(xr + c0, rows, c1 - c0, W, r0 * W + c0, inv, y + q, at(q));
     };
