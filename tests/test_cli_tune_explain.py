@@ -41,10 +41,11 @@ def test_tune_writes_a_cache_that_a_second_process_reuses(tmp_path):
     ops = {r["op"] for r in choices}
     assert {"conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "gemm"} <= ops
     # LeNet on 8x8 digits, batch 16: conv1 1->16 channels at 8x8, conv2 16->32 at 4x4, fc 128->120
-    keys = {r["key"] for r in choices}
-    assert any(k.startswith("cpu|N=16,C=1,H=8,W=8,K=16,R=5,S=5") for k in keys)
-    assert any(k.startswith("cpu|N=16,C=16,H=4,W=4,K=32,R=5,S=5") for k in keys)
-    assert "cpu|M=16,N=120,K=128,ta=0,tb=1" in keys
+    keys = {_shape_key(r["key"]) for r in choices}  # CPU keys also name the thread count
+    assert all(re.match(r"cpu\|threads=\d+,", r["key"]) for r in choices)
+    assert any(k.startswith("N=16,C=1,H=8,W=8,K=16,R=5,S=5") for k in keys)
+    assert any(k.startswith("N=16,C=16,H=4,W=4,K=32,R=5,S=5") for k in keys)
+    assert "M=16,N=120,K=128,ta=0,tb=1" in keys
     shapes, cached, timed = _summary(first.stdout)
     assert shapes == len(choices) and (cached, timed) == (0, shapes)
     assert first.stdout.count(" timed\n") == shapes  # the report's source column
@@ -58,14 +59,23 @@ def test_tune_writes_a_cache_that_a_second_process_reuses(tmp_path):
             assert len(line) <= 100, line
 
 
+def _shape_key(key: str) -> str:
+    return re.sub(r"^cpu\|threads=\d+,", "", key)
+
+
+def cpu_key(shape_key: str) -> str:
+    """A CPU choice's key in this process: device, thread count, shape."""
+    return f"cpu|threads={hg.get_num_threads()},{shape_key}"
+
+
 def test_tune_leaves_report_entries_for_lenets_conv_and_gemm_shapes(capsys):
     from hipgrad.cli import main
 
     assert main(["tune", "--model", "lenet", "--batch", "16", "--device", "cpu",
                  "--precision", "fp32"]) == 0
     rows = {(r["op"], r["key"]): r for r in hg.tuning_report()}
-    conv = rows[("conv2d_forward", "cpu|N=16,C=16,H=4,W=4,K=32,R=5,S=5,st=1x1,pad=2x2,dil=1x1,g=1,bias")]
-    fc1 = rows[("gemm", "cpu|M=16,N=120,K=128,ta=0,tb=1")]
+    conv = rows[("conv2d_forward", cpu_key("N=16,C=16,H=4,W=4,K=32,R=5,S=5,st=1x1,pad=2x2,dil=1x1,g=1,bias"))]
+    fc1 = rows[("gemm", cpu_key("M=16,N=120,K=128,ta=0,tb=1"))]
     for r in (conv, fc1):
         assert r["chosen"] in ("handwritten", "vendor") and r["handwritten_ms"] > 0 and r["vendor_ms"] > 0
     out = capsys.readouterr().out

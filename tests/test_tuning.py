@@ -17,6 +17,11 @@ from hipgrad import tuning
 TUNE_ROUNDS = 3  # csrc/core/dispatch.h kTuneRounds (timed rounds for an op this short)
 
 
+def cpu_key(shape_key: str) -> str:
+    """A CPU choice's key as the dispatcher spells it: device, thread count, shape."""
+    return f"cpu|threads={hg.get_num_threads()},{shape_key}"
+
+
 def _choices_for(key_part: str) -> list[dict]:
     return [r for r in hg.tuning_report() if key_part in r["key"]]
 
@@ -130,7 +135,7 @@ def cache_dir(tmp_path):
 
 
 def _entry(kernel: str, shape: str) -> dict:
-    return {"op": "gemm", "key": f"cpu|{shape}", "chosen": "handwritten", "kernel": kernel,
+    return {"op": "gemm", "key": cpu_key(shape), "chosen": "handwritten", "kernel": kernel,
             "handwritten_ms": 1.0, "vendor_ms": 2.0, "candidates": {"cpu.openblas_sgemm": 2.0, kernel: 0.5}}
 
 
@@ -182,7 +187,7 @@ def test_entry_with_unknown_kernel_is_ignored_with_a_warning(cache_dir):
 
 def test_old_format_cache_is_ignored_with_a_warning(cache_dir):
     hg._C.clear_tuning()
-    old = {"op": "gemm", "key": "cpu|M=5,N=5,K=5,ta=0,tb=0", "chosen": "vendor",
+    old = {"op": "gemm", "key": cpu_key("M=5,N=5,K=5,ta=0,tb=0"), "chosen": "vendor",
            "handwritten_ms": 1.0, "vendor_ms": 0.5}
     _write_cache([old], fmt=1)
     with pytest.warns(RuntimeWarning, match="ignoring tuning cache"):

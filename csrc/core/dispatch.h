@@ -30,6 +30,10 @@
 
 namespace hg {
 
+namespace cpu {
+int num_threads();  // the CPU backend's thread count (cpu/blas.cpp; always built)
+}  // namespace cpu
+
 // impl="auto" tuning: timed rounds over the candidates (each keeps its fastest run); later
 // rounds are skipped once one round takes longer than kLongTuneRoundMs.
 constexpr int kTuneRounds = 3;
@@ -158,7 +162,10 @@ class OpKernels : public OpKernelsBase {
       return;
     }
     bool tune = false;
-    const std::string full_key = dev.str() + "|" + key;
+    // The best CPU kernel depends on the thread count (OpenBLAS vs our OpenMP GEMM at 1 and 2
+    // threads), so CPU choices are remembered per count.
+    const std::string full_key =
+        dev.str() + "|" + (b == Backend::cpu ? "threads=" + std::to_string(cpu::num_threads()) + "," : "") + key;
     const int pick = resolve(b, impl, full_key, &tune);
     if (tune) {
       // Warm each candidate once, then time them round-robin (recorded as tuning runs) and keep

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+import hipgrad as hg
 
 Runner = Callable[[argparse.Namespace], int]
 WIDTH = 100
@@ -108,7 +111,11 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
 
 def _device_key(r: dict) -> str:
-    return f"{r['device']}|{r['key']}"
+    """A trace record's (device, shape key) as the tuning report spells it: CPU choices are kept
+    per thread count (the traced code ran with this process's count)."""
+    dev = r["device"]
+    threads = f"threads={hg.get_num_threads()}," if dev.startswith("cpu") else ""
+    return f"{dev}|{threads}{r['key']}"
 
 
 def shapes_used(ops: list[dict], report: list[dict]) -> tuple[list[dict], set[tuple[str, str]]]:
@@ -150,7 +157,7 @@ def format_report(rows: list[dict], timed: set[tuple[str, str]] | None = None,
     for op in sorted({r["op"] for r in rows}):
         lines.append(op)
         for r in sorted((r for r in rows if r["op"] == op), key=lambda r: r["key"]):
-            shape = r["key"].split("|", 1)[-1]
+            shape = re.sub(r"^threads=\d+,", "", r["key"].split("|", 1)[-1])  # in the header
             source = "" if timed is None else ("timed" if (r["op"], r["key"]) in timed else "cache")
             head = textwrap.wrap(shape, width - 24, break_on_hyphens=False) or [""]
             lines.append(f"  {head[0]:<{width - 24}}{r.get('chosen', '?'):>12}{source:>10}")
