@@ -25,16 +25,10 @@
 #include <memory>
 #include <vector>
 
+#include "cpu_clones.h"
 #include "cpu_kernels.h"
 #include "im2col.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#define HG_CPU_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define HG_CPU_CLONES
-#endif
-#define HG_INLINE inline __attribute__((always_inline))
 // The 8-float vector helpers are always inlined, so the ABI note GCC gives about returning
 // them without AVX does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"

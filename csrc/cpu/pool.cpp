@@ -46,15 +46,9 @@
 #include <utility>
 
 #include "../core/checks.h"
+#include "cpu_clones.h"
 #include "cpu_kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#define HG_CPU_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define HG_CPU_CLONES
-#endif
-#define HG_INLINE inline __attribute__((always_inline))
 // The same for a lambda, written after its parameter list: the vectorized loops must not call.
 #define HG_INLINE_LAMBDA __attribute__((always_inline))
 // The 8-float vectors live in always-inlined code, so GCC's note about passing them without AVX
