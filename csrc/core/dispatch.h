@@ -14,7 +14,8 @@
 // - "auto" on a tunable op (pure: outputs depend on inputs only) warms and times (best of up to
 //   kTuneRounds runs) every candidate of the backend once per shape key (default handwritten,
 //   each alternate, vendor), remembers the fastest (its variant, kernel name and every
-//   candidate's time) and runs it; later calls with that key cost one map lookup. On other ops it takes the default handwritten kernel.
+//   candidate's time) and runs it; later calls with that key cost one map lookup. On other ops
+//   it takes the default handwritten kernel.
 // Candidates are numbered per backend: 0 = default handwritten, 1 = vendor, 2 + i = alternate i.
 #pragma once
 #include <algorithm>
@@ -164,8 +165,9 @@ class OpKernels : public OpKernelsBase {
     bool tune = false;
     // The best CPU kernel depends on the thread count (OpenBLAS vs our OpenMP GEMM at 1 and 2
     // threads), so CPU choices are remembered per count.
-    const std::string full_key =
-        dev.str() + "|" + (b == Backend::cpu ? "threads=" + std::to_string(cpu::num_threads()) + "," : "") + key;
+    const std::string threads =
+        b == Backend::cpu ? "threads=" + std::to_string(cpu::num_threads()) + "," : "";
+    const std::string full_key = dev.str() + "|" + threads + key;
     const int pick = resolve(b, impl, full_key, &tune);
     if (tune) {
       // Warm each candidate once, then time them round-robin (recorded as tuning runs) and keep

@@ -148,7 +148,8 @@ void forward_batched(const ConvForwardArgs& a, const GemmRoutine& routine, const
   const ConvGeometry& g = a.g;
   const Lowered L(g);
   const int64_t chunks = (g.N + B - 1) / B, ld = B * L.PQ;
-  const Split split = split_work(chunks, double(L.Kg) * double(L.CRSg) * double(ld), g.groups, routine);
+  const double macs = double(L.Kg) * double(L.CRSg) * double(ld);  // one group, one chunk
+  const Split split = split_work(chunks, macs, g.groups, routine);
   const int64_t col_size = g.C * g.R * g.S * ld, tmp_size = L.Kg * ld;
   const int64_t unit = col_size + tmp_size + B * (g.H + 2 * g.pad_h) * (g.W + 2 * g.pad_w);
   auto buf = scratch(unit * split.image_threads);

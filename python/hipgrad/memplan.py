@@ -248,7 +248,8 @@ class ArenaPool:
         with self._lock:
             plan = self._plans.get(key)
         if plan is None:
-            plan = make_plan(steps, shape, dtype, int8, staged_input=not self.device.startswith("cpu"))
+            staged = not self.device.startswith("cpu")  # the CPU reads the caller's array
+            plan = make_plan(steps, shape, dtype, int8, staged_input=staged)
             with self._lock:
                 plan = self._plans.setdefault(key, plan)
         return plan
