@@ -43,12 +43,12 @@ import datetime
 import json
 import platform
 import resource
-import statistics
 import time
 
 import hipgrad as hg
 import numpy as np
 from hipgrad import InferenceEngine, nn, optim
+from hipgrad.compare import median_ms as _median_ms
 from hipgrad.models import build_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,16 +93,7 @@ def torch_twin(model):
 
 
 def median_ms(fn, device: str, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    hg.synchronize(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        hg.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return _median_ms(fn, device, repeats, warmup=warmup)
 
 
 def inputs(case: str, rng: np.random.Generator) -> np.ndarray:

@@ -17,8 +17,11 @@ from . import runtime
 from .infer import InferenceEngine, resolve_device
 
 
-def _median_ms(fn: Callable[[], Any], device: str, repeats: int) -> float:
-    fn()  # warm up: first-use costs (allocation, tuning) are not the steady state
+def median_ms(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock ms of `repeats` calls of fn (device synchronized after each), after
+    `warmup` untimed calls: first-use costs (allocation, tuning) are not the steady state."""
+    for _ in range(warmup):
+        fn()
     runtime.synchronize(device)
     times = []
     for _ in range(repeats):
@@ -73,13 +76,13 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
         opt.step()
 
     rows: dict[str, dict] = {}
-    train_ms = _median_ms(train_step, device, repeats)
+    train_ms = median_ms(train_step, device, repeats)
     rows["training"] = {"ms_per_batch": train_ms, **training_memory(net, opt, train_step, x, device)}
     for precision in ("fp32", "int8"):
         engine = InferenceEngine.from_model(net, device=device, precision=precision)
         if precision == "int8":
             engine.calibrate([x_np[: min(batch, 64)]])
-        ms = _median_ms(lambda engine=engine: engine.forward(x), device, repeats)
+        ms = median_ms(lambda engine=engine: engine.forward(x), device, repeats)
         rows[f"inference_{precision}"] = {"ms_per_batch": ms, **inference_memory(engine, x, device)}
     result = {"model": model, "batch": batch, "device": device, "input_shape": list(input_shape),
               "phases": rows,
