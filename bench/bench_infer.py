@@ -5,14 +5,18 @@ count, for LeNet-5 (8x8 digits and 28x28), the MLP 784-256-10 and a small ResNet
     PYTHONPATH=python python3 bench/bench_infer.py [--threads 1,2] [--repeats 20] [--note "..."]
 
 Every figure is the median of `--repeats` timed calls after `--warmup` untimed ones; inputs are
-NumPy arrays (the engine's API; PyTorch gets torch.from_numpy views, no copy). Before timing,
+NumPy arrays on the CPU (the engine's API; PyTorch gets torch.from_numpy views, no copy); on a
+GPU (`--device gpu:0`) the batch is on the device for every side (hg.borrow / .to("cuda")), the
+logits come back to the host, PyTorch is timed with torch.cuda.synchronize and runs FP32 (TF32
+off for cuBLAS and cuDNN, as hipgrad's vendor path). Before timing,
 the engine's logits are checked against PyTorch's (same weights). Throughput is images/s.
 Peak memory is everything the phase holds at its highest point, measured by the device's
 allocator (hg.memory_stats): weights, gradients, optimizer state and activations for a training
 step (forward, loss, backward, SGD update); weights and planned activation buffers for
-inference (InferenceEngine.memory_report). The input batch is treated alike in both phases: on
-the CPU both read the NumPy batch in place (hg.borrow, as the training loop does; the engine
-does the same), so neither counts it; on a GPU both hold a device copy. Goals (issue 5):
+inference (InferenceEngine.memory_report). The input batch is treated alike in both phases: it
+is the caller's memory and counted in neither. On the CPU both read the NumPy batch in place
+(hg.borrow, as the training loop does; the engine does the same); on a GPU the batch is put on
+the device (hg.borrow) before either phase is measured, and both read that copy. Goals (issue 5):
 inference fp32 >= 1.0x PyTorch no_grad, >= 2.5x the training step, peak <= 0.33x training's.
 Writes bench/results/infer-<device>-<date>.json and .md.
 """
@@ -43,6 +47,7 @@ import datetime
 import json
 import platform
 import resource
+import statistics
 import time
 
 import hipgrad as hg
@@ -56,6 +61,9 @@ import _sysinfo
 
 try:
     import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # hipgrad's fp32 is FP32 (no TF32 unless asked)
+    torch.backends.cudnn.allow_tf32 = False
 except ImportError:
     torch = None
 
@@ -96,6 +104,22 @@ def median_ms(fn, device: str, warmup: int, repeats: int) -> float:
     return _median_ms(fn, device, repeats, warmup=warmup)
 
 
+def torch_ms(fn, tdev: str, warmup: int, repeats: int) -> float:
+    """PyTorch's median ms, timed like hipgrad's (wall clock, its device synchronized after
+    each call: PyTorch runs on its own CUDA stream, which hg.synchronize does not wait for)."""
+    sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
 def inputs(case: str, rng: np.random.Generator) -> np.ndarray:
     _, _, shape, batch, digits = CASES[case]
     if digits:
@@ -111,12 +135,12 @@ def inputs(case: str, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal((batch,) + shape).astype(np.float32)
 
 
-def train_step_figures(model, x_np, device, warmup, repeats, rng) -> tuple[float, int]:
-    """(median ms, peak bytes) of forward + loss + backward + SGD(momentum) update."""
+def train_step_figures(model, x, device, warmup, repeats, rng) -> tuple[float, int]:
+    """(median ms, peak bytes) of forward + loss + backward + SGD(momentum) update; x is the
+    batch as hg.borrow gives it (what hipgrad's training loop does with a batch)."""
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss = nn.CrossEntropyLoss()
-    x = hg.borrow(x_np, device=device)  # what hipgrad's training loop does with a batch
-    y = hg.borrow(rng.integers(0, 10, len(x_np)).astype(np.int64), device=device)
+    y = hg.borrow(rng.integers(0, 10, len(x)).astype(np.int64), device=device)
 
     def step() -> None:
         model.train()
@@ -139,35 +163,45 @@ def bench_case(case: str, device: str, warmup: int, repeats: int) -> dict:
     x_np = inputs(case, rng)
     hg.manual_seed(0)
     row: dict = {"case": case, "batch": batch, "input": list(shape)}
+    # The batch as the training loop holds it (hg.borrow: on the CPU a view of x_np, on a GPU a
+    # device copy), made before `start`. The engine reads x_np on the CPU (its NumPy path, also
+    # in place) and that device copy on a GPU, where PyTorch also starts from the device; the
+    # logits come back to the host (the engine returns NumPy).
+    x_dev = hg.borrow(x_np, device=device)
+    x_in = x_np if device == "cpu" else x_dev
     hg.synchronize(device)
-    start = hg.memory_stats(device)["current"]  # nothing of this case is allocated yet
+    start = hg.memory_stats(device)["current"]  # nothing of this case but the batch exists yet
     model = build_model(model_name, shape, 10, **options).to(device)
     weights = model.state_dict()
     model.eval()
     fp32 = InferenceEngine.from_model(model, device=device)
     int8 = InferenceEngine.from_model(model, device=device, precision="int8").calibrate(x_np[:64])
-    logits = fp32.forward(x_np)
-    row["int8_top1_agreement"] = float((int8.predict(x_np) == logits.argmax(1)).mean())
-    row["infer_fp32_ms"] = median_ms(lambda: fp32.forward(x_np), device, warmup, repeats)
-    row["infer_int8_ms"] = median_ms(lambda: int8.forward(x_np), device, warmup, repeats)
-    report = fp32.memory_report(x_np)
+    logits = fp32.forward(x_in)
+    row["int8_top1_agreement"] = float((int8.predict(x_in) == logits.argmax(1)).mean())
+    row["infer_fp32_ms"] = median_ms(lambda: fp32.forward(x_in), device, warmup, repeats)
+    row["infer_int8_ms"] = median_ms(lambda: int8.forward(x_in), device, warmup, repeats)
+    report = fp32.memory_report(x_in)
     row["infer_peak_bytes"] = report["measured"]["peak_bytes"]
     row["infer_planned_bytes"] = report["measured"]["planned_peak_bytes"]
     row["infer_weights_bytes"] = report["weights_bytes"]
-    row["int8_peak_bytes"] = int8.memory_report(x_np)["measured"]["peak_bytes"]
+    row["int8_peak_bytes"] = int8.memory_report(x_in)["measured"]["peak_bytes"]
     fp32 = int8 = None  # frees their buffers before the training step is measured
-    train_ms, train_peak = train_step_figures(model, x_np, device, warmup, repeats, rng)
+    train_ms, train_peak = train_step_figures(model, x_dev, device, warmup, repeats, rng)
     row["train_step_ms"] = train_ms
     row["train_peak_bytes"] = int(train_peak - start)
-    twin = torch_twin(model) if torch is not None and device == "cpu" else None
+    tdev = "cpu" if device == "cpu" else "cuda"
+    usable = torch is not None and (tdev == "cpu" or torch.cuda.is_available())
+    twin = torch_twin(model) if usable else None
     if twin is not None:
         twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+        twin = twin.to(tdev)
+        xt = torch.from_numpy(x_np).to(tdev)
         with torch.no_grad():
-            ref = twin(torch.from_numpy(x_np)).numpy()
+            ref = twin(xt).cpu().numpy()
             row["max_abs_diff_vs_torch"] = float(np.abs(ref - logits).max())
             if not np.allclose(ref, logits, rtol=1e-3, atol=1e-3):
                 raise SystemExit(f"{case}: engine and PyTorch logits differ by {row['max_abs_diff_vs_torch']}")
-            row["torch_no_grad_ms"] = median_ms(lambda: twin(torch.from_numpy(x_np)), device, warmup, repeats)
+            row["torch_no_grad_ms"] = torch_ms(lambda: twin(xt).cpu().numpy(), tdev, warmup, repeats)
     ips = lambda ms: batch / ms * 1e3
     row["infer_fp32_img_s"], row["infer_int8_img_s"] = ips(row["infer_fp32_ms"]), ips(row["infer_int8_ms"])
     row["train_img_s"] = ips(train_ms)
@@ -245,10 +279,11 @@ def main() -> None:
     mib = 2**20
     first = [r for r in rows if r["threads"] == ARGS.threads[0]]  # memory does not depend on threads
     md += ["", ("Memory (MiB; the same at every thread count): inference = weights + planned "
-                "activation buffers (+ input staging on a GPU); training = weights + gradients + SGD "
-                "momentum + kept activations (+ the input on a GPU). On the CPU both phases read the "
-                "NumPy batch in place (the training loop's hg.borrow; the engine's own wrap), so "
-                "neither counts it."), "",
+                "activation buffers and any kernel workspace; training = weights + gradients + SGD "
+                "momentum + kept activations and workspace. The batch is the caller's memory in both "
+                "phases, counted in neither: on the CPU both read the NumPy batch in place (the "
+                "training loop's hg.borrow; the engine's own wrap), on a GPU both read one device "
+                "copy made before either is measured."), "",
            "| case | weights | inference buffers (planned) | inference peak | training peak | ratio |",
            "|---|---|---|---|---|---|"]
     md += [f"| {r['case']} | {r['infer_weights_bytes'] / mib:.2f} | "

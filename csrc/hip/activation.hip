@@ -34,7 +34,7 @@ __device__ inline float act_backward(float dy, float x, float y, float alpha) {
   if constexpr (K == ActKind::sigmoid) return dy * y * (1.f - y);
   if constexpr (K == ActKind::tanh) return dy * (1.f - y) * (1.f + y);
   if constexpr (K == ActKind::gelu) {
-    const float cdf = 0.5f * erfcf(-x * kRsqrt2);
+    const float cdf = normal_cdf(x);
     const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
     return dy * (cdf + x * pdf);
   }

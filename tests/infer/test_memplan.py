@@ -55,6 +55,34 @@ def test_planned_equals_unplanned(name, shape, precision, rng, device):
     np.testing.assert_array_equal(planned.forward(xt), unplanned.forward(xt))  # a device input
 
 
+@pytest.mark.parametrize("name, shape", MODELS)
+def test_staging_only_for_a_host_input(name, shape, rng, device):
+    """A batch already on the engine's device is read as it is (no staging buffer, none planned);
+    a NumPy batch is staged on a GPU only, into one buffer made on first need. Counted by the
+    engine's pool (kernels' own workspace, e.g. a convolution's on a GPU, is not a plan buffer)."""
+    _, engine, _ = _engines(name, shape, "fp32", rng, device)
+    x = rng.standard_normal((5,) + shape).astype(np.float32)
+    xt = hg.tensor(x, device=device)
+    plan = engine.memory_plan(x.shape)
+    assert plan.input_bytes == (0 if device == "cpu" else x.nbytes)
+    want = engine.forward(xt)
+    report = engine.memory_report()
+    assert report["buffers_allocated"] == plan.slots, "a device input made a staging buffer"
+    assert report["buffer_bytes_allocated"] == plan.activation_bytes
+    measured = engine.memory_report(xt)["measured"]
+    assert measured["planned_peak_bytes"] == engine.weight_bytes() + plan.activation_bytes
+    if device == "cpu":  # (a GPU kernel may add workspace of its own)
+        assert measured["peak_bytes"] <= measured["planned_peak_bytes"] + SLACK, measured
+    made = engine.memory_report()["buffers_allocated"]  # memory_report(xt) made a fresh set
+    np.testing.assert_array_equal(engine.forward(x), want)
+    staged = 0 if device == "cpu" else 1
+    assert engine.memory_report()["buffers_allocated"] - made == staged
+    for _ in range(2):
+        np.testing.assert_array_equal(engine.forward(x), want)
+        np.testing.assert_array_equal(engine.forward(xt), want)
+    assert engine.memory_report()["buffers_allocated"] - made == staged, "a repeated batch made buffers"
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 @pytest.mark.parametrize("name, shape", MODELS)
 def test_buffers_are_allocated_once_per_batch_shape(name, shape, precision, rng):

@@ -37,7 +37,9 @@ def _cnn(rng, path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])],
         [_init("w1", w1), _init("b1", b1), _init("s", bn[0]), _init("bb", bn[1]), _init("m", bn[2]),
          _init("v", bn[3]), _init("w2", w2), _init("b2", b2)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR version 8 (ONNX 1.12, opset 17): the newest onnx writes a version that an older
+    # onnxruntime refuses (seen: onnx 1.23 -> IR 14, onnxruntime 1.30 reads up to 13)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.save(model, str(path))
     return w1, b1, bn, w2, b2
 

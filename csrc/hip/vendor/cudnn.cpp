@@ -11,10 +11,12 @@
 //       cudnnConvolutionBiasActivationForward for relu and no activation (cuDNN fuses only ReLU
 //       and identity); other kinds run cudnnConvolutionForward, then hipgrad's epilogue pass.
 //   activation / activation_backward
-//       cudnnActivation{Forward,Backward} (CUDNN_PROPAGATE_NAN) for relu, sigmoid, tanh and elu
-//       (coef = alpha). cuDNN has neither leaky ReLU nor GELU: for leaky_relu, gelu and gelu_tanh
-//       this same vendor kernel calls hipgrad's handwritten kernel, and its registered name says
-//       so (a registry fallback is per op, not per kind).
+//       cudnnActivation{Forward,Backward} (CUDNN_PROPAGATE_NAN) for relu, sigmoid and tanh.
+//       cuDNN has neither leaky ReLU nor GELU, and its ELU is not accurate enough (cuDNN 9.19 on
+//       an H100, 2026-11-23: the forward computes exp(x) - 1, 0 instead of -1e-7 at x = -1e-7 and
+//       2% off at -6e-6; the backward was 18% off at some elements): for leaky_relu, gelu,
+//       gelu_tanh and elu this same vendor kernel calls hipgrad's handwritten kernel, and its
+//       registered name says so (a registry fallback is per op, not per kind).
 //   avg_pool2d / avg_pool2d_backward
 //       cudnnPooling{Forward,Backward} with CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING (divisor
 //       kh*kw, as hipgrad). Max pooling is a registered fallback: cuDNN returns no argmax, and
@@ -243,7 +245,7 @@ void conv_backward_weight_cudnn(const ConvBackwardWeightArgs& a) {
 constexpr int64_t kActChunk = int64_t(1) << 30;  // elements per call: cuDNN's sizes are int
 
 bool cudnn_has(ActKind k) {
-  return k == ActKind::relu || k == ActKind::sigmoid || k == ActKind::tanh || k == ActKind::elu;
+  return k == ActKind::relu || k == ActKind::sigmoid || k == ActKind::tanh;  // elu: see the top
 }
 
 cudnnActivationDescriptor_t activation_desc(ActKind kind, float alpha) {
@@ -410,12 +412,13 @@ HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.cudnn_conv_backwar
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, vendor, "gpu.cudnn_conv_backward_filter",
                    &hg::gpu::conv_backward_weight_cudnn);
 HG_REGISTER_KERNEL(activation_op, gpu, vendor,
-                   "gpu.cudnn_activation (leaky_relu, gelu, gelu_tanh: gpu.activation_vec4, cuDNN has "
-                   "neither leaky ReLU nor GELU)",
+                   "gpu.cudnn_activation (leaky_relu, gelu, gelu_tanh, elu: gpu.activation_vec4, cuDNN "
+                   "has neither leaky ReLU nor GELU, and its ELU loses accuracy)",
                    &hg::gpu::activation_cudnn);
 HG_REGISTER_KERNEL(activation_backward_op, gpu, vendor,
-                   "gpu.cudnn_activation_backward (leaky_relu, gelu, gelu_tanh: "
-                   "gpu.activation_backward_vec4, cuDNN has neither leaky ReLU nor GELU)",
+                   "gpu.cudnn_activation_backward (leaky_relu, gelu, gelu_tanh, elu: "
+                   "gpu.activation_backward_vec4, cuDNN has neither leaky ReLU nor GELU, and its ELU "
+                   "loses accuracy)",
                    &hg::gpu::activation_backward_cudnn);
 HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor, "gpu.cudnn_pooling_average_include_padding",
                    &hg::gpu::avg_pool2d_cudnn);
