@@ -178,6 +178,11 @@ def test_bad_input_and_files(tmp_path, rng):
             y[tuple(rng.integers(0, n) for n in y.shape)] = bad
             with pytest.raises(ValueError, match="NaN or infinite"):
                 engine.forward(y)
+    for bad in (np.inf, -np.inf, np.nan):  # an hg.Tensor input is checked too (CPU: a view)
+        y = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
+        y[tuple(rng.integers(0, n) for n in y.shape)] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            engine.forward(hg.tensor(y))
     with pytest.raises(TypeError, match="x must be"):
         engine.predict(np.array([["a"]]))
     with pytest.raises(ValueError, match="precision must be"):
@@ -215,3 +220,22 @@ def test_compare_shows_inference_is_lighter(tmp_path):
     assert r["phases"]["inference_int8"]["weights_bytes"] < inf["weights_bytes"]
     assert (tmp_path / "compare.json").exists() and (tmp_path / "compare.png").exists()
     assert "training" in format_compare(r)
+
+
+def test_tensor_input_checked_for_nan_on_its_device(device, rng):
+    """An hg.Tensor batch is checked where it lives (a NumPy view on the CPU; per-channel sums on
+    a GPU, confirmed on the host only when a sum is not finite): NaN or +-inf anywhere is refused,
+    large finite values whose sums overflow are not."""
+    engine = InferenceEngine.from_model(hg.build_model("lenet", (1, 12, 12), 4), device=device)
+    for bad in (np.inf, -np.inf, np.nan):
+        y = rng.standard_normal((5, 1, 12, 12)).astype(np.float32)
+        y[tuple(rng.integers(0, n) for n in y.shape)] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            engine.forward(hg.tensor(y, device=device))
+    big = np.full((5, 1, 12, 12), 3e38, np.float32)  # every channel sum overflows to inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        engine.forward(hg.tensor(big, device=device))  # no error: the input itself is finite
+    from hipgrad.infer import _tensor_all_finite
+    assert _tensor_all_finite(hg.tensor(big, device=device))
+    assert not _tensor_all_finite(hg.tensor(np.where(rng.random(big.shape) < 0.01, np.nan, big)
+                                            .astype(np.float32), device=device))
