@@ -8,13 +8,15 @@
 //   conv2d_bias_act
 //       a fusion plan conv -> bias -> activation (miopenCreateFusionPlan, miopenCreateOp*Forward,
 //       miopenCompileFusionPlan once per shape; miopenSetOpArgs* and miopenExecuteFusionPlan per
-//       call); where MIOpen compiles no plan, or for GELU, the separate calls below.
+//       call); where MIOpen compiles no plan, or for GELU and ELU, the separate calls below.
 //   activation / activation_backward
 //       miopenActivation{Forward,Backward} for relu, leaky_relu (LEAKYRELU, alpha), sigmoid
-//       (LOGISTIC), tanh (TANH with alpha = beta = 1: MIOpen computes beta tanh(alpha x)) and elu
-//       (ELU, alpha). MIOpen has no GELU: for gelu and gelu_tanh this same vendor kernel calls
-//       hipgrad's handwritten kernel, and its registered name says so. (A registry fallback is
-//       per op, not per kind, so it would misreport the five kinds MIOpen does run.)
+//       (LOGISTIC) and tanh (TANH with alpha = beta = 1: MIOpen computes beta tanh(alpha x)).
+//       MIOpen has no GELU, and its ELU computes alpha (exp(x) - 1) (MIOpen's neuron kernels),
+//       which cancels near 0 (cuDNN's does the same; measured there on an H100, 2026-11-23: 0
+//       instead of -1e-7): for gelu, gelu_tanh and elu this same vendor kernel calls hipgrad's
+//       handwritten kernel (expm1), and its registered name says so. (A registry fallback is
+//       per op, not per kind, so it would misreport the four kinds MIOpen does run.)
 //   avg_pool2d / avg_pool2d_backward
 //       miopenPooling{Forward,Backward} with miopenPoolingAverageInclusive (divisor kh*kw, padding
 //       counted, as hipgrad). Max pooling is a registered fallback: MIOpen keeps its max indices in
@@ -208,7 +210,9 @@ void conv_backward_weight_miopen(const ConvBackwardWeightArgs& a) {
 // ---- activation ----------------------------------------------------------------------------------
 constexpr int64_t kActChunk = int64_t(1) << 30;  // elements per call: MIOpen's sizes are int
 
-bool miopen_has(ActKind k) { return k != ActKind::gelu && k != ActKind::gelu_tanh; }
+bool miopen_has(ActKind k) {
+  return k != ActKind::gelu && k != ActKind::gelu_tanh && k != ActKind::elu;  // elu: see the top
+}
 
 // MIOpen's mode and parameters for a kind it has (miopen_has).
 struct ActMode {
@@ -221,7 +225,7 @@ ActMode act_mode(ActKind kind, float alpha) {
     case ActKind::leaky_relu: return {miopenActivationLEAKYRELU, alpha, 0.0};
     case ActKind::sigmoid: return {miopenActivationLOGISTIC, 0.0, 0.0};
     case ActKind::tanh: return {miopenActivationTANH, 1.0, 1.0};
-    case ActKind::elu: return {miopenActivationELU, alpha, 0.0};
+    case ActKind::elu:
     case ActKind::gelu:
     case ActKind::gelu_tanh: break;  // not reached: handwritten
   }
@@ -402,7 +406,7 @@ std::string miopen_version() {
 HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.miopen_conv_forward (+ gpu.bias_add)",
                    &hg::gpu::conv_forward_miopen);
 HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, vendor,
-                   "gpu.miopen_fusion_plan_conv_bias_activation (no plan, no epilogue or GELU: "
+                   "gpu.miopen_fusion_plan_conv_bias_activation (no plan, no epilogue, GELU or ELU: "
                    "gpu.miopen_conv_forward + gpu.bias_add + gpu.miopen_activation)",
                    &hg::gpu::conv_bias_act_miopen);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.miopen_conv_backward_data",
@@ -410,11 +414,12 @@ HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.miopen_conv_backwa
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, vendor, "gpu.miopen_conv_backward_weights",
                    &hg::gpu::conv_backward_weight_miopen);
 HG_REGISTER_KERNEL(activation_op, gpu, vendor,
-                   "gpu.miopen_activation (gelu, gelu_tanh: gpu.activation_vec4, MIOpen has no GELU)",
+                   "gpu.miopen_activation (gelu, gelu_tanh, elu: gpu.activation_vec4, MIOpen has no "
+                   "GELU, and its ELU loses accuracy)",
                    &hg::gpu::activation_miopen);
 HG_REGISTER_KERNEL(activation_backward_op, gpu, vendor,
-                   "gpu.miopen_activation_backward (gelu, gelu_tanh: gpu.activation_backward_vec4, "
-                   "MIOpen has no GELU)",
+                   "gpu.miopen_activation_backward (gelu, gelu_tanh, elu: gpu.activation_backward_vec4, "
+                   "MIOpen has no GELU, and its ELU loses accuracy)",
                    &hg::gpu::activation_backward_miopen);
 HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor, "gpu.miopen_pooling_average_inclusive",
                    &hg::gpu::avg_pool2d_miopen);
