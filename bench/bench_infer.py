@@ -47,7 +47,6 @@ import datetime
 import json
 import platform
 import resource
-import statistics
 import time
 
 import hipgrad as hg
@@ -105,19 +104,11 @@ def median_ms(fn, device: str, warmup: int, repeats: int) -> float:
 
 
 def torch_ms(fn, tdev: str, warmup: int, repeats: int) -> float:
-    """PyTorch's median ms, timed like hipgrad's (wall clock, its device synchronized after
-    each call: PyTorch runs on its own CUDA stream, which hg.synchronize does not wait for)."""
+    """PyTorch's median ms, timed by the same timer as hipgrad's, with PyTorch's own device
+    synchronized inside each timed call (it runs on its own CUDA stream, which
+    hg.synchronize does not wait for)."""
     sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+    return _median_ms(lambda: (fn(), sync()), "cpu", repeats, warmup=warmup)
 
 
 def inputs(case: str, rng: np.random.Generator) -> np.ndarray:

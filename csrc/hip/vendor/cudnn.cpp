@@ -248,22 +248,17 @@ bool cudnn_has(ActKind k) {
   return k == ActKind::relu || k == ActKind::sigmoid || k == ActKind::tanh;  // elu: see the top
 }
 
-cudnnActivationDescriptor_t activation_desc(ActKind kind, float alpha) {
-  static std::map<std::pair<int, float>, cudnnActivationDescriptor_t> descs;
-  const std::pair<int, float> key{int(kind), kind == ActKind::elu ? alpha : 0.f};
+cudnnActivationDescriptor_t activation_desc(ActKind kind) {  // relu, sigmoid or tanh (cudnn_has)
+  static std::map<int, cudnnActivationDescriptor_t> descs;
+  const int key = int(kind);
   auto it = descs.find(key);
   if (it != descs.end()) return it->second;
   cudnnActivationMode_t mode = CUDNN_ACTIVATION_RELU;
-  double coef = 0.0;
   if (kind == ActKind::sigmoid) mode = CUDNN_ACTIVATION_SIGMOID;
   if (kind == ActKind::tanh) mode = CUDNN_ACTIVATION_TANH;
-  if (kind == ActKind::elu) {
-    mode = CUDNN_ACTIVATION_ELU;
-    coef = alpha;
-  }
   cudnnActivationDescriptor_t d = nullptr;
   HG_CUDNN_CHECK(cudnnCreateActivationDescriptor(&d));
-  HG_CUDNN_CHECK(cudnnSetActivationDescriptor(d, mode, CUDNN_PROPAGATE_NAN, coef));
+  HG_CUDNN_CHECK(cudnnSetActivationDescriptor(d, mode, CUDNN_PROPAGATE_NAN, 0.0));
   return descs.emplace(key, d).first->second;
 }
 
@@ -279,7 +274,7 @@ void activation_cudnn(const ActivationArgs& a) {
   if (!cudnn_has(a.kind)) return activation_handwritten(a);
   std::lock_guard<std::mutex> lock(g_mu);
   cudnnHandle_t h = cudnn_handle(current_device());
-  cudnnActivationDescriptor_t ad = activation_desc(a.kind, a.alpha);
+  cudnnActivationDescriptor_t ad = activation_desc(a.kind);
   for (int64_t off = 0; off < a.n; off += kActChunk) {
     cudnnTensorDescriptor_t d = flat_desc(std::min(kActChunk, a.n - off));
     HG_CUDNN_CHECK(cudnnActivationForward(h, ad, &kOne, d, a.x + off, &kZero, d, a.y + off));
@@ -290,7 +285,7 @@ void activation_backward_cudnn(const ActivationBackwardArgs& a) {
   if (!cudnn_has(a.kind)) return activation_backward_handwritten(a);
   std::lock_guard<std::mutex> lock(g_mu);
   cudnnHandle_t h = cudnn_handle(current_device());
-  cudnnActivationDescriptor_t ad = activation_desc(a.kind, a.alpha);
+  cudnnActivationDescriptor_t ad = activation_desc(a.kind);
   for (int64_t off = 0; off < a.n; off += kActChunk) {
     cudnnTensorDescriptor_t d = flat_desc(std::min(kActChunk, a.n - off));
     HG_CUDNN_CHECK(cudnnActivationBackward(h, ad, &kOne, d, a.y + off, d, a.dy + off, d, a.x + off, &kZero, d,
@@ -357,7 +352,7 @@ void conv_bias_act_cudnn(const ConvBiasActArgs& a) {
   Workspace ws(ws_bytes);
   HG_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
       h, &kOne, p.x, a.x, p.w, a.w, p.conv, algo, ws.ptr, ws_bytes, &kZero, p.y, a.y, bias_desc(a.g.K),
-      bias, relu ? activation_desc(ActKind::relu, 0.f) : identity_desc(), p.y, a.y));
+      bias, relu ? activation_desc(ActKind::relu) : identity_desc(), p.y, a.y));
 }
 
 // ---- average pooling -----------------------------------------------------------------------------

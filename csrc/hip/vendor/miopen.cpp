@@ -234,8 +234,7 @@ ActMode act_mode(ActKind kind, float alpha) {
 
 miopenActivationDescriptor_t activation_desc(ActKind kind, float alpha) {
   static std::map<std::pair<int, float>, miopenActivationDescriptor_t> descs;
-  const bool uses_alpha = kind == ActKind::leaky_relu || kind == ActKind::elu;
-  const std::pair<int, float> key{int(kind), uses_alpha ? alpha : 0.f};
+  const std::pair<int, float> key{int(kind), kind == ActKind::leaky_relu ? alpha : 0.f};
   auto it = descs.find(key);
   if (it != descs.end()) return it->second;
   const ActMode m = act_mode(kind, alpha);
