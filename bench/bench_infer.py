@@ -2,9 +2,11 @@
 eager under torch.no_grad() and against hipgrad's own training step, on one device and thread
 count, for LeNet-5 (8x8 digits and 28x28), the MLP 784-256-10 and a small ResNet.
 
-    PYTHONPATH=python python3 bench/bench_infer.py [--threads 1,2] [--repeats 20] [--note "..."]
+    PYTHONPATH=python python3 bench/bench_infer.py [--threads 1,2] [--repeats 50] [--note "..."]
 
-Every figure is the median of `--repeats` timed calls after `--warmup` untimed ones; inputs are
+Every figure is the median of `--repeats` timed calls after `--warmup` untimed ones; the engine's
+fp32 forward and PyTorch's are timed in pairs (one call of each per repeat, alternating which
+goes first: paired_ms), so both see the same moments of a shared machine; inputs are
 NumPy arrays on the CPU (the engine's API; PyTorch gets torch.from_numpy views, no copy); on a
 GPU (`--device gpu:0`) the batch is on the device for every side (hg.borrow / .to("cuda")), the
 logits come back to the host, PyTorch is timed with torch.cuda.synchronize and runs FP32 (TF32
@@ -34,7 +36,7 @@ if __name__ == "__main__":
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}" if os.cpu_count() > 1 else "1",
                     help="thread counts, comma-separated; each row uses one on every side")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--cases", default="lenet-digits,lenet-28,mlp-784-256-10,resnet-small")
     ap.add_argument("--note", default="")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
@@ -44,9 +46,11 @@ if __name__ == "__main__":
         os.environ[var] = str(max(ARGS.threads))
 
 import datetime
+import gc
 import json
 import platform
 import resource
+import statistics
 import time
 
 import hipgrad as hg
@@ -103,12 +107,27 @@ def median_ms(fn, device: str, warmup: int, repeats: int) -> float:
     return _median_ms(fn, device, repeats, warmup=warmup)
 
 
-def torch_ms(fn, tdev: str, warmup: int, repeats: int) -> float:
-    """PyTorch's median ms, timed by the same timer as hipgrad's, with PyTorch's own device
-    synchronized inside each timed call (it runs on its own CUDA stream, which
-    hg.synchronize does not wait for)."""
-    sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
-    return _median_ms(lambda: (fn(), sync()), "cpu", repeats, warmup=warmup)
+def paired_ms(engine_fn, torch_fn, device: str, tdev: str, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median ms of the engine and of PyTorch, timed in pairs: each repeat times one call of
+    each, back to back, in alternating order, so both meet the same moments of a shared
+    machine (a VM whose speed drifts by 10-30% within seconds) and neither always runs right
+    after the other. Each call is synchronized on its own device inside its timing (PyTorch runs
+    on its own CUDA stream, which hg.synchronize does not wait for)."""
+    tsync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
+    calls = [(engine_fn, lambda: hg.synchronize(device)), (torch_fn, tsync)]
+    for fn, sync in calls:
+        for _ in range(warmup):
+            fn()
+        sync()
+    times: list[list[float]] = [[], []]
+    for r in range(repeats):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            fn, sync = calls[i]
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[i].append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def inputs(case: str, rng: np.random.Generator) -> np.ndarray:
@@ -160,6 +179,7 @@ def bench_case(case: str, device: str, warmup: int, repeats: int) -> dict:
     # logits come back to the host (the engine returns NumPy).
     x_dev = hg.borrow(x_np, device=device)
     x_in = x_np if device == "cpu" else x_dev
+    gc.collect()  # the previous case's cyclic garbage, if any, is not freed in the middle of this one
     hg.synchronize(device)
     start = hg.memory_stats(device)["current"]  # nothing of this case but the batch exists yet
     model = build_model(model_name, shape, 10, **options).to(device)
@@ -169,21 +189,10 @@ def bench_case(case: str, device: str, warmup: int, repeats: int) -> dict:
     int8 = InferenceEngine.from_model(model, device=device, precision="int8").calibrate(x_np[:64])
     logits = fp32.forward(x_in)
     row["int8_top1_agreement"] = float((int8.predict(x_in) == logits.argmax(1)).mean())
-    row["infer_fp32_ms"] = median_ms(lambda: fp32.forward(x_in), device, warmup, repeats)
-    row["infer_int8_ms"] = median_ms(lambda: int8.forward(x_in), device, warmup, repeats)
-    report = fp32.memory_report(x_in)
-    row["infer_peak_bytes"] = report["measured"]["peak_bytes"]
-    row["infer_planned_bytes"] = report["measured"]["planned_peak_bytes"]
-    row["infer_weights_bytes"] = report["weights_bytes"]
-    row["int8_peak_bytes"] = int8.memory_report(x_in)["measured"]["peak_bytes"]
-    fp32 = int8 = None  # frees their buffers before the training step is measured
-    train_ms, train_peak = train_step_figures(model, x_dev, device, warmup, repeats, rng)
-    row["train_step_ms"] = train_ms
-    row["train_peak_bytes"] = int(train_peak - start)
     tdev = "cpu" if device == "cpu" else "cuda"
     usable = torch is not None and (tdev == "cpu" or torch.cuda.is_available())
     twin = torch_twin(model) if usable else None
-    if twin is not None:
+    if twin is not None:  # timed in pairs with the engine (paired_ms), after a logits check
         twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
         twin = twin.to(tdev)
         xt = torch.from_numpy(x_np).to(tdev)
@@ -192,7 +201,22 @@ def bench_case(case: str, device: str, warmup: int, repeats: int) -> dict:
             row["max_abs_diff_vs_torch"] = float(np.abs(ref - logits).max())
             if not np.allclose(ref, logits, rtol=1e-3, atol=1e-3):
                 raise SystemExit(f"{case}: engine and PyTorch logits differ by {row['max_abs_diff_vs_torch']}")
-            row["torch_no_grad_ms"] = torch_ms(lambda: twin(xt).cpu().numpy(), tdev, warmup, repeats)
+            row["infer_fp32_ms"], row["torch_no_grad_ms"] = paired_ms(
+                lambda: fp32.forward(x_in), lambda: twin(xt).cpu().numpy(), device, tdev, warmup, repeats)
+        twin = xt = None
+    else:
+        row["infer_fp32_ms"] = median_ms(lambda: fp32.forward(x_in), device, warmup, repeats)
+    row["infer_int8_ms"] = median_ms(lambda: int8.forward(x_in), device, warmup, repeats)
+    report = fp32.memory_report(x_in)
+    row["infer_peak_bytes"] = report["measured"]["peak_bytes"]
+    row["infer_planned_bytes"] = report["measured"]["planned_peak_bytes"]
+    row["infer_weights_bytes"] = report["weights_bytes"]
+    row["int8_peak_bytes"] = int8.memory_report(x_in)["measured"]["peak_bytes"]
+    fp32 = int8 = None  # frees their buffers before the training step is measured
+    gc.collect()
+    train_ms, train_peak = train_step_figures(model, x_dev, device, warmup, repeats, rng)
+    row["train_step_ms"] = train_ms
+    row["train_peak_bytes"] = int(train_peak - start)
     ips = lambda ms: batch / ms * 1e3
     row["infer_fp32_img_s"], row["infer_int8_img_s"] = ips(row["infer_fp32_ms"]), ips(row["infer_int8_ms"])
     row["train_img_s"] = ips(train_ms)
@@ -256,7 +280,9 @@ def main() -> None:
           f"- OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
           f"- hipgrad {info['hipgrad']['version']}; PyTorch: {info['torch']}",
           f"- {_sysinfo.load_text(info)}; bench took {info['bench_seconds']} s",
-          f"- Median of {ARGS.repeats} calls after {ARGS.warmup} warm-up calls; NumPy input and output.",
+          f"- Median of {ARGS.repeats} calls after {ARGS.warmup} warm-up calls; NumPy input and output. "
+          "Engine fp32 and PyTorch no_grad timed in pairs (one call of each per repeat, alternating "
+          "which goes first), so both meet the same moments of this shared machine.",
           ("- `vs torch` = PyTorch no_grad ms / engine fp32 ms; `vs train` = training step ms / engine "
            "fp32 ms; `int8 vs fp32` = fp32 ms / int8 ms; `peak ratio` = inference peak / training-step "
            "peak (each: every byte the phase holds at its highest, from hg.memory_stats)."),

@@ -28,7 +28,8 @@ def test_every_op_has_a_cpu_kernel_and_a_python_wrapper_and_a_test():
 # Ops whose tests run every candidate by name (hg.ops.force_kernel); an op that gains an
 # alternate must be added here with such a test.
 ALTERNATES_TESTED = {"gemm": "test_gemm_every_alternate_matches_float64",
-                     "conv2d_forward": "test_conv2d_every_forward_candidate_matches_float64"}
+                     "conv2d_forward": "test_conv2d_every_forward_candidate_matches_float64",
+                     "linear_bias_act": "test_linear_bias_act_every_candidate_matches_float64"}
 
 
 def test_alternates_are_named_handwritten_kernels_with_tests():

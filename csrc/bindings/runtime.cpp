@@ -63,6 +63,15 @@ void bind_runtime(py::module_& m) {
   }, py::arg("device") = "cpu");
   m.def("_set_poison_allocations", [](bool on) { poison_allocations() = on; }, py::arg("on"));
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
+  m.def(
+      "_all_finite_f32",
+      [](py::array_t<float, py::array::c_style> a) {
+        const float* p = a.data();
+        const int64_t n = a.size();
+        py::gil_scoped_release release;
+        return cpu::all_finite(p, n);
+      },
+      py::arg("a").noconvert(), "No NaN or infinity in a C-contiguous float32 array.");
   m.def("get_num_threads", &cpu::num_threads);
   // Debug/bench: force the CPU kernels' instruction set ("generic" | "avx2" | "avx512").
   m.def("_set_cpu_isa", &cpu::set_cpu_isa, py::arg("isa"));

@@ -40,6 +40,10 @@ void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 // The gemm op's kernels start from y = c (c: M x N, contiguous) when the op has a c.
 void gemm_copy_c_to_y(const GemmArgs& g);
 
+// No NaN and no infinity among p[0:n] (exponent bits all set), one pass over the threads: the
+// inference engine's input check.
+bool all_finite(const float* p, int64_t n);
+
 // Threads used by handwritten CPU kernels and by the BLAS.
 int num_threads();
 void set_num_threads(int n);

@@ -7,6 +7,9 @@
 //                conv: im2col + that GEMM per (image, group) (conv.cpp); depthwise
 //                (groups == C == K): the direct kernel (conv_depthwise.cpp), bias as the
 //                accumulators' start, activation on each plane right after it is computed.
+//   alternate:   (linear, impl="auto" only) the unpacked small-problem GEMM (gemm_unpacked.cpp)
+//                then one epilogue pass over y: for narrow outputs (a classifier's N = 10) it
+//                skips the packing and wastes fewer lanes than the packed kernel's 32-wide tile.
 //   vendor:      OpenBLAS sgemm, then one epilogue pass over the block it wrote (per (image,
 //                group) for conv, the whole (M, N) for linear); named "+epilogue" in the table.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_fused.py
@@ -15,6 +18,7 @@
 
 #include "../core/checks.h"
 #include "cpu_kernels.h"
+#include "gemm_unpacked_kernel.h"
 #include "im2col.h"
 
 namespace hg::cpu {
@@ -38,6 +42,11 @@ void linear_bias_act_handwritten(const LinearBiasActArgs& a) {
                             GemmEpilogue{a.epi, /*bias_per_row=*/false});
 }
 
+void linear_bias_act_unpacked(const LinearBiasActArgs& a) {
+  gemm_unpacked(false, true, a.M, a.N, a.K, 1.f, a.x, a.K, a.w, a.K, 0.f, a.y, a.N);
+  apply_epilogue(GemmEpilogue{a.epi, false}, 0, 0, a.M, a.N, a.y, a.N);
+}
+
 void linear_bias_act_vendor(const LinearBiasActArgs& a) {
   if (a.K == 0) {
     std::fill(a.y, a.y + a.M * a.N, 0.f);
@@ -57,5 +66,7 @@ HG_REGISTER_KERNEL(conv2d_bias_act_op, cpu, vendor, "cpu.conv2d_im2col_openblas+
                    &hg::cpu::conv2d_bias_act_vendor);
 HG_REGISTER_KERNEL(linear_bias_act_op, cpu, handwritten, "cpu.gemm_packed_epilogue",
                    &hg::cpu::linear_bias_act_handwritten);
+HG_REGISTER_ALTERNATE(linear_bias_act_op, cpu, "cpu.gemm_unpacked+epilogue",
+                      &hg::cpu::linear_bias_act_unpacked);
 HG_REGISTER_KERNEL(linear_bias_act_op, cpu, vendor, "cpu.openblas_sgemm+epilogue",
                    &hg::cpu::linear_bias_act_vendor);

@@ -126,23 +126,28 @@ void pack_strided(const float* __restrict src, int64_t ld, int64_t m, int64_t kc
     for (int64_t i = 0; i < m; ++i) dst[k * w + i] = src[i * ld + k];
 }
 
+// The transposing pack of the micro-kernel's ISA when it has one (gemm_microkernel.h).
+GemmPackFn strided_packer(const GemmMicroKernel& uk) {
+  return uk.pack_strided ? uk.pack_strided : &pack_strided;
+}
+
 // op(A)[i0:i0+rows, p0:p0+kc] as micro-panels of `mr` rows (each kc x mr), rows past `rows` zero.
 void pack_a(const Operand& A, int64_t i0, int64_t p0, int64_t rows, int64_t kc, int mr,
-            float* __restrict dst) {
+            GemmPackFn strided, float* __restrict dst) {
   for (int64_t ir = 0; ir < rows; ir += mr, dst += kc * mr) {
     const int64_t m = std::min<int64_t>(mr, rows - ir);
     if (A.trans)  // op(A)(i, k) = A[k][i]
       pack_contiguous(A.p + p0 * A.ld + i0 + ir, A.ld, m, kc, mr, dst);
     else  // op(A)(i, k) = A[i][k]
-      pack_strided(A.p + (i0 + ir) * A.ld + p0, A.ld, m, kc, mr, dst);
+      strided(A.p + (i0 + ir) * A.ld + p0, A.ld, m, kc, mr, dst);
   }
 }
 
 // One micro-panel op(B)[p0:p0+kc, j0:j0+cols] (kc x nr), columns past `cols` zero.
 void pack_b_panel(const Operand& B, int64_t p0, int64_t j0, int64_t kc, int64_t cols, int nr,
-                  float* __restrict dst) {
+                  GemmPackFn strided, float* __restrict dst) {
   if (B.trans)  // op(B)(k, j) = B[j][k]
-    pack_strided(B.p + j0 * B.ld + p0, B.ld, cols, kc, nr, dst);
+    strided(B.p + j0 * B.ld + p0, B.ld, cols, kc, nr, dst);
   else  // op(B)(k, j) = B[k][j]
     pack_contiguous(B.p + p0 * B.ld + j0, B.ld, cols, kc, nr, dst);
 }
@@ -244,6 +249,7 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
   thread_local PackBuffer buffer;
   float* const buf = buffer.get(threads * per_thread);
   const Operand opA{A, lda, trans_a}, opB{B, ldb, trans_b};
+  const GemmPackFn strided = strided_packer(uk);
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -261,10 +267,10 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
           const int64_t kc = std::min(KC, K - pc);
           for (int64_t q = 0; q * NR < nc; ++q)
             pack_b_panel(opB, pc, jc + q * NR, kc, std::min<int64_t>(NR, nc - q * NR), NR,
-                         bp + q * kc * NR);
+                         strided, bp + q * kc * NR);
           for (int64_t ic = m0; ic < m1; ic += MC) {
             const int64_t mc = std::min(MC, m1 - ic);
-            pack_a(opA, ic, pc, mc, kc, MR, ap);
+            pack_a(opA, ic, pc, mc, kc, MR, strided, ap);
             macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, alpha, pc == 0 ? beta : 1.f,
                          C + ic * ldc, ldc, pc + kc == K ? ep : nullptr, ic);
           }

@@ -62,6 +62,6 @@ void tile_avx2_6x16(int64_t kc, const float* __restrict a, const float* __restri
 const GemmMicroKernel gemm_microkernel_avx2 = {"cpu.gemm_packed_avx2_6x16", MR, NR,
                                                /*kc=*/256, /*mc=*/168, /*nc_l2=*/768,
                                                /*nc=*/4096,
-                                               &tile_avx2_6x16};
+                                               &tile_avx2_6x16, /*pack_strided=*/nullptr};
 
 }  // namespace hg::cpu

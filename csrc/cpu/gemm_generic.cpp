@@ -38,6 +38,6 @@ void tile_generic_4x8(int64_t kc, const float* __restrict a, const float* __rest
 const GemmMicroKernel gemm_microkernel_generic = {"cpu.gemm_packed_generic_4x8", MR, NR,
                                                   /*kc=*/256, /*mc=*/128, /*nc_l2=*/512,
                                                   /*nc=*/4096,
-                                                  &tile_generic_4x8};
+                                                  &tile_generic_4x8, /*pack_strided=*/nullptr};
 
 }  // namespace hg::cpu

@@ -17,6 +17,10 @@ namespace hg::cpu {
 
 using GemmTileFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                             float alpha, float beta);
+// Packing of a strided source into one micro-panel (the transposing case, gemm.cpp's
+// pack_strided): dst[k * w + i] = src[i * ld + k] for i < m, k < kc; rows m..w-1 zero.
+using GemmPackFn = void (*)(const float* src, int64_t ld, int64_t m, int64_t kc, int w,
+                            float* dst);
 
 struct GemmMicroKernel {
   const char* name;  // the op table's kernel name, "cpu.gemm_packed_<isa>_<MR>x<NR>"
@@ -26,6 +30,7 @@ struct GemmMicroKernel {
   int nc_l2;         // columns of a B sub-block (kc x nc_l2) that stays in L2 (multiple of nr)
   int nc;            // columns of a packed B panel (multiple of nr); bounds the packing buffer
   GemmTileFn tile;
+  GemmPackFn pack_strided;  // nullptr: gemm.cpp's portable SSE packing
 };
 
 extern const GemmMicroKernel gemm_microkernel_avx512;

@@ -278,6 +278,37 @@ void embedding_backward_kernel(const EmbeddingBackwardArgs& a) {
 }
 
 }  // namespace
+namespace {
+
+// The serial check of one chunk. Compiled for AVX-512, AVX2 and baseline x86-64 (the loader picks
+// the best the CPU has; a finite check has no rounding to differ between them): at 800 KB the
+// AVX-512 copy runs ~4x the SSE2 one, which is below NumPy's min + max.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIP__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+bool chunk_finite(const uint32_t* bits, int64_t n) {
+  uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= uint32_t((bits[i] & 0x7f800000u) == 0x7f800000u);
+  return bad == 0;
+}
+
+}  // namespace
+
+bool all_finite(const float* p, int64_t n) {
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(p);
+  const int threads = n > 2 * kParallelMin ? num_threads() : 1;
+  if (threads == 1) return chunk_finite(bits, n);
+  int bad = 0;
+#pragma omp parallel num_threads(threads) reduction(| : bad)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+    bad |= int(!chunk_finite(bits + i0, i1 - i0));
+  }
+  return bad == 0;
+}
+
 }  // namespace hg::cpu
 
 HG_REGISTER_KERNEL(add_op, cpu, handwritten, "cpu.add_axpy", &hg::cpu::add_kernel);

@@ -21,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import ops, runtime
+from ._native import _C
+from .ops._conv import _hyper as _conv_hyper
 from .memplan import Arena, ArenaPool, MemoryPlan, step_output_shape
 from .tensor import Tensor, tensor
 
@@ -52,10 +54,13 @@ _FLOAT32, _INT64 = np.dtype(np.float32), np.dtype(np.int64)
 
 
 def _all_finite(a: np.ndarray) -> bool:
-    """No NaN and no infinity in `a`: min and max propagate NaN and show an infinity, and unlike
-    np.isfinite(a).all() they make no temporary array of a's size."""
+    """No NaN and no infinity in `a`. A C-contiguous float32 array (the usual batch) is checked
+    natively in one pass over hipgrad's threads; otherwise min and max, which propagate NaN and
+    show an infinity and unlike np.isfinite(a).all() make no temporary array of a's size."""
     if a.size == 0:
         return True
+    if a.dtype == _FLOAT32 and a.flags.c_contiguous:
+        return bool(_C._all_finite_f32(a))
     return bool(np.isfinite(np.minimum.reduce(a, axis=None)) and np.isfinite(np.maximum.reduce(a, axis=None)))
 
 
@@ -71,6 +76,10 @@ def _tensor_all_finite(x: Tensor) -> bool:
     if np.dtype(x.dtype) == np.float32 and x.ndim >= 2 and _all_finite(ops.bias_backward(x).numpy()):
         return True
     return _all_finite(x.numpy())
+
+
+def _flatten(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1)  # a view: no copy, no buffer
 
 
 def _pairs(v: Any) -> tuple[int, int]:
@@ -238,9 +247,28 @@ class InferenceEngine:
         arena = self._arenas.acquire(self._plan, tuple(x.shape), dtype, int8)
         try:
             xt = arena.stage(x) if isinstance(x, np.ndarray) else x
-            return self._run(self._plan, xt, int8, mem=arena).numpy()
+            return self._run_recorded(xt, int8, arena).numpy()
         finally:
             self._arenas.release(arena)
+
+    def _run_recorded(self, x: Tensor, int8: bool, arena: Arena) -> Tensor:
+        """The plan on a planned arena. Its first run records each step as a call with every
+        argument bound but the input (weights, attributes, the planned output view: the
+        buffer choice is the same on every run of one arena); later runs replay those calls,
+        one native call per step without re-deciding anything in Python. A plan with a
+        residual block (nested, several live tensors) always runs step by step. An int8 record
+        binds the calibrated scales: calibrate() runs once per engine, before any int8 forward."""
+        tape = arena.tapes.get(int8)
+        if tape is None:
+            if any(s.kind == "residual" for s in self._plan):
+                return self._run(self._plan, x, int8, mem=arena)
+            tape = []
+            x = self._run(self._plan, x, int8, mem=arena, tape=tape)
+            arena.tapes[int8] = tape
+            return x
+        for call in tape:
+            x = call(x)
+        return x
 
     __call__ = forward
 
@@ -261,61 +289,74 @@ class InferenceEngine:
         return idx, np.take_along_axis(p, idx, axis=-1)
 
     def _run(self, steps: list[Step], x: Tensor, int8: bool, observe: dict | None = None,
-             mem: Arena | None = None) -> Tensor:
+             mem: Arena | None = None, tape: list | None = None) -> Tensor:
         for s in steps:
-            x = self._step(s, x, int8, observe, mem)  # the input's last reference goes here
+            x = self._step(s, x, int8, observe, mem, tape)  # the input's last reference goes here
         return x
 
-    def _step(self, s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None) -> Tensor:
+    def _step(self, s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None,
+              tape: list | None = None) -> Tensor:
         """One step. With `mem`, every op writes into `out(*live)`: a view of a planned buffer
-        that holds none of the `live` tensors (still to be read); without it, ops allocate."""
-        t, a = s.tensors, s.attrs
-        act = a.get("act")
+        that holds none of the `live` tensors (still to be read); without it, ops allocate.
+        With `tape`, the step's call (see _call) is also appended there for replay."""
         if s.kind in ("conv", "linear") and observe is not None:
             amax = float(np.abs(x.numpy()).max())
             observe[id(s)] = max(observe.get(id(s), 0.0), amax)
         if s.kind == "residual":
             return self._residual(s, x, int8, observe, mem)
-        if s.kind == "flatten" or (s.kind == "linear" and x.ndim != 2):
-            x = x.reshape(x.shape[0], -1)  # a view: no copy, no buffer
-            if s.kind == "flatten":
-                return x
+        call = self._call(s, x, int8, mem)
+        if tape is not None:
+            tape.append(call)
+        return call(x)
+
+    def _call(self, s: Step, x: Tensor, int8: bool, mem: Arena | None) -> Callable[[Tensor], Tensor]:
+        """The step as a function of its input alone, for an input like `x`: weights,
+        attributes and (with `mem`) the output view chosen now for x's shape are bound."""
+        t, a = s.tensors, s.attrs
+        act, alpha = a.get("act"), a.get("alpha", 0.01)
+        if s.kind == "flatten":
+            return _flatten
+        if s.kind == "linear" and x.ndim != 2:
+            inner = self._call(s, _flatten(x), int8, mem)
+            return lambda v: inner(_flatten(v))  # a view: no copy, no buffer
         shape = None if mem is None else step_output_shape(s, x.shape)
 
         def out(*live: Tensor) -> Tensor | None:
             return None if mem is None else mem.out(shape, *live)
 
         if int8 and s.kind in ("conv", "linear"):
-            xq = ops.quantize(x, s.x_scale, out=None if mem is None else mem.quantized(x.shape))
+            q = None if mem is None else mem.quantized(x.shape)
+            o = out()  # x is read only by the quantize before the op writes here
+            scale, wq, w_scale, bias = s.x_scale, t["wq"], t["w_scale"], t.get("bias")
             if s.kind == "conv":
-                return ops.qconv2d(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"),
-                                   stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
-                                   groups=a["groups"], activation=act, alpha=a.get("alpha", 0.01),
-                                   out=out())
-            return ops.qgemm(xq, t["wq"], s.x_scale, t["w_scale"], t.get("bias"), activation=act,
-                             alpha=a.get("alpha", 0.01), out=out())
-        if s.kind == "conv":
-            return ops.conv2d_bias_act(x, t["weight"], t.get("bias"), stride=a["stride"],
-                                       padding=a["padding"], dilation=a["dilation"],
-                                       groups=a["groups"], activation=act,
-                                       alpha=a.get("alpha", 0.01), out=out(x))
+                return lambda v: ops.qconv2d(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,
+                                             stride=a["stride"], padding=a["padding"],
+                                             dilation=a["dilation"], groups=a["groups"],
+                                             activation=act, alpha=alpha, out=o)
+            return lambda v: ops.qgemm(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,
+                                       activation=act, alpha=alpha, out=o)
+        o = out(x)
+        if s.kind == "conv":  # the hot steps call the native op directly (all checked there)
+            hyper = _conv_hyper("conv2d_bias_act", a["stride"], a["padding"], a["dilation"], a["groups"])
+            w, bias, kind = t["weight"], t.get("bias"), act or "none"
+            return lambda v: _C.ops.conv2d_bias_act(v, w, bias, *hyper, kind, float(alpha), "auto", o)
         if s.kind == "linear":
-            return ops.linear_bias_act(x, t["weight"], t.get("bias"), activation=act,
-                                       alpha=a.get("alpha", 0.01), out=out(x))
+            w, bias, kind = t["weight"], t.get("bias"), act or "none"
+            return lambda v: _C.ops.linear_bias_act(v, w, bias, kind, float(alpha), "auto", o)
         if s.kind == "act":
-            return ops.activation(x, a["kind"], alpha=a.get("alpha", 0.01), out=out(x))
+            return lambda v: ops.activation(v, a["kind"], alpha=alpha, out=o)
         if s.kind == "maxpool":
-            return ops.max_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"],
-                                  out=out(x), with_argmax=False)[0]
+            return lambda v: ops.max_pool2d(v, a["kernel"], stride=a["stride"], padding=a["padding"],
+                                            out=o, with_argmax=False)[0]
         if s.kind == "avgpool":
-            return ops.avg_pool2d(x, a["kernel"], stride=a["stride"], padding=a["padding"], out=out(x))
+            return lambda v: ops.avg_pool2d(v, a["kernel"], stride=a["stride"], padding=a["padding"], out=o)
         if s.kind == "affine":  # eval batch norm reads the running statistics, never writes them
-            return ops.batch_norm(x, t["weight"], t["bias"], t["running_mean"], t["running_var"],
-                                  training=False, eps=a["eps"], out=out(x))[0]
+            return lambda v: ops.batch_norm(v, t["weight"], t["bias"], t["running_mean"], t["running_var"],
+                                            training=False, eps=a["eps"], out=o)[0]
         if s.kind == "softmax":
-            return ops.softmax(x, out=out(x))
+            return lambda v: ops.softmax(v, out=o)
         if s.kind == "embedding":
-            return ops.embedding(t["weight"], x, out=out(x))
+            return lambda v: ops.embedding(t["weight"], v, out=o)
         raise ValueError(f"plan step {s.name!r} has an unknown kind {s.kind!r}")
 
     def _residual(self, s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None) -> Tensor:
@@ -343,7 +384,15 @@ class InferenceEngine:
     # ---- INT8 ---------------------------------------------------------------------------------
     def calibrate(self, data: Any, batches: int | None = None) -> "InferenceEngine":
         """Set each quantized layer's input scale (max |x| / 127) from real inputs: an array or an
-        iterable of arrays / (x, y) batches."""
+        iterable of arrays / (x, y) batches. Once per engine: calibration keeps only the int8
+        weights, so a new calibration needs a new engine (from_model / load)."""
+        if self.precision != "int8":
+            raise RuntimeError(f"calibrate: only an int8 engine is calibrated; this one is "
+                               f"{self.precision} (InferenceEngine.from_model(model, precision='int8'))")
+        if self.calibrated:
+            raise RuntimeError("calibrate: this int8 engine is already calibrated and keeps only its "
+                               "int8 weights; build a new engine (from_model / load) to calibrate "
+                               "on other data")
         if isinstance(data, (np.ndarray, Tensor)):
             data = [data]
         seen: dict[int, float] = {}

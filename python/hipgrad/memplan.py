@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,6 +172,7 @@ class Arena:
         self._ranges = [(t.data_ptr(), t.data_ptr() + t.nbytes) for t in self.slots]
         self._views: dict[tuple[int, Shape], Tensor] = {}
         self._pinned: list[int] = []
+        self.tapes: dict[tuple, list] = {}  # the engine's recorded step calls on this arena
 
     def slot_of(self, t: Tensor) -> int | None:
         p = t.data_ptr()
@@ -270,7 +272,11 @@ class ArenaPool:
             if free:
                 return free.pop()
         plan = self.plan(steps, shape, dtype, int8)
-        arena = Arena(plan, self.device, on_alloc=self._count_staging)
+        # A weak reference back to the pool: the pool holds its arenas, so a strong one would
+        # make a cycle that keeps a dropped engine's buffers alive until the garbage collector
+        # runs (which also made memory figures depend on its timing).
+        count = weakref.WeakMethod(self._count_staging)
+        arena = Arena(plan, self.device, on_alloc=lambda n: (count() or (lambda _: None))(n))
         arena.key = key
         with self._lock:
             self.arenas_created += 1

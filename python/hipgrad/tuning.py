@@ -23,7 +23,8 @@ import warnings
 
 from ._native import _C
 
-FORMAT = 2  # 2: choices by kernel name, with every candidate's time
+FORMAT = 3  # 2: choices by kernel name, with every candidate's time; 3: on a multi-threaded CPU
+#             OpenBLAS is kept only when clearly faster (dispatch.h kCpuVendorMargin)
 
 
 def cache_dir() -> pathlib.Path:

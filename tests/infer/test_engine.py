@@ -239,3 +239,71 @@ def test_tensor_input_checked_for_nan_on_its_device(device, rng):
     assert _tensor_all_finite(hg.tensor(big, device=device))
     assert not _tensor_all_finite(hg.tensor(np.where(rng.random(big.shape) < 0.01, np.nan, big)
                                             .astype(np.float32), device=device))
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (1, 8, 8)), ("lenet", (1, 12, 12)), ("resnet", (3, 9, 9))])
+def test_recorded_calls_replay_the_step_by_step_run(device, rng, name, shape):
+    """A planned engine records its step calls on an arena's first run and replays them after;
+    every replay, on fresh inputs of the same shape (and after another shape used another
+    arena), equals the unplanned step-by-step engine bit for bit, fp32 and int8."""
+    hg.manual_seed(int(rng.integers(1 << 30)))
+    model = hg.build_model(name, shape, 6)
+    _randomize_bn(model, rng)
+    model = model.to(device)
+    calib = rng.standard_normal((8,) + shape).astype(np.float32)
+    for precision in ("fp32", "int8"):
+        planned = InferenceEngine.from_model(model, device=device, precision=precision)
+        plain = InferenceEngine.from_model(model, device=device, precision=precision, plan_memory=False)
+        if precision == "int8":
+            planned.calibrate(calib)
+            plain.calibrate(calib)
+        for batch in (7, 7, 3, 7, 7):
+            x = rng.standard_normal((batch,) + shape).astype(np.float32)
+            np.testing.assert_array_equal(planned.forward(x), plain.forward(x),
+                                          err_msg=f"{name} {precision} batch {batch}")
+        tapes = [t for arenas in planned._arenas._free.values() for a in arenas for t in a.tapes.values()]
+        if name == "resnet":  # residual blocks always run step by step
+            assert tapes == []
+        else:  # one record per arena (batch 7 and batch 3), one call per step
+            assert len(tapes) == 2 and all(len(t) == len(planned._plan) for t in tapes)
+
+
+def test_calibrate_once_and_only_int8(rng):
+    """calibrate() on an fp32 engine, or a second time (the fp32 weights are gone by then),
+    raises a clear error and leaves the engine working as before."""
+    hg.manual_seed(int(rng.integers(1 << 30)))
+    model = hg.build_model("mlp", (1, 8, 8), 5)
+    x = rng.standard_normal((9, 1, 8, 8)).astype(np.float32)
+    fp32 = InferenceEngine.from_model(model, device="cpu")
+    before = fp32.forward(x)
+    with pytest.raises(RuntimeError, match="only an int8 engine is calibrated; this one is fp32"):
+        fp32.calibrate(x)
+    np.testing.assert_array_equal(fp32.forward(x), before)
+    int8 = InferenceEngine.from_model(model, precision="int8", device="cpu").calibrate(x)
+    y = int8.forward(x)
+    with pytest.raises(RuntimeError, match="already calibrated"):
+        int8.calibrate(x * 20.0)
+    np.testing.assert_array_equal(int8.forward(x), y)
+    np.testing.assert_allclose(y, before, atol=0.1 * np.abs(before).max())
+
+
+def test_dropped_engine_frees_its_buffers_without_the_garbage_collector(device, rng):
+    """No reference cycle keeps an engine's weights and planned buffers alive once the last
+    reference goes (the arena pool and its arenas, the recorded step calls)."""
+    import gc
+
+    model = hg.build_model("lenet", (1, 12, 12), 4).to(device)
+    x = rng.standard_normal((6, 1, 12, 12)).astype(np.float32)
+    gc.collect()
+    gc.disable()
+    try:
+        before = hg.memory_stats(device)["current"]
+        engine = InferenceEngine.from_model(model, device=device)
+        for batch in (x, x[:3], x):
+            engine.forward(batch)
+        engine.forward(hg.tensor(x, device=device))
+        assert hg.memory_stats(device)["current"] > before
+        engine = None
+        assert hg.memory_stats(device)["current"] == before
+    finally:
+        gc.enable()

@@ -109,6 +109,32 @@ def test_linear_bias_act_matches_float64_and_unfused(device, impl, rng, act, bia
                                    err_msg=f"fused != unfused {(M, N, K)}")
 
 
+def _linear_candidates(device: str) -> list[str]:
+    backend = device.split(":")[0]
+    return [r["kernel"] for r in hg.build_info()["kernels"]
+            if r["op"] == "linear_bias_act" and r["backend"] == backend and "fallback" not in r["note"]]
+
+
+@pytest.mark.parametrize("act", [None, "relu", "gelu", "elu"])
+def test_linear_bias_act_every_candidate_matches_float64(device, rng, act):
+    """Each kernel impl="auto" may pick (default, alternates, vendor), forced by name, on odd
+    and narrow outputs (a classifier's N = 10, one off the 16- and 32-wide tiles)."""
+    names = _linear_candidates(device)
+    assert len(names) >= 2, names
+    for name in names:
+        with hg.ops.force_kernel("linear_bias_act", name):
+            for M, N, K in LINEAR_SIZES + [(256, 10, 256), (9, 16, 33), (17, 17, 5), (33, 33, 70)]:
+                x = rng.standard_normal((M, K)).astype(np.float32)
+                w = (rng.standard_normal((N, K)) / np.sqrt(max(K, 1))).astype(np.float32)
+                b = rng.standard_normal(N).astype(np.float32)
+                y = hg.ops.linear_bias_act(to_dev(x, device), to_dev(w, device), to_dev(b, device),
+                                           activation=act, alpha=0.3)
+                assert hg.ops.last_impl()["impl"] == name
+                z = x.astype(np.float64) @ w.T.astype(np.float64) + b
+                check(y, _expected(z, act, 0.3), rtol=1e-4, atol=1e-4,
+                      what=f"linear_bias_act {name} {act} {(M, N, K)}")
+
+
 # ---- The handwritten GEMM's epilogue at every register tile and cache block edge ------------
 ISAS = ["generic", "avx2", "avx512"]
 
