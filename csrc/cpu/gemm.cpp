@@ -19,7 +19,9 @@
 // This is BLIS's order with the roles of A and B swapped: in row-major C the vector dimension is
 // N, so the broadcast side (A, MR values per k) is the one kept in L1. Packing covers all four
 // transpose cases and zero-pads partial micro-panels, so the micro-kernel never branches on
-// edges; a partial C tile is computed into a scratch tile and merged.
+// edges; a partial C tile is computed into a scratch tile and merged. The transposing pack (A
+// not transposed, B transposed: x @ W^T) is the ISA's own where it has one (AVX-512: 16 x 16
+// register transposes, gemm_avx512.cpp), else the SSE 4 x 4 one here.
 //
 // Variants, one per instruction set, chosen at run time (isa.h; HIPGRAD_CPU_ISA or
 // hipgrad._C._set_cpu_isa force one): avx512 14x32, avx2 6x16, generic 4x8. The op table reports
