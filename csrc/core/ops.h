@@ -124,8 +124,33 @@ struct LinearBiasActArgs {
   FusedEpilogue epi;         // bias (N)
   float* y = nullptr;        // (M, N), never aliases x or w
 };
+// Frozen linear weights packed once for the CPU's packed GEMM (the inference engine's fp32
+// linear layers): packed (P, K, NR) = ceil(N / NR) panels, panel q holding w[q * NR + j][k] at
+// [q][k][j] (zero for rows past N); NR is the active CPU micro-kernel's width (16 floats per
+// vector x 2 on AVX-512). linear_bias_act_packed is linear_bias_act with w given that way: no
+// per-call packing of w. CPU only; packed for one NR, refused (ValueError) under another.
+struct PackLinearWeightArgs {
+  int64_t N = 0, K = 0, P = 0, NR = 0;
+  const float* w = nullptr;  // (N, K)
+  float* packed = nullptr;   // (P, K, NR)
+};
+struct LinearPackedArgs {
+  int64_t M = 0, N = 0, K = 0, NR = 0;
+  const float* x = nullptr;       // (M, K)
+  const float* packed = nullptr;  // (ceil(N / NR), K, NR)
+  FusedEpilogue epi;              // bias (N)
+  float* y = nullptr;             // (M, N)
+};
 OpKernels<ConvBiasActArgs>& conv2d_bias_act_op();
 OpKernels<LinearBiasActArgs>& linear_bias_act_op();
+OpKernels<PackLinearWeightArgs>& pack_linear_weight_op();
+OpKernels<LinearPackedArgs>& linear_bias_act_packed_op();
+// The panel width the CPU's packed GEMM expects now (follows the CPU ISA in use).
+int64_t cpu_gemm_panel_width();
+Tensor pack_linear_weight(const Tensor& w, Impl impl);
+Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Tensor& bias, int64_t n,
+                              const std::string& activation, float alpha, Impl impl,
+                              const Tensor* out = nullptr);
 // activation: one of the activation kinds, or "" / "none" for none.
 Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
                        Pair padding, Pair dilation, int64_t groups, const std::string& activation,

@@ -13,6 +13,14 @@ OpKernels<LinearBiasActArgs>& linear_bias_act_op() {
   static OpKernels<LinearBiasActArgs> op("linear_bias_act", /*tunable=*/true);
   return op;
 }
+OpKernels<PackLinearWeightArgs>& pack_linear_weight_op() {
+  static OpKernels<PackLinearWeightArgs> op("pack_linear_weight", /*tunable=*/false);
+  return op;
+}
+OpKernels<LinearPackedArgs>& linear_bias_act_packed_op() {
+  static OpKernels<LinearPackedArgs> op("linear_bias_act_packed", /*tunable=*/false);
+  return op;
+}
 
 namespace {
 
@@ -99,6 +107,66 @@ Tensor linear_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias,
   a.y = y.data<float>();
   linear_bias_act_op().run(dev, impl, a,
                            cat("M=", a.M, ",N=", a.N, ",K=", a.K, epilogue_key(a.epi)));
+  return y;
+}
+
+Tensor pack_linear_weight(const Tensor& w, Impl impl) {
+  const char* op = "pack_linear_weight";
+  require_f32(op, "w", w);
+  HG_REQUIRE(w.dim() == 2, op, ": w must be 2-D (N, K) (PyTorch Linear layout), got shape ",
+             shape_str(w.shape()));
+  HG_REQUIRE(w.device().is_cpu(), op, ": w must be on the CPU (packed weights feed the CPU's GEMM), "
+             "got device ", w.device().str());
+  PackLinearWeightArgs a;
+  a.N = w.size(0);
+  a.K = w.size(1);
+  a.NR = cpu_gemm_panel_width();
+  a.P = (a.N + a.NR - 1) / a.NR;
+  Tensor packed = output_tensor(op, nullptr, {a.P, a.K, a.NR}, w.device(), {{"w", &w}});
+  if (packed.numel() == 0) return packed;
+  a.w = w.data<float>();
+  a.packed = packed.data<float>();
+  pack_linear_weight_op().run(w.device(), impl, a, cat("N=", a.N, ",K=", a.K, ",NR=", a.NR));
+  return packed;
+}
+
+Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Tensor& bias, int64_t n,
+                              const std::string& activation, float alpha, Impl impl,
+                              const Tensor* out) {
+  const char* op = "linear_bias_act_packed";
+  require_f32(op, "x", x);
+  require_f32(op, "packed", packed);
+  HG_REQUIRE(x.dim() == 2, op, ": x must be 2-D (M, K), got shape ", shape_str(x.shape()));
+  HG_REQUIRE(packed.dim() == 3, op, ": packed must be 3-D (panels, K, NR) from pack_linear_weight, "
+             "got shape ", shape_str(packed.shape()));
+  const Device dev = require_same_device(op, {{"x", &x}, {"packed", &packed}, {"bias", &bias}});
+  HG_REQUIRE(dev.is_cpu(), op, ": CPU only (packed weights feed the CPU's GEMM), got device ",
+             dev.str());
+  LinearPackedArgs a;
+  a.M = x.size(0);
+  a.K = x.size(1);
+  a.N = n;
+  a.NR = packed.size(2);
+  HG_REQUIRE(packed.size(1) == a.K, op, ": x is ", shape_str(x.shape()), " but packed is ",
+             shape_str(packed.shape()), "; packed must have as many rows (K) as x has columns");
+  HG_REQUIRE(a.NR == cpu_gemm_panel_width(), op, ": packed has panels ", a.NR,
+             " wide but the CPU GEMM in use takes ", cpu_gemm_panel_width(),
+             " (packed under another CPU ISA); pack the weight again");
+  HG_REQUIRE(n >= 1 && (n + a.NR - 1) / a.NR == packed.size(0), op, ": n must be the weight's N, "
+             "with ceil(n / ", a.NR, ") == ", packed.size(0), " panels; got n = ", n);
+  if (bias.defined()) {
+    require_f32(op, "bias", bias, 1);
+    require_shape(op, "bias", bias, {a.N});
+  }
+  parse_fused_activation(op, activation, alpha, &a.epi);
+  Tensor y = output_tensor(op, out, {a.M, a.N}, dev, {{"x", &x}, {"packed", &packed}, {"bias", &bias}});
+  if (y.numel() == 0) return y;
+  a.x = x.data<float>();
+  a.packed = packed.data<float>();
+  a.epi.bias = bias.defined() ? bias.data<float>() : nullptr;
+  a.y = y.data<float>();
+  linear_bias_act_packed_op().run(dev, impl, a,
+                                  cat("M=", a.M, ",N=", a.N, ",K=", a.K, epilogue_key(a.epi)));
   return y;
 }
 

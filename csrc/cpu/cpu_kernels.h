@@ -33,6 +33,13 @@ struct GemmBlocking {
   int mr, nr, kc, mc, nc_l2, nc;
 };
 GemmBlocking gemm_handwritten_blocking();
+// op(B) (K x N) packed once for the packed GEMM in use: ceil(N / NR) panels of K x NR
+// (packed[q][k][j] = op(B)(k, q * NR + j), zero past N), the layout of pack_linear_weight.
+void gemm_pack_b(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t N, float* packed);
+// gemm_handwritten_epilogue (A not transposed) with op(B) from gemm_pack_b: no B packing.
+void gemm_handwritten_epilogue_packed_b(int64_t M, int64_t N, int64_t K, const float* A,
+                                        int64_t lda, const float* b_packed, float* C, int64_t ldc,
+                                        const GemmEpilogue& e);
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc);

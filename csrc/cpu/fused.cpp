@@ -10,6 +10,9 @@
 //   alternate:   (linear, impl="auto" only) the unpacked small-problem GEMM (gemm_unpacked.cpp)
 //                then one epilogue pass over y: for narrow outputs (a classifier's N = 10) it
 //                skips the packing and wastes fewer lanes than the packed kernel's 32-wide tile.
+//   prepacked:   linear_bias_act_packed: the same packed GEMM with w packed once by
+//                pack_linear_weight (gemm_pack_b) -- the engine's frozen weights -- so no
+//                per-call packing of w, and threads split rows (each packs only its rows of x).
 //   vendor:      OpenBLAS sgemm, then one epilogue pass over the block it wrote (per (image,
 //                group) for conv, the whole (M, N) for linear); named "+epilogue" in the table.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_fused.py
@@ -47,6 +50,20 @@ void linear_bias_act_unpacked(const LinearBiasActArgs& a) {
   apply_epilogue(GemmEpilogue{a.epi, false}, 0, 0, a.M, a.N, a.y, a.N);
 }
 
+void pack_linear_weight_handwritten(const PackLinearWeightArgs& a) {
+  HG_REQUIRE(a.NR == gemm_handwritten_blocking().nr, "pack_linear_weight: panels of ", a.NR,
+             " but the CPU GEMM in use takes ", gemm_handwritten_blocking().nr);
+  gemm_pack_b(/*trans_b=*/true, a.w, a.K, a.K, a.N, a.packed);
+}
+
+void linear_bias_act_packed_handwritten(const LinearPackedArgs& a) {
+  HG_REQUIRE(a.NR == gemm_handwritten_blocking().nr, "linear_bias_act_packed: packed has panels ",
+             a.NR, " wide but the CPU GEMM in use takes ", gemm_handwritten_blocking().nr,
+             "; pack the weight again");
+  gemm_handwritten_epilogue_packed_b(a.M, a.N, a.K, a.x, a.K, a.packed, a.y, a.N,
+                                     GemmEpilogue{a.epi, /*bias_per_row=*/false});
+}
+
 void linear_bias_act_vendor(const LinearBiasActArgs& a) {
   if (a.K == 0) {
     std::fill(a.y, a.y + a.M * a.N, 0.f);
@@ -70,3 +87,13 @@ HG_REGISTER_ALTERNATE(linear_bias_act_op, cpu, "cpu.gemm_unpacked+epilogue",
                       &hg::cpu::linear_bias_act_unpacked);
 HG_REGISTER_KERNEL(linear_bias_act_op, cpu, vendor, "cpu.openblas_sgemm+epilogue",
                    &hg::cpu::linear_bias_act_vendor);
+HG_REGISTER_KERNEL(pack_linear_weight_op, cpu, handwritten, "cpu.gemm_pack_b",
+                   &hg::cpu::pack_linear_weight_handwritten);
+HG_REGISTER_FALLBACK(pack_linear_weight_op, cpu, vendor,
+                     "the panels are hipgrad's packed GEMM's own layout; OpenBLAS packs internally");
+HG_REGISTER_KERNEL(linear_bias_act_packed_op, cpu, handwritten, "cpu.gemm_packed_epilogue_prepacked",
+                   &hg::cpu::linear_bias_act_packed_handwritten);
+HG_REGISTER_FALLBACK(linear_bias_act_packed_op, cpu, vendor,
+                     "OpenBLAS takes no weight packed in hipgrad's GEMM layout");
+
+int64_t hg::cpu_gemm_panel_width() { return hg::cpu::gemm_handwritten_blocking().nr; }

@@ -168,17 +168,19 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 // its B micro-panels, which stream from L2 in the order the micro-kernel prefetches them.
 // `ep` (last K block only): applied to each MR-row strip of micro-tiles (MR x nc_l2 at most) right
 // after the strip is stored; i0 is C's row.
+// `b_step`: floats from one B micro-panel to the next (kc * NR when packed per call; K * NR for
+// a prepacked weight, whose panels hold all of K).
 void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t j0, int64_t j1, int64_t kc,
-                  const float* ap, const float* bp, float alpha, float beta, float* C, int64_t ldc,
-                  const GemmEpilogue* ep, int64_t i0) {
+                  const float* ap, const float* bp, int64_t b_step, float alpha, float beta,
+                  float* C, int64_t ldc, const GemmEpilogue* ep, int64_t i0) {
   const int MR = uk.mr, NR = uk.nr;
   alignas(64) float scratch[32 * 32];  // one partial tile: MR * NR <= 32 * 32
-  for (int64_t jb = j0; jb < j1; jb += uk.nc_l2, bp += uk.nc_l2 * kc) {
+  for (int64_t jb = j0; jb < j1; jb += uk.nc_l2, bp += uk.nc_l2 / NR * b_step) {
     const int64_t jb1 = std::min<int64_t>(j1, jb + uk.nc_l2);
     for (int64_t ir = 0; ir < mc; ir += MR) {
       const int64_t m = std::min<int64_t>(MR, mc - ir);
       const float* b = bp;
-      for (int64_t j = jb; j < jb1; j += NR, b += kc * NR) {
+      for (int64_t j = jb; j < jb1; j += NR, b += b_step) {
         const int64_t n = std::min<int64_t>(NR, jb1 - j);
         float* c = C + ir * ldc + j;
         if (m == MR && n == NR) {
@@ -225,9 +227,12 @@ GemmMicroKernel deep_blocking() {
   return uk;
 }
 
+// `b_packed`: op(B) already packed as pack_linear_weight lays it out (ceil(N / NR) panels of
+// K x NR, gemm_pack_b), so no B packing at all; B and ldb are then unused.
 void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t M, int64_t N,
                  int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                 float beta, float* C, int64_t ldc, const GemmEpilogue* ep = nullptr) {
+                 float beta, float* C, int64_t ldc, const GemmEpilogue* ep = nullptr,
+                 const float* b_packed = nullptr) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.f) {
     scale_c(M, N, beta, C, ldc);
@@ -244,10 +249,13 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
                           ? 1
                           : int(std::min<int64_t>(num_threads(), micro_rows * micro_cols));
   int tm = 1, tn = 1;
-  thread_grid(threads, micro_rows, micro_cols, &tm, &tn);
+  if (b_packed && micro_rows >= 2 * threads)
+    tm = threads;  // B costs nothing to share: split rows, so each thread packs only its A rows
+  else
+    thread_grid(threads, micro_rows, micro_cols, &tm, &tn);
   // A column band's B panel: at most NC columns, packed privately (threads share nothing).
   const int64_t NC = std::min<int64_t>(uk.nc, (micro_cols + tn - 1) / tn * NR);
-  const int64_t per_thread = round_up(KC * NC, 16) + round_up(MC * KC, 16);
+  const int64_t per_thread = (b_packed ? 0 : round_up(KC * NC, 16)) + round_up(MC * KC, 16);
   thread_local PackBuffer buffer;
   float* const buf = buffer.get(threads * per_thread);
   const Operand opA{A, lda, trans_a}, opB{B, ldb, trans_b};
@@ -261,19 +269,25 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
     if (t < gm * gn) {
       const int64_t m0 = micro_rows * (t / gn) / gm * MR, m1 = std::min(M, micro_rows * (t / gn + 1) / gm * MR);
       const int64_t n0 = micro_cols * (t % gn) / gn * NR, n1 = std::min(N, micro_cols * (t % gn + 1) / gn * NR);
-      float* const bp = buf + t * per_thread;
-      float* const ap = bp + round_up(KC * NC, 16);
+      float* const own_b = buf + t * per_thread;
+      float* const ap = own_b + (b_packed ? 0 : round_up(KC * NC, 16));
       for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = std::min(NC, n1 - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
           const int64_t kc = std::min(KC, K - pc);
-          for (int64_t q = 0; q * NR < nc; ++q)
-            pack_b_panel(opB, pc, jc + q * NR, kc, std::min<int64_t>(NR, nc - q * NR), NR,
-                         strided, bp + q * kc * NR);
+          const float* bp = own_b;
+          int64_t b_step = kc * NR;
+          if (b_packed) {
+            bp = b_packed + jc / NR * K * NR + pc * NR, b_step = K * NR;
+          } else {
+            for (int64_t q = 0; q * NR < nc; ++q)
+              pack_b_panel(opB, pc, jc + q * NR, kc, std::min<int64_t>(NR, nc - q * NR), NR,
+                           strided, own_b + q * kc * NR);
+          }
           for (int64_t ic = m0; ic < m1; ic += MC) {
             const int64_t mc = std::min(MC, m1 - ic);
             pack_a(opA, ic, pc, mc, kc, MR, strided, ap);
-            macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, alpha, pc == 0 ? beta : 1.f,
+            macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, b_step, alpha, pc == 0 ? beta : 1.f,
                          C + ic * ldc, ldc, pc + kc == K ? ep : nullptr, ic);
           }
         }
@@ -293,6 +307,24 @@ void gemm_handwritten_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N,
                                int64_t ldc, const GemmEpilogue& e) {
   gemm_packed(active_microkernel(), trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc,
               &e);
+}
+
+void gemm_pack_b(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t N, float* packed) {
+  const GemmMicroKernel& uk = active_microkernel();
+  const Operand opB{B, ldb, trans_b};
+  const GemmPackFn strided = strided_packer(uk);
+  const int64_t panels = (N + uk.nr - 1) / uk.nr;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (panels * K >= 1 << 16)
+  for (int64_t q = 0; q < panels; ++q)
+    pack_b_panel(opB, 0, q * uk.nr, K, std::min<int64_t>(uk.nr, N - q * uk.nr), uk.nr, strided,
+                 packed + q * K * uk.nr);
+}
+
+void gemm_handwritten_epilogue_packed_b(int64_t M, int64_t N, int64_t K, const float* A,
+                                        int64_t lda, const float* b_packed, float* C, int64_t ldc,
+                                        const GemmEpilogue& e) {
+  gemm_packed(active_microkernel(), false, false, M, N, K, 1.f, A, lda, nullptr, 0, 0.f, C, ldc, &e,
+              b_packed);
 }
 
 GemmBlocking gemm_handwritten_blocking() {

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -51,6 +51,7 @@ class Step:
 
 
 _FLOAT32, _INT64 = np.dtype(np.float32), np.dtype(np.int64)
+_PACK_MIN_N = 64  # see InferenceEngine._packs
 
 
 def _all_finite(a: np.ndarray) -> bool:
@@ -80,6 +81,20 @@ def _tensor_all_finite(x: Tensor) -> bool:
 
 def _flatten(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1)  # a view: no copy, no buffer
+
+
+def _unpacked(steps: list[Step]) -> list[Step]:
+    """The plan as saved: packed linear weights back in the (N, K) layout, which loads under
+    any CPU ISA or device (each engine packs for its own)."""
+    out = []
+    for s in steps:
+        t, a = dict(s.tensors), dict(s.attrs)
+        if "weight_packed" in t:
+            p = t.pop("weight_packed").numpy()  # (panels, K, NR): w[q * NR + j][k] at [q][k][j]
+            n = a.pop("out_features")
+            t["weight"] = tensor(np.ascontiguousarray(p.transpose(0, 2, 1).reshape(-1, p.shape[1])[:n]))
+        out.append(replace(s, tensors=t, attrs=a, body=_unpacked(s.body), shortcut=_unpacked(s.shortcut)))
+    return out
 
 
 def _pairs(v: Any) -> tuple[int, int]:
@@ -159,8 +174,20 @@ class InferenceEngine:
                 arrays["wq"] = wq.astype(np.int8)
             s.tensors = {k: tensor(v, device=self.device, dtype=v.dtype) for k, v in arrays.items()}
             s.arrays = {}
+            if self._packs(s):  # the frozen weight in the CPU GEMM's panels, instead of (N, K)
+                w = s.tensors.pop("weight")
+                s.attrs["out_features"] = w.shape[0]
+                s.tensors["weight_packed"] = ops.pack_linear_weight(w)
             self._upload(s.body)
             self._upload(s.shortcut)
+
+    def _packs(self, s: Step) -> bool:
+        """An fp32 CPU linear step at least _PACK_MIN_N wide holds its weight packed once
+        (ops.pack_linear_weight, the same bytes in the GEMM's panel order) and runs
+        linear_bias_act_packed: no packing of the weight on every call. Narrower layers (a
+        classifier's 10 outputs) keep impl="auto"'s choice among all linear_bias_act kernels."""
+        return (self.device == "cpu" and self.precision == "fp32" and s.kind == "linear"
+                and "weight" in s.tensors and s.tensors["weight"].shape[0] >= _PACK_MIN_N)
 
     # ---- frozen weights -----------------------------------------------------------------------
     def weights_digest(self) -> str:
@@ -340,6 +367,9 @@ class InferenceEngine:
             hyper = _conv_hyper("conv2d_bias_act", a["stride"], a["padding"], a["dilation"], a["groups"])
             w, bias, kind = t["weight"], t.get("bias"), act or "none"
             return lambda v: _C.ops.conv2d_bias_act(v, w, bias, *hyper, kind, float(alpha), "auto", o)
+        if s.kind == "linear" and "weight_packed" in t:
+            w, bias, kind, n = t["weight_packed"], t.get("bias"), act or "none", a["out_features"]
+            return lambda v: _C.ops.linear_bias_act_packed(v, w, bias, n, kind, float(alpha), "auto", o)
         if s.kind == "linear":
             w, bias, kind = t["weight"], t.get("bias"), act or "none"
             return lambda v: _C.ops.linear_bias_act(v, w, bias, kind, float(alpha), "auto", o)
@@ -433,7 +463,7 @@ class InferenceEngine:
         """Write the engine (plan, weights, INT8 scales) for InferenceEngine.load."""
         from .plan import save_plan
 
-        save_plan(path, self._plan, {"precision": self.precision, "calibrated": self.calibrated,
+        save_plan(path, _unpacked(self._plan), {"precision": self.precision, "calibrated": self.calibrated,
                                      "input_shape": list(self.input_shape) if self.input_shape else None})
 
     # ---- reporting ----------------------------------------------------------------------------

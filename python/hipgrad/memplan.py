@@ -39,6 +39,8 @@ def _numel(shape: Sequence[int]) -> int:
 
 def _weight_shape(step: Any) -> tuple[int, ...]:
     t = step.tensors
+    if "weight_packed" in t:  # (panels, K, NR) of an (N, K) linear weight
+        return (step.attrs["out_features"], t["weight_packed"].shape[1])
     return tuple((t["weight"] if "weight" in t else t["wq"]).shape)
 
 

@@ -307,3 +307,34 @@ def test_dropped_engine_frees_its_buffers_without_the_garbage_collector(device, 
         assert hg.memory_stats(device)["current"] == before
     finally:
         gc.enable()
+
+
+def test_cpu_engine_packs_wide_linear_weights_and_saves_them_unpacked(rng, tmp_path):
+    """On the CPU an fp32 engine holds a linear weight of 64+ outputs packed once for the GEMM
+    (the same bytes, panel order) and runs linear_bias_act_packed; the narrow classifier keeps
+    (N, K). Outputs equal the model's; saving writes (N, K) weights equal to the model's, and the
+    reloaded engine predicts the same."""
+    hg.manual_seed(int(rng.integers(1 << 30)))
+    model = hg.build_model("mlp", (1, 9, 9), 7, hidden=[100, 64])
+    x = rng.standard_normal((13, 1, 9, 9)).astype(np.float32)
+    engine = InferenceEngine.from_model(model, device="cpu")
+    linears = [s for s in engine._plan if s.kind == "linear"]
+    assert ["weight_packed" in s.tensors for s in linears] == [True, True, False]
+    assert all("weight" not in s.tensors for s in linears[:2])
+    with hg.trace() as t:
+        got = engine.forward(x)
+    impls = [r["impl"] for r in t.ops if r["op"].startswith("linear_bias_act")]
+    assert impls[:2] == ["cpu.gemm_packed_epilogue_prepacked"] * 2, impls
+    np.testing.assert_allclose(got, _eval_forward(model, x), rtol=1e-4, atol=1e-4)
+    weights = {k: np.asarray(v) for k, v in model.state_dict().items()}
+    assert engine.weight_bytes() >= sum(v.nbytes for v in weights.values())
+    engine.save(str(tmp_path / "mlp.safetensors"))
+    from safetensors.numpy import load_file
+
+    saved = load_file(str(tmp_path / "mlp.safetensors"))
+    saved_w = sorted((v for k, v in saved.items() if k.endswith(".weight")), key=lambda a: -a.size)
+    model_w = sorted((v for k, v in weights.items() if k.endswith("weight")), key=lambda a: -a.size)
+    for a, b in zip(saved_w, model_w):
+        np.testing.assert_array_equal(a, b)
+    again = InferenceEngine.load(str(tmp_path / "mlp.safetensors"), device="cpu")
+    np.testing.assert_array_equal(again.forward(x), got)

@@ -241,3 +241,75 @@ def test_bad_linear_input_is_named():
         op(hg.zeros([5, 7], dtype=np.int32), w)
     with pytest.raises(ValueError, match="linear_bias_act: out must have shape \\(5, 3\\)"):
         op(x, w, out=hg.zeros([3, 5]))
+
+
+# ---- Prepacked linear weights (the inference engine's frozen CPU weights) -------------------
+@pytest.mark.parametrize("threads", [1, 3])
+def test_linear_bias_act_packed_matches_float64_on_every_isa(cpu_isa, rng, threads):
+    """pack_linear_weight + linear_bias_act_packed against float64 on odd sizes around the
+    register tiles and K blocks, under each CPU ISA (each has its own panel width), at 1 and 3
+    threads; the panels hold w transposed, zero past N; the output is poisoned before the call."""
+    before = hg.get_num_threads()
+    hg.set_num_threads(threads)
+    try:
+        nr = hg._C.ops.cpu_gemm_panel_width()
+        for M, N, K in [(1, 1, 1), (3, 7, 31), (13, 33, 257), (29, 64, 1), (64, 100, 300),
+                        (257, 65, 513), (6, 256, 784)]:
+            x = rng.standard_normal((M, K)).astype(np.float32)
+            w = (rng.standard_normal((N, K)) / np.sqrt(K)).astype(np.float32)
+            b = rng.standard_normal(N).astype(np.float32)
+            p = hg.ops.pack_linear_weight(w)
+            panels = -(-N // nr)
+            assert tuple(p.shape) == (panels, K, nr)
+            pw = np.zeros((panels * nr, K), np.float32)
+            pw[:N] = w
+            np.testing.assert_array_equal(p.numpy(), pw.reshape(panels, nr, K).transpose(0, 2, 1))
+            out = hg.tensor(np.full((M, N), np.nan, np.float32))
+            y = hg.ops.linear_bias_act_packed(x, p, b, n=N, activation="gelu", out=out)
+            assert hg.ops.last_impl()["impl"] == "cpu.gemm_packed_epilogue_prepacked"
+            z = x.astype(np.float64) @ w.T.astype(np.float64) + b
+            check(y, ref_act.activation(z, "gelu", 0.01), rtol=1e-4, atol=1e-4,
+                  what=f"linear_bias_act_packed {cpu_isa} t={threads} {(M, N, K)}")
+            np.testing.assert_allclose(  # the same arithmetic as the unpacked handwritten kernel
+                hg.ops.linear_bias_act_packed(x, p, None, n=N, activation=None).numpy(),
+                hg.ops.linear_bias_act(x, w, None, activation=None, impl="handwritten").numpy(),
+                rtol=1e-6, atol=1e-6)
+    finally:
+        hg.set_num_threads(before)
+
+
+def test_linear_bias_act_packed_bad_input(cpu_isa, rng):
+    w = rng.standard_normal((40, 9)).astype(np.float32)
+    p = hg.ops.pack_linear_weight(w)
+    x = rng.standard_normal((5, 9)).astype(np.float32)
+    op = hg.ops.linear_bias_act_packed
+    with pytest.raises(ValueError, match="n must be the weight's N"):
+        op(x, p, n=7)
+    with pytest.raises(ValueError, match="packed must have as many rows \\(K\\) as x has columns"):
+        op(x[:, :8], p, n=40)
+    with pytest.raises(ValueError, match="packed must be 3-D"):
+        op(x, w, n=40)
+    with pytest.raises(ValueError, match="bias"):
+        op(x, p, np.zeros(39, np.float32), n=40)
+    with pytest.raises(TypeError, match="n must be an int"):
+        op(x, p, n=40.0)
+    with pytest.raises(ValueError, match="w must be 2-D"):
+        hg.ops.pack_linear_weight(w[None])
+    other = {"generic": "avx2", "avx2": "generic", "avx512": "generic"}[cpu_isa]
+    hg._C._set_cpu_isa(other)  # the fixture restores the ISA
+    with pytest.raises(ValueError, match="packed under another CPU ISA\\); pack the weight again"):
+        op(x, p, n=40)
+
+
+def test_packed_weights_are_cpu_only(device, rng):
+    """Packed weights feed the CPU's GEMM: a GPU weight is refused with the device named."""
+    w = hg.tensor(rng.standard_normal((40, 9)).astype(np.float32), device=device)
+    if device == "cpu":
+        nr = hg._C.ops.cpu_gemm_panel_width()
+        assert tuple(hg.ops.pack_linear_weight(w).shape) == (-(-40 // nr), 9, nr)
+        return
+    with pytest.raises(ValueError, match=f"w must be on the CPU .*got device {device}"):
+        hg.ops.pack_linear_weight(w)
+    with pytest.raises(ValueError, match="CPU only"):
+        hg.ops.linear_bias_act_packed(hg.tensor(np.ones((2, 9), np.float32), device=device),
+                                      hg.ops.pack_linear_weight(w.numpy()).to(device), n=40)

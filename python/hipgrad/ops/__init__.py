@@ -8,7 +8,7 @@ from .._native import _C
 from ._activation import activation, activation_backward
 from ._conv import bias_add, bias_backward, conv2d, conv2d_backward_data, conv2d_backward_weight
 from ._force import force_kernel
-from ._fused import conv2d_bias_act, linear_bias_act
+from ._fused import conv2d_bias_act, linear_bias_act, linear_bias_act_packed, pack_linear_weight
 from ._gemm import gemm
 from ._layers import (add, add_, batch_norm, batch_norm_backward, dropout, dropout_backward,
                       embedding, embedding_backward, fill_)
@@ -29,7 +29,7 @@ __all__ = [
     "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "bias_add", "bias_backward",
     "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_bias_act", "dropout",
     "dropout_backward", "embedding", "embedding_backward", "fill_", "force_kernel", "gemm",
-    "last_impl", "linear_bias_act", "max_pool2d", "max_pool2d_backward", "mse_loss",
-    "mse_loss_backward", "qconv2d", "qgemm", "quantize", "sgd_step", "softmax",
+    "last_impl", "linear_bias_act", "linear_bias_act_packed", "max_pool2d", "max_pool2d_backward",
+    "mse_loss", "mse_loss_backward", "pack_linear_weight", "qconv2d", "qgemm", "quantize", "sgd_step", "softmax",
     "softmax_cross_entropy", "softmax_cross_entropy_backward",
 ]

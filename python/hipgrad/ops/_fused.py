@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .._native import _C
 from ..tensor import Tensor
 from . import _common
@@ -46,3 +48,29 @@ def linear_bias_act(x: Any, w: Any, bias: Any = None, *, activation: str | None 
     return _C.ops.linear_bias_act(t["x"], t["w"], t["bias"], _activation(activation, op),
                                   float(alpha), _common.impl_arg(impl, op),
                                   _common.out_arg(out, op))
+
+
+def pack_linear_weight(w: Any, *, impl: str = "auto") -> Tensor:
+    """w (N, K) (PyTorch Linear layout, on the CPU) packed once for the CPU's packed GEMM:
+    (ceil(N / NR), K, NR) panels, NR = the GEMM's panel width under the CPU ISA in use. For
+    weights that no longer change (the inference engine's): linear_bias_act_packed then skips
+    packing w on every call. Packing again is needed if w changes or the CPU ISA is switched."""
+    op = "pack_linear_weight"
+    t = _common.tensors(op, w=w)
+    _present(t, op, "w")
+    return _C.ops.pack_linear_weight(t["w"], _common.impl_arg(impl, op))
+
+
+def linear_bias_act_packed(x: Any, packed: Any, bias: Any = None, *, n: int,
+                           activation: str | None = "relu", alpha: float = 0.01,
+                           impl: str = "auto", out: Tensor | None = None) -> Tensor:
+    """linear_bias_act with w given as pack_linear_weight(w) and n = w's N: y (M, n) =
+    act(x (M, K) @ w^T + bias (n,) or None). CPU only. Forward only."""
+    op = "linear_bias_act_packed"
+    t = _common.tensors(op, x=x, packed=packed, bias=bias)
+    _present(t, op, "x", "packed")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{op}: n must be an int (the weight's N), got {n!r}")
+    return _C.ops.linear_bias_act_packed(t["x"], t["packed"], t["bias"], int(n),
+                                         _activation(activation, op), float(alpha),
+                                         _common.impl_arg(impl, op), _common.out_arg(out, op))
