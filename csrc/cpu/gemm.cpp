@@ -21,7 +21,9 @@
 // transpose cases and zero-pads partial micro-panels, so the micro-kernel never branches on
 // edges; a partial C tile is computed into a scratch tile and merged. The transposing pack (A
 // not transposed, B transposed: x @ W^T) is the ISA's own where it has one (AVX-512: 16 x 16
-// register transposes, gemm_avx512.cpp), else the SSE 4 x 4 one here.
+// register transposes, gemm_avx512.cpp), else the SSE 4 x 4 one here. A B packed beforehand
+// (gemm_pack_b: whole-K panels, the layout of pack_linear_weight; the engine's frozen weights)
+// skips the B packing, and the threads then split rows only.
 //
 // Variants, one per instruction set, chosen at run time (isa.h; HIPGRAD_CPU_ISA or
 // hipgrad._C._set_cpu_isa force one): avx512 14x32, avx2 6x16, generic 4x8. The op table reports
