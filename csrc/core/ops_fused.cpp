@@ -43,6 +43,20 @@ void parse_fused_activation(const char* op, const std::string& name, float alpha
   fail(ErrorKind::value, op, ": activation must be one of ", known, "; got '", name, "'");
 }
 
+// The epilogue of a fused op whose output has `n` channels: the bias (float32 (n), or
+// undefined for none) and the activation, checked.
+FusedEpilogue fused_epilogue(const char* op, const Tensor& bias, int64_t n,
+                             const std::string& activation, float alpha) {
+  FusedEpilogue e;
+  if (bias.defined()) {
+    require_f32(op, "bias", bias, 1);
+    require_shape(op, "bias", bias, {n});
+    e.bias = bias.data<float>();
+  }
+  parse_fused_activation(op, activation, alpha, &e);
+  return e;
+}
+
 std::string epilogue_key(const FusedEpilogue& e) {
   return cat(e.bias ? ",bias" : "", ",act=", e.has_act ? activation_name(e.act) : "none");
 }
@@ -59,17 +73,12 @@ Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pai
   ConvBiasActArgs a;
   a.g = conv_geometry(op, "x", x.shape(), "w", w.shape(), stride, padding, dilation, groups);
   const ConvGeometry& g = a.g;
-  if (bias.defined()) {
-    require_f32(op, "bias", bias, 1);
-    require_shape(op, "bias", bias, {g.K});
-  }
-  parse_fused_activation(op, activation, alpha, &a.epi);
+  a.epi = fused_epilogue(op, bias, g.K, activation, alpha);
   Tensor y = output_tensor(op, out, {g.N, g.K, g.P, g.Q}, dev,
                            {{"x", &x}, {"w", &w}, {"bias", &bias}});
   if (y.numel() == 0) return y;
   a.x = x.data<float>();
   a.w = w.data<float>();
-  a.epi.bias = bias.defined() ? bias.data<float>() : nullptr;
   a.y = y.data<float>();
   conv2d_bias_act_op().run(
       dev, impl, a,
@@ -94,16 +103,11 @@ Tensor linear_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias,
   a.M = x.size(0);
   a.N = w.size(0);
   a.K = x.size(1);
-  if (bias.defined()) {
-    require_f32(op, "bias", bias, 1);
-    require_shape(op, "bias", bias, {a.N});
-  }
-  parse_fused_activation(op, activation, alpha, &a.epi);
+  a.epi = fused_epilogue(op, bias, a.N, activation, alpha);
   Tensor y = output_tensor(op, out, {a.M, a.N}, dev, {{"x", &x}, {"w", &w}, {"bias", &bias}});
   if (y.numel() == 0) return y;
   a.x = x.data<float>();
   a.w = w.data<float>();
-  a.epi.bias = bias.defined() ? bias.data<float>() : nullptr;
   a.y = y.data<float>();
   linear_bias_act_op().run(dev, impl, a,
                            cat("M=", a.M, ",N=", a.N, ",K=", a.K, epilogue_key(a.epi)));
@@ -154,16 +158,11 @@ Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Tenso
              " (packed under another CPU ISA); pack the weight again");
   HG_REQUIRE(n >= 1 && (n + a.NR - 1) / a.NR == packed.size(0), op, ": n must be the weight's N, "
              "with ceil(n / ", a.NR, ") == ", packed.size(0), " panels; got n = ", n);
-  if (bias.defined()) {
-    require_f32(op, "bias", bias, 1);
-    require_shape(op, "bias", bias, {a.N});
-  }
-  parse_fused_activation(op, activation, alpha, &a.epi);
+  a.epi = fused_epilogue(op, bias, a.N, activation, alpha);
   Tensor y = output_tensor(op, out, {a.M, a.N}, dev, {{"x", &x}, {"packed", &packed}, {"bias", &bias}});
   if (y.numel() == 0) return y;
   a.x = x.data<float>();
   a.packed = packed.data<float>();
-  a.epi.bias = bias.defined() ? bias.data<float>() : nullptr;
   a.y = y.data<float>();
   linear_bias_act_packed_op().run(dev, impl, a,
                                   cat("M=", a.M, ",N=", a.N, ",K=", a.K, epilogue_key(a.epi)));

@@ -50,16 +50,12 @@ void linear_bias_act_unpacked(const LinearBiasActArgs& a) {
   apply_epilogue(GemmEpilogue{a.epi, false}, 0, 0, a.M, a.N, a.y, a.N);
 }
 
+// The front ends (core/ops_fused.cpp) have checked a.NR against the GEMM in use.
 void pack_linear_weight_handwritten(const PackLinearWeightArgs& a) {
-  HG_REQUIRE(a.NR == gemm_handwritten_blocking().nr, "pack_linear_weight: panels of ", a.NR,
-             " but the CPU GEMM in use takes ", gemm_handwritten_blocking().nr);
   gemm_pack_b(/*trans_b=*/true, a.w, a.K, a.K, a.N, a.packed);
 }
 
 void linear_bias_act_packed_handwritten(const LinearPackedArgs& a) {
-  HG_REQUIRE(a.NR == gemm_handwritten_blocking().nr, "linear_bias_act_packed: packed has panels ",
-             a.NR, " wide but the CPU GEMM in use takes ", gemm_handwritten_blocking().nr,
-             "; pack the weight again");
   gemm_handwritten_epilogue_packed_b(a.M, a.N, a.K, a.x, a.K, a.packed, a.y, a.N,
                                      GemmEpilogue{a.epi, /*bias_per_row=*/false});
 }

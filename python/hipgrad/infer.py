@@ -125,6 +125,7 @@ class InferenceEngine:
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
         self.source = source
         self._plan = plan
+        self._has_residual = any(s.kind == "residual" for s in plan)  # no recorded calls (_run_recorded)
         self._lock = threading.Lock()
         self.calibrated = False
         self.plan_memory = bool(plan_memory)
@@ -287,7 +288,7 @@ class InferenceEngine:
         binds the calibrated scales: calibrate() runs once per engine, before any int8 forward."""
         tape = arena.tapes.get(int8)
         if tape is None:
-            if any(s.kind == "residual" for s in self._plan):
+            if self._has_residual:
                 return self._run(self._plan, x, int8, mem=arena)
             tape = []
             x = self._run(self._plan, x, int8, mem=arena, tape=tape)
@@ -340,7 +341,7 @@ class InferenceEngine:
         """The step as a function of its input alone, for an input like `x`: weights,
         attributes and (with `mem`) the output view chosen now for x's shape are bound."""
         t, a = s.tensors, s.attrs
-        act, alpha = a.get("act"), a.get("alpha", 0.01)
+        act, alpha = a.get("act"), float(a.get("alpha", 0.01))
         if s.kind == "flatten":
             return _flatten
         if s.kind == "linear" and x.ndim != 2:
@@ -366,13 +367,13 @@ class InferenceEngine:
         if s.kind == "conv":  # the hot steps call the native op directly (all checked there)
             hyper = _conv_hyper("conv2d_bias_act", a["stride"], a["padding"], a["dilation"], a["groups"])
             w, bias, kind = t["weight"], t.get("bias"), act or "none"
-            return lambda v: _C.ops.conv2d_bias_act(v, w, bias, *hyper, kind, float(alpha), "auto", o)
+            return lambda v: _C.ops.conv2d_bias_act(v, w, bias, *hyper, kind, alpha, "auto", o)
         if s.kind == "linear" and "weight_packed" in t:
             w, bias, kind, n = t["weight_packed"], t.get("bias"), act or "none", a["out_features"]
-            return lambda v: _C.ops.linear_bias_act_packed(v, w, bias, n, kind, float(alpha), "auto", o)
+            return lambda v: _C.ops.linear_bias_act_packed(v, w, bias, n, kind, alpha, "auto", o)
         if s.kind == "linear":
             w, bias, kind = t["weight"], t.get("bias"), act or "none"
-            return lambda v: _C.ops.linear_bias_act(v, w, bias, kind, float(alpha), "auto", o)
+            return lambda v: _C.ops.linear_bias_act(v, w, bias, kind, alpha, "auto", o)
         if s.kind == "act":
             return lambda v: ops.activation(v, a["kind"], alpha=alpha, out=o)
         if s.kind == "maxpool":
