@@ -57,6 +57,8 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
 
     if int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     device = resolve_device(device)
     manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -19,6 +19,7 @@ op allocates its output), kept to compare against.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
@@ -28,8 +29,8 @@ import numpy as np
 from . import ops, runtime
 from ._native import _C
 from .ops._conv import _hyper as _conv_hyper
-from .memplan import Arena, ArenaPool, MemoryPlan, step_output_shape
-from .tensor import Tensor, tensor
+from .memplan import Arena, ArenaPool, MemoryPlan, check_input_shape, step_output_shape
+from .tensor import Tensor, tensor, try_borrow
 
 PRECISIONS = ("fp32", "int8")
 FUSABLE = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu"}
@@ -52,6 +53,7 @@ class Step:
 
 _FLOAT32, _INT64 = np.dtype(np.float32), np.dtype(np.int64)
 _PACK_MIN_N = 64  # see InferenceEngine._packs
+_FLT_MAX = float(np.finfo(np.float32).max)
 
 
 def _all_finite(a: np.ndarray) -> bool:
@@ -79,8 +81,12 @@ def _tensor_all_finite(x: Tensor) -> bool:
     return _all_finite(x.numpy())
 
 
-def _flatten(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1)  # a view: no copy, no buffer
+def _fits_float32(a: np.ndarray) -> bool:
+    """A float array wider than float32 holds only values the engine's float32 can hold:
+    a finite float64 beyond +-3.4e38 would become an infinity in the cast."""
+    if a.size == 0 or a.dtype.itemsize <= 4:
+        return True
+    return bool(np.minimum.reduce(a, axis=None) >= -_FLT_MAX and np.maximum.reduce(a, axis=None) <= _FLT_MAX)
 
 
 def _unpacked(steps: list[Step]) -> list[Step]:
@@ -126,6 +132,8 @@ class InferenceEngine:
         self.source = source
         self._plan = plan
         self._has_residual = any(s.kind == "residual" for s in plan)  # no recorded calls (_run_recorded)
+        self._ends_in_softmax = bool(plan) and plan[-1].kind == "softmax"  # outputs are probabilities
+        self._shapes_checked: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
         self.calibrated = False
         self.plan_memory = bool(plan_memory)
@@ -137,22 +145,33 @@ class InferenceEngine:
     def from_model(cls, model: Any, *, device: str = "auto", precision: str = "fp32",
                    batch_size: int | None = None, input_shape: Sequence[int] | None = None,
                    plan_memory: bool = True) -> "InferenceEngine":
-        """Compile an nn.Module (its current weights are copied; later training does not leak in)."""
+        """Compile an nn.Module (its current weights are copied; later training does not leak in).
+        `input_shape` (without the batch) defaults to the model's spec (hipgrad.models)."""
         from .plan import plan_from_module
 
+        if input_shape is None and isinstance(getattr(model, "spec", None), dict):
+            input_shape = model.spec.get("in_shape")
         return cls(plan_from_module(model), device=device, precision=precision,
                    batch_size=batch_size, input_shape=input_shape, source=type(model).__name__,
                    plan_memory=plan_memory)
 
     @classmethod
-    def load(cls, path: str, *, device: str = "auto", precision: str = "fp32",
+    def load(cls, path: str, *, device: str = "auto", precision: str | None = None,
              batch_size: int | None = None, plan_memory: bool = True) -> "InferenceEngine":
         """A hipgrad checkpoint (.safetensors + .json sidecar), an INT8 engine saved with save(),
-        or an ONNX file (.onnx)."""
+        or an ONNX file (.onnx). `precision`: None keeps the file's (fp32 for a checkpoint or
+        ONNX file); "int8" quantizes an fp32 model; a saved int8 engine cannot load as fp32
+        (calibration kept only its int8 weights)."""
         from .plan import plan_from_file
 
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
         plan, meta = plan_from_file(path)
-        engine = cls(plan, device=device, precision=meta.get("precision", precision) if precision == "fp32" else precision,
+        saved = meta.get("precision") or "fp32"
+        if precision == "fp32" and saved == "int8":
+            raise ValueError(f"precision='fp32': {path} holds an int8 engine (its fp32 weights are not "
+                             "saved); load the fp32 checkpoint it came from, or precision=None / 'int8'")
+        engine = cls(plan, device=device, precision=precision or saved,
                      batch_size=batch_size, input_shape=meta.get("input_shape"), source=str(path),
                      plan_memory=plan_memory)
         if meta.get("calibrated") and engine.precision == "int8":
@@ -219,6 +238,11 @@ class InferenceEngine:
 
     # ---- running ------------------------------------------------------------------------------
     def _check_input(self, x: Any) -> np.ndarray | Tensor:
+        """x checked (dtype, shape against every step, finite values in float32's range) and
+        returned as given, or as a NumPy array where the engine converts it: a NumPy or
+        array-like input, or a tensor of another dtype than the engine reads."""
+        if isinstance(x, Tensor) and np.dtype(x.dtype).kind in "fiu" and np.dtype(x.dtype) != self._input_dtype():
+            x = x.numpy()  # converted as a NumPy input is (into the staging buffer)
         if isinstance(x, Tensor):
             arr = None
             shape, dtype = x.shape, x.dtype
@@ -237,9 +261,16 @@ class InferenceEngine:
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.input_shape))}), got {tuple(shape)}")
         if len(shape) < 1 or shape[0] < 1:
             raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(shape)}")
+        key = tuple(int(v) for v in shape[1:])
+        if key not in self._shapes_checked:  # every step's expectation, before anything runs
+            check_input_shape(self._plan, (1,) + key)
+            self._shapes_checked.add(key)
         if arr is not None:
             if arr.dtype.kind == "f" and not _all_finite(arr):
                 raise ValueError("x contains NaN or infinite values")
+            if arr.dtype.kind == "f" and not _fits_float32(arr):
+                raise ValueError(f"x holds {arr.dtype} values beyond float32's range (|x| > {_FLT_MAX:.4g}); "
+                                 "the engine computes in float32")
             return arr
         if not _tensor_all_finite(x):
             raise ValueError("x contains NaN or infinite values")
@@ -305,11 +336,15 @@ class InferenceEngine:
         return self.forward(x).argmax(axis=-1)
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        logits = self.forward(x)
-        return ops.softmax(tensor(logits)).numpy()
+        """Class probabilities: the softmax of the outputs, or the outputs themselves where the
+        model already ends in a softmax (an ONNX classifier's Softmax node)."""
+        out = self.forward(x)
+        return out if self._ends_in_softmax else ops.softmax(tensor(out)).numpy()
 
     def topk(self, x: Any, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """(indices, probabilities) of the k most likely classes, most likely first."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
         p = self.predict_proba(x)
         if not 1 <= int(k) <= p.shape[-1]:
             raise ValueError(f"k must be in [1, {p.shape[-1]}], got {k}")
@@ -342,11 +377,13 @@ class InferenceEngine:
         attributes and (with `mem`) the output view chosen now for x's shape are bound."""
         t, a = s.tensors, s.attrs
         act, alpha = a.get("act"), float(a.get("alpha", 0.01))
-        if s.kind == "flatten":
-            return _flatten
-        if s.kind == "linear" and x.ndim != 2:
-            inner = self._call(s, _flatten(x), int8, mem)
-            return lambda v: inner(_flatten(v))  # a view: no copy, no buffer
+        if s.kind == "flatten":  # a view: no copy, no buffer
+            merged = step_output_shape(s, x.shape)
+            return lambda v: v.reshape(*merged)
+        if s.kind == "linear" and x.ndim != 2:  # on the last axis (nn.Linear, ONNX MatMul): views
+            rows, lead = (-1, x.shape[-1]), step_output_shape(s, x.shape)
+            inner = self._call(s, x.reshape(*rows), int8, mem)
+            return lambda v: inner(v.reshape(*rows)).reshape(*lead)
         shape = None if mem is None else step_output_shape(s, x.shape)
 
         def out(*live: Tensor) -> Tensor | None:
@@ -424,6 +461,9 @@ class InferenceEngine:
             raise RuntimeError("calibrate: this int8 engine is already calibrated and keeps only its "
                                "int8 weights; build a new engine (from_model / load) to calibrate "
                                "on other data")
+        if batches is not None and (isinstance(batches, bool) or not isinstance(batches, (int, np.integer))
+                                    or batches < 1):
+            raise ValueError(f"calibrate: batches must be a positive int or None, got {batches!r}")
         if isinstance(data, (np.ndarray, Tensor)):
             data = [data]
         seen: dict[int, float] = {}
@@ -432,6 +472,8 @@ class InferenceEngine:
             if isinstance(batch, tuple):
                 batch = batch[0]
             arr = self._check_input(batch)
+            if isinstance(arr, Tensor) and arr.device != self.device:
+                arr = arr.to(self.device)
             xt = arr if isinstance(arr, Tensor) else tensor(np.asarray(arr, np.float32), device=self.device)
             self._run(self._plan, xt, int8=False, observe=seen)
             count += 1
@@ -486,6 +528,20 @@ class InferenceEngine:
         """The buffers a predict of one batch of `shape` (batch first) uses (cached per shape)."""
         return self._arenas.plan(self._plan, shape, self._input_dtype(), self.precision == "int8")
 
+    def _stages(self, arr: np.ndarray | Tensor, bs: int) -> bool:
+        """Whether forward(arr) (as _check_input returns it) copies its batches into the arenas'
+        staging buffers: a tensor on the engine's device in one batch is read as it is, and so
+        on the CPU is a NumPy batch it can wrap (float32, C-contiguous: Arena.stage)."""
+        if isinstance(arr, Tensor):
+            if arr.device == self.device and bs >= arr.shape[0]:
+                return False
+            if not self.device.startswith("cpu"):
+                return True
+            arr = arr.numpy()
+        if not self.device.startswith("cpu"):
+            return True
+        return try_borrow(arr[:bs], "cpu", self._input_dtype()) is None
+
     def memory_report(self, x: Any = None) -> dict:
         """Weight bytes, the planned buffers of every input shape seen so far, the allocation
         counters behind them, and with `x`: the measured peak device memory of forward(x) with its
@@ -510,10 +566,11 @@ class InferenceEngine:
             if self.plan_memory:  # one buffer set per chunk shape (the last chunk may be smaller)
                 chunks = {bs} | ({n % bs} if n % bs else set())
                 plans = [self.memory_plan((c,) + tuple(arr.shape[1:])) for c in chunks]
-                # a tensor already on the engine's device is read as it is: no staging buffer
-                direct = isinstance(arr, Tensor) and arr.device == self.device and bs >= n
+                staged = self._stages(arr, bs)
                 measured["planned_peak_bytes"] = weights + sum(
-                    p.total_bytes - (p.input_bytes if direct else 0) for p in plans)
+                    p.activation_bytes + p.int8_numel
+                    + (math.prod(p.input_shape) * np.dtype(p.input_dtype).itemsize if staged else 0)
+                    for p in plans)
             report["measured"] = measured
         report["plans"] = [dict(plan.as_dict(), idle_sets=idle) for plan, idle in self._arenas.plans()]
         report["buffer_sets_allocated"] = self._arenas.arenas_created

@@ -52,18 +52,67 @@ def step_output_shape(step: Any, shape: Shape) -> Shape:
         (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
         return (shape[0], k, (shape[2] + 2 * ph - dh * (r - 1) - 1) // sh + 1,
                 (shape[3] + 2 * pw - dw * (s - 1) - 1) // sw + 1)
-    if kind == "linear":
-        return (shape[0], _weight_shape(step)[0])
+    if kind == "linear":  # on the last axis, as nn.Linear and ONNX MatMul
+        return tuple(shape[:-1]) + (_weight_shape(step)[0],)
     if kind in ("maxpool", "avgpool"):
         (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
         return (shape[0], shape[1], (shape[2] + 2 * ph - kh) // sh + 1, (shape[3] + 2 * pw - kw) // sw + 1)
-    if kind == "flatten":
-        return (shape[0], _numel(shape[1:]))
+    if kind == "flatten":  # dims start..end merged (nn.Flatten's start_dim, end_dim; 1, -1 by default)
+        start, end = _flatten_dims(step, len(shape))
+        return tuple(shape[:start]) + (_numel(shape[start:end + 1]),) + tuple(shape[end + 1:])
     if kind == "embedding":
         return tuple(shape) + (_weight_shape(step)[1],)
     if kind in ("act", "affine", "softmax"):
         return tuple(shape)
     raise ValueError(f"plan step {step.name!r} has an unknown kind {kind!r}")
+
+
+def _flatten_dims(step: Any, rank: int) -> tuple[int, int]:
+    start, end = int(step.attrs.get("start_dim", 1)), int(step.attrs.get("end_dim", -1))
+    return (start + rank if start < 0 else start), (end + rank if end < 0 else end)
+
+
+def check_input_shape(steps: list, shape: Shape) -> Shape:
+    """The output shape of `steps` for an input of `shape` (batch first), or a ValueError that
+    names the first step the shape does not fit and what that step expects."""
+    for s in steps:
+        kind, a, rank = s.kind, s.attrs, len(shape)
+
+        def bad(expected: str) -> ValueError:
+            return ValueError(f"x of shape {tuple(shape)} does not fit the model: step {s.name!r} "
+                              f"({kind}) expects {expected}")
+
+        if kind == "residual":
+            body = check_input_shape(s.body, shape)
+            short = check_input_shape(s.shortcut, shape) if s.shortcut else tuple(shape)
+            if body != short:
+                raise bad(f"its body and shortcut to agree; they give {body} and {short}")
+            shape = body
+            continue
+        if kind == "conv":
+            k, cg, r, q = _weight_shape(s)
+            if rank != 4 or shape[1] != cg * a["groups"]:
+                raise bad(f"(batch, {cg * a['groups']}, height, width)")
+        elif kind in ("maxpool", "avgpool") and rank != 4:
+            raise bad("(batch, channels, height, width)")
+        elif kind == "linear":
+            k = _weight_shape(s)[1]
+            if rank < 2 or shape[-1] != k:
+                raise bad(f"(batch, ..., {k})")
+        elif kind == "affine":
+            c = _numel(s.tensors["running_mean"].shape if s.tensors else s.arrays["running_mean"].shape)
+            if rank < 2 or shape[1] != c:
+                raise bad(f"(batch, {c}, ...)")
+        elif kind == "flatten":
+            start, end = _flatten_dims(s, rank)
+            if not 1 <= start <= end < rank:  # the batch dimension is never merged
+                raise bad(f"a rank that start_dim={a.get('start_dim', 1)}, end_dim={a.get('end_dim', -1)} "
+                          "fit, the batch dimension (0) left alone")
+        out = step_output_shape(s, shape)
+        if any(v < 1 for v in out):
+            raise bad(f"an input its window fits; its output would be {out}")
+        shape = out
+    return tuple(shape)
 
 
 def fp32_ops(step: Any) -> int:
@@ -228,16 +277,22 @@ class Arena:
         return t
 
     def stage(self, arr: np.ndarray) -> Tensor:
-        """The input as a tensor on the arena's device: on the CPU a C-contiguous array of the
-        plan's dtype is wrapped, not copied (the engine only reads its input); anything else is
-        converted into the staging buffer (allocated here on first need)."""
+        """The input as a tensor on the arena's device: on the CPU a writeable C-contiguous array
+        of the plan's dtype is wrapped, not copied (the engine only reads its input); anything
+        else (a read-only array included: tensors are writable) is converted into the staging
+        buffer (allocated here on first need)."""
         if not self.plan.staged_input:
             t = try_borrow(arr, self.device, self.plan.input_dtype)
             if t is not None:
                 return t
         if self.input is None:
             self.input = self._staging()
+        if self.device.startswith("cpu"):  # converted straight into the buffer: one pass
+            np.copyto(np.from_dlpack(self.input), arr, casting="unsafe")
+            return self.input
         src = np.ascontiguousarray(arr, dtype=self.plan.input_dtype)
+        if not src.flags.writeable:  # the caller's read-only array: from_dlpack refuses to wrap it
+            src = src.copy()
         self.input.copy_(from_dlpack(src))
         return self.input
 

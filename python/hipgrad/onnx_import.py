@@ -1,7 +1,9 @@
 """ONNX import for the inference engine (through the `onnx` package): a chain of the supported
 ops becomes a plan. Supported: Gemm, MatMul(+Add), Conv, Relu, LeakyRelu, Sigmoid, Tanh, Gelu,
 Elu, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization (folded into the Conv before
-it), Flatten, Reshape (to (N, -1)), Softmax. Anything else raises naming the node and op type."""
+it), Flatten, Reshape (to (N, -1)), Softmax (on the last axis). Anything else, and any attribute
+or operand layout the engine would not compute exactly as ONNX defines it, raises naming the
+node and op type."""
 
 from __future__ import annotations
 
@@ -28,13 +30,37 @@ def _spatial(attrs: dict, key: str, default: int) -> tuple[int, int]:
     return (default, default) if v is None else (int(v[0]), int(v[1]))
 
 
-def _pads(attrs: dict, node: Any) -> tuple[int, int]:
+def _pads(attrs: dict, node: Any, name: str) -> tuple[int, int]:
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ValueError(f"ONNX node {node.name!r} ({node.op_type}): auto_pad is not supported; use explicit pads")
+        raise ValueError(f"ONNX node {name!r} ({node.op_type}): auto_pad is not supported; use explicit pads")
     p = attrs.get("pads", [0, 0, 0, 0])
+    if len(p) != 4:
+        raise ValueError(f"ONNX node {name!r} ({node.op_type}): pads {list(p)}: only 2-D (4 pads) is supported")
     if p[0] != p[2] or p[1] != p[3]:
-        raise ValueError(f"ONNX node {node.name!r} ({node.op_type}): asymmetric pads {list(p)} are not supported")
+        raise ValueError(f"ONNX node {name!r} ({node.op_type}): asymmetric pads {list(p)} are not supported")
     return int(p[0]), int(p[1])
+
+
+def _bias(b: np.ndarray, n: int, where: str) -> np.ndarray:
+    """An ONNX bias that is the same for every row, as an (n,) vector: a scalar, (n,) or (1, n)."""
+    b = np.asarray(b, np.float32)
+    if b.size == 1:
+        return np.full((n,), b.reshape(-1)[0], np.float32)
+    if b.shape in ((n,), (1, n)):
+        return np.ascontiguousarray(b.reshape(n))
+    raise ValueError(f"{where}: bias of shape {b.shape} is not supported (a scalar, ({n},) or (1, {n}); "
+                     "a per-row bias depends on the batch)")
+
+
+def _flattens(target: np.ndarray | None, dims: list | None, allowzero: bool) -> bool:
+    """A Reshape to `target` of an input of `dims` (None where unknown) is (N, -1): the batch
+    kept, every other dim merged."""
+    if target is None or target.ndim != 1 or len(target) != 2 or not dims:
+        return False
+    n, f = (int(v) for v in target)
+    feat = int(np.prod(dims[1:])) if all(d for d in dims[1:]) else None
+    batch_kept = (n == 0 and not allowzero) or (n > 0 and dims[0] == n) or (n == -1 and f != -1)
+    return batch_kept and (f == -1 or (feat is not None and f == feat))
 
 
 def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
@@ -49,6 +75,7 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
     except Exception as e:  # noqa: BLE001 - onnx raises DecodeError and others
         raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
     graph = model.graph
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     inits = {t.name: numpy_helper.to_array(t).astype(np.float32, copy=True) for t in graph.initializer}
     shapes = {}
     for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
@@ -71,27 +98,46 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
         a = _attrs(node)
         w = [inits.get(i) for i in node.input[1:]]
         op = node.op_type
+        where = f"{path}: ONNX node {name!r} ({op})"
+        dims = shapes.get(current)  # the data input's shape where shape inference knows it
+        rank = len(dims) if dims else None
+        if op in ("Gemm", "MatMul", "Conv"):
+            if node.input[0] != current:
+                raise ValueError(f"{where}: the data must be the first input (weights second), "
+                                 f"got inputs {list(node.input)}")
+            if len(w) < 1 or w[0] is None:
+                raise ValueError(f"{where}: the weight {node.input[1] if len(node.input) > 1 else '?'} "
+                                 "must be a constant initializer")
         if op == "Gemm":
             if a.get("transA", 0):
-                raise ValueError(f"{path}: ONNX node {name!r} (Gemm): transA=1 is not supported")
+                raise ValueError(f"{where}: transA=1 is not supported")
+            if w[0].ndim != 2 or (rank is not None and rank != 2):
+                raise ValueError(f"{where}: Gemm multiplies 2-D matrices; got a {rank}-D input and a "
+                                 f"{w[0].ndim}-D weight")
             weight = w[0] if a.get("transB", 0) else w[0].T
             arrays = {"weight": np.ascontiguousarray(weight * a.get("alpha", 1.0), np.float32)}
             if len(w) > 1 and w[1] is not None:
-                arrays["bias"] = (np.broadcast_to(w[1], (weight.shape[0],)) * a.get("beta", 1.0)).astype(np.float32)
+                arrays["bias"] = _bias(w[1], weight.shape[0], where) * np.float32(a.get("beta", 1.0))
             steps.append(Step("linear", name, arrays))
         elif op == "MatMul":
+            if w[0].ndim != 2:
+                raise ValueError(f"{where}: only a 2-D (K, N) weight is supported, got shape {w[0].shape}")
             steps.append(Step("linear", name, {"weight": np.ascontiguousarray(w[0].T)}))
         elif op == "Add":
             prev = steps[-1] if steps else None
-            if prev is None or prev.kind != "linear" or "bias" in prev.arrays or w[0] is None:
-                raise ValueError(f"{path}: ONNX node {name!r} (Add) is supported only as the bias of a MatMul")
-            prev.arrays["bias"] = np.broadcast_to(w[0], (prev.arrays["weight"].shape[0],)).astype(np.float32)
+            consts = [inits[i] for i in node.input if i in inits]
+            if prev is None or prev.kind != "linear" or "bias" in prev.arrays or len(consts) != 1:
+                raise ValueError(f"{where}: Add is supported only as the bias of a MatMul")
+            prev.arrays["bias"] = _bias(consts[0], prev.arrays["weight"].shape[0], where)
         elif op == "Conv":
+            if w[0].ndim != 4:
+                raise ValueError(f"{where}: only 2-D convolution (a 4-D weight) is supported, got a "
+                                 f"weight of shape {w[0].shape}")
             arrays = {"weight": w[0]}
             if len(w) > 1 and w[1] is not None:
                 arrays["bias"] = w[1]
             steps.append(Step("conv", name, arrays, {
-                "stride": _spatial(a, "strides", 1), "padding": _pads(a, node),
+                "stride": _spatial(a, "strides", 1), "padding": _pads(a, node, name),
                 "dilation": _spatial(a, "dilations", 1), "groups": int(a.get("group", 1))}))
         elif op in ("Relu", "Sigmoid", "Tanh"):
             steps.append(Step("act", name, attrs={"kind": op.lower()}))
@@ -105,8 +151,14 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
             steps.append(Step("act", name, attrs={"kind": "gelu_tanh" if approx == "tanh" else "gelu"}))
         elif op in ("MaxPool", "AveragePool"):
             if a.get("ceil_mode", 0):
-                raise ValueError(f"{path}: ONNX node {name!r} ({op}): ceil_mode=1 is not supported")
-            pads = _pads(a, node)
+                raise ValueError(f"{where}: ceil_mode=1 is not supported")
+            if any(int(d) != 1 for d in a.get("dilations", [])):
+                raise ValueError(f"{where}: dilations {list(a['dilations'])} are not supported (pooling "
+                                 "windows are dense)")
+            if len(a.get("kernel_shape", [])) != 2:
+                raise ValueError(f"{where}: only 2-D pooling (a 2-element kernel_shape) is supported, "
+                                 f"got kernel_shape {list(a.get('kernel_shape', []))}")
+            pads = _pads(a, node, name)
             if op == "AveragePool" and any(pads) and not a.get("count_include_pad", 0):
                 raise ValueError(f"{path}: ONNX node {name!r} (AveragePool): padding with "
                                  "count_include_pad=0 is not supported (hipgrad counts padding)")
@@ -124,17 +176,24 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
             steps.append(Step("affine", name, {"weight": scale, "bias": bias, "running_mean": mean,
                                                "running_var": var}, {"eps": float(a.get("epsilon", 1e-5))}))
         elif op == "Flatten":
-            if int(a.get("axis", 1)) != 1:
-                raise ValueError(f"{path}: ONNX node {name!r} (Flatten): only axis=1 is supported")
+            axis = int(a.get("axis", 1))
+            if not (axis == 1 or (rank is not None and axis + rank == 1)):
+                raise ValueError(f"{where}: only axis=1 (keep the batch, flatten the rest) is supported, "
+                                 f"got axis={axis}")
             steps.append(Step("flatten", name))
         elif op == "Reshape":
-            target = w[0]
-            if target is None or len(target) != 2 or int(target[1]) not in (-1,) and target[0] not in (0, -1):
-                raise ValueError(f"{path}: ONNX node {name!r} (Reshape): only a reshape to (N, -1) is supported")
+            if not _flattens(w[0] if w else None, dims, bool(a.get("allowzero", 0))):
+                raise ValueError(f"{where}: only a reshape that keeps the batch and flattens the rest, "
+                                 f"(N, -1), is supported; got shape {None if not w or w[0] is None else w[0].astype(int).tolist()} "
+                                 f"for an input of shape {dims}")
             steps.append(Step("flatten", name))
         elif op == "Softmax":
-            if int(a.get("axis", -1)) not in (-1, 1):
-                raise ValueError(f"{path}: ONNX node {name!r} (Softmax): only the last axis is supported")
+            axis = int(a.get("axis", -1 if opset >= 13 else 1))
+            # opset >= 13: over `axis`; before: over the dims from `axis` on, flattened. Both are
+            # the last axis exactly when `axis` is the last one.
+            if not (axis == -1 or (rank is not None and axis in (rank - 1, -1))):
+                raise ValueError(f"{where}: only a softmax over the last axis is supported, got axis={axis} "
+                                 f"(opset {opset}) for a {rank}-D input")
             steps.append(Step("softmax", name))
         current = node.output[0]
     in_dims = shapes.get(inputs[0].name) or []

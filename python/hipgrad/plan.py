@@ -72,7 +72,9 @@ def _steps(m: Any, name: str) -> list[Step]:
         return [Step("maxpool" if kind == "MaxPool2d" else "avgpool", name,
                      attrs={"kernel": k, "stride": stride, "padding": _pair(m.padding)})]
     if kind == "Flatten":
-        return [Step("flatten", name)]
+        start, end = int(getattr(m, "start_dim", 1)), int(getattr(m, "end_dim", -1))
+        return [Step("flatten", name, attrs={} if (start, end) == (1, -1) else
+                     {"start_dim": start, "end_dim": end})]
     if kind in ("Dropout", "Identity"):
         return []
     if kind in ("BatchNorm2d", "BatchNorm1d"):
@@ -170,12 +172,21 @@ def save_plan(path: str, steps: list[Step], meta: dict) -> None:
 
     from .checkpoint import resolve_paths
 
+    weights_path, sidecar = resolve_paths(path)
+    if weights_path.exists() or sidecar.exists():
+        try:
+            existing = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            existing = None
+        if not (isinstance(existing, dict) and existing.get("format") == ENGINE_FORMAT):
+            raise FileExistsError(f"{weights_path} exists and is not a saved engine (a training "
+                                  "checkpoint?); save the engine under another path")
     arrays: dict[str, np.ndarray] = {}
     plan = _to_json(steps, arrays)
     blob = save(arrays)
     doc = {"format": ENGINE_FORMAT, "version": ENGINE_VERSION, "plan": plan, **meta,
            "weights_sha256": hashlib.sha256(blob).hexdigest()}
-    _atomic_pair(*resolve_paths(path), blob, doc)
+    _atomic_pair(weights_path, sidecar, blob, doc)
 
 
 def plan_from_file(path: str) -> tuple[list[Step], dict]:
@@ -200,6 +211,8 @@ def plan_from_file(path: str) -> tuple[list[Step], dict]:
         if not isinstance(doc.get("version"), int) or doc["version"] > ENGINE_VERSION:
             raise CheckpointError(f"{sidecar}: engine format version {doc.get('version')!r} is newer "
                                   f"than this hipgrad reads ({ENGINE_VERSION}); upgrade hipgrad")
+        if not isinstance(doc.get("plan"), list) or not doc["plan"]:
+            raise CheckpointError(f"{sidecar}: corrupted engine file (no plan steps)")
         arrays = _read_safetensors(weights_path, doc.get("weights_sha256"))
         meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape")}
         return _from_json(doc.get("plan", []), arrays, str(weights_path)), meta

@@ -338,3 +338,105 @@ def test_cpu_engine_packs_wide_linear_weights_and_saves_them_unpacked(rng, tmp_p
         np.testing.assert_array_equal(a, b)
     again = InferenceEngine.load(str(tmp_path / "mlp.safetensors"), device="cpu")
     np.testing.assert_array_equal(again.forward(x), got)
+
+
+def _np_linear(x, lin):
+    return x.astype(np.float64) @ lin.weight.data.numpy().astype(np.float64).T + lin.bias.data.numpy()
+
+
+@pytest.mark.parametrize("planned", [True, False])
+def test_flatten_dims_and_linear_on_the_last_axis(planned, rng):
+    """nn.Flatten(start_dim, end_dim) merges only those dims and nn.Linear acts on the last axis
+    of an N-D input, in the engine as in the model: NumPy float64 reference."""
+    n = int(rng.integers(1, 6))
+    lin = nn.Linear(9, 5)
+    x = rng.standard_normal((n, 3, 3, 3)).astype(np.float32)  # Flatten(2): (n, 3, 9) -> (n, 3, 5)
+    got = InferenceEngine.from_model(nn.Sequential(nn.Flatten(start_dim=2), lin), device="cpu",
+                                     plan_memory=planned).forward(x)
+    assert got.shape == (n, 3, 5)
+    np.testing.assert_allclose(got, _np_linear(x.reshape(n, 3, 9), lin), rtol=1e-5, atol=1e-5)
+    lin1, lin2 = nn.Linear(4, 6), nn.Linear(6, 3)  # Flatten(1, 2): (n, 2, 5, 4) -> (n, 10, 4)
+    model = nn.Sequential(nn.Flatten(1, 2), lin1, nn.ReLU(), lin2)
+    x = rng.standard_normal((n, 2, 5, 4)).astype(np.float32)
+    got = InferenceEngine.from_model(model, device="cpu", plan_memory=planned).forward(x)
+    want = _np_linear(np.maximum(_np_linear(x.reshape(n, 10, 4), lin1), 0), lin2)
+    assert got.shape == (n, 10, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"step '0' \(flatten\) expects .*batch dimension"):
+        InferenceEngine.from_model(nn.Sequential(nn.Flatten(0), lin), device="cpu").forward(x)
+
+
+def test_input_shape_checked_against_every_step_before_running(rng):
+    conv = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+    engine = InferenceEngine.from_model(conv, device="cpu")  # no spec: no fixed input shape
+    assert engine.input_shape is None
+    for bad, message in (((2, 6, 6), r"step '0' \(conv\) expects \(batch, 2, height, width\)"),
+                         ((2, 3, 6, 6), r"step '0' \(conv\) expects \(batch, 2,"),
+                         ((2, 2, 7, 6), r"step '3' \(linear\) expects \(batch, \.\.\., 48\)"),
+                         ((2, 2, 2, 2), r"step '0' \(conv\) expects an input its window fits")):
+        with pytest.raises(ValueError, match=message):
+            engine.forward(np.zeros(bad, np.float32))
+    x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(engine.forward(x), _eval_forward(conv, x), rtol=1e-4, atol=1e-5)
+    built = hg.build_model("lenet", (1, 8, 8), 10)
+    assert InferenceEngine.from_model(built).input_shape == (1, 8, 8)  # from model.spec
+
+
+def test_wide_float_input_beyond_float32_is_refused_and_int_tensors_converted(rng):
+    model = hg.build_model("mlp", (1, 4, 4), 3)
+    engine = InferenceEngine.from_model(model, device="cpu")
+    x = rng.standard_normal((3, 1, 4, 4))
+    x[1, 0, 2, 3] = 1e39 * rng.choice([-1, 1])  # finite in float64, an infinity in float32
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        engine.forward(x)
+    x[1, 0, 2, 3] = 0.5
+    xi = np.rint(x * 4)  # an integer tensor is converted as an integer array is
+    np.testing.assert_array_equal(engine.forward(hg.tensor(xi, dtype=np.int32)),
+                                  engine.forward(xi.astype(np.float32)))
+
+
+def test_engine_file_and_argument_mistakes_are_refused(trained_digits, tmp_path, rng):
+    from hipgrad.checkpoint import CheckpointError
+
+    model, train, val, out = trained_digits
+    int8 = InferenceEngine.from_model(model, device="cpu", precision="int8").calibrate(train.images[:64])
+    path = tmp_path / "int8.safetensors"
+    int8.save(str(path))
+    with pytest.raises(ValueError, match="precision='fp32'.*holds an int8 engine"):
+        InferenceEngine.load(str(path), precision="fp32")
+    assert InferenceEngine.load(str(path)).precision == "int8"  # precision=None: the file's
+    with pytest.raises(TypeError, match="k must be an int"):
+        int8.topk(val.images[:2], k=2.9)
+    with pytest.raises(ValueError, match="batches must be a positive int"):
+        InferenceEngine.from_model(model, precision="int8").calibrate(train.images[:64], batches=0)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(FileExistsError, match="not a saved engine"):  # the training checkpoint
+        int8.save(str(out))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    int8.save(str(path))  # an engine file may be replaced
+    side = path.with_suffix(".json")
+    doc = json.loads(side.read_text())
+    del doc["plan"]
+    side.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="no plan steps"):
+        InferenceEngine.load(str(path))
+
+
+def test_cli_labels_and_a_saved_uncalibrated_int8_engine(trained_digits, tmp_path, capsys):
+    from hipgrad.cli import main
+
+    model, _, val, out = trained_digits
+    np.save(tmp_path / "x.npy", val.images)
+    np.save(tmp_path / "y_col.npy", val.labels.reshape(-1, 1))
+    np.save(tmp_path / "y.npy", val.labels)
+    args = ["infer", str(out), "--input", str(tmp_path / "x.npy"), "--show", "0", "--device", "cpu"]
+    assert main(args + ["--labels", str(tmp_path / "y_col.npy")]) == 2
+    assert "--labels must be a 1-D integer array" in capsys.readouterr().err
+    assert main(args + ["--labels", str(tmp_path / "y.npy")]) == 0
+    acc = float(capsys.readouterr().out.split("accuracy: ")[1].split("%")[0])
+    want = 100 * np.mean(InferenceEngine.from_model(model, device="cpu").predict(val.images) == val.labels)
+    assert abs(acc - want) < 0.01, (acc, want)
+    InferenceEngine.load(str(out), device="cpu", precision="int8").save(str(tmp_path / "u8"))
+    assert main(["infer", str(tmp_path / "u8"), "--input", str(tmp_path / "x.npy"), "--show", "1",
+                 "--device", "cpu"]) == 0  # calibrated on the first inputs, then run
+    assert "int8 on cpu" in capsys.readouterr().out

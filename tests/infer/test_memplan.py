@@ -136,8 +136,9 @@ def test_peak_is_weights_two_buffers_and_input(name, shape, precision, rng):
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_cpu_input_is_read_in_place_and_never_written(precision, rng):
-    """A float32 C-contiguous array (also a read-only one) is wrapped, not copied: no device
-    allocation, and the caller's data is unchanged after the predict."""
+    """A float32 C-contiguous array is wrapped, not copied: no device allocation, and the
+    caller's data is unchanged after the predict. A read-only one (a memory-mapped data set) is
+    copied into the staging buffer: a tensor over it would be writable."""
     _, engine, unplanned = _engines("lenet", (1, 28, 28), precision, rng)
     x = rng.standard_normal((5, 1, 28, 28)).astype(np.float32)
     keep = x.copy()
@@ -256,3 +257,17 @@ def test_a_planner_engine_mismatch_fails_loudly(monkeypatch, rng):
     assert engine.memory_plan((8, 1, 28, 28)).slot_numels[0] < 8 * 6 * 28 * 28
     with pytest.raises(RuntimeError, match="planner and InferenceEngine._step disagree"):
         engine.forward(rng.standard_normal((8, 1, 28, 28)).astype(np.float32))
+
+
+@pytest.mark.parametrize("layout", ["fortran", "float64", "strided"])
+def test_planned_peak_counts_the_cpu_staging_buffer(layout, rng):
+    """An input the CPU cannot read in place is converted into a staging buffer: the planned
+    figure counts it, and the measured peak is that figure."""
+    _, engine, _ = _engines("lenet", (1, 8, 8), "fp32", rng)
+    x = rng.standard_normal((33, 1, 8, 8))
+    x = {"fortran": np.asfortranarray(x, np.float32), "float64": x,
+         "strided": np.repeat(x.astype(np.float32), 2, axis=3)[..., ::2]}[layout]
+    m = engine.memory_report(x)["measured"]
+    f32 = engine.memory_report(np.ascontiguousarray(x, np.float32))["measured"]
+    assert m["planned_peak_bytes"] == f32["planned_peak_bytes"] + 4 * x.size, (m, f32)
+    assert m["planned_peak_bytes"] - SLACK <= m["peak_bytes"] <= m["planned_peak_bytes"] + SLACK, m
