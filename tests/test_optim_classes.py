@@ -178,8 +178,9 @@ def test_lr_is_settable(device, rng):
     before = params[0].data.numpy()
     opt.step()
     np.testing.assert_array_equal(params[0].data.numpy(), before)
-    with pytest.raises(ValueError, match="lr must be >= 0"):
-        opt.lr = -1.0
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+            opt.lr = bad
 
 
 def test_bad_arguments_are_rejected(rng):
@@ -194,6 +195,14 @@ def test_bad_arguments_are_rejected(rng):
         optim.SGD(params, lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="betas"):
         optim.Adam(params, betas=(0.9, 1.0))
+    nan = float("nan")  # refused when the optimizer is made, not at its first step()
+    for make, message in ((lambda: optim.Adam(params, eps=0.0), "eps must be a finite number > 0"),
+                          (lambda: optim.Adam(params, lr=nan), "lr must be a finite number >= 0"),
+                          (lambda: optim.AdamW(params, weight_decay=nan), "weight_decay must be a finite"),
+                          (lambda: optim.SGD(params, lr=0.1, momentum=nan), "momentum must be a finite"),
+                          (lambda: optim.SGD(params, lr=-0.1), "lr must be a finite number >= 0")):
+        with pytest.raises(ValueError, match=message):
+            make()
     with pytest.raises(TypeError, match="hipgrad Optimizer"):
         optim.StepLR(object(), 3)
 

@@ -142,6 +142,29 @@ def test_bad_out_is_named_for_every_op(op, bad, rng, device):
         call(t, out)
 
 
+@pytest.mark.parametrize("op", sorted(op for op, case in OUT_CASES.items() if case[4]))
+def test_overlap_is_found_through_separate_wraps_of_one_buffer(op, rng):
+    """Two hg.borrow() of one NumPy buffer are separate tensors over the same bytes: an out that
+    shares even one element with an input is refused; one that ends where the input starts runs."""
+    spec, call, shape, _, name = OUT_CASES[op]
+    t, _ = _inputs(spec, rng, "cpu")
+    a = t[name].numpy()
+    expected = call(t, None).numpy()
+    size = int(np.prod(shape))
+    for start, overlapping in [(a.size - 1, True), (a.size, False)]:
+        buf = np.full(start + size, np.nan, np.float32)
+        buf[:a.size] = a.ravel()
+        t[name] = hg.borrow(buf[:a.size].reshape(a.shape))
+        out = hg.borrow(buf[start:].reshape(shape))
+        assert t[name].data_ptr() == buf.ctypes.data and out.data_ptr() == buf[start:].ctypes.data
+        if overlapping:
+            with pytest.raises(ValueError, match=f"{op}: out must not overlap {name}"):
+                call(t, out)
+        else:
+            np.testing.assert_array_equal(call(t, out).numpy(), expected)
+            np.testing.assert_array_equal(buf[:a.size], a.ravel())
+
+
 def test_max_pool2d_without_argmax_matches_with(rng, device):
     x = hg.tensor(rng.standard_normal((2, 3, 9, 9)).astype(F), device=device)
     y, argmax = ops.max_pool2d(x, 3, stride=2, padding=1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import re
 
 import hipgrad as hg
+import numpy as np
+import pytest
+from hipgrad.tensor import try_borrow
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int64", "int32", "int8", "uint8"])
@@ -40,6 +42,29 @@ def test_repr_names_shape_dtype_device():
     assert "shape=(2, 3)" in r and "float32" in r and "cpu" in r
 
 
+def test_one_element_tensors_convert_to_python_scalars(device, rng):
+    """bool / float / int as torch: a one-element tensor of any rank converts; bool() of any other
+    size is ambiguous (not len() != 0), float() / int() refuse it."""
+    v = float(rng.uniform(1.5, 9.5)) * rng.choice([-1.0, 1.0])
+    for shape in [(), (1,), (1, 1, 1)]:
+        t = hg.tensor(np.full(shape, v, np.float32), device=device)
+        assert float(t) == float(np.float32(v)) and int(t) == int(np.float32(v)) and bool(t)
+        assert not hg.tensor(np.zeros(shape, np.float32), device=device)
+    assert bool(hg.tensor([np.nan], device=device))
+    assert int(hg.tensor(np.array([-7], np.int64), device=device)) == -7
+    loss, _ = hg.ops.softmax_cross_entropy(hg.zeros((2, 3), device=device),
+                                           hg.tensor(np.array([0, 2]), device=device))
+    assert abs(float(loss) - np.log(3.0)) < 1e-6
+    for shape in [(2,), (0,), (1, 0), (2, 1)]:
+        t = hg.zeros(shape, device=device)
+        with pytest.raises(ValueError, match=rf"truth value of a tensor of shape {re.escape(str(shape))}.*ambiguous"):
+            bool(t)
+        with pytest.raises(TypeError, match="only a one-element tensor can be converted to a float"):
+            float(t)
+        with pytest.raises(TypeError, match="only a one-element tensor can be converted to an int"):
+            int(t)
+
+
 def test_reshape_is_a_view_and_checks_size():
     t = hg.tensor(np.arange(12, dtype=np.float32))
     v = t.reshape(3, -1)
@@ -68,6 +93,29 @@ def test_numpy_dlpack_shares_memory_both_ways():
     assert t.__dlpack_device__() == (1, 0)
 
 
+def test_read_only_arrays_are_never_wrapped_writable(rng, tmp_path):
+    """A tensor is always writable, so a read-only buffer is refused by from_dlpack and copied by
+    borrow: an in-place op on the result never reaches the caller's array (a read-only memory map
+    written through a wrap would crash the process)."""
+    x = rng.standard_normal((3, 7)).astype(np.float32)
+    x.setflags(write=False)
+    keep = x.copy()
+    with pytest.raises(BufferError, match="read-only.*hg.tensor"):
+        hg.from_dlpack(x)
+    assert try_borrow(x) is None
+    path = tmp_path / "ro.bin"
+    keep.tofile(path)
+    mm = np.memmap(path, dtype=np.float32, mode="r", shape=keep.shape)
+    for src in (x, mm, np.asarray(mm)):
+        assert not src.flags.writeable
+        t = hg.borrow(src)
+        assert t.data_ptr() != src.ctypes.data
+        hg.ops.fill_(t, 2.0)
+        np.testing.assert_array_equal(t.numpy(), np.full(keep.shape, 2.0, np.float32))
+        np.testing.assert_array_equal(src, keep)
+    np.testing.assert_array_equal(hg.from_dlpack(x[:, ::2]).numpy(), keep[:, ::2])  # a copy anyway
+
+
 def test_dlpack_strided_source_is_copied(rng):
     a = rng.standard_normal((5, 6)).astype(np.float32)
     np.testing.assert_array_equal(hg.from_dlpack(a[::2, 1::2]).numpy(), a[::2, 1::2])
@@ -94,6 +142,13 @@ def test_bad_inputs_raise_clear_errors():
         hg.tensor([1.0], device="tpu")
     with pytest.raises(ValueError, match="non-negative"):
         hg.zeros((2, -1))
+    for shape in [(2.7, 3), 2.0, (True, 3), None, "23"]:  # never truncated or coerced
+        with pytest.raises(TypeError, match="shape must be an int or a sequence of ints"):
+            hg.zeros(shape)
+    with pytest.raises(ValueError, match="shape must fit in a signed 64-bit int"):
+        hg.empty((2**64,))
+    with pytest.raises(TypeError, match="reshape: shape must be an int or a sequence of ints"):
+        hg.zeros(6).reshape(1.5, 4)
     with pytest.raises(MemoryError):
         hg.empty((1 << 40, 1 << 20))
     with pytest.raises(TypeError, match="must be a hipgrad Tensor or a NumPy array"):
@@ -142,6 +197,30 @@ def test_threads_setting_roundtrip():
         hg.set_num_threads(0)
 
 
+def test_threads_setting_is_bounded(rng):
+    """Far more threads than the hardware has used to crash the next op (thread creation fails
+    inside an OpenMP region); the limit is max(64, 4 x the hardware threads)."""
+    n = hg.get_num_threads()
+    for bad in (100000, 2**40):
+        with pytest.raises(ValueError, match=rf"n must be at most \d+ \(4 x this machine's \d+ "
+                                             rf"hardware threads, at least 64\), got {bad}"):
+            hg.set_num_threads(bad)
+        assert hg.get_num_threads() == n  # unchanged
+    with pytest.raises(TypeError, match="set_num_threads: n must be an int, got 2.5"):
+        hg.set_num_threads(2.5)
+    with pytest.raises(ValueError) as err:
+        hg.set_num_threads(100000)
+    limit = int(re.search(r"at most (\d+)", str(err.value)).group(1))
+    assert limit >= 64
+    x = rng.standard_normal(1 << 16).astype(np.float32)
+    try:
+        hg.set_num_threads(limit)  # the limit itself runs
+        assert hg.get_num_threads() == limit
+        np.testing.assert_array_equal(hg.ops.activation(x, "relu").numpy(), np.maximum(x, 0))
+    finally:
+        hg.set_num_threads(n)
+
+
 def test_time_ms_measures_the_work_and_passes_errors_through(device):
     import time
     ms = hg.time_ms(lambda: time.sleep(0.02), device)
@@ -165,8 +244,10 @@ def test_borrow_wraps_contiguous_cpu_arrays_and_copies_the_rest(rng):
     np.testing.assert_array_equal(t.numpy(), x)
     ids = rng.integers(0, 9, (4,))
     assert hg.borrow(ids).data_ptr() == ids.ctypes.data and hg.borrow(ids).dtype == np.int64
-    x.setflags(write=False)
-    np.testing.assert_array_equal(hg.borrow(x).numpy(), x)  # a read-only array is still readable
+    x.setflags(write=False)  # a read-only array is copied: a tensor over it would be writable
+    t = hg.borrow(x)
+    assert t.data_ptr() != x.ctypes.data
+    np.testing.assert_array_equal(t.numpy(), x)
     # anything else is a copy with tensor()'s conversions
     for data, dtype in [(x.astype(np.float64), np.float32), (np.asfortranarray(x), np.float32),
                         (x[:, ::2], np.float32), ([[1, 2], [3, 4]], np.int64),

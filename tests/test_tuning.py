@@ -153,6 +153,17 @@ def test_env_override_forces_an_impl(tmp_path):
     assert "cpu.openblas_sgemm" in out.stdout and "tuning-runs 0" in out.stdout
 
 
+@pytest.mark.parametrize("value", ["vendr", "Vendor", "handwritten "])
+def test_a_bad_env_override_fails_the_import(tmp_path, value):
+    """A HIPGRAD_IMPL that names no impl is refused where it is read (import), never ignored."""
+    out = subprocess.run([sys.executable, "-c", "import hipgrad"], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, HIPGRAD_CACHE_DIR=str(tmp_path),
+                                                HIPGRAD_IMPL=value), check=False)
+    assert out.returncode != 0
+    assert (f"ValueError: HIPGRAD_IMPL must be 'auto', 'handwritten' or 'vendor' (or unset), "
+            f"got '{value}'") in out.stderr, out.stderr
+
+
 @pytest.fixture
 def cache_dir(tmp_path):
     old = os.environ.get("HIPGRAD_CACHE_DIR")

@@ -23,6 +23,9 @@ void bind_errors(py::module_& m) {
       PyErr_SetString(type, e.what());
     } catch (const std::bad_alloc&) {
       PyErr_SetString(PyExc_MemoryError, "hipgrad: out of host memory");
+    } catch (const std::length_error&) {  // a std::vector asked for more than max_size()
+      PyErr_SetString(PyExc_MemoryError, "hipgrad: out of host memory (a buffer larger than the "
+                                         "address space was requested)");
     }
   });
   (void)m;

@@ -75,6 +75,10 @@ void bind_runtime(py::module_& m) {
   m.def("get_num_threads", &cpu::num_threads);
   // Debug/bench: force the CPU kernels' instruction set ("generic" | "avx2" | "avx512").
   m.def("_set_cpu_isa", &cpu::set_cpu_isa, py::arg("isa"));
+  m.def("_check_environment", [] {
+    impl_override();
+    cpu::check_cpu_isa_env();
+  }, "ValueError for a HIPGRAD_IMPL or HIPGRAD_CPU_ISA value hipgrad cannot honour.");
   m.def("_cpu_isa", [] { return std::string(cpu::cpu_isa_name(cpu::cpu_isa())); });
   m.def("_cpu_isa_detected", [] { return std::string(cpu::cpu_isa_name(cpu::detected_cpu_isa())); });
   m.def("_gemm_blocking", [] {

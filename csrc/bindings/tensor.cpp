@@ -168,11 +168,13 @@ Tensor from_dlpack(const py::object& obj) {
   void* managed = PyCapsule_GetPointer(cap, versioned ? "dltensor_versioned" : "dltensor");
   HgDLTensor dl;
   std::function<void()> release;
+  bool read_only = false;
   if (versioned) {
     auto* m = static_cast<HgDLManagedTensorVersioned*>(managed);
     HG_REQUIRE(m->version.major == 1, "from_dlpack: DLPack major version ", m->version.major,
                " is not supported (expected 1)");
     dl = m->dl_tensor;
+    read_only = (m->flags & kHgDLFlagReadOnly) != 0;
     release = [m] { if (m->deleter) m->deleter(m); };
   } else {
     auto* m = static_cast<HgDLManagedTensor*>(managed);
@@ -212,6 +214,11 @@ Tensor from_dlpack(const py::object& obj) {
       release();
       return t;
     }
+    // hipgrad tensors are always writable: sharing a read-only buffer would let any op write it.
+    if (read_only)
+      throw py::buffer_error(
+          "from_dlpack: the data is read-only, and a zero-copy tensor over it would be writable; "
+          "use hg.tensor(data) for a copy");
     auto storage = std::make_shared<Storage>(base, nbytes, dev, [release](void*) {
       py::gil_scoped_acquire gil;  // producers' deleters may touch Python objects
       release();

@@ -72,16 +72,23 @@ void trace_set_context(std::string phase, std::string layer) {
 std::pair<std::string, std::string> trace_context() { return {t_phase, t_layer}; }
 
 Impl impl_override() {
-  static const Impl value = [] {
+  struct Override {
+    Impl impl = Impl::automatic;
+    std::string error;  // set for a value that names no impl
+  };
+  static const Override value = [] {
+    Override o;
     const char* env = std::getenv("HIPGRAD_IMPL");
-    if (!env || !*env) return Impl::automatic;
+    if (!env || !*env) return o;
     try {
-      return parse_impl(env);
+      o.impl = parse_impl(env);
     } catch (const Error&) {
-      return Impl::automatic;  // reported by hipgrad.build_info()["impl_override_error"]
+      o.error = cat("HIPGRAD_IMPL must be 'auto', 'handwritten' or 'vendor' (or unset), got '", env, "'");
     }
+    return o;
   }();
-  return value;
+  HG_REQUIRE(value.error.empty(), value.error);
+  return value.impl;
 }
 
 std::vector<OpKernelsBase*>& all_ops() {

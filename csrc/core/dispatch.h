@@ -141,7 +141,9 @@ class OpKernelsBase {
 };
 
 std::vector<OpKernelsBase*>& all_ops();
-Impl impl_override();  // HIPGRAD_IMPL, read once; Impl::automatic when unset
+// HIPGRAD_IMPL, read once; Impl::automatic when unset; a ValueError naming the variable (on every
+// call) when it names no impl. hipgrad's import calls it, so a typo fails there.
+Impl impl_override();
 
 template <class Args>
 class OpKernels : public OpKernelsBase {

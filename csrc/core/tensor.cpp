@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -121,10 +122,13 @@ Tensor Tensor::prefix_view(const Shape& shape) const {
   return Tensor(storage_, offset_, shape, dtype_);
 }
 
+// By address, not Storage identity: two wraps of one buffer (borrow, from_dlpack) have separate
+// Storage objects over the same bytes.
 bool Tensor::overlaps(const Tensor& other) const {
-  if (!defined() || !other.defined() || storage_ != other.storage_) return false;
+  if (!defined() || !other.defined() || device() != other.device()) return false;
   if (nbytes() == 0 || other.nbytes() == 0) return false;
-  return offset_ < other.offset_ + other.nbytes() && other.offset_ < offset_ + nbytes();
+  const auto a = reinterpret_cast<uintptr_t>(raw()), b = reinterpret_cast<uintptr_t>(other.raw());
+  return a < b + other.nbytes() && b < a + nbytes();
 }
 
 void Tensor::copy_from(const Tensor& src) {

@@ -71,7 +71,7 @@ class Tensor {
   // A view of this tensor's first shape_numel(shape) elements with `shape` (same storage and
   // dtype): how a preallocated buffer serves as the output of ops of smaller sizes.
   Tensor prefix_view(const Shape& shape) const;
-  // Whether the bytes of this tensor and `other` overlap (same storage, intersecting ranges).
+  // Whether the bytes of this tensor and `other` overlap (same device, intersecting addresses).
   bool overlaps(const Tensor& other) const;
   Tensor to(Device device) const;            // a copy on `device` (a copy even when equal)
   Tensor clone() const { return to(device()); }

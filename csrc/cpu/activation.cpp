@@ -20,9 +20,10 @@
 //            and x^2/2 is split hi/lo so exp's argument is exact. Within 8 ulp everywhere,
 //            the negative tail included (PyTorch's 1 + erf(x/sqrt2) loses it);
 //   gelu_tanh  0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
-// Backward reads y where that is cheaper (relu, sigmoid, tanh) and x otherwise; at the kinks it
-// takes PyTorch's choices: relu' = [y > 0], leaky_relu' = alpha at x <= 0, elu' = alpha e^x at
-// x <= 0.
+// Backward reads y where that is cheaper (relu, sigmoid, tanh) and x otherwise; at the kinks and
+// at NaN it takes PyTorch's choices: relu' = 0 where y <= 0 and 1 elsewhere (NaN passes dy, as
+// threshold_backward), leaky_relu' = 1 where x > 0 and alpha elsewhere (NaN too), elu' = alpha e^x
+// where x <= 0 and 1 elsewhere (NaN passes dy).
 //
 // apply_epilogue (cpu_kernels.h) runs the same forward math over a block of a GEMM's output, for
 // the fused conv2d_bias_act / linear_bias_act kernels (fused.cpp).
@@ -207,7 +208,7 @@ HG_ISA_CLONES void activation_backward_range(const ActivationBackwardArgs& a, in
   switch (a.kind) {
     case ActKind::relu:
       return map_backward(a, begin, end, [](float dy, float, float y) {
-        return y > 0.f ? dy : 0.f;
+        return y <= 0.f ? 0.f : dy;
       });
     case ActKind::leaky_relu:
       return map_backward(a, begin, end, [alpha](float dy, float x, float) {
@@ -237,7 +238,7 @@ HG_ISA_CLONES void activation_backward_range(const ActivationBackwardArgs& a, in
       });
     case ActKind::elu:
       return map_backward(a, begin, end, [alpha](float dy, float x, float) {
-        return select(x > 0.f, dy, dy * alpha * exp_f32(x));
+        return select(x <= 0.f, dy * alpha * exp_f32(x), dy);
       });
   }
 }

@@ -14,15 +14,19 @@ namespace hg::cpu {
 
 namespace {
 int g_threads = 0;  // 0: not set yet, take OpenMP's default
-}
+int max_num_threads() { return std::max(64, 4 * omp_get_num_procs()); }
+}  // namespace
 
 int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
-void set_num_threads(int n) {
+void set_num_threads(int64_t n) {
   HG_REQUIRE(n >= 1, "set_num_threads: n must be >= 1, got ", n);
-  g_threads = n;
-  omp_set_num_threads(n);
-  scipy_openblas_set_num_threads(n);
+  // Far past the hardware, thread creation fails inside an OpenMP region (a crash, not an error).
+  HG_REQUIRE(n <= max_num_threads(), "set_num_threads: n must be at most ", max_num_threads(),
+             " (4 x this machine's ", omp_get_num_procs(), " hardware threads, at least 64), got ", n);
+  g_threads = int(n);
+  omp_set_num_threads(g_threads);
+  scipy_openblas_set_num_threads(g_threads);
 }
 
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

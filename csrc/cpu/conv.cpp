@@ -288,15 +288,15 @@ void backward_weight_lowered(const ConvBackwardWeightArgs& a, const GemmRoutine&
 }
 
 void conv2d_forward_handwritten(const ConvForwardArgs& a) {
-  if (is_depthwise(a.g)) conv2d_depthwise_forward(a);
+  if (depthwise_direct(a.g)) conv2d_depthwise_forward(a);
   else forward_lowered(a, kHandwritten);
 }
 void conv2d_backward_data_handwritten(const ConvBackwardDataArgs& a) {
-  if (is_depthwise(a.g)) conv2d_depthwise_backward_data(a);
+  if (depthwise_direct(a.g)) conv2d_depthwise_backward_data(a);
   else backward_data_lowered(a, kHandwritten);
 }
 void conv2d_backward_weight_handwritten(const ConvBackwardWeightArgs& a) {
-  if (is_depthwise(a.g)) conv2d_depthwise_backward_weight(a);
+  if (depthwise_direct(a.g)) conv2d_depthwise_backward_weight(a);
   else backward_weight_lowered(a, kHandwritten);
 }
 void conv2d_forward_unpacked(const ConvForwardArgs& a) { forward_lowered(a, kUnpacked); }

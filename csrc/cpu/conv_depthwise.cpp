@@ -3,7 +3,8 @@
 // by an R*S x P*Q matrix per channel and spend most of its time building the matrix.
 // Each loop iteration owns one (n, c) plane. The plane is first copied into a per-thread
 // zero-padded buffer holding every input element the taps can touch (padding, dilation and
-// the rounding of Q up to 8 included), so the loops below test no bounds:
+// the rounding of Q up to 8 included), so the loops below test no bounds (depthwise_direct
+// leaves to im2col + GEMM the shapes where that buffer would dwarf the planes):
 //   correlate_plane (forward; stride-1 backward data as the correlation of dy with the flipped
 //                    kernel): out[p, q] = init + sum_{r,s} k[r, s] * xpad[p*sh + r*dh,
 //                    q*sw + s*dw]; 16 output columns per step in two 8-float vectors, all
@@ -54,8 +55,10 @@ HG_INLINE float sum8(vf8 v) {
 // elements, xpad[i][j] = in[i - ph][j - pw] (0 outside; a negative padding crops).
 struct Plane {
   int64_t H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw;
-  int64_t rows() const { return (P - 1) * sh + (R - 1) * dh + 1; }
-  int64_t cols() const { return (((Q + 7) / 8) * 8 - 1) * sw + (S - 1) * dw + 1; }
+  template <class T = int64_t>
+  T rows() const { return T(P - 1) * sh + T(R - 1) * dh + 1; }
+  template <class T = int64_t>
+  T cols() const { return T(((Q + 7) / 8) * 8 - 1) * sw + T(S - 1) * dw + 1; }
 };
 Plane forward_plane(const ConvGeometry& g) {
   return {g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w};
@@ -193,12 +196,28 @@ void weight_plane(const Plane& k, const float* in, const float* __restrict dy,
   }
 }
 
+// The padded plane may hold far more than the taps read when the stride or dilation skips most
+// of a large padding (a 3x3 input padded by 1e5 with stride 1e5: ~1.4e11 floats for a 3x3
+// output); past this bound the lowered path (one col entry per output pixel and tap) serves.
+double padded_plane_ratio(const Plane& k) {
+  // In double: with a huge stride or dilation the sizes themselves may pass 2^63.
+  return k.rows<double>() * k.cols<double>() / double(k.H * k.W + k.P * k.Q + (1 << 14));
+}
+
 int threads_for(int64_t macs, int64_t planes) {
   const int64_t want = macs >= kParallelMin ? num_threads() : 1;
   return int(std::max<int64_t>(1, std::min<int64_t>(want, planes)));
 }
 
 }  // namespace
+
+bool depthwise_direct(const ConvGeometry& g) {
+  if (!is_depthwise(g)) return false;
+  constexpr double kMaxPaddedRatio = 4.0;
+  const bool unit_stride = g.stride_h == 1 && g.stride_w == 1;
+  return padded_plane_ratio(forward_plane(g)) <= kMaxPaddedRatio &&
+         (!unit_stride || padded_plane_ratio(transposed_plane(g)) <= kMaxPaddedRatio);
+}
 
 void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi) {
   const ConvGeometry& g = a.g;

@@ -51,8 +51,9 @@ void gemm_copy_c_to_y(const GemmArgs& g);
 // inference engine's input check.
 bool all_finite(const float* p, int64_t n);
 
-// Threads used by handwritten CPU kernels and by the BLAS.
+// Threads used by handwritten CPU kernels and by the BLAS; set_num_threads takes 1 to
+// max(64, 4 x the hardware threads), ValueError otherwise.
 int num_threads();
-void set_num_threads(int n);
+void set_num_threads(int64_t n);
 
 }  // namespace hg::cpu

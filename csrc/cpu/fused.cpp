@@ -28,7 +28,7 @@ namespace hg::cpu {
 namespace {
 
 void conv2d_bias_act_handwritten(const ConvBiasActArgs& a) {
-  if (!is_depthwise(a.g)) return conv2d_bias_act_lowered(a, /*vendor=*/false);
+  if (!depthwise_direct(a.g)) return conv2d_bias_act_lowered(a, /*vendor=*/false);
   ConvForwardArgs c;
   c.g = a.g;
   c.x = a.x;

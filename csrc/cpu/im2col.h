@@ -48,6 +48,10 @@ void col2im(const ConvGeometry& g, const float* col, float* x, bool threaded);
 // Depthwise: every group is one input channel and one output channel (groups == C == K), so
 // im2col + GEMM would multiply 1-row matrices; conv_depthwise.cpp computes these directly.
 inline bool is_depthwise(const ConvGeometry& g) { return g.groups == g.C && g.groups == g.K; }
+// Whether the handwritten variant runs the direct kernels below: depthwise, and their per-thread
+// zero-padded plane at most a few times the input and output planes (a padding that a large
+// stride or dilation mostly skips would make it huge; im2col + GEMM then runs instead).
+bool depthwise_direct(const ConvGeometry& g);
 // epi (conv2d_bias_act): its activation is applied to each output plane right after the plane is
 // computed (a.bias is the bias, added as the accumulators' initial value).
 void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi = nullptr);

@@ -55,15 +55,24 @@ struct State {
   std::atomic<CpuIsa> current{detected};
   std::atomic<bool> vnni_allowed{true};
   std::vector<void (*)()> listeners;
+  std::string env_error;  // why HIPGRAD_CPU_ISA was not applied; check_cpu_isa_env raises it
   State() {
     CpuIsa wanted;
     bool vnni;
     const char* env = std::getenv("HIPGRAD_CPU_ISA");
-    // An unknown or unsupported value is ignored here (no exception from a static initializer);
-    // set_cpu_isa reports the same mistake as a ValueError.
-    if (env && parse(env, &wanted, &vnni) && wanted <= detected) {
-      current.store(wanted);
-      vnni_allowed.store(vnni);
+    // No exception from a static initializer: a bad value is kept in env_error and raised by
+    // check_cpu_isa_env (at hipgrad's import).
+    if (env && *env) {
+      if (!parse(env, &wanted, &vnni)) {
+        env_error = cat("HIPGRAD_CPU_ISA must be 'generic', 'avx2', 'avx512' or 'avx512_novnni' "
+                        "(or unset), got '", env, "'");
+      } else if (wanted > detected) {
+        env_error = cat("HIPGRAD_CPU_ISA is '", env, "' but this CPU supports up to '",
+                        cpu_isa_name(detected), "'");
+      } else {
+        current.store(wanted);
+        vnni_allowed.store(vnni);
+      }
     }
     publish();
   }
@@ -95,6 +104,11 @@ const char* cpu_isa_name(CpuIsa isa) {
 CpuIsa detected_cpu_isa() { return state().detected; }
 CpuIsa cpu_isa() { return state().current.load(); }
 bool cpu_avx512_vnni() { return state().vnni(); }
+
+void check_cpu_isa_env() {
+  const State& s = state();
+  HG_REQUIRE(s.env_error.empty(), s.env_error);
+}
 
 void set_cpu_isa(const std::string& name) {
   State& s = state();

@@ -19,6 +19,9 @@ bool cpu_avx512_vnni();      // the INT8 kernels may use vpdpbusd now
 // "generic" | "avx2" | "avx512" | "avx512_novnni"; ValueError for an unknown name or one this
 // CPU lacks.
 void set_cpu_isa(const std::string& name);
+// ValueError naming HIPGRAD_CPU_ISA when it was set to an unknown name or one this CPU lacks
+// (then not applied); hipgrad's import calls it.
+void check_cpu_isa_env();
 // Kernel families whose reported names depend on the ISA re-register from here; called once at
 // registration and after every set_cpu_isa.
 void on_cpu_isa_change(void (*listener)());

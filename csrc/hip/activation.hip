@@ -1,13 +1,13 @@
 // GPU activations: forward y = f(x) and backward dx = dy * f'(.), elementwise over a flat,
 // contiguous float32 array of any shape. PyTorch's formulas:
-//   relu       max(0, x) (NaN stays NaN)            backward dy * [y > 0]
+//   relu       max(0, x) (NaN stays NaN)            backward y <= 0 ? 0 : dy (NaN passes dy)
 //   leaky_relu x > 0 ? x : alpha x                   backward x > 0 ? dy : alpha dy
 //   sigmoid    1 / (1 + e^-x), from e^-|x| (no overflow in either tail)    backward dy y (1 - y)
 //   tanh       tanhf                                 backward dy (1 - y)(1 + y)
 //   gelu       x Phi(x) = x erfc(-x / sqrt2) / 2 (erfc keeps the negative tail's relative accuracy)
 //              backward dy (Phi(x) + x phi(x))
 //   gelu_tanh  x (1 + tanh u) / 2 = x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3)
-//   elu        x > 0 ? x : alpha (e^x - 1)           backward x > 0 ? dy : dy alpha e^x
+//   elu        x > 0 ? x : alpha (e^x - 1)           backward x <= 0 ? dy alpha e^x : dy
 //
 // Variants: gpu.activation_vec4 / gpu.activation_backward_vec4 (handwritten, the only ones): one
 // kernel per kind (a template), grid-stride loop, each thread handling one float4 per step when
@@ -29,7 +29,7 @@ namespace {
 
 template <ActKind K>
 __device__ inline float act_backward(float dy, float x, float y, float alpha) {
-  if constexpr (K == ActKind::relu) return y > 0.f ? dy : 0.f;
+  if constexpr (K == ActKind::relu) return y <= 0.f ? 0.f : dy;
   if constexpr (K == ActKind::leaky_relu) return x > 0.f ? dy : alpha * dy;
   if constexpr (K == ActKind::sigmoid) return dy * y * (1.f - y);
   if constexpr (K == ActKind::tanh) return dy * (1.f - y) * (1.f + y);
@@ -45,7 +45,7 @@ __device__ inline float act_backward(float dy, float x, float y, float alpha) {
     const float s = sigmoid_f(2.f * u);  // 1 + tanh u = 2s, 1 - tanh^2 u = 4 s (1 - s)
     return dy * (s + 2.f * x * s * (1.f - s) * du);
   }
-  if constexpr (K == ActKind::elu) return x > 0.f ? dy : dy * alpha * expf(x);
+  if constexpr (K == ActKind::elu) return x <= 0.f ? dy * alpha * expf(x) : dy;
   return dy;
 }
 

@@ -1,5 +1,6 @@
 """Loads the native module after making the wheel's OpenBLAS visible to the dynamic linker
-(and telling it not to spin its idle threads, see _preload_openblas)."""
+(and telling it not to spin its idle threads, see _preload_openblas), then refuses a bad
+HIPGRAD_IMPL or HIPGRAD_CPU_ISA (ValueError naming the variable and the values it takes)."""
 
 from __future__ import annotations
 
@@ -25,5 +26,7 @@ def _preload_openblas() -> None:
 _preload_openblas()
 
 from . import _C  # noqa: E402
+
+_C._check_environment()  # a HIPGRAD_IMPL / HIPGRAD_CPU_ISA it cannot honour: ValueError here
 
 __all__ = ["_C"]

@@ -98,11 +98,14 @@ def run_train(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.batch_size < 1:
         raise UsageError("--epochs and --batch-size must be positive")
     device = pick_device(args.device)
-    if args.threads is not None:
-        hg.set_num_threads(args.threads)
+    # Every argument is checked before training starts; a bad one is a usage error naming it.
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive int, got {args.threads}")
     try:
+        if args.threads is not None:
+            hg.set_num_threads(args.threads)
         train_set, val_set = load_dataset(args.data, args.val_fraction, args.seed)
-    except DataError as e:
+    except (DataError, ValueError) as e:
         raise UsageError(str(e)) from None
     out = Path(args.out or f"runs/{args.data.partition(':')[0]}-{args.model}")
 
@@ -110,7 +113,12 @@ def run_train(args: argparse.Namespace) -> int:
     model = build_model(args.model, train_set.in_shape, train_set.num_classes)
     model.set_impl(args.impl)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = make_optimizer(args.optimizer, trainable, args.lr, args.momentum, args.weight_decay)
+    try:  # the optimizer's own checks, as --lr / --momentum / --weight-decay
+        optimizer = make_optimizer(args.optimizer, trainable, args.lr, args.momentum, args.weight_decay)
+    except ValueError as e:
+        flag = next((f for k, f in (("lr", "--lr"), ("momentum", "--momentum"),
+                                    ("weight_decay", "--weight-decay")) if f"{k} must" in str(e)), None)
+        raise UsageError(f"{flag}: {e}" if flag else str(e)) from None
     start_lr = optimizer.lr
     scheduler = make_scheduler(args.scheduler, optimizer, args.epochs)
     trainer = Trainer(model, nn.CrossEntropyLoss(), optimizer, device, scheduler=scheduler,

@@ -50,10 +50,10 @@ class Optimizer:
             self.names.append(key)
         if not self.params:
             raise ValueError(f"{name}: params is empty")
-        if hyper["lr"] < 0:
-            raise ValueError(f"{name}: lr must be >= 0, got {hyper['lr']}")
-        if hyper.get("weight_decay", 0.0) < 0:
-            raise ValueError(f"{name}: weight_decay must be >= 0, got {hyper['weight_decay']}")
+        if not 0 <= hyper["lr"] < math.inf:  # NaN fails too
+            raise ValueError(f"{name}: lr must be a finite number >= 0, got {hyper['lr']}")
+        if not 0 <= hyper.get("weight_decay", 0.0) < math.inf:
+            raise ValueError(f"{name}: weight_decay must be a finite number >= 0, got {hyper['weight_decay']}")
         self.hyper: dict[str, Any] = hyper
         self.initial_lr: float | None = None
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
@@ -64,8 +64,8 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        if value < 0:
-            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {value}")
+        if not 0 <= value < math.inf:
+            raise ValueError(f"{type(self).__name__}: lr must be a finite number >= 0, got {value}")
         self.hyper["lr"] = float(value)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -138,8 +138,8 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
-        if momentum < 0:
-            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
+        if not 0 <= momentum < math.inf:
+            raise ValueError(f"SGD: momentum must be a finite number >= 0, got {momentum}")
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         super().__init__(params, {"lr": float(lr), "momentum": float(momentum),
@@ -163,8 +163,8 @@ class Adam(Optimizer):
         name = type(self).__name__
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
-        if eps < 0:
-            raise ValueError(f"{name}: eps must be >= 0, got {eps}")
+        if not 0 < eps < math.inf:  # as the fused step requires (eps = 0 divides 0 by 0)
+            raise ValueError(f"{name}: eps must be a finite number > 0, got {eps}")
         super().__init__(params, {"lr": float(lr), "betas": (float(betas[0]), float(betas[1])),
                                   "eps": float(eps), "weight_decay": float(weight_decay)})
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._native import _C
+from .tensor import int_arg
 
 
 def devices() -> list[str]:
@@ -49,8 +50,9 @@ def empty_cache(device: str = "cpu") -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by the CPU kernels and the CPU BLAS."""
-    _C.set_num_threads(int(n))
+    """Threads used by the CPU kernels and the CPU BLAS: 1 to max(64, 4 x the hardware threads)
+    (ValueError outside; far more threads than cores fail to start)."""
+    _C.set_num_threads(int_arg(n, "set_num_threads: n"))
 
 
 def get_num_threads() -> int:

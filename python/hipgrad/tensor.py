@@ -54,31 +54,56 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
 def borrow(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
     """A tensor over `data`'s memory when it can be one, else a copy as tensor() makes.
 
-    On the CPU a C-contiguous, aligned NumPy array of a supported dtype (and of `dtype`, when
-    given) is wrapped without a copy, as torch.from_numpy does: the tensor keeps the array alive,
-    and writes through either are seen by both. The training loop and the inference engine use
-    it for the batches they only read. Anything else (another device, dtype or layout) is copied.
+    On the CPU a C-contiguous, aligned, writeable NumPy array of a supported dtype (and of
+    `dtype`, when given) is wrapped without a copy, as torch.from_numpy does: the tensor keeps the
+    array alive, and writes through either are seen by both. The training loop and the inference
+    engine use it for the batches they only read. Anything else (another device, dtype or layout,
+    or a read-only array: a tensor is always writable) is copied.
     """
     t = try_borrow(data, device, dtype)
     return t if t is not None else tensor(data, device=device, dtype=dtype)
 
 
 def try_borrow(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor | None:
-    """borrow()'s wrap without the copy: None when `data` cannot be wrapped."""
+    """borrow()'s wrap without the copy: None when `data` cannot be wrapped (a read-only array
+    included: a tensor over it would be writable)."""
     if (isinstance(data, np.ndarray) and _check_device(device).startswith("cpu")
             and data.dtype in _SUPPORTED and (dtype is None or np.dtype(dtype) == data.dtype)
-            and data.flags.c_contiguous and data.flags.aligned):
-        try:
-            return _C.from_dlpack(data)
-        except BufferError:  # a read-only array under a NumPy without DLPack 1.0
-            pass
+            and data.flags.c_contiguous and data.flags.aligned and data.flags.writeable):
+        return _C.from_dlpack(data)
     return None
 
 
+def is_int(value: Any) -> bool:
+    """An int or a NumPy integer, not a bool (nor a float, however whole)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def int_arg(value: Any, what: str) -> int:
+    """`value` as an int: is_int and within int64. TypeError / ValueError naming `what`
+    (e.g. "conv2d: groups") otherwise."""
+    if not is_int(value):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    if not -2**63 <= int(value) < 2**63:
+        raise ValueError(f"{what} must fit in a signed 64-bit int, got {int(value)}")
+    return int(value)
+
+
+def _sizes(shape: Any, what: str) -> list[int]:
+    """An int or a sequence of ints as a list of ints (each checked by int_arg)."""
+    if is_int(shape):
+        shape = [shape]
+    try:
+        entries = list(shape)
+    except TypeError:
+        raise TypeError(f"{what} must be an int or a sequence of ints, got {shape!r}") from None
+    if not all(map(is_int, entries)):
+        raise TypeError(f"{what} must be an int or a sequence of ints, got {shape!r}")
+    return [int_arg(s, what) for s in entries]
+
+
 def _shape(shape: Iterable[int] | int) -> list[int]:
-    if isinstance(shape, (int, np.integer)):
-        shape = [int(shape)]
-    out = [int(s) for s in shape]
+    out = _sizes(shape, "shape")
     for s in out:
         if s < 0:
             raise ValueError(f"shape must hold non-negative sizes, got {tuple(out)}")
@@ -98,7 +123,8 @@ def zeros(shape: Iterable[int] | int, device: str = "cpu", dtype: Any = np.float
 def from_dlpack(obj: Any) -> Tensor:
     """A zero-copy view of a DLPack producer's data (NumPy array, PyTorch tensor, ...).
 
-    Non-contiguous CPU data is copied into a contiguous tensor.
+    Non-contiguous CPU data is copied into a contiguous tensor. Contiguous data the producer marks
+    read-only raises BufferError (the tensor would be writable); hg.tensor(data) copies it.
     """
     return _C.from_dlpack(obj)
 
@@ -109,7 +135,8 @@ def as_tensor(x: Any, name: str = "x") -> Tensor:
         return x
     if isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)):
         return tensor(x)
-    raise TypeError(f"{name} must be a hipgrad Tensor or a NumPy array, got {type(x).__name__}")
+    got = "None" if x is None else type(x).__name__
+    raise TypeError(f"{name} must be a hipgrad Tensor or a NumPy array, got {got}")
 
 
 def _repr(t: Tensor) -> str:
@@ -128,11 +155,29 @@ def _array(t: Tensor, dtype: Any = None, copy: bool | None = None) -> np.ndarray
 
 def _reshape(t: Tensor, *shape: Any) -> Tensor:
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
-        shape = tuple(shape[0])
-    return t._reshape([int(s) for s in shape])
+        shape = shape[0]
+    return t._reshape(_sizes(shape, "reshape: shape"))
+
+
+def _scalar(t: Tensor, what: str) -> Any:
+    """The value of a one-element tensor (any rank) as a NumPy scalar."""
+    if t.numel() != 1:
+        raise TypeError(f"only a one-element tensor can be converted to {what}, got shape {t.shape}")
+    return t.numpy().reshape(-1)[0]
+
+
+def _bool(t: Tensor) -> bool:
+    """As torch: a one-element tensor's truth value; ValueError for any other size."""
+    if t.numel() != 1:
+        raise ValueError(f"the truth value of a tensor of shape {t.shape} ({t.numel()} elements) "
+                         "is ambiguous; a one-element tensor has one")
+    return bool(_scalar(t, "a bool"))
 
 
 Tensor.__repr__ = _repr
+Tensor.__bool__ = _bool
+Tensor.__float__ = lambda t: float(_scalar(t, "a float"))
+Tensor.__int__ = lambda t: int(_scalar(t, "an int"))
 Tensor.__array__ = _array
 Tensor.reshape = _reshape
 Tensor.size = property(lambda t: int(t.numel()))

@@ -112,6 +112,23 @@ def test_activation_kinks_follow_pytorch(device):
     np.testing.assert_array_equal(grads["elu"], 0.5)
 
 
+@pytest.mark.parametrize("kind", ["relu", "leaky_relu", "elu"])
+def test_activation_backward_at_nan_follows_pytorch(device, rng, kind):
+    """PyTorch passes dy through relu and elu at x = NaN (threshold_backward: dy unless y <= 0;
+    elu: dy unless x <= 0) and scales it by alpha for leaky_relu (dy unless x > 0)."""
+    x = rng.standard_normal(1031).astype(np.float32)  # long enough for the vector loops
+    x[rng.choice(x.size, 97, replace=False)] = np.nan
+    x[:4] = [np.nan, 0.0, -1.0, 2.0]
+    dy = rng.standard_normal(x.size).astype(np.float32)
+    y = hg.ops.activation(to_dev(x, device), kind, alpha=0.25)
+    dx = hg.ops.activation_backward(to_dev(dy, device), to_dev(x, device), y, kind, alpha=0.25)
+    nan = np.isnan(x)
+    want_at_nan = dy[nan] * (0.25 if kind == "leaky_relu" else 1.0)
+    np.testing.assert_array_equal(dx.numpy()[nan], want_at_nan.astype(np.float32))
+    with np.errstate(invalid="ignore"):
+        check(dx, ref.activation_backward(dy, x, kind, 0.25), rtol=1e-6, atol=1e-7, what=kind)
+
+
 def test_activation_any_shape_and_empty(device):
     x = np.zeros((0, 3), np.float32)
     y = hg.ops.activation(to_dev(x, device), "gelu")

@@ -188,6 +188,55 @@ def test_conv2d_reports_what_ran(impl, rng):
         assert "vendor fallback" in ran["impl"], ran
 
 
+def _depthwise_by_index(x, w, dy, stride, padding, dilation):
+    """Float64 depthwise y, dx, dw with the padding never materialised: tap (r, s) of output
+    (p, q) reads x[h, v] at h = p*sh - ph + r*dh, v = q*sw - pw + s*dw (zero outside x)."""
+    (sh, sw), (ph, pw), (dh, dv) = ref.pair(stride), ref.pair(padding), ref.pair(dilation)
+    x, w, dy = (np.asarray(a, np.float64) for a in (x, w, dy))
+    H, W, R, S = x.shape[2], x.shape[3], w.shape[2], w.shape[3]
+    P, Q = ref.out_size(H, R, sh, ph, dh), ref.out_size(W, S, sw, pw, dv)
+    y, dx, dw = np.zeros(x.shape[:2] + (P, Q)), np.zeros(x.shape), np.zeros(w.shape)
+    for r in range(R):
+        h = np.arange(P) * sh - ph + r * dh
+        p, h = np.nonzero((h >= 0) & (h < H))[0], h[(h >= 0) & (h < H)]
+        for s in range(S):
+            v = np.arange(Q) * sw - pw + s * dv
+            q, v = np.nonzero((v >= 0) & (v < W))[0], v[(v >= 0) & (v < W)]
+            xs, dys = x[:, :, h[:, None], v], dy[:, :, p[:, None], q]
+            k = w[None, :, 0, r, s, None, None]
+            y[:, :, p[:, None], q] += xs * k
+            dx[:, :, h[:, None], v] += dys * k  # h, v distinct within a tap: no repeated index
+            dw[:, 0, r, s] += np.einsum("ncpq,ncpq->c", dys, xs)
+    return y, dx, dw
+
+
+@pytest.mark.parametrize("hyper", [
+    {"stride": 100000, "padding": 100000},                # ~1e11 padded floats, 3x3 output
+    {"stride": 2**30, "padding": 2**30},                  # the plane's size passes 2^63
+    {"stride": (1, 3), "padding": (100000, 4), "dilation": (100000, 1)},  # unit-stride rows
+])
+def test_depthwise_with_a_mostly_skipped_huge_padding(impl, rng, hyper):
+    """The direct depthwise kernel copies each plane with its padding; where that copy would
+    dwarf the planes the handwritten variant lowers to im2col + GEMM instead (it used to raise
+    MemoryError, or a leaked std::length_error, or be killed for memory)."""
+    x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 2)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32)
+    kw = {**hyper, "groups": 3}
+    y = hg.ops.conv2d(x, w, bias, **kw, impl=impl)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want_y, want_dx, want_dw = _depthwise_by_index(x, w, dy, kw["stride"], kw["padding"],
+                                                   kw.get("dilation", 1))
+    want_y += bias[None, :, None, None]
+    check(y, want_y, what=f"conv2d {hyper}")
+    check(hg.ops.conv2d_bias_act(x, w, bias, **kw, activation="relu", impl=impl),
+          np.maximum(want_y, 0), what=f"conv2d_bias_act {hyper}")
+    check(hg.ops.conv2d_backward_data(dy, w, x.shape, **kw, impl=impl), want_dx,
+          what=f"conv2d_backward_data {hyper}")
+    check(hg.ops.conv2d_backward_weight(dy, x, w.shape, **kw, impl=impl), want_dw,
+          what=f"conv2d_backward_weight {hyper}")
+
+
 def test_conv2d_empty_batch(impl, rng):
     x = np.zeros((0, 3, 5, 5), np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
@@ -233,6 +282,9 @@ X, W = (2, 3, 8, 8), (4, 3, 3, 3)
      r"w has 3 output channels .* not divisible by groups=2"),
     (X, W, {"groups": 0}, ValueError, r"groups must be >= 1"),
     (X, W, {"groups": 1.0}, TypeError, r"groups must be an int"),
+    (X, W, {"groups": True}, TypeError, r"conv2d: groups must be an int, got True"),
+    (X, W, {"stride": 2**64}, ValueError, r"conv2d: stride must fit in a signed 64-bit int"),
+    (X, W, {"padding": (0, -2**63 - 1)}, ValueError, r"conv2d: padding must fit in a signed 64"),
     (X, W, {"stride": 0}, ValueError, r"stride must be >= 1"),
     (X, W, {"stride": (1, 2, 3)}, TypeError, r"stride must be an int or an \(h, w\) pair"),
     (X, W, {"dilation": (1, 0)}, ValueError, r"dilation must be >= 1"),
@@ -272,6 +324,8 @@ def test_conv2d_backward_rejects_bad_arguments():
         op(dy, w, (2, 3, 8))
     with pytest.raises(TypeError, match="conv2d_backward_data: x_shape must be a sequence"):
         op(dy, w, 5)
+    with pytest.raises(TypeError, match=r"x_shape must be a sequence of 4 ints, got \(2, 3, 8\.7, 8\)"):
+        op(dy, w, (2, 3, 8.7, 8))  # never truncated to 8
     with pytest.raises(ValueError,
                        match=r"conv2d_backward_data: dy must have shape \(2, 4, 8, 8\)"):
         op(dy, w, X, padding=1)
@@ -292,6 +346,8 @@ def test_conv2d_backward_rejects_bad_arguments():
     with pytest.raises(ValueError,
                        match="conv2d_backward_weight: w_shape must have non-zero sizes"):
         op(dy, x, (4, 3, 0, 3))
+    with pytest.raises(TypeError, match="w_shape must be a sequence of 4 ints"):
+        op(dy, x, (4, 3, 3.0, 3))
 
 
 def test_bias_ops_reject_bad_arguments():

@@ -149,6 +149,8 @@ def test_adam_rejects_bad_inputs():
         hg.ops.adam_step(p, g, m, v, step=0, lr=0.1)
     with pytest.raises(TypeError, match="step must be an int"):
         hg.ops.adam_step(p, g, m, v, step=1.5, lr=0.1)
+    with pytest.raises(ValueError, match="adam_step: step must fit in a signed 64-bit int"):
+        hg.ops.adam_step(p, g, m, v, step=2**63, lr=0.1)
     with pytest.raises(ValueError, match=r"beta1 must be in \[0, 1\)"):
         hg.ops.adam_step(p, g, m, v, step=1, lr=0.1, beta1=1.0)
     with pytest.raises(ValueError, match=r"beta2 must be in \[0, 1\)"):

@@ -92,6 +92,20 @@ def test_qconv2d_fuses_every_activation(device, impl, rng, act):
         check(y, want, rtol=1e-5, atol=1e-5, what=f"qconv2d {x} {w} {act}")
 
 
+def test_quantized_ops_accept_an_empty_batch(device, impl, rng):
+    """N = 0 (M = 0) gives an empty output of the right shape, as conv2d and gemm do."""
+    w_scale = to_dev(rng.uniform(0.001, 0.01, 4).astype(np.float32), device)
+    for x, w, kw, shape in [((0, 2, 5, 5), (4, 2, 3, 3), {"padding": 1}, (0, 4, 5, 5)),
+                            ((0, 4, 6, 7), (4, 1, 3, 3), {"groups": 4, "stride": 2}, (0, 4, 2, 3))]:
+        y = hg.ops.qconv2d(to_dev(_int8(rng, x), device), to_dev(_int8(rng, w), device), 0.02,
+                           w_scale, activation="relu", impl=impl, **kw)
+        assert y.shape == shape and y.dtype == np.float32
+    y = hg.ops.qgemm(to_dev(_int8(rng, (0, 9)), device), to_dev(_int8(rng, (4, 9)), device), 0.02,
+                     w_scale, impl=impl)
+    assert y.shape == (0, 4)
+    assert hg.ops.quantize(to_dev(np.zeros((0, 3), np.float32), device), 0.1, impl=impl).shape == (0, 3)
+
+
 def test_quantized_ops_reject_bad_input():
     xq = np.zeros((2, 3), np.int8)
     with pytest.raises(TypeError, match="xq must be int8"):
@@ -107,6 +121,12 @@ def test_quantized_ops_reject_bad_input():
     with pytest.raises(ValueError, match="wq has 2 input channels per group"):
         hg.ops.qconv2d(np.zeros((1, 3, 5, 5), np.int8), np.zeros((2, 2, 3, 3), np.int8), 0.1,
                        np.ones(2, np.float32))
+    xq, wq, ws = np.zeros((1, 2, 3, 3), np.int8), np.zeros((2, 1, 1, 1), np.int8), np.ones(2, np.float32)
+    for groups in (2.7, 2.0, "2", True):  # conv2d's checks: never truncated or coerced
+        with pytest.raises(TypeError, match=f"qconv2d: groups must be an int, got {groups!r}"):
+            hg.ops.qconv2d(xq, wq, 0.1, ws, groups=groups)
+    with pytest.raises(TypeError, match=r"qconv2d: stride must be an int or an \(h, w\) pair"):
+        hg.ops.qconv2d(xq, wq, 0.1, ws, stride=1.5)
 
 
 # ---- Every CPU variant (generic, AVX2, AVX-512 with and without VNNI), exact int32 sums --------
@@ -301,6 +321,20 @@ def test_hipgrad_cpu_isa_env_forces_the_quant_variant(isa):
     if isa.startswith("avx512"):
         assert out[1] == ("on" if isa == "avx512" else "off"), out
     assert out[2:] == [str(127 * 127 * 300)] * 2, out
+
+
+def test_hipgrad_cpu_isa_env_refuses_what_it_cannot_honour():
+    """An unknown name, or an ISA this CPU lacks, fails the import naming the variable."""
+    cases = [("avx3", ("HIPGRAD_CPU_ISA must be 'generic', 'avx2', 'avx512' or 'avx512_novnni' "
+                       "(or unset), got 'avx3'"))]
+    detected = hg._C._cpu_isa_detected()
+    if detected != "avx512":
+        cases.append(("avx512", f"HIPGRAD_CPU_ISA is 'avx512' but this CPU supports up to '{detected}'"))
+    for value, message in cases:
+        out = subprocess.run([sys.executable, "-c", "import hipgrad"], capture_output=True,
+                             text=True, timeout=120, env=dict(os.environ, HIPGRAD_CPU_ISA=value),
+                             check=False)
+        assert out.returncode != 0 and f"ValueError: {message}" in out.stderr, out.stderr
 
 
 def test_set_cpu_isa_names_avx512_without_vnni():

@@ -1,7 +1,8 @@
 """Float64 NumPy references for the activations, written from the definitions (PyTorch's):
 relu, leaky_relu (alpha = negative slope), sigmoid, tanh, gelu = x * Phi(x) with the exact normal
 cdf, gelu_tanh = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elu = alpha (e^x - 1) for x <= 0.
-Derivatives at the kinks follow PyTorch: relu'(0) = 0, leaky_relu'(0) = alpha, elu'(0) = alpha."""
+Derivatives at the kinks and at NaN follow PyTorch: relu'(0) = 0, leaky_relu'(0) = alpha,
+elu'(0) = alpha; at NaN relu' = elu' = 1 (dy passes) and leaky_relu' = alpha."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def activation_derivative(x, kind: str, alpha: float = 0.01) -> np.ndarray:
     """f'(x), elementwise."""
     x = np.asarray(x, np.float64)
     if kind == "relu":
-        return (x > 0).astype(np.float64)
+        return np.where(x <= 0, 0.0, 1.0)
     if kind == "leaky_relu":
         return np.where(x > 0, 1.0, alpha)
     if kind == "sigmoid":
@@ -60,7 +61,7 @@ def activation_derivative(x, kind: str, alpha: float = 0.01) -> np.ndarray:
         t = np.tanh(u)
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _BETA * (1.0 + 3.0 * _KAPPA * x * x)
     if kind == "elu":
-        return np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0)))
+        return np.where(x <= 0, alpha * np.exp(np.minimum(x, 0.0)), 1.0)
     raise ValueError(kind)
 
 

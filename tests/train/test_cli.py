@@ -63,6 +63,12 @@ def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     (["--model", "vgg"], "unknown model 'vgg'"),
     (["--device", "gpu:7"], "device 'gpu:7' is not usable here"),
     (["--resume", "/no/such/run"], "run/model.json: checkpoint sidecar not found"),
+    (["--lr", "-1"], "--lr: Adam: lr must be a finite number >= 0, got -1.0"),
+    (["--lr", "nan"], "--lr: Adam: lr must be a finite number >= 0, got nan"),
+    (["--optimizer", "sgd", "--momentum", "nan"], "--momentum: SGD: momentum must be a finite number"),
+    (["--weight-decay", "-0.5"], "--weight-decay: Adam: weight_decay must be a finite number >= 0"),
+    (["--threads", "0"], "--threads must be a positive int, got 0"),
+    (["--val-fraction", "1.5"], "val_fraction must be in (0, 1), got 1.5"),
 ])
 def test_errors_exit_2_without_traceback(tmp_path, capsys, args, message):
     code = main(["train", "--epochs", "1", "--out", str(tmp_path / "x"), "--no-progress", *args])

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
-
-from ..tensor import Tensor, as_tensor
+from ..tensor import Tensor, as_tensor, int_arg, is_int
 
 IMPLS = ("auto", "handwritten", "vendor")
 
 
 def pair(value: Any, name: str, op: str) -> list[int]:
     """An int or an (h, w) pair as [h, w]."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return [int(value), int(value)]
-    if isinstance(value, Sequence) and len(value) == 2 and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-        return [int(value[0]), int(value[1])]
-    raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, got {value!r}")
+    if is_int(value):
+        value = (value, value)
+    elif not (isinstance(value, Sequence) and len(value) == 2 and all(map(is_int, value))):
+        raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, got {value!r}")
+    return [int_arg(v, f"{op}: {name}") for v in value]
 
 
 def impl_arg(impl: str, op: str) -> str:
@@ -29,17 +26,21 @@ def impl_arg(impl: str, op: str) -> str:
 
 def shape_arg(shape: Any, name: str, op: str, ndim: int) -> list[int]:
     try:
-        out = [int(s) for s in shape]
+        entries = list(shape)
     except TypeError:
-        raise TypeError(f"{op}: {name} must be a sequence of {ndim} ints, got {shape!r}") from None
-    if len(out) != ndim:
-        raise ValueError(f"{op}: {name} must have {ndim} entries, got {tuple(out)}")
-    return out
+        entries = None
+    if entries is None or not all(map(is_int, entries)):
+        raise TypeError(f"{op}: {name} must be a sequence of {ndim} ints, got {shape!r}")
+    if len(entries) != ndim:
+        raise ValueError(f"{op}: {name} must have {ndim} entries, got {tuple(entries)}")
+    return [int_arg(s, f"{op}: {name}") for s in entries]
 
 
-def tensors(op: str, **named: Any) -> dict[str, Tensor]:
-    """Each argument as a Tensor (NumPy arrays become CPU tensors); None stays None."""
-    return {k: (None if v is None else as_tensor(v, f"{op}: {k}")) for k, v in named.items()}
+def tensors(op: str, *, optional: tuple[str, ...] = (), **named: Any) -> dict[str, Tensor | None]:
+    """Each argument as a Tensor (NumPy arrays become CPU tensors). None stays None for the
+    names in `optional` and is refused for the others (a TypeError naming the argument)."""
+    return {k: (None if v is None and k in optional else as_tensor(v, f"{op}: {k}"))
+            for k, v in named.items()}
 
 
 def out_arg(out: Any, op: str) -> Tensor | None:

@@ -10,30 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from .._native import _C
-from ..tensor import Tensor
+from ..tensor import Tensor, int_arg
 from . import _common
 
 IntOrPair = int | Sequence[int]
 
 
-def _groups(groups: Any, op: str) -> int:
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool):
-        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
-    return int(groups)
-
-
-def _present(t: dict[str, Tensor | None], op: str, *names: str) -> None:
-    for name in names:
-        if t[name] is None:
-            raise TypeError(f"{op}: {name} must be a hipgrad Tensor or a NumPy array, got None")
-
-
 def _hyper(op: str, stride: Any, padding: Any, dilation: Any, groups: Any) -> tuple:
+    """stride, padding, dilation as [h, w] pairs and groups as an int, each checked by type."""
     return (_common.pair(stride, "stride", op), _common.pair(padding, "padding", op),
-            _common.pair(dilation, "dilation", op), _groups(groups, op))
+            _common.pair(dilation, "dilation", op), int_arg(groups, f"{op}: groups"))
 
 
 def conv2d(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1, padding: IntOrPair = 0,
@@ -41,8 +28,7 @@ def conv2d(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1, padding: 
            out: Tensor | None = None) -> Tensor:
     """y (N, K, P, Q) = conv2d(x (N, C, H, W), w (K, C/groups, R, S)) + bias (K,) or None.
     With `out`, y is written there (see _common.out_arg) and `out` is returned."""
-    t = _common.tensors("conv2d", x=x, w=w, bias=bias)
-    _present(t, "conv2d", "x", "w")
+    t = _common.tensors("conv2d", x=x, w=w, bias=bias, optional=("bias",))
     hyper = _hyper("conv2d", stride, padding, dilation, groups)
     return _C.ops.conv2d(t["x"], t["w"], t["bias"], *hyper, _common.impl_arg(impl, "conv2d"),
                          _common.out_arg(out, "conv2d"))
@@ -55,7 +41,6 @@ def conv2d_backward_data(dy: Any, w: Any, x_shape: Sequence[int], *, stride: Int
     and w (K, C/groups, R, S)."""
     op = "conv2d_backward_data"
     t = _common.tensors(op, dy=dy, w=w)
-    _present(t, op, "dy", "w")
     shape = _common.shape_arg(x_shape, "x_shape", op, 4)
     hyper = _hyper(op, stride, padding, dilation, groups)
     return _C.ops.conv2d_backward_data(t["dy"], t["w"], shape, *hyper, _common.impl_arg(impl, op))
@@ -68,7 +53,6 @@ def conv2d_backward_weight(dy: Any, x: Any, w_shape: Sequence[int], *, stride: I
     the batch, for dy (N, K, P, Q) and x (N, C, H, W)."""
     op = "conv2d_backward_weight"
     t = _common.tensors(op, dy=dy, x=x)
-    _present(t, op, "dy", "x")
     shape = _common.shape_arg(w_shape, "w_shape", op, 4)
     hyper = _hyper(op, stride, padding, dilation, groups)
     return _C.ops.conv2d_backward_weight(t["dy"], t["x"], shape, *hyper,
@@ -79,7 +63,6 @@ def bias_add(x: Any, bias: Any, impl: str = "auto", *, out: Tensor | None = None
     """x (N, C, ...) + bias (C,) broadcast over axis 1; x has 2 or more dimensions.
     With `out`, the sum is written there (see _common.out_arg) and `out` is returned."""
     t = _common.tensors("bias_add", x=x, bias=bias)
-    _present(t, "bias_add", "x", "bias")
     return _C.ops.bias_add(t["x"], t["bias"], _common.impl_arg(impl, "bias_add"),
                            _common.out_arg(out, "bias_add"))
 
@@ -87,5 +70,4 @@ def bias_add(x: Any, bias: Any, impl: str = "auto", *, out: Tensor | None = None
 def bias_backward(dy: Any, impl: str = "auto") -> Tensor:
     """db (C,): dy (N, C, ...) summed over every axis but 1."""
     t = _common.tensors("bias_backward", dy=dy)
-    _present(t, "bias_backward", "dy")
     return _C.ops.bias_backward(t["dy"], _common.impl_arg(impl, "bias_backward"))

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._native import _C
-from ..tensor import Tensor
+from ..tensor import Tensor, int_arg
 from . import _common
-from ._conv import IntOrPair, _hyper, _present
+from ._conv import IntOrPair, _hyper
 
 
 def _activation(activation: Any, op: str) -> str:
@@ -30,8 +28,7 @@ def conv2d_bias_act(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1,
     activation: a kind of `activation()` or None / "none"; alpha as there. With `out`, y is
     written there (see _common.out_arg) and `out` is returned. Forward only."""
     op = "conv2d_bias_act"
-    t = _common.tensors(op, x=x, w=w, bias=bias)
-    _present(t, op, "x", "w")
+    t = _common.tensors(op, x=x, w=w, bias=bias, optional=("bias",))
     hyper = _hyper(op, stride, padding, dilation, groups)
     return _C.ops.conv2d_bias_act(t["x"], t["w"], t["bias"], *hyper, _activation(activation, op),
                                   float(alpha), _common.impl_arg(impl, op),
@@ -43,8 +40,7 @@ def linear_bias_act(x: Any, w: Any, bias: Any = None, *, activation: str | None 
     """y (M, N) = act(x (M, K) @ w (N, K)^T + bias (N,) or None), w in PyTorch's Linear layout.
     activation, alpha and out as conv2d_bias_act. Forward only."""
     op = "linear_bias_act"
-    t = _common.tensors(op, x=x, w=w, bias=bias)
-    _present(t, op, "x", "w")
+    t = _common.tensors(op, x=x, w=w, bias=bias, optional=("bias",))
     return _C.ops.linear_bias_act(t["x"], t["w"], t["bias"], _activation(activation, op),
                                   float(alpha), _common.impl_arg(impl, op),
                                   _common.out_arg(out, op))
@@ -57,7 +53,6 @@ def pack_linear_weight(w: Any, *, impl: str = "auto") -> Tensor:
     packing w on every call. Packing again is needed if w changes or the CPU ISA is switched."""
     op = "pack_linear_weight"
     t = _common.tensors(op, w=w)
-    _present(t, op, "w")
     return _C.ops.pack_linear_weight(t["w"], _common.impl_arg(impl, op))
 
 
@@ -67,10 +62,7 @@ def linear_bias_act_packed(x: Any, packed: Any, bias: Any = None, *, n: int,
     """linear_bias_act with w given as pack_linear_weight(w) and n = w's N: y (M, n) =
     act(x (M, K) @ w^T + bias (n,) or None). CPU only. Forward only."""
     op = "linear_bias_act_packed"
-    t = _common.tensors(op, x=x, packed=packed, bias=bias)
-    _present(t, op, "x", "packed")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{op}: n must be an int (the weight's N), got {n!r}")
-    return _C.ops.linear_bias_act_packed(t["x"], t["packed"], t["bias"], int(n),
+    t = _common.tensors(op, x=x, packed=packed, bias=bias, optional=("bias",))
+    return _C.ops.linear_bias_act_packed(t["x"], t["packed"], t["bias"], int_arg(n, f"{op}: n"),
                                          _activation(activation, op), float(alpha),
                                          _common.impl_arg(impl, op), _common.out_arg(out, op))

@@ -14,6 +14,6 @@ def gemm(a: Any, b: Any, c: Any = None, *, trans_a: bool = False, trans_b: bool 
          out: Tensor | None = None) -> Tensor:
     """alpha * op(a) @ op(b) + beta * c, with op(a) (M, K), op(b) (K, N), c (M, N) or None.
     With `out`, the result is written there (see _common.out_arg) and `out` is returned."""
-    t = _common.tensors("gemm", a=a, b=b, c=c)
+    t = _common.tensors("gemm", a=a, b=b, c=c, optional=("c",))
     return _C.ops.gemm(t["a"], t["b"], t["c"], bool(trans_a), bool(trans_b), float(alpha),
                        float(beta), _common.impl_arg(impl, "gemm"), _common.out_arg(out, "gemm"))

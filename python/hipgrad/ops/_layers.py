@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._native import _C
-from ..tensor import Tensor
+from ..tensor import Tensor, int_arg
 from . import _common
 from ._optim import inplace_tensor
 
@@ -101,8 +101,6 @@ def embedding(weight: Any, idx: Any, impl: str = "auto", *, out: Tensor | None =
 def embedding_backward(dy: Any, idx: Any, num: int, impl: str = "auto") -> Tensor:
     """dW (num, dim): the rows of dy (idx.shape + (dim,)) summed into their idx rows; rows no
     index names are zero. Deterministic."""
-    if not isinstance(num, (int, np.integer)) or isinstance(num, bool):
-        raise TypeError(f"embedding_backward: num must be an int, got {num!r}")
     t = _common.tensors("embedding_backward", dy=dy, idx=idx)
-    return _C.ops.embedding_backward(t["dy"], t["idx"], int(num),
+    return _C.ops.embedding_backward(t["dy"], t["idx"], int_arg(num, "embedding_backward: num"),
                                      _common.impl_arg(impl, "embedding_backward"))

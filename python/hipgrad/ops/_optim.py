@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._native import _C
-from ..tensor import Tensor
+from ..tensor import Tensor, int_arg
 from . import _common
 
 
@@ -17,12 +15,6 @@ def inplace_tensor(x: Any, name: str, op: str) -> Tensor:
         raise TypeError(f"{op}: {name} is updated in place and must be a hipgrad Tensor, "
                         f"got {type(x).__name__} (wrap it once with hg.tensor(...))")
     return x
-
-
-def _int_arg(value: Any, name: str, op: str) -> int:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    raise TypeError(f"{op}: {name} must be an int, got {value!r}")
 
 
 def sgd_step(param: Tensor, grad: Any, momentum_buf: Tensor | None, *, lr: float,
@@ -53,6 +45,6 @@ def adam_step(param: Tensor, grad: Any, m: Tensor, v: Tensor, *, step: int, lr: 
     m = inplace_tensor(m, "m", op)
     v = inplace_tensor(v, "v", op)
     t = _common.tensors(op, grad=grad)
-    _C.ops.adam_step(param, t["grad"], m, v, _int_arg(step, "step", op), float(lr), float(beta1),
+    _C.ops.adam_step(param, t["grad"], m, v, int_arg(step, f"{op}: step"), float(lr), float(beta1),
                      float(beta2), float(eps), float(weight_decay), bool(decoupled),
                      _common.impl_arg(impl, op))

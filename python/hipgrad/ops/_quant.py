@@ -8,6 +8,7 @@ from typing import Any
 from .._native import _C
 from ..tensor import Tensor
 from . import _common
+from ._conv import _hyper
 
 
 def quantize(x: Any, scale: float, *, impl: str = "auto", out: Tensor | None = None) -> Tensor:
@@ -27,7 +28,7 @@ def qgemm(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
     activation: None or an activation kind of `activation()`. With `out`, the result is written
     there (see _common.out_arg) and `out` is returned.
     """
-    t = _common.tensors("qgemm", xq=xq, wq=wq, w_scale=w_scale, bias=bias)
+    t = _common.tensors("qgemm", xq=xq, wq=wq, w_scale=w_scale, bias=bias, optional=("bias",))
     return _C.ops.qgemm(t["xq"], t["wq"], float(x_scale), t["w_scale"], t["bias"],
                         activation or "", float(alpha), _common.impl_arg(impl, "qgemm"),
                         _common.out_arg(out, "qgemm"))
@@ -40,8 +41,7 @@ def qconv2d(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
     int32 accumulation, dequantized by x_scale * w_scale[k], plus bias, then the activation.
     With `out`, the result is written there (see _common.out_arg) and `out` is returned."""
     op = "qconv2d"
-    t = _common.tensors(op, xq=xq, wq=wq, w_scale=w_scale, bias=bias)
+    t = _common.tensors(op, xq=xq, wq=wq, w_scale=w_scale, bias=bias, optional=("bias",))
     return _C.ops.qconv2d(t["xq"], t["wq"], float(x_scale), t["w_scale"], t["bias"],
-                          _common.pair(stride, "stride", op), _common.pair(padding, "padding", op),
-                          _common.pair(dilation, "dilation", op), int(groups), activation or "",
+                          *_hyper(op, stride, padding, dilation, groups), activation or "",
                           float(alpha), _common.impl_arg(impl, op), _common.out_arg(out, op))
