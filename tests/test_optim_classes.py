@@ -227,6 +227,10 @@ def test_schedulers_follow_their_closed_forms():
                                  for t in range(11)])
     lrs = _lrs(lambda o: optim.LinearWarmup(o, 6, start_factor=0.1))
     assert lrs == pytest.approx([0.5 * (0.1 + 0.9 * min(t, 6) / 6) for t in range(26)])
+    for n, a in ((3, 0.3), (7, 0.9), (5, 0.77)):  # down to 0: the recursion may land at -1e-18
+        lrs = _lrs(lambda o, n=n, a=a: optim.LinearWarmup(o, n, start_factor=a, end_factor=0.0), lr=0.1)
+        assert min(lrs) >= 0.0 and lrs == pytest.approx([0.1 * a * (1 - min(t, n) / n) for t in range(26)],
+                                                          abs=1e-15)
 
 
 SCHEDULES = [

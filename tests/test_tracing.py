@@ -59,3 +59,28 @@ def test_plot_writes_png(tmp_path, rng):
     path = tmp_path / "phases.png"
     train.plot(str(path), other=infer)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nested_traces_each_record_their_ops(rng):
+    """An inner trace neither clears nor ends the outer one: each gets the ops run while it was
+    open (counted against a trace of the same calls on their own)."""
+    from hipgrad import nn
+
+    m = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    m(x)  # tuned before any trace
+    with hg.trace() as alone:
+        m(x)
+    per_call = [r["op"] for r in alone.ops]
+    assert per_call
+    with hg.trace() as outer:
+        m(x)
+        with hg.trace() as inner:
+            m(x)
+            with hg.trace() as innermost:
+                m(x)
+        m(x)
+    assert [r["op"] for r in innermost.ops] == per_call
+    assert [r["op"] for r in inner.ops] == per_call * 2
+    assert [r["op"] for r in outer.ops] == per_call * 4
+    assert outer.start_us <= inner.start_us <= innermost.end_us <= inner.end_us <= outer.end_us

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -36,13 +37,19 @@ class CheckpointError(ValueError):
 
 
 def resolve_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(weights, sidecar) for a weights file, a sidecar, or a directory holding model.safetensors."""
+    """(weights, sidecar) for a weights file, a sidecar, or a directory holding model.safetensors.
+    X.safetensors pairs with X.json; a weights file of any other name (epoch.1, model.pt) with
+    that name + ".json", so that epoch.1 and epoch.2 never share a sidecar."""
     p = Path(path)
     if p.is_dir() or (not p.exists() and not p.suffix):  # a run directory
         p = p / WEIGHTS_NAME
-    if p.suffix == ".json":
-        p = p.with_suffix(".safetensors")
-    return p, p.with_suffix(".json")
+    if p.suffix == ".json":  # X.json -> X.safetensors, or X (written as X + ".json")
+        weights = p.with_suffix(".safetensors")
+        bare = p.with_suffix("")
+        return (bare if not weights.exists() and bare.suffix and bare.is_file() else weights), p
+    if p.suffix == ".safetensors":
+        return p, p.with_suffix(".json")
+    return p, p.with_name(p.name + ".json")
 
 
 # --- encoding optimizer / scheduler / RNG state as JSON (arrays bit-exact, int keys kept) ----
@@ -154,7 +161,9 @@ def save_checkpoint(path: str | os.PathLike, model: Any, *, optimizer: Any = Non
         "format": FORMAT, "format_version": FORMAT_VERSION, "hipgrad_version": hg.__version__,
         "weights_file": weights_path.name, "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "spec": spec if spec is not None else getattr(model, "spec", None),
-        "epoch": epoch, "history": history or [],
+        "epoch": epoch,  # a NaN / inf figure is null, as in history.json: the sidecar is strict JSON
+        "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+                    for r in history or []],
         "optimizer": None if optimizer is None else {
             "type": type(optimizer).__name__, "state": to_jsonable(optimizer.state_dict())},
         "scheduler": None if scheduler is None else {
@@ -216,8 +225,9 @@ class Checkpoint:
 
     def restore(self, model: Any, optimizer: Any = None, scheduler: Any = None) -> None:
         """Load the weights into `model` and, where given, the optimizer and scheduler state;
-        set hipgrad's RNG state to the one saved."""
-        model.load_state_dict(self.weights, strict=True)
+        set hipgrad's RNG state to the one saved. What is saved for the optimizer and scheduler
+        is checked before anything is loaded (a mismatch leaves the model untouched)."""
+        pending = []
         for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler")):
             if obj is None:
                 continue
@@ -227,6 +237,9 @@ class Checkpoint:
             if saved["type"] != type(obj).__name__:
                 raise CheckpointError(f"{self.path}: {key} state is for {saved['type']}, "
                                       f"not {type(obj).__name__}")
+            pending.append((obj, saved))
+        model.load_state_dict(self.weights, strict=True)
+        for obj, saved in pending:
             obj.load_state_dict(from_jsonable(saved["state"]))
         set_rng_state(from_jsonable(self.meta.get("rng")))
 

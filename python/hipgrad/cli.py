@@ -131,6 +131,16 @@ def run_train(args: argparse.Namespace) -> int:
           f"({len(train_set)} train / {len(val_set)} val, {train_set.in_shape}), device {device}, "
           f"{args.optimizer} lr {start_lr:g} ({args.scheduler} schedule), batch {args.batch_size}, "
           f"seed {args.seed}")
+    if args.resume is not None:  # a checkpoint already at --epochs would train nothing
+        from .checkpoint import load_checkpoint
+
+        try:
+            done = load_checkpoint(args.resume).epoch or 0
+        except CheckpointError as e:
+            raise UsageError(str(e)) from None
+        if done >= args.epochs:
+            raise UsageError(f"--epochs {args.epochs}: the checkpoint {args.resume} is already at epoch "
+                             f"{done}; --epochs counts the resumed ones, so ask for more than {done}")
     start = time.perf_counter()
     try:
         history = trainer.fit(loader, args.epochs, val=val_set, out_dir=out, resume=args.resume,

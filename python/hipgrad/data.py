@@ -5,7 +5,7 @@ Every data set here is a `Dataset`: `images` float32 (N, C, H, W) and `labels` i
 Loaders check what they read (magic numbers, sizes, label range) and raise `DataError` naming
 the file; nothing is downloaded.
 
-    train, val = load_digits()                    # 1,437 / 360 real 8x8 digits, stratified
+    train, val = load_digits()                    # 1,438 / 359 real 8x8 digits, stratified
     for x, y in DataLoader(train, 32, shuffle=True, seed=0):
         ...                                       # x (32, 1, 8, 8) float32, y (32,) int64
 """
@@ -42,7 +42,12 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.images = np.ascontiguousarray(self.images, dtype=np.float32)
-        self.labels = np.ascontiguousarray(self.labels, dtype=np.int64)
+        labels = np.asarray(self.labels)
+        if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(labels == np.rint(labels))):
+            raise ValueError(f"Dataset: labels must be integer class indices, got {labels.dtype} values "
+                             "that are not whole numbers" if labels.dtype.kind == "f" else
+                             f"Dataset: labels must be integer class indices, got dtype {labels.dtype}")
+        self.labels = np.ascontiguousarray(labels, dtype=np.int64)
         if self.images.ndim != 4:
             raise ValueError(f"Dataset: images must be (N, C, H, W), got shape {self.images.shape}")
         if self.labels.shape != (self.images.shape[0],):
@@ -285,7 +290,7 @@ class DataLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0) -> None:
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if drop_last and len(dataset) < batch_size:
             raise ValueError(f"DataLoader: drop_last with batch_size {batch_size} leaves no batch "

@@ -27,6 +27,13 @@ from .nn.module import Parameter
 from .tensor import Tensor, tensor, zeros
 
 
+def _number(value: Any, what: str) -> float:
+    """A real number (int, float, NumPy scalar; not a bool) as a float, else a TypeError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
 class Optimizer:
     """Holds the parameters, their per-parameter state (device tensors) and the hyper-parameters."""
 
@@ -64,6 +71,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
+        value = _number(value, f"{type(self).__name__}: lr")
         if not 0 <= value < math.inf:
             raise ValueError(f"{type(self).__name__}: lr must be a finite number >= 0, got {value}")
         self.hyper["lr"] = float(value)
@@ -138,6 +146,8 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        lr, momentum, weight_decay = (_number(lr, "SGD: lr"), _number(momentum, "SGD: momentum"),
+                                      _number(weight_decay, "SGD: weight_decay"))
         if not 0 <= momentum < math.inf:
             raise ValueError(f"SGD: momentum must be a finite number >= 0, got {momentum}")
         if nesterov and momentum <= 0:
@@ -161,6 +171,11 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         name = type(self).__name__
+        lr, eps, weight_decay = (_number(lr, f"{name}: lr"), _number(eps, f"{name}: eps"),
+                                 _number(weight_decay, f"{name}: weight_decay"))
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
+        betas = (_number(betas[0], f"{name}: betas[0]"), _number(betas[1], f"{name}: betas[1]"))
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
         if not 0 < eps < math.inf:  # as the fused step requires (eps = 0 divides 0 by 0)
@@ -213,7 +228,9 @@ class LRScheduler:
     def step(self) -> None:
         self.step_count += 1
         self.last_epoch += 1
-        self.optimizer.lr = self._next_lr(self.optimizer.lr)
+        # PyTorch's recursive forms can round a rate that should reach 0 to -1e-18 or so
+        # (LinearLR with end_factor=0); the optimizer refuses a negative rate, so it is 0.
+        self.optimizer.lr = max(0.0, self._next_lr(self.optimizer.lr))
         self._last_lr = [self.optimizer.lr]
 
     def get_last_lr(self) -> list[float]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -25,6 +26,7 @@ from ._native import _C
 PHASES = ("data", "forward", "loss", "backward", "update")
 
 _active: list["Trace"] = []
+_lock = threading.Lock()  # around the native recording's start/stop and _active
 
 
 @dataclass
@@ -141,16 +143,31 @@ def _bytes(n: int) -> str:
 
 @contextlib.contextmanager
 def trace() -> Iterator[Trace]:
-    """Record every op call and phase span inside the block."""
+    """Record every op call and phase span inside the block. Blocks may nest (or overlap from
+    several threads): the native recorder runs while any is open, and each op recorded goes to
+    every block open at the time."""
     t = Trace(start_us=_C.steady_us())
-    _active.append(t)
-    _C.trace_start()
+    with _lock:
+        _drain()  # what ran so far belongs to the blocks already open
+        _active.append(t)
+        _C.trace_start()
     try:
         yield t
     finally:
-        t.ops = list(_C.trace_stop())
-        t.end_us = _C.steady_us()
-        _active.remove(t)
+        with _lock:
+            _drain()
+            t.end_us = _C.steady_us()
+            _active.remove(t)
+            if _active:
+                _C.trace_start()
+
+
+def _drain() -> None:
+    """Stop the native recorder (if on) and hand its records to every open block."""
+    if _active:
+        rows = list(_C.trace_stop())
+        for t in _active:
+            t.ops.extend(rows)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .data import DataLoader, Dataset
-from .tensor import borrow, tensor
+from .tensor import borrow, empty, tensor
 from .tracing import phase
 
 
@@ -62,6 +62,31 @@ def _accuracy_count(logits: Any, labels: np.ndarray) -> int | None:
     return int(np.count_nonzero(np.asarray(logits.numpy()).argmax(axis=1) == labels))
 
 
+class _BufferKeeper:
+    """A copy of a model's buffers (BatchNorm running statistics) and batch counters, taken
+    before each forward and put back when the step's loss is not finite, so that neither
+    on_nonfinite mode leaves a skipped batch in the model. Copies on the buffers' device into
+    tensors made once; nothing for a model without buffers."""
+
+    def __init__(self, model: Any) -> None:
+        bufs = [b for _, b in model.named_buffers()] if hasattr(model, "named_buffers") else []
+        self.pairs = [(b, empty(list(b.shape), device=b.device, dtype=b.dtype)) for b in bufs]
+        mods = model.modules() if hasattr(model, "modules") else []
+        self.counters = [m for m in mods if hasattr(m, "num_batches_tracked")]
+        self.counts: list[int] = []
+
+    def save(self) -> None:
+        for b, copy in self.pairs:
+            copy.copy_(b)
+        self.counts = [m.num_batches_tracked for m in self.counters]
+
+    def restore(self) -> None:
+        for b, copy in self.pairs:
+            b.copy_(copy)
+        for m, n in zip(self.counters, self.counts):
+            m.num_batches_tracked = n
+
+
 class Trainer:
     """Trains `model` with `loss` and `optimizer` on `device`.
 
@@ -87,6 +112,7 @@ class Trainer:
     def train_epoch(self, loader: DataLoader, epoch: int, progress: bool = False) -> dict:
         """One pass over `loader`: the five steps of training for every batch."""
         self.model.train()
+        keep = _BufferKeeper(self.model)
         loss_sum, correct, seen, counted, skipped = 0.0, 0, 0, 0, 0
         batches = _progress_bar(loader, len(loader), f"epoch {epoch}", progress)
         for step, (x_np, y_np) in enumerate(batches, start=1):
@@ -94,6 +120,7 @@ class Trainer:
             with phase("data"):
                 x = borrow(x_np, device=self.device)
                 y = borrow(y_np, device=self.device, dtype=y_np.dtype)
+            keep.save()  # a skipped step leaves BatchNorm's running statistics as they were
             # 2. forward: the model's prediction for the batch
             with phase("forward"):
                 pred = self.model(x)
@@ -101,6 +128,7 @@ class Trainer:
             with phase("loss"):
                 loss = self.loss(pred, y)
             if not math.isfinite(loss):
+                keep.restore()  # the forward already folded this batch into running statistics
                 if self.on_nonfinite == "stop":
                     raise NonFiniteLossError(
                         f"non-finite loss ({loss}) at epoch {epoch}, step {step} of {len(loader)}; "

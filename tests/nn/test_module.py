@@ -335,3 +335,34 @@ def test_trace_labels_ops_with_the_layer_path(rng):
         model.backward(model(x))
     layers = {r["layer"] for r in t.ops if not r["tuning"]}
     assert {"0:Linear", "1.body.0:Linear"} <= layers
+
+
+def test_constructor_arguments_are_never_silently_coerced(rng):
+    """Sizes must be ints, labels whole class numbers, hyper-parameters numbers: each refusal
+    names the argument (PyTorch refuses the same)."""
+    from hipgrad.data import DataLoader, Dataset
+
+    for make, message in ((lambda: nn.Linear(4.5, 2), "Linear: in_features must be an int, got 4.5"),
+                          (lambda: nn.Conv2d(2, 2, 3, groups=2.0), "Conv2d: groups must be an int"),
+                          (lambda: nn.Embedding(True, 3), "Embedding: num_embeddings must be an int"),
+                          (lambda: nn.BatchNorm2d("3"), "BatchNorm2d: num_features must be an int"),
+                          (lambda: hg.optim.Adam(nn.Linear(2, 2).parameters(), lr=None),
+                           "Adam: lr must be a number, got None"),
+                          (lambda: hg.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum="0.9"),
+                           "SGD: momentum must be a number"),
+                          (lambda: nn.Linear(2, 3)({"x": 1}), "Linear: x must be an hg.Tensor or a NumPy array")):
+        with pytest.raises(TypeError, match=message):
+            make()
+    with pytest.raises(ValueError, match="momentum=None"):
+        nn.BatchNorm2d(3, momentum=None)
+    images = rng.standard_normal((2, 1, 3, 3))
+    with pytest.raises(ValueError, match="labels must be integer class indices"):
+        Dataset(images, np.array([0.7, 1.9]))
+    assert Dataset(images, np.array([1.0, 0.0])).labels.tolist() == [1, 0]  # whole numbers are fine
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got True"):
+        DataLoader(Dataset(images, np.array([0, 1])), True)
+    lin = nn.Linear(2, 3)  # a nested list is an array
+    x = rng.standard_normal((4, 2))
+    np.testing.assert_allclose(lin(x.tolist()).numpy(),
+                               x @ lin.weight.data.numpy().T.astype(np.float64) + lin.bias.data.numpy(),
+                               rtol=1e-5, atol=1e-6)

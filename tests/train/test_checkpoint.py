@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
+import hipgrad as hg
 import hipgrad.checkpoint as ckpt
 from hipgrad.checkpoint import (CheckpointError, finetune_model, freeze, from_jsonable,
                                 load_checkpoint, load_model, save_checkpoint, to_jsonable)
@@ -175,3 +176,47 @@ def test_freeze_and_finetune(trained, tmp_path):
     np.testing.assert_array_equal(sd["0.weight"], old["0.weight"])
     with pytest.raises(ValueError, match=r"no parameters under \['conv9'\]"):
         freeze(model, ["conv9"])
+
+
+def test_weights_names_without_the_safetensors_suffix_keep_their_own_sidecar(trained, tmp_path):
+    """epoch.1 and epoch.2 (or model.pt) pair with epoch.1.json and epoch.2.json: a second save
+    never overwrites the first one's sidecar, and each loads by either file's name."""
+    t = trained
+    first = weights(t.model)
+    save_checkpoint(tmp_path / "ck" / "epoch.1", t.model, optimizer=t.optimizer, epoch=1)
+    for p in t.model.parameters():
+        p.data.copy_(hg.tensor(np.full(p.data.shape, 0.5, np.float32)))  # other weights
+    save_checkpoint(tmp_path / "ck" / "epoch.2", t.model, optimizer=t.optimizer, epoch=2)
+    assert sorted(os.listdir(tmp_path / "ck")) == ["epoch.1", "epoch.1.json", "epoch.2", "epoch.2.json"]
+    for name in ("epoch.1", "epoch.1.json"):
+        c = load_checkpoint(tmp_path / "ck" / name)
+        assert c.epoch == 1
+        assert_same_weights(c.weights, first)
+    assert load_checkpoint(tmp_path / "ck" / "epoch.2.json").epoch == 2
+
+
+def test_restore_checks_optimizer_state_before_touching_the_model(trained, tmp_path):
+    from hipgrad import optim
+
+    other = make_trainer(seed=5)
+    before = weights(other.model)
+    wrong = optim.SGD(other.model.parameters(), lr=0.1)  # the checkpoint holds Adam's state
+    with pytest.raises(CheckpointError, match="optimizer state is for Adam, not SGD"):
+        load_checkpoint(tmp_path).restore(other.model, wrong)
+    assert_same_weights(weights(other.model), before)
+    state = trained.model.state_dict()
+    key = next(iter(state))
+    with pytest.raises(TypeError, match=f"'{key}' must hold real numbers"):
+        other.model.load_state_dict({**state, key: np.full(np.shape(state[key]), "a")})
+    assert_same_weights(weights(other.model), before)
+
+
+def test_sidecar_history_is_strict_json(trained, tmp_path):
+    """A NaN figure in the history (a val loss of an empty split, a skipped epoch) is written as
+    null, as history.json has it: other JSON readers reject NaN tokens."""
+    history = [{"epoch": 1, "train_loss": float("nan"), "val_acc": 0.5, "val_loss": float("inf")}]
+    path = save_checkpoint(tmp_path / "h", trained.model, epoch=1, history=history)
+    text = path.with_suffix(".json").read_text()
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON token {c}"))
+    assert doc["history"] == [{"epoch": 1, "train_loss": None, "val_acc": 0.5, "val_loss": None}]
+    assert load_checkpoint(tmp_path / "h").history == doc["history"]

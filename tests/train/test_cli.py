@@ -37,6 +37,10 @@ def test_train_digits_end_to_end(tmp_path, capsys):
                  "--lr", "3e-3", "--impl", "handwritten"])
     assert code == 0
     assert len(json.loads((out / "history.json").read_text())) == 3
+    capsys.readouterr()
+    other = tmp_path / "more"  # --epochs counts the resumed epochs: 3 of 3 leaves nothing to do
+    assert main(["train", "--epochs", "3", "--out", str(other), "--resume", str(out), "--no-progress"]) == 2
+    assert "already at epoch 3" in capsys.readouterr().err and not (other / "summary.json").exists()
 
 
 def test_same_seed_same_file_across_processes(tmp_path):

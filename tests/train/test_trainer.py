@@ -95,6 +95,37 @@ def test_non_finite_loss_skip(tmp_path):
         make_trainer("mlp", on_nonfinite="ignore")
 
 
+@pytest.mark.parametrize("mode", ["skip", "stop"])
+def test_a_non_finite_batch_leaves_batchnorm_statistics_alone(mode, rng):
+    """A skipped (or stopping) step is as if its batch never came: the BatchNorm running
+    statistics and batch count equal a run without that batch, bit for bit."""
+    import hipgrad as hg
+
+    x = rng.standard_normal((48, 2, 5, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+    x[int(rng.integers(16, 32)), 1, 2, 0] = np.inf  # the second batch
+
+    def run(data):
+        hg.manual_seed(3)
+        model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(60, 3))
+        t = Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.05), on_nonfinite=mode)
+        try:
+            t.train_epoch(DataLoader(data, 16), 1)
+        except NonFiniteLossError:
+            assert mode == "stop"
+        bn = model[1]
+        return {**weights(model), "running_mean": bn.running_mean.numpy(), "running_var": bn.running_var.numpy(),
+                "batches": bn.num_batches_tracked}
+
+    got = run(Dataset(x, y))
+    keep = np.r_[0:16, 32:48] if mode == "skip" else np.r_[0:16]
+    want = run(Dataset(x[keep], y[keep]))
+    assert got["batches"] == want["batches"] == (2 if mode == "skip" else 1)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
 def test_history_files_and_curve(tmp_path):
     train, val = digits(96, 32)
     lines: list[str] = []

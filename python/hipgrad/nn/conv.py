@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import ops
 from ..ops._common import pair
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor, int_arg, tensor
 from . import init
 from .module import Module, Parameter, accumulate_grad
 
@@ -17,6 +17,9 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True) -> None:
         super().__init__()
+        in_channels, out_channels, groups = (int_arg(in_channels, "Conv2d: in_channels"),
+                                             int_arg(out_channels, "Conv2d: out_channels"),
+                                             int_arg(groups, "Conv2d: groups"))
         if in_channels <= 0 or out_channels <= 0 or groups <= 0:
             raise ValueError(f"Conv2d: in_channels, out_channels and groups must be positive, got "
                              f"{in_channels}, {out_channels}, {groups}")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor, int_arg, tensor
 from . import init
 from .module import Module, Parameter, accumulate_grad
 
@@ -18,6 +18,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
         super().__init__()
+        num_embeddings, embedding_dim = (int_arg(num_embeddings, "Embedding: num_embeddings"),
+                                         int_arg(embedding_dim, "Embedding: embedding_dim"))
         if num_embeddings <= 0 or embedding_dim <= 0:
             raise ValueError(f"Embedding: num_embeddings and embedding_dim must be positive, got "
                              f"{num_embeddings} and {embedding_dim}")

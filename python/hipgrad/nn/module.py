@@ -148,9 +148,13 @@ class Module:
         return self.forward(self._input(x), *args, **kwargs)
 
     def _input(self, x: Any) -> Any:
-        """NumPy input becomes a tensor on the module's device (float data as float32)."""
-        if isinstance(x, np.ndarray):
-            return tensor(x, device=self._device)
+        """NumPy input (or a nested list of numbers) becomes a tensor on the module's device
+        (float data as float32); anything else but a Tensor is a TypeError naming the layer."""
+        if isinstance(x, (np.ndarray, list, tuple)):
+            return tensor(np.asarray(x), device=self._device)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{type(self).__name__}: x must be an hg.Tensor or a NumPy array, got "
+                            f"{type(x).__name__}")
         return x
 
     def _save(self, *tensors: Any) -> None:
@@ -312,6 +316,9 @@ class Module:
             if key not in state_dict:
                 continue
             arr = to_array(state_dict[key], key)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: {key!r} must hold real numbers (float, int or bool), "
+                                f"got dtype {arr.dtype}")
             if tuple(arr.shape) != shape:
                 raise ValueError(f"load_state_dict: shape mismatch for {key!r}: the checkpoint has "
                                  f"{tuple(arr.shape)}, the model expects {shape}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor, int_arg, tensor
 from .module import Module, Parameter, accumulate_grad
 
 
@@ -21,6 +21,10 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
+        num_features = int_arg(num_features, f"{type(self).__name__}: num_features")
+        if momentum is None:
+            raise ValueError(f"{type(self).__name__}: momentum=None (a cumulative average) is not "
+                             "supported; give a number in [0, 1]")
         if num_features <= 0:
             raise ValueError(f"{type(self).__name__}: num_features must be positive, got "
                              f"{num_features}")
