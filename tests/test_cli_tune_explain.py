@@ -85,15 +85,20 @@ def test_tune_leaves_report_entries_for_lenets_conv_and_gemm_shapes(capsys):
 def test_format_report_prints_every_candidate():
     from hipgrad.cli_tune import format_report
 
-    rows = [{"op": "gemm", "key": "cpu|M=1,N=2,K=3", "chosen": "tile_64x32", "handwritten_ms": 0.5,
-             "vendor_ms": 0.25, "candidates": {"tile_64x32": 0.125, "tile_32x32": 0.75}}]
+    rows = [{"op": "gemm", "key": "cpu|M=1,N=2,K=3", "chosen": "handwritten", "kernel": "tile_64x32",
+             "handwritten_ms": 0.5, "vendor_ms": 0.25,
+             "candidates": {"tile_32x32": 0.5, "tile_64x32": 0.125, "blas": 0.25}}]
     text = format_report(rows, timed={("gemm", "cpu|M=1,N=2,K=3")})
-    assert "M=1,N=2,K=3" in text and "tile_64x32* 0.125 ms" in text and "tile_32x32 0.750 ms" in text
-    assert "handwritten 0.500 ms" in text and "vendor 0.250 ms" in text and "timed" in text
+    # the star is on the winning kernel, each candidate once (not again as handwritten / vendor)
+    assert "M=1,N=2,K=3" in text and "tile_64x32* 0.125 ms" in text and "tile_32x32 0.500 ms" in text
+    assert "blas 0.250 ms" in text and "timed" in text and text.count("*") == 1
+    assert "handwritten 0.500 ms" not in text and "vendor 0.250 ms" not in text
+    old = [{"op": "gemm", "key": "cpu|M=1,N=2,K=3", "chosen": "vendor", "handwritten_ms": 0.5, "vendor_ms": 0.25}]
+    assert "vendor* 0.250 ms" in format_report(old)  # a row of variants only
 
 
 def test_explain_tells_the_five_steps_and_inference(tmp_path):
-    trace_json = tmp_path / "trace.json"
+    trace_json = tmp_path / "not" / "yet" / "trace.json"  # its folders are made
     done = _run("explain", "--model", "lenet", "--data", "digits", "--device", "auto", "--batch",
                 "16", "--trace-json", str(trace_json), cache=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -128,3 +133,16 @@ def test_bad_arguments_exit_2_with_one_line(command, args, message, tmp_path, ca
     assert main([command, *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and err.startswith(f"hipgrad {command}: error")
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path, capsys):
+    from hipgrad.cli import main
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["compare", "--model", "mlp", "--batch", "4", "--input-shape", "1,8,8", "--out", str(a_file)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["explain", "--model", "mlp", "--batch", "4", "--trace-json", str(a_file / "t.json")]) == 2
+    assert "--trace-json" in capsys.readouterr().err
+    assert main(["explain", "--model", "mlp", "--batch", "4", "--plot", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err

@@ -71,6 +71,14 @@ def test_reshape_is_a_view_and_checks_size():
     assert v.shape == (3, 4) and v._shares_storage(t)
     with pytest.raises(ValueError, match="holds 10 elements"):
         t.reshape(2, 5)
+    # a product beyond int64 wraps (7 * 7905747460161236407 = 1 mod 2^64): refused, not a view
+    one = hg.tensor(np.ones(1, np.float32))
+    for shape in ((7, 7905747460161236407), (2**32, 2**32), (-1, 2**40, 2**40)):
+        with pytest.raises(ValueError, match="more elements than a 64-bit count"):
+            one.reshape(*shape)
+    with pytest.raises(ValueError, match="more elements than a 64-bit count"):
+        hg.zeros(4).prefix_view([3, 6148914691236517206])
+    assert hg.zeros(0).reshape(0, 2**62).shape == (0, 2**62)  # no elements: nothing to overflow
 
 
 def test_to_moves_and_copies(rng):
@@ -259,3 +267,25 @@ def test_borrow_wraps_contiguous_cpu_arrays_and_copies_the_rest(rng):
         np.testing.assert_array_equal(t.numpy(), np.asarray(data).astype(dtype))
     t = hg.borrow(x, dtype=np.int32)  # a different dtype asked for: converted
     assert t.dtype == np.int32 and t.data_ptr() != x.ctypes.data
+
+
+def test_integer_data_outside_the_dtype_is_refused_not_wrapped():
+    for data, dtype in (([2**63], None), (np.array([2**64 - 1], np.uint64), None), ([-129], np.int8),
+                        (np.array([300], np.int64), np.uint8), ([-1], np.uint8)):
+        with pytest.raises(ValueError, match="do not fit"):
+            hg.tensor(data, dtype=dtype)
+    edges = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max], np.int64)
+    np.testing.assert_array_equal(hg.tensor(edges).numpy(), edges)  # the extremes themselves fit
+    np.testing.assert_array_equal(hg.tensor(np.array([255, 0], np.uint64), dtype=np.uint8).numpy(), [255, 0])
+
+
+def test_asarray_copy_false_is_a_view_or_refused(rng):
+    t = hg.tensor(rng.standard_normal(5).astype(np.float32))
+    view = np.asarray(t, copy=False)
+    view[2] = 7.0
+    assert t.numpy()[2] == 7.0  # a real view: the write is seen
+    with pytest.raises(ValueError, match="needs a copy"):
+        np.asarray(t, dtype=np.float64, copy=False)
+    copy = np.asarray(t)  # the default copies
+    copy[0] = -1.0
+    assert t.numpy()[0] != -1.0

@@ -250,3 +250,53 @@ def test_env_forces_a_kernel_by_name(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import hipgrad"], capture_output=True, text=True,
                          timeout=120, env=env, check=False)
     assert "HIPGRAD_KERNEL names no kernel" in out.stderr
+    # a name several ops share is forced for each of them
+    shared = {}
+    for row in hg.build_info()["kernels"]:
+        if row["backend"] == "cpu" and not row["note"].startswith("vendor fallback"):
+            shared.setdefault(row["kernel"], set()).add(row["op"])
+    name, ops = next((k, v) for k, v in sorted(shared.items()) if len(v) > 1)
+    env["HIPGRAD_KERNEL"] = name
+    code = ("import hipgrad as hg; print(sorted(op for op in " + repr(sorted(ops))
+            + " if hg._C.forced_kernel(op, 'cpu') == " + repr(name) + "))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                         check=True)
+    assert out.stdout.strip() == repr(sorted(ops)), (name, out.stdout)
+
+
+def test_malformed_entries_and_unreadable_files_are_skipped_with_a_warning(cache_dir):
+    """Never fatal: a bad entry is skipped (the good ones load), an unreadable file ignored."""
+    hg._C.clear_tuning()
+    good = _entry("cpu.openblas_sgemm", "M=5,N=5,K=5,ta=0,tb=0")
+    bad = [dict(good, op=5), dict(good, op=None), dict(good, key=7), "a string",
+           dict(good, candidates={"cpu.openblas_sgemm": 10**400}), dict(good, candidates={"x": float("nan")}),
+           dict(good, candidates=[1, 2])]
+    _write_cache(bad + [good])
+    with pytest.warns(RuntimeWarning, match="ignoring a tuning cache entry") as caught:
+        assert tuning.load("cpu") == 1
+    assert len([w for w in caught if "ignoring a tuning cache entry" in str(w.message)]) == len(bad)
+    assert [r["kernel"] for r in hg.tuning_report()] == ["cpu.openblas_sgemm"]
+    path = tuning.cache_file("cpu")
+    path.unlink()
+    path.mkdir()  # a directory where the file should be
+    assert tuning.load("cpu") == 0  # not a file: nothing cached
+    path.rmdir()
+
+
+SAVE_ONE = """
+import numpy as np, hipgrad as hg, hipgrad.tuning as tu
+hg.ops.gemm(np.ones(({m}, 8), np.float32), np.ones((8, 8), np.float32), impl="auto")
+"""
+
+
+def test_two_processes_saving_one_cache_keep_both_choices(tmp_path):
+    """Each process writes its choices at exit merged with the file's: neither loses the other's
+    (the second used to overwrite the first)."""
+    env = dict(os.environ, HIPGRAD_CACHE_DIR=str(tmp_path))
+    env.pop("HIPGRAD_NO_TUNING_CACHE", None)
+    a = subprocess.Popen([sys.executable, "-c", SAVE_ONE.format(m=3) + "import time; time.sleep(2)"], env=env)
+    subprocess.run([sys.executable, "-c", SAVE_ONE.format(m=5)], env=env, check=True, timeout=120)
+    assert a.wait(timeout=120) == 0  # both loaded an empty cache; A saves last
+    rows = json.loads(next(tmp_path.glob("tuning-cpu-*.json")).read_text())["choices"]
+    keys = {r["key"].split("|")[1] for r in rows}
+    assert {k.split(",M=")[1].split(",")[0] for k in keys} == {"3", "5"}, keys

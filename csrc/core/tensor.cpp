@@ -63,6 +63,19 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+// The element count of a view's shape (dims already checked >= 0), refusing a product beyond
+// int64 (it would wrap and pass the count comparison: a 1-element tensor "reshaped" to
+// (7, 7905747460161236407) then sent a kernel out of bounds).
+static int64_t view_numel(const Shape& shape, const char* what) {
+  for (int64_t d : shape)
+    if (d == 0) return 0;
+  int64_t n = 1;
+  for (int64_t d : shape)
+    HG_REQUIRE(!__builtin_mul_overflow(n, d, &n), what, ": shape ", shape_str(shape),
+               " holds more elements than a 64-bit count");
+  return n;
+}
+
 static void check_shape(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
@@ -92,32 +105,35 @@ Tensor zeros(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::reshape(const Shape& shape) const {
   Shape out = shape;
-  int64_t known = 1, infer = -1;
+  int64_t infer = -1;
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1) {
       HG_REQUIRE(infer < 0, "reshape: only one dimension may be -1, got ", shape_str(shape));
       infer = static_cast<int64_t>(i);
     } else {
       HG_REQUIRE(out[i] >= 0, "reshape: shape ", shape_str(shape), " has a negative dimension");
-      known *= out[i];
     }
   }
   if (infer >= 0) {
+    Shape rest = out;
+    rest.erase(rest.begin() + infer);
+    const int64_t known = view_numel(rest, "reshape");
     HG_REQUIRE(known > 0 && numel() % known == 0, "reshape: cannot infer -1 in ",
                shape_str(shape), " for a tensor of ", numel(), " elements");
     out[infer] = numel() / known;
   }
-  HG_REQUIRE(shape_numel(out) == numel(), "reshape: shape ", shape_str(shape), " holds ",
-             shape_numel(out), " elements but the tensor has ", numel(), " (shape ",
-             shape_str(shape_), ")");
+  const int64_t n = view_numel(out, "reshape");
+  HG_REQUIRE(n == numel(), "reshape: shape ", shape_str(shape), " holds ", n,
+             " elements but the tensor has ", numel(), " (shape ", shape_str(shape_), ")");
   return Tensor(storage_, offset_, out, dtype_);
 }
 
 Tensor Tensor::prefix_view(const Shape& shape) const {
   for (int64_t d : shape)
     HG_REQUIRE(d >= 0, "prefix_view: shape ", shape_str(shape), " has a negative dimension");
-  HG_REQUIRE(shape_numel(shape) <= numel(), "prefix_view: shape ", shape_str(shape), " holds ",
-             shape_numel(shape), " elements but the buffer has only ", numel(), " (shape ",
+  const int64_t n = view_numel(shape, "prefix_view");
+  HG_REQUIRE(n <= numel(), "prefix_view: shape ", shape_str(shape), " holds ",
+             n, " elements but the buffer has only ", numel(), " (shape ",
              shape_str(shape_), ")");
   return Tensor(storage_, offset_, shape, dtype_);
 }

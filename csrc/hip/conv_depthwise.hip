@@ -11,6 +11,8 @@
 //                    then reduce in registers, across the warp with shuffles (any warp width)
 //                    and across warps in shared memory (one float per warp).
 // Tests: tests/ops/test_conv.py (groups == C cases, gpu params), tests/gpu/.
+#include <algorithm>
+
 #include "activation_device.h"
 #include "gpu_kernels.h"
 #include "runtime.h"
@@ -166,7 +168,9 @@ void conv2d_backward_data_depthwise(const ConvBackwardDataArgs& a) {
 
 void conv2d_backward_weight_depthwise(const ConvBackwardWeightArgs& a) {
   const ConvDims d = conv2d_dims(a.g);
-  const int blocks = d.K * d.R * d.S;
+  // The kernel strides over its K*R*S blocks; a grid within 65535 keeps gridDim.x * kThreads
+  // under AMD's 2^32 launch limit however many channels there are.
+  const int blocks = std::min(d.K * d.R * d.S, 65535);
   depthwise_backward_weight_kernel<<<unsigned(blocks), kThreads, 0, stream()>>>(a.dy, a.x, a.dw, d);
   HG_LAUNCH_CHECK("depthwise_backward_weight_kernel");
 }

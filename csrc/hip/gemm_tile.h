@@ -227,8 +227,10 @@ template <class Cfg, class LoadA, class LoadB, class Epilogue>
 void launch(const typename LoadA::Params& pa, const typename LoadB::Params& pb,
             const Epilogue& epi, const Problem& pr) {
   const int64_t tiles_m = (pr.M + Cfg::BM - 1) / Cfg::BM, tiles_n = (pr.N + Cfg::BN - 1) / Cfg::BN;
-  HG_REQUIRE(tiles_m <= 65535 && tiles_n <= 0x7fffffff, "gpu gemm: a ", pr.M, " x ", pr.N,
-             " result exceeds the launch grid (at most ", 65535 * Cfg::BM, " rows)");
+  // AMD's launcher refuses gridDim.x * blockDim.x beyond 2^32 - 1 (NVIDIA: gridDim.x < 2^31).
+  HG_REQUIRE(tiles_m <= 65535 && tiles_n * Cfg::kThreads <= 0xffffffffLL, "gpu gemm: a ", pr.M, " x ",
+             pr.N, " result exceeds the launch grid (at most ", 65535 * Cfg::BM, " rows and ",
+             0xffffffffLL / Cfg::kThreads * Cfg::BN, " columns)");
   const dim3 grid(unsigned(tiles_n), unsigned(tiles_m), unsigned(pr.nz < 65535 ? pr.nz : 65535));
   tiled_gemm_kernel<Cfg, LoadA, LoadB, Epilogue>
       <<<grid, Cfg::kThreads, 0, stream()>>>(pa, pb, epi, pr);

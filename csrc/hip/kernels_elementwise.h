@@ -265,7 +265,7 @@ void channel_sums(const char* family, const F& f, int64_t outer, int64_t C, int6
     // partials per channel for the finalize thread.
     const int64_t L = C * inner;
     const unsigned bx = blocks_for(L);
-    const int64_t max_splits = std::max<int64_t>(1, std::min<int64_t>(2048 / bx, 4096 / inner));
+    const int64_t max_splits = std::max<int64_t>(1, std::min<int64_t>(2048 / bx, 4096 / std::max<int64_t>(inner, 1)));
     const int64_t splits = std::clamp<int64_t>((outer + 15) / 16, 1, max_splits);
     const int64_t rchunk = (outer + splits - 1) / splits;
     Tensor part = scratch(NV * L * splits);

@@ -253,8 +253,10 @@ template <class Cfg, class LoadA, class LoadB, class Epilogue>
 void launch_tiled(const char* op, const typename LoadA::Params& pa, const typename LoadB::Params& pb,
                   const Epilogue& epi, int64_t M, int64_t N, int64_t K, int64_t nz) {
   const int64_t tiles_m = (M + Cfg::BM - 1) / Cfg::BM, tiles_n = (N + Cfg::BN - 1) / Cfg::BN;
-  HG_REQUIRE(tiles_m <= 65535 && tiles_n <= 0x7fffffff, op, ": a ", M, " x ", N,
-             " result exceeds the GPU launch grid (at most ", 65535 * Cfg::BM, " rows)");
+  // AMD's launcher refuses gridDim.x * blockDim.x beyond 2^32 - 1 (NVIDIA: gridDim.x < 2^31).
+  HG_REQUIRE(tiles_m <= 65535 && tiles_n * Cfg::kThreads <= 0xffffffffLL, op, ": a ", M, " x ", N,
+             " result exceeds the GPU launch grid (at most ", 65535 * Cfg::BM, " rows and ",
+             0xffffffffLL / Cfg::kThreads * Cfg::BN, " columns)");
   const dim3 grid(unsigned(tiles_n), unsigned(tiles_m), unsigned(nz < 65535 ? nz : 65535));
   qgemm_tiled_kernel<Cfg, LoadA, LoadB, Epilogue>
       <<<grid, Cfg::kThreads, 0, stream()>>>(pa, pb, epi, M, N, K, nz);

@@ -23,6 +23,24 @@ class UsageError(Exception):
     """A problem with the command line or its inputs: printed as one line, exit code 2."""
 
 
+def output_path(path: str | None, flag: str, directory: bool = False) -> None:
+    """Check before any work that `path` (a file, or with `directory` a folder) can be written:
+    its folder is created if missing; a file where a folder must be is a usage error naming
+    the flag."""
+    if not path:
+        return
+    p = Path(path)
+    folder = p if directory else p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"{flag} {path}: {folder} exists and is not a directory") from None
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot create {folder} ({e.strerror})") from None
+    if not directory and p.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory, expected a file name")
+
+
 def pick_device(requested: str) -> str:
     """"auto" -> "gpu:0" where hipgrad sees a GPU, else "cpu"; other names must be usable."""
     import hipgrad as hg

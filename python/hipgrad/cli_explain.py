@@ -174,6 +174,10 @@ def run_explain(args: argparse.Namespace) -> int:
     from .tensor import tensor
     from .tracing import trace
 
+    from .cli import output_path
+
+    output_path(args.trace_json, "--trace-json")
+    output_path(args.plot, "--plot")
     prep = prepare(args)
     n_params = sum(int(p.data.size) for p in prep.net.parameters())
     shape = "x".join(str(s) for s in prep.in_shape)

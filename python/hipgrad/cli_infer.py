@@ -92,8 +92,10 @@ def add_compare_command(p: argparse.ArgumentParser) -> Runner:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .cli import UsageError
+    from .cli import UsageError, output_path
     from .compare import compare, format_compare
+
+    output_path(args.out, "--out", directory=True)
 
     try:
         shape = tuple(int(s) for s in args.input_shape.split(","))

@@ -142,16 +142,18 @@ def _candidate_times(row: dict) -> list[tuple[str, float]]:
         items = []
     for name, ms in items:
         out[name] = float("nan") if ms is None else float(ms)
-    for k, v in row.items():
-        if k.endswith("_ms") and isinstance(v, (int, float)):
-            out.setdefault(k[:-3], float(v))
+    if not out:  # only the per-variant fields (handwritten_ms, vendor_ms): those, by variant
+        for k, v in row.items():
+            if k.endswith("_ms") and isinstance(v, (int, float)):
+                out[k[:-3]] = float(v)
     return list(out.items())
 
 
 def format_report(rows: list[dict], timed: set[tuple[str, str]] | None = None,
                   width: int = WIDTH) -> str:
     """The choices as a table grouped by op: shape key, chosen variant, each candidate's ms
-    (* marks the chosen), and whether this run timed it or the cache supplied it."""
+    (* marks the chosen kernel, or the chosen variant where a row names no kernel), and whether
+    this run timed it or the cache supplied it."""
     known = {"op", "key", "chosen", "candidates"}
     lines = [f"{'op / shape key':<{width - 22}}{'chosen':>12}{'source':>10}", "-" * width]
     for op in sorted({r["op"] for r in rows}):
@@ -162,7 +164,8 @@ def format_report(rows: list[dict], timed: set[tuple[str, str]] | None = None,
             head = textwrap.wrap(shape, width - 24, break_on_hyphens=False) or [""]
             lines.append(f"  {head[0]:<{width - 24}}{r.get('chosen', '?'):>12}{source:>10}")
             lines += [f"    {h}" for h in head[1:]]
-            times = ", ".join(f"{n}{'*' if n == r.get('chosen') else ''} {ms:.3f} ms"
+            winner = r.get("kernel", r.get("chosen"))
+            times = ", ".join(f"{n}{'*' if n == winner else ''} {ms:.3f} ms"
                               for n, ms in _candidate_times(r))
             extra = ", ".join(f"{k}={v}" for k, v in r.items()
                               if k not in known and not k.endswith("_ms"))

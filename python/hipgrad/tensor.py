@@ -47,6 +47,10 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
     dt = _as_dtype(dtype)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"tensor: cannot convert data of dtype {arr.dtype} to {dt}")
+    if arr.dtype.kind in "iu" and dt.kind in "iu" and arr.size:  # no silent wrap-around
+        info, lo, hi = np.iinfo(dt), arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"tensor: values {lo}..{hi} do not fit {dt} ({info.min}..{info.max})")
     arr = np.asarray(arr, dtype=dt, order="C")  # keeps 0-d arrays 0-d
     return _C.from_numpy(arr, device)
 
@@ -149,6 +153,16 @@ def _repr(t: Tensor) -> str:
 
 
 def _array(t: Tensor, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    """np.asarray(t): a copy; with copy=False (NumPy 2) a view of a CPU tensor of that dtype,
+    else a ValueError, as NumPy's protocol asks (never a copy that looks like a view)."""
+    if copy is False:
+        if not str(t.device).startswith("cpu"):
+            raise ValueError(f"np.asarray(copy=False): the tensor is on {t.device}; only a CPU tensor "
+                             "can be viewed (use .numpy() for a copy)")
+        view = np.from_dlpack(t)
+        if dtype is not None and np.dtype(dtype) != view.dtype:
+            raise ValueError(f"np.asarray(copy=False): {view.dtype} to {np.dtype(dtype)} needs a copy")
+        return view
     arr = t.numpy()
     return arr if dtype is None else arr.astype(dtype, copy=False)
 

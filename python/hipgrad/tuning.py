@@ -14,12 +14,14 @@ hipgrad.ops.force_kernel (or HIPGRAD_KERNEL) runs one candidate by name.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import pathlib
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 
 from ._native import _C
 
@@ -69,23 +71,56 @@ def tuning_report() -> list[dict]:
     return [dict(r, candidates=dict(r["candidates"])) for r in _C.tuning_choices()]
 
 
+def _entry(r: object) -> tuple[str, str, str, list[tuple[str, float]]]:
+    """One cache row as (op, key, kernel, [(candidate, ms)]); ValueError if it is malformed."""
+    if not isinstance(r, dict):
+        raise ValueError(f"an entry is not an object: {r!r}")
+    op, key, kernel, cands = r.get("op"), r.get("key"), r.get("kernel"), r.get("candidates")
+    if not (isinstance(op, str) and isinstance(key, str) and isinstance(kernel, str)
+            and isinstance(cands, dict)):
+        raise ValueError(f"malformed entry {str(r)[:120]}")
+    times = []
+    for k, v in cands.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= float(v) < float("inf"):
+            raise ValueError(f"entry {op} {key}: candidate {k!r} has time {v!r}")
+        times.append((str(k), float(v)))
+    return op, key, kernel, times
+
+
+def _read(path: pathlib.Path, device: str) -> list:
+    """The rows of a cache file written for `device`'s identity and this format (every device
+    of that identity: gpu:0 and gpu:1 of one model share a file). OSError / ValueError if
+    unreadable or foreign."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("identity") != device_identity(device):
+        raise ValueError("written for another device, build or format")
+    rows = data.get("choices")
+    if not isinstance(rows, list):
+        raise ValueError("no list of choices")
+    return rows
+
+
 def load(device: str = "cpu") -> int:
-    """Feed the cached choices for `device` to the dispatcher; returns how many were loaded."""
+    """Feed the cached choices for `device` to the dispatcher; returns how many were loaded.
+    A file that cannot be read or parsed, or an entry that is malformed or names a kernel this
+    build lacks, is skipped with a RuntimeWarning: never fatal."""
     path = cache_file(device)
-    if not path.exists():
-        return 0
     try:
-        data = json.loads(path.read_text())
-        if data.get("format") != FORMAT or data.get("identity") != device_identity(device):
-            raise ValueError("written for another device, build or format")
-        rows = [r for r in data["choices"] if r["key"].split("|", 1)[0] == device]
-        entries = [(r["op"], r["key"], str(r["kernel"]),
-                    [(str(k), float(v)) for k, v in r["candidates"].items()]) for r in rows]
-    except (ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+        if not path.is_file():
+            return 0
+        rows = _read(path, device)
+    except (OSError, ValueError, OverflowError) as e:  # JSONDecodeError is a ValueError
         warnings.warn(f"hipgrad: ignoring tuning cache {path}: {e}", RuntimeWarning, stacklevel=2)
         return 0
     count = 0
-    for op, key, kernel, times in entries:
+    for r in rows:
+        try:
+            op, key, kernel, times = _entry(r)
+        except (ValueError, OverflowError) as e:
+            warnings.warn(f"hipgrad: ignoring a tuning cache entry in {path}: {e}", RuntimeWarning, stacklevel=2)
+            continue
+        if key.split("|", 1)[0] != device:
+            continue
         if _C.set_tuning_choice_kernel(op, key, kernel, times):
             count += 1
         else:
@@ -94,20 +129,47 @@ def load(device: str = "cpu") -> int:
     return count
 
 
+@contextlib.contextmanager
+def _locked(path: pathlib.Path) -> Iterator[None]:
+    """An exclusive lock beside `path` (flock), so that two processes saving at once merge
+    instead of one overwriting the other's choices."""
+    try:
+        import fcntl
+    except ImportError:  # no flock: saves are still atomic, only not merged under a race
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def save(device: str = "cpu") -> pathlib.Path | None:
-    """Write the current choices for `device` atomically (temp file, fsync, rename)."""
+    """Write the current choices for `device` atomically (temp file, fsync, rename), merged with
+    what the file already holds: another process's choices and other devices' rows are kept,
+    ours replace the same (op, key)."""
     rows = [r for r in tuning_report() if r["key"].split("|", 1)[0] == device]
     if not rows:
         return None
     path = cache_file(device)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tuning-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"format": FORMAT, "identity": device_identity(device), "choices": rows}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with _locked(path):
+            try:
+                old = _read(path, device) if path.is_file() else []
+            except (ValueError, OverflowError):  # a corrupt or foreign file is replaced
+                old = []
+            ours = {(r["op"], r["key"]) for r in rows}
+            kept = [r for r in old if isinstance(r, dict) and (r.get("op"), r.get("key")) not in ours]
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tuning-", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump({"format": FORMAT, "identity": device_identity(device), "choices": kept + rows},
+                          f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
         return path
     except OSError as e:
         warnings.warn(f"hipgrad: could not write tuning cache {path}: {e}", RuntimeWarning, stacklevel=2)

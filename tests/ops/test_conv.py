@@ -267,6 +267,13 @@ def test_bias_backward_of_empty_batch_is_zero(impl):
           what="bias_backward of an empty batch")
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 0), (2, 3, 0, 4), (0, 3, 5)])
+def test_bias_backward_with_an_empty_inner_dimension_is_zero(device, shape):
+    """No elements per channel (the GPU's row path divided by the inner size, 0 here)."""
+    out = hg.ops.bias_backward(to_dev(np.zeros(shape, np.float32), device))
+    check(out, np.zeros(3), what=f"bias_backward {shape}")
+
+
 X, W = (2, 3, 8, 8), (4, 3, 3, 3)
 
 

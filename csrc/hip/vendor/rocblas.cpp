@@ -6,7 +6,8 @@
 //                      inputs, i32_r output and compute, unpacked int8, wq transposed) into
 //                      scratch memory, then hipgrad's epilogue kernel (dequantize, bias,
 //                      activation). Only where K and N are multiples of 4 and xq, wq 4-byte
-//                      aligned (the int8 kernels' rules); other shapes run gpu.qgemm_int8_tiled.
+//                      aligned (the int8 kernels' rules), and where this rocBLAS multiplies
+//                      plain int8 on the device (rocblas_int8_unpacked); else gpu.qgemm_int8_tiled.
 //   gpu.rocblas_sgemm+epilogue_pass  linear_bias_act: that sgemm (y = x w^T), then bias + activation
 //                     in one handwritten pass over y (fused.hip's fused_epilogue_pass).
 // One handle per device (created with that device current, as rocBLAS requires), bound to
@@ -80,6 +81,27 @@ void gemm_rocblas(const GemmArgs& g) {
                                  rocblas_int(ldy)));
 }
 
+// Whether rocblas_gemm_ex multiplies plain (unpacked) row-major int8 on this handle's device.
+// rocBLAS 2.38 to 3.x report it with rocblas_query_int8_layout_flag: GPUs before gfx908 take only
+// the packed int8x4 layout there (rocblas_gemm_flags_pack_int8x4). Before 2.38, flags 0 meant
+// packed everywhere; from 4.0 unpacked is the only layout.
+bool rocblas_int8_unpacked(rocblas_handle h) {
+#if ROCBLAS_VERSION_MAJOR >= 4
+  (void)h;
+  return true;
+#elif ROCBLAS_VERSION_MAJOR == 3 || (ROCBLAS_VERSION_MAJOR == 2 && ROCBLAS_VERSION_MINOR >= 38)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+  rocblas_gemm_flags flag = rocblas_gemm_flags_none;
+  HG_ROCBLAS_CHECK(rocblas_query_int8_layout_flag(h, &flag));
+  return flag != rocblas_gemm_flags_pack_int8x4;
+#pragma clang diagnostic pop
+#else
+  (void)h;
+  return false;
+#endif
+}
+
 bool int8_gemm_fits(const QGemmArgs& a) {
   const auto aligned4 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
   return a.K % 4 == 0 && a.N % 4 == 0 && aligned4(a.xq) && aligned4(a.wq) && a.M <= INT_MAX &&
@@ -90,6 +112,7 @@ void qgemm_rocblas(const QGemmArgs& a) {
   if (!int8_gemm_fits(a)) return qgemm_handwritten(a);
   const int device = current_device();
   rocblas_handle h = rocblas_handle_for(device);
+  if (!rocblas_int8_unpacked(h)) return qgemm_handwritten(a);
   Scratch acc(size_t(a.M) * size_t(a.N) * sizeof(int32_t));
   int32_t* c = reinterpret_cast<int32_t*>(acc.floats());
   const int32_t one = 1, zero = 0;

@@ -7,8 +7,8 @@ of them on its own:
     with hg.ops.force_kernel("gemm", "cpu.gemm_unpacked_avx512_12x32"):
         y = hg.ops.gemm(a, b)          # runs that kernel; hg.ops.last_impl() names it
 
-HIPGRAD_KERNEL=<name>[,<name>...] forces kernels for the whole process (read at import; a name no
-op has is reported with a warning). Forcing applies to the backend the kernel belongs to.
+HIPGRAD_KERNEL=<name>[,<name>...] forces kernels for the whole process (read at import), for
+every op that has a kernel of that name; a name no op has is reported with a warning. Forcing applies to the backend the kernel belongs to.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from .._native import _C
 
 
-def _op_of(kernel: str) -> str | None:
-    for row in _C.kernel_table():
-        if row["kernel"] == kernel and not row["note"].startswith("vendor fallback"):
-            return str(row["op"])
-    return None
+def _ops_of(kernel: str) -> list[str]:
+    """Every op with a kernel of that name (conv2d_forward and conv2d_backward_weight both have
+    cpu.conv2d_im2col_openblas, for one)."""
+    ops = [str(row["op"]) for row in _C.kernel_table()
+           if row["kernel"] == kernel and not row["note"].startswith("vendor fallback")]
+    return list(dict.fromkeys(ops))
 
 
 @contextlib.contextmanager
@@ -46,11 +47,11 @@ def force_kernel(op: str, kernel: str) -> Iterator[None]:
 
 def _force_from_env() -> None:
     for name in filter(None, (n.strip() for n in os.environ.get("HIPGRAD_KERNEL", "").split(","))):
-        op = _op_of(name)
-        if op is None:
+        ops = _ops_of(name)
+        if not ops:
             warnings.warn(f"hipgrad: HIPGRAD_KERNEL names no kernel of this build: '{name}'",
                           RuntimeWarning, stacklevel=2)
-        else:
+        for op in ops:  # every op that has it
             _C.force_kernel(op, name)
 
 
