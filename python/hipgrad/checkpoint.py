@@ -36,20 +36,41 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, corrupt, mismatched or from a newer format."""
 
 
-def resolve_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def _weights_file_of(sidecar: Path) -> Path | None:
+    """The weights file a sidecar names (its "weights_file", beside it), if that file exists."""
+    try:
+        name = json.loads(sidecar.read_text()).get("weights_file")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    if isinstance(name, str) and name and Path(name).name == name and (sidecar.parent / name).is_file():
+        return sidecar.parent / name
+    return None
+
+
+def resolve_paths(path: str | os.PathLike, *, reading: bool = False) -> tuple[Path, Path]:
     """(weights, sidecar) for a weights file, a sidecar, or a directory holding model.safetensors.
     X.safetensors pairs with X.json; a weights file of any other name (epoch.1, model.pt) with
-    that name + ".json", so that epoch.1 and epoch.2 never share a sidecar."""
+    that name + ".json", so that epoch.1 and epoch.2 never share a sidecar. With `reading`, a
+    pair written before that rule (model.pt beside model.json) is found too: through the
+    sidecar's own "weights_file"."""
     p = Path(path)
     if p.is_dir() or (not p.exists() and not p.suffix):  # a run directory
         p = p / WEIGHTS_NAME
     if p.suffix == ".json":  # X.json -> X.safetensors, or X (written as X + ".json")
         weights = p.with_suffix(".safetensors")
+        named = _weights_file_of(p) if reading else None
+        if named is not None:
+            return named, p
         bare = p.with_suffix("")
         return (bare if not weights.exists() and bare.suffix and bare.is_file() else weights), p
     if p.suffix == ".safetensors":
         return p, p.with_suffix(".json")
-    return p, p.with_name(p.name + ".json")
+    sidecar = p.with_name(p.name + ".json")
+    if reading and not sidecar.exists():
+        old = p.with_suffix(".json")
+        if old.is_file() and _weights_file_of(old) == p:
+            return p, old
+    return p, sidecar
 
 
 # --- encoding optimizer / scheduler / RNG state as JSON (arrays bit-exact, int keys kept) ----
@@ -225,8 +246,9 @@ class Checkpoint:
 
     def restore(self, model: Any, optimizer: Any = None, scheduler: Any = None) -> None:
         """Load the weights into `model` and, where given, the optimizer and scheduler state;
-        set hipgrad's RNG state to the one saved. What is saved for the optimizer and scheduler
-        is checked before anything is loaded (a mismatch leaves the model untouched)."""
+        set hipgrad's RNG state to the one saved. The optimizer and scheduler types are checked
+        before anything is loaded, and a saved state that does not fit them puts the model's
+        weights back as they were before raising."""
         pending = []
         for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler")):
             if obj is None:
@@ -238,9 +260,14 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path}: {key} state is for {saved['type']}, "
                                       f"not {type(obj).__name__}")
             pending.append((obj, saved))
+        before = model.state_dict()  # copies: put back if a state below does not fit
         model.load_state_dict(self.weights, strict=True)
-        for obj, saved in pending:
-            obj.load_state_dict(from_jsonable(saved["state"]))
+        try:
+            for obj, saved in pending:
+                obj.load_state_dict(from_jsonable(saved["state"]))
+        except Exception:
+            model.load_state_dict(before, strict=True)
+            raise
         set_rng_state(from_jsonable(self.meta.get("rng")))
 
 
@@ -248,7 +275,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and verify a weights file and its sidecar (path: either file, or their directory)."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
-    weights_path, sidecar_path = resolve_paths(path)
+    weights_path, sidecar_path = resolve_paths(path, reading=True)
     try:
         meta = json.loads(sidecar_path.read_text())
     except FileNotFoundError:

@@ -65,8 +65,8 @@ def run_infer(args: argparse.Namespace) -> int:
                                       batch_size=args.batch_size)
         if engine.precision == "int8" and not engine.calibrated:
             calib = _load_npy(args.calibrate, "--calibrate") if args.calibrate else x[:256]
-            engine.calibrate(np.asarray(calib, np.float32))
-        idx, probs = engine.topk(np.asarray(x, np.float32), k=args.top)
+            engine.calibrate(calib)  # the engine converts (float32, or int64 token ids)
+        idx, probs = engine.topk(x, k=args.top)
     except (CheckpointError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     except (ValueError, TypeError, RuntimeError) as e:

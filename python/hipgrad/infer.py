@@ -263,7 +263,7 @@ class InferenceEngine:
             raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(shape)}")
         key = tuple(int(v) for v in shape[1:])
         if key not in self._shapes_checked:  # every step's expectation, before anything runs
-            check_input_shape(self._plan, (1,) + key)
+            check_input_shape(self._plan, (1,) + key, given=tuple(shape))
             self._shapes_checked.add(key)
         if arr is not None:
             if arr.dtype.kind == "f" and not _all_finite(arr):
@@ -474,7 +474,7 @@ class InferenceEngine:
             arr = self._check_input(batch)
             if isinstance(arr, Tensor) and arr.device != self.device:
                 arr = arr.to(self.device)
-            xt = arr if isinstance(arr, Tensor) else tensor(np.asarray(arr, np.float32), device=self.device)
+            xt = arr if isinstance(arr, Tensor) else tensor(np.asarray(arr, self._input_dtype()), device=self.device)
             self._run(self._plan, xt, int8=False, observe=seen)
             count += 1
             if batches is not None and count >= batches:

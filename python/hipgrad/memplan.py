@@ -72,19 +72,22 @@ def _flatten_dims(step: Any, rank: int) -> tuple[int, int]:
     return (start + rank if start < 0 else start), (end + rank if end < 0 else end)
 
 
-def check_input_shape(steps: list, shape: Shape) -> Shape:
+def check_input_shape(steps: list, shape: Shape, given: Shape | None = None) -> Shape:
     """The output shape of `steps` for an input of `shape` (batch first), or a ValueError that
-    names the first step the shape does not fit and what that step expects."""
+    names the caller's input (`given`, default `shape`), the first step it does not fit, the
+    shape that step gets and what it expects."""
+    given = tuple(shape) if given is None else tuple(given)
     for s in steps:
         kind, a, rank = s.kind, s.attrs, len(shape)
 
         def bad(expected: str) -> ValueError:
-            return ValueError(f"x of shape {tuple(shape)} does not fit the model: step {s.name!r} "
-                              f"({kind}) expects {expected}")
+            gets = "(" + ", ".join(["batch"] + [str(v) for v in shape[1:]]) + ")"
+            return ValueError(f"x of shape {given} does not fit the model: step {s.name!r} ({kind}) "
+                              f"gets {gets} but expects {expected}")
 
         if kind == "residual":
-            body = check_input_shape(s.body, shape)
-            short = check_input_shape(s.shortcut, shape) if s.shortcut else tuple(shape)
+            body = check_input_shape(s.body, shape, given)
+            short = check_input_shape(s.shortcut, shape, given) if s.shortcut else tuple(shape)
             if body != short:
                 raise bad(f"its body and shortcut to agree; they give {body} and {short}")
             shape = body

@@ -173,9 +173,11 @@ class Adam(Optimizer):
         name = type(self).__name__
         lr, eps, weight_decay = (_number(lr, f"{name}: lr"), _number(eps, f"{name}: eps"),
                                  _number(weight_decay, f"{name}: weight_decay"))
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
-        betas = (_number(betas[0], f"{name}: betas[0]"), _number(betas[1], f"{name}: betas[1]"))
+        try:
+            b1, b2 = betas  # a tuple, list or array of two
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}") from None
+        betas = (_number(b1, f"{name}: betas[0]"), _number(b2, f"{name}: betas[1]"))
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
         if not 0 < eps < math.inf:  # as the fused step requires (eps = 0 divides 0 by 0)
@@ -229,8 +231,12 @@ class LRScheduler:
         self.step_count += 1
         self.last_epoch += 1
         # PyTorch's recursive forms can round a rate that should reach 0 to -1e-18 or so
-        # (LinearLR with end_factor=0); the optimizer refuses a negative rate, so it is 0.
-        self.optimizer.lr = max(0.0, self._next_lr(self.optimizer.lr))
+        # (LinearLR with end_factor=0): that rounding noise is 0. Anything more negative (a
+        # negative gamma or eta_min) or NaN still reaches the optimizer, which refuses it.
+        lr = self._next_lr(self.optimizer.lr)
+        if -1e-12 * max(self.base_lrs + [1e-300]) <= lr < 0.0:
+            lr = 0.0
+        self.optimizer.lr = lr
         self._last_lr = [self.optimizer.lr]
 
     def get_last_lr(self) -> list[float]:

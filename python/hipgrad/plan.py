@@ -200,7 +200,7 @@ def plan_from_file(path: str) -> tuple[list[Step], dict]:
         from .onnx_import import plan_from_onnx
 
         return plan_from_onnx(path)
-    weights_path, sidecar = resolve_paths(path)
+    weights_path, sidecar = resolve_paths(path, reading=True)
     try:
         doc = json.loads(sidecar.read_text())
     except FileNotFoundError:

@@ -181,8 +181,9 @@ def phase(name: str) -> Iterator[None]:
     finally:
         if span is not None:
             span.end_us = _C.steady_us()
-            for t in _active:
-                t.spans.append(span)
+            with _lock:  # _active may change under another thread's trace()
+                for t in _active:
+                    t.spans.append(span)
         _C.trace_set_context(old_phase, old_layer)
 
 

@@ -87,6 +87,14 @@ def _entry(r: object) -> tuple[str, str, str, list[tuple[str, float]]]:
     return op, key, kernel, times
 
 
+def _valid(r: object) -> bool:
+    try:
+        _entry(r)
+        return True
+    except (ValueError, OverflowError):
+        return False
+
+
 def _read(path: pathlib.Path, device: str) -> list:
     """The rows of a cache file written for `device`'s identity and this format (every device
     of that identity: gpu:0 and gpu:1 of one model share a file). OSError / ValueError if
@@ -162,7 +170,7 @@ def save(device: str = "cpu") -> pathlib.Path | None:
             except (ValueError, OverflowError):  # a corrupt or foreign file is replaced
                 old = []
             ours = {(r["op"], r["key"]) for r in rows}
-            kept = [r for r in old if isinstance(r, dict) and (r.get("op"), r.get("key")) not in ours]
+            kept = [r for r in old if _valid(r) and (r["op"], r["key"]) not in ours]
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tuning-", suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 json.dump({"format": FORMAT, "identity": device_identity(device), "choices": kept + rows},

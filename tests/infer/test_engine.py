@@ -362,7 +362,7 @@ def test_flatten_dims_and_linear_on_the_last_axis(planned, rng):
     want = _np_linear(np.maximum(_np_linear(x.reshape(n, 10, 4), lin1), 0), lin2)
     assert got.shape == (n, 10, 3)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match=r"step '0' \(flatten\) expects .*batch dimension"):
+    with pytest.raises(ValueError, match=r"step '0' \(flatten\) gets .* but expects .*batch dimension"):
         InferenceEngine.from_model(nn.Sequential(nn.Flatten(0), lin), device="cpu").forward(x)
 
 
@@ -370,10 +370,12 @@ def test_input_shape_checked_against_every_step_before_running(rng):
     conv = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
     engine = InferenceEngine.from_model(conv, device="cpu")  # no spec: no fixed input shape
     assert engine.input_shape is None
-    for bad, message in (((2, 6, 6), r"step '0' \(conv\) expects \(batch, 2, height, width\)"),
-                         ((2, 3, 6, 6), r"step '0' \(conv\) expects \(batch, 2,"),
-                         ((2, 2, 7, 6), r"step '3' \(linear\) expects \(batch, \.\.\., 48\)"),
-                         ((2, 2, 2, 2), r"step '0' \(conv\) expects an input its window fits")):
+    for bad, message in (((2, 6, 6), r"\(2, 6, 6\) .* step '0' \(conv\) gets \(batch, 6, 6\) but expects "
+                                     r"\(batch, 2, height, width\)"),
+                         ((2, 3, 6, 6), r"step '0' \(conv\) gets \(batch, 3, 6, 6\) but expects \(batch, 2,"),
+                         ((2, 2, 7, 6), r"x of shape \(2, 2, 7, 6\) .* step '3' \(linear\) gets \(batch, 60\) "
+                                        r"but expects \(batch, \.\.\., 48\)"),
+                         ((2, 2, 2, 2), r"step '0' \(conv\) gets \(batch, 2, 2, 2\) but expects an input its window fits")):
         with pytest.raises(ValueError, match=message):
             engine.forward(np.zeros(bad, np.float32))
     x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
@@ -440,3 +442,15 @@ def test_cli_labels_and_a_saved_uncalibrated_int8_engine(trained_digits, tmp_pat
     assert main(["infer", str(tmp_path / "u8"), "--input", str(tmp_path / "x.npy"), "--show", "1",
                  "--device", "cpu"]) == 0  # calibrated on the first inputs, then run
     assert "int8 on cpu" in capsys.readouterr().out
+
+
+def test_int8_engine_of_a_token_model_calibrates_on_token_ids(rng):
+    """Calibration feeds the model's own input dtype (int64 token ids), not float32."""
+    hg.manual_seed(int(rng.integers(1 << 30)))
+    model = nn.Sequential(nn.Embedding(20, 4), nn.Flatten(), nn.Linear(12, 3))
+    ids = rng.integers(0, 20, (64, 3))
+    fp32 = InferenceEngine.from_model(model, device="cpu").forward(ids)
+    int8 = InferenceEngine.from_model(model, device="cpu", precision="int8").calibrate(ids.astype(np.int32))
+    got = int8.forward(ids)
+    assert got.shape == fp32.shape
+    np.testing.assert_allclose(got, fp32, atol=0.05 * np.abs(fp32).max())

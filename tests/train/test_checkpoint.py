@@ -204,6 +204,10 @@ def test_restore_checks_optimizer_state_before_touching_the_model(trained, tmp_p
     with pytest.raises(CheckpointError, match="optimizer state is for Adam, not SGD"):
         load_checkpoint(tmp_path).restore(other.model, wrong)
     assert_same_weights(weights(other.model), before)
+    subset = optim.Adam(list(other.model.parameters())[:1])  # the right type, the wrong parameters
+    with pytest.raises(ValueError):
+        load_checkpoint(tmp_path).restore(other.model, subset)
+    assert_same_weights(weights(other.model), before)  # the weights were put back
     state = trained.model.state_dict()
     key = next(iter(state))
     with pytest.raises(TypeError, match=f"'{key}' must hold real numbers"):
@@ -220,3 +224,18 @@ def test_sidecar_history_is_strict_json(trained, tmp_path):
     doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON token {c}"))
     assert doc["history"] == [{"epoch": 1, "train_loss": None, "val_acc": 0.5, "val_loss": None}]
     assert load_checkpoint(tmp_path / "h").history == doc["history"]
+
+
+def test_a_pair_saved_under_the_old_sidecar_rule_still_loads(trained, tmp_path):
+    """Before epoch.1 got epoch.1.json, a weights file x.pt had its sidecar at x.json: found
+    through the sidecar's weights_file, by either name."""
+    path = save_checkpoint(tmp_path / "old" / "x.safetensors", trained.model, epoch=4)
+    side = path.with_suffix(".json")
+    doc = json.loads(side.read_text())
+    doc["weights_file"] = "x.pt"
+    side.write_text(json.dumps(doc))
+    path.rename(path.with_name("x.pt"))
+    for name in ("x.pt", "x.json"):
+        c = load_checkpoint(tmp_path / "old" / name)
+        assert c.epoch == 4
+        assert_same_weights(c.weights, weights(trained.model))

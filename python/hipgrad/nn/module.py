@@ -148,13 +148,17 @@ class Module:
         return self.forward(self._input(x), *args, **kwargs)
 
     def _input(self, x: Any) -> Any:
-        """NumPy input (or a nested list of numbers) becomes a tensor on the module's device
-        (float data as float32); anything else but a Tensor is a TypeError naming the layer."""
-        if isinstance(x, (np.ndarray, list, tuple)):
-            return tensor(np.asarray(x), device=self._device)
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{type(self).__name__}: x must be an hg.Tensor or a NumPy array, got "
-                            f"{type(x).__name__}")
+        """NumPy input, or a (nested) list of numbers, becomes a tensor on the module's device
+        (float data as float32); anything else (a Tensor, a tuple of tensors) is passed on."""
+        if isinstance(x, np.ndarray):
+            return tensor(x, device=self._device)
+        if isinstance(x, (list, tuple)) and not any(isinstance(e, Tensor) for e in x):
+            try:
+                arr = np.asarray(x)
+            except ValueError:  # ragged
+                return x
+            if arr.dtype.kind in "biuf":
+                return tensor(arr, device=self._device)
         return x
 
     def _save(self, *tensors: Any) -> None:
