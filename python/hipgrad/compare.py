@@ -102,9 +102,13 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
 
 
 def training_memory(net: Any, opt: Any, train_step: Callable[[], Any], x: Any, device: str) -> dict:
-    """What training holds: the peak of one `train_step` above what was live before it, the
-    weights, the gradients it left, the optimizer's state, and the activations a forward pass of
-    `net` on `x` keeps for backward (all in bytes)."""
+    """What training holds: the peak of one `train_step` above its weights, optimizer state and
+    batch, the weights, the gradients it left, the optimizer's state, and the activations a
+    forward pass of `net` on `x` keeps for backward (all in bytes). The previous step's
+    activation caches and gradients are released first: they would sit in the baseline and be
+    freed during the step, understating its peak."""
+    net.eval()  # releases every layer's saved activations
+    opt.zero_grad()  # and the gradients (set to None)
     peak = _peak_bytes(train_step, device)
     params = list(net.parameters())
     grads = _nbytes(p.grad for p in params)  # as the step left them

@@ -220,6 +220,11 @@ def test_compare_shows_inference_is_lighter(tmp_path):
     assert r["phases"]["inference_int8"]["weights_bytes"] < inf["weights_bytes"]
     assert (tmp_path / "compare.json").exists() and (tmp_path / "compare.png").exists()
     assert "training" in format_compare(r)
+    # the step holds at least the activations its forward keeps (the previous step's caches and
+    # gradients are not in the baseline: they were, and understated ResNet's peak below this)
+    for model, shape in (("lenet", (1, 16, 16)), ("resnet", (3, 9, 9))):
+        t = hg.compare(model, batch=32, device="cpu", input_shape=shape, repeats=1)["phases"]["training"]
+        assert t["peak_bytes"] > t["activations_kept_bytes"] > 0, (model, t)
 
 
 def test_tensor_input_checked_for_nan_on_its_device(device, rng):
