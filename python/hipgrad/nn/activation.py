@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..tensor import Tensor
+from ..engine.steps import Step
 from .module import Module
 
 
@@ -23,6 +24,9 @@ class _Activation(Module):
         x, y = self._take_saved()
         return ops.activation_backward(dy, x, y, self.kind, alpha=self.alpha,
                                        impl=self.impl)
+
+    def to_steps(self, name: str) -> list[Step]:
+        return [Step("act", name, attrs={"kind": self.kind, "alpha": self.alpha})]
 
 
 class ReLU(_Activation):
@@ -72,6 +76,9 @@ class GELU(_Activation):
 
     def extra_repr(self) -> str:
         return f"approximate='{self.approximate}'"
+
+    def to_steps(self, name: str) -> list[Step]:
+        return [Step("act", name, attrs={"kind": self.kind})]
 
 
 class ELU(_Activation):

@@ -9,6 +9,7 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor, int_arg, tensor
 from . import init
+from ..engine.steps import Step, host_copy
 from .module import Module, Parameter, accumulate_grad
 
 
@@ -49,3 +50,6 @@ class Embedding(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
+
+    def to_steps(self, name: str) -> list[Step]:
+        return [Step("embedding", name, {"weight": host_copy(self.weight)})]
