@@ -5,8 +5,9 @@
 impl="auto" picks among an op's candidate kernels by timing each the first time it meets a
 shape (see hipgrad.profiling.tuning). This command meets all of a model's shapes at once: one
 training step (forward, loss, backward, update, as `Trainer` runs it) and one inference pass
-through `InferenceEngine` (fp32, int8 or both), then writes the tuning cache and prints the choices. A later process
-loads the cache at import and times nothing; a second `hipgrad tune` shows that ("0 timed").
+through `InferenceEngine` (fp32, int8 or both), then writes the tuning cache and prints the
+choices. A later process loads the cache at import and times nothing; a second `hipgrad tune`
+shows that ("0 timed").
 
 `prepare()` (common.py) is shared with `hipgrad explain`: argument checks, data, model.
 """
