@@ -7,6 +7,9 @@ from ..tensor import Tensor
 from ..engine.steps import Step
 from .module import Module
 
+# exported as hipgrad.nn.<name>
+__all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Tanh"]
+
 
 class _Activation(Module):
     kind = ""

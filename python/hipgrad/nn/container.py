@@ -11,6 +11,9 @@ from ..tensor import Tensor
 from ..engine.steps import Step
 from .module import Module, run_child
 
+# exported as hipgrad.nn.<name>
+__all__ = ["Identity", "Residual", "Sequential"]
+
 
 class Sequential(Module):
     """Runs its children in order; backward runs their backwards in reverse.

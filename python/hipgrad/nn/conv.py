@@ -11,6 +11,9 @@ from . import init
 from ..engine.steps import Step, host_copy, int_pair
 from .module import Module, Parameter, accumulate_grad
 
+# exported as hipgrad.nn.<name>
+__all__ = ["Conv2d"]
+
 
 class Conv2d(Module):
     """x (N, C, H, W) -> y (N, K, P, Q); the bias is fused into the forward op."""

@@ -8,6 +8,9 @@ from ..tensor import Tensor, zeros
 from ..engine.steps import Step
 from .module import Module
 
+# exported as hipgrad.nn.<name>
+__all__ = ["Dropout"]
+
 
 class Dropout(Module):
     """Identity in eval mode. The mask's seed comes from hipgrad's generator (hg.manual_seed)."""

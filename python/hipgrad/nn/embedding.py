@@ -12,6 +12,9 @@ from . import init
 from ..engine.steps import Step, host_copy
 from .module import Module, Parameter, accumulate_grad
 
+# exported as hipgrad.nn.<name>
+__all__ = ["Embedding"]
+
 
 class Embedding(Module):
     """idx (any shape, int64) -> weight[idx] (idx.shape + (embedding_dim,)); weight ~ N(0, 1).

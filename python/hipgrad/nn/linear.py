@@ -10,6 +10,9 @@ from . import init
 from ..engine.steps import Step, host_copy
 from .module import Module, Parameter, accumulate_grad
 
+# exported as hipgrad.nn.<name>
+__all__ = ["Linear"]
+
 
 class Linear(Module):
     """x (..., in_features) -> y (..., out_features); gemm(trans_b=True) then bias_add."""

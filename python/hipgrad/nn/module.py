@@ -21,6 +21,9 @@ from ..ops._common import IMPLS
 from ..profiling import tracing
 from ..tensor import Tensor, tensor
 
+# exported as hipgrad.nn.<name>
+__all__ = ["LoadResult", "Module", "Parameter"]
+
 
 class Parameter:
     """A float32 tensor a layer learns. `grad` is None until a backward accumulates into it."""

@@ -9,6 +9,9 @@ from ..tensor import Tensor, int_arg, tensor
 from ..engine.steps import Step, host_copy
 from .module import Module, Parameter, accumulate_grad
 
+# exported as hipgrad.nn.<name>
+__all__ = ["BatchNorm1d", "BatchNorm2d"]
+
 
 class BatchNorm2d(Module):
     """y = (x - mean) / sqrt(var + eps) * weight + bias per channel.

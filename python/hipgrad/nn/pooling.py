@@ -11,6 +11,9 @@ from ..tensor import Tensor
 from ..engine.steps import Step, int_pair
 from .module import Module
 
+# exported as hipgrad.nn.<name>
+__all__ = ["AvgPool2d", "Flatten", "MaxPool2d"]
+
 
 class _Pool2d(Module):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
