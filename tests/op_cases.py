@@ -14,6 +14,9 @@ For each op an `OpInfo` gives
   of tests/test_registry.py);
 - `out`: how the op writes into a caller's buffer (tests/test_out_arg.py), where it takes out=.
 
+LAYER_CASES, at the end, are the nn layers' cases (tests/nn/test_layers.py): a layer and its
+torch.nn twin, an input shape and the float64 forward; every layer of hipgrad.nn has one.
+
 An op in hipgrad.ops without an entry here fails tests/test_registry.py.
 """
 
@@ -25,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from hipgrad import ops
+from hipgrad import nn, ops
+from tests.nn import reference as ref
+from tests.nn.cases import (Case, act_ref, block_ref, make_block, mlp_ref, sub, torch_block,
+                            torch_residual)
 from tests.reference import activation as ref_act
 from tests.reference import conv as ref_conv
 from tests.reference import gemm as ref_gemm
@@ -167,12 +173,28 @@ class OutCase:
 
 
 @dataclass(frozen=True)
+class Gradient:
+    """How the op's backward ops give the gradient of L = sum(w * output0) with respect to the
+    float inputs at positions `wrt`: backward(args, outputs, w, **kwargs) -> one tensor per
+    `wrt` entry (args and outputs as tensors on the device under test, kwargs the sample's; w
+    is 1 where output0 is a scalar). tests/ops/test_op_table.py checks it
+    against central differences of L (step `eps`) on the sample `sample(rng)`, built so that no
+    step crosses a kink, a tie or a rounding boundary of the op."""
+
+    wrt: tuple[int, ...]
+    backward: Callable[[tuple, tuple, Any], tuple]
+    sample: Callable[[np.random.Generator], Sample]
+    eps: float = 1e-2
+    tol: tuple[float, float] = (1e-2, 1e-3)
+
+
+@dataclass(frozen=True)
 class OpInfo:
     name: str
     family: str
     samples: Callable[[np.random.Generator], list[Sample]]
     reference: Callable[..., Any]        # float64 outputs for a sample's args and kwargs
-    grad_check: str                      # test in the family suite, or "none: <why>"
+    grad_check: str                      # test in the family suite, "gradient" or "none: <why>"
     required: Callable[..., Any]
     params: dict[str, Sequence] = field(default_factory=dict)
     out: OutCase | None = None
@@ -180,6 +202,7 @@ class OpInfo:
     result: Callable[[Any, tuple], Any] | None = None  # outputs from (return value, args)
     uses_outputs: bool = False           # reference(*args, got=outputs, **kwargs): random ops
     devices: tuple[str, ...] = ("cpu", "gpu")  # the backends that run the op
+    gradient: Gradient | None = None     # the gradient check of an op with backward ops
 
     def outputs(self, returned: Any, args: tuple) -> tuple:
         got = returned if self.result is None else self.result(returned, args)
@@ -406,12 +429,31 @@ def _op(name: str) -> Callable[..., Any]:
     return getattr(ops, name)
 
 
+def _away_from_zero(rng, *shape):
+    """Values 0.1 .. 4 in magnitude, multiples of 2^-7: no kink of relu / leaky_relu / elu within
+    a step of 2^-7, and x +- 2^-7 exact in float32."""
+    x = rng.choice([-1, 1], shape) * rng.uniform(0.1, 4.0, shape)
+    return (np.round(x * 128) / 128).astype(F)
+
+
+def _distinct(rng, *shape):
+    """Distinct values 0.25 apart: a step of 1e-2 changes no max-pool choice."""
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) - n // 2) * 0.25).reshape(shape).astype(F)
+
+
+_ACT_GRAD = Gradient(
+    (0,), lambda a, out, w, **_: (ops.activation_backward(w, a[0], out[0], a[1]),),
+    lambda rng: Sample((_away_from_zero(rng, 5, 7), str(rng.choice(ACT_KINDS))), {}),
+    eps=2.0**-7, tol=(1e-3, 2e-4))
+
+
 _TABLE = [
     # ---- activation ----
     OpInfo("activation", "activation", _activation_samples,
            lambda x, kind, *, alpha: ref_act.activation(x, kind, alpha),
            "test_activation_backward_matches_finite_differences",
-           lambda x: ops.activation(x, "relu"),
+           lambda x: ops.activation(x, "relu"), gradient=_ACT_GRAD,
            params={"kinds": ACT_KINDS, "shapes": ACT_SHAPES}, tol=(2e-6, 1e-6),
            out=OutCase({"x": ((4, 6), F)}, lambda t, out: ops.activation(t["x"], "relu", out=out),
                        (4, 6), F, "x")),
@@ -432,7 +474,14 @@ _TABLE = [
     # ---- conv ----
     OpInfo("conv2d", "conv", lambda rng: _conv_samples(rng, "fwd"), ref_conv.conv2d,
            "test_conv2d_backward_matches_finite_differences",
-           lambda x, w: ops.conv2d(x, w), params={"cases": CONV_CASES}, tol=(1e-4, 2e-3),
+           gradient=Gradient(
+               (0, 1, 2), lambda a, out, w, **hy: (
+                   ops.conv2d_backward_data(w, a[1], a[0].shape, **hy),
+                   ops.conv2d_backward_weight(w, a[0], a[1].shape, **hy), ops.bias_backward(w)),
+               lambda rng: Sample(_conv_sample(rng, (2, 4, 6, 5, 4, 3, 2, (2, 1), 1, (1, 2), 2, True))[:3],
+                                  {"stride": (2, 1), "padding": 1, "dilation": (1, 2), "groups": 2}),
+               eps=0.5, tol=(1e-4, 1e-4)),
+           required=lambda x, w: ops.conv2d(x, w), params={"cases": CONV_CASES}, tol=(1e-4, 2e-3),
            out=OutCase({"x": ((2, 3, 7, 7), F), "w": ((4, 3, 3, 3), F), "bias": ((4,), F)},
                        lambda t, out: ops.conv2d(t["x"], t["w"], t["bias"], padding=1, out=out),
                        (2, 4, 7, 7), F, "x")),
@@ -447,9 +496,11 @@ _TABLE = [
     OpInfo("bias_add", "conv", lambda rng: [
                Sample((_normal(rng, *s), _normal(rng, s[1])), {}, str(s))
                for s in [(1, 1), (3, 7), (3, 7, 31), (1, 3, 1, 1), (2, 5, 3, 4)]],
-           ref_conv.bias_add, "none: the gradient is bias_backward, checked in "
-           "test_bias_add_and_backward_match_float64",
-           lambda x, bias: ops.bias_add(x, bias), tol=(1e-6, 1e-6),
+           ref_conv.bias_add, "gradient",
+           gradient=Gradient((0, 1), lambda a, out, w, **_: (w, ops.bias_backward(w)),
+                             lambda rng: Sample((_normal(rng, 3, 4, 5), _normal(rng, 4))), eps=0.5,
+                             tol=(1e-4, 1e-4)),
+           required=lambda x, bias: ops.bias_add(x, bias), tol=(1e-6, 1e-6),
            out=OutCase({"x": ((5, 7), F), "bias": ((7,), F)},
                        lambda t, out: ops.bias_add(t["x"], t["bias"], out=out), (5, 7), F, "x")),
     OpInfo("bias_backward", "conv", lambda rng: [Sample((_normal(rng, *s),), {}, str(s))
@@ -480,7 +531,9 @@ _TABLE = [
     OpInfo("max_pool2d", "pool", _pool_samples,
            lambda x, k, *, stride, padding: ref_pool.max_pool2d(x, *_geometry(k, stride, padding)),
            "test_pool_backward_matches_finite_differences",
-           lambda x: ops.max_pool2d(x, 2), params={"cases": POOL_CASES}, tol=(0, 0),
+           gradient=Gradient((0,), lambda a, out, w, **_: (ops.max_pool2d_backward(w, out[1], a[0].shape),),
+                             lambda rng: Sample((_distinct(rng, 2, 3, 7, 6), 3), {"stride": 2, "padding": 1})),
+           required=lambda x: ops.max_pool2d(x, 2), params={"cases": POOL_CASES}, tol=(0, 0),
            out=OutCase({"x": ((2, 3, 7, 7), F)},
                        lambda t, out: ops.max_pool2d(t["x"], 2, out=out, with_argmax=False)[0],
                        (2, 3, 3, 3), F, "x")),
@@ -491,7 +544,12 @@ _TABLE = [
     OpInfo("avg_pool2d", "pool", _pool_samples,
            lambda x, k, *, stride, padding: ref_pool.avg_pool2d(x, *_geometry(k, stride, padding)),
            "test_pool_backward_matches_finite_differences",
-           lambda x: ops.avg_pool2d(x, 2), params={"cases": POOL_CASES}, tol=(1e-5, 1e-5),
+           gradient=Gradient((0,), lambda a, out, w, **_: (ops.avg_pool2d_backward(
+                                 w, a[0].shape, (2, 3), stride=(1, 2), padding=(1, 0)),),
+                             lambda rng: Sample((_normal(rng, 2, 3, 5, 7), (2, 3)),
+                                                {"stride": (1, 2), "padding": (1, 0)}),
+                             eps=0.5, tol=(1e-4, 1e-4)),
+           required=lambda x: ops.avg_pool2d(x, 2), params={"cases": POOL_CASES}, tol=(1e-5, 1e-5),
            out=OutCase({"x": ((2, 3, 7, 7), F)},
                        lambda t, out: ops.avg_pool2d(t["x"], 3, stride=2, padding=1, out=out),
                        (2, 3, 4, 4), F, "x")),
@@ -503,7 +561,10 @@ _TABLE = [
            params={"cases": POOL_CASES}, tol=(1e-5, 1e-5)),
     # ---- layers ----
     OpInfo("add", "layers", lambda rng: _elementwise(rng, 2), lambda a, b: _f64(a) + _f64(b),
-           "none: the gradient of a sum is dy itself", lambda a, b: ops.add(a, b),
+           "gradient", lambda a, b: ops.add(a, b),
+           gradient=Gradient((0, 1), lambda a, out, w, **_: (w, w),
+                             lambda rng: Sample((_normal(rng, 3, 5), _normal(rng, 3, 5))), eps=0.5,
+                             tol=(1e-4, 1e-4)),
            params={"shapes": ELEMENTWISE_SHAPES}, tol=(1e-6, 1e-6),
            out=OutCase({"a": ((5, 7), F), "b": ((5, 7), F)},
                        lambda t, out: ops.add(t["a"], t["b"], out=out), (5, 7), F, "b")),
@@ -515,7 +576,12 @@ _TABLE = [
            lambda t: ops.fill_(t, 1.0), params={"shapes": ELEMENTWISE_SHAPES}, tol=(0, 0)),
     OpInfo("batch_norm", "layers", _bn_samples, _bn_reference,
            "test_batch_norm_backward_matches_finite_differences",
-           lambda x, gamma, beta, running_mean, running_var: ops.batch_norm(
+           gradient=Gradient((0, 1, 2), lambda a, out, w, *, training: ops.batch_norm_backward(
+                                 w, a[0], a[1], out[1], out[2], training=training),
+                             lambda rng: Sample((_normal(rng, 3, 3, 2, 2), _normal(rng, 3), _normal(rng, 3),
+                                                 np.zeros(3, F), np.ones(3, F)), {"training": True}),
+                             eps=1e-2, tol=(2e-2, 2e-3)),
+           required=lambda x, gamma, beta, running_mean, running_var: ops.batch_norm(
                x, gamma, beta, running_mean, running_var, training=True),
            params={"shapes": BN_SHAPES}, tol=(1e-4, 1e-4),
            out=OutCase({"x": ((3, 4, 5, 5), F), "gamma": ((4,), F), "beta": ((4,), F),
@@ -533,6 +599,9 @@ _TABLE = [
     OpInfo("dropout", "layers", _dropout_samples,
            lambda x, p, seed, *, got: (ref_layers.dropout_apply(x, got[1], np.float32(p)), None),
            "test_dropout_backward_matches_finite_differences", lambda x: ops.dropout(x, 0.5, 1),
+           gradient=Gradient((0,), lambda a, out, w, **_: (ops.dropout_backward(w, out[1], a[1]),),
+                             lambda rng: Sample((_normal(rng, 3, 7), 0.4, 77)), eps=0.5,
+                             tol=(1e-4, 1e-4)),
            params={"ps": DROPOUT_PS, "shapes": DROPOUT_SHAPES}, tol=(1e-6, 0), uses_outputs=True),
     OpInfo("dropout_backward", "layers", _dropout_backward_samples,
            lambda dy, mask, p: ref_layers.dropout_apply(dy, mask, np.float32(p)),
@@ -541,7 +610,10 @@ _TABLE = [
            params={"ps": DROPOUT_PS, "shapes": DROPOUT_SHAPES}, tol=(1e-6, 0)),
     OpInfo("embedding", "layers", _embedding_samples, ref_layers.embedding,
            "test_embedding_backward_matches_finite_differences",
-           lambda weight, idx: ops.embedding(weight, idx),
+           gradient=Gradient((0,), lambda a, out, w, **_: (ops.embedding_backward(w, a[1], a[0].shape[0]),),
+                             lambda rng: Sample((_normal(rng, 5, 3), np.array([[1, 4], [1, 0], [3, 1]], I64))),
+                             eps=0.5, tol=(1e-4, 1e-4)),
+           required=lambda weight, idx: ops.embedding(weight, idx),
            params={"cases": EMBEDDING_CASES}, tol=(0, 0),
            out=OutCase({"weight": ((11, 6), F), "idx": ((3, 5), I64)},
                        lambda t, out: ops.embedding(t["weight"], t["idx"], out=out), (3, 5, 6), F,
@@ -558,7 +630,10 @@ _TABLE = [
            out=OutCase({"x": ((5, 7), F)}, lambda t, out: ops.softmax(t["x"], out=out), (5, 7), F, "x")),
     OpInfo("softmax_cross_entropy", "loss", _sce_samples, ref_loss.softmax_cross_entropy,
            "test_softmax_cross_entropy_backward_matches_finite_differences",
-           lambda logits, labels: ops.softmax_cross_entropy(logits, labels),
+           gradient=Gradient((0,), lambda a, out, w, **_: (ops.softmax_cross_entropy_backward(out[1], a[1]),),
+                             lambda rng: Sample((_normal(rng, 3, 7), np.array([6, 0, 2], I64))),
+                             tol=(1e-2, 5e-4)),
+           required=lambda logits, labels: ops.softmax_cross_entropy(logits, labels),
            params={"sizes": LOSS_SIZES}, tol=(1e-5, 1e-5)),
     OpInfo("softmax_cross_entropy_backward", "loss", lambda rng: _sce_samples(rng, backward=True),
            ref_loss.softmax_cross_entropy_backward,
@@ -567,6 +642,9 @@ _TABLE = [
            params={"sizes": LOSS_SIZES}, tol=(1e-5, 1e-6)),
     OpInfo("mse_loss", "loss", _mse_samples, ref_loss.mse_loss,
            "test_mse_loss_backward_matches_finite_differences", lambda pred, target: ops.mse_loss(pred, target),
+           gradient=Gradient((0, 1), lambda a, out, w, **_: (ops.mse_loss_backward(a[0], a[1]),
+                                                        ops.mse_loss_backward(a[1], a[0])),
+                             lambda rng: Sample((_normal(rng, 4, 5), _normal(rng, 4, 5))), tol=(1e-2, 1e-4)),
            tol=(1e-5, 1e-6)),
     OpInfo("mse_loss_backward", "loss", _mse_samples, ref_loss.mse_loss_backward,
            "test_mse_loss_backward_matches_finite_differences",
@@ -602,6 +680,72 @@ _TABLE = [
                        lambda t, out: ops.qconv2d(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"],
                                                   padding=1, out=out), (2, 4, 6, 6), F, "bias")),
 ]
+
+# ---- nn layers: the cases every generic layer test runs (tests/nn/test_layers.py) ----------------
+LAYER_CASES = [
+    Case("linear", lambda: nn.Linear(7, 3), lambda t: t.Linear(7, 3), (5, 7), ref.linear),
+    Case("linear_1x1_nobias", lambda: nn.Linear(1, 1, bias=False),
+         lambda t: t.Linear(1, 1, bias=False),
+         (1, 1), ref.linear),
+    Case("linear_3d_input", lambda: nn.Linear(4, 5), lambda t: t.Linear(4, 5), (2, 3, 4),
+         ref.linear),
+    Case("conv_3x3_pad", lambda: nn.Conv2d(3, 5, 3, padding=1),
+         lambda t: t.Conv2d(3, 5, 3, padding=1),
+         (2, 3, 7, 6), lambda x, p: ref.conv2d(x, p, padding=(1, 1))),
+    Case("conv_grouped_strided_dilated",
+         lambda: nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
+         lambda t: t.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
+         (1, 4, 9, 7), lambda x, p: ref.conv2d(x, p, (2, 1), (1, 0), (1, 2), 2)),
+    Case("conv_depthwise_1x1_nobias", lambda: nn.Conv2d(3, 3, 1, groups=3, bias=False),
+         lambda t: t.Conv2d(3, 3, 1, groups=3, bias=False), (3, 3, 5, 5),
+         lambda x, p: ref.conv2d(x, p, groups=3)),
+    Case("relu", nn.ReLU, lambda t: t.ReLU(), (3, 5, 7), act_ref("relu")),
+    Case("leaky_relu", lambda: nn.LeakyReLU(0.2), lambda t: t.LeakyReLU(0.2), (3, 31),
+         act_ref("leaky_relu", 0.2)),
+    Case("sigmoid", nn.Sigmoid, lambda t: t.Sigmoid(), (4, 7), act_ref("sigmoid")),
+    Case("tanh", nn.Tanh, lambda t: t.Tanh(), (4, 7), act_ref("tanh")),
+    Case("gelu", nn.GELU, lambda t: t.GELU(), (4, 7), act_ref("gelu")),
+    Case("gelu_tanh", lambda: nn.GELU("tanh"), lambda t: t.GELU(approximate="tanh"), (4, 7),
+         act_ref("gelu_tanh")),
+    Case("elu", lambda: nn.ELU(0.7), lambda t: t.ELU(0.7), (2, 3, 5), act_ref("elu", 0.7)),
+    Case("maxpool_2", lambda: nn.MaxPool2d(2), lambda t: t.MaxPool2d(2), (2, 3, 7, 7),
+         lambda x, p: ref.max_pool2d(x, (2, 2), (2, 2), (0, 0))),
+    Case("maxpool_3_s2_p1", lambda: nn.MaxPool2d(3, stride=2, padding=1),
+         lambda t: t.MaxPool2d(3, stride=2, padding=1), (1, 2, 9, 8),
+         lambda x, p: ref.max_pool2d(x, (3, 3), (2, 2), (1, 1))),
+    Case("avgpool_2", lambda: nn.AvgPool2d(2), lambda t: t.AvgPool2d(2), (2, 3, 7, 7),
+         lambda x, p: ref.avg_pool2d(x, (2, 2), (2, 2), (0, 0))),
+    Case("avgpool_3x2_s2_p1", lambda: nn.AvgPool2d((3, 2), stride=2, padding=1),
+         lambda t: t.AvgPool2d((3, 2), stride=2, padding=1), (2, 1, 7, 5),
+         lambda x, p: ref.avg_pool2d(x, (3, 2), (2, 2), (1, 1))),
+    Case("flatten", nn.Flatten, lambda t: t.Flatten(), (2, 3, 4, 5), lambda x, p: x.reshape(2, -1)),
+    Case("flatten_1_2", lambda: nn.Flatten(1, 2), lambda t: t.Flatten(1, 2), (2, 3, 4, 5),
+         lambda x, p: x.reshape(2, 12, 5)),
+    Case("batchnorm2d", lambda: nn.BatchNorm2d(3), lambda t: t.BatchNorm2d(3), (4, 3, 5, 5),
+         lambda x, p: ref.batch_norm_train(x, p, 1e-5)),
+    Case("batchnorm2d_2d_input", lambda: nn.BatchNorm2d(5, eps=1e-3, momentum=0.3),
+         lambda t: t.BatchNorm1d(5, eps=1e-3, momentum=0.3), (7, 5),
+         lambda x, p: ref.batch_norm_train(x, p, 1e-3)),
+    Case("batchnorm1d_3d_input", lambda: nn.BatchNorm1d(3), lambda t: t.BatchNorm1d(3), (4, 3, 6),
+         lambda x, p: ref.batch_norm_train(x, p, 1e-5)),
+    Case("embedding", lambda: nn.Embedding(11, 4), lambda t: t.Embedding(11, 4), (3, 5),
+         lambda idx, p: p["weight"][idx], int_input=11),
+    Case("identity", nn.Identity, lambda t: t.Identity(), (3, 4), lambda x, p: x),
+    Case("dropout_p0", lambda: nn.Dropout(0.0), lambda t: t.Dropout(0.0), (3, 5), lambda x, p: x),
+    Case("residual_identity", lambda: nn.Residual(nn.Sequential(nn.Linear(4, 4), nn.Tanh())),
+         lambda t: torch_residual(t, t.Sequential(t.Linear(4, 4), t.Tanh())), (3, 4),
+         lambda x, p: np.tanh(ref.linear(x, sub(p, "body.0."))) + x),
+    Case("resnet_block", make_block, torch_block, (2, 3, 7, 7), block_ref),
+    Case("sequential_cnn",
+         lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.LeakyReLU(0.1), nn.MaxPool2d(2),
+                               nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 5), nn.Tanh(),
+                               nn.Linear(5, 3)),
+         lambda t: t.Sequential(t.Conv2d(2, 3, 3, padding=1), t.LeakyReLU(0.1), t.MaxPool2d(2),
+                                t.BatchNorm2d(3), t.Flatten(), t.Linear(12, 5), t.Tanh(),
+                                t.Linear(5, 3)),
+         (3, 2, 5, 4), mlp_ref),
+]
+
 
 OPS: dict[str, OpInfo] = {info.name: info for info in _TABLE}
 assert len(OPS) == len(_TABLE), "an op is declared twice"
