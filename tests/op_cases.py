@@ -224,7 +224,9 @@ def _conv_sample(rng, case, scaled=False):
 
 
 def _conv_out_shape(x, w, hyper):
-    return ref_conv.conv2d(np.zeros(x.shape), np.zeros(w.shape), None, **hyper).shape
+    (sh, sw), (ph, pw), (dh, dw) = (ref_conv.pair(hyper[k]) for k in ("stride", "padding", "dilation"))
+    return (x.shape[0], w.shape[0], ref_conv.out_size(x.shape[2], w.shape[2], sh, ph, dh),
+            ref_conv.out_size(x.shape[3], w.shape[3], sw, pw, dw))
 
 
 def _activation_samples(rng):
