@@ -5,23 +5,6 @@
 
 namespace hg {
 
-OpKernels<ConvBiasActArgs>& conv2d_bias_act_op() {
-  static OpKernels<ConvBiasActArgs> op("conv2d_bias_act", /*tunable=*/true);
-  return op;
-}
-OpKernels<LinearBiasActArgs>& linear_bias_act_op() {
-  static OpKernels<LinearBiasActArgs> op("linear_bias_act", /*tunable=*/true);
-  return op;
-}
-OpKernels<PackLinearWeightArgs>& pack_linear_weight_op() {
-  static OpKernels<PackLinearWeightArgs> op("pack_linear_weight", /*tunable=*/false);
-  return op;
-}
-OpKernels<LinearPackedArgs>& linear_bias_act_packed_op() {
-  static OpKernels<LinearPackedArgs> op("linear_bias_act_packed", /*tunable=*/false);
-  return op;
-}
-
 namespace {
 
 // The epilogue's activation: "" or "none" for none, else one of the kinds (ValueError naming

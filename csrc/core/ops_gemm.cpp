@@ -3,11 +3,6 @@
 
 namespace hg {
 
-OpKernels<GemmArgs>& gemm_op() {
-  static OpKernels<GemmArgs> op("gemm", /*tunable=*/true);
-  return op;
-}
-
 Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
             float alpha, float beta, Impl impl, const Tensor* out) {
   require_f32("gemm", "a", a, 2);

@@ -4,15 +4,6 @@
 
 namespace hg {
 
-OpKernels<SgdArgs>& sgd_step_op() {
-  static OpKernels<SgdArgs> op("sgd_step", /*tunable=*/false);
-  return op;
-}
-OpKernels<AdamArgs>& adam_step_op() {
-  static OpKernels<AdamArgs> op("adam_step", /*tunable=*/false);
-  return op;
-}
-
 namespace {
 // A float32 buffer updated in place must have grad's shape.
 void require_state(const char* op, const char* name, const Tensor& t, const Tensor& grad) {

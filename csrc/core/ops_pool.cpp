@@ -5,23 +5,6 @@
 
 namespace hg {
 
-OpKernels<MaxPoolArgs>& max_pool2d_op() {
-  static OpKernels<MaxPoolArgs> op("max_pool2d", /*tunable=*/false);
-  return op;
-}
-OpKernels<MaxPoolBackwardArgs>& max_pool2d_backward_op() {
-  static OpKernels<MaxPoolBackwardArgs> op("max_pool2d_backward", /*tunable=*/false);
-  return op;
-}
-OpKernels<AvgPoolArgs>& avg_pool2d_op() {
-  static OpKernels<AvgPoolArgs> op("avg_pool2d", /*tunable=*/false);
-  return op;
-}
-OpKernels<AvgPoolBackwardArgs>& avg_pool2d_backward_op() {
-  static OpKernels<AvgPoolBackwardArgs> op("avg_pool2d_backward", /*tunable=*/false);
-  return op;
-}
-
 namespace {
 
 // x_shape is (N, C, H, W); checks kernel, stride and padding and resolves the output size.

@@ -5,19 +5,6 @@
 
 namespace hg {
 
-OpKernels<QuantizeArgs>& quantize_op() {
-  static OpKernels<QuantizeArgs> op("quantize", /*tunable=*/false);
-  return op;
-}
-OpKernels<QGemmArgs>& qgemm_op() {
-  static OpKernels<QGemmArgs> op("qgemm", /*tunable=*/true);
-  return op;
-}
-OpKernels<QConvArgs>& qconv2d_op() {
-  static OpKernels<QConvArgs> op("qconv2d", /*tunable=*/true);
-  return op;
-}
-
 namespace {
 
 void require_scale(const char* op, const char* arg, float scale) {
