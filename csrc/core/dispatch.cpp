@@ -12,6 +12,15 @@ Impl parse_impl(const std::string& s) {
   fail(ErrorKind::value, "impl must be 'auto', 'handwritten' or 'vendor', got '", s, "'");
 }
 
+const char* impl_name(Impl impl) {
+  switch (impl) {
+    case Impl::automatic: return "auto";
+    case Impl::handwritten: return "handwritten";
+    case Impl::vendor: return "vendor";
+  }
+  return "?";
+}
+
 const char* backend_name(Backend b) { return b == Backend::cpu ? "cpu" : "gpu"; }
 const char* variant_name(Variant v) { return v == Variant::handwritten ? "handwritten" : "vendor"; }
 

@@ -65,6 +65,7 @@ void register_vendor_library(Backend b, VendorLib lib, GpuPlatform platform, con
                              bool found);
 
 Impl parse_impl(const std::string& s);  // "auto" | "handwritten" | "vendor"; ValueError otherwise
+const char* impl_name(Impl impl);
 const char* backend_name(Backend b);
 const char* variant_name(Variant v);
 inline Backend backend_of(Device d) { return d.is_cpu() ? Backend::cpu : Backend::gpu; }

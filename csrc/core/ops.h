@@ -9,6 +9,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -18,6 +19,13 @@
 namespace hg {
 
 using Pair = std::array<int64_t, 2>;  // (h, w)
+// A tensor argument or result that may be absent (None in Python).
+using OptionalTensor = std::optional<Tensor>;
+// The tensor, or an undefined Tensor when absent.
+inline const Tensor& or_undefined(const OptionalTensor& t) {
+  static const Tensor undefined;
+  return t ? *t : undefined;
+}
 
 // ---- GEMM: y = alpha * op(a) @ op(b) + beta * c, row-major --------------------------------
 struct GemmArgs {
@@ -29,7 +37,7 @@ struct GemmArgs {
   const float* c = nullptr;                    // (M, N) read-only, or nullptr (then beta is unused)
   float* y = nullptr;        int64_t ldy = 0;  // (M, N), never aliases a, b or c
 };
-Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+Tensor gemm(const Tensor& a, const Tensor& b, const OptionalTensor& c, bool trans_a, bool trans_b,
             float alpha, float beta, Impl impl, const Tensor* out = nullptr);
 
 // ---- Convolution ----------------------------------------------------------------------------
@@ -58,7 +66,7 @@ struct ConvBackwardWeightArgs {
   const float* x = nullptr;
   float* dw = nullptr;        // (K, C/groups, R, S), fully written
 };
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
+Tensor conv2d(const Tensor& x, const Tensor& w, const OptionalTensor& bias, Pair stride, Pair padding,
               Pair dilation, int64_t groups, Impl impl, const Tensor* out = nullptr);
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, Pair stride,
                             Pair padding, Pair dilation, int64_t groups, Impl impl);
@@ -137,14 +145,15 @@ struct LinearPackedArgs {
 // The panel width the CPU's packed GEMM expects now (follows the CPU ISA in use).
 int64_t cpu_gemm_panel_width();
 Tensor pack_linear_weight(const Tensor& w, Impl impl);
-Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Tensor& bias, int64_t n,
+Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const OptionalTensor& bias,
+                              int64_t n,
                               const std::string& activation, float alpha, Impl impl,
                               const Tensor* out = nullptr);
 // activation: one of the activation kinds, or "" / "none" for none.
-Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
+Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias, Pair stride,
                        Pair padding, Pair dilation, int64_t groups, const std::string& activation,
                        float alpha, Impl impl, const Tensor* out = nullptr);
-Tensor linear_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias,
+Tensor linear_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias,
                        const std::string& activation, float alpha, Impl impl,
                        const Tensor* out = nullptr);
 
@@ -162,8 +171,8 @@ struct MaxPoolBackwardArgs {
 };
 struct AvgPoolArgs { PoolGeometry g; const float* x = nullptr; float* y = nullptr; };
 struct AvgPoolBackwardArgs { PoolGeometry g; const float* dy = nullptr; float* dx = nullptr; };
-// with_argmax=false: no argmax is computed and the second tensor is undefined (inference).
-std::tuple<Tensor, Tensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
+// with_argmax=false: no argmax is computed and the second tensor is absent (inference).
+std::tuple<Tensor, OptionalTensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
                                       Impl impl, const Tensor* out = nullptr,
                                       bool with_argmax = true);
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& x_shape, Impl impl);
@@ -206,7 +215,7 @@ struct AdamArgs {
   int64_t step = 1; float lr = 0.f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;
   bool decoupled = false;
 };
-void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
+void sgd_step(Tensor& param, const Tensor& grad, const OptionalTensor& momentum_buf, float lr, float momentum,
               float weight_decay, bool nesterov, Impl impl);
 void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t step, float lr,
                float beta1, float beta2, float eps, float weight_decay, bool decoupled, Impl impl);
@@ -275,10 +284,10 @@ struct QConvArgs {
 };
 Tensor quantize(const Tensor& x, float scale, Impl impl, const Tensor* out = nullptr);  // out: int8
 Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-             const Tensor& bias, const std::string& activation, float alpha, Impl impl,
+             const OptionalTensor& bias, const std::string& activation, float alpha, Impl impl,
              const Tensor* out = nullptr);
 Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-               const Tensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
+               const OptionalTensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
                const std::string& activation, float alpha, Impl impl, const Tensor* out = nullptr);
 
 }  // namespace hg

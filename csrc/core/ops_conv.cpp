@@ -68,8 +68,9 @@ void require_shape_arg(const char* op, const char* arg, const Shape& s) {
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
+Tensor conv2d(const Tensor& x, const Tensor& w, const OptionalTensor& bias_arg, Pair stride, Pair padding,
               Pair dilation, int64_t groups, Impl impl, const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
   const char* op = "conv2d";
   require_f32(op, "x", x, 4);
   require_f32(op, "w", w, 4);
