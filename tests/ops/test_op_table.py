@@ -8,7 +8,7 @@ import pytest
 
 import hipgrad as hg
 from tests.conftest import check
-from tests.op_cases import OPS, Sample, expected, run
+from tests.op_cases import OPS, expected, run
 
 CASES = [pytest.param(name, i, id=f"{name}-{i}")
          for name, info in sorted(OPS.items())
