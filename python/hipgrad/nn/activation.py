@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .. import ops
-from ..tensor import Tensor
 from ..engine.steps import Step
+from ..tensor import Tensor
 from .module import Module
 
 # exported as hipgrad.nn.<name>

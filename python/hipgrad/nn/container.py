@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import ops
-from ..tensor import Tensor
 from ..engine.steps import Step
+from ..tensor import Tensor
 from .module import Module, run_child
 
 # exported as hipgrad.nn.<name>

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
+from ..engine.steps import Step, host_copy, int_pair
 from ..ops._common import pair
 from ..tensor import Tensor, int_arg, tensor
 from . import init
-from ..engine.steps import Step, host_copy, int_pair
 from .module import Module, Parameter, accumulate_grad
 
 # exported as hipgrad.nn.<name>

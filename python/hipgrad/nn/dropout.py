@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .. import ops
 from .. import random as _random
-from ..tensor import Tensor, zeros
 from ..engine.steps import Step
+from ..tensor import Tensor, zeros
 from .module import Module
 
 # exported as hipgrad.nn.<name>

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..engine.steps import Step, host_copy
 from ..tensor import Tensor, int_arg, tensor
 from . import init
-from ..engine.steps import Step, host_copy
 from .module import Module, Parameter, accumulate_grad
 
 # exported as hipgrad.nn.<name>

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from .. import ops
+from ..engine.steps import Step, host_copy
 from ..tensor import Tensor, int_arg, tensor
 from . import init
-from ..engine.steps import Step, host_copy
 from .module import Module, Parameter, accumulate_grad
 
 # exported as hipgrad.nn.<name>

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..tensor import Tensor, int_arg, tensor
 from ..engine.steps import Step, host_copy
+from ..tensor import Tensor, int_arg, tensor
 from .module import Module, Parameter, accumulate_grad
 
 # exported as hipgrad.nn.<name>

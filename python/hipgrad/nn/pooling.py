@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from .. import ops
+from ..engine.steps import Step, int_pair
 from ..ops._common import pair
 from ..tensor import Tensor
-from ..engine.steps import Step, int_pair
 from .module import Module
 
 # exported as hipgrad.nn.<name>
