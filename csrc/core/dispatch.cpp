@@ -120,6 +120,16 @@ void register_vendor_library(Backend b, VendorLib lib, GpuPlatform platform, con
   s.missing = found ? "" : std::string(name) + " was not found when hipgrad was built";
 }
 
+namespace {
+BackendPolicy& policy_of(Backend b) {
+  static BackendPolicy policies[2];
+  return policies[int(b)];
+}
+}  // namespace
+
+void set_backend_policy(Backend b, BackendPolicy policy) { policy_of(b) = policy; }
+const BackendPolicy& backend_policy(Backend b) { return policy_of(b); }
+
 OpKernelsBase::OpKernelsBase(const char* op, bool tunable, VendorCover cpu, VendorCover gpu)
     : op_(op), tunable_(tunable), vendor_cover_{cpu, gpu} {}
 

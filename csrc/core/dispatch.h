@@ -18,9 +18,9 @@
 // - "auto" on a tunable op (pure: outputs depend on inputs only) warms and times (best of up to
 //   kTuneRounds runs) every candidate of the backend once per shape key (default handwritten,
 //   each alternate, vendor), remembers the fastest (its variant, kernel name and every
-//   candidate's time; on a CPU with 2+ threads OpenBLAS only when it beats the fastest
-//   handwritten candidate by kCpuVendorMargin, see prefer_one_pool) and runs it; later calls
-//   with that key cost one map lookup. On other ops it takes the default handwritten kernel.
+//   candidate's time; the backend's policy may prefer another, see BackendPolicy) and runs it;
+//   later calls with that key cost one map lookup. On other ops it takes the default
+//   handwritten kernel.
 // A Candidate names one kernel by its role (KernelRole) and, for alternates and references, its
 // place among them.
 #pragma once
@@ -37,17 +37,10 @@
 
 namespace hg {
 
-namespace cpu {
-int num_threads();  // the CPU backend's thread count (cpu/blas.cpp; always built)
-}  // namespace cpu
-
 // impl="auto" tuning: timed rounds over the candidates (each keeps its fastest run); later
 // rounds are skipped once one round takes longer than kLongTuneRoundMs.
 constexpr int kTuneRounds = 3;
 constexpr double kLongTuneRoundMs = 50.0;
-// CPU, 2+ threads: OpenBLAS must be this much faster than hipgrad's best kernel to be chosen
-// (OpKernels::prefer_one_pool says why).
-constexpr double kCpuVendorMargin = 0.15;
 
 enum class Backend : int8_t { cpu = 0, gpu = 1 };
 enum class Variant : int8_t { handwritten = 0, vendor = 1 };
@@ -121,6 +114,19 @@ struct Candidate {
   bool operator==(const Candidate& o) const { return role == o.role && index == o.index; }
   bool operator!=(const Candidate& o) const { return !(*this == o); }
 };
+
+// A backend's say in dispatch (each backend registers its own; none: the defaults).
+struct BackendPolicy {
+  // State the backend's fastest kernel depends on, as a prefix of the tuning key (the CPU: its
+  // thread count, "threads=2,"). nullptr: none.
+  std::string (*key_prefix)() = nullptr;
+  // impl="auto": which of the timed candidates to run, given the fastest (index into ids / ms).
+  // nullptr: the fastest.
+  size_t (*choose)(const std::vector<Candidate>& ids, const std::vector<double>& ms,
+                   size_t fastest) = nullptr;
+};
+void set_backend_policy(Backend b, BackendPolicy policy);
+const BackendPolicy& backend_policy(Backend b);
 
 class OpKernelsBase {
  public:
@@ -215,11 +221,9 @@ class OpKernels : public OpKernelsBase {
       return;
     }
     bool tune = false;
-    // The best CPU kernel depends on the thread count (OpenBLAS vs our OpenMP GEMM at 1 and 2
-    // threads), so CPU choices are remembered per count.
-    const std::string threads =
-        b == Backend::cpu ? "threads=" + std::to_string(cpu::num_threads()) + "," : "";
-    const std::string full_key = dev.str() + "|" + threads + key;
+    const BackendPolicy& policy = backend_policy(b);
+    const std::string full_key =
+        dev.str() + "|" + (policy.key_prefix ? policy.key_prefix() : std::string()) + key;
     pick = resolve(b, impl, full_key, &tune);
     if (tune) {
       // Warm each candidate once, then time them round-robin (recorded as tuning runs) and keep
@@ -241,7 +245,7 @@ class OpKernels : public OpKernelsBase {
       size_t best = 0;
       for (size_t i = 1; i < ids.size(); ++i)
         if (ms[i] < ms[best]) best = i;
-      best = prefer_one_pool(b, ids, ms, best);
+      if (policy.choose) best = policy.choose(ids, ms, best);
       remember(b, full_key, ids[best], ids, ms);
       run_one(dev, ids[best], args, key, false, false);
       return;
@@ -250,22 +254,6 @@ class OpKernels : public OpKernelsBase {
   }
 
  private:
-  // On the CPU with more than one thread, OpenBLAS (the vendor candidate) runs on its own pthread
-  // pool beside hipgrad's OpenMP one; in a chain of ops the two pools' idle threads spin while the
-  // other works, which a kernel timed on its own does not show (the MLP's 256x10 layer: 0.05 ms
-  // handwritten vs 0.07-0.21 ms OpenBLAS inside the engine at 2 threads, after OpenBLAS had won
-  // the isolated timing by 1%). So there the vendor must beat the fastest handwritten candidate
-  // by kCpuVendorMargin; within it the handwritten one is kept.
-  static size_t prefer_one_pool(Backend b, const std::vector<Candidate>& ids,
-                                const std::vector<double>& ms, size_t best) {
-    const auto is_vendor = [](const Candidate& c) { return c.role == KernelRole::vendor; };
-    if (b != Backend::cpu || !is_vendor(ids[best]) || cpu::num_threads() < 2) return best;
-    size_t own = best;
-    for (size_t i = 0; i < ids.size(); ++i)
-      if (!is_vendor(ids[i]) && (own == best || ms[i] < ms[own])) own = i;
-    return own != best && ms[own] <= ms[best] * (1.0 + kCpuVendorMargin) ? own : best;
-  }
-
   // Runs one candidate on its device and records it. On a GPU the time is the device's (events
   // around the kernel, waited for) when it matters -- tuning or tracing; otherwise GPU work stays
   // asynchronous and the record's ms is the host's time to queue it.
