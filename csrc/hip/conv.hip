@@ -3,7 +3,7 @@
 //   otherwise:                    implicit GEMM on the tiled main loop (conv_igemm.hip);
 //   reference kernels gpu.conv2d_*_v0: the v0 kernels for every shape (conv_v0.hip).
 // Kernels index with 32-bit ints: conv2d_dims refuses tensors of 2^31 elements or more.
-// Tests: tests/ops/test_conv.py (gpu params), tests/gpu/test_kernel_variants.py.
+// Tests: tests/ops/test_conv.py (gpu params), tests/gpu/test_reference_kernels.py.
 #include <cstdint>
 #include <limits>
 

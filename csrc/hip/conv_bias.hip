@@ -4,7 +4,7 @@
 //                  wrappers add the bias in place after MIOpen / cuDNN, which run with beta = 0);
 //   bias_backward  db[c] = sum of dy over (o, i).
 //
-// Variants (handwritten, the only registered ones):
+// Kernels (handwritten, the only registered ones):
 //   gpu.bias_add: grid-stride, one thread per element, channel from two multiply-high divisions;
 //   gpu.bias_backward_two_stage: channel_sums (kernels_elementwise.h): coalesced block partials
 //     (planar for inner >= 32, column-wise for small inner), then a fixed-order finalize in

@@ -7,7 +7,7 @@
 //   backward weight: dw[k,c,r,s]  = sum_{n,p,q} dy[n,k,p,q] x[n, g*Cg+c, h, w]
 // where h = p*sh - ph + r*dh and w = q*sw - pw + s*dw (backward data: the taps with integer p, q).
 // with g = k / Kg (forward, weight) or ci / Cg (data).
-// Tests: tests/gpu/test_kernel_variants.py compares them with the production kernels.
+// Tests: tests/gpu/test_reference_kernels.py compares them with the production kernels.
 #include "gpu_kernels.h"
 #include "runtime.h"
 

@@ -1,6 +1,7 @@
 // Shared pieces of the handwritten GPU kernels outside GEMM and convolution (activation.hip,
-// pool.hip, loss.hip, optim.hip, layers.hip, bias.hip, quant.hip), and the handwritten entries
-// the vendor wrappers (vendor/*.cpp) call for what their library lacks.
+// pool.hip, loss.hip, optim.hip, layers.hip, layers_batch_norm.hip, conv_bias.hip, quant.hip),
+// and the handwritten entries the vendor wrappers (vendor/*.cpp) call for what their library
+// lacks.
 //
 // Host side (any compiler): the current device and its hipgrad stream, scratch memory from the
 // caching allocator (freed in stream order), grid sizing, and Path, which selects between a

@@ -19,7 +19,7 @@
 // The vendor wrappers (vendor/cublas.cpp, vendor/rocblas.cpp) call qgemm_epilogue_handwritten
 // after their int32 GEMM.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_quant.py tests/gpu/test_kernel_variants.py -k q
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_quant.py tests/gpu/test_reference_kernels.py -k q
 // Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
 //          -s "q = lambda *s: hg.tensor(np.random.randint(-127, 128, s).astype('i1'), device='gpu:0')"
 //          -s "x, w = q(4096, 4096), q(4096, 4096); ws = hg.tensor(np.ones(4096, 'f4'), device='gpu:0')"
