@@ -31,7 +31,7 @@ def _gemm_candidates() -> list[str]:
             if r["op"] == "gemm" and r["backend"] == "cpu" and "fallback" not in r["note"]]
 
 
-CPU_VENDOR_MARGIN = 0.15  # csrc/core/dispatch.h kCpuVendorMargin
+CPU_VENDOR_MARGIN = 0.15  # csrc/cpu/dispatch_policy.cpp kVendorMargin
 
 
 def expected_winner(times: dict[str, float], threads: int) -> str:
