@@ -355,7 +355,89 @@ void bmm_gpu(const BmmArgs& a) {
   gemm_strided(g);
 }
 
+// ---- the composed vendor variant's handwritten parts -----------------------------------------
+// s (heads, Tq, Tk): entries of keys past a query's causal limit set to -inf.
+__global__ void attention_causal_mask(int64_t total, int64_t Tq, int64_t Tk, float* __restrict__ s) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = e % Tk, i = (e / Tk) % Tq;
+    if (j > i + (Tk - Tq)) s[e] = -INFINITY;
+  }
+}
+
+// lse[r] = log sum_j exp(s[r, j]), one warp per row.
+__global__ void attention_rows_lse(int64_t rows, int64_t cols, const float* __restrict__ s,
+                                   float* __restrict__ lse) {
+  const int lane = threadIdx.x % warpSize;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / warpSize);
+  for (int64_t r = int64_t(blockIdx.x) * (blockDim.x / warpSize) + threadIdx.x / warpSize; r < rows;
+       r += warps) {
+    const float* row = s + r * cols;
+    float m = -INFINITY;
+    for (int64_t j = lane; j < cols; j += warpSize) m = fmaxf(m, row[j]);
+    m = warp_max(m);
+    float acc = 0.f;
+    for (int64_t j = lane; j < cols; j += warpSize) acc += expf(row[j] - m);
+    acc = warp_allsum(acc);
+    if (lane == 0) lse[r] = m + logf(acc);
+  }
+}
+
+GemmStrided batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t batch, float alpha,
+                    const float* a, const float* b, float* y) {
+  GemmStrided g;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.M = M, g.N = N, g.K = K, g.batch = batch, g.alpha = alpha;
+  g.a = a, g.lda = ta ? M : K, g.stride_a = M * K;
+  g.b = b, g.ldb = tb ? K : N, g.stride_b = K * N;
+  g.y = y, g.ldy = N, g.stride_y = M * N;
+  return g;
+}
+
+// s = scale q k^T (masked when causal).
+Tensor composed_scores(const AttentionGeometry& g, const float* q, const float* k,
+                       const ComposedAttentionOps& ops) {
+  const int64_t heads = g.B * g.H, total = heads * g.Tq * g.Tk;
+  Tensor s = scratch(total);
+  ops.gemm(batched(false, true, g.Tq, g.Tk, g.D, heads, g.scale, q, k, s.data<float>()));
+  if (g.causal) {
+    attention_causal_mask<<<blocks_for(total), kThreads, 0, current_stream()>>>(total, g.Tq, g.Tk,
+                                                                               s.data<float>());
+    HG_LAUNCH_CHECK("attention_causal_mask");
+  }
+  return s;
+}
+
 }  // namespace
+
+void attention_composed(const AttentionArgs& a, const ComposedAttentionOps& ops) {
+  const AttentionGeometry& g = a.g;
+  const int64_t heads = g.B * g.H, rows = heads * g.Tq;
+  Tensor s = composed_scores(g, a.q, a.k, ops);
+  attention_rows_lse<<<blocks_for(rows, kThreads / 32), kThreads, 0, current_stream()>>>(
+      rows, g.Tk, s.data<float>(), a.lse);
+  HG_LAUNCH_CHECK("attention_rows_lse");
+  Tensor p = scratch(rows * g.Tk);
+  ops.softmax(s.data<float>(), p.data<float>(), rows, g.Tk);
+  ops.gemm(batched(false, false, g.Tq, g.D, g.Tk, heads, 1.f, p.data<float>(), a.v, a.out));
+}
+
+void attention_backward_composed(const AttentionBackwardArgs& a, const ComposedAttentionOps& ops) {
+  const AttentionGeometry& g = a.g;
+  const int64_t heads = g.B * g.H, rows = heads * g.Tq;
+  Tensor s = composed_scores(g, a.q, a.k, ops);
+  Tensor p = scratch(rows * g.Tk);
+  ops.softmax(s.data<float>(), p.data<float>(), rows, g.Tk);
+  // dv = p^T dout; dp = dout v^T (into s); ds = softmax backward * scale; dq = ds k; dk = ds^T q
+  ops.gemm(batched(true, false, g.Tk, g.D, g.Tq, heads, 1.f, p.data<float>(), a.dout, a.dv));
+  ops.gemm(batched(false, true, g.Tq, g.Tk, g.D, heads, 1.f, a.dout, a.v, s.data<float>()));
+  Tensor ds = scratch(rows * g.Tk);
+  ops.softmax_backward(p.data<float>(), s.data<float>(), ds.data<float>(), rows, g.Tk, g.scale);
+  ops.gemm(batched(false, false, g.Tq, g.D, g.Tk, heads, 1.f, ds.data<float>(), a.k, a.dq));
+  ops.gemm(batched(true, false, g.Tk, g.D, g.Tq, heads, 1.f, ds.data<float>(), a.q, a.dk));
+}
+
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(attention_op, gpu, handwritten, "gpu.attention_flash", &hg::gpu::attention_gpu);
