@@ -6,36 +6,6 @@
 
 namespace hg {
 
-OpKernels<LayerNormArgs>& layer_norm_op() {
-  static OpKernels<LayerNormArgs> op("layer_norm", /*tunable=*/true);
-  return op;
-}
-OpKernels<LayerNormBackwardArgs>& layer_norm_backward_op() {
-  static OpKernels<LayerNormBackwardArgs> op("layer_norm_backward", /*tunable=*/true);
-  return op;
-}
-OpKernels<AttentionArgs>& attention_op() {
-  static OpKernels<AttentionArgs> op("attention", /*tunable=*/true);
-  return op;
-}
-OpKernels<AttentionBackwardArgs>& attention_backward_op() {
-  static OpKernels<AttentionBackwardArgs> op("attention_backward", /*tunable=*/true);
-  return op;
-}
-OpKernels<BmmArgs>& bmm_op() {
-  static OpKernels<BmmArgs> op("bmm", /*tunable=*/true);
-  return op;
-}
-OpKernels<SumSquaresArgs>& sum_squares_op() {
-  static OpKernels<SumSquaresArgs> op("sum_squares", /*tunable=*/true);
-  return op;
-}
-OpKernels<ScaleArgs>& scale_op() {
-  // In place: a timing run would scale the tensor again, so "auto" never tunes it.
-  static OpKernels<ScaleArgs> op("scale_", /*tunable=*/false);
-  return op;
-}
-
 namespace {
 
 Shape leading(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 1); }
@@ -50,9 +20,11 @@ void check_affine(const char* op, const char* name, const Tensor& t, int64_t C) 
 
 }  // namespace
 
-std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const Tensor& weight,
-                                              const Tensor& bias, float eps, Impl impl) {
+std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const OptionalTensor& weight_arg,
+                                              const OptionalTensor& bias_arg, float eps, Impl impl) {
   const char* op = "layer_norm";
+  const Tensor& weight = or_undefined(weight_arg);
+  const Tensor& bias = or_undefined(bias_arg);
   require_f32(op, "x", x);
   HG_REQUIRE(x.dim() >= 1 && x.size(-1) >= 1, op,
              ": x must be (..., C) with C >= 1, got shape ", shape_str(x.shape()));
@@ -81,9 +53,11 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const Tensor& wei
 }
 
 std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& dy, const Tensor& x,
-                                                       const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& rstd, Impl impl) {
+                                                       const OptionalTensor& weight_arg,
+                                                       const Tensor& mean, const Tensor& rstd,
+                                                       Impl impl) {
   const char* op = "layer_norm_backward";
+  const Tensor& weight = or_undefined(weight_arg);
   require_f32(op, "x", x);
   HG_REQUIRE(x.dim() >= 1 && x.size(-1) >= 1, op,
              ": x must be (..., C) with C >= 1, got shape ", shape_str(x.shape()));

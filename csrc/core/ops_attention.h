@@ -1,5 +1,6 @@
 // The language-model ops (declared once here, included by ops.h): layer norm, attention,
-// batched GEMM, and the gradient-clipping helpers (sum of squares, in-place scale).
+// batched GEMM, and the gradient-clipping helpers (sum of squares, in-place scale). Their rows
+// of the op table (HG_OP_TABLE in ops.h) give the kernel tables `<op>_op()`.
 //
 // Layouts, row-major and contiguous, float32:
 //   layer_norm          x (..., C); weight, bias (C) or absent; mean, rstd x.shape[:-1]
@@ -33,13 +34,12 @@ struct LayerNormBackwardArgs {
   float* dx = nullptr;                               // (rows, C), fully written
   float* dweight = nullptr; float* dbias = nullptr;  // (C) each, fully written
 };
-OpKernels<LayerNormArgs>& layer_norm_op();
-OpKernels<LayerNormBackwardArgs>& layer_norm_backward_op();
-std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const Tensor& weight,
-                                              const Tensor& bias, float eps, Impl impl);
+std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const OptionalTensor& weight,
+                                              const OptionalTensor& bias, float eps, Impl impl);
 std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& dy, const Tensor& x,
-                                                       const Tensor& weight, const Tensor& mean,
-                                                       const Tensor& rstd, Impl impl);
+                                                       const OptionalTensor& weight,
+                                                       const Tensor& mean, const Tensor& rstd,
+                                                       Impl impl);
 
 // ---- Scaled dot-product attention -----------------------------------------------------------
 struct AttentionGeometry {
@@ -59,8 +59,6 @@ struct AttentionBackwardArgs {
   const float* v = nullptr; const float* out = nullptr; const float* lse = nullptr;
   float* dq = nullptr; float* dk = nullptr; float* dv = nullptr;  // fully written
 };
-OpKernels<AttentionArgs>& attention_op();
-OpKernels<AttentionBackwardArgs>& attention_backward_op();
 // scale <= 0 or NaN is refused; callers pass 1/sqrt(D) for the default.
 std::tuple<Tensor, Tensor> attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                      bool causal, float scale, Impl impl);
@@ -77,15 +75,12 @@ struct BmmArgs {
   const float* a = nullptr; const float* b = nullptr;  // strides M*K and K*N per batch
   float* y = nullptr;                                  // (batch, M, N), never aliases a or b
 };
-OpKernels<BmmArgs>& bmm_op();
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, float alpha, Impl impl,
            const Tensor* out = nullptr);
 
 // ---- Gradient clipping by global norm: sum of squares per tensor, in-place scale -----------
 struct SumSquaresArgs { int64_t n = 0; const float* x = nullptr; float* out = nullptr; };  // one element
 struct ScaleArgs { int64_t n = 0; float alpha = 1.f; float* x = nullptr; };              // x *= alpha
-OpKernels<SumSquaresArgs>& sum_squares_op();
-OpKernels<ScaleArgs>& scale_op();
 // (count,) float32 on the tensors' device: entry i = sum of squares of tensors[i] (accumulated in
 // double on the CPU, in float per thread and double across blocks on the GPU).
 Tensor sum_squares(const std::vector<Tensor>& tensors, Impl impl);

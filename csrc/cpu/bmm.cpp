@@ -69,6 +69,3 @@ HG_REGISTER_KERNEL(bmm_op, cpu, vendor, "cpu.openblas_sgemm_per_batch", &hg::cpu
 HG_REGISTER_KERNEL(sum_squares_op, cpu, handwritten, "cpu.sum_squares_blocked",
                    &hg::cpu::sum_squares_kernel);
 HG_REGISTER_KERNEL(scale_op, cpu, handwritten, "cpu.scale", &hg::cpu::scale_kernel);
-HG_REGISTER_FALLBACK(sum_squares_op, cpu, vendor,
-                     "OpenBLAS's snrm2 is not a deterministic double sum (kept handwritten)");
-HG_REGISTER_FALLBACK(scale_op, cpu, vendor, "sscal would start OpenBLAS's thread pool beside ours");

@@ -107,5 +107,3 @@ void layer_norm_backward_kernel(const LayerNormBackwardArgs& a) {
 HG_REGISTER_KERNEL(layer_norm_op, cpu, handwritten, "cpu.layer_norm_rows", &hg::cpu::layer_norm_kernel);
 HG_REGISTER_KERNEL(layer_norm_backward_op, cpu, handwritten, "cpu.layer_norm_backward_rows",
                    &hg::cpu::layer_norm_backward_kernel);
-HG_REGISTER_FALLBACK(layer_norm_op, cpu, vendor, "OpenBLAS has no layer norm");
-HG_REGISTER_FALLBACK(layer_norm_backward_op, cpu, vendor, "OpenBLAS has no layer norm");

@@ -444,17 +444,3 @@ HG_REGISTER_KERNEL(attention_op, gpu, handwritten, "gpu.attention_flash", &hg::g
 HG_REGISTER_KERNEL(attention_backward_op, gpu, handwritten, "gpu.attention_backward_flash",
                    &hg::gpu::attention_backward_gpu);
 HG_REGISTER_KERNEL(bmm_op, gpu, handwritten, "gpu.bmm_gemm_tiled", &hg::gpu::bmm_gpu);
-// The vendor files (vendor/*.cpp) register the composed vendor attention and the strided-batched
-// vendor bmm where their libraries were found; until then these reasons stand.
-#if defined(HIPGRAD_GPU_CUDA)
-#define HG_ATTN_NO_VENDOR "cuBLAS + cuDNN (strided-batched SGEMM + cudnnSoftmax) are not in this build"
-#define HG_BMM_NO_VENDOR "cuBLAS (cublasSgemmStridedBatched) is not in this build"
-#else
-#define HG_ATTN_NO_VENDOR                                                                      \
-  "rocBLAS + MIOpen (strided-batched SGEMM + miopenSoftmax) are not in this build; MIOpen's MHA " \
-  "problem API has no fp32 causal path, so the vendor variant is composed"
-#define HG_BMM_NO_VENDOR "rocBLAS (rocblas_sgemm_strided_batched) is not in this build"
-#endif
-HG_REGISTER_FALLBACK(attention_op, gpu, vendor, HG_ATTN_NO_VENDOR);
-HG_REGISTER_FALLBACK(attention_backward_op, gpu, vendor, HG_ATTN_NO_VENDOR);
-HG_REGISTER_FALLBACK(bmm_op, gpu, vendor, HG_BMM_NO_VENDOR);

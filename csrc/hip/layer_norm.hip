@@ -186,21 +186,4 @@ HG_REGISTER_KERNEL(layer_norm_op, gpu, handwritten, "gpu.layer_norm_warp_rows", 
 HG_REGISTER_KERNEL(layer_norm_backward_op, gpu, handwritten, "gpu.layer_norm_backward_two_stage",
                    &hg::gpu::layer_norm_backward_gpu);
 HG_REGISTER_KERNEL(sum_squares_op, gpu, handwritten, "gpu.sum_squares_two_stage", &hg::gpu::sum_squares_gpu);
-HG_REGISTER_FALLBACK(sum_squares_op, gpu, vendor,
-                     "no vendor sum of squares is wrapped (rocBLAS/cuBLAS snrm2 is not a fixed-order sum)");
 HG_REGISTER_KERNEL(scale_op, gpu, handwritten, "gpu.scale", &hg::gpu::scale_gpu);
-HG_REGISTER_FALLBACK(scale_op, gpu, vendor, "no vendor scale is wrapped (an elementwise pass)");
-// vendor/miopen.cpp registers miopenLayerNormForward where the MIOpen found has it (ROCm >= 6.0);
-// until then (and on NVIDIA) these reasons stand.
-#if defined(HIPGRAD_GPU_CUDA)
-HG_REGISTER_FALLBACK(layer_norm_op, gpu, vendor,
-                     "cuDNN's legacy API has no layer norm (only its graph API does)");
-HG_REGISTER_FALLBACK(layer_norm_backward_op, gpu, vendor,
-                     "cuDNN's legacy API has no layer norm (only its graph API does)");
-#else
-HG_REGISTER_FALLBACK(layer_norm_op, gpu, vendor,
-                     "MIOpen's miopenLayerNormForward (beta API, ROCm >= 6.0) is not in this build");
-HG_REGISTER_FALLBACK(layer_norm_backward_op, gpu, vendor,
-                     "MIOpen's layer-norm backward (miopenLayerNormBackward) appears only around "
-                     "ROCm 7.1; headers up to ROCm 6.3 have just the RMS-style T5 backward");
-#endif

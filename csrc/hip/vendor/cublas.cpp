@@ -129,6 +129,7 @@ HG_REGISTER_KERNEL(qgemm_op, gpu, vendor,
                    &hg::gpu::qgemm_cublas);
 HG_REGISTER_KERNEL(linear_bias_act_op, gpu, vendor, "gpu.cublas_sgemm+epilogue_pass",
                    &hg::gpu::linear_bias_act_cublas);
+HG_REGISTER_VENDOR_LIBRARY(gpu, blas, nvidia, "cuBLAS", true);
 static const bool hg_cublas_fact = hg::add_build_fact(
     "gpu.vendor.cublas", HG_STRINGIFY(CUBLAS_VER_MAJOR) "." HG_STRINGIFY(CUBLAS_VER_MINOR) "." HG_STRINGIFY(
                              CUBLAS_VER_PATCH));
@@ -170,8 +171,6 @@ void bmm_cublas(const BmmArgs& a) {
 HG_REGISTER_KERNEL(bmm_op, gpu, vendor, "gpu.cublas_sgemm_strided_batched", &hg::gpu::bmm_cublas);
 
 #elif defined(HIPGRAD_PLATFORM_NVIDIA)
-HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
-HG_REGISTER_FALLBACK(qgemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
-HG_REGISTER_FALLBACK(linear_bias_act_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
+HG_REGISTER_VENDOR_LIBRARY(gpu, blas, nvidia, "cuBLAS", false);
 static const bool hg_cublas_fact = hg::add_build_fact("gpu.vendor.cublas", "not found");
 #endif
