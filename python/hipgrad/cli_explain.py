@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .cli_tune import WIDTH, add_model_arguments, prepare
+from .machine_load import LoadMonitor
 from .tracing import PHASES, Trace
 
 Runner = Callable[[argparse.Namespace], int]
@@ -185,6 +186,7 @@ def run_explain(args: argparse.Namespace) -> int:
                  f"inputs, {prep.num_classes} classes), batch {prep.batch}, device {prep.device}, "
                  f"{hg.get_num_threads()} threads", indent="", first=""), sep="\n")
     x = tensor(prep.x_np, device=prep.device)
+    load = LoadMonitor().start()
     prep.train_step()              # warm-up: impl="auto" timing and first allocations
     engine = prep.engine("fp32")
     engine.forward(x)
@@ -212,6 +214,7 @@ def run_explain(args: argparse.Namespace) -> int:
     infer_mem = inference_memory(engine, x, prep.device)
     fwd_ms = train_t.phase_totals().get("forward", {}).get("ms", 0.0)
     print("\n".join(compare_lines(train_mem, infer_mem, train_ms, infer_ms, fwd_ms)))
+    print(*[load.summary()] + [w for w in [load.warning()] if w], sep="\n")
     _write_outputs(args, train_t, infer_t)
     return 0
 
