@@ -46,8 +46,13 @@ def child_hipgrad(threads: int, warmup: int, repeats: int) -> dict:
 
     import hipgrad as hg
     from hipgrad import InferenceEngine, nn, optim
-    from hipgrad.machine_load import LoadMonitor
     from hipgrad.models import build_model
+    try:
+        from hipgrad.machine_load import LoadMonitor
+    except ImportError:  # --baseline: a build from before the thread pool
+        import contextlib
+
+        LoadMonitor = lambda: contextlib.nullcontext(argparse.Namespace(result=None))  # noqa: E731
 
     hg.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -73,7 +78,8 @@ def child_hipgrad(threads: int, warmup: int, repeats: int) -> dict:
             xi = rng.standard_normal((256, 1, 28, 28)).astype(np.float32)
             out[f"infer_{name}"] = _median_ms(lambda: engine.forward(xi), warmup, repeats)
     out["load"] = load.result
-    out["pool"] = dict(hg._C._thread_pool_stats())
+    if hasattr(hg._C, "_thread_pool_stats"):
+        out["pool"] = dict(hg._C._thread_pool_stats())
     return out
 
 
@@ -147,12 +153,14 @@ def child_torch(threads: int, warmup: int, repeats: int) -> dict:
     return out
 
 
-CHILDREN = {"hipgrad": child_hipgrad, "torch": child_torch, "gemm": child_gemm_after_numpy}
+CHILDREN = {"hipgrad": child_hipgrad, "torch": child_torch, "gemm": child_gemm_after_numpy,
+            "baseline": child_hipgrad}
 
 
 def run_child(kind: str, threads: int, args) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(HERE.parent / "python") + os.pathsep + env.get("PYTHONPATH", "")
+    python = args.baseline if kind == "baseline" else str(HERE.parent / "python")
+    env["PYTHONPATH"] = python + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, __file__, "--child", kind, "--threads", str(threads),
            "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -178,7 +186,8 @@ def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     except OSError:
-        return open("/proc/loadavg").read().strip()
+        with open("/proc/loadavg") as f:
+            return f.read().strip()
 
 
 def goals(res: dict) -> list[dict]:
@@ -216,11 +225,12 @@ def markdown(res: dict) -> str:
           "while the hipgrad child ran.", "",
           "| neighbours | threads | framework | " + " | ".join(res["cases"]) + " | other cores | pool stalls/regions, fall-backs |",
           "|" + "---|" * (len(res["cases"]) + 5)]
-    for fw in ("hipgrad", "torch"):
+    for fw in ("hipgrad", "baseline", "torch"):
         for nb, by_t in res.get(fw, {}).items():
             for t, r in by_t.items():
                 cells = [f"{r[c]:.2f}" if c in r else "" for c in res["cases"]]
-                load, pool = r.get("load", {}), r.get("load", {}).get("pool", {})
+                load = r.get("load") or {}
+                pool = load.get("pool", {})
                 extra = [str(load.get("other_cores", "")),
                          f"{pool.get('stalled_regions', '')}/{pool.get('regions', '')}, {pool.get('degradations', '')}" if pool else ""]
                 md.append(f"| {nb} | {t} | {fw} | " + " | ".join(cells + extra) + " |")
@@ -241,6 +251,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--neighbours", default="0,1,2", help="neighbour counts, comma-separated")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--baseline", help="also run a hipgrad build from before the pool (its python/ dir)")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
     if args.child:
@@ -249,7 +260,7 @@ def main() -> None:
     res: dict = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
                  "uptime_before": uptime(), "cpus": len(os.sched_getaffinity(0)),
                  "repeats": args.repeats, "warmup": args.warmup, "hipgrad": {}}
-    kinds = ["hipgrad"] + ([] if args.no_torch else ["torch"])
+    kinds = ["hipgrad"] + ([] if args.no_torch else ["torch"]) + (["baseline"] if args.baseline else [])
     for nb in [int(v) for v in args.neighbours.split(",")]:
         procs = start_neighbours(nb)
         try:

@@ -141,3 +141,59 @@ def test_default_threads_follow_affinity_and_omp_num_threads():
 def test_wait_policy_honours_the_users_openmp_settings(env, spin, source):
     _, got_spin, got_source = _run(STATS, env)
     assert (got_spin, got_source) == (spin, source)
+
+
+@pytest.mark.parametrize("impl", ["vendor", "handwritten"])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gemm_split_over_the_pool_matches_float64(impl, trans_a, trans_b, threads):
+    # Large enough that both GEMMs split C into blocks over the pool; odd sizes cross block edges.
+    hg.set_num_threads(threads)
+    rng = np.random.default_rng()
+    M, N, K = (int(v) for v in rng.integers(150, 330, 3))
+    if rng.random() < 0.5:
+        M, N = N, M  # rows or columns split
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+    out = hg.ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b, impl=impl).numpy()
+    ref = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_reductions_do_not_depend_on_which_thread_ran_a_part(threads):
+    # Partial sums have a fixed split (by the thread count, not by the thread that ran a part):
+    # repeated runs give bit-identical weight gradients, matching float64 closely.
+    hg.set_num_threads(threads)
+    rng = np.random.default_rng()
+    x = rng.standard_normal((7, 3, 13, 11)).astype(np.float32)
+    dy = rng.standard_normal((7, 5, 11, 9)).astype(np.float32)
+    runs = [hg.ops.conv2d_backward_weight(dy, x, (5, 3, 3, 3), impl="handwritten").numpy()
+            for _ in range(5)]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, runs[0])
+    cols = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), (3, 3), axis=(2, 3))
+    ref = np.einsum("nkpq,ncpqrs->kcrs", dy.astype(np.float64), cols)
+    np.testing.assert_allclose(runs[0], ref, rtol=1e-4, atol=1e-4)
+    db = [hg.ops.bias_backward(dy, impl="handwritten").numpy() for _ in range(3)]
+    np.testing.assert_array_equal(db[1], db[0])
+    np.testing.assert_allclose(db[0], dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)
+
+
+def test_cpu_sources_use_the_pool_not_openmp_threads():
+    # The build compiles with -fopenmp-simd only: an `omp parallel` region would silently run on
+    # one thread. CPU kernels thread through csrc/cpu/parallel.h.
+    root = os.path.join(os.path.dirname(__file__), "..", "csrc")
+    if not os.path.isdir(root):
+        pytest.skip("no source tree next to the tests")
+    bad = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            if f.endswith((".cpp", ".h", ".inc")):
+                with open(os.path.join(d, f), encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+                for word in ("#pragma omp parallel", "#pragma omp for", "#pragma omp barrier",
+                             "omp_get_thread_num", "omp_get_num_threads", "omp_in_parallel"):
+                    if word in text:
+                        bad.append(f"{os.path.relpath(os.path.join(d, f), root)}: {word}")
+    assert not bad, "use hg::cpu::parallel_for (csrc/cpu/parallel.h) instead: " + "; ".join(bad)

@@ -1,10 +1,11 @@
 // CPU handwritten SGEMM: C = alpha * op(A) @ op(B) + beta * C, row-major, BLAS semantics
 // (beta == 0 never reads C; alpha == 0 or K == 0 never reads A or B).
 //
-// GotoBLAS/BLIS blocking around a register-blocked micro-kernel (gemm_microkernel.h). Threads
-// (hg::cpu::num_threads()) split C into a grid of bands (thread_grid); each thread packs what its
-// band needs into its own buffers and never waits for another, so a thread slowed down by a
-// neighbour on a shared machine delays only its own band. Per thread:
+// GotoBLAS/BLIS blocking around a register-blocked micro-kernel (gemm_microkernel.h). C is split
+// into a grid of cells, twice as many as threads (thread_grid), claimed one at a time from
+// hipgrad's pool (parallel.h); each cell is packed into its claiming thread's own buffers and no
+// thread waits for another, so a thread slowed down by a neighbour on a shared machine leaves its
+// next cell to the others. Per cell:
 //   for jc over its columns in NC steps:
 //     for pc over K in KC steps:
 //       pack B panel op(B)[pc:+KC, jc:+NC] into NR-wide micro-panels (k-major)

@@ -146,7 +146,7 @@ struct Pool {
   std::atomic<uint32_t> active{0};  // workers inside the current job (joined, not yet left)
   std::atomic<uint32_t> sleepers{0};
   std::atomic<uint32_t> caller_sleeping{0};
-  std::atomic<bool> nap{false};  // spinners go to sleep now (an OpenBLAS call is starting)
+  std::atomic<bool> nap{false};  // spinners go to sleep now (the pool fell back to one thread)
   std::atomic<int> invited{0};   // workers [0, invited) may join the current job
   std::atomic<int> next_slot{1};
   std::atomic<int64_t> next{0};
@@ -169,7 +169,6 @@ struct Pool {
   std::atomic<int64_t> degraded_until{0};
   bool probing = false;
   int64_t backoff_ns = 20'000'000, probe_left = 0;
-  int blas_threads = -1;
 
   std::atomic<int64_t> regions{0}, serial_regions{0}, stalled{0}, degradations{0}, caller_tasks{0};
 
@@ -332,12 +331,8 @@ int num_threads() { return g_threads > 0 ? g_threads : default_threads(); }
 void set_num_threads(int64_t n) {
   HG_REQUIRE(n >= 1, "set_num_threads: n must be >= 1, got ", n);
   HG_REQUIRE(n <= max_num_threads(), "set_num_threads: n must be at most ", max_num_threads(),
-             " (4 x the ", affinity_cpus(), " CPUs this process may use, at least 64), got ", n);
+             " (4 x this machine's ", affinity_cpus(), " hardware threads, at least 64), got ", n);
   g_threads = int(n);
-  Pool& p = pool();
-  std::lock_guard<std::mutex> lock(p.region_mu);
-  p.blas_threads = g_threads;
-  scipy_openblas_set_num_threads(g_threads);
 }
 
 bool in_parallel() { return t_depth > 0; }
@@ -373,15 +368,10 @@ void parallel_run(int64_t tasks, int threads, TaskFn fn, void* ctx) {
 }
 
 void before_blas_call() {
-  Pool& p = pool();
-  p.nap.store(true);
-  // OpenBLAS's own split is static: while the pool finds its cores taken, it runs on one thread.
-  const int want = p.degraded.load() && now_ns() < p.degraded_until.load() ? 1 : num_threads();
-  std::unique_lock<std::mutex> lock(p.region_mu, std::try_to_lock);
-  if (lock.owns_lock() && want != p.blas_threads) {
-    scipy_openblas_set_num_threads(want);
-    p.blas_threads = want;
-  }
+  // OpenBLAS's own pool would split each call statically and busy-wait for its workers: it runs
+  // on the calling thread, and gemm_blas spreads blocks over this pool instead.
+  static std::once_flag once;
+  std::call_once(once, [] { scipy_openblas_set_num_threads(1); });
 }
 
 PoolStats pool_stats() {

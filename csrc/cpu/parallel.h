@@ -10,9 +10,10 @@
 // The pool measures each region: the time the caller spent waiting for a worker's last task
 // after finishing its own share. A region that waited long against the work it did means a
 // worker was descheduled mid-task (the machine has fewer free cores than threads); after a few
-// such regions the pool runs regions on the caller alone, with no spinning, and OpenBLAS on one
-// thread, then probes two threads again after a back-off that doubles while the contention
-// lasts. set_num_threads stays the upper bound; by default the bound is the CPUs this process may
+// such regions the pool runs regions on the caller alone, with no spinning, then probes two
+// threads again after a back-off that doubles while the contention lasts. OpenBLAS runs on one
+// thread per call; gemm_blas splits a large product into blocks over this pool, so both share
+// one set of threads and one measurement. set_num_threads stays the upper bound; by default the bound is the CPUs this process may
 // use (affinity mask, cgroup CPU quota, OMP_NUM_THREADS when set).
 #pragma once
 #include <cstdint>
@@ -74,8 +75,7 @@ void parallel_for(int64_t n, int threads, F&& f) {
   });
 }
 
-// Before a call into OpenBLAS: the pool's spinning workers go to sleep now, leaving the cores to
-// OpenBLAS's threads; also gives OpenBLAS the thread count the pool currently runs at.
+// Before a call into OpenBLAS: sets OpenBLAS to one thread (once; gemm_blas threads it).
 void before_blas_call();
 
 // The pool's figures since it started (hipgrad._C._thread_pool_stats).

@@ -214,7 +214,9 @@ def run_explain(args: argparse.Namespace) -> int:
     infer_mem = inference_memory(engine, x, prep.device)
     fwd_ms = train_t.phase_totals().get("forward", {}).get("ms", 0.0)
     print("\n".join(compare_lines(train_mem, infer_mem, train_ms, infer_ms, fwd_ms)))
-    print(*[load.summary()] + [w for w in [load.warning()] if w], sep="\n")
+    for text in [load.summary(), load.warning()]:
+        if text:
+            print(*_wrap(text, indent="  ", first=""), sep="\n")
     _write_outputs(args, train_t, infer_t)
     return 0
 

@@ -76,7 +76,8 @@ class LoadMonitor:
             out["busy_cores"] = round(busy_s / wall, 2)
             out["other_cores"] = round(max(busy_s - own, 0.0) / wall, 2)
         try:
-            out["loadavg"] = [float(v) for v in open("/proc/loadavg").read().split()[:3]]
+            with open("/proc/loadavg") as f:
+                out["loadavg"] = [float(v) for v in f.read().split()[:3]]
         except (OSError, ValueError):
             pass
         if pool:
