@@ -8,7 +8,7 @@ matmul (NumPy's OpenBLAS threads spin as a neighbour).
 
 Each (framework, threads, neighbours) runs in a fresh process, so thread pools and environment
 start clean; figures are medians of --repeats steps after --warmup. Every child also reports the
-machine load it saw (hipgrad.machine_load) and the parent records `uptime` before and after. Goals
+machine load it saw (hipgrad.profiling.machine_load); the parent records `uptime`. Goals
 (issue 20): with one neighbour, hipgrad at 2 threads <= 1.2x its 1-thread figure and <= 2.5x its
 quiet 2-thread figure; with two neighbours <= 1.5x the 1-thread figure; LeNet-5 step >= 2x
 PyTorch's speed (same threads, same neighbour). Writes bench/results/contention-cpu-<date>.json/.md.
@@ -45,10 +45,9 @@ def child_hipgrad(threads: int, warmup: int, repeats: int) -> dict:
     import numpy as np
 
     import hipgrad as hg
-    from hipgrad import InferenceEngine, nn, optim
-    from hipgrad.models import build_model
+    from hipgrad import InferenceEngine, build_model, nn, optim
     try:
-        from hipgrad.machine_load import LoadMonitor
+        from hipgrad.profiling.machine_load import LoadMonitor
     except ImportError:  # --baseline: a build from before the thread pool
         import contextlib
 

@@ -36,7 +36,7 @@ def _own_cpu_s() -> float:
 
 
 def _pool_stats() -> dict:
-    from ._native import _C
+    from .._native import _C
 
     try:
         return dict(_C._thread_pool_stats())
