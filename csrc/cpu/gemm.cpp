@@ -2,7 +2,7 @@
 // (beta == 0 never reads C; alpha == 0 or K == 0 never reads A or B).
 //
 // GotoBLAS/BLIS blocking around a register-blocked micro-kernel (gemm_microkernel.h). C is split
-// into a grid of cells, twice as many as threads (thread_grid), claimed one at a time from
+// into a grid of cells, 2-4 per thread (thread_grid), claimed one at a time from
 // hipgrad's pool (parallel.h); each cell is packed into its claiming thread's own buffers and no
 // thread waits for another, so a thread slowed down by a neighbour on a shared machine leaves its
 // next cell to the others. Per cell:
@@ -248,9 +248,13 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
   // Below ~2^20 FLOP a parallel region costs more than it saves; inside another kernel's
   // parallel region (one image per thread) the caller's thread does it all.
   const int threads = region_threads(2.0 * M * N * K, double(1 << 20), micro_rows * micro_cols);
-  // Twice as many cells as threads, claimed as they come: a thread slowed down by a neighbour
-  // leaves its second cell to the other.
-  const int cells = threads > 1 ? int(std::min<int64_t>(2 * threads, micro_rows * micro_cols)) : 1;
+  // Cells claimed as they come: a thread slowed down by a neighbour leaves its next cell to the
+  // others. Twice as many as threads, four times for large products (a cell's packing is then
+  // small against its arithmetic, and a late thread's last cell is a shorter tail).
+  const int per_thread_cells = 2.0 * M * N * K >= double(1 << 28) ? 4 : 2;
+  const int cells = threads > 1
+                        ? int(std::min<int64_t>(per_thread_cells * threads, micro_rows * micro_cols))
+                        : 1;
   int tm = 1, tn = 1;
   if (b_packed && micro_rows >= 2 * cells)
     tm = cells;  // B costs nothing to share: split rows, so each cell packs only its A rows
