@@ -62,6 +62,10 @@ void bind_parallel(py::module_& m) {
     d["degradations"] = s.degradations;
     d["worker_tasks"] = s.worker_tasks;
     d["caller_tasks"] = s.caller_tasks;
+    d["caller_sleeps"] = s.caller_sleeps;
+    d["busy_ms"] = s.busy_ms;
+    d["stall_ms"] = s.stall_ms;
+    d["off_cpu_ms"] = s.off_cpu_ms;
     d["threads_now"] = s.threads_now;
     d["workers"] = s.workers;
     d["default_threads"] = s.default_threads;

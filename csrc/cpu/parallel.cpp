@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -23,6 +24,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -40,6 +42,13 @@ using Clock = std::chrono::steady_clock;
 inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
+}
+
+// This thread's CPU time: against the wall clock it tells how long the thread sat descheduled.
+inline int64_t thread_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 inline void cpu_relax() {
@@ -171,6 +180,7 @@ struct Pool {
   int64_t backoff_ns = 20'000'000, probe_left = 0;
 
   std::atomic<int64_t> regions{0}, serial_regions{0}, stalled{0}, degradations{0}, caller_tasks{0};
+  std::atomic<int64_t> busy_ns_total{0}, stall_ns_total{0}, off_cpu_ns_total{0}, caller_sleeps{0};
 
   void run_tasks(int slot) {
     const int64_t n = tasks;
@@ -219,18 +229,29 @@ struct Pool {
     }
   }
 
-  void ensure_workers(int count) {
-    while (int(workers.size()) < count) {
-      const int index = int(workers.size());
-      workers.emplace_back([this, index] { worker_main(index); });
-      workers.back().detach();
+  // Workers [0, count) exist afterwards, or as many as the system let us start.
+  int ensure_workers(int count) {
+    try {
+      while (int(workers.size()) < count) {
+        const int index = int(workers.size());
+        workers.emplace_back([this, index] { worker_main(index); });
+        workers.back().detach();
+      }
+    } catch (const std::system_error&) {  // out of threads: run with the ones there are
     }
+    return std::min(count, int(workers.size()));
   }
 
-  // After a multi-threaded region: stall = time the caller waited for workers' running tasks
-  // after finishing its own, against the time it worked.
-  void record(int64_t busy_ns, int64_t stall_ns) {
-    const bool bad = stall_ns > busy_ns + 50'000;
+  // After a multi-threaded region. busy: wall time until the caller finished its own share;
+  // off_cpu: the part of it the caller spent descheduled (waking a worker on a machine with no
+  // free core puts the worker on the caller's core, or a neighbour takes it); stall: the time it
+  // then waited for workers' running tasks. Either long against the work means the region was
+  // slower than the caller alone would have been.
+  void record(int64_t busy_ns, int64_t off_cpu_ns, int64_t stall_ns) {
+    busy_ns_total.fetch_add(busy_ns, std::memory_order_relaxed);
+    stall_ns_total.fetch_add(stall_ns, std::memory_order_relaxed);
+    off_cpu_ns_total.fetch_add(off_cpu_ns, std::memory_order_relaxed);
+    const bool bad = stall_ns > busy_ns + 50'000 || off_cpu_ns > busy_ns / 2 + 50'000;
     if (bad) stalled.fetch_add(1, std::memory_order_relaxed);
     history = (history << 1) | (bad ? 1u : 0u);
     if (probing) {
@@ -262,21 +283,24 @@ struct Pool {
   }
 
   void run(int64_t n, int threads, TaskFn f, void* c) {
-    const int64_t t0 = now_ns();
+    const int64_t t0 = now_ns(), c0 = thread_cpu_ns();
     tasks = n, fn = f, ctx = c;
     next.store(0), next_slot.store(1), failed.store(false);
     error = nullptr;
-    invited.store(threads - 1);
-    ensure_workers(threads - 1);
+    const int helpers = ensure_workers(threads - 1);
+    invited.store(helpers);
     nap.store(false);
     const uint32_t open = ((job.load() >> 1) + 1) << 1 | 1u;
     job.store(open);
-    if (sleepers.load() > 0) futex_wake(&job, threads - 1);
+    // Uninvited workers may sleep too (a lower thread count than before): then wake them all,
+    // else a wake-up could go to one that may not join.
+    if (sleepers.load() > 0)
+      futex_wake(&job, int(workers.size()) > helpers ? INT_MAX : helpers);
     t_depth = 1, t_slot = 0;
     run_tasks(0);
     t_depth = 0;
     job.store(open & ~1u);  // closed: no worker joins any more
-    const int64_t t1 = now_ns();
+    const int64_t t1 = now_ns(), c1 = thread_cpu_ns();
     if (active.load() != 0) {
       const int64_t spin_until = t1 + 20'000;
       while (active.load() != 0 && now_ns() < spin_until)
@@ -284,13 +308,14 @@ struct Pool {
       if (active.load() != 0) {
         // Sleep, so the OS can move a descheduled worker onto this core.
         caller_sleeping.store(1);
+        caller_sleeps.fetch_add(1, std::memory_order_relaxed);
         for (uint32_t v; (v = active.load()) != 0;) futex_wait(&active, v);
         caller_sleeping.store(0);
       }
     }
     const int64_t t2 = now_ns();
     regions.fetch_add(1, std::memory_order_relaxed);
-    record(t1 - t0, t2 - t1);
+    record(t1 - t0, std::max<int64_t>(0, (t1 - t0) - (c1 - c0)), t2 - t1);
     if (failed.load()) std::rethrow_exception(error);
   }
 };
@@ -383,6 +408,10 @@ PoolStats pool_stats() {
   s.degradations = p.degradations.load();
   s.worker_tasks = p.worker_tasks.load();
   s.caller_tasks = p.caller_tasks.load();
+  s.busy_ms = p.busy_ns_total.load() * 1e-6;
+  s.stall_ms = p.stall_ns_total.load() * 1e-6;
+  s.off_cpu_ms = p.off_cpu_ns_total.load() * 1e-6;
+  s.caller_sleeps = p.caller_sleeps.load();
   s.degraded = p.degraded.load() && now_ns() < p.degraded_until.load();
   s.threads_now = s.degraded ? 1 : num_threads();
   s.workers = int(p.workers.size());

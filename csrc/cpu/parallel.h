@@ -8,9 +8,10 @@
 // find them awake), then sleep on a futex, so an idle pool takes no CPU from anyone.
 //
 // The pool measures each region: the time the caller spent waiting for a worker's last task
-// after finishing its own share. A region that waited long against the work it did means a
-// worker was descheduled mid-task (the machine has fewer free cores than threads); after a few
-// such regions the pool runs regions on the caller alone, with no spinning, then probes two
+// after finishing its own share, and the time the caller itself sat descheduled while working
+// (its thread CPU clock against the wall clock). Either long against the work means the machine
+// has fewer free cores than threads: a worker was descheduled mid-task, or waking it took the
+// caller's core. After a few such regions the pool runs regions on the caller alone, with no spinning, then probes two
 // threads again after a back-off that doubles while the contention lasts. OpenBLAS runs on one
 // thread per call; gemm_blas splits a large product into blocks over this pool, so both share
 // one set of threads and one measurement. set_num_threads stays the upper bound; by default the bound is the CPUs this process may
@@ -81,7 +82,9 @@ void before_blas_call();
 // The pool's figures since it started (hipgrad._C._thread_pool_stats).
 struct PoolStats {
   int64_t regions = 0, serial_regions = 0, stalled_regions = 0, degradations = 0;
-  int64_t worker_tasks = 0, caller_tasks = 0;
+  int64_t worker_tasks = 0, caller_tasks = 0, caller_sleeps = 0;
+  // Multi-threaded regions: the caller working (of which descheduled), then waiting for workers.
+  double busy_ms = 0, off_cpu_ms = 0, stall_ms = 0;
   int threads_now = 0, workers = 0, default_threads = 0;
   double spin_us = 0;
   bool degraded = false;
