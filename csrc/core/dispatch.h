@@ -35,7 +35,7 @@
 namespace hg {
 
 namespace cpu {
-int num_threads();  // the CPU backend's thread count (cpu/blas.cpp; always built)
+int num_threads();  // the CPU backend's thread count (cpu/parallel.cpp; always built)
 }  // namespace cpu
 
 // impl="auto" tuning: timed rounds over the candidates (each keeps its fastest run); later
