@@ -58,10 +58,28 @@ const QIsaKernels& active_kernels() { return *kVariants[active_variant()]; }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Scratch of n elements; a failure is a MemoryError naming the op and the size. Only called
+// outside parallel regions (an exception must not leave one): PerThread holds what each
+// thread of a region needs, allocated before the region.
 template <class T>
-std::unique_ptr<T[]> scratch(int64_t n) {
-  return std::unique_ptr<T[]>(new T[size_t(std::max<int64_t>(n, 1))]);
+std::unique_ptr<T[]> scratch(const char* op, int64_t n) {
+  n = std::max<int64_t>(n, 1);
+  T* p = n <= kMaxElements ? new (std::nothrow) T[size_t(n)] : nullptr;
+  if (!p) fail(ErrorKind::memory, op, ": cannot allocate ", n, " x ", sizeof(T), " bytes of scratch");
+  return std::unique_ptr<T[]>(p);
 }
+
+template <class T>
+class PerThread {
+ public:
+  PerThread(const char* op, int threads, int64_t n)
+      : n_(std::max<int64_t>(n, 1)), data_(scratch<T>(op, checked_mul(op, "scratch", threads, n_))) {}
+  T* get() const { return data_.get() + omp_get_thread_num() * n_; }
+
+ private:
+  int64_t n_;
+  std::unique_ptr<T[]> data_;
+};
 
 int threads_for(double macs, int64_t tasks) {
   if (macs < double(1 << 18) || omp_in_parallel()) return 1;
@@ -143,11 +161,13 @@ void qgemm_kernel(const QGemmArgs& a) {
   const int MR = T.max_rows;
   const int64_t blocks = ceil_div(a.M, MR);
   ChannelTable ch(a.N, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
-  const auto wpack = scratch<uint32_t>(panels * groups * NR);
+  const auto wpack = scratch<uint32_t>("qgemm", panels * groups * NR);
   const int threads = threads_for(double(a.M) * a.N * K, blocks * panels);
   const int64_t chunks = panel_chunks(blocks, panels, threads);
   const int64_t per_chunk = ceil_div(panels, chunks);
   const PanelMaps maps(T, panels, a.N, [&](int64_t j) { return j % NR; });  // from the panel's n0
+  const PerThread<uint32_t> xpacks("qgemm", threads, groups * MR);
+  const PerThread<int32_t> accs("qgemm", threads, MR * NR);
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static)
@@ -156,19 +176,19 @@ void qgemm_kernel(const QGemmArgs& a) {
       T.pack_panel(a.wq + p * NR * K, K, cols, K, ceil_div(cols, L) * L,
                    wpack.get() + p * groups * NR, ch.corr.data() + p * NR);
     }
-    const auto xpack = scratch<uint32_t>(groups * MR);
-    const auto acc = scratch<int32_t>(MR * NR);
+    uint32_t* const xpack = xpacks.get();
+    int32_t* const acc = accs.get();
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < blocks * chunks; ++t) {
       const int64_t m0 = t / chunks * MR;
       const int rows = int(std::min<int64_t>(MR, a.M - m0));
-      T.pack_rows(a.xq + m0 * K, K, rows, K, true, xpack.get(), nullptr);
+      T.pack_rows(a.xq + m0 * K, K, rows, K, true, xpack, nullptr);
       const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t n0 = p * NR, cols = std::min(NR, a.N - n0), nv = ceil_div(cols, L);
-        T.dot[1][rows - 1][nv - 1](groups, xpack.get(), groups, wpack.get() + p * groups * NR,
-                                   acc.get());
-        T.epilogue(acc.get(), nv * L, rows, nv, maps.panel(p), ch.view, n0, false,
+        T.dot[1][rows - 1][nv - 1](groups, xpack, groups, wpack.get() + p * groups * NR,
+                                   acc);
+        T.epilogue(acc, nv * L, rows, nv, maps.panel(p), ch.view, n0, false,
                    a.y + m0 * a.N + n0, a.N);
       }
     }
@@ -274,7 +294,7 @@ void qconv2d_kernel(const QConvArgs& a) {
   // Channel tiles of near-equal height: tile t of a group is rows [t * kpg / tiles, ...).
   const int64_t tiles = ceil_div(kpg, T.max_rows);
   ChannelTable ch(g.K, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
-  const auto wpack = scratch<uint32_t>(g.K * groups);
+  const auto wpack = scratch<uint32_t>("qconv2d", g.K * groups);
   T.pack_rows(a.wq, crs, g.K, crs, false, wpack.get(), ch.corr.data());
   const int64_t images = g.N * g.groups;
   const int threads = threads_for(double(g.N) * g.K * g.P * g.Q * crs, images * panels);
@@ -284,28 +304,31 @@ void qconv2d_kernel(const QConvArgs& a) {
     const int64_t q = j % ph.Ws;
     return q < g.Q ? j / ph.Ws * g.Q + q : -1;  // the pixel's index in its output plane
   });
+  const PerThread<int8_t> bufs("qconv2d", threads, direct ? 0 : ph.bytes(cpg));
+  const PerThread<uint32_t> colbufs("qconv2d", threads, groups * NR);
+  const PerThread<int32_t> accs("qconv2d", threads, T.max_rows * NR);
 #pragma omp parallel num_threads(threads)
   {
-    const auto buf = scratch<int8_t>(direct ? 0 : ph.bytes(cpg));
-    const auto col = scratch<uint32_t>(groups * NR);
-    const auto acc = scratch<int32_t>(T.max_rows * NR);
+    int8_t* const buf = bufs.get();
+    uint32_t* const col = colbufs.get();
+    int32_t* const acc = accs.get();
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < images * chunks; ++t) {
       const int64_t n = t / chunks / g.groups, gi = t / chunks % g.groups, k0 = gi * kpg;
       const int8_t* x = a.xq + (n * g.C + gi * cpg) * g.H * g.W;
-      if (!direct) ph.fill(x, cpg, buf.get());
-      const int8_t* base = direct ? x : buf.get();
+      if (!direct) ph.fill(x, cpg, buf);
+      const int8_t* base = direct ? x : buf;
       float* y = a.y + (n * g.K + k0) * g.P * g.Q;
       const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t j0 = p * NR, cols = std::min(NR, grid - j0), nv = ceil_div(cols, L);
-        T.pack_taps(base + j0, off.data(), crs, cols, nv * L, col.get());
+        T.pack_taps(base + j0, off.data(), crs, cols, nv * L, col);
         for (int64_t tile = 0; tile < tiles; ++tile) {
           const int64_t r0 = tile * kpg / tiles, r1 = (tile + 1) * kpg / tiles;
           const int rows = int(r1 - r0);
-          T.dot[0][rows - 1][nv - 1](groups, wpack.get() + (k0 + r0) * groups, groups, col.get(),
-                                     acc.get());
-          T.epilogue(acc.get(), nv * L, rows, nv, maps.panel(p), ch.view, k0 + r0, true,
+          T.dot[0][rows - 1][nv - 1](groups, wpack.get() + (k0 + r0) * groups, groups, col,
+                                     acc);
+          T.epilogue(acc, nv * L, rows, nv, maps.panel(p), ch.view, k0 + r0, true,
                      y + r0 * g.P * g.Q, g.P * g.Q);
         }
       }
