@@ -16,10 +16,11 @@ import functools
 
 import numpy as np
 
-from .. import ops, tracing
+from .. import ops
 from .._args import flag
 from .._native import _C
 from ..ops._common import IMPLS
+from ..profiling import tracing
 from ..tensor import Tensor, tensor
 
 
