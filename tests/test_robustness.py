@@ -326,3 +326,69 @@ def test_batch_norm_non_finite_matches_torch(rng):
     inv = np.full(3, 0.5, np.float32)
     dx, _, _ = ops.batch_norm_backward(dy, x, g, np.zeros(3, np.float32), inv, training=False)
     np.testing.assert_allclose(dx.numpy(), dy * (g * inv)[None, :, None, None], rtol=1e-6)
+
+
+# ---- the engine and the checkpoint readers ------------------------------------------------------------
+def _mlp():
+    return hg.build_model("mlp", (1, 4, 4), 3, hidden=(5,))
+
+
+def test_engine_forward_sizes_a_broadcast_batch_before_scanning_it():
+    """2**46 broadcast elements were scanned for NaN before anything else (a hang)."""
+    _isolated("""
+import numpy as np, hipgrad as hg
+e = hg.InferenceEngine.from_model(hg.build_model("mlp", (1, 8, 8), 3).eval(), device="cpu")
+try:
+    e.forward(np.broadcast_to(np.float32(0), (2**40, 1, 8, 8)))
+    raise SystemExit("accepted")
+except MemoryError:
+    pass
+""", timeout=20)
+
+
+@pytest.mark.parametrize("path, exc", [("", ValueError), (None, TypeError), (5, TypeError),
+                                       (b"x", TypeError)])
+def test_engine_save_path_must_name_a_file(tmp_path, monkeypatch, path, exc):
+    monkeypatch.chdir(tmp_path)
+    engine = hg.InferenceEngine.from_model(_mlp().eval(), device="cpu")
+    with pytest.raises(exc, match="InferenceEngine.save: path"):
+        engine.save(path)
+    assert list(tmp_path.iterdir()) == []  # '' used to write model.* into the current directory
+    with pytest.raises(ValueError, match="checkpoint: path"):
+        hg.save_checkpoint("", _mlp())
+
+
+@pytest.mark.parametrize("field, value", [("epoch", "x"), ("history", {}), ("spec", [1]),
+                                          ("rng", {"state": 3}), ("optimizer", 7),
+                                          ("optimizer.state", {"__ndarray__": {"dtype": {}}}),
+                                          ("spec.in_shape", "abc")])
+def test_corrupt_sidecar_is_a_checkpoint_error_and_changes_nothing(tmp_path, field, value):
+    import json
+
+    from hipgrad.training.checkpoint import CheckpointError
+    model = _mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.backward(model(np.ones((2, 1, 4, 4), np.float32)))
+    opt.step()
+    path = hg.save_checkpoint(tmp_path / "ck", model, optimizer=opt)
+    side = path.with_suffix(".json")
+    doc = json.loads(side.read_text())
+    node, *rest = field.split(".")
+    if rest:
+        doc[node][rest[0]] = value
+    else:
+        doc[node] = value
+    side.write_text(json.dumps(doc))
+    data = {p.name: p.read_bytes() for p in tmp_path.joinpath("ck").iterdir()}
+    target = _mlp()
+    t_opt = optim.SGD(target.parameters(), lr=0.5, momentum=0.1)
+    before = target.state_dict()
+    with pytest.raises(CheckpointError, match=str(tmp_path)):
+        ck = hg.load_checkpoint(path)
+        ck.build_model()
+        ck.restore(target, t_opt)
+        hg.InferenceEngine.load(str(path), device="cpu")
+    after = target.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert t_opt.hyper["lr"] == 0.5 and t_opt.hyper["momentum"] == 0.1
+    assert data == {p.name: p.read_bytes() for p in tmp_path.joinpath("ck").iterdir()}

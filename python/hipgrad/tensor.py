@@ -72,7 +72,7 @@ def distinct_view(arr: np.ndarray) -> np.ndarray:
     element, so a check over it costs what the data costs, not what the broadcast shape says."""
     if arr.ndim == 0 or all(st != 0 for st in arr.strides):
         return arr
-    return arr[tuple(0 if st == 0 else slice(None) for st in arr.strides)]
+    return np.asarray(arr[tuple(0 if st == 0 else slice(None) for st in arr.strides)])
 
 
 def _check_exact(arr: np.ndarray, dt: np.dtype) -> None:

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-_PYTHON_DIR = str(Path(__file__).resolve().parents[2] / "python")
+_REPO = str(Path(__file__).resolve().parents[2])
+
+
+def _hipgrad_dir() -> str:
+    """Where the parent's hipgrad lives (the source tree's python/ or an installed copy): the
+    children import the same one."""
+    import hipgrad
+    return str(Path(hipgrad.__file__).resolve().parents[1])
 
 
 @dataclass
@@ -31,7 +38,7 @@ class Result:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = _PYTHON_DIR + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([_hipgrad_dir(), _REPO, env.get("PYTHONPATH", "")])
     env.setdefault("OMP_NUM_THREADS", "2")
     return env
 
@@ -51,8 +58,8 @@ def run_isolated(code: str, timeout: float = 60.0) -> Result:
 
 
 # ---- a pool of long-lived workers ---------------------------------------------------------------
-def _serve(conn: Any, runner_path: str) -> None:
-    sys.path.insert(0, _PYTHON_DIR)
+def _serve(conn: Any, runner_path: str, paths: list[str]) -> None:
+    sys.path[:0] = paths
     import importlib
     module, name = runner_path.rsplit(":", 1)
     runner: Callable[[Any], str | None] = getattr(importlib.import_module(module), name)
@@ -79,10 +86,12 @@ class Pool:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
+        paths = [_hipgrad_dir(), _REPO]
         env_pp = os.environ.get("PYTHONPATH", "")
-        os.environ["PYTHONPATH"] = _PYTHON_DIR + os.pathsep + env_pp
+        os.environ["PYTHONPATH"] = os.pathsep.join(paths + [env_pp])  # for the spawned interpreter
         try:
-            self._proc = self._ctx.Process(target=_serve, args=(child, self.runner), daemon=True)
+            self._proc = self._ctx.Process(target=_serve, args=(child, self.runner, paths),
+                                           daemon=True)
             self._proc.start()
         finally:
             os.environ["PYTHONPATH"] = env_pp
