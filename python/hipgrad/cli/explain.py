@@ -14,6 +14,7 @@ import argparse
 import textwrap
 from collections import OrderedDict
 
+from ..profiling.machine_load import LoadMonitor
 from ..profiling.tracing import PHASES, Trace
 from .common import WIDTH, Runner, add_model_arguments, output_path, prepare
 
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
                  f"inputs, {prep.num_classes} classes), batch {prep.batch}, device {prep.device}, "
                  f"{hg.get_num_threads()} threads", indent="", first=""), sep="\n")
     x = tensor(prep.x_np, device=prep.device)
+    load = LoadMonitor().start()
     prep.train_step()              # warm-up: impl="auto" timing and first allocations
     engine = prep.engine("fp32")
     engine.forward(x)
@@ -207,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
     infer_mem = inference_memory(engine, x, prep.device)
     fwd_ms = train_t.phase_totals().get("forward", {}).get("ms", 0.0)
     print("\n".join(compare_lines(train_mem, infer_mem, train_ms, infer_ms, fwd_ms)))
+    for text in [load.summary(), load.warning()]:
+        if text:
+            print(*_wrap(text, indent="  ", first=""), sep="\n")
     _write_outputs(args, train_t, infer_t)
     return 0
 
