@@ -250,6 +250,8 @@ def test_tensor_exact_conversions_still_work(rng):
 
 def test_complex_data_and_dtypes_refused_naming_the_argument():
     with pytest.raises(TypeError, match="real numbers"):
+        hg.tensor(np.array([1 + 2j]), dtype=np.float32)
+    with pytest.raises(TypeError, match="dtype must be one of.*complex128"):
         hg.tensor(np.array([1 + 2j]))
     with pytest.raises(TypeError, match="Parameter: data"):
         nn.Parameter(np.array([1 + 2j, 3]))

@@ -53,10 +53,10 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
             dtype = np.uint8
         else:
             dtype = arr.dtype
+    dt = _as_dtype(dtype)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"tensor: data must be real numbers (bool, int or float), got dtype "
                         f"{arr.dtype}")
-    dt = _as_dtype(dtype)
     out = _C.empty(list(arr.shape), dt, device)  # the size is decided before any pass
     if out.numel():
         _check_exact(distinct_view(arr), dt)

@@ -70,8 +70,9 @@ def hostile_array(rng: np.random.Generator, like: np.ndarray | None) -> Any:
     if choice == 8 and like is not None and like.dtype.kind in "iu":
         v = like.copy()
         if v.size:
-            v.flat[int(rng.integers(v.size))] = [-1, 2**31 - 1, np.iinfo(like.dtype).max,
-                                                 np.iinfo(like.dtype).min][int(rng.integers(4))]
+            info = np.iinfo(like.dtype)
+            v.flat[int(rng.integers(v.size))] = [-1 if info.min < 0 else 0, info.max // 2, info.max,
+                                                 info.min][int(rng.integers(4))]
         return v
     if choice == 9 and like is not None:  # a shape off by one in one axis
         shp = list(like.shape)

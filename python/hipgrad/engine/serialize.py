@@ -147,7 +147,7 @@ def _checked_shape(meta: dict, sidecar: Any) -> dict:
     """meta with its input_shape checked: None or a list of positive ints."""
     from ..training.checkpoint import CheckpointError
     shape = meta.get("input_shape")
-    if shape is not None and not (isinstance(shape, list) and all(
+    if shape is not None and not (isinstance(shape, list) and shape and all(
             isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in shape)):
         raise CheckpointError(f"{sidecar}: input shape {shape!r} is not a list of positive ints")
     return meta

@@ -198,7 +198,7 @@ class Module:
                 dy = tensor(np.asarray(dy), device=self._device)
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"{name}: dy: {exc}") from None
-        elif dy is None or isinstance(dy, (bool, int, float, complex, str, bytes, dict, np.generic)):
+        elif not isinstance(dy, (Tensor, tuple)):
             raise TypeError(f"{name}: dy must be an hg.Tensor or a NumPy array, got "
                             f"{type(dy).__name__} {dy!r:.60}")
         out = self._out
@@ -222,7 +222,7 @@ class Module:
                                 "(nested) list of numbers, got a ragged list") from None
             if arr.dtype.kind in "biuf":
                 return self._convert(arr)
-        if x is None or isinstance(x, (bool, int, float, complex, str, bytes, dict, np.generic)):
+        if not isinstance(x, (Tensor, tuple)):
             raise TypeError(f"{name}: x must be an hg.Tensor, a NumPy array or a "
                             f"(nested) list of numbers, got {type(x).__name__} {x!r:.60}")
         return x

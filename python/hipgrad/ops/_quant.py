@@ -3,7 +3,10 @@ accumulation and a fused dequantize + bias + activation epilogue."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import numpy as np
 
 from .._native import _C
 from ..tensor import Tensor
@@ -12,8 +15,14 @@ from ._conv import _hyper
 from ._fused import _activation
 
 
-def _scale(x_scale: Any, op: str) -> float:
-    return _common.real(x_scale, f"{op}: x_scale", lo=0, lo_open=True, f32=True)
+def _scale(x_scale: Any, what: str) -> float:
+    """A quantization scale: a real number, finite and > 0 also in float32."""
+    v = _common.real(x_scale, what, finite=False)
+    with np.errstate(over="ignore", under="ignore"):
+        v32 = float(np.float32(v))
+    if not (math.isfinite(v) and v > 0 and math.isfinite(v32) and v32 > 0):
+        raise ValueError(f"{what} must be a finite positive scale (also in float32), got {v!r}")
+    return v
 
 
 def _act(activation: Any, op: str) -> str:
@@ -25,7 +34,7 @@ def quantize(x: Any, scale: float, *, impl: str = "auto", out: Tensor | None = N
     """int8 q = clamp(round_half_even(x / scale), -127, 127), same shape as x.
     With `out` (an int8 tensor, see _common.out_arg), q is written there and `out` is returned."""
     t = _common.tensors("quantize", x=x)
-    return _C.ops.quantize(t["x"], _common.real(scale, "quantize: scale", lo=0, lo_open=True, f32=True),
+    return _C.ops.quantize(t["x"], _scale(scale, "quantize: scale"),
                             _common.impl_arg(impl, "quantize"),
                            _common.out_arg(out, "quantize"))
 
@@ -40,7 +49,7 @@ def qgemm(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
     there (see _common.out_arg) and `out` is returned.
     """
     t = _common.tensors("qgemm", xq=xq, wq=wq, w_scale=w_scale, bias=bias, optional=("bias",))
-    return _C.ops.qgemm(t["xq"], t["wq"], _scale(x_scale, "qgemm"), t["w_scale"], t["bias"],
+    return _C.ops.qgemm(t["xq"], t["wq"], _scale(x_scale, "qgemm: x_scale"), t["w_scale"], t["bias"],
                         _act(activation, "qgemm"),
                         _common.real(alpha, "qgemm: alpha", f32=True), _common.impl_arg(impl, "qgemm"),
                         _common.out_arg(out, "qgemm"))
@@ -54,6 +63,6 @@ def qconv2d(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
     With `out`, the result is written there (see _common.out_arg) and `out` is returned."""
     op = "qconv2d"
     t = _common.tensors(op, xq=xq, wq=wq, w_scale=w_scale, bias=bias, optional=("bias",))
-    return _C.ops.qconv2d(t["xq"], t["wq"], _scale(x_scale, op), t["w_scale"], t["bias"],
+    return _C.ops.qconv2d(t["xq"], t["wq"], _scale(x_scale, f"{op}: x_scale"), t["w_scale"], t["bias"],
                           *_hyper(op, stride, padding, dilation, groups), _act(activation, op),
                           _common.real(alpha, f"{op}: alpha", f32=True), _common.impl_arg(impl, op), _common.out_arg(out, op))
