@@ -27,14 +27,17 @@ def flag(value: Any, what: str) -> bool:
     raise TypeError(f"{what} must be a bool (True or False), got {value!r}")
 
 
-def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool,
+              finite: bool) -> str:
+    """"a finite number >= 0", "a number in [0, 1)", ..."""
+    what = "a finite number" if finite else "a number"
     if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"  # finite
     if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
+        return f"{what} {'>' if lo_open else '>='} {lo:g}"
     if hi is not None:
-        return f"{'<' if hi_open else '<='} {hi:g}"
-    return "finite"
+        return f"{what} {'<' if hi_open else '<='} {hi:g}"
+    return what
 
 
 def real(value: Any, what: str, *, lo: float | None = None, hi: float | None = None,
@@ -66,12 +69,11 @@ def real(value: Any, what: str, *, lo: float | None = None, hi: float | None = N
 def _check(x: float, what: str, lo: float | None, hi: float | None, lo_open: bool,
            hi_open: bool, finite: bool, where: str) -> None:
     if math.isnan(x):
-        if finite:
-            raise ValueError(f"{what} must be a number, got nan")
-        return
-    if finite and math.isinf(x):
-        raise ValueError(f"{what} must be finite, got {x!r}")
-    below = lo is not None and (x <= lo if lo_open else x < lo)
-    above = hi is not None and (x >= hi if hi_open else x > hi)
-    if below or above:
-        raise ValueError(f"{what} must be {_describe(lo, hi, lo_open, hi_open)}{where}, got {x!r}")
+        bad = finite or lo is not None or hi is not None
+    else:
+        bad = ((finite and math.isinf(x))
+               or (lo is not None and (x <= lo if lo_open else x < lo))
+               or (hi is not None and (x >= hi if hi_open else x > hi)))
+    if bad:
+        raise ValueError(f"{what} must be {_describe(lo, hi, lo_open, hi_open, finite)}{where}, "
+                         f"got {x!r}")

@@ -59,7 +59,7 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
                         f"{arr.dtype}")
     out = _C.empty(list(arr.shape), dt, device)  # the size is decided before any pass
     if out.numel():
-        _check_exact(distinct_view(arr), dt)
+        check_exact(distinct_view(arr), dt)
         if str(out.device).startswith("cpu"):
             np.copyto(np.from_dlpack(out), arr, casting="unsafe")
         else:
@@ -75,7 +75,7 @@ def distinct_view(arr: np.ndarray) -> np.ndarray:
     return np.asarray(arr[tuple(0 if st == 0 else slice(None) for st in arr.strides)])
 
 
-def _check_exact(arr: np.ndarray, dt: np.dtype) -> None:
+def check_exact(arr: np.ndarray, dt: np.dtype) -> None:
     """ValueError unless every value of `arr` converts to `dt` exactly (float32 rounding of a
     finite value aside)."""
     kind = arr.dtype.kind

@@ -21,7 +21,7 @@ from .._args import flag
 from .._native import _C
 from ..ops._common import IMPLS
 from ..profiling import tracing
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor, check_exact, distinct_view, tensor
 
 
 class Parameter:
@@ -84,6 +84,15 @@ def run_child(name: str, child: Module, method: Any, arg: Any) -> Any:
     label = f"{path}.{name}" if path else name
     with tracing.layer(f"{label}:{type(child).__name__}"):
         return method(arg)
+
+
+def _state_dtype(m: Module, name: str) -> np.dtype:
+    """The dtype module `m` keeps its state entry `name` in."""
+    if name in m._param_names:
+        return np.dtype(np.float32)
+    if name in m._buffer_names:
+        return np.dtype(getattr(m, name).dtype)
+    return np.asarray(m._own_state()[name]).dtype  # a host-side counter
 
 
 def _named_by_layer(exc: Exception, layer: str) -> Exception:
@@ -400,6 +409,11 @@ class Module:
             if tuple(arr.shape) != shape:
                 raise ValueError(f"load_state_dict: shape mismatch for {key!r}: the checkpoint has "
                                  f"{tuple(arr.shape)}, the model expects {shape}")
+            m, name, _ = expected[key]
+            try:  # converts exactly into what the module holds (float32, an int64 counter)
+                check_exact(distinct_view(arr), _state_dtype(m, name))
+            except ValueError as exc:
+                raise ValueError(f"load_state_dict: {key!r}: {exc}") from None
             arrays[key] = arr
         for key, arr in arrays.items():
             m, name, _ = expected[key]
