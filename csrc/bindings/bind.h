@@ -40,14 +40,18 @@ constexpr const Tensor* kNoOut = nullptr;  // the default of every op's out= arg
 void bind_errors(py::module_& m);
 void bind_tensor(py::module_& m);
 void bind_runtime(py::module_& m);
-void bind_ops_gemm(py::module_& ops);
-void bind_ops_conv(py::module_& ops);
-void bind_ops_activation(py::module_& ops);
-void bind_ops_pool(py::module_& ops);
-void bind_ops_loss(py::module_& ops);
-void bind_ops_optim(py::module_& ops);
-void bind_ops_layers(py::module_& ops);
-void bind_ops_quant(py::module_& ops);
-void bind_ops_fused(py::module_& ops);
+
+// Each csrc/bindings/ops_<family>.cpp binds its front ends on hipgrad._C.ops inside
+//   HG_BIND_OPS(family) { ops.def("name", &front_end, py::arg(...), ..., GilRelease()); }
+// which registers the block; the module runs every registered block (bind_all_ops), so a new
+// family's binding file needs no other edit.
+using OpsBinder = void (*)(py::module_& ops);
+bool add_ops_binder(OpsBinder binder);
+void bind_all_ops(py::module_& ops);
 
 }  // namespace hg
+
+#define HG_BIND_OPS(family)                                                                \
+  static void hg_bind_ops_##family(py::module_& ops);                                      \
+  static const bool hg_bind_ops_registered_##family = ::hg::add_ops_binder(&hg_bind_ops_##family); \
+  static void hg_bind_ops_##family(py::module_& ops)

@@ -2,7 +2,7 @@
 
 namespace hg {
 
-void bind_ops_conv(py::module_& ops) {
+HG_BIND_OPS(conv) {
   ops.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride"),
           py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("impl"),
           py::arg("out") = kNoOut, GilRelease());

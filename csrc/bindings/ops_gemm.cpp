@@ -2,7 +2,7 @@
 
 namespace hg {
 
-void bind_ops_gemm(py::module_& ops) {
+HG_BIND_OPS(gemm) {
   ops.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a"),
           py::arg("trans_b"), py::arg("alpha"), py::arg("beta"), py::arg("impl"),
           py::arg("out") = kNoOut, GilRelease());

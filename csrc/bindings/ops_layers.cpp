@@ -2,7 +2,7 @@
 
 namespace hg {
 
-void bind_ops_layers(py::module_& ops) {
+HG_BIND_OPS(layers) {
   ops.def("add", &add, py::arg("a"), py::arg("b"), py::arg("alpha"), py::arg("impl"),
           py::arg("out") = kNoOut, GilRelease());
   ops.def("add_", &add_, py::arg("a"), py::arg("b"), py::arg("alpha"), py::arg("impl"),

@@ -2,7 +2,7 @@
 
 namespace hg {
 
-void bind_ops_loss(py::module_& ops) {
+HG_BIND_OPS(loss) {
   ops.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
           py::arg("impl"), GilRelease());
   ops.def("softmax_cross_entropy_backward", &softmax_cross_entropy_backward, py::arg("probs"),

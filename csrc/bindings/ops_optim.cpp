@@ -2,7 +2,7 @@
 
 namespace hg {
 
-void bind_ops_optim(py::module_& ops) {
+HG_BIND_OPS(optim) {
   ops.def("sgd_step", &sgd_step, py::arg("param"), py::arg("grad"), py::arg("momentum_buf"),
           py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"),
           py::arg("impl"), GilRelease());

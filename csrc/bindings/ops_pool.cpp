@@ -2,7 +2,7 @@
 
 namespace hg {
 
-void bind_ops_pool(py::module_& ops) {
+HG_BIND_OPS(pool) {
   ops.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kernel"), py::arg("stride"),
           py::arg("padding"), py::arg("impl"), py::arg("out") = kNoOut,
           py::arg("with_argmax") = true, GilRelease());

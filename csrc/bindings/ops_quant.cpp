@@ -2,7 +2,7 @@
 
 namespace hg {
 
-void bind_ops_quant(py::module_& ops) {
+HG_BIND_OPS(quant) {
   ops.def("quantize", &quantize, py::arg("x"), py::arg("scale"), py::arg("impl"),
           py::arg("out") = kNoOut, GilRelease());
   ops.def("qgemm", &qgemm, py::arg("xq"), py::arg("wq"), py::arg("x_scale"), py::arg("w_scale"),

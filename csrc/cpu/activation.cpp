@@ -1,7 +1,7 @@
 // CPU activations: forward y = f(x) and backward dx = dy * f'(.), elementwise over a flat,
 // contiguous float32 array of any shape.
 //
-// Variants: cpu.activation_simd (handwritten, the only one): one loop per kind around branch-free
+// Kernels: cpu.activation_simd (handwritten, the only one): one loop per kind around branch-free
 // float math with no libm calls, so every loop vectorizes; the loops are compiled for AVX-512,
 // AVX2+FMA and SSE2 and the CPU's best runs (GCC target_clones). One contiguous chunk per OpenMP
 // thread above kParallelMin elements. The vendor slot falls back to it (OpenBLAS has no

@@ -9,7 +9,7 @@
 //   avg_pool2d           y = window sum / (kh*kw), padding counted in the divisor;
 //   avg_pool2d_backward  dx[h, w] = sum of dy / (kh*kw) over the windows that cover (h, w).
 //
-// Variants: cpu.*_planes (handwritten, the only ones; the vendor slots fall back to them, as
+// Kernels: cpu.*_planes (handwritten, the only ones; the vendor slots fall back to them, as
 // OpenBLAS has no pooling routine). The forwards (max with and without argmax, average) share
 // two paths:
 //   rows   y's N*C*P output rows, split among threads. Per row, windows clipped by the padding

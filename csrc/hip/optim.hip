@@ -8,7 +8,7 @@
 //              p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),  bc_k = 1 - beta_k^step.
 // The bias corrections and 1 - beta are computed on the host in double and passed as float.
 //
-// Variants: gpu.sgd_step_fused, gpu.adam_step_fused (handwritten, the only ones): one kernel per
+// Kernels: gpu.sgd_step_fused, gpu.adam_step_fused (handwritten, the only ones): one kernel per
 // step, one grid-stride pass that reads and writes each array once; the per-element code is the
 // reference itself, so there is no separate v0. No vendor library has an optimizer step.
 //

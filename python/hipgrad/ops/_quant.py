@@ -29,6 +29,9 @@ def _act(activation: Any, op: str) -> str:
     act = _activation(activation, op)
     return "" if act == "none" else act
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["qconv2d", "qgemm", "quantize"]
+
 
 def quantize(x: Any, scale: float, *, impl: str = "auto", out: Tensor | None = None) -> Tensor:
     """int8 q = clamp(round_half_even(x / scale), -127, 127), same shape as x.
