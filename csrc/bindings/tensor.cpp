@@ -207,10 +207,15 @@ Tensor from_dlpack(const py::object& obj) {
     }
     char* base = static_cast<char*>(dl.data) + dl.byte_offset;
     const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * esize;
-    if (!compact) {  // made contiguous: a copy (CPU only)
-      HG_REQUIRE(dev.is_cpu(), "from_dlpack: non-contiguous GPU data is not supported; make it contiguous first");
+    // Data not aligned to its element size (a byte-offset view) is copied like strided data:
+    // kernels may read floats and ints with aligned accesses.
+    const bool aligned = reinterpret_cast<uintptr_t>(base) % esize == 0;
+    if (!compact || !aligned) {  // made contiguous and aligned: a copy (CPU only)
+      HG_REQUIRE(dev.is_cpu(), "from_dlpack: non-contiguous or misaligned GPU data is not supported; "
+                 "make it contiguous first");
       Tensor t = empty(shape, dtype, dev);
-      if (nbytes) gather_strided(static_cast<char*>(t.raw()), base, dl.shape, dl.strides, dl.ndim, esize);
+      if (nbytes && compact) std::memcpy(t.raw(), base, nbytes);
+      else if (nbytes) gather_strided(static_cast<char*>(t.raw()), base, dl.shape, dl.strides, dl.ndim, esize);
       release();
       return t;
     }

@@ -144,7 +144,8 @@ void batch_norm_kernel(const BatchNormArgs& a) {
                  [x, m](int64_t c, int64_t i) { return x[i] - m[c]; }, sq.data(), dev.data());
     const double mom = a.momentum;
     for (int64_t c = 0; c < C; ++c) {
-      const double var = std::max(0.0, (sq[c] - dev[c] * dev[c] / M) / M);  // biased
+      // biased; rounding below 0 is clamped, NaN (from an infinite x) kept, as in PyTorch
+      const double v = (sq[c] - dev[c] * dev[c] / M) / M, var = v < 0.0 ? 0.0 : v;
       mean[c] = static_cast<float>(mu[c]);
       invstd[c] = static_cast<float>(1.0 / std::sqrt(var + a.eps));
       const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
@@ -189,6 +190,10 @@ void batch_norm_backward_kernel(const BatchNormBackwardArgs& a) {
   }
   const float *kp = k.data(), *sp = shift.data(), *k2p = k2.data();
   float* __restrict dx = a.dx;
+  if (!a.training) {  // the eval gradient does not depend on x (a NaN in x stays out of dx)
+    per_element(N, C, HW, [=](int64_t c, int64_t i) { dx[i] = kp[c] * dy[i]; });
+    return;
+  }
   per_element(N, C, HW, [=](int64_t c, int64_t i) {
     dx[i] = kp[c] * dy[i] - sp[c] - (x[i] - mean[c]) * k2p[c];
   });

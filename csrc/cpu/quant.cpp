@@ -57,9 +57,15 @@ const QIsaKernels& active_kernels() { return *kIsaKernels[active_isa_index()]; }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Scratch of n elements; a failure is a MemoryError naming the op and the size. Only called
+// outside parallel regions (an exception must not leave one): each thread's scratch is
+// allocated before the region.
 template <class T>
-std::unique_ptr<T[]> scratch(int64_t n) {
-  return std::unique_ptr<T[]>(new T[size_t(std::max<int64_t>(n, 1))]);
+std::unique_ptr<T[]> scratch(const char* op, int64_t n) {
+  n = std::max<int64_t>(n, 1);
+  T* p = n <= kMaxElements ? new (std::nothrow) T[size_t(n)] : nullptr;
+  if (!p) fail(ErrorKind::memory, op, ": cannot allocate ", n, " x ", sizeof(T), " bytes of scratch");
+  return std::unique_ptr<T[]>(p);
 }
 
 int threads_for(double macs, int64_t tasks) {
@@ -140,7 +146,7 @@ void qgemm_kernel(const QGemmArgs& a) {
   const int MR = T.max_rows;
   const int64_t blocks = ceil_div(a.M, MR);
   ChannelTable ch(a.N, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
-  const auto wpack = scratch<uint32_t>(panels * groups * NR);
+  const auto wpack = scratch<uint32_t>("qgemm", panels * groups * NR);
   const int threads = threads_for(double(a.M) * a.N * K, blocks * panels);
   const int64_t chunks = panel_chunks(blocks, panels, threads);
   const int64_t per_chunk = ceil_div(panels, chunks);
@@ -153,7 +159,7 @@ void qgemm_kernel(const QGemmArgs& a) {
   std::vector<std::unique_ptr<uint32_t[]>> xpacks(threads);
   std::vector<std::unique_ptr<int32_t[]>> accs(threads);
   for (int i = 0; i < threads; ++i)
-    xpacks[i] = scratch<uint32_t>(groups * MR), accs[i] = scratch<int32_t>(MR * NR);
+    xpacks[i] = scratch<uint32_t>("qgemm", groups * MR), accs[i] = scratch<int32_t>("qgemm", MR * NR);
   parallel_for(blocks * chunks, threads, [&](int64_t t) {
     uint32_t* const xpack = xpacks[parallel_slot()].get();
     int32_t* const acc = accs[parallel_slot()].get();
@@ -269,7 +275,7 @@ void qconv2d_kernel(const QConvArgs& a) {
   // Channel tiles of near-equal height: tile t of a group is rows [t * kpg / tiles, ...).
   const int64_t tiles = ceil_div(kpg, T.max_rows);
   ChannelTable ch(g.K, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
-  const auto wpack = scratch<uint32_t>(g.K * groups);
+  const auto wpack = scratch<uint32_t>("qconv2d", g.K * groups);
   T.pack_rows(a.wq, crs, g.K, crs, false, wpack.get(), ch.corr.data());
   const int64_t images = g.N * g.groups;
   const int threads = threads_for(double(g.N) * g.K * g.P * g.Q * crs, images * panels);
@@ -286,9 +292,9 @@ void qconv2d_kernel(const QConvArgs& a) {
   };
   std::vector<Scratch> scratches(threads);
   for (Scratch& sc : scratches) {
-    sc.buf = scratch<int8_t>(direct ? 0 : ph.bytes(cpg));
-    sc.col = scratch<uint32_t>(groups * NR);
-    sc.acc = scratch<int32_t>(T.max_rows * NR);
+    sc.buf = scratch<int8_t>("qconv2d", direct ? 0 : ph.bytes(cpg));
+    sc.col = scratch<uint32_t>("qconv2d", groups * NR);
+    sc.acc = scratch<int32_t>("qconv2d", T.max_rows * NR);
   }
   parallel_for(images * chunks, threads, [&](int64_t t) {
     Scratch& sc = scratches[parallel_slot()];
