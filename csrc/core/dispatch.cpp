@@ -12,6 +12,15 @@ Impl parse_impl(const std::string& s) {
   fail(ErrorKind::value, "impl must be 'auto', 'handwritten' or 'vendor', got '", s, "'");
 }
 
+const char* impl_name(Impl impl) {
+  switch (impl) {
+    case Impl::automatic: return "auto";
+    case Impl::handwritten: return "handwritten";
+    case Impl::vendor: return "vendor";
+  }
+  return "?";
+}
+
 const char* backend_name(Backend b) { return b == Backend::cpu ? "cpu" : "gpu"; }
 const char* variant_name(Variant v) { return v == Variant::handwritten ? "handwritten" : "vendor"; }
 
@@ -91,19 +100,43 @@ Impl impl_override() {
   return value.impl;
 }
 
-std::vector<OpKernelsBase*>& all_ops() {
-  static std::vector<OpKernelsBase*> ops;
-  return ops;
+namespace {
+struct VendorLibraryState {
+  bool registered = false;
+  GpuPlatform platform = GpuPlatform::amd;
+  std::string missing;  // "<name> was not found when hipgrad was built", or "" when found
+};
+VendorLibraryState& vendor_library(Backend b, VendorLib lib) {
+  static VendorLibraryState states[2][3];
+  return states[int(b)][int(lib)];
+}
+}  // namespace
+
+void register_vendor_library(Backend b, VendorLib lib, GpuPlatform platform, const char* name,
+                             bool found) {
+  VendorLibraryState& s = vendor_library(b, lib);
+  s.registered = true;
+  s.platform = platform;
+  s.missing = found ? "" : std::string(name) + " was not found when hipgrad was built";
 }
 
-OpKernelsBase::OpKernelsBase(const char* op, bool tunable) : op_(op), tunable_(tunable) {
-  all_ops().push_back(this);
+OpKernelsBase::OpKernelsBase(const char* op, bool tunable, VendorCover cpu, VendorCover gpu)
+    : op_(op), tunable_(tunable), vendor_{cpu, gpu} {}
+
+const char* OpKernelsBase::vendor_fallback(Backend b) const {
+  if (slots_[int(b)][int(Variant::vendor)].fn) return nullptr;
+  const VendorCover& c = vendor_[int(b)];
+  if (c.lib == VendorLib::none) return c.why;
+  const VendorLibraryState& s = vendor_library(b, c.lib);
+  if (!s.registered) return nullptr;
+  if (!s.missing.empty()) return s.missing.c_str();
+  return s.platform == GpuPlatform::amd ? c.why_amd : c.why_nvidia;
 }
 
 bool OpKernelsBase::supports(Backend b, Variant v) const {
   const Slot& s = slots_[int(b)][int(v)];
   if (s.fn) return true;
-  return s.fallback_why && slots_[int(b)][int(Variant::handwritten)].fn;
+  return v == Variant::vendor && vendor_fallback(b) && slots_[int(b)][int(Variant::handwritten)].fn;
 }
 
 void OpKernelsBase::add_alternate_slot(Backend b, const char* name, const void* fn) {
@@ -112,7 +145,7 @@ void OpKernelsBase::add_alternate_slot(Backend b, const char* name, const void* 
       s.name = name;
       return;
     }
-  alternates_[int(b)].push_back(Slot{name, fn, nullptr});
+  alternates_[int(b)].push_back(Slot{name, fn});
 }
 
 const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, int candidate,
@@ -129,8 +162,9 @@ const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, int candidate,
     return s;
   }
   const Slot& hand = slots_[int(b)][int(Variant::handwritten)];
-  if (s.fallback_why && hand.fn) {
-    *reported = std::string(hand.name) + " (vendor fallback: " + s.fallback_why + ")";
+  const char* why = v == Variant::vendor ? vendor_fallback(b) : nullptr;
+  if (why && hand.fn) {
+    *reported = std::string(hand.name) + " (vendor fallback: " + why + ")";
     return hand;
   }
   fail(ErrorKind::not_implemented, op_, ": no ", variant_name(v), " kernel is registered for the ",
@@ -264,11 +298,12 @@ std::vector<KernelDescription> OpKernelsBase::describe() const {
     for (Variant v : {Variant::handwritten, Variant::vendor}) {
       const Slot& s = slots_[int(b)][int(v)];
       const Slot& hand = slots_[int(b)][0];
+      const char* why = v == Variant::vendor ? vendor_fallback(b) : nullptr;
       if (s.fn) {
         out.push_back({op_, backend_name(b), variant_name(v), s.name, ""});
-      } else if (s.fallback_why && hand.fn) {
+      } else if (why && hand.fn) {
         out.push_back({op_, backend_name(b), variant_name(v), hand.name,
-                       std::string("vendor fallback: ") + s.fallback_why});
+                       std::string("vendor fallback: ") + why});
       }
       if (v != Variant::handwritten) continue;
       for (const Slot& a : alternates_[int(b)])

@@ -5,8 +5,10 @@
 //
 // Rules:
 // - a variant that is not registered is an error (NotImplementedError), never a silent fallback;
-// - where no vendor library covers an op, the backend file says so with fallback(), and the
-//   kernel that runs is reported as "<handwritten name> (vendor fallback: <why>)";
+// - where no vendor library covers an op, its row in the op table (ops.h) says why, and the
+//   kernel that runs is reported as "<handwritten name> (vendor fallback: <why>)"; an op a vendor
+//   library family covers falls back the same way when the build found no such library (the
+//   library's wrapper says so with HG_REGISTER_VENDOR_LIBRARY);
 // - a backend may register handwritten *alternates* of an op (HG_REGISTER_ALTERNATE: other tile
 //   sizes, a small-problem kernel). impl="handwritten" always runs the registered (default)
 //   handwritten kernel, so results stay deterministic; alternates run only when chosen by "auto"
@@ -48,7 +50,22 @@ enum class Backend : int8_t { cpu = 0, gpu = 1 };
 enum class Variant : int8_t { handwritten = 0, vendor = 1 };
 enum class Impl : int8_t { automatic, handwritten, vendor };
 
+// Which vendor library family covers an op on a backend (the op table's vendor columns).
+enum class VendorLib : int8_t { none, blas, dnn };
+enum class GpuPlatform : int8_t { amd, nvidia };
+struct VendorCover {
+  VendorLib lib = VendorLib::none;
+  const char* why = nullptr;         // lib none: why impl="vendor" runs the handwritten kernel
+  const char* why_amd = nullptr;     // lib set: why the library's op is not used, on AMD / NVIDIA
+  const char* why_nvidia = nullptr;  //   (nullptr: the wrapper registers a vendor kernel)
+};
+// A vendor library wrapper (csrc/hip/vendor/) says whether this build found its library; ops of
+// that family fall back with "<name> was not found when hipgrad was built" when it did not.
+void register_vendor_library(Backend b, VendorLib lib, GpuPlatform platform, const char* name,
+                             bool found);
+
 Impl parse_impl(const std::string& s);  // "auto" | "handwritten" | "vendor"; ValueError otherwise
+const char* impl_name(Impl impl);
 const char* backend_name(Backend b);
 const char* variant_name(Variant v);
 inline Backend backend_of(Device d) { return d.is_cpu() ? Backend::cpu : Backend::gpu; }
@@ -88,7 +105,7 @@ struct KernelDescription {
 
 class OpKernelsBase {
  public:
-  explicit OpKernelsBase(const char* op, bool tunable);
+  OpKernelsBase(const char* op, bool tunable, VendorCover cpu, VendorCover gpu);
   virtual ~OpKernelsBase() = default;
   const std::string& op() const { return op_; }
   std::vector<KernelDescription> describe() const;
@@ -120,17 +137,20 @@ class OpKernelsBase {
   struct Slot {
     const char* name = nullptr;
     const void* fn = nullptr;
-    const char* fallback_why = nullptr;  // set: this variant runs the handwritten kernel
   };
   Slot slots_[2][2];
   std::vector<Slot> alternates_[2];
   std::string op_;
   bool tunable_;
+  VendorCover vendor_[2];
   mutable std::mutex mu_;
   std::map<std::string, Choice> choices_;
   std::atomic<int> forced_[2] = {-1, -1};  // candidate id, -1: none
 
   void add_alternate_slot(Backend b, const char* name, const void* fn);
+  // Why impl="vendor" runs the handwritten kernel on backend b; nullptr when it does not (a vendor
+  // kernel is registered, or nothing says why there is none).
+  const char* vendor_fallback(Backend b) const;
   // The slot behind a candidate id and how it is reported; throws NotImplementedError when missing.
   const Slot& slot_for(Backend b, int candidate, std::string* reported) const;
   std::vector<int> candidates(Backend b) const;  // what "auto" times, default handwritten first
@@ -155,7 +175,6 @@ class OpKernels : public OpKernelsBase {
     slots_[int(b)][int(v)].name = name;
     slots_[int(b)][int(v)].fn = reinterpret_cast<const void*>(fn);
   }
-  void fallback(Backend b, Variant v, const char* why) { slots_[int(b)][int(v)].fallback_why = why; }
   // Another handwritten candidate for "auto"; adding the same fn again renames it.
   void add_alternate(Backend b, const char* name, Fn fn) {
     add_alternate_slot(b, name, reinterpret_cast<const void*>(fn));
@@ -272,7 +291,9 @@ class OpKernels : public OpKernelsBase {
 #define HG_REGISTER_ALTERNATE(op_accessor, backend, name, fn)                                  \
   static const bool HG_CONCAT(hg_alternate_, __LINE__) =                                    \
       (::hg::op_accessor().add_alternate(::hg::Backend::backend, name, fn), true)
-// HG_REGISTER_FALLBACK(activation_op, cpu, vendor, "no BLAS routine computes activations");
-#define HG_REGISTER_FALLBACK(op_accessor, backend, variant, why)                               \
-  static const bool HG_CONCAT(hg_fallback_, __LINE__) =                                     \
-      (::hg::op_accessor().fallback(::hg::Backend::backend, ::hg::Variant::variant, why), true)
+// HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, amd, "MIOpen", true);
+#define HG_REGISTER_VENDOR_LIBRARY(backend, lib, platform, name, found)                           \
+  static const bool HG_CONCAT(hg_vendor_library_, __LINE__) =                                    \
+      (::hg::register_vendor_library(::hg::Backend::backend, ::hg::VendorLib::lib,                \
+                                     ::hg::GpuPlatform::platform, name, found),                 \
+       true)

@@ -309,9 +309,6 @@ void apply_epilogue(const GemmEpilogue& e, int64_t i0, int64_t j0, int64_t m, in
 
 }  // namespace hg::cpu
 
-#define HG_NO_BLAS_ACTIVATION "OpenBLAS, the CPU vendor library, has no activation routine"
 HG_REGISTER_KERNEL(activation_op, cpu, handwritten, "cpu.activation_simd", &hg::cpu::activation_simd);
-HG_REGISTER_FALLBACK(activation_op, cpu, vendor, HG_NO_BLAS_ACTIVATION);
 HG_REGISTER_KERNEL(activation_backward_op, cpu, handwritten, "cpu.activation_backward_simd",
                    &hg::cpu::activation_backward_simd);
-HG_REGISTER_FALLBACK(activation_backward_op, cpu, vendor, HG_NO_BLAS_ACTIVATION);

@@ -335,6 +335,3 @@ void register_quant_kernels() {
 
 static const bool hg_quant_follows_isa =
     (hg::cpu::on_cpu_isa_change(&hg::cpu::register_quant_kernels), true);
-HG_REGISTER_FALLBACK(quantize_op, cpu, vendor, "no CPU vendor library quantizes tensors");
-HG_REGISTER_FALLBACK(qgemm_op, cpu, vendor, "OpenBLAS has no INT8 GEMM");
-HG_REGISTER_FALLBACK(qconv2d_op, cpu, vendor, "OpenBLAS has no INT8 GEMM");

@@ -162,11 +162,5 @@ void batch_norm_backward_gpu(const BatchNormBackwardArgs& a) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(batch_norm_op, gpu, handwritten, "gpu.batch_norm_two_stage", &hg::gpu::batch_norm_gpu);
-HG_REGISTER_FALLBACK(batch_norm_op, gpu, vendor,
-                     "hipgrad does not wrap MIOpen / cuDNN batch normalization (the vendor layer covers "
-                     "GEMM, convolution, activation and pooling)");
 HG_REGISTER_KERNEL(batch_norm_backward_op, gpu, handwritten, "gpu.batch_norm_backward_two_stage",
                    &hg::gpu::batch_norm_backward_gpu);
-HG_REGISTER_FALLBACK(batch_norm_backward_op, gpu, vendor,
-                     "hipgrad does not wrap MIOpen / cuDNN batch normalization (the vendor layer covers "
-                     "GEMM, convolution, activation and pooling)");

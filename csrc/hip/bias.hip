@@ -56,10 +56,5 @@ void bias_add_handwritten(const BiasAddArgs& a) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(bias_add_op, gpu, handwritten, "gpu.bias_add", &hg::gpu::bias_add_handwritten);
-HG_REGISTER_FALLBACK(bias_add_op, gpu, vendor,
-                     "hipgrad does not wrap miopenConvolutionForwardBias / cudnnAddTensor for a lone "
-                     "bias add");
 HG_REGISTER_KERNEL(bias_backward_op, gpu, handwritten, "gpu.bias_backward_two_stage",
                    &hg::gpu::bias_backward_gpu);
-HG_REGISTER_FALLBACK(bias_backward_op, gpu, vendor,
-                     "hipgrad does not wrap miopenConvolutionBackwardBias / cudnnConvolutionBackwardBias");

@@ -321,21 +321,11 @@ void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
 }  // namespace
 }  // namespace hg::gpu
 
-#define HG_NO_VENDOR_LAYER(what) "no GPU vendor library (rocBLAS, MIOpen, cuBLAS, cuDNN) is wrapped for " what
 HG_REGISTER_KERNEL(add_op, gpu, handwritten, "gpu.add_vec4", &hg::gpu::add_gpu);
-HG_REGISTER_FALLBACK(add_op, gpu, vendor, HG_NO_VENDOR_LAYER("elementwise add"));
 HG_REGISTER_KERNEL(fill_op, gpu, handwritten, "gpu.fill_vec4", &hg::gpu::fill_gpu);
-HG_REGISTER_FALLBACK(fill_op, gpu, vendor, HG_NO_VENDOR_LAYER("fill"));
 HG_REGISTER_KERNEL(dropout_op, gpu, handwritten, "gpu.dropout_hash", &hg::gpu::dropout_gpu);
-HG_REGISTER_FALLBACK(dropout_op, gpu, vendor,
-                     "MIOpen / cuDNN dropout draw their own random stream, which cannot match the "
-                     "CPU mask; hipgrad's counter-based hash does");
 HG_REGISTER_KERNEL(dropout_backward_op, gpu, handwritten, "gpu.dropout_backward",
                    &hg::gpu::dropout_backward_gpu);
-HG_REGISTER_FALLBACK(dropout_backward_op, gpu, vendor,
-                     "the mask comes from hipgrad's dropout kernel, so its backward is hipgrad's too");
 HG_REGISTER_KERNEL(embedding_op, gpu, handwritten, "gpu.embedding_gather", &hg::gpu::embedding_gpu);
-HG_REGISTER_FALLBACK(embedding_op, gpu, vendor, HG_NO_VENDOR_LAYER("embedding lookups"));
 HG_REGISTER_KERNEL(embedding_backward_op, gpu, handwritten, "gpu.embedding_backward_sorted",
                    &hg::gpu::embedding_backward_gpu);
-HG_REGISTER_FALLBACK(embedding_backward_op, gpu, vendor, HG_NO_VENDOR_LAYER("embedding gradients"));

@@ -282,17 +282,9 @@ void mse_loss_backward_gpu(const MseBackwardArgs& a) {
 
 HG_REGISTER_KERNEL(softmax_cross_entropy_op, gpu, handwritten, "gpu.softmax_xent_rows",
                    &hg::gpu::softmax_cross_entropy_gpu);
-HG_REGISTER_FALLBACK(softmax_cross_entropy_op, gpu, vendor,
-                     "neither MIOpen nor cuDNN has a fused softmax cross-entropy with a label check");
 HG_REGISTER_KERNEL(softmax_cross_entropy_backward_op, gpu, handwritten, "gpu.softmax_xent_backward",
                    &hg::gpu::softmax_cross_entropy_backward_gpu);
-HG_REGISTER_FALLBACK(softmax_cross_entropy_backward_op, gpu, vendor,
-                     "neither MIOpen nor cuDNN has a softmax cross-entropy backward");
 HG_REGISTER_KERNEL(softmax_op, gpu, handwritten, "gpu.softmax_rows", &hg::gpu::softmax_gpu);
-HG_REGISTER_FALLBACK(softmax_op, gpu, vendor,
-                     "hipgrad does not wrap miopenSoftmaxForward_V2 / cudnnSoftmaxForward");
 HG_REGISTER_KERNEL(mse_loss_op, gpu, handwritten, "gpu.mse_loss_two_stage", &hg::gpu::mse_loss_gpu);
-HG_REGISTER_FALLBACK(mse_loss_op, gpu, vendor, "neither MIOpen nor cuDNN has an MSE loss");
 HG_REGISTER_KERNEL(mse_loss_backward_op, gpu, handwritten, "gpu.mse_loss_backward",
                    &hg::gpu::mse_loss_backward_gpu);
-HG_REGISTER_FALLBACK(mse_loss_backward_op, gpu, vendor, "neither MIOpen nor cuDNN has an MSE loss");

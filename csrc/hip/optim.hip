@@ -111,8 +111,4 @@ void adam_step_gpu(const AdamArgs& a) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(sgd_step_op, gpu, handwritten, "gpu.sgd_step_fused", &hg::gpu::sgd_step_gpu);
-HG_REGISTER_FALLBACK(sgd_step_op, gpu, vendor,
-                     "no GPU vendor library (rocBLAS, MIOpen, cuBLAS, cuDNN) has an SGD step");
 HG_REGISTER_KERNEL(adam_step_op, gpu, handwritten, "gpu.adam_step_fused", &hg::gpu::adam_step_gpu);
-HG_REGISTER_FALLBACK(adam_step_op, gpu, vendor,
-                     "no GPU vendor library (rocBLAS, MIOpen, cuBLAS, cuDNN) has an Adam step");

@@ -488,11 +488,7 @@ void qgemm_epilogue_handwritten(const QGemmArgs& a, const int32_t* acc) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(quantize_op, gpu, handwritten, "gpu.quantize_int8_vec4", &hg::gpu::quantize_gpu);
-HG_REGISTER_FALLBACK(quantize_op, gpu, vendor, "no GPU vendor library hipgrad wraps quantizes tensors");
 HG_REGISTER_KERNEL(qgemm_op, gpu, handwritten, "gpu.qgemm_int8_tiled", &hg::gpu::qgemm_handwritten);
 HG_REGISTER_KERNEL(qconv2d_op, gpu, handwritten,
                    "gpu.qconv2d_int8_igemm (one input channel per group: gpu.qconv2d_int8_direct)",
                    &hg::gpu::qconv2d_gpu);
-HG_REGISTER_FALLBACK(qconv2d_op, gpu, vendor,
-                     "hipgrad wraps no INT8 convolution (MIOpen / cuDNN int8 paths need NHWC or "
-                     "packed int8x4 layouts)");
