@@ -9,6 +9,7 @@ from .random import manual_seed
 from .runtime import (build_info, devices, empty_cache, get_num_threads, gpu_unavailable_reason,
                       memory_stats, reset_peak_memory_stats, set_num_threads, synchronize,
                       time_ms)
+from .sysinfo import device_info
 from .tensor import Tensor, as_tensor, borrow, empty, from_dlpack, tensor, zeros
 from .tracing import layer, phase, trace
 from .tuning import tuning_report
@@ -27,5 +28,6 @@ __all__ = [
     "nn", "ops", "optim",
     "reset_peak_memory_stats", "set_num_threads", "synchronize", "tensor", "time_ms", "zeros", "_C",
 ]
+__all__ += ["device_info"]
 __all__ += ["DataLoader", "Dataset", "InferenceEngine", "Trainer", "compare", "build_model", "load_checkpoint", "load_dataset",
             "load_model", "save_checkpoint"]

@@ -189,6 +189,7 @@ def run_train(args: argparse.Namespace) -> int:
 from .cli_explain import add_explain_command  # noqa: E402
 from .cli_infer import add_compare_command, add_infer_command  # noqa: E402
 from .cli_tune import add_tune_command  # noqa: E402
+from .doctor import add_doctor_command  # noqa: E402
 
 # --- the command table and entry point --------------------------------------------------------
 
@@ -203,6 +204,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Runner]]] = {
              add_tune_command),
     "explain": ("one training step and one inference pass, traced and explained in plain words",
                 add_explain_command),
+    "doctor": ("why the GPU path does or does not work here, each problem with its fix",
+               add_doctor_command),
 }
 
 
