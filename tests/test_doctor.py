@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import hipgrad as hg
-from hipgrad import doctor, vendor_files
+from hipgrad.cli import doctor, doctor_files
 from hipgrad.cli import main
 
 
@@ -200,17 +200,17 @@ def test_tensile_lookup_follows_rocblas_search_order(tmp_path, r):
     so = lib / "librocblas.so.0"
     so.write_text("")
     (folder / "TensileLibrary_lazy_gfx90a.dat").write_text("")
-    assert vendor_files.tensile_folder(str(so), {}) == str(folder)
-    assert vendor_files.tensile_files(str(folder), "gfx90a")[0].endswith("lazy_gfx90a.dat")
-    assert vendor_files.tensile_files(str(folder), "gfx1031") == []
+    assert doctor_files.tensile_folder(str(so), {}) == str(folder)
+    assert doctor_files.tensile_files(str(folder), "gfx90a")[0].endswith("lazy_gfx90a.dat")
+    assert doctor_files.tensile_files(str(folder), "gfx1031") == []
     # Older layout: TensileLibrary.dat with per-arch code objects.
     (folder / "TensileLibrary.dat").write_text("")
     (folder / "Kernels.so-000-gfx1031.co").write_text("")
-    got = vendor_files.tensile_files(str(folder), "gfx1031")
+    got = doctor_files.tensile_files(str(folder), "gfx1031")
     assert got[0].endswith("TensileLibrary.dat") and got[1].endswith("gfx1031.co")
     other = tmp_path / word(r)
     env = {"ROCBLAS_TENSILE_LIBPATH": str(other)}
-    assert vendor_files.tensile_folder(str(so), env) == str(other)
+    assert doctor_files.tensile_folder(str(so), env) == str(other)
 
 
 def test_lookups_report_missing_tensile_and_kdb(tmp_path, r):
@@ -223,24 +223,24 @@ def test_lookups_report_missing_tensile_and_kdb(tmp_path, r):
     (db / f"gfx90a{cu:x}.kdb").write_text("")
     loaded = {"librocblas": str(lib / "librocblas.so.4"), "libMIOpen": str(lib / "libMIOpen.so.1")}
     libs = {"rocblas": "4.0.0", "miopen": "3.0.0"}
-    rows = vendor_files.lookups(0, "gfx90a:sramecc+:xnack-", cu, libs, loaded, {})
+    rows = doctor_files.lookups(0, "gfx90a:sramecc+:xnack-", cu, libs, loaded, {})
     by = {x["library"]: x for x in rows}
     assert by["rocblas"]["level"] == "problem"
     assert "TensileLibrary_lazy_gfx906.dat" in by["rocblas"]["text"]
     assert by["miopen"]["level"] == "ok" and f"gfx90a{cu:x}.kdb" in by["miopen"]["text"]
     small = r.randint(1, 64)
-    rows = vendor_files.lookups(0, "gfx906", small, libs, loaded, {})
+    rows = doctor_files.lookups(0, "gfx906", small, libs, loaded, {})
     by = {x["library"]: x for x in rows}
     assert by["rocblas"]["level"] == "ok"
     assert by["miopen"]["level"] == "warn" and f"gfx906_{small}.kdb" in by["miopen"]["text"]
-    assert vendor_files.lookups(0, "gfx906", 60, {"rocblas": "not found"}, loaded, {}) == []
+    assert doctor_files.lookups(0, "gfx906", 60, {"rocblas": "not found"}, loaded, {}) == []
 
 
 def test_loaded_libraries_reads_maps(tmp_path):
     maps = tmp_path / "maps"
     maps.write_text("7f00-7f01 r-xp 0 08:01 1 /opt/rocm-6.2/lib/librocblas.so.4.2\n"
                     "7f02-7f03 r-xp 0 08:01 2 /usr/lib/libc.so.6\n7f04-7f05 rw-p 0 0 0\n")
-    assert vendor_files.loaded_libraries(str(maps)) == {
+    assert doctor_files.loaded_libraries(str(maps)) == {
         "librocblas": "/opt/rocm-6.2/lib/librocblas.so.4.2"}
 
 

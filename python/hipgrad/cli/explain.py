@@ -5,7 +5,7 @@
 For a newcomer: the five steps of training (data, forward, loss, backward, update) with the ops
 and kernels that ran in each, their time and share; then the inference pass (forward only,
 frozen weights, no caches); then the two side by side, time and memory (the memory figures come
-from hipgrad.compare). Every line fits a 100-column terminal.
+from hipgrad.profiling.compare). Every line fits a 100-column terminal.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import textwrap
 from collections import OrderedDict
-from collections.abc import Callable
 
-from .cli_tune import WIDTH, add_model_arguments, prepare
-from .tracing import PHASES, Trace
-
-Runner = Callable[[argparse.Namespace], int]
+from ..profiling.tracing import PHASES, Trace
+from .common import WIDTH, Runner, add_model_arguments, output_path, prepare
 
 WHAT = {
     "data": "Copy the batch ({batch} inputs and their labels) from host memory to the device "
@@ -42,14 +39,14 @@ INFERENCE = ("Inference runs the same model forward only, through hipgrad.Infere
              "optimizer.")
 
 
-def add_explain_command(p: argparse.ArgumentParser) -> Runner:
+def add_arguments(p: argparse.ArgumentParser) -> Runner:
     add_model_arguments(p, batch=64)
     p.add_argument("--trace-json", default=None, metavar="FILE",
                    help="also write the training step and the inference pass, one timeline, as "
                         "Chrome trace JSON (Perfetto, chrome://tracing)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also draw time per phase, training beside inference")
-    return run_explain
+    return run
 
 
 def _ms(v: float) -> str:
@@ -167,14 +164,12 @@ def compare_lines(train_mem: dict, infer_mem: dict, train_ms: float, infer_ms: f
     return lines
 
 
-def run_explain(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import hipgrad as hg
 
-    from .compare import inference_memory, training_memory
-    from .tensor import tensor
-    from .tracing import trace
-
-    from .cli import output_path
+    from ..profiling.compare import inference_memory, training_memory
+    from ..profiling.tracing import trace
+    from ..tensor import tensor
 
     output_path(args.trace_json, "--trace-json")
     output_path(args.plot, "--plot")
@@ -230,4 +225,4 @@ def _write_outputs(args: argparse.Namespace, train_t: Trace, infer_t: Trace) -> 
             _say(f"{args.plot} not written: matplotlib is not installed")
 
 
-__all__ = ["add_explain_command", "explain_inference", "explain_training"]
+__all__ = ["add_arguments", "explain_inference", "explain_training", "run"]

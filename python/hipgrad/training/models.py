@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from . import nn
+from .. import nn
 
 
 def _spatial_after_conv(size: int, kernel: int, stride: int, padding: int) -> int:

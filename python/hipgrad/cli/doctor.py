@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import vendor_files
+from . import doctor_files
 
 LEVELS = ("ok", "note", "warn", "problem")
 VISIBILITY_VARS = ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES",
@@ -75,8 +75,8 @@ def _first_line(path: str) -> str | None:
 
 def gather(run_gemm: bool = True) -> dict[str, Any]:
     """Everything diagnose() needs, read from this process and machine."""
-    from ._native import _C
-    from .sysinfo import cpu_info
+    from .._native import _C
+    from ..sysinfo import cpu_info
     build = dict(_C.build_facts())
     probe = dict(_C._gpu_probe())
     flavour = build.get("gpu.platform", "off")
@@ -110,10 +110,10 @@ def gather(run_gemm: bool = True) -> dict[str, Any]:
         "vendor_files": [],
         "gemm": [],
     }
-    loaded = vendor_files.loaded_libraries()
+    loaded = doctor_files.loaded_libraries()
     for i, d in enumerate(devices):
         if flavour == "hip" and d.get("arch"):
-            facts["vendor_files"] += vendor_files.lookups(
+            facts["vendor_files"] += doctor_files.lookups(
                 i, d["arch"], d.get("multiprocessors", 0), facts["libs"], loaded, os.environ)
     if run_gemm:
         facts["gemm"] = gemm_checks(facts["usable"])
@@ -125,8 +125,8 @@ def gemm_checks(devices: list[str], impls: tuple[str, ...] = ("handwritten", "ve
     """One small GEMM per (device, impl) against NumPy float64 on fresh random inputs."""
     import numpy as np
 
-    from . import ops
-    from .tensor import tensor
+    from .. import ops
+    from ..tensor import tensor
     rng = np.random.default_rng()
     m, k, n = 19, 23, 17  # odd sizes: edge tiles in every kernel
     a = rng.standard_normal((m, k)).astype(np.float32)
@@ -412,9 +412,9 @@ def report(facts: dict[str, Any], findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-# --- the command -----------------------------------------------------------------------------
+# --- the command: add_arguments(parser) -> run, as in hipgrad.cli ----------------------
 
-def add_doctor_command(p: Any) -> Any:
+def add_arguments(p: Any) -> Any:
     p.add_argument("--json", action="store_true", help="print the facts and findings as JSON")
     p.add_argument("--no-gemm", action="store_true", help="skip the test GEMMs")
 
