@@ -293,3 +293,15 @@ def test_gemm_checks_catch_a_wrong_kernel(monkeypatch):
     monkeypatch.setattr(ops, "gemm", off_by_a_bit)
     rows = doctor.gemm_checks(["cpu"], ("handwritten",))
     assert not rows[0]["ok"] and rows[0]["max_rel_err"] > 1e-3
+
+
+def test_sim_flavour_is_named_and_its_warp_size_reported(r):
+    warp = r.choice([32, 64])
+    facts = amd_facts(r, flavour="sim", compiled_archs=[], libs={}, nodes=[],
+                      runtime_version="unknown", driver_version="unknown")
+    facts["devices"][0].update(arch="gfx90a (simulated)", warp_size=warp)
+    findings = doctor.diagnose(facts)
+    assert not doctor.broken(findings)
+    assert any(f.topic == "sim" and "simulated" in f.text for f in findings)
+    [a] = [f for f in findings if f.topic == "arch"]
+    assert f"warp size {warp}" in a.text

@@ -362,11 +362,14 @@ def diagnose(facts: dict[str, Any]) -> list[Finding]:
                            "or =cuda (NVIDIA)"))
         return out + _gemm(facts)
     runtime = {"hip": "ROCm/HIP", "cuda": "CUDA", "sim": "simulated HIP"}.get(flavour, flavour)
-    archs = ", ".join(facts["compiled_archs"]) or "no list"
+    archs = ", ".join(facts["compiled_archs"]) or ("the host" if flavour == "sim" else "no list")
     out.append(Finding("ok", "build", f"hipgrad {facts['version']}, {flavour} flavour, compiled "
                        f"for {archs}"))
-    out.append(Finding("ok", "runtime", f"{runtime} runtime {facts['runtime_version']}, driver "
-                       f"{facts['driver_version']}"))
+    if flavour == "sim":  # the simulator answers the version queries with "not supported"
+        out.append(Finding("ok", "runtime", "simulated HIP runtime (no runtime or driver version)"))
+    else:
+        out.append(Finding("ok", "runtime", f"{runtime} runtime {facts['runtime_version']}, "
+                           f"driver {facts['driver_version']}"))
     if flavour == "sim":
         out.append(Finding("note", "sim", "the simulated device runs the kernels' logic on the "
                            "CPU; it says nothing about a real GPU"))
