@@ -23,7 +23,10 @@ cmake -S . -B "$B" -G Ninja -DHIPGRAD_GPU=off -DCMAKE_BUILD_TYPE=Release \
   { cat "$B/configure.log"; echo "FAIL: asan configure"; exit 1; }
 ninja -C "$B" > "$B/build.log" || { tail -50 "$B/build.log"; echo "FAIL: asan build"; exit 1; }
 
+# libstdc++ is preloaded after the ASan runtime: python3 does not link it, and ASan's __cxa_throw
+# interceptor must find the real one when it starts (else the first C++ throw fails a CHECK).
 ASAN_RT="$(${CXX:-c++} -print-file-name=libasan.so)"
+CXX_RT="$(${CXX:-c++} -print-file-name=libstdc++.so.6)"
 [ -e "$ASAN_RT" ] || { echo "FAIL: no ASan runtime ($ASAN_RT)"; exit 1; }
 step "tests under ASan + UBSan"
 # detect_leaks=0: CPython and pybind11 keep interned objects, type objects and module state
@@ -32,6 +35,6 @@ step "tests under ASan + UBSan"
 # memory_stats checks in the suite account for.
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:strict_init_order=1:detect_stack_use_after_return=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-LD_PRELOAD="$ASAN_RT" PYTHONPATH="$B/python" python3 -m pytest -q -p no:cacheprovider \
+LD_PRELOAD="$ASAN_RT $CXX_RT" PYTHONPATH="$B/python" python3 -m pytest -q -p no:cacheprovider \
   ${ASAN_TESTS:-tests/ops tests/test_tensor.py tests/nn tests/infer} "$@"
 step "asan done: 0 findings"
