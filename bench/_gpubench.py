@@ -11,6 +11,7 @@ sides (hipgrad's cuBLAS path is FP32 unless asked; torch.backends.*.allow_tf32 =
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -112,21 +113,19 @@ def max_rel_err(got, want) -> float:
     return float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-30))
 
 
-class reference_kernels:
-    """Runs a GPU family's simple v0 reference kernels inside the block (the naive peer)."""
-
-    def __init__(self, family: str):
-        self.var = f"HIPGRAD_GPU_{family}_VARIANT"
-
-    def __enter__(self):
-        self.old = os.environ.get(self.var)
-        os.environ[self.var] = "v0"
-
-    def __exit__(self, *exc):
-        if self.old is None:
-            os.environ.pop(self.var, None)
-        else:
-            os.environ[self.var] = self.old
+@contextlib.contextmanager
+def reference_kernels(*ops: str):
+    """Runs each op's simple v0 GPU reference kernel inside the block (the naive peer), forced
+    by name (build_info lists it with a note starting "reference")."""
+    rows = hg.build_info()["kernels"]
+    with contextlib.ExitStack() as stack:
+        for op in ops:
+            names = [r["kernel"] for r in rows if r["op"] == op and r["backend"] == "gpu"
+                     and r["note"].startswith("reference")]
+            if not names:
+                raise ValueError(f"{op} has no GPU reference kernel in this build")
+            stack.enter_context(hg.ops.force_kernel(op, names[0]))
+        yield
 
 
 def header(device: str, name: str) -> dict:

@@ -36,6 +36,7 @@ LAYERS = [
     ("depthwise_3x3", (128, 56, 56), (128, 3, 3), 1, 1, 128),
 ]
 OPS = ("forward", "backward_data", "backward_weight")
+CONV_OPS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight")
 
 
 def hg_ops(x, w, dy, hyper, x_shape, w_shape):
@@ -82,10 +83,10 @@ def main() -> None:
             times = {}
             candidates = [("handwritten", None), ("vendor", None)]
             if device != "cpu" and name not in ("resnet_stem",):
-                candidates.append(("naive v0", "CONV"))
+                candidates.append(("naive v0", CONV_OPS))
             for impl, family in candidates:
                 variant = "handwritten" if family else impl
-                with gb.reference_kernels(family) if family else contextlib.nullcontext():
+                with gb.reference_kernels(*family) if family else contextlib.nullcontext():
                     y = mine[op](variant)
                     kernel = hg.ops.last_impl()["impl"]
                     err = gb.max_rel_err(y, want) if want is not None else None

@@ -5,6 +5,7 @@ import hipgrad as hg
 import numpy as np
 import pytest
 from hipgrad import ops
+from tests.op_cases import OUT_CASES as TABLE_OUT_CASES
 
 
 def test_activation_writes_into_a_prefix_view_of_a_buffer(rng, device):
@@ -42,41 +43,9 @@ def test_bad_out_is_named(bad, exc, pattern, device):
 
 # ---- every op the inference engine runs with out= ---------------------------------------------
 # op: (inputs {name: (shape, dtype)}, call(t, out) -> Tensor, output shape, output dtype,
-#      a float input that out may be made to overlap, or None)
+#      a float input that out may be made to overlap, or None): from the op table
 F, I8, I64 = np.float32, np.int8, np.int64
-OUT_CASES = {
-    "conv2d": ({"x": ((2, 3, 7, 7), F), "w": ((4, 3, 3, 3), F), "bias": ((4,), F)},
-               lambda t, out: ops.conv2d(t["x"], t["w"], t["bias"], padding=1, out=out),
-               (2, 4, 7, 7), F, "x"),
-    "gemm": ({"a": ((5, 3), F), "b": ((7, 3), F)},
-             lambda t, out: ops.gemm(t["a"], t["b"], trans_b=True, out=out), (5, 7), F, "a"),
-    "bias_add": ({"x": ((5, 7), F), "bias": ((7,), F)},
-                 lambda t, out: ops.bias_add(t["x"], t["bias"], out=out), (5, 7), F, "x"),
-    "max_pool2d": ({"x": ((2, 3, 7, 7), F)},
-                   lambda t, out: ops.max_pool2d(t["x"], 2, out=out, with_argmax=False)[0],
-                   (2, 3, 3, 3), F, "x"),
-    "avg_pool2d": ({"x": ((2, 3, 7, 7), F)},
-                   lambda t, out: ops.avg_pool2d(t["x"], 3, stride=2, padding=1, out=out),
-                   (2, 3, 4, 4), F, "x"),
-    "softmax": ({"x": ((5, 7), F)}, lambda t, out: ops.softmax(t["x"], out=out), (5, 7), F, "x"),
-    "add": ({"a": ((5, 7), F), "b": ((5, 7), F)},
-            lambda t, out: ops.add(t["a"], t["b"], out=out), (5, 7), F, "b"),
-    "batch_norm": ({"x": ((3, 4, 5, 5), F), "gamma": ((4,), F), "beta": ((4,), F),
-                    "mean": ((4,), F), "var": ((4,), F)},
-                   lambda t, out: ops.batch_norm(t["x"], t["gamma"], t["beta"], t["mean"], t["var"],
-                                                 training=False, out=out)[0],
-                   (3, 4, 5, 5), F, "x"),
-    "embedding": ({"weight": ((11, 6), F), "idx": ((3, 5), I64)},
-                  lambda t, out: ops.embedding(t["weight"], t["idx"], out=out), (3, 5, 6), F, "weight"),
-    "quantize": ({"x": ((5, 7), F)}, lambda t, out: ops.quantize(t["x"], 0.02, out=out), (5, 7), I8, None),
-    "qgemm": ({"xq": ((5, 9), I8), "wq": ((7, 9), I8), "w_scale": ((7,), F), "bias": ((7,), F)},
-              lambda t, out: ops.qgemm(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"],
-                                       activation="relu", out=out), (5, 7), F, "bias"),
-    "qconv2d": ({"xq": ((2, 3, 6, 6), I8), "wq": ((4, 3, 3, 3), I8), "w_scale": ((4,), F),
-                 "bias": ((4,), F)},
-                lambda t, out: ops.qconv2d(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"], padding=1,
-                                           out=out), (2, 4, 6, 6), F, "bias"),
-}
+OUT_CASES = {op: (c.inputs, c.call, c.shape, c.dtype, c.overlap) for op, c in TABLE_OUT_CASES.items()}
 
 
 def _inputs(spec, rng, device, overlap=None, out_shape=None):

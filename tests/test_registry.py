@@ -9,12 +9,15 @@ import hipgrad as hg
 import numpy as np
 import pytest
 from hipgrad import ops
+from tests.op_cases import OPS
+from tests.op_cases import REQUIRED_TENSORS as OP_CASES_REQUIRED
 
 TESTS = pathlib.Path(__file__).parent
 
 
 def _test_sources() -> str:
-    return "\n".join(p.read_text() for p in TESTS.rglob("test_*.py") if p.name != "test_registry.py")
+    files = [p for p in TESTS.rglob("test_*.py") if p.name != "test_registry.py"]
+    return "\n".join(p.read_text() for p in files + [TESTS / "op_cases.py"])
 
 
 def test_every_op_has_a_cpu_kernel_and_a_python_wrapper_and_a_test():
@@ -39,7 +42,8 @@ ALTERNATES_TESTED = {"gemm": "test_gemm_every_alternate_matches_float64",
 def test_alternates_are_named_handwritten_kernels_with_tests():
     rows = hg.build_info()["kernels"]
     sources = _test_sources()
-    alternates = [r for r in rows if r["alternate"]]
+    # reference kernels (GPU v0s, run only when forced): tests/gpu/test_reference_kernels.py
+    alternates = [r for r in rows if r["alternate"] and not r["note"].startswith("reference")]
     assert any(r["op"] == "gemm" and r["backend"] == "cpu" for r in alternates)
     for r in alternates:
         assert r["variant"] == "handwritten" and r["kernel"].startswith(r["backend"] + "."), r
@@ -52,53 +56,33 @@ def test_alternates_are_named_handwritten_kernels_with_tests():
             assert len(names) == len(set(names)), f"{op} {backend}: duplicate kernel names {names}"
 
 
-# Every op wrapper with its required tensor arguments as the parameters of a call (the other
-# arguments fixed). An op added to hipgrad.ops must be added here.
-REQUIRED_TENSORS = {
-    "activation": lambda x: ops.activation(x, "relu"),
-    "activation_backward": lambda dy, x, y: ops.activation_backward(dy, x, y, "relu"),
-    "adam_step": lambda param, grad, m, v: ops.adam_step(param, grad, m, v, step=1, lr=0.1),
-    "add": lambda a, b: ops.add(a, b),
-    "add_": lambda a, b: ops.add_(a, b),
-    "avg_pool2d": lambda x: ops.avg_pool2d(x, 2),
-    "avg_pool2d_backward": lambda dy: ops.avg_pool2d_backward(dy, (1, 1, 2, 2), 2),
-    "batch_norm": lambda x, gamma, beta, running_mean, running_var: ops.batch_norm(
-        x, gamma, beta, running_mean, running_var, training=True),
-    "batch_norm_backward": lambda dy, x, gamma, save_mean, save_invstd: ops.batch_norm_backward(
-        dy, x, gamma, save_mean, save_invstd),
-    "bias_add": lambda x, bias: ops.bias_add(x, bias),
-    "bias_backward": lambda dy: ops.bias_backward(dy),
-    "conv2d": lambda x, w: ops.conv2d(x, w),
-    "conv2d_backward_data": lambda dy, w: ops.conv2d_backward_data(dy, w, (1, 1, 2, 2)),
-    "conv2d_backward_weight": lambda dy, x: ops.conv2d_backward_weight(dy, x, (1, 1, 1, 1)),
-    "conv2d_bias_act": lambda x, w: ops.conv2d_bias_act(x, w),
-    "dropout": lambda x: ops.dropout(x, 0.5, 1),
-    "dropout_backward": lambda dy, mask: ops.dropout_backward(dy, mask, 0.5),
-    "embedding": lambda weight, idx: ops.embedding(weight, idx),
-    "embedding_backward": lambda dy, idx: ops.embedding_backward(dy, idx, 3),
-    "fill_": lambda t: ops.fill_(t, 1.0),
-    "gemm": lambda a, b: ops.gemm(a, b),
-    "linear_bias_act": lambda x, w: ops.linear_bias_act(x, w),
-    "linear_bias_act_packed": lambda x, packed: ops.linear_bias_act_packed(x, packed, n=2),
-    "max_pool2d": lambda x: ops.max_pool2d(x, 2),
-    "max_pool2d_backward": lambda dy, argmax: ops.max_pool2d_backward(dy, argmax, (1, 1, 2, 2)),
-    "mse_loss": lambda pred, target: ops.mse_loss(pred, target),
-    "mse_loss_backward": lambda pred, target: ops.mse_loss_backward(pred, target),
-    "pack_linear_weight": lambda w: ops.pack_linear_weight(w),
-    "qconv2d": lambda xq, wq, w_scale: ops.qconv2d(xq, wq, 1.0, w_scale),
-    "qgemm": lambda xq, wq, w_scale: ops.qgemm(xq, wq, 1.0, w_scale),
-    "quantize": lambda x: ops.quantize(x, 1.0),
-    "sgd_step": lambda param, grad: ops.sgd_step(param, grad, None, lr=0.1),
-    "softmax": lambda x: ops.softmax(x),
-    "softmax_cross_entropy": lambda logits, labels: ops.softmax_cross_entropy(logits, labels),
-    "softmax_cross_entropy_backward": lambda probs, labels: ops.softmax_cross_entropy_backward(
-        probs, labels),
-}
+# Every op wrapper with its required tensor arguments as the parameters of a call: from the op
+# table (tests/op_cases.py), where an op added to hipgrad.ops must get its entry.
+REQUIRED_TENSORS = OP_CASES_REQUIRED
 
 
-def test_every_op_table_entry_is_listed_for_the_none_check():
+def test_every_op_has_an_entry_in_the_op_table():
     wrappers = set(ops.__all__) - {"force_kernel", "last_impl"}
-    assert wrappers == set(REQUIRED_TENSORS), wrappers ^ set(REQUIRED_TENSORS)
+    missing, stale = wrappers - set(OPS), set(OPS) - wrappers
+    assert not missing, f"ops without an entry in tests/op_cases.py: {sorted(missing)}"
+    assert not stale, f"tests/op_cases.py entries for no hipgrad.ops function: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_table_entry_is_complete(name):
+    """Samples, a reference, a family suite, and a gradient check (the table's own, a test of
+    that suite) or the reason there is none."""
+    info = OPS[name]
+    samples = info.samples(np.random.default_rng(0))
+    assert samples, f"{name}: no samples"
+    assert callable(info.reference) and callable(info.required)
+    suite = TESTS / "ops" / f"test_{info.family}.py"
+    assert suite.exists(), f"{name}: family suite {suite} missing"
+    if info.gradient is None and not info.grad_check.startswith("none: "):
+        assert f"def {info.grad_check}(" in suite.read_text(), (
+            f"{name}: grad_check names {info.grad_check}, which {suite.name} does not define")
+    for key, values in info.params.items():
+        assert len(values) > 0, f"{name}: empty parameter list {key}"
 
 
 @pytest.mark.parametrize("op", sorted(REQUIRED_TENSORS))
@@ -112,3 +96,17 @@ def test_none_for_a_required_tensor_names_the_op_and_argument(op):
         with pytest.raises(TypeError, match=rf"^{op}: {missing} (is updated in place and )?must be "
                                             rf"a hipgrad Tensor.*got None"):
             call(**args)
+
+
+def test_every_nn_layer_has_a_case_in_the_table():
+    """A layer exported by hipgrad.nn (losses aside: tests/nn/test_losses.py) appears in a case
+    of LAYER_CASES (tests/op_cases.py), alone or inside a container."""
+    from hipgrad import nn
+
+    from tests.op_cases import LAYER_CASES
+
+    seen = {type(m) for case in LAYER_CASES for m in case.make().modules()}
+    layers = {getattr(nn, n) for n in nn.__all__ if isinstance(getattr(nn, n), type)
+              and issubclass(getattr(nn, n), nn.Module)}
+    missing = layers - seen - {nn.Module, nn.CrossEntropyLoss, nn.MSELoss}
+    assert not missing, f"nn layers without a case in tests/op_cases.py: {sorted(c.__name__ for c in missing)}"

@@ -168,17 +168,6 @@ void bind_runtime(py::module_& m) {
   m.def("trace_set_context", &trace_set_context, py::arg("phase"), py::arg("layer"));
   m.def("trace_context", &trace_context);
   m.def("steady_us", &steady_us);
-  m.def("set_tuning_choice", [](const std::string& op, const std::string& key,
-                                const std::string& variant, double ms_h, double ms_v) {
-    for (OpKernelsBase* o : all_ops())
-      if (o->op() == op) {
-        HG_REQUIRE(variant == "handwritten" || variant == "vendor",
-                   "set_tuning_choice: variant must be 'handwritten' or 'vendor', got '", variant, "'");
-        o->set_choice(key, variant == "handwritten" ? Variant::handwritten : Variant::vendor, ms_h, ms_v);
-        return true;
-      }
-    return false;
-  });
   // A cached choice by kernel name; False when the op or the kernel is not in this build.
   m.def("set_tuning_choice_kernel", [](const std::string& op, const std::string& key,
                                        const std::string& kernel,

@@ -12,6 +12,15 @@ Impl parse_impl(const std::string& s) {
   fail(ErrorKind::value, "impl must be 'auto', 'handwritten' or 'vendor', got '", s, "'");
 }
 
+const char* impl_name(Impl impl) {
+  switch (impl) {
+    case Impl::automatic: return "auto";
+    case Impl::handwritten: return "handwritten";
+    case Impl::vendor: return "vendor";
+  }
+  return "?";
+}
+
 const char* backend_name(Backend b) { return b == Backend::cpu ? "cpu" : "gpu"; }
 const char* variant_name(Variant v) { return v == Variant::handwritten ? "handwritten" : "vendor"; }
 
@@ -91,80 +100,145 @@ Impl impl_override() {
   return value.impl;
 }
 
-std::vector<OpKernelsBase*>& all_ops() {
-  static std::vector<OpKernelsBase*> ops;
-  return ops;
+namespace {
+struct VendorLibraryState {
+  bool registered = false;
+  GpuPlatform platform = GpuPlatform::amd;
+  std::string missing;  // "<name> was not found when hipgrad was built", or "" when found
+};
+VendorLibraryState& vendor_library(Backend b, VendorLib lib) {
+  static VendorLibraryState states[2][3];
+  return states[int(b)][int(lib)];
+}
+}  // namespace
+
+void register_vendor_library(Backend b, VendorLib lib, GpuPlatform platform, const char* name,
+                             bool found) {
+  VendorLibraryState& s = vendor_library(b, lib);
+  s.registered = true;
+  s.platform = platform;
+  s.missing = found ? "" : std::string(name) + " was not found when hipgrad was built";
 }
 
-OpKernelsBase::OpKernelsBase(const char* op, bool tunable) : op_(op), tunable_(tunable) {
-  all_ops().push_back(this);
+namespace {
+BackendPolicy& policy_of(Backend b) {
+  static BackendPolicy policies[2];
+  return policies[int(b)];
+}
+}  // namespace
+
+void set_backend_policy(Backend b, BackendPolicy policy) { policy_of(b) = policy; }
+const BackendPolicy& backend_policy(Backend b) { return policy_of(b); }
+
+OpKernelsBase::OpKernelsBase(const char* op, bool tunable, VendorCover cpu, VendorCover gpu)
+    : op_(op), tunable_(tunable), vendor_cover_{cpu, gpu} {}
+
+const char* OpKernelsBase::vendor_fallback(Backend b) const {
+  if (vendor_[int(b)].fn) return nullptr;
+  const VendorCover& c = vendor_cover_[int(b)];
+  if (c.lib == VendorLib::none) return c.why;
+  const VendorLibraryState& s = vendor_library(b, c.lib);
+  if (!s.registered) return nullptr;
+  if (!s.missing.empty()) return s.missing.c_str();
+  return s.platform == GpuPlatform::amd ? c.why_amd : c.why_nvidia;
 }
 
 bool OpKernelsBase::supports(Backend b, Variant v) const {
-  const Slot& s = slots_[int(b)][int(v)];
-  if (s.fn) return true;
-  return s.fallback_why && slots_[int(b)][int(Variant::handwritten)].fn;
+  if (v == Variant::handwritten) return handwritten_[int(b)].fn != nullptr;
+  return vendor_[int(b)].fn || (vendor_fallback(b) && handwritten_[int(b)].fn);
 }
 
-void OpKernelsBase::add_alternate_slot(Backend b, const char* name, const void* fn) {
-  for (Slot& s : alternates_[int(b)])
+void OpKernelsBase::add_slot(Backend b, KernelRole role, const char* name, const void* fn) {
+  if (role == KernelRole::handwritten || role == KernelRole::vendor) {
+    Slot& s = role == KernelRole::vendor ? vendor_[int(b)] : handwritten_[int(b)];
+    s = Slot{name, fn};
+    return;
+  }
+  std::vector<Slot>& list = role == KernelRole::alternate ? alternates_[int(b)] : references_[int(b)];
+  for (Slot& s : list)
     if (s.fn == fn) {
       s.name = name;
       return;
     }
-  alternates_[int(b)].push_back(Slot{name, fn, nullptr});
+  list.push_back(Slot{name, fn});
 }
 
-const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, int candidate,
+const OpKernelsBase::Slot& OpKernelsBase::slot_for(Backend b, Candidate c,
                                                     std::string* reported) const {
-  if (candidate >= 2) {
-    const Slot& s = alternates_[int(b)].at(size_t(candidate - 2));
-    *reported = s.name;
-    return s;
+  switch (c.role) {
+    case KernelRole::alternate:
+    case KernelRole::reference: {
+      const Slot& s = (c.role == KernelRole::alternate ? alternates_ : references_)[int(b)].at(
+          size_t(c.index));
+      *reported = s.name;
+      return s;
+    }
+    case KernelRole::handwritten:
+    case KernelRole::vendor:
+      break;
   }
-  const Variant v = Variant(candidate);
-  const Slot& s = slots_[int(b)][int(v)];
+  const bool vendor = c.role == KernelRole::vendor;
+  const Slot& s = vendor ? vendor_[int(b)] : handwritten_[int(b)];
   if (s.fn) {
     *reported = s.name;
     return s;
   }
-  const Slot& hand = slots_[int(b)][int(Variant::handwritten)];
-  if (s.fallback_why && hand.fn) {
-    *reported = std::string(hand.name) + " (vendor fallback: " + s.fallback_why + ")";
+  const Slot& hand = handwritten_[int(b)];
+  const char* why = vendor ? vendor_fallback(b) : nullptr;
+  if (why && hand.fn) {
+    *reported = std::string(hand.name) + " (vendor fallback: " + why + ")";
     return hand;
   }
-  fail(ErrorKind::not_implemented, op_, ": no ", variant_name(v), " kernel is registered for the ",
-       backend_name(b), " backend in this build");
+  fail(ErrorKind::not_implemented, op_, ": no ", vendor ? "vendor" : "handwritten",
+       " kernel is registered for the ", backend_name(b), " backend in this build");
 }
 
-std::vector<int> OpKernelsBase::candidates(Backend b) const {
-  std::vector<int> ids;
-  if (slots_[int(b)][0].fn) ids.push_back(0);
-  for (size_t i = 0; i < alternates_[int(b)].size(); ++i) ids.push_back(int(i) + 2);
-  if (slots_[int(b)][1].fn) ids.push_back(1);
+std::vector<Candidate> OpKernelsBase::candidates(Backend b) const {
+  std::vector<Candidate> ids;
+  if (handwritten_[int(b)].fn) ids.push_back({KernelRole::handwritten});
+  for (size_t i = 0; i < alternates_[int(b)].size(); ++i)
+    ids.push_back({KernelRole::alternate, int(i)});
+  if (vendor_[int(b)].fn) ids.push_back({KernelRole::vendor});
   return ids;
 }
 
-int OpKernelsBase::find_candidate(Backend b, const std::string& kernel) const {
-  for (int id : candidates(b)) {
-    const Slot& s = id >= 2 ? alternates_[int(b)][size_t(id - 2)] : slots_[int(b)][id];
-    if (kernel == s.name) return id;
+bool OpKernelsBase::find_candidate(Backend b, const std::string& kernel, bool with_references,
+                                   Candidate* found) const {
+  std::string name;
+  for (const Candidate& c : candidates(b)) {
+    slot_for(b, c, &name);
+    if (kernel == name) {
+      *found = c;
+      return true;
+    }
   }
-  return -1;
+  if (!with_references) return false;
+  for (size_t i = 0; i < references_[int(b)].size(); ++i)
+    if (kernel == references_[int(b)][i].name) {
+      *found = {KernelRole::reference, int(i)};
+      return true;
+    }
+  return false;
 }
 
-int OpKernelsBase::resolve(Backend b, Impl impl, const std::string& key, bool* tune) const {
+bool OpKernelsBase::forced(Backend b, Candidate* c) const {
+  if (!any_forced_[int(b)].load(std::memory_order_relaxed)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!any_forced_[int(b)].load(std::memory_order_relaxed)) return false;
+  *c = forced_[int(b)];
+  return true;
+}
+
+Candidate OpKernelsBase::resolve(Backend b, Impl impl, const std::string& key, bool* tune) const {
   *tune = false;
   if (impl == Impl::automatic) impl = impl_override();
-  if (impl == Impl::handwritten) return int(Variant::handwritten);
-  if (impl == Impl::vendor) return int(Variant::vendor);
-  const int fallback = slots_[int(b)][0].fn ? 0 : 1;
-  const size_t count = (slots_[int(b)][0].fn ? 1 : 0) + (slots_[int(b)][1].fn ? 1 : 0) +
-                       alternates_[int(b)].size();
-  if (!tunable_ || count < 2) return fallback;
+  if (impl == Impl::handwritten) return {KernelRole::handwritten};
+  if (impl == Impl::vendor) return {KernelRole::vendor};
+  const Candidate fallback{handwritten_[int(b)].fn ? KernelRole::handwritten : KernelRole::vendor};
+  if (!tunable_ || candidates(b).size() < 2) return fallback;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = choices_.find(key);  // key: "<device>|<shape key>"
-  if (it != choices_.end()) return it->second.candidate;
+  if (it != choices_.end()) return it->second.winner;
   *tune = true;
   return fallback;
 }
@@ -175,34 +249,18 @@ Backend backend_of_key(const std::string& key) {
 }
 }  // namespace
 
-void OpKernelsBase::remember(Backend b, const std::string& key, int best,
-                             const std::vector<int>& ids, const std::vector<double>& ms) {
+void OpKernelsBase::remember(Backend b, const std::string& key, Candidate best,
+                             const std::vector<Candidate>& ids, const std::vector<double>& ms) {
   Choice c;
-  c.candidate = best;
-  c.variant = best == 1 ? Variant::vendor : Variant::handwritten;
+  c.winner = best;
+  c.variant = best.role == KernelRole::vendor ? Variant::vendor : Variant::handwritten;
   std::string name;
   for (size_t i = 0; i < ids.size(); ++i) {
     slot_for(b, ids[i], &name);
     c.candidates.emplace_back(name, ms[i]);
-    if (ids[i] < 2) c.ms[ids[i]] = ms[i];
+    if (ids[i].role == KernelRole::handwritten) c.ms[int(Variant::handwritten)] = ms[i];
+    if (ids[i].role == KernelRole::vendor) c.ms[int(Variant::vendor)] = ms[i];
     if (ids[i] == best) c.kernel = name;
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  choices_[key] = std::move(c);
-}
-
-void OpKernelsBase::set_choice(const std::string& key, Variant v, double ms_h, double ms_v) {
-  const Backend b = backend_of_key(key);
-  Choice c;
-  c.variant = v;
-  c.candidate = int(v);
-  c.ms[0] = ms_h, c.ms[1] = ms_v;
-  std::string name;
-  for (Variant t : {Variant::handwritten, Variant::vendor}) {
-    if (!slots_[int(b)][int(t)].fn) continue;
-    slot_for(b, int(t), &name);
-    c.candidates.emplace_back(name, c.ms[int(t)]);
-    if (t == v) c.kernel = name;
   }
   std::lock_guard<std::mutex> lock(mu_);
   choices_[key] = std::move(c);
@@ -211,16 +269,18 @@ void OpKernelsBase::set_choice(const std::string& key, Variant v, double ms_h, d
 bool OpKernelsBase::set_choice(const std::string& key, const std::string& kernel,
                                const Timings& timings) {
   const Backend b = backend_of_key(key);
-  const int id = find_candidate(b, kernel);
-  if (id < 0) return false;
+  Candidate id;
+  if (!find_candidate(b, kernel, false, &id)) return false;
   Choice c;
-  c.candidate = id;
-  c.variant = id == 1 ? Variant::vendor : Variant::handwritten;
+  c.winner = id;
+  c.variant = id.role == KernelRole::vendor ? Variant::vendor : Variant::handwritten;
   c.kernel = kernel;
   c.candidates = timings;
   for (const auto& [name, ms] : timings) {
-    const int t = find_candidate(b, name);
-    if (t == 0 || t == 1) c.ms[t] = ms;
+    Candidate t;
+    if (!find_candidate(b, name, false, &t)) continue;
+    if (t.role == KernelRole::handwritten) c.ms[int(Variant::handwritten)] = ms;
+    if (t.role == KernelRole::vendor) c.ms[int(Variant::vendor)] = ms;
   }
   std::lock_guard<std::mutex> lock(mu_);
   choices_[key] = std::move(c);
@@ -229,20 +289,25 @@ bool OpKernelsBase::set_choice(const std::string& key, const std::string& kernel
 
 bool OpKernelsBase::force_kernel(const std::string& kernel) {
   for (Backend b : {Backend::cpu, Backend::gpu}) {
-    const int id = find_candidate(b, kernel);
-    if (id >= 0) {
-      forced_[int(b)].store(id);
+    Candidate id;
+    if (find_candidate(b, kernel, true, &id)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      forced_[int(b)] = id;
+      any_forced_[int(b)].store(true);
       return true;
     }
   }
   return false;
 }
 
-void OpKernelsBase::clear_forced(Backend b) { forced_[int(b)].store(-1); }
+void OpKernelsBase::clear_forced(Backend b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  any_forced_[int(b)].store(false);
+}
 
 std::string OpKernelsBase::forced_kernel(Backend b) const {
-  const int id = forced_[int(b)].load();
-  if (id < 0) return "";
+  Candidate id;
+  if (!forced(b, &id)) return "";
   std::string name;
   slot_for(b, id, &name);
   return name;
@@ -261,19 +326,20 @@ void OpKernelsBase::clear_choices() {
 std::vector<KernelDescription> OpKernelsBase::describe() const {
   std::vector<KernelDescription> out;
   for (Backend b : {Backend::cpu, Backend::gpu}) {
-    for (Variant v : {Variant::handwritten, Variant::vendor}) {
-      const Slot& s = slots_[int(b)][int(v)];
-      const Slot& hand = slots_[int(b)][0];
-      if (s.fn) {
-        out.push_back({op_, backend_name(b), variant_name(v), s.name, ""});
-      } else if (s.fallback_why && hand.fn) {
-        out.push_back({op_, backend_name(b), variant_name(v), hand.name,
-                       std::string("vendor fallback: ") + s.fallback_why});
-      }
-      if (v != Variant::handwritten) continue;
-      for (const Slot& a : alternates_[int(b)])
-        out.push_back({op_, backend_name(b), variant_name(v), a.name,
-                       "alternate: run by impl='auto' when fastest", true});
+    const Slot& hand = handwritten_[int(b)];
+    if (hand.fn) out.push_back({op_, backend_name(b), "handwritten", hand.name, ""});
+    for (const Slot& a : alternates_[int(b)])
+      out.push_back({op_, backend_name(b), "handwritten", a.name,
+                     "alternate: run by impl='auto' when fastest", true});
+    for (const Slot& r : references_[int(b)])
+      out.push_back({op_, backend_name(b), "handwritten", r.name,
+                     "reference: runs only when forced by name", true});
+    const char* why = vendor_fallback(b);
+    if (vendor_[int(b)].fn) {
+      out.push_back({op_, backend_name(b), "vendor", vendor_[int(b)].name, ""});
+    } else if (why && hand.fn) {
+      out.push_back({op_, backend_name(b), "vendor", hand.name,
+                     std::string("vendor fallback: ") + why});
     }
   }
   return out;

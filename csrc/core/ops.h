@@ -1,6 +1,7 @@
 // The op contract, declared once. Every op has:
 //   - an argument struct handed to kernels (raw pointers and resolved sizes; checked already),
-//   - an accessor for its kernel table (`<op>_op()`), where backends register kernels,
+//   - a row in the op table at the end of this file, which gives it a kernel table
+//     (`<op>_op()`) where backends register kernels,
 //   - a front end (core/ops_<family>.cpp) that checks arguments, allocates outputs on the
 //     inputs' device and dispatches.
 // Layouts: NCHW activations, PyTorch weight layouts (conv: K, C/groups, R, S), row-major,
@@ -8,6 +9,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -17,6 +19,13 @@
 namespace hg {
 
 using Pair = std::array<int64_t, 2>;  // (h, w)
+// A tensor argument or result that may be absent (None in Python).
+using OptionalTensor = std::optional<Tensor>;
+// The tensor, or an undefined Tensor when absent.
+inline const Tensor& or_undefined(const OptionalTensor& t) {
+  static const Tensor undefined;
+  return t ? *t : undefined;
+}
 
 // ---- GEMM: y = alpha * op(a) @ op(b) + beta * c, row-major --------------------------------
 struct GemmArgs {
@@ -28,8 +37,7 @@ struct GemmArgs {
   const float* c = nullptr;                    // (M, N) read-only, or nullptr (then beta is unused)
   float* y = nullptr;        int64_t ldy = 0;  // (M, N), never aliases a, b or c
 };
-OpKernels<GemmArgs>& gemm_op();
-Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+Tensor gemm(const Tensor& a, const Tensor& b, const OptionalTensor& c, bool trans_a, bool trans_b,
             float alpha, float beta, Impl impl, const Tensor* out = nullptr);
 
 // ---- Convolution ----------------------------------------------------------------------------
@@ -58,10 +66,7 @@ struct ConvBackwardWeightArgs {
   const float* x = nullptr;
   float* dw = nullptr;        // (K, C/groups, R, S), fully written
 };
-OpKernels<ConvForwardArgs>& conv2d_forward_op();
-OpKernels<ConvBackwardDataArgs>& conv2d_backward_data_op();
-OpKernels<ConvBackwardWeightArgs>& conv2d_backward_weight_op();
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
+Tensor conv2d(const Tensor& x, const Tensor& w, const OptionalTensor& bias, Pair stride, Pair padding,
               Pair dilation, int64_t groups, Impl impl, const Tensor* out = nullptr);
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, Pair stride,
                             Pair padding, Pair dilation, int64_t groups, Impl impl);
@@ -77,8 +82,6 @@ struct BiasBackwardArgs {
   int64_t outer = 0, C = 0, inner = 0;
   const float* dy = nullptr; float* db = nullptr;
 };
-OpKernels<BiasAddArgs>& bias_add_op();
-OpKernels<BiasBackwardArgs>& bias_backward_op();
 Tensor bias_add(const Tensor& x, const Tensor& bias, Impl impl, const Tensor* out = nullptr);
 Tensor bias_backward(const Tensor& dy, Impl impl);
 
@@ -94,8 +97,6 @@ struct ActivationBackwardArgs {
   ActKind kind = ActKind::relu; float alpha = 0.01f; int64_t n = 0;
   const float* dy = nullptr; const float* x = nullptr; const float* y = nullptr; float* dx = nullptr;
 };
-OpKernels<ActivationArgs>& activation_op();
-OpKernels<ActivationBackwardArgs>& activation_backward_op();
 Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl,
                   const Tensor* out = nullptr);
 Tensor activation_backward(const Tensor& dy, const Tensor& x, const Tensor& y, ActKind kind,
@@ -141,21 +142,18 @@ struct LinearPackedArgs {
   FusedEpilogue epi;              // bias (N)
   float* y = nullptr;             // (M, N)
 };
-OpKernels<ConvBiasActArgs>& conv2d_bias_act_op();
-OpKernels<LinearBiasActArgs>& linear_bias_act_op();
-OpKernels<PackLinearWeightArgs>& pack_linear_weight_op();
-OpKernels<LinearPackedArgs>& linear_bias_act_packed_op();
 // The panel width the CPU's packed GEMM expects now (follows the CPU ISA in use).
 int64_t cpu_gemm_panel_width();
 Tensor pack_linear_weight(const Tensor& w, Impl impl);
-Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Tensor& bias, int64_t n,
+Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const OptionalTensor& bias,
+                              int64_t n,
                               const std::string& activation, float alpha, Impl impl,
                               const Tensor* out = nullptr);
 // activation: one of the activation kinds, or "" / "none" for none.
-Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
+Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias, Pair stride,
                        Pair padding, Pair dilation, int64_t groups, const std::string& activation,
                        float alpha, Impl impl, const Tensor* out = nullptr);
-Tensor linear_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias,
+Tensor linear_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias,
                        const std::string& activation, float alpha, Impl impl,
                        const Tensor* out = nullptr);
 
@@ -173,12 +171,8 @@ struct MaxPoolBackwardArgs {
 };
 struct AvgPoolArgs { PoolGeometry g; const float* x = nullptr; float* y = nullptr; };
 struct AvgPoolBackwardArgs { PoolGeometry g; const float* dy = nullptr; float* dx = nullptr; };
-OpKernels<MaxPoolArgs>& max_pool2d_op();
-OpKernels<MaxPoolBackwardArgs>& max_pool2d_backward_op();
-OpKernels<AvgPoolArgs>& avg_pool2d_op();
-OpKernels<AvgPoolBackwardArgs>& avg_pool2d_backward_op();
-// with_argmax=false: no argmax is computed and the second tensor is undefined (inference).
-std::tuple<Tensor, Tensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
+// with_argmax=false: no argmax is computed and the second tensor is absent (inference).
+std::tuple<Tensor, OptionalTensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
                                       Impl impl, const Tensor* out = nullptr,
                                       bool with_argmax = true);
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& x_shape, Impl impl);
@@ -204,11 +198,6 @@ struct SoftmaxXentBackwardArgs {
 struct SoftmaxArgs { int64_t rows = 0, cols = 0; const float* x = nullptr; float* y = nullptr; };
 struct MseArgs { int64_t n = 0; const float* pred = nullptr; const float* target = nullptr; float* loss = nullptr; };
 struct MseBackwardArgs { int64_t n = 0; const float* pred = nullptr; const float* target = nullptr; float* dpred = nullptr; };
-OpKernels<SoftmaxXentArgs>& softmax_cross_entropy_op();
-OpKernels<SoftmaxXentBackwardArgs>& softmax_cross_entropy_backward_op();
-OpKernels<SoftmaxArgs>& softmax_op();
-OpKernels<MseArgs>& mse_loss_op();
-OpKernels<MseBackwardArgs>& mse_loss_backward_op();
 std::tuple<Tensor, Tensor> softmax_cross_entropy(const Tensor& logits, const Tensor& labels, Impl impl);
 Tensor softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Impl impl);
 Tensor softmax(const Tensor& x, Impl impl, const Tensor* out = nullptr);  // over the last axis
@@ -226,9 +215,7 @@ struct AdamArgs {
   int64_t step = 1; float lr = 0.f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;
   bool decoupled = false;
 };
-OpKernels<SgdArgs>& sgd_step_op();
-OpKernels<AdamArgs>& adam_step_op();
-void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
+void sgd_step(Tensor& param, const Tensor& grad, const OptionalTensor& momentum_buf, float lr, float momentum,
               float weight_decay, bool nesterov, Impl impl);
 void adam_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, int64_t step, float lr,
                float beta1, float beta2, float eps, float weight_decay, bool decoupled, Impl impl);
@@ -256,14 +243,6 @@ struct EmbeddingBackwardArgs {
   float* dw = nullptr;              // (num, dim), fully written
   int32_t* bad_index = nullptr;     // one element, set to 1 when an index is outside [0, num)
 };
-OpKernels<AddArgs>& add_op();
-OpKernels<FillArgs>& fill_op();
-OpKernels<BatchNormArgs>& batch_norm_op();
-OpKernels<BatchNormBackwardArgs>& batch_norm_backward_op();
-OpKernels<DropoutArgs>& dropout_op();
-OpKernels<DropoutBackwardArgs>& dropout_backward_op();
-OpKernels<EmbeddingArgs>& embedding_op();
-OpKernels<EmbeddingBackwardArgs>& embedding_backward_op();
 Tensor add(const Tensor& a, const Tensor& b, float alpha, Impl impl, const Tensor* out = nullptr);
 void add_(Tensor& a, const Tensor& b, float alpha, Impl impl);  // a += alpha * b
 void fill_(Tensor& y, float value, Impl impl);
@@ -303,15 +282,150 @@ struct QConvArgs {
   bool has_act = false; ActKind act = ActKind::relu; float alpha = 0.01f;
   float* y = nullptr;
 };
-OpKernels<QuantizeArgs>& quantize_op();
-OpKernels<QGemmArgs>& qgemm_op();
-OpKernels<QConvArgs>& qconv2d_op();
 Tensor quantize(const Tensor& x, float scale, Impl impl, const Tensor* out = nullptr);  // out: int8
 Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-             const Tensor& bias, const std::string& activation, float alpha, Impl impl,
+             const OptionalTensor& bias, const std::string& activation, float alpha, Impl impl,
              const Tensor* out = nullptr);
 Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-               const Tensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
+               const OptionalTensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
                const std::string& activation, float alpha, Impl impl, const Tensor* out = nullptr);
+
+}  // namespace hg
+
+// ---- The op table -----------------------------------------------------------------------------
+// One row per op: X(accessor, "name", Args, tunable, cpu vendor, gpu vendor). From it come the
+// kernel tables `<accessor>_op()` (declared below, defined in core/op_table.cpp), op_names() in
+// table order, a compile-time check of the names, and the vendor fallback reasons. tunable: the
+// op is pure (outputs depend on inputs only), so impl="auto" may time its candidates by running
+// each; an op that works in place (add_ through add), draws random numbers (dropout) or updates
+// state (batch_norm's running statistics) is not.
+// Vendor columns, per backend:
+//   HG_BY_LIB(blas|dnn)               the backend's vendor library of that family registers a
+//                                     kernel (OpenBLAS; rocBLAS / cuBLAS; MIOpen / cuDNN)
+//   HG_LIB_LACKS(dnn, amd, nvidia)    that family's library is wrapped but not used for this op,
+//                                     and why, on AMD and on NVIDIA
+//   HG_NO_VENDOR(why)                 no vendor library has the op; impl="vendor" runs the
+//                                     handwritten kernel, reported with this reason
+//   HG_NO_KERNEL                      the backend has no kernel for the op
+#define HG_BY_LIB(lib) ::hg::VendorCover{::hg::VendorLib::lib}
+#define HG_LIB_LACKS(lib, amd, nvidia) ::hg::VendorCover{::hg::VendorLib::lib, nullptr, amd, nvidia}
+#define HG_NO_VENDOR(why) ::hg::VendorCover{::hg::VendorLib::none, why}
+#define HG_NO_KERNEL ::hg::VendorCover{}
+#define HG_NO_GPU_LIBRARY_FOR(what) \
+  HG_NO_VENDOR("no GPU vendor library (rocBLAS, MIOpen, cuBLAS, cuDNN) " what)
+
+#define HG_OP_TABLE(X)                                                                            \
+  X(gemm, "gemm", GemmArgs, true, HG_BY_LIB(blas), HG_BY_LIB(blas))                               \
+  X(conv2d_forward, "conv2d_forward", ConvForwardArgs, true, HG_BY_LIB(blas), HG_BY_LIB(dnn))     \
+  X(conv2d_backward_data, "conv2d_backward_data", ConvBackwardDataArgs, true, HG_BY_LIB(blas),    \
+    HG_BY_LIB(dnn))                                                                               \
+  X(conv2d_backward_weight, "conv2d_backward_weight", ConvBackwardWeightArgs, true,               \
+    HG_BY_LIB(blas), HG_BY_LIB(dnn))                                                              \
+  X(bias_add, "bias_add", BiasAddArgs, true,                                                      \
+    HG_NO_VENDOR("no BLAS routine reduces or broadcasts a bias"),                                 \
+    HG_NO_VENDOR("hipgrad does not wrap miopenConvolutionForwardBias / cudnnAddTensor for a lone " \
+                 "bias add"))                                                                     \
+  X(bias_backward, "bias_backward", BiasBackwardArgs, true,                                       \
+    HG_NO_VENDOR("no BLAS routine reduces or broadcasts a bias"),                                 \
+    HG_NO_VENDOR("hipgrad does not wrap miopenConvolutionBackwardBias / "                         \
+                 "cudnnConvolutionBackwardBias"))                                                 \
+  X(activation, "activation", ActivationArgs, false,                                              \
+    HG_NO_VENDOR("OpenBLAS, the CPU vendor library, has no activation routine"), HG_BY_LIB(dnn))  \
+  X(activation_backward, "activation_backward", ActivationBackwardArgs, false,                    \
+    HG_NO_VENDOR("OpenBLAS, the CPU vendor library, has no activation routine"), HG_BY_LIB(dnn))  \
+  X(conv2d_bias_act, "conv2d_bias_act", ConvBiasActArgs, true, HG_BY_LIB(blas), HG_BY_LIB(dnn))   \
+  X(linear_bias_act, "linear_bias_act", LinearBiasActArgs, true, HG_BY_LIB(blas),                 \
+    HG_BY_LIB(blas))                                                                              \
+  X(pack_linear_weight, "pack_linear_weight", PackLinearWeightArgs, false,                        \
+    HG_NO_VENDOR("the panels are hipgrad's packed GEMM's own layout; OpenBLAS packs internally"), \
+    HG_NO_KERNEL)                                                                                 \
+  X(linear_bias_act_packed, "linear_bias_act_packed", LinearPackedArgs, false,                    \
+    HG_NO_VENDOR("OpenBLAS takes no weight packed in hipgrad's GEMM layout"), HG_NO_KERNEL)       \
+  X(max_pool2d, "max_pool2d", MaxPoolArgs, false,                                                 \
+    HG_NO_VENDOR("OpenBLAS, the CPU vendor library, has no pooling routine"),                     \
+    HG_LIB_LACKS(dnn,                                                                             \
+                 "MIOpen keeps max-pooling indices in its own workspace layout, not hipgrad's "   \
+                 "int64 argmax (h*W + w)",                                                        \
+                 "cuDNN's max pooling returns no argmax, and max_pool2d_backward takes "          \
+                 "hipgrad's int64 argmax (h*W + w)"))                                             \
+  X(max_pool2d_backward, "max_pool2d_backward", MaxPoolBackwardArgs, false,                       \
+    HG_NO_VENDOR("OpenBLAS, the CPU vendor library, has no pooling routine"),                     \
+    HG_LIB_LACKS(dnn,                                                                             \
+                 "MIOpen's max-pooling backward reads its own workspace, not hipgrad's int64 "    \
+                 "argmax",                                                                        \
+                 "cuDNN's max-pooling backward recomputes the max from x and y instead of "       \
+                 "taking hipgrad's argmax"))                                                      \
+  X(avg_pool2d, "avg_pool2d", AvgPoolArgs, false,                                                 \
+    HG_NO_VENDOR("OpenBLAS, the CPU vendor library, has no pooling routine"), HG_BY_LIB(dnn))     \
+  X(avg_pool2d_backward, "avg_pool2d_backward", AvgPoolBackwardArgs, false,                       \
+    HG_NO_VENDOR("OpenBLAS, the CPU vendor library, has no pooling routine"), HG_BY_LIB(dnn))     \
+  X(softmax_cross_entropy, "softmax_cross_entropy", SoftmaxXentArgs, true,                        \
+    HG_NO_VENDOR("no BLAS routine computes a cross-entropy loss"),                                \
+    HG_NO_VENDOR("neither MIOpen nor cuDNN has a fused softmax cross-entropy with a label "       \
+                 "check"))                                                                        \
+  X(softmax_cross_entropy_backward, "softmax_cross_entropy_backward", SoftmaxXentBackwardArgs,    \
+    true, HG_NO_VENDOR("no BLAS routine computes a cross-entropy gradient"),                      \
+    HG_NO_VENDOR("neither MIOpen nor cuDNN has a softmax cross-entropy backward"))                \
+  X(softmax, "softmax", SoftmaxArgs, true, HG_NO_VENDOR("no BLAS routine computes a softmax"),    \
+    HG_NO_VENDOR("hipgrad does not wrap miopenSoftmaxForward_V2 / cudnnSoftmaxForward"))          \
+  X(mse_loss, "mse_loss", MseArgs, true,                                                          \
+    HG_NO_VENDOR("no BLAS routine computes a mean squared error"),                                \
+    HG_NO_VENDOR("neither MIOpen nor cuDNN has an MSE loss"))                                     \
+  X(mse_loss_backward, "mse_loss_backward", MseBackwardArgs, true,                                \
+    HG_NO_VENDOR("no BLAS routine computes a mean squared error gradient"),                       \
+    HG_NO_VENDOR("neither MIOpen nor cuDNN has an MSE loss"))                                     \
+  X(sgd_step, "sgd_step", SgdArgs, false, HG_NO_VENDOR("no BLAS routine performs an SGD update"), \
+    HG_NO_GPU_LIBRARY_FOR("has an SGD step"))                                                     \
+  X(adam_step, "adam_step", AdamArgs, false,                                                      \
+    HG_NO_VENDOR("no BLAS routine performs an Adam update"),                                      \
+    HG_NO_GPU_LIBRARY_FOR("has an Adam step"))                                                    \
+  X(add, "add", AddArgs, false,                                                                   \
+    HG_NO_VENDOR("BLAS saxpy updates in place only; add is a single fused pass here"),            \
+    HG_NO_GPU_LIBRARY_FOR("is wrapped for elementwise add"))                                      \
+  X(fill, "fill_", FillArgs, false, HG_NO_VENDOR("no BLAS routine fills a vector"),               \
+    HG_NO_GPU_LIBRARY_FOR("is wrapped for fill"))                                                 \
+  X(batch_norm, "batch_norm", BatchNormArgs, false,                                               \
+    HG_NO_VENDOR("no BLAS routine computes batch normalization"),                                 \
+    HG_NO_VENDOR("hipgrad does not wrap MIOpen / cuDNN batch normalization (the vendor layer "    \
+                 "covers GEMM, convolution, activation and pooling)"))                            \
+  X(batch_norm_backward, "batch_norm_backward", BatchNormBackwardArgs, true,                      \
+    HG_NO_VENDOR("no BLAS routine computes the batch normalization gradient"),                    \
+    HG_NO_VENDOR("hipgrad does not wrap MIOpen / cuDNN batch normalization (the vendor layer "    \
+                 "covers GEMM, convolution, activation and pooling)"))                            \
+  X(dropout, "dropout", DropoutArgs, false, HG_NO_VENDOR("no BLAS routine draws a dropout mask"), \
+    HG_NO_VENDOR("MIOpen / cuDNN dropout draw their own random stream, which cannot match the "   \
+                 "CPU mask; hipgrad's counter-based hash does"))                                  \
+  X(dropout_backward, "dropout_backward", DropoutBackwardArgs, true,                              \
+    HG_NO_VENDOR("no BLAS routine applies a dropout mask"),                                       \
+    HG_NO_VENDOR("the mask comes from hipgrad's dropout kernel, so its backward is hipgrad's "    \
+                 "too"))                                                                          \
+  X(embedding, "embedding", EmbeddingArgs, true,                                                  \
+    HG_NO_VENDOR("no BLAS routine gathers rows by index"),                                        \
+    HG_NO_GPU_LIBRARY_FOR("is wrapped for embedding lookups"))                                    \
+  X(embedding_backward, "embedding_backward", EmbeddingBackwardArgs, true,                        \
+    HG_NO_VENDOR("no BLAS routine scatter-adds rows by index"),                                   \
+    HG_NO_GPU_LIBRARY_FOR("is wrapped for embedding gradients"))                                  \
+  X(quantize, "quantize", QuantizeArgs, false,                                                    \
+    HG_NO_VENDOR("no CPU vendor library quantizes tensors"),                                      \
+    HG_NO_VENDOR("no GPU vendor library hipgrad wraps quantizes tensors"))                        \
+  X(qgemm, "qgemm", QGemmArgs, true, HG_NO_VENDOR("OpenBLAS has no INT8 GEMM"), HG_BY_LIB(blas))  \
+  X(qconv2d, "qconv2d", QConvArgs, true, HG_NO_VENDOR("OpenBLAS has no INT8 GEMM"),               \
+    HG_NO_VENDOR("hipgrad wraps no INT8 convolution (MIOpen / cuDNN int8 paths need NHWC or "     \
+                 "packed int8x4 layouts)"))
+
+namespace hg {
+
+#define HG_DECLARE_OP(accessor, name, Args, ...) OpKernels<Args>& accessor##_op();
+HG_OP_TABLE(HG_DECLARE_OP)
+#undef HG_DECLARE_OP
+
+// Every op, in table order.
+enum class OpId : int {
+#define HG_OP_ID(accessor, ...) accessor,
+  HG_OP_TABLE(HG_OP_ID)
+#undef HG_OP_ID
+  count
+};
+constexpr int kOpCount = int(OpId::count);
 
 }  // namespace hg

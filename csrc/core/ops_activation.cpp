@@ -30,16 +30,6 @@ ActKind parse_activation(const std::string& kind) {
   fail(ErrorKind::value, "activation: kind must be one of ", known, "; got '", kind, "'");
 }
 
-OpKernels<ActivationArgs>& activation_op() {
-  static OpKernels<ActivationArgs> op("activation", /*tunable=*/false);
-  return op;
-}
-
-OpKernels<ActivationBackwardArgs>& activation_backward_op() {
-  static OpKernels<ActivationBackwardArgs> op("activation_backward", /*tunable=*/false);
-  return op;
-}
-
 Tensor activation(const Tensor& x, ActKind kind, float alpha, Impl impl, const Tensor* out) {
   require_f32("activation", "x", x);
   const Device dev = x.device();

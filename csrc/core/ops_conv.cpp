@@ -4,27 +4,6 @@
 
 namespace hg {
 
-OpKernels<ConvForwardArgs>& conv2d_forward_op() {
-  static OpKernels<ConvForwardArgs> op("conv2d_forward", /*tunable=*/true);
-  return op;
-}
-OpKernels<ConvBackwardDataArgs>& conv2d_backward_data_op() {
-  static OpKernels<ConvBackwardDataArgs> op("conv2d_backward_data", /*tunable=*/true);
-  return op;
-}
-OpKernels<ConvBackwardWeightArgs>& conv2d_backward_weight_op() {
-  static OpKernels<ConvBackwardWeightArgs> op("conv2d_backward_weight", /*tunable=*/true);
-  return op;
-}
-OpKernels<BiasAddArgs>& bias_add_op() {
-  static OpKernels<BiasAddArgs> op("bias_add", /*tunable=*/true);
-  return op;
-}
-OpKernels<BiasBackwardArgs>& bias_backward_op() {
-  static OpKernels<BiasBackwardArgs> op("bias_backward", /*tunable=*/true);
-  return op;
-}
-
 // The geometry of a convolution of an input of shape xs with a weight of shape ws; every check
 // on shapes and hyper-parameters of the conv ops happens here (declared in checks.h).
 ConvGeometry conv_geometry(const char* op, const char* x, const Shape& xs, const char* w,
@@ -89,8 +68,9 @@ void require_shape_arg(const char* op, const char* arg, const Shape& s) {
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
+Tensor conv2d(const Tensor& x, const Tensor& w, const OptionalTensor& bias_arg, Pair stride, Pair padding,
               Pair dilation, int64_t groups, Impl impl, const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
   const char* op = "conv2d";
   require_f32(op, "x", x, 4);
   require_f32(op, "w", w, 4);

@@ -5,23 +5,6 @@
 
 namespace hg {
 
-OpKernels<ConvBiasActArgs>& conv2d_bias_act_op() {
-  static OpKernels<ConvBiasActArgs> op("conv2d_bias_act", /*tunable=*/true);
-  return op;
-}
-OpKernels<LinearBiasActArgs>& linear_bias_act_op() {
-  static OpKernels<LinearBiasActArgs> op("linear_bias_act", /*tunable=*/true);
-  return op;
-}
-OpKernels<PackLinearWeightArgs>& pack_linear_weight_op() {
-  static OpKernels<PackLinearWeightArgs> op("pack_linear_weight", /*tunable=*/false);
-  return op;
-}
-OpKernels<LinearPackedArgs>& linear_bias_act_packed_op() {
-  static OpKernels<LinearPackedArgs> op("linear_bias_act_packed", /*tunable=*/false);
-  return op;
-}
-
 namespace {
 
 // The epilogue's activation: "" or "none" for none, else one of the kinds (ValueError naming
@@ -63,9 +46,10 @@ std::string epilogue_key(const FusedEpilogue& e) {
 
 }  // namespace
 
-Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
-                       Pair padding, Pair dilation, int64_t groups, const std::string& activation,
+Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias_arg,
+                       Pair stride, Pair padding, Pair dilation, int64_t groups, const std::string& activation,
                        float alpha, Impl impl, const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
   const char* op = "conv2d_bias_act";
   require_f32(op, "x", x, 4);
   require_f32(op, "w", w, 4);
@@ -88,8 +72,9 @@ Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias, Pai
   return y;
 }
 
-Tensor linear_bias_act(const Tensor& x, const Tensor& w, const Tensor& bias,
+Tensor linear_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias_arg,
                        const std::string& activation, float alpha, Impl impl, const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
   const char* op = "linear_bias_act";
   require_f32(op, "x", x);
   require_f32(op, "w", w);
@@ -134,9 +119,10 @@ Tensor pack_linear_weight(const Tensor& w, Impl impl) {
   return packed;
 }
 
-Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Tensor& bias, int64_t n,
-                              const std::string& activation, float alpha, Impl impl,
+Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const OptionalTensor& bias_arg,
+                              int64_t n, const std::string& activation, float alpha, Impl impl,
                               const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
   const char* op = "linear_bias_act_packed";
   require_f32(op, "x", x);
   require_f32(op, "packed", packed);

@@ -3,13 +3,9 @@
 
 namespace hg {
 
-OpKernels<GemmArgs>& gemm_op() {
-  static OpKernels<GemmArgs> op("gemm", /*tunable=*/true);
-  return op;
-}
-
-Tensor gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+Tensor gemm(const Tensor& a, const Tensor& b, const OptionalTensor& c_arg, bool trans_a, bool trans_b,
             float alpha, float beta, Impl impl, const Tensor* out) {
+  const Tensor& c = or_undefined(c_arg);
   require_f32("gemm", "a", a, 2);
   require_f32("gemm", "b", b, 2);
   const Device dev = require_same_device("gemm", {{"a", &a}, {"b", &b}, {"c", &c}});

@@ -4,40 +4,6 @@
 
 namespace hg {
 
-// add_ runs in place and dropout draws a mask, so neither table may be timed by running twice.
-OpKernels<AddArgs>& add_op() {
-  static OpKernels<AddArgs> op("add", /*tunable=*/false);
-  return op;
-}
-OpKernels<FillArgs>& fill_op() {
-  static OpKernels<FillArgs> op("fill_", /*tunable=*/false);
-  return op;
-}
-OpKernels<BatchNormArgs>& batch_norm_op() {
-  static OpKernels<BatchNormArgs> op("batch_norm", /*tunable=*/false);  // updates running stats
-  return op;
-}
-OpKernels<BatchNormBackwardArgs>& batch_norm_backward_op() {
-  static OpKernels<BatchNormBackwardArgs> op("batch_norm_backward", /*tunable=*/true);
-  return op;
-}
-OpKernels<DropoutArgs>& dropout_op() {
-  static OpKernels<DropoutArgs> op("dropout", /*tunable=*/false);
-  return op;
-}
-OpKernels<DropoutBackwardArgs>& dropout_backward_op() {
-  static OpKernels<DropoutBackwardArgs> op("dropout_backward", /*tunable=*/true);
-  return op;
-}
-OpKernels<EmbeddingArgs>& embedding_op() {
-  static OpKernels<EmbeddingArgs> op("embedding", /*tunable=*/true);
-  return op;
-}
-OpKernels<EmbeddingBackwardArgs>& embedding_backward_op() {
-  static OpKernels<EmbeddingBackwardArgs> op("embedding_backward", /*tunable=*/true);
-  return op;
-}
-
 // ---- add, add_, fill_ ------------------------------------------------------------------------
 namespace {
 Device check_add(const char* op, const Tensor& a, const Tensor& b) {

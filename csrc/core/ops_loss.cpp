@@ -3,27 +3,6 @@
 
 namespace hg {
 
-OpKernels<SoftmaxXentArgs>& softmax_cross_entropy_op() {
-  static OpKernels<SoftmaxXentArgs> op("softmax_cross_entropy", /*tunable=*/true);
-  return op;
-}
-OpKernels<SoftmaxXentBackwardArgs>& softmax_cross_entropy_backward_op() {
-  static OpKernels<SoftmaxXentBackwardArgs> op("softmax_cross_entropy_backward", /*tunable=*/true);
-  return op;
-}
-OpKernels<SoftmaxArgs>& softmax_op() {
-  static OpKernels<SoftmaxArgs> op("softmax", /*tunable=*/true);
-  return op;
-}
-OpKernels<MseArgs>& mse_loss_op() {
-  static OpKernels<MseArgs> op("mse_loss", /*tunable=*/true);
-  return op;
-}
-OpKernels<MseBackwardArgs>& mse_loss_backward_op() {
-  static OpKernels<MseBackwardArgs> op("mse_loss_backward", /*tunable=*/true);
-  return op;
-}
-
 namespace {
 
 // (N, C) float32 scores with N, C >= 1 and labels (N,) int64/int32 on the same device.

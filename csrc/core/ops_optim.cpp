@@ -4,15 +4,6 @@
 
 namespace hg {
 
-OpKernels<SgdArgs>& sgd_step_op() {
-  static OpKernels<SgdArgs> op("sgd_step", /*tunable=*/false);
-  return op;
-}
-OpKernels<AdamArgs>& adam_step_op() {
-  static OpKernels<AdamArgs> op("adam_step", /*tunable=*/false);
-  return op;
-}
-
 namespace {
 // A float32 buffer updated in place must have grad's shape.
 void require_state(const char* op, const char* name, const Tensor& t, const Tensor& grad) {
@@ -22,8 +13,9 @@ void require_state(const char* op, const char* name, const Tensor& t, const Tens
 }
 }  // namespace
 
-void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
+void sgd_step(Tensor& param, const Tensor& grad, const OptionalTensor& momentum_buf_arg, float lr, float momentum,
               float weight_decay, bool nesterov, Impl impl) {
+  const Tensor& momentum_buf = or_undefined(momentum_buf_arg);
   const char* op = "sgd_step";
   require_f32(op, "grad", grad);
   require_state(op, "param", param, grad);

@@ -5,23 +5,6 @@
 
 namespace hg {
 
-OpKernels<MaxPoolArgs>& max_pool2d_op() {
-  static OpKernels<MaxPoolArgs> op("max_pool2d", /*tunable=*/false);
-  return op;
-}
-OpKernels<MaxPoolBackwardArgs>& max_pool2d_backward_op() {
-  static OpKernels<MaxPoolBackwardArgs> op("max_pool2d_backward", /*tunable=*/false);
-  return op;
-}
-OpKernels<AvgPoolArgs>& avg_pool2d_op() {
-  static OpKernels<AvgPoolArgs> op("avg_pool2d", /*tunable=*/false);
-  return op;
-}
-OpKernels<AvgPoolBackwardArgs>& avg_pool2d_backward_op() {
-  static OpKernels<AvgPoolBackwardArgs> op("avg_pool2d_backward", /*tunable=*/false);
-  return op;
-}
-
 namespace {
 
 // x_shape is (N, C, H, W); checks kernel, stride and padding and resolves the output size.
@@ -66,21 +49,22 @@ std::string pool_key(const PoolGeometry& g) {
 
 }  // namespace
 
-std::tuple<Tensor, Tensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
-                                      Impl impl, const Tensor* out, bool with_argmax) {
+std::tuple<Tensor, OptionalTensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride,
+                                              Pair padding, Impl impl, const Tensor* out, bool with_argmax) {
   require_f32("max_pool2d", "x", x, 4);
   const PoolGeometry g = pool_geometry("max_pool2d", x.shape(), kernel, stride, padding);
   const Device dev = x.device();
   Tensor y = output_tensor("max_pool2d", out, {g.N, g.C, g.P, g.Q}, dev, {{"x", &x}});
   Tensor argmax = with_argmax ? empty({g.N, g.C, g.P, g.Q}, DType::i64, dev) : Tensor();
-  if (y.numel() == 0) return {y, argmax};
+  const OptionalTensor maybe_argmax = with_argmax ? OptionalTensor(argmax) : std::nullopt;
+  if (y.numel() == 0) return {y, maybe_argmax};
   MaxPoolArgs args;
   args.g = g;
   args.x = x.data<float>();
   args.y = y.data<float>();
   args.argmax = with_argmax ? argmax.data<int64_t>() : nullptr;
   max_pool2d_op().run(dev, impl, args, pool_key(g));
-  return {y, argmax};
+  return {y, maybe_argmax};
 }
 
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& x_shape, Impl impl) {

@@ -5,19 +5,6 @@
 
 namespace hg {
 
-OpKernels<QuantizeArgs>& quantize_op() {
-  static OpKernels<QuantizeArgs> op("quantize", /*tunable=*/false);
-  return op;
-}
-OpKernels<QGemmArgs>& qgemm_op() {
-  static OpKernels<QGemmArgs> op("qgemm", /*tunable=*/true);
-  return op;
-}
-OpKernels<QConvArgs>& qconv2d_op() {
-  static OpKernels<QConvArgs> op("qconv2d", /*tunable=*/true);
-  return op;
-}
-
 namespace {
 
 void require_scale(const char* op, const char* arg, float scale) {
@@ -61,8 +48,9 @@ Tensor quantize(const Tensor& x, float scale, Impl impl, const Tensor* out) {
 }
 
 Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-             const Tensor& bias, const std::string& activation, float alpha, Impl impl,
+             const OptionalTensor& bias_arg, const std::string& activation, float alpha, Impl impl,
              const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
   require_dtype("qgemm", "xq", xq, DType::i8);
   require_dtype("qgemm", "wq", wq, DType::i8);
   HG_REQUIRE(xq.dim() == 2, "qgemm: xq must be 2-D (M, K), got shape ", shape_str(xq.shape()));
@@ -92,8 +80,9 @@ Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_
 }
 
 Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
-               const Tensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
+               const OptionalTensor& bias_arg, Pair stride, Pair padding, Pair dilation, int64_t groups,
                const std::string& activation, float alpha, Impl impl, const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
   require_dtype("qconv2d", "xq", xq, DType::i8);
   require_dtype("qconv2d", "wq", wq, DType::i8);
   require_scale("qconv2d", "x_scale", x_scale);

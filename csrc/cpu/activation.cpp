@@ -1,7 +1,7 @@
 // CPU activations: forward y = f(x) and backward dx = dy * f'(.), elementwise over a flat,
 // contiguous float32 array of any shape.
 //
-// Variants: cpu.activation_simd (handwritten, the only one): one loop per kind around branch-free
+// Kernels: cpu.activation_simd (handwritten, the only one): one loop per kind around branch-free
 // float math with no libm calls, so every loop vectorizes; the loops are compiled for AVX-512,
 // AVX2+FMA and SSE2 and the CPU's best runs (GCC target_clones). One contiguous chunk per OpenMP
 // thread above kParallelMin elements. The vendor slot falls back to it (OpenBLAS has no
@@ -309,9 +309,6 @@ void apply_epilogue(const GemmEpilogue& e, int64_t i0, int64_t j0, int64_t m, in
 
 }  // namespace hg::cpu
 
-#define HG_NO_BLAS_ACTIVATION "OpenBLAS, the CPU vendor library, has no activation routine"
 HG_REGISTER_KERNEL(activation_op, cpu, handwritten, "cpu.activation_simd", &hg::cpu::activation_simd);
-HG_REGISTER_FALLBACK(activation_op, cpu, vendor, HG_NO_BLAS_ACTIVATION);
 HG_REGISTER_KERNEL(activation_backward_op, cpu, handwritten, "cpu.activation_backward_simd",
                    &hg::cpu::activation_backward_simd);
-HG_REGISTER_FALLBACK(activation_backward_op, cpu, vendor, HG_NO_BLAS_ACTIVATION);

@@ -8,7 +8,7 @@
 //   alternate of the forward ("cpu.conv2d_im2col_gemm_unpacked", timed by impl="auto"): im2col +
 //                the unpacked small-problem GEMM (gemm_unpacked.cpp) per group, depthwise too;
 //                a LeNet layer's per-image GEMMs (e.g. 6 x 784 x 25) are too small to repay packing.
-// All variants share this file's drivers and im2col.cpp; only the GEMM they call differs.
+// The handwritten and vendor kernels share this file's drivers and im2col.cpp; only the GEMM they call differs.
 // Per image n and group g (Cg = C/groups, Kg = K/groups, col_g = rows [g*Cg*R*S, ...) of
 // im2col(x_n), a 1x1/stride-1/unpadded conv uses x_n itself as col):
 //   forward:         y_ng  (Kg, PQ)     = w_g (Kg, CgRS) @ col_g (CgRS, PQ)   (+ bias, see below)

@@ -86,7 +86,5 @@ void bias_backward_kernel(const BiasBackwardArgs& a) {
 }  // namespace hg::cpu
 
 HG_REGISTER_KERNEL(bias_add_op, cpu, handwritten, "cpu.bias_add", &hg::cpu::bias_add_kernel);
-HG_REGISTER_FALLBACK(bias_add_op, cpu, vendor, "no BLAS routine reduces or broadcasts a bias");
 HG_REGISTER_KERNEL(bias_backward_op, cpu, handwritten, "cpu.bias_backward_reduce",
                    &hg::cpu::bias_backward_kernel);
-HG_REGISTER_FALLBACK(bias_backward_op, cpu, vendor, "no BLAS routine reduces or broadcasts a bias");

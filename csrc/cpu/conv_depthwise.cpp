@@ -1,5 +1,5 @@
 // Direct depthwise convolution (groups == C == K: output channel c sees input channel c only),
-// the handwritten CPU variant's path for that case. im2col + GEMM would multiply a 1 x R*S row
+// the handwritten CPU kernel's path for that case. im2col + GEMM would multiply a 1 x R*S row
 // by an R*S x P*Q matrix per channel and spend most of its time building the matrix.
 // Each loop iteration owns one (n, c) plane. The plane is first copied into a per-thread
 // zero-padded buffer holding every input element the taps can touch (padding, dilation and

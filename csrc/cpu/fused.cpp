@@ -85,11 +85,7 @@ HG_REGISTER_KERNEL(linear_bias_act_op, cpu, vendor, "cpu.openblas_sgemm+epilogue
                    &hg::cpu::linear_bias_act_vendor);
 HG_REGISTER_KERNEL(pack_linear_weight_op, cpu, handwritten, "cpu.gemm_pack_b",
                    &hg::cpu::pack_linear_weight_handwritten);
-HG_REGISTER_FALLBACK(pack_linear_weight_op, cpu, vendor,
-                     "the panels are hipgrad's packed GEMM's own layout; OpenBLAS packs internally");
 HG_REGISTER_KERNEL(linear_bias_act_packed_op, cpu, handwritten, "cpu.gemm_packed_epilogue_prepacked",
                    &hg::cpu::linear_bias_act_packed_handwritten);
-HG_REGISTER_FALLBACK(linear_bias_act_packed_op, cpu, vendor,
-                     "OpenBLAS takes no weight packed in hipgrad's GEMM layout");
 
 int64_t hg::cpu_gemm_panel_width() { return hg::cpu::gemm_handwritten_blocking().nr; }

@@ -25,7 +25,7 @@
 // (gemm_pack_b: whole-K panels, the layout of pack_linear_weight; the engine's frozen weights)
 // skips the B packing, and the threads then split rows only.
 //
-// Variants, one per instruction set, chosen at run time (isa.h; HIPGRAD_CPU_ISA or
+// Kernels, one per instruction set, chosen at run time (isa.h; HIPGRAD_CPU_ISA or
 // hipgrad._C._set_cpu_isa force one): avx512 14x32, avx2 6x16, generic 4x8. The op table reports
 // the one in use as "cpu.gemm_packed_<isa>_<MR>x<NR>" (the default handwritten kernel).
 // Alternate (impl="auto" times it; dispatch.h): the same loops with the deep blocking
@@ -352,7 +352,7 @@ static void gemm_deep_kernel(const GemmArgs& g) {
               g.ldb, g.c ? g.beta : 0.f, g.y, g.ldy);
 }
 
-// The op table names the variants in use; re-registered whenever the ISA is forced.
+// The op table names the kernels in use; re-registered whenever the ISA is forced.
 static void register_gemm_handwritten() {
   gemm_op().add(Backend::cpu, Variant::handwritten, active_microkernel().name,
                 &gemm_handwritten_kernel);

@@ -12,7 +12,7 @@
 // bands of rows) are split over the threads; below ~2^20 FLOP, or inside another kernel's
 // parallel region, the calling thread does it all.
 //
-// Variants follow the CPU ISA (isa.h): avx512 8x32, avx2 6x16, generic 4x8.
+// The kernels follow the CPU ISA (isa.h): avx512 8x32, avx2 6x16, generic 4x8.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py -k alternate
 // Bench: PYTHONPATH=python python3 bench/bench_gemm_alternates.py
 #include <omp.h>
@@ -102,7 +102,7 @@ static void gemm_unpacked_kernel(const GemmArgs& g) {
                 g.c ? g.beta : 0.f, g.y, g.ldy);
 }
 
-// The op table names the variant in use; renamed whenever the ISA is forced.
+// The op table names the kernel in use; renamed whenever the ISA is forced.
 static void register_gemm_unpacked() {
   gemm_op().add_alternate(Backend::cpu, active_unpacked().name, &gemm_unpacked_kernel);
 }

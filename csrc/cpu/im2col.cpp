@@ -1,4 +1,4 @@
-// im2col / col2im for one image (layout in im2col.h). Both variants of the CPU convolution use
+// im2col / col2im for one image (layout in im2col.h). The handwritten and vendor CPU convolutions both use
 // these; they differ only in the GEMM that follows.
 //   im2col: one col row (c, r, s) per loop iteration, threads split the C*R*S rows. For stride 1
 //           each output row is a contiguous copy; zero fill covers the padding on both sides.

@@ -1,4 +1,4 @@
-// CPU convolution internals shared by conv.cpp (im2col + GEMM, both variants) and
+// CPU convolution internals shared by conv.cpp (im2col + GEMM, handwritten and vendor) and
 // conv_depthwise.cpp (the direct depthwise kernels the handwritten variant uses).
 // Layouts follow ops.h: x is one image (C, H, W); col is (C*R*S, P*Q) row-major, its row
 // (c*R + r)*S + s holding x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] for every output pixel
@@ -48,7 +48,7 @@ void col2im(const ConvGeometry& g, const float* col, float* x, bool threaded);
 // Depthwise: every group is one input channel and one output channel (groups == C == K), so
 // im2col + GEMM would multiply 1-row matrices; conv_depthwise.cpp computes these directly.
 inline bool is_depthwise(const ConvGeometry& g) { return g.groups == g.C && g.groups == g.K; }
-// Whether the handwritten variant runs the direct kernels below: depthwise, and their per-thread
+// Whether the handwritten kernel runs the direct kernels below: depthwise, and their per-thread
 // zero-padded plane at most a few times the input and output planes (a padding that a large
 // stride or dilation mostly skips would make it huge; im2col + GEMM then runs instead).
 bool depthwise_direct(const ConvGeometry& g);

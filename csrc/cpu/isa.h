@@ -1,7 +1,7 @@
 // The CPU instruction set the handwritten kernels use, chosen at run time so one build runs on
 // any x86-64: the widest of avx512 (F+VL+BW+DQ with FMA) / avx2 (with FMA) / generic that this
 // CPU supports. HIPGRAD_CPU_ISA=avx2 (or set_cpu_isa) narrows the choice, so tests and benches
-// can run every variant on one machine. The choice is reported as build fact "cpu.isa".
+// can run every ISA's kernels on one machine. The choice is reported as build fact "cpu.isa".
 // AVX512-VNNI (vpdpbusd, for the INT8 kernels) rides on avx512: in use when this CPU has it and
 // the ISA is avx512; the name "avx512_novnni" selects avx512 without it (build fact
 // "cpu.avx512_vnni": "on" | "off" | "absent").

@@ -322,13 +322,3 @@ HG_REGISTER_KERNEL(dropout_backward_op, cpu, handwritten, "cpu.dropout_backward"
 HG_REGISTER_KERNEL(embedding_op, cpu, handwritten, "cpu.embedding_gather", &hg::cpu::embedding_kernel);
 HG_REGISTER_KERNEL(embedding_backward_op, cpu, handwritten, "cpu.embedding_scatter_columns",
                    &hg::cpu::embedding_backward_kernel);
-HG_REGISTER_FALLBACK(add_op, cpu, vendor,
-                     "BLAS saxpy updates in place only; add is a single fused pass here");
-HG_REGISTER_FALLBACK(fill_op, cpu, vendor, "no BLAS routine fills a vector");
-HG_REGISTER_FALLBACK(batch_norm_op, cpu, vendor, "no BLAS routine computes batch normalization");
-HG_REGISTER_FALLBACK(batch_norm_backward_op, cpu, vendor,
-                     "no BLAS routine computes the batch normalization gradient");
-HG_REGISTER_FALLBACK(dropout_op, cpu, vendor, "no BLAS routine draws a dropout mask");
-HG_REGISTER_FALLBACK(dropout_backward_op, cpu, vendor, "no BLAS routine applies a dropout mask");
-HG_REGISTER_FALLBACK(embedding_op, cpu, vendor, "no BLAS routine gathers rows by index");
-HG_REGISTER_FALLBACK(embedding_backward_op, cpu, vendor, "no BLAS routine scatter-adds rows by index");

@@ -178,10 +178,3 @@ HG_REGISTER_KERNEL(softmax_cross_entropy_backward_op, cpu, handwritten, "cpu.sof
 HG_REGISTER_KERNEL(mse_loss_op, cpu, handwritten, "cpu.mse_blocked", &hg::cpu::mse_kernel);
 HG_REGISTER_KERNEL(mse_loss_backward_op, cpu, handwritten, "cpu.mse_backward",
                    &hg::cpu::mse_backward_kernel);
-HG_REGISTER_FALLBACK(softmax_op, cpu, vendor, "no BLAS routine computes a softmax");
-HG_REGISTER_FALLBACK(softmax_cross_entropy_op, cpu, vendor, "no BLAS routine computes a cross-entropy loss");
-HG_REGISTER_FALLBACK(softmax_cross_entropy_backward_op, cpu, vendor,
-                     "no BLAS routine computes a cross-entropy gradient");
-HG_REGISTER_FALLBACK(mse_loss_op, cpu, vendor, "no BLAS routine computes a mean squared error");
-HG_REGISTER_FALLBACK(mse_loss_backward_op, cpu, vendor,
-                     "no BLAS routine computes a mean squared error gradient");

@@ -83,5 +83,3 @@ void adam_kernel(const AdamArgs& a) {
 
 HG_REGISTER_KERNEL(sgd_step_op, cpu, handwritten, "cpu.sgd_fused", &hg::cpu::sgd_kernel);
 HG_REGISTER_KERNEL(adam_step_op, cpu, handwritten, "cpu.adam_fused", &hg::cpu::adam_kernel);
-HG_REGISTER_FALLBACK(sgd_step_op, cpu, vendor, "no BLAS routine performs an SGD update");
-HG_REGISTER_FALLBACK(adam_step_op, cpu, vendor, "no BLAS routine performs an Adam update");

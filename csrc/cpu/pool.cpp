@@ -9,7 +9,7 @@
 //   avg_pool2d           y = window sum / (kh*kw), padding counted in the divisor;
 //   avg_pool2d_backward  dx[h, w] = sum of dy / (kh*kw) over the windows that cover (h, w).
 //
-// Variants: cpu.*_planes (handwritten, the only ones; the vendor slots fall back to them, as
+// Kernels: cpu.*_planes (handwritten, the only ones; the vendor slots fall back to them, as
 // OpenBLAS has no pooling routine). The forwards (max with and without argmax, average) share
 // two paths:
 //   rows   y's N*C*P output rows, split among threads. Per row, windows clipped by the padding
@@ -444,14 +444,9 @@ void avg_pool2d_backward_planes(const AvgPoolBackwardArgs& a) {
 }  // namespace
 }  // namespace hg::cpu
 
-#define HG_NO_BLAS_POOLING "OpenBLAS, the CPU vendor library, has no pooling routine"
 HG_REGISTER_KERNEL(max_pool2d_op, cpu, handwritten, "cpu.max_pool2d_planes", &hg::cpu::max_pool2d_planes);
-HG_REGISTER_FALLBACK(max_pool2d_op, cpu, vendor, HG_NO_BLAS_POOLING);
 HG_REGISTER_KERNEL(max_pool2d_backward_op, cpu, handwritten, "cpu.max_pool2d_backward_planes",
                    &hg::cpu::max_pool2d_backward_planes);
-HG_REGISTER_FALLBACK(max_pool2d_backward_op, cpu, vendor, HG_NO_BLAS_POOLING);
 HG_REGISTER_KERNEL(avg_pool2d_op, cpu, handwritten, "cpu.avg_pool2d_planes", &hg::cpu::avg_pool2d_planes);
-HG_REGISTER_FALLBACK(avg_pool2d_op, cpu, vendor, HG_NO_BLAS_POOLING);
 HG_REGISTER_KERNEL(avg_pool2d_backward_op, cpu, handwritten, "cpu.avg_pool2d_backward_planes",
                    &hg::cpu::avg_pool2d_backward_planes);
-HG_REGISTER_FALLBACK(avg_pool2d_backward_op, cpu, vendor, HG_NO_BLAS_POOLING);

@@ -2,7 +2,7 @@
 // NaN -> 0), qgemm and qconv2d with int32 accumulation and a fused epilogue
 //   y = act(float(acc) * (x_scale * w_scale[c]) + bias[c])   (multiply rounded before the add).
 //
-// Variants, one per instruction set (isa.h: HIPGRAD_CPU_ISA or hipgrad._C._set_cpu_isa force
+// Kernels, one per instruction set (isa.h: HIPGRAD_CPU_ISA or hipgrad._C._set_cpu_isa force
 // one, "avx512_novnni" keeps AVX-512 without VNNI); quant_kernel.h has the building blocks'
 // contract, quant_kernel.inc their code. The op table names the one in use:
 //   cpu.quantize_int8_<isa>, cpu.qgemm_int8_<isa>_<MR>x<NR>, cpu.qconv2d_int8_<isa>_<MR>x<NR>
@@ -44,17 +44,17 @@ float quant_activation_value(ActKind kind, float x, float alpha) {
 
 namespace {
 
-const QIsaKernels* const kVariants[] = {&qkernels_generic, &qkernels_avx2, &qkernels_avx512,
+const QIsaKernels* const kIsaKernels[] = {&qkernels_generic, &qkernels_avx2, &qkernels_avx512,
                                         &qkernels_avx512_vnni};
 
-int active_variant() {
+int active_isa_index() {
   switch (cpu_isa()) {
     case CpuIsa::avx512: return cpu_avx512_vnni() ? 3 : 2;
     case CpuIsa::avx2: return 1;
     default: return 0;
   }
 }
-const QIsaKernels& active_kernels() { return *kVariants[active_variant()]; }
+const QIsaKernels& active_kernels() { return *kIsaKernels[active_isa_index()]; }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -313,11 +313,11 @@ void qconv2d_kernel(const QConvArgs& a) {
   }
 }
 
-// The op table names the variant in use; re-registered whenever the ISA is forced.
+// The op table names the kernels in use; re-registered whenever the ISA is forced.
 void register_quant_kernels() {
   static std::string names[4][3];
-  const int v = active_variant();
-  const QIsaKernels& T = *kVariants[v];
+  const int v = active_isa_index();
+  const QIsaKernels& T = *kIsaKernels[v];
   if (names[v][0].empty()) {
     const std::string tile =
         std::to_string(T.max_rows) + "x" + std::to_string(T.lanes * T.max_vectors);
@@ -335,6 +335,3 @@ void register_quant_kernels() {
 
 static const bool hg_quant_follows_isa =
     (hg::cpu::on_cpu_isa_change(&hg::cpu::register_quant_kernels), true);
-HG_REGISTER_FALLBACK(quantize_op, cpu, vendor, "no CPU vendor library quantizes tensors");
-HG_REGISTER_FALLBACK(qgemm_op, cpu, vendor, "OpenBLAS has no INT8 GEMM");
-HG_REGISTER_FALLBACK(qconv2d_op, cpu, vendor, "OpenBLAS has no INT8 GEMM");

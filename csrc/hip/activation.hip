@@ -9,7 +9,7 @@
 //   gelu_tanh  x (1 + tanh u) / 2 = x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3)
 //   elu        x > 0 ? x : alpha (e^x - 1)           backward x <= 0 ? dy alpha e^x : dy
 //
-// Variants: gpu.activation_vec4 / gpu.activation_backward_vec4 (handwritten, the only ones): one
+// Kernels: gpu.activation_vec4 / gpu.activation_backward_vec4 (handwritten, the only ones): one
 // kernel per kind (a template), grid-stride loop, each thread handling one float4 per step when
 // every pointer is 16-byte aligned (the tail and unaligned arrays go element by element; that
 // element path is the simple reference, so there is no separate v0). Backward loads only the

@@ -1,9 +1,9 @@
-// The GPU convolution ops: picks the kernel per call and registers the handwritten variants.
+// The GPU convolution ops: picks the kernel per call and registers the handwritten kernels.
 //   groups == C > 1 (depthwise):  direct kernels (conv_depthwise.hip);
 //   otherwise:                    implicit GEMM on the tiled main loop (conv_igemm.hip);
-//   HIPGRAD_GPU_CONV_VARIANT=v0:  the v0 reference kernels for every shape (conv_v0.hip).
+//   reference kernels gpu.conv2d_*_v0: the v0 kernels for every shape (conv_v0.hip).
 // Kernels index with 32-bit ints: conv2d_dims refuses tensors of 2^31 elements or more.
-// Tests: tests/ops/test_conv.py (gpu params), tests/gpu/test_kernel_variants.py.
+// Tests: tests/ops/test_conv.py (gpu params), tests/gpu/test_reference_kernels.py.
 #include <cstdint>
 #include <limits>
 
@@ -29,20 +29,17 @@ ConvDims conv2d_dims(const ConvGeometry& g) {
 namespace {
 
 void conv2d_forward_gpu(const ConvForwardArgs& a) {
-  if (use_reference_kernels("CONV")) conv2d_forward_v0(a);
-  else if (conv2d_is_depthwise(a.g)) conv2d_forward_depthwise(a);
+  if (conv2d_is_depthwise(a.g)) conv2d_forward_depthwise(a);
   else conv2d_forward_igemm(a);
 }
 
 void conv2d_backward_data_gpu(const ConvBackwardDataArgs& a) {
-  if (use_reference_kernels("CONV")) conv2d_backward_data_v0(a);
-  else if (conv2d_is_depthwise(a.g)) conv2d_backward_data_depthwise(a);
+  if (conv2d_is_depthwise(a.g)) conv2d_backward_data_depthwise(a);
   else conv2d_backward_data_igemm(a);
 }
 
 void conv2d_backward_weight_gpu(const ConvBackwardWeightArgs& a) {
-  if (use_reference_kernels("CONV")) conv2d_backward_weight_v0(a);
-  else if (conv2d_is_depthwise(a.g)) conv2d_backward_weight_depthwise(a);
+  if (conv2d_is_depthwise(a.g)) conv2d_backward_weight_depthwise(a);
   else conv2d_backward_weight_igemm(a);
 }
 
@@ -57,3 +54,8 @@ HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, handwritten,
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, handwritten,
                    "gpu.conv2d_backward_weight_implicit_gemm_splitk|depthwise_reduce",
                    &hg::gpu::conv2d_backward_weight_gpu);
+HG_REGISTER_REFERENCE(conv2d_forward_op, gpu, "gpu.conv2d_forward_v0", &hg::gpu::conv2d_forward_v0);
+HG_REGISTER_REFERENCE(conv2d_backward_data_op, gpu, "gpu.conv2d_backward_data_v0",
+                      &hg::gpu::conv2d_backward_data_v0);
+HG_REGISTER_REFERENCE(conv2d_backward_weight_op, gpu, "gpu.conv2d_backward_weight_v0",
+                      &hg::gpu::conv2d_backward_weight_v0);

@@ -16,7 +16,7 @@
 // gather loader keeps what it can per thread: the forward/backward-data B loaders own one column
 // (a fixed output/input pixel, decoded once) and walk k; the backward-weight loaders own one k
 // of the slice and walk rows/columns, whose (c, r, s) decodes are hoisted out of the k loop.
-// Tests: tests/ops/test_conv.py (gpu params), tests/gpu/test_kernel_variants.py.
+// Tests: tests/ops/test_conv.py (gpu params), tests/gpu/test_reference_kernels.py.
 #include <algorithm>
 #include <memory>
 

@@ -1,13 +1,13 @@
 // v0 reference convolutions: one thread per output element (grid-stride), plain loops straight
 // from the definitions, any groups/stride/padding/dilation. No shared memory, no tiling. They are
 // the baseline the production kernels (conv_igemm.hip, conv_depthwise.hip) are checked and timed
-// against: HIPGRAD_GPU_CONV_VARIANT=v0 makes the conv ops run these.
+// against, registered as the conv ops' reference kernels (gpu.conv2d_forward_v0, ...; conv.hip).
 //   forward:         y[n,k,p,q]   = bias[k] + sum_{c<Cg,r,s} x[n, g*Cg+c, h, w] w[k,c,r,s]
 //   backward data:   dx[n,ci,h,w] = sum_{k in group, r, s} dy[n,k,p,q] w[k,ci-g*Cg,r,s]
 //   backward weight: dw[k,c,r,s]  = sum_{n,p,q} dy[n,k,p,q] x[n, g*Cg+c, h, w]
 // where h = p*sh - ph + r*dh and w = q*sw - pw + s*dw (backward data: the taps with integer p, q).
 // with g = k / Kg (forward, weight) or ci / Cg (data).
-// Tests: tests/gpu/test_kernel_variants.py compares them with the production kernels.
+// Tests: tests/gpu/test_reference_kernels.py compares them with the production kernels.
 #include "gpu_kernels.h"
 #include "runtime.h"
 

@@ -1,8 +1,8 @@
 // The fused forward ops on the GPU, handwritten: conv2d_bias_act y = act(conv2d(x, w) + bias)
 // and linear_bias_act y = act(x @ w^T + bias), x (M, K), w (N, K).
 //   conv:   the conv2d forward kernels with the epilogue fused (activation_device.h): implicit
-//           GEMM (conv_igemm.hip), depthwise direct (conv_depthwise.hip); under
-//           HIPGRAD_GPU_CONV_VARIANT=v0 the v0 reference conv, then the activation kernel.
+//           GEMM (conv_igemm.hip), depthwise direct (conv_depthwise.hip); the reference kernel
+//           gpu.conv2d_v0+activation: the v0 conv, then the activation kernel.
 //   linear: the tiled GEMM main loop (gemm_tile.h), A = x (k contiguous), B = w^T (w's rows k
 //           contiguous); each thread's 4-wide output fragments get bias[n] and the activation in
 //           registers before the (float4 where aligned) store. One kernel instance per kind.
@@ -61,14 +61,16 @@ void linear_bias_act_tiled(const LinearBiasActArgs& a) {
   });
 }
 
+void conv2d_bias_act_v0(const ConvBiasActArgs& a) {
+  conv2d_forward_v0(ConvForwardArgs{a.g, a.x, a.w, a.epi.bias, a.y});
+  if (a.epi.has_act) {
+    const int64_t n = a.g.N * a.g.K * a.g.P * a.g.Q;
+    activation_handwritten(ActivationArgs{a.epi.act, a.epi.alpha, n, a.y, a.y});
+  }
+}
+
 void conv2d_bias_act_gpu(const ConvBiasActArgs& a) {
-  if (use_reference_kernels("CONV")) {
-    conv2d_forward_v0(ConvForwardArgs{a.g, a.x, a.w, a.epi.bias, a.y});
-    if (a.epi.has_act) {
-      const int64_t n = a.g.N * a.g.K * a.g.P * a.g.Q;
-      activation_handwritten(ActivationArgs{a.epi.act, a.epi.alpha, n, a.y, a.y});
-    }
-  } else if (conv2d_is_depthwise(a.g)) {
+  if (conv2d_is_depthwise(a.g)) {
     conv2d_bias_act_depthwise(a);
   } else {
     conv2d_bias_act_igemm(a);
@@ -105,5 +107,7 @@ void fused_epilogue_pass(const FusedEpilogue& e, float* y, int64_t outer, int64_
 HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, handwritten,
                    "gpu.conv2d_implicit_gemm_epilogue|depthwise_direct",
                    &hg::gpu::conv2d_bias_act_gpu);
+HG_REGISTER_REFERENCE(conv2d_bias_act_op, gpu, "gpu.conv2d_v0+activation",
+                      &hg::gpu::conv2d_bias_act_v0);
 HG_REGISTER_KERNEL(linear_bias_act_op, gpu, handwritten, "gpu.gemm_tiled_epilogue",
                    &hg::gpu::linear_bias_act_tiled);

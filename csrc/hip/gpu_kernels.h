@@ -22,8 +22,7 @@ struct GemmStrided {
   float* y = nullptr;       int64_t ldy = 0, stride_y = 0;
 };
 
-// The production kernel: shared-memory tiled, register-blocked (gemm.hip). Honours
-// HIPGRAD_GPU_GEMM_VARIANT=v0 by running gemm_strided_v0 instead.
+// The production kernel: shared-memory tiled, register-blocked (gemm.hip).
 void gemm_strided(const GemmStrided& g);
 // The v0 reference: one thread per output element, a plain loop over K.
 void gemm_strided_v0(const GemmStrided& g);

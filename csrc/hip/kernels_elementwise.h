@@ -1,11 +1,12 @@
 // Shared pieces of the handwritten GPU kernels outside GEMM and convolution (activation.hip,
-// pool.hip, loss.hip, optim.hip, layers.hip, bias.hip, quant.hip), and the handwritten entries
-// the vendor wrappers (vendor/*.cpp) call for what their library lacks.
+// pool.hip, loss.hip, optim.hip, layers.hip, layers_batch_norm.hip, conv_bias.hip, quant.hip),
+// and the handwritten entries the vendor wrappers (vendor/*.cpp) call for what their library
+// lacks.
 //
 // Host side (any compiler): the current device and its hipgrad stream, scratch memory from the
-// caching allocator (freed in stream order), grid sizing. HIPGRAD_GPU_<FAMILY>_VARIANT=v0 (the
-// runtime's switch; families LOSS, LAYERS, BIAS, QUANT here) makes a family's kernels that have a
-// simple reference version (v0) run it instead, so tests and benches can run both and compare.
+// caching allocator (freed in stream order), grid sizing, and Path, which selects between a
+// kernel's fast code and its simple reference (v0) code, registered as a reference kernel
+// (HG_REGISTER_REFERENCE) so tests and benches can force it by name and compare.
 // Device side (hipcc / nvcc only): the forward activation formulas (fused epilogues use them too),
 // warp and block reductions that are correct at 32 and 64 lanes, a multiply-high integer divider,
 // and the two-stage per-channel sum used by bias_backward and batch norm.
@@ -34,9 +35,8 @@ inline Tensor scratch(int64_t n, DType dtype = DType::f32) {
   return empty({n}, dtype, Device{Device::Kind::gpu, current_device()});
 }
 
-// HIPGRAD_GPU_<family>_VARIANT == "v0" (ValueError for values other than v0 / default / unset).
-// Defined in runtime.hip, declared there in runtime.h too.
-bool use_reference_kernels(const char* family);
+// Which code an entry point with a reference twin runs: the fast kernels, or the simple v0 ones.
+enum class Path : int8_t { fast, reference };
 
 constexpr int kThreads = 256;       // every kernel here: a multiple of 64, so warps are whole
 constexpr int64_t kMaxGrid = 65535;  // grid-stride loops cover the rest
@@ -238,12 +238,12 @@ __global__ void channel_sums_v0(F f, int64_t outer, int64_t C, int64_t inner, Ch
   }
 }
 
-// family: the HIPGRAD_GPU_<family>_VARIANT switch that selects v0 for the caller.
+// path reference: one thread per channel (channel_sums_v0).
 template <int NV, class F>
-void channel_sums(const char* family, const F& f, int64_t outer, int64_t C, int64_t inner,
+void channel_sums(Path path, const F& f, int64_t outer, int64_t C, int64_t inner,
                   ChannelOut<NV> out) {
   const hipStream_t st = current_stream();
-  if (use_reference_kernels(family)) {
+  if (path == Path::reference) {
     channel_sums_v0<NV, F><<<blocks_for(C), kThreads, 0, st>>>(f, outer, C, inner, out);
     HG_LAUNCH_CHECK("channel_sums_v0");
     return;

@@ -12,15 +12,15 @@
 //                       dw fully written; an idx outside [0, num) is skipped and sets *bad_index
 //                       (when the args carry that flag: it was added to ops.h on branch lossoptim).
 //
-// Variants (handwritten, the only registered ones):
+// Kernels (handwritten):
 //   gpu.add_vec4, gpu.fill_vec4, gpu.dropout_hash, gpu.dropout_backward, gpu.embedding_gather:
 //     grid-stride elementwise kernels (float4 where every pointer is 16-byte aligned);
 //   gpu.embedding_backward_sorted: keys (row << 32 | k) are bitonic-sorted (2048-key tiles sorted
 //     and merged in shared memory, the wider merge steps in global memory), each row finds its
 //     segment by binary search, then one thread per (row, column) adds its segment's dy in key
 //     order -- deterministic, no atomics, O(count log^2 count + num dim + count dim);
-//     v0 (HIPGRAD_GPU_LAYERS_VARIANT=v0): one thread per (row, column) scans all of idx; same
-//     order, so the same bits.
+//     gpu.embedding_backward_v0 (reference kernel): one thread per (row, column) scans all of
+//     idx; same order, so the same bits.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py -m gpu
 // Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
@@ -286,6 +286,7 @@ void sort_keys(uint64_t* keys, int64_t n, hipStream_t st) {
   }
 }
 
+template <Path P>
 void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
   const hipStream_t st = current_stream();
   const int64_t total = a.num * a.dim;
@@ -296,7 +297,7 @@ void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
   with_divider(total, [&](auto tag) {
     using D = decltype(tag);
     using I = typename D::Index;
-    if (use_reference_kernels("LAYERS")) {
+    if (P == Path::reference) {
       embedding_backward_v0<D><<<blocks_for(total), kThreads, 0, st>>>(I(total), D(a.dim), a.num, a.count,
                                                                      a.idx, a.dy, a.dw, bad_index);
       HG_LAUNCH_CHECK("embedding_backward_v0");
@@ -321,21 +322,13 @@ void embedding_backward_gpu(const EmbeddingBackwardArgs& a) {
 }  // namespace
 }  // namespace hg::gpu
 
-#define HG_NO_VENDOR_LAYER(what) "no GPU vendor library (rocBLAS, MIOpen, cuBLAS, cuDNN) is wrapped for " what
 HG_REGISTER_KERNEL(add_op, gpu, handwritten, "gpu.add_vec4", &hg::gpu::add_gpu);
-HG_REGISTER_FALLBACK(add_op, gpu, vendor, HG_NO_VENDOR_LAYER("elementwise add"));
 HG_REGISTER_KERNEL(fill_op, gpu, handwritten, "gpu.fill_vec4", &hg::gpu::fill_gpu);
-HG_REGISTER_FALLBACK(fill_op, gpu, vendor, HG_NO_VENDOR_LAYER("fill"));
 HG_REGISTER_KERNEL(dropout_op, gpu, handwritten, "gpu.dropout_hash", &hg::gpu::dropout_gpu);
-HG_REGISTER_FALLBACK(dropout_op, gpu, vendor,
-                     "MIOpen / cuDNN dropout draw their own random stream, which cannot match the "
-                     "CPU mask; hipgrad's counter-based hash does");
 HG_REGISTER_KERNEL(dropout_backward_op, gpu, handwritten, "gpu.dropout_backward",
                    &hg::gpu::dropout_backward_gpu);
-HG_REGISTER_FALLBACK(dropout_backward_op, gpu, vendor,
-                     "the mask comes from hipgrad's dropout kernel, so its backward is hipgrad's too");
 HG_REGISTER_KERNEL(embedding_op, gpu, handwritten, "gpu.embedding_gather", &hg::gpu::embedding_gpu);
-HG_REGISTER_FALLBACK(embedding_op, gpu, vendor, HG_NO_VENDOR_LAYER("embedding lookups"));
 HG_REGISTER_KERNEL(embedding_backward_op, gpu, handwritten, "gpu.embedding_backward_sorted",
-                   &hg::gpu::embedding_backward_gpu);
-HG_REGISTER_FALLBACK(embedding_backward_op, gpu, vendor, HG_NO_VENDOR_LAYER("embedding gradients"));
+                   &hg::gpu::embedding_backward_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(embedding_backward_op, gpu, "gpu.embedding_backward_v0",
+                      &hg::gpu::embedding_backward_gpu<hg::gpu::Path::reference>);

@@ -9,7 +9,8 @@
 //   mse_loss                        mean((pred - target)^2); backward 2 (pred - target) / n.
 // Every reduction is two-stage with fixed orders (no float atomics), so results repeat exactly.
 //
-// Variants (handwritten, the only registered ones; HIPGRAD_GPU_LOSS_VARIANT=v0 runs the v0s):
+// Kernels (handwritten; the v0s are the reference kernels gpu.softmax_xent_v0, gpu.softmax_v0,
+// gpu.mse_loss_v0, run only when forced by name):
 //   gpu.softmax_xent_rows, gpu.softmax_rows: C <= 1024: one warp per row (lanes stride over the
 //     row, shuffle reductions at the native warp width); C > 1024: one block per row (warp
 //     shuffles, then the warps' results through shared memory). Row losses go to a scratch array;
@@ -132,10 +133,10 @@ __global__ void __launch_bounds__(kFinishThreads)
 }
 
 template <bool kLoss, class L>
-void launch_softmax_rows(int64_t N, int64_t C, const float* x, float* y, const L* labels,
-                         float* row_loss) {
+void launch_softmax_rows(Path path, int64_t N, int64_t C, const float* x, float* y,
+                         const L* labels, float* row_loss) {
   const hipStream_t st = current_stream();
-  if (use_reference_kernels("LOSS")) {
+  if (path == Path::reference) {
     softmax_rows_v0<kLoss, L><<<blocks_for(N), kThreads, 0, st>>>(N, C, x, y, labels, row_loss);
     HG_LAUNCH_CHECK("softmax_rows_v0");
   } else if (C <= kWarpRowMaxC) {
@@ -149,21 +150,22 @@ void launch_softmax_rows(int64_t N, int64_t C, const float* x, float* y, const L
   }
 }
 
-template <class L>
+template <Path P, class L>
 void softmax_xent_typed(const SoftmaxXentArgs& a, const L* labels) {
   Tensor row_loss = scratch(a.N);
-  launch_softmax_rows<true>(a.N, a.C, a.logits, a.probs, labels, row_loss.data<float>());
+  launch_softmax_rows<true>(P, a.N, a.C, a.logits, a.probs, labels, row_loss.data<float>());
   xent_finish<L><<<1, kFinishThreads, 0, current_stream()>>>(a.N, a.C, row_loss.data<float>(), labels,
                                                    a.loss, a.bad_label);
   HG_LAUNCH_CHECK("xent_finish");
 }
 
+template <Path P>
 void softmax_cross_entropy_gpu(const SoftmaxXentArgs& a) {
   if (a.N == 0) return;
   if (a.label_dtype == DType::i32) {
-    softmax_xent_typed(a, static_cast<const int32_t*>(a.labels));
+    softmax_xent_typed<P>(a, static_cast<const int32_t*>(a.labels));
   } else {
-    softmax_xent_typed(a, static_cast<const int64_t*>(a.labels));
+    softmax_xent_typed<P>(a, static_cast<const int64_t*>(a.labels));
   }
 }
 
@@ -204,9 +206,10 @@ void softmax_cross_entropy_backward_gpu(const SoftmaxXentBackwardArgs& a) {
   }
 }
 
+template <Path P>
 void softmax_gpu(const SoftmaxArgs& a) {
   if (a.rows == 0 || a.cols == 0) return;
-  launch_softmax_rows<false, int64_t>(a.rows, a.cols, a.x, a.y, nullptr, nullptr);
+  launch_softmax_rows<false, int64_t>(P, a.rows, a.cols, a.x, a.y, nullptr, nullptr);
 }
 
 // ---- MSE ---------------------------------------------------------------------------------------
@@ -244,9 +247,10 @@ __global__ void mse_v0(int64_t n, const float* __restrict__ pred, const float* _
   *loss = static_cast<float>(sum / double(n));
 }
 
+template <Path P>
 void mse_loss_gpu(const MseArgs& a) {
   const hipStream_t st = current_stream();
-  if (use_reference_kernels("LOSS")) {
+  if (P == Path::reference) {
     mse_v0<<<1, 1, 0, st>>>(a.n, a.pred, a.target, a.loss);
     HG_LAUNCH_CHECK("mse_v0");
     return;
@@ -281,18 +285,16 @@ void mse_loss_backward_gpu(const MseBackwardArgs& a) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(softmax_cross_entropy_op, gpu, handwritten, "gpu.softmax_xent_rows",
-                   &hg::gpu::softmax_cross_entropy_gpu);
-HG_REGISTER_FALLBACK(softmax_cross_entropy_op, gpu, vendor,
-                     "neither MIOpen nor cuDNN has a fused softmax cross-entropy with a label check");
+                   &hg::gpu::softmax_cross_entropy_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(softmax_cross_entropy_op, gpu, "gpu.softmax_xent_v0",
+                      &hg::gpu::softmax_cross_entropy_gpu<hg::gpu::Path::reference>);
 HG_REGISTER_KERNEL(softmax_cross_entropy_backward_op, gpu, handwritten, "gpu.softmax_xent_backward",
                    &hg::gpu::softmax_cross_entropy_backward_gpu);
-HG_REGISTER_FALLBACK(softmax_cross_entropy_backward_op, gpu, vendor,
-                     "neither MIOpen nor cuDNN has a softmax cross-entropy backward");
-HG_REGISTER_KERNEL(softmax_op, gpu, handwritten, "gpu.softmax_rows", &hg::gpu::softmax_gpu);
-HG_REGISTER_FALLBACK(softmax_op, gpu, vendor,
-                     "hipgrad does not wrap miopenSoftmaxForward_V2 / cudnnSoftmaxForward");
-HG_REGISTER_KERNEL(mse_loss_op, gpu, handwritten, "gpu.mse_loss_two_stage", &hg::gpu::mse_loss_gpu);
-HG_REGISTER_FALLBACK(mse_loss_op, gpu, vendor, "neither MIOpen nor cuDNN has an MSE loss");
+HG_REGISTER_KERNEL(softmax_op, gpu, handwritten, "gpu.softmax_rows",
+                   &hg::gpu::softmax_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(softmax_op, gpu, "gpu.softmax_v0", &hg::gpu::softmax_gpu<hg::gpu::Path::reference>);
+HG_REGISTER_KERNEL(mse_loss_op, gpu, handwritten, "gpu.mse_loss_two_stage",
+                   &hg::gpu::mse_loss_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(mse_loss_op, gpu, "gpu.mse_loss_v0", &hg::gpu::mse_loss_gpu<hg::gpu::Path::reference>);
 HG_REGISTER_KERNEL(mse_loss_backward_op, gpu, handwritten, "gpu.mse_loss_backward",
                    &hg::gpu::mse_loss_backward_gpu);
-HG_REGISTER_FALLBACK(mse_loss_backward_op, gpu, vendor, "neither MIOpen nor cuDNN has an MSE loss");

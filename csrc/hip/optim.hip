@@ -8,7 +8,7 @@
 //              p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),  bc_k = 1 - beta_k^step.
 // The bias corrections and 1 - beta are computed on the host in double and passed as float.
 //
-// Variants: gpu.sgd_step_fused, gpu.adam_step_fused (handwritten, the only ones): one kernel per
+// Kernels: gpu.sgd_step_fused, gpu.adam_step_fused (handwritten, the only ones): one kernel per
 // step, one grid-stride pass that reads and writes each array once; the per-element code is the
 // reference itself, so there is no separate v0. No vendor library has an optimizer step.
 //
@@ -111,8 +111,4 @@ void adam_step_gpu(const AdamArgs& a) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(sgd_step_op, gpu, handwritten, "gpu.sgd_step_fused", &hg::gpu::sgd_step_gpu);
-HG_REGISTER_FALLBACK(sgd_step_op, gpu, vendor,
-                     "no GPU vendor library (rocBLAS, MIOpen, cuBLAS, cuDNN) has an SGD step");
 HG_REGISTER_KERNEL(adam_step_op, gpu, handwritten, "gpu.adam_step_fused", &hg::gpu::adam_step_gpu);
-HG_REGISTER_FALLBACK(adam_step_op, gpu, vendor,
-                     "no GPU vendor library (rocBLAS, MIOpen, cuBLAS, cuDNN) has an Adam step");

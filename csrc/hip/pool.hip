@@ -12,7 +12,7 @@
 //   avg_pool2d           y = window sum (row-major) * 1/(kh*kw), padding counted in the divisor;
 //   avg_pool2d_backward  dx[h, w] = (sum of dy over the windows that cover (h, w)) * 1/(kh*kw).
 //
-// Variants (handwritten, the only ones; each is already the simple form, so no separate v0):
+// Kernels (handwritten, the only ones; each is already the simple form, so no separate v0):
 //   gpu.max_pool2d_direct, gpu.avg_pool2d_direct: one thread per output element (n, c, p, q),
 //     consecutive threads on consecutive q, the window read straight from global memory;
 //   gpu.max_pool2d_backward_warp_scatter: one warp per (n, c) plane zeroes it, then walks dy and

@@ -4,8 +4,10 @@
 //   qconv2d   the same per output channel k over the im2col rows: y (N, K, P, Q), NCHW
 // with int32 accumulation and the dequantize + bias + activation epilogue fused.
 //
-// Variants (handwritten; HIPGRAD_GPU_QUANT_VARIANT=v0 selects the v0 kernels):
-//   gpu.quantize_int8_vec4: grid-stride, one float4 -> char4 per step where aligned.
+// Kernels (handwritten; the v0s are the reference kernels gpu.quantize_int8_v0,
+// gpu.qgemm_int8_v0, gpu.qconv2d_int8_v0, run only when forced by name):
+//   gpu.quantize_int8_vec4: grid-stride, one float4 -> char4 per step where aligned; v0: one
+//     element per step.
 //   gpu.qgemm_int8_tiled: shared-memory tiles of int8 packed four to a 32-bit word along k,
 //     register-blocked (qgemm_tiled_kernel below); v0: one thread per output, a plain k loop.
 //   gpu.qconv2d_int8_igemm: the same tiled kernel as an implicit GEMM (A = wq of the group,
@@ -17,7 +19,7 @@
 // The vendor wrappers (vendor/cublas.cpp, vendor/rocblas.cpp) call qgemm_epilogue_handwritten
 // after their int32 GEMM.
 //
-// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_quant.py tests/gpu/test_kernel_variants.py -k q
+// Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_quant.py tests/gpu/test_reference_kernels.py -k q
 // Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
 //          -s "q = lambda *s: hg.tensor(np.random.randint(-127, 128, s).astype('i1'), device='gpu:0')"
 //          -s "x, w = q(4096, 4096), q(4096, 4096); ws = hg.tensor(np.ones(4096, 'f4'), device='gpu:0')"
@@ -430,19 +432,21 @@ __global__ void qconv2d_direct_kernel(const int8_t* __restrict__ x, const int8_t
 
 // ---- host entries -------------------------------------------------------------------------------
 
+template <Path P>
 void quantize_gpu(const QuantizeArgs& a) {
-  const bool vec4 = !use_reference_kernels("QUANT") && aligned16(a.x) && aligned4(a.q);
+  const bool vec4 = P == Path::fast && aligned16(a.x) && aligned4(a.q);
   quantize_kernel<<<blocks_for(vec4 ? (a.n + 3) / 4 : a.n), kThreads, 0, current_stream()>>>(
       a.n, a.inv_scale, a.x, a.q, vec4);
   HG_LAUNCH_CHECK("quantize_kernel");
 }
 
+template <Path P>
 void qconv2d_gpu(const QConvArgs& a) {
   const ConvDims d = conv2d_dims(a.g);
   if (int64_t(d.N) * d.K * d.P * d.Q == 0) return;
   with_act(a.has_act, a.act, [&](auto act) {
     constexpr int Act = decltype(act)::value;
-    if (d.Cg == 1 || use_reference_kernels("QUANT")) {
+    if (d.Cg == 1 || P == Path::reference) {
       const int64_t total = int64_t(d.N) * d.K * d.P * d.Q;
       qconv2d_direct_kernel<Act><<<grid_for(total, kThreads), kThreads, 0, stream()>>>(
           a.xq, a.wq, d, dequant_of(a), a.y);
@@ -455,12 +459,11 @@ void qconv2d_gpu(const QConvArgs& a) {
   });
 }
 
-}  // namespace
-
-void qgemm_handwritten(const QGemmArgs& a) {
+template <Path P>
+void qgemm_gpu(const QGemmArgs& a) {
   with_act(a.has_act, a.act, [&](auto act) {
     constexpr int Act = decltype(act)::value;
-    if (use_reference_kernels("QUANT")) {
+    if (P == Path::reference) {
       qgemm_v0_kernel<Act><<<grid_for(a.M * a.N, kThreads), kThreads, 0, stream()>>>(
           a.M, a.N, a.K, a.xq, a.wq, dequant_of(a), a.y);
       HG_LAUNCH_CHECK("qgemm_v0_kernel");
@@ -471,6 +474,10 @@ void qgemm_handwritten(const QGemmArgs& a) {
     }
   });
 }
+
+}  // namespace
+
+void qgemm_handwritten(const QGemmArgs& a) { qgemm_gpu<Path::fast>(a); }
 
 void qgemm_epilogue_handwritten(const QGemmArgs& a, const int32_t* acc) {
   const int64_t total = a.M * a.N;
@@ -487,12 +494,14 @@ void qgemm_epilogue_handwritten(const QGemmArgs& a, const int32_t* acc) {
 
 }  // namespace hg::gpu
 
-HG_REGISTER_KERNEL(quantize_op, gpu, handwritten, "gpu.quantize_int8_vec4", &hg::gpu::quantize_gpu);
-HG_REGISTER_FALLBACK(quantize_op, gpu, vendor, "no GPU vendor library hipgrad wraps quantizes tensors");
+HG_REGISTER_KERNEL(quantize_op, gpu, handwritten, "gpu.quantize_int8_vec4",
+                   &hg::gpu::quantize_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(quantize_op, gpu, "gpu.quantize_int8_v0",
+                      &hg::gpu::quantize_gpu<hg::gpu::Path::reference>);
 HG_REGISTER_KERNEL(qgemm_op, gpu, handwritten, "gpu.qgemm_int8_tiled", &hg::gpu::qgemm_handwritten);
+HG_REGISTER_REFERENCE(qgemm_op, gpu, "gpu.qgemm_int8_v0", &hg::gpu::qgemm_gpu<hg::gpu::Path::reference>);
 HG_REGISTER_KERNEL(qconv2d_op, gpu, handwritten,
                    "gpu.qconv2d_int8_igemm (one input channel per group: gpu.qconv2d_int8_direct)",
-                   &hg::gpu::qconv2d_gpu);
-HG_REGISTER_FALLBACK(qconv2d_op, gpu, vendor,
-                     "hipgrad wraps no INT8 convolution (MIOpen / cuDNN int8 paths need NHWC or "
-                     "packed int8x4 layouts)");
+                   &hg::gpu::qconv2d_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(qconv2d_op, gpu, "gpu.qconv2d_int8_v0",
+                      &hg::gpu::qconv2d_gpu<hg::gpu::Path::reference>);

@@ -53,12 +53,6 @@ class Scratch {
   int device_ = 0;
 };
 
-// HIPGRAD_GPU_<FAMILY>_VARIANT=v0 (family "GEMM", "CONV", ...): run the family's simple v0
-// reference kernels instead of the production ones. Read at every call, so tests and benches can
-// flip it between calls; unset or "default" selects the production kernels; anything else is a
-// ValueError naming the variable.
-bool use_reference_kernels(const char* family);
-
 // Blocks for a grid-stride loop over n items: enough to fill the device, never above the limit.
 unsigned grid_for(int64_t n, int block);
 

@@ -109,15 +109,6 @@ const DeviceInfo& device_info(int device) {
   return *infos[device];
 }
 
-bool use_reference_kernels(const char* family) {
-  const std::string var = cat("HIPGRAD_GPU_", family, "_VARIANT");
-  const char* v = std::getenv(var.c_str());
-  if (v == nullptr || *v == '\0' || std::string(v) == "default") return false;
-  HG_REQUIRE(std::string(v) == "v0", var, " must be 'v0' (the simple reference kernels) or ",
-             "'default', got '", v, "'");
-  return true;
-}
-
 unsigned grid_for(int64_t n, int block) {
   const int64_t wanted = (n + block - 1) / block;
   const int64_t enough = int64_t(device_info(0).multiprocessors) * 32;

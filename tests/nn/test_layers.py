@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import check, to_dev
 from tests.nn import reference as ref
-from tests.nn.cases import CASES, import_torch
+from tests.nn.cases import import_torch
+from tests.op_cases import LAYER_CASES as CASES
 
 IDS = [c.id for c in CASES]
 PARAM_CASES = [c for c in CASES if list(c.make().parameters())]

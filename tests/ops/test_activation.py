@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import check, to_dev
+from tests.op_cases import OPS
 from tests.reference import activation as ref
 
-KINDS = ref.KINDS
-SHAPES = [(1,), (3,), (7, 31), (129, 3, 7), (40003,)]  # the last one is threaded
+KINDS = OPS["activation"].params["kinds"]
+SHAPES = OPS["activation"].params["shapes"]
 
 
 def mixed_inputs(rng, shape) -> np.ndarray:

@@ -5,40 +5,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import DEVICES, check, to_dev
+from tests.op_cases import OPS
 from tests.reference import conv as ref
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
-CASES = [
-    (1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, False),
-    (3, 3, 7, 7, 5, 3, 3, 1, 1, 1, 1, True),
-    (3, 7, 31, 31, 4, 3, 3, 2, 1, 1, 1, True),
-    (1, 3, 129, 31, 2, 5, 3, 3, 2, 1, 1, True),
-    (3, 1, 9, 13, 3, 3, 3, (1, 2), (2, 0), 2, 1, False),
-    (3, 3, 5, 5, 4, 5, 5, 1, 0, 1, 1, True),             # output 1x1
-    (1, 2, 3, 3, 2, 1, 1, 1, 2, 1, 1, True),             # padding beyond the kernel
-    (3, 3, 1, 31, 4, 1, 3, 1, (0, 1), 1, 1, True),       # one row
-    (3, 7, 5, 6, 4, 1, 1, 1, 0, 1, 1, True),             # 1x1: col is x itself
-    (1, 3, 7, 7, 2, 1, 1, 2, 0, 1, 1, False),            # 1x1 strided
-    (3, 6, 5, 5, 9, 1, 1, 1, 0, 1, 3, False),            # 1x1 grouped
-    (3, 4, 11, 10, 6, 3, 3, 1, 1, 1, 2, True),           # groups=2
-    (1, 6, 17, 19, 4, 3, 2, 3, 2, 2, 2, False),          # groups=2, strided, dilated
-    (1, 3, 9, 9, 6, 3, 3, 1, 1, 1, 3, True),             # groups=C, two filters per channel
-    (3, 7, 15, 15, 7, 3, 3, 1, 1, 1, 7, True),           # depthwise
-    (1, 3, 31, 29, 3, 5, 5, (2, 3), 2, 2, 3, True),      # depthwise, strided, dilated
-    (3, 3, 8, 5, 3, 3, 1, (3, 2), (0, 1), (1, 2), 3, False),  # depthwise, pairs
-    (3, 1, 12, 12, 1, 3, 3, 2, 1, 1, 1, True),           # C = K = 1: depthwise too
-    (3, 4, 5, 6, 4, 3, 3, 1, 3, 1, 4, True),             # depthwise, padding > kernel
-    (1, 2, 6, 40, 2, 3, 3, 1, 1, 1, 2, False),           # depthwise, wide rows
-    (3, 3, 10, 21, 3, 3, 5, 1, (1, 4), (2, 2), 3, True),  # depthwise, dilated
-    (2, 3, 9, 17, 3, 3, 3, 2, 0, 1, 3, False),           # depthwise, Q = 8 fills the buffer
-    (3, 16, 24, 24, 32, 3, 3, 1, 1, 1, 1, True),         # big per image: threaded GEMM
-    # narrow output planes (P*Q < 256): several images per GEMM, chunks with a short last one
-    (37, 5, 4, 4, 7, 5, 5, 1, 2, 1, 1, True),            # LeNet's 4x4 planes, 17 images a GEMM
-    (21, 3, 9, 7, 4, 3, 2, (2, 1), (1, 0), (1, 2), 1, False),  # strided (gather path), dilated
-    (19, 6, 5, 6, 9, 3, 3, 1, 1, 1, 3, True),            # grouped
-    (23, 4, 3, 3, 5, 1, 1, 1, 0, 1, 1, True),            # 1x1 (batched, col is a copy)
-    (9, 2, 17, 2, 3, 2, 1, 1, (3, 0), 1, 1, True),       # Q = 2, padding taller than the kernel
-]
+CASES = OPS["conv2d"].params["cases"]
 
 
 def _ids(case):
@@ -219,8 +190,8 @@ def _depthwise_by_index(x, w, dy, stride, padding, dilation):
 ])
 def test_depthwise_with_a_mostly_skipped_huge_padding(impl, rng, hyper):
     """The direct depthwise kernel copies each plane with its padding; where that copy would
-    dwarf the planes the handwritten variant lowers to im2col + GEMM instead (it used to raise
-    MemoryError, or a leaked std::length_error, or be killed for memory)."""
+    dwarf the planes the handwritten variant lowers to im2col + GEMM instead: no MemoryError,
+    no leaked std::length_error, no process killed for memory."""
     x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
     w = rng.standard_normal((3, 1, 3, 2)).astype(np.float32)
     bias = rng.standard_normal(3).astype(np.float32)

@@ -9,29 +9,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import DEVICES, check, to_dev
+from tests.op_cases import OPS
 from tests.reference import activation as ref_act
 from tests.reference import conv as ref_conv
 
-ACTS = [None, "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu"]
+ACTS = OPS["conv2d_bias_act"].params["acts"]
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
-CONV_CASES = [
-    (1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, False),
-    (3, 3, 7, 7, 5, 3, 3, 1, 1, 1, 1, True),
-    (3, 7, 31, 31, 4, 3, 3, 2, 1, 1, 1, True),
-    (1, 3, 129, 31, 2, 5, 3, 3, 2, 1, 1, False),
-    (3, 1, 9, 13, 3, 3, 3, (1, 2), (2, 0), 2, 1, True),
-    (3, 7, 5, 6, 4, 1, 1, 1, 0, 1, 1, True),              # 1x1: col is x itself
-    (3, 4, 11, 10, 6, 3, 3, 1, 1, 1, 2, True),            # groups=2
-    (1, 6, 17, 19, 4, 3, 2, 3, 2, 2, 2, False),           # groups=2, strided, dilated
-    (3, 7, 15, 15, 7, 3, 3, 1, 1, 1, 7, True),            # depthwise
-    (1, 3, 31, 29, 3, 5, 5, (2, 3), 2, 2, 3, False),      # depthwise, strided, dilated
-    (1, 3, 9, 9, 6, 3, 3, 1, 1, 1, 3, True),              # groups=C, two filters per channel
-    (3, 16, 24, 24, 32, 3, 3, 1, 1, 1, 1, True),          # big per image: threaded GEMM
-    (37, 5, 4, 4, 7, 5, 5, 1, 2, 1, 1, True),             # narrow planes: images batched per GEMM
-    (19, 6, 5, 6, 9, 3, 3, (2, 1), 1, 1, 3, False),       # batched, grouped, strided
-    (22, 3, 6, 6, 4, 3, 3, 1, 0, 1, 1, True),             # batched, no padding
-]
+CONV_CASES = OPS["conv2d_bias_act"].params["cases"]
 
 
 def _ids(case):
@@ -84,8 +69,7 @@ def test_conv2d_bias_act_every_activation(device, impl, rng, case, act):
     np.testing.assert_allclose(y.numpy(), unfused, rtol=1e-5, atol=1e-5, err_msg="fused != unfused")
 
 
-LINEAR_SIZES = [(1, 1, 1), (3, 7, 31), (7, 31, 3), (31, 129, 7), (129, 31, 129), (5, 9, 0),
-                (64, 1000, 300)]
+LINEAR_SIZES = OPS["linear_bias_act"].params["sizes"]
 
 
 @pytest.mark.parametrize("act", ACTS)

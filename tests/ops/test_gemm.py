@@ -5,9 +5,10 @@ import pytest
 
 import hipgrad as hg
 from tests.conftest import check, to_dev
+from tests.op_cases import OPS
 from tests.reference import gemm as ref
 
-SIZES = [(1, 1, 1), (3, 7, 31), (31, 129, 7), (129, 33, 65), (64, 64, 64), (257, 130, 300)]
+SIZES = OPS["gemm"].params["sizes"]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

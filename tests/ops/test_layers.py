@@ -5,13 +5,14 @@ import pytest
 
 import hipgrad as hg
 from tests.conftest import check, to_dev
+from tests.op_cases import OPS
 from tests.ops.test_loss import numeric_grad
 from tests.reference import layers as ref
 
 NO_TORCH = "torch is not installed (pip install torch==2.13.0)"
 
-BN_SHAPES = [(3, 1), (7, 3), (129, 31), (2, 3, 1, 1), (3, 7, 5, 3), (4, 3, 31, 33),
-             (1100, 31), (8, 5, 33, 31)]  # the last two run threaded
+BN_SHAPES = OPS["batch_norm"].params["shapes"]
+EMBEDDING_CASES = OPS["embedding"].params["cases"]
 
 
 def _running(C: int, rng, device: str):
@@ -21,7 +22,7 @@ def _running(C: int, rng, device: str):
 
 
 # ---- add, add_, fill_ ------------------------------------------------------------------------
-@pytest.mark.parametrize("shape", [(1,), (3,), (7, 31), (129, 3, 7), (40_000,)])
+@pytest.mark.parametrize("shape", OPS["add"].params["shapes"])
 def test_add_add_and_fill_match_float64(device, impl, rng, shape):
     a = rng.standard_normal(shape).astype(np.float32)
     b = rng.standard_normal(shape).astype(np.float32)
@@ -164,8 +165,8 @@ def test_batch_norm_rejects_bad_inputs():
 
 
 # ---- dropout ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9])
-@pytest.mark.parametrize("shape", [(1,), (3,), (7, 31), (129, 5, 3)])
+@pytest.mark.parametrize("p", OPS["dropout"].params["ps"])
+@pytest.mark.parametrize("shape", OPS["dropout"].params["shapes"])
 def test_dropout_applies_its_mask(device, impl, rng, shape, p):
     x = rng.standard_normal(shape).astype(np.float32)
     seed = int(rng.integers(0, 2**63))
@@ -233,9 +234,7 @@ def test_dropout_rejects_bad_inputs():
 
 
 # ---- embedding -------------------------------------------------------------------------------
-@pytest.mark.parametrize("num, dim, idx_shape", [
-    (1, 1, (1,)), (3, 7, (5,)), (7, 3, (2, 3)), (31, 129, (4, 7)), (129, 31, (3, 2, 5)),
-    (50, 300, (200,)), (1000, 2, (3000,))])
+@pytest.mark.parametrize("num, dim, idx_shape", EMBEDDING_CASES)
 def test_embedding_and_backward_match_float64(device, impl, rng, num, dim, idx_shape):
     weight = rng.standard_normal((num, dim)).astype(np.float32)
     idx = rng.integers(0, num, idx_shape)

@@ -5,9 +5,10 @@ import pytest
 
 import hipgrad as hg
 from tests.conftest import check, to_dev
+from tests.op_cases import OPS
 from tests.reference import loss as ref
 
-SIZES = [(1, 1), (1, 7), (3, 3), (7, 31), (31, 7), (129, 10), (5, 129), (300, 257)]
+SIZES = OPS["softmax_cross_entropy"].params["sizes"]
 
 
 def numeric_grad(f, x: np.ndarray, eps: float) -> np.ndarray:

@@ -5,28 +5,15 @@ import pytest
 
 import hipgrad as hg
 from tests.conftest import check, to_dev
+from tests.op_cases import OPS
 from tests.reference import optim as ref
 
 NO_TORCH = "torch is not installed (pip install torch==2.13.0)"
 
-SHAPES = [(1,), (3,), (7, 31), (129, 3), (33_001,)]  # the last one runs threaded
+SHAPES = OPS["sgd_step"].params["shapes"]
 STEPS = 4
-
-SGD_CASES = [
-    {"lr": 0.1},
-    {"lr": 0.05, "weight_decay": 0.01},
-    {"lr": 0.05, "momentum": 0.9},
-    {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
-    {"lr": 0.02, "momentum": 0.8, "nesterov": True},
-    {"lr": 0.02, "momentum": 0.5, "weight_decay": 0.1, "nesterov": True},
-]
-ADAM_CASES = [
-    {"lr": 1e-2},
-    {"lr": 1e-3, "beta1": 0.5, "beta2": 0.9, "eps": 1e-6},
-    {"lr": 1e-2, "weight_decay": 0.1},
-    {"lr": 1e-2, "weight_decay": 0.1, "decoupled": True},
-    {"lr": 3e-3, "beta1": 0.0, "beta2": 0.0, "weight_decay": 0.01, "decoupled": True},
-]
+SGD_CASES = OPS["sgd_step"].params["cases"]
+ADAM_CASES = OPS["adam_step"].params["cases"]
 
 
 def _case_id(case: dict) -> str:

@@ -5,23 +5,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import check, to_dev
+from tests.op_cases import OPS
 from tests.reference import pool as ref
 
-# (x shape, kernel, stride (None: = kernel), padding): odd and non-square sizes, kernels 1-3,
-# strides 1-3, padding 0-1, windows hanging over the edge, the last one large enough to thread.
-CASES = [
-    ((2, 3, 7, 9), 1, None, 0),
-    ((2, 3, 7, 9), 2, None, 0),
-    ((1, 3, 31, 33), 3, 2, 1),
-    ((2, 1, 7, 13), (3, 2), (1, 3), (1, 0)),
-    ((1, 2, 9, 8), (2, 3), (3, 1), (0, 1)),
-    ((1, 2, 7, 7), 1, 3, 0),
-    ((1, 2, 3, 129), 2, 2, 1),
-    ((1, 1, 3, 3), 3, None, 1),
-    ((1, 2, 1, 7), (2, 1), (1, 2), (1, 0)),
-    ((1, 1, 1, 1), 3, 1, 1),
-    ((4, 9, 31, 33), 2, None, 0),
-]
+# (x shape, kernel, stride (None: = kernel), padding): see tests/op_cases.py
+CASES = OPS["max_pool2d"].params["cases"]
 IDS = [f"{s[0]}-k{s[1]}-s{s[2]}-p{s[3]}".replace(" ", "") for s in CASES]
 
 

@@ -11,9 +11,10 @@ import pytest
 
 import hipgrad as hg
 from tests.conftest import check, to_dev
+from tests.op_cases import OPS
 from tests.reference import quant as ref
 
-ACTS = [None, "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu"]
+ACTS = OPS["qgemm"].params["acts"]
 
 
 def _int8(rng, shape):
@@ -36,10 +37,7 @@ def test_quantize_maps_nan_to_zero_and_inf_to_the_bounds(device, impl):
 
 
 @pytest.mark.parametrize("act", ACTS)
-# Odd K (byte-wise tails), K % 4 == 0 (word loads, and the vendor int8 GEMM where N % 4 == 0),
-# several tiles with ragged edges, K = 0, and a shape large enough for the 128 x 128 GPU tiles.
-@pytest.mark.parametrize("mnk", [(1, 1, 1), (3, 7, 31), (31, 5, 129), (67, 33, 300), (130, 68, 36),
-                                 (5, 3, 0), (1500, 1500, 21)])
+@pytest.mark.parametrize("mnk", OPS["qgemm"].params["sizes"])
 def test_qgemm_matches_integer_reference(device, impl, rng, act, mnk):
     M, N, K = mnk
     xq, wq = _int8(rng, (M, K)), _int8(rng, (N, K))

@@ -128,13 +128,12 @@ HG_REGISTER_KERNEL(qgemm_op, gpu, vendor,
                    &hg::gpu::qgemm_cublas);
 HG_REGISTER_KERNEL(linear_bias_act_op, gpu, vendor, "gpu.cublas_sgemm+epilogue_pass",
                    &hg::gpu::linear_bias_act_cublas);
+HG_REGISTER_VENDOR_LIBRARY(gpu, blas, nvidia, "cuBLAS", true);
 static const bool hg_cublas_fact = hg::add_build_fact(
     "gpu.vendor.cublas", HG_STRINGIFY(CUBLAS_VER_MAJOR) "." HG_STRINGIFY(CUBLAS_VER_MINOR) "." HG_STRINGIFY(
                              CUBLAS_VER_PATCH));
 
 #elif defined(HIPGRAD_PLATFORM_NVIDIA)
-HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
-HG_REGISTER_FALLBACK(qgemm_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
-HG_REGISTER_FALLBACK(linear_bias_act_op, gpu, vendor, "cuBLAS was not found when hipgrad was built");
+HG_REGISTER_VENDOR_LIBRARY(gpu, blas, nvidia, "cuBLAS", false);
 static const bool hg_cublas_fact = hg::add_build_fact("gpu.vendor.cublas", "not found");
 #endif

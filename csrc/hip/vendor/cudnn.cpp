@@ -419,27 +419,12 @@ HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor, "gpu.cudnn_pooling_average_includ
                    &hg::gpu::avg_pool2d_cudnn);
 HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor, "gpu.cudnn_pooling_average_include_padding_backward",
                    &hg::gpu::avg_pool2d_backward_cudnn);
-HG_REGISTER_FALLBACK(max_pool2d_op, gpu, vendor,
-                     "cuDNN's max pooling returns no argmax, and max_pool2d_backward takes hipgrad's int64 "
-                     "argmax (h*W + w)");
-HG_REGISTER_FALLBACK(max_pool2d_backward_op, gpu, vendor,
-                     "cuDNN's max-pooling backward recomputes the max from x and y instead of taking "
-                     "hipgrad's argmax");
+HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, nvidia, "cuDNN", true);
 static const bool hg_cudnn_fact = hg::add_build_fact(
     "gpu.vendor.cudnn",
     HG_STRINGIFY(CUDNN_MAJOR) "." HG_STRINGIFY(CUDNN_MINOR) "." HG_STRINGIFY(CUDNN_PATCHLEVEL));
 
 #elif defined(HIPGRAD_PLATFORM_NVIDIA)
-#define HG_NO_CUDNN "cuDNN was not found when hipgrad was built"
-HG_REGISTER_FALLBACK(conv2d_forward_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(conv2d_backward_data_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(conv2d_bias_act_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(conv2d_backward_weight_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(activation_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(activation_backward_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(max_pool2d_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(max_pool2d_backward_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(avg_pool2d_op, gpu, vendor, HG_NO_CUDNN);
-HG_REGISTER_FALLBACK(avg_pool2d_backward_op, gpu, vendor, HG_NO_CUDNN);
+HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, nvidia, "cuDNN", false);
 static const bool hg_cudnn_fact = hg::add_build_fact("gpu.vendor.cudnn", "not found");
 #endif

@@ -424,24 +424,10 @@ HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor, "gpu.miopen_pooling_average_inclu
                    &hg::gpu::avg_pool2d_miopen);
 HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor, "gpu.miopen_pooling_average_inclusive_backward",
                    &hg::gpu::avg_pool2d_backward_miopen);
-HG_REGISTER_FALLBACK(max_pool2d_op, gpu, vendor,
-                     "MIOpen keeps max-pooling indices in its own workspace layout, not hipgrad's int64 "
-                     "argmax (h*W + w)");
-HG_REGISTER_FALLBACK(max_pool2d_backward_op, gpu, vendor,
-                     "MIOpen's max-pooling backward reads its own workspace, not hipgrad's int64 argmax");
+HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, amd, "MIOpen", true);
 static const bool hg_miopen_fact = hg::add_build_fact("gpu.vendor.miopen", hg::gpu::miopen_version());
 
 #elif defined(HIPGRAD_PLATFORM_AMD)
-#define HG_NO_MIOPEN "MIOpen was not found when hipgrad was built"
-HG_REGISTER_FALLBACK(conv2d_forward_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(conv2d_backward_data_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(conv2d_bias_act_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(conv2d_backward_weight_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(activation_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(activation_backward_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(max_pool2d_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(max_pool2d_backward_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(avg_pool2d_op, gpu, vendor, HG_NO_MIOPEN);
-HG_REGISTER_FALLBACK(avg_pool2d_backward_op, gpu, vendor, HG_NO_MIOPEN);
+HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, amd, "MIOpen", false);
 static const bool hg_miopen_fact = hg::add_build_fact("gpu.vendor.miopen", "not found");
 #endif

@@ -148,13 +148,12 @@ HG_REGISTER_KERNEL(qgemm_op, gpu, vendor,
                    &hg::gpu::qgemm_rocblas);
 HG_REGISTER_KERNEL(linear_bias_act_op, gpu, vendor, "gpu.rocblas_sgemm+epilogue_pass",
                    &hg::gpu::linear_bias_act_rocblas);
+HG_REGISTER_VENDOR_LIBRARY(gpu, blas, amd, "rocBLAS", true);
 static const bool hg_rocblas_fact = hg::add_build_fact(
     "gpu.vendor.rocblas", HG_STRINGIFY(ROCBLAS_VERSION_MAJOR) "." HG_STRINGIFY(
                               ROCBLAS_VERSION_MINOR) "." HG_STRINGIFY(ROCBLAS_VERSION_PATCH));
 
 #elif defined(HIPGRAD_PLATFORM_AMD)
-HG_REGISTER_FALLBACK(gemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
-HG_REGISTER_FALLBACK(qgemm_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
-HG_REGISTER_FALLBACK(linear_bias_act_op, gpu, vendor, "rocBLAS was not found when hipgrad was built");
+HG_REGISTER_VENDOR_LIBRARY(gpu, blas, amd, "rocBLAS", false);
 static const bool hg_rocblas_fact = hg::add_build_fact("gpu.vendor.rocblas", "not found");
 #endif

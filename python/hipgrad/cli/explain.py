@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(*_wrap("Training repeats five steps for every batch of examples. Here is one step, "
                  "traced op by op after an untraced warm-up step (so the one-time timing of "
-                 "kernel variants for impl=\"auto\" is not counted). [brackets]: the kernel or "
+                 "candidate kernels for impl=\"auto\" is not counted). [brackets]: the kernel or "
                  "library call that ran.", indent="", first=""), sep="\n")
     print()
     train_lines, train_ms = explain_training(train_t, prep.batch, prep.num_classes)

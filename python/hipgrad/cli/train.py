@@ -34,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--val-fraction", type=float, default=0.2, help="digits only (default 0.2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("--impl", choices=["auto", "handwritten", "vendor"], default="auto",
-                   help="kernel variant for GEMM and convolution; auto picks the faster once per "
-                        "shape, so pin one for bit-identical runs across processes (default auto)")
+                   help="which kernels GEMM and convolution run: handwritten, vendor, or auto (the "
+                        "fastest candidate, timed once per shape), so pin one for bit-identical runs "
+                        "across processes (default auto)")
     p.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop")
     p.add_argument("--resume", default=None, help="checkpoint (file or run directory) to continue")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -2,11 +2,12 @@
 
     hipgrad tune --model lenet --batch 256 --data digits --precision both
 
-impl="auto" picks between kernel variants by timing each the first time it meets a shape (see
-hipgrad.profiling.tuning). This command meets all of a model's shapes at once: one training
-step (forward, loss, backward, update, as `Trainer` runs it) and one inference pass through `InferenceEngine`
-(fp32, int8 or both), then writes the tuning cache and prints the choices. A later process
-loads the cache at import and times nothing; a second `hipgrad tune` shows that ("0 timed").
+impl="auto" picks among an op's candidate kernels by timing each the first time it meets a
+shape (see hipgrad.profiling.tuning). This command meets all of a model's shapes at once: one
+training step (forward, loss, backward, update, as `Trainer` runs it) and one inference pass
+through `InferenceEngine` (fp32, int8 or both), then writes the tuning cache and prints the
+choices. A later process loads the cache at import and times nothing; a second `hipgrad tune`
+shows that ("0 timed").
 
 `prepare()` (common.py) is shared with `hipgrad explain`: argument checks, data, model.
 """
@@ -125,10 +126,10 @@ def run(args: argparse.Namespace) -> int:
           f"tuned (from the cache), {timed_now} timed now")
     single = sorted({r["op"] for r in t.ops} - {r["op"] for r in rows})
     if single:
-        print(*textwrap.wrap("ran with one variant only (nothing to choose): " + ", ".join(single),
+        print(*textwrap.wrap("ran with one candidate kernel only (nothing to choose): " + ", ".join(single),
                              WIDTH, subsequent_indent="  "), sep="\n")
     if path is None:
-        print("nothing to save: no op here has more than one variant to choose from")
+        print("nothing to save: no op here has more than one candidate kernel to choose from")
     else:
         held = sum(r["key"].split("|", 1)[0] == prep.device for r in hg.tuning_report())
         print(f"tuning cache ({held} choices for {prep.device} in all):\n  {path}")

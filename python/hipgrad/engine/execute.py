@@ -87,7 +87,7 @@ def bind(s: Step, x: Tensor, int8: bool, mem: Arena | None) -> Callable[[Tensor]
                                         out=o, with_argmax=False)[0]
     if s.kind == "avgpool":
         return lambda v: ops.avg_pool2d(v, a["kernel"], stride=a["stride"], padding=a["padding"], out=o)
-    if s.kind == "affine":  # eval batch norm reads the running statistics, never writes them
+    if s.kind == "batch_norm":  # eval batch norm reads the running statistics, never writes them
         return lambda v: ops.batch_norm(v, t["weight"], t["bias"], t["running_mean"], t["running_var"],
                                         training=False, eps=a["eps"], out=o)[0]
     if s.kind == "softmax":

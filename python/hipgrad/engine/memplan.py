@@ -62,7 +62,7 @@ def step_output_shape(step: Any, shape: Shape) -> Shape:
         return tuple(shape[:start]) + (_numel(shape[start:end + 1]),) + tuple(shape[end + 1:])
     if kind == "embedding":
         return tuple(shape) + (_weight_shape(step)[1],)
-    if kind in ("act", "affine", "softmax"):
+    if kind in ("act", "batch_norm", "softmax"):
         return tuple(shape)
     raise ValueError(f"plan step {step.name!r} has an unknown kind {kind!r}")
 
@@ -102,7 +102,7 @@ def check_input_shape(steps: list, shape: Shape, given: Shape | None = None) -> 
             k = _weight_shape(s)[1]
             if rank < 2 or shape[-1] != k:
                 raise bad(f"(batch, ..., {k})")
-        elif kind == "affine":
+        elif kind == "batch_norm":
             c = _numel(s.tensors["running_mean"].shape if s.tensors else s.arrays["running_mean"].shape)
             if rank < 2 or shape[1] != c:
                 raise bad(f"(batch, {c}, ...)")

@@ -173,7 +173,7 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
                                                       "stride": (dims[2], dims[3]), "padding": (0, 0)}))
         elif op == "BatchNormalization":
             scale, bias, mean, var = w[:4]
-            steps.append(Step("affine", name, {"weight": scale, "bias": bias, "running_mean": mean,
+            steps.append(Step("batch_norm", name, {"weight": scale, "bias": bias, "running_mean": mean,
                                                "running_var": var}, {"eps": float(a.get("epsilon", 1e-5))}))
         elif op == "Flatten":
             axis = int(a.get("axis", 1))

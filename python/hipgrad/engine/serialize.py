@@ -16,6 +16,7 @@ from .steps import Step, all_steps, copy_plan
 
 ENGINE_FORMAT = "hipgrad-engine"
 ENGINE_VERSION = 1
+_KIND_RENAMED = {"affine": "batch_norm"}  # step kinds as files written by older versions name them
 
 
 def unpacked(steps: list[Step]) -> list[Step]:
@@ -50,7 +51,7 @@ def _from_json(rows: list[dict], arrays: dict[str, np.ndarray], path: str) -> li
         try:
             attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in r["attrs"].items()}
             own = {k: arrays[f"{r['key']}.{k}"] for k in r["arrays"]}
-            s = Step(r["kind"], r["name"], own, attrs, _from_json(r["body"], arrays, path),
+            s = Step(_KIND_RENAMED.get(r["kind"], r["kind"]), r["name"], own, attrs, _from_json(r["body"], arrays, path),
                      _from_json(r["shortcut"], arrays, path), x_scale=r["x_scale"])
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path}: corrupted engine file (missing {e})") from None

@@ -22,8 +22,9 @@ FUSABLE = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu"} 
 @dataclass
 class Step:
     """One node of the plan. `kind` is one of conv, linear, act, maxpool, avgpool, flatten,
-    affine (a BatchNorm with no conv before it), residual, embedding, softmax. A residual
-    step runs act(body(x) + shortcut(x)); an empty shortcut is the identity."""
+    batch_norm (inference batch norm: a BatchNorm with no conv before it to fold into),
+    residual, embedding, softmax. A residual step runs act(body(x) + shortcut(x)); an empty
+    shortcut is the identity. nn layers make their steps in their `to_steps(name)`."""
 
     kind: str
     name: str
@@ -37,6 +38,17 @@ class Step:
     def branches(self) -> list[tuple[str, list["Step"]]]:
         """The nested step lists, by name, in the order they run."""
         return [("body", self.body), ("shortcut", self.shortcut)] if self.kind == "residual" else []
+
+
+def host_copy(t: Any) -> np.ndarray:
+    """A float32 host copy of a Parameter, tensor or array: the step's own weights, which later
+    training of the model does not change."""
+    data = getattr(t, "data", t)
+    return np.array(data.numpy() if hasattr(data, "numpy") else data, dtype=np.float32, copy=True)
+
+
+def int_pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
 def walk(steps: list[Step], where: tuple[str, ...] = ()) -> Iterator[tuple[Step, tuple[str, ...]]]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from .. import ops
+from ..engine.steps import Step
 from ..tensor import Tensor
 from .module import Module
+
+# exported as hipgrad.nn.<name>
+__all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Tanh"]
 
 
 class _Activation(Module):
@@ -23,6 +27,9 @@ class _Activation(Module):
         x, y = self._take_saved()
         return ops.activation_backward(dy, x, y, self.kind, alpha=self.alpha,
                                        impl=self.impl)
+
+    def to_steps(self, name: str) -> list[Step]:
+        return [Step("act", name, attrs={"kind": self.kind, "alpha": self.alpha})]
 
 
 class ReLU(_Activation):
@@ -72,6 +79,9 @@ class GELU(_Activation):
 
     def extra_repr(self) -> str:
         return f"approximate='{self.approximate}'"
+
+    def to_steps(self, name: str) -> list[Step]:
+        return [Step("act", name, attrs={"kind": self.kind})]
 
 
 class ELU(_Activation):

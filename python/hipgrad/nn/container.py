@@ -7,8 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import ops
+from ..engine.steps import Step
 from ..tensor import Tensor
 from .module import Module, run_child
+
+# exported as hipgrad.nn.<name>
+__all__ = ["Identity", "Residual", "Sequential"]
 
 
 class Sequential(Module):
@@ -53,6 +57,10 @@ class Sequential(Module):
             dy = run_child(name, m, m.backward, dy)
         return dy
 
+    def to_steps(self, name: str) -> list[Step]:
+        return [s for child, m in self.named_children()
+                for s in m.to_steps(f"{name}.{child}" if name else child)]
+
 
 class Identity(Module):
     """y = x; dx = dy."""
@@ -62,6 +70,9 @@ class Identity(Module):
 
     def backward(self, dy: Tensor) -> Tensor:
         return dy
+
+    def to_steps(self, name: str) -> list[Step]:
+        return []
 
 
 class Residual(Module):
@@ -91,3 +102,7 @@ class Residual(Module):
         dx_short = dy if self.shortcut is None else run_child("shortcut", self.shortcut,
                                                                self.shortcut.backward, dy)
         return ops.add(dx_body, dx_short, impl=self.impl)
+
+    def to_steps(self, name: str) -> list[Step]:
+        short = [] if self.shortcut is None else self.shortcut.to_steps(f"{name}.shortcut")
+        return [Step("residual", name, body=self.body.to_steps(f"{name}.body"), shortcut=short)]

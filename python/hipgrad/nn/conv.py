@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
+from ..engine.steps import Step, host_copy, int_pair
 from ..ops._common import pair
 from ..tensor import Tensor, int_arg, tensor
 from . import init
 from .module import Module, Parameter, accumulate_grad
+
+# exported as hipgrad.nn.<name>
+__all__ = ["Conv2d"]
 
 
 class Conv2d(Module):
@@ -70,3 +74,12 @@ class Conv2d(Module):
         if self.groups != 1:
             s += f", groups={self.groups}"
         return s + ("" if self.bias is not None else ", bias=False")
+
+    def to_steps(self, name: str) -> list[Step]:
+        arrays = {"weight": host_copy(self.weight)}
+        if self.bias is not None:
+            arrays["bias"] = host_copy(self.bias)
+        return [Step("conv", name, arrays, {"stride": int_pair(self.stride),
+                                            "padding": int_pair(self.padding),
+                                            "dilation": int_pair(self.dilation),
+                                            "groups": int(self.groups)})]

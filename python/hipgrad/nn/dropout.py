@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from .. import ops
 from .. import random as _random
+from ..engine.steps import Step
 from ..tensor import Tensor, zeros
 from .module import Module
+
+# exported as hipgrad.nn.<name>
+__all__ = ["Dropout"]
 
 
 class Dropout(Module):
@@ -38,3 +42,6 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+    def to_steps(self, name: str) -> list[Step]:
+        return []  # the identity at inference

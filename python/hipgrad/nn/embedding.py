@@ -7,9 +7,13 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..engine.steps import Step, host_copy
 from ..tensor import Tensor, int_arg, tensor
 from . import init
 from .module import Module, Parameter, accumulate_grad
+
+# exported as hipgrad.nn.<name>
+__all__ = ["Embedding"]
 
 
 class Embedding(Module):
@@ -49,3 +53,6 @@ class Embedding(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
+
+    def to_steps(self, name: str) -> list[Step]:
+        return [Step("embedding", name, {"weight": host_copy(self.weight)})]

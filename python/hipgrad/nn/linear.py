@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 
 from .. import ops
+from ..engine.steps import Step, host_copy
 from ..tensor import Tensor, int_arg, tensor
 from . import init
 from .module import Module, Parameter, accumulate_grad
+
+# exported as hipgrad.nn.<name>
+__all__ = ["Linear"]
 
 
 class Linear(Module):
@@ -54,3 +58,9 @@ class Linear(Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+    def to_steps(self, name: str) -> list[Step]:
+        arrays = {"weight": host_copy(self.weight)}
+        if self.bias is not None:
+            arrays["bias"] = host_copy(self.bias)
+        return [Step("linear", name, arrays)]

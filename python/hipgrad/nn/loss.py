@@ -11,6 +11,9 @@ from .. import ops
 from ..tensor import Tensor, tensor
 from .module import Module
 
+# exported as hipgrad.nn.<name>
+__all__ = ["CrossEntropyLoss", "MSELoss"]
+
 _LABEL_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
 
 

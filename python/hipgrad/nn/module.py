@@ -16,9 +16,13 @@ import numpy as np
 
 from .. import ops
 from .._native import _C
+from ..engine.steps import Step
 from ..ops._common import IMPLS
 from ..profiling import tracing
 from ..tensor import Tensor, tensor
+
+# exported as hipgrad.nn.<name>
+__all__ = ["LoadResult", "Module", "Parameter"]
 
 
 class Parameter:
@@ -88,7 +92,7 @@ class LoadResult(NamedTuple):
 class Module:
     """Base class: registers Parameter and Module attributes (in assignment order) and buffers."""
 
-    impl = "auto"  # the variant ("auto", "handwritten", "vendor") the layer's ops run; set_impl()
+    impl = "auto"  # the impl ("auto", "handwritten", "vendor") the layer's ops run with; set_impl()
 
     def __init__(self) -> None:
         object.__setattr__(self, "_param_names", [])
@@ -147,6 +151,13 @@ class Module:
 
     def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         return self.forward(self._input(x), *args, **kwargs)
+
+    def to_steps(self, name: str) -> list[Step]:
+        """This layer as inference-engine steps with host copies of its weights (see
+        hipgrad.engine.steps); `name` is its path in the model ("" at the root). Every layer the
+        engine runs overrides this; containers return their children's steps."""
+        raise ValueError(f"inference plan: layer {name or '(root)'} of type {type(self).__name__} "
+                         "is not supported")
 
     def _input(self, x: Any) -> Any:
         """NumPy input, or a (nested) list of numbers, becomes a tensor on the module's device
@@ -265,7 +276,7 @@ class Module:
         return self
 
     def set_impl(self, impl: str) -> Module:
-        """Which variant ("auto", "handwritten", "vendor") the ops of every layer run."""
+        """The impl ("auto", "handwritten", "vendor") the ops of every layer run with."""
         if impl not in IMPLS:
             raise ValueError(f"set_impl: impl must be one of {IMPLS}, got {impl!r}")
         for m in self.modules():

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..engine.steps import Step, host_copy
 from ..tensor import Tensor, int_arg, tensor
 from .module import Module, Parameter, accumulate_grad
+
+# exported as hipgrad.nn.<name>
+__all__ = ["BatchNorm1d", "BatchNorm2d"]
 
 
 class BatchNorm2d(Module):
@@ -82,6 +86,14 @@ class BatchNorm2d(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+    def to_steps(self, name: str) -> list[Step]:
+        """Inference batch norm on the running statistics (folded into a conv before it)."""
+        return [Step("batch_norm", name, {"weight": host_copy(self.weight),
+                                          "bias": host_copy(self.bias),
+                                          "running_mean": host_copy(self.running_mean),
+                                          "running_var": host_copy(self.running_var)},
+                     {"eps": float(self.eps)})]
 
 
 class BatchNorm1d(BatchNorm2d):

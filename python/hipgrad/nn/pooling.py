@@ -6,9 +6,13 @@ import math
 from typing import Any
 
 from .. import ops
+from ..engine.steps import Step, int_pair
 from ..ops._common import pair
 from ..tensor import Tensor
 from .module import Module
+
+# exported as hipgrad.nn.<name>
+__all__ = ["AvgPool2d", "Flatten", "MaxPool2d"]
 
 
 class _Pool2d(Module):
@@ -22,9 +26,19 @@ class _Pool2d(Module):
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
+    step_kind = ""  # maxpool / avgpool
+
+    def to_steps(self, name: str) -> list[Step]:
+        k = int_pair(self.kernel_size)
+        stride = k if self.stride is None else int_pair(self.stride)
+        return [Step(self.step_kind, name, attrs={"kernel": k, "stride": stride,
+                                                  "padding": int_pair(self.padding)})]
+
 
 class MaxPool2d(_Pool2d):
     """Max over each window; backward routes dy to the argmax the forward recorded."""
+
+    step_kind = "maxpool"
 
     def forward(self, x: Tensor) -> Tensor:
         y, argmax = ops.max_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding,
@@ -39,6 +53,8 @@ class MaxPool2d(_Pool2d):
 
 class AvgPool2d(_Pool2d):
     """Mean over each window, padding counted as zeros (PyTorch's count_include_pad=True)."""
+
+    step_kind = "avgpool"
 
     def forward(self, x: Tensor) -> Tensor:
         y = ops.avg_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding,
@@ -75,3 +91,8 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def to_steps(self, name: str) -> list[Step]:
+        dims = {} if (self.start_dim, self.end_dim) == (1, -1) else {"start_dim": self.start_dim,
+                                                                     "end_dim": self.end_dim}
+        return [Step("flatten", name, attrs=dims)]

@@ -9,6 +9,9 @@ from .._native import _C
 from ..tensor import Tensor
 from . import _common
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["activation", "activation_backward"]
+
 KINDS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu")
 
 

@@ -14,6 +14,9 @@ from .._native import _C
 from ..tensor import Tensor, int_arg
 from . import _common
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["bias_add", "bias_backward", "conv2d", "conv2d_backward_data", "conv2d_backward_weight"]
+
 IntOrPair = int | Sequence[int]
 
 

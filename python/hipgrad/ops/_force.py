@@ -20,6 +20,9 @@ from collections.abc import Iterator
 
 from .._native import _C
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["force_kernel"]
+
 
 def _ops_of(kernel: str) -> list[str]:
     """Every op with a kernel of that name (conv2d_forward and conv2d_backward_weight both have

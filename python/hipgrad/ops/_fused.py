@@ -10,6 +10,9 @@ from ..tensor import Tensor, int_arg
 from . import _common
 from ._conv import IntOrPair, _hyper
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["conv2d_bias_act", "linear_bias_act", "linear_bias_act_packed", "pack_linear_weight"]
+
 
 def _activation(activation: Any, op: str) -> str:
     if activation is None:

@@ -8,6 +8,9 @@ from ..tensor import Tensor
 from . import _common
 from .._native import _C
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["gemm"]
+
 
 def gemm(a: Any, b: Any, c: Any = None, *, trans_a: bool = False, trans_b: bool = False,
          alpha: float = 1.0, beta: float = 0.0, impl: str = "auto",

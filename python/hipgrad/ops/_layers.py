@@ -11,6 +11,10 @@ from ..tensor import Tensor, int_arg
 from . import _common
 from ._optim import inplace_tensor
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["add", "add_", "batch_norm", "batch_norm_backward", "dropout",
+           "dropout_backward", "embedding", "embedding_backward", "fill_"]
+
 
 def add(a: Any, b: Any, *, alpha: float = 1.0, impl: str = "auto", out: Tensor | None = None) -> Tensor:
     """a + alpha*b; a and b float32 of one shape. With `out`, written there (see

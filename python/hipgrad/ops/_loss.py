@@ -8,6 +8,10 @@ from .._native import _C
 from ..tensor import Tensor
 from . import _common
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["mse_loss", "mse_loss_backward", "softmax", "softmax_cross_entropy",
+           "softmax_cross_entropy_backward"]
+
 
 def softmax_cross_entropy(logits: Any, labels: Any, impl: str = "auto") -> tuple[Tensor, Tensor]:
     """(loss, probs): loss is the 0-d mean over N of -log softmax(logits)[n, labels[n]], probs is

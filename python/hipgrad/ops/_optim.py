@@ -8,6 +8,9 @@ from .._native import _C
 from ..tensor import Tensor, int_arg
 from . import _common
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["adam_step", "sgd_step"]
+
 
 def inplace_tensor(x: Any, name: str, op: str) -> Tensor:
     """An hg.Tensor updated in place; a NumPy array would be copied, losing the update."""

@@ -9,6 +9,9 @@ from .._native import _C
 from ..tensor import Tensor
 from . import _common
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
+
 
 def _geometry(op: str, kernel: Any, stride: Any, padding: Any) -> tuple[list[int], ...]:
     k = _common.pair(kernel, "kernel", op)

@@ -10,6 +10,9 @@ from ..tensor import Tensor
 from . import _common
 from ._conv import _hyper
 
+# the ops of this family, exported as hipgrad.ops.<name>
+__all__ = ["qconv2d", "qgemm", "quantize"]
+
 
 def quantize(x: Any, scale: float, *, impl: str = "auto", out: Tensor | None = None) -> Tensor:
     """int8 q = clamp(round_half_even(x / scale), -127, 127), same shape as x.

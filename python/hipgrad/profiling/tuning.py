@@ -25,8 +25,10 @@ from collections.abc import Iterator
 
 from .._native import _C
 
-FORMAT = 3  # 2: choices by kernel name, with every candidate's time; 3: on a multi-threaded CPU
-#             OpenBLAS is kept only when clearly faster (dispatch.h kCpuVendorMargin)
+# Cache files of another format are ignored. This one: choices by kernel name with every
+# candidate's time; on a multi-threaded CPU, OpenBLAS kept only when clearly faster (dispatch.h
+# kCpuVendorMargin).
+FORMAT = 3
 
 
 def cache_dir() -> pathlib.Path:

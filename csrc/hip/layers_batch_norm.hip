@@ -13,11 +13,10 @@
 //                      dx = gamma invstd (dy - dbeta / M - xhat dgamma / M);
 //   backward, eval     dx = gamma invstd dy (the statistics are constants); dgamma, dbeta as above.
 //
-// Variants: gpu.batch_norm_two_stage, gpu.batch_norm_backward_two_stage (handwritten, the only
-// registered ones): the per-channel sums go through channel_sums (kernels_elementwise.h: block
+// Kernels: gpu.batch_norm_two_stage, gpu.batch_norm_backward_two_stage (handwritten): the per-channel sums go through channel_sums (kernels_elementwise.h: block
 // partials, then a fixed-order finalize in double -- deterministic, no atomics); the elementwise
-// passes are grid-stride kernels with multiply-high index division. HIPGRAD_GPU_LAYERS_VARIANT=v0
-// runs the sums as one thread per channel in double (the reference).
+// passes are grid-stride kernels with multiply-high index division. gpu.batch_norm_v0 and
+// gpu.batch_norm_backward_v0 (reference kernels) run the sums as one thread per channel in double.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py -k batch_norm -m gpu
 // Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
@@ -111,6 +110,7 @@ __global__ void bn_backward_apply(typename D::Index total, D HWd, D Cd, float in
   }
 }
 
+template <Path P>
 void batch_norm_gpu(const BatchNormArgs& a) {
   if (a.C == 0) return;
   const hipStream_t st = current_stream();
@@ -123,8 +123,8 @@ void batch_norm_gpu(const BatchNormArgs& a) {
   const bool batch_stats = a.training || a.running_mean == nullptr || a.running_var == nullptr;
   if (batch_stats) {
     const float inv_m = static_cast<float>(1.0 / double(M));
-    channel_sums<1>("LAYERS", SumX{a.x}, a.N, a.C, a.HW, ChannelOut<1>{{mean}, {inv_m}});
-    channel_sums<1>("LAYERS", SumSqDev{a.x, mean}, a.N, a.C, a.HW, ChannelOut<1>{{var}, {inv_m}});
+    channel_sums<1>(P, SumX{a.x}, a.N, a.C, a.HW, ChannelOut<1>{{mean}, {inv_m}});
+    channel_sums<1>(P, SumSqDev{a.x, mean}, a.N, a.C, a.HW, ChannelOut<1>{{var}, {inv_m}});
   }
   bn_stats<<<blocks_for(a.C), kThreads, 0, st>>>(a.C, M, batch_stats, a.training, a.momentum, a.eps,
                                                var, a.running_mean, a.running_var, mean, invstd);
@@ -138,6 +138,7 @@ void batch_norm_gpu(const BatchNormArgs& a) {
   });
 }
 
+template <Path P>
 void batch_norm_backward_gpu(const BatchNormBackwardArgs& a) {
   if (a.C == 0) return;
   const hipStream_t st = current_stream();
@@ -145,7 +146,7 @@ void batch_norm_backward_gpu(const BatchNormBackwardArgs& a) {
   Tensor tmp = scratch(2 * a.C);
   float* sum_dy = a.dbeta ? a.dbeta : tmp.data<float>();
   float* sum_dy_xhat = a.dgamma ? a.dgamma : tmp.data<float>() + a.C;
-  channel_sums<2>("LAYERS", SumDyDyXhat{a.dy, a.x, a.save_mean, a.save_invstd}, a.N, a.C, a.HW,
+  channel_sums<2>(P, SumDyDyXhat{a.dy, a.x, a.save_mean, a.save_invstd}, a.N, a.C, a.HW,
                   ChannelOut<2>{{sum_dy, sum_dy_xhat}, {1.f, 1.f}});
   if (total == 0 || a.dx == nullptr) return;
   const float inv_m = static_cast<float>(1.0 / double(M));
@@ -161,12 +162,11 @@ void batch_norm_backward_gpu(const BatchNormBackwardArgs& a) {
 }  // namespace
 }  // namespace hg::gpu
 
-HG_REGISTER_KERNEL(batch_norm_op, gpu, handwritten, "gpu.batch_norm_two_stage", &hg::gpu::batch_norm_gpu);
-HG_REGISTER_FALLBACK(batch_norm_op, gpu, vendor,
-                     "hipgrad does not wrap MIOpen / cuDNN batch normalization (the vendor layer covers "
-                     "GEMM, convolution, activation and pooling)");
+HG_REGISTER_KERNEL(batch_norm_op, gpu, handwritten, "gpu.batch_norm_two_stage",
+                   &hg::gpu::batch_norm_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(batch_norm_op, gpu, "gpu.batch_norm_v0",
+                      &hg::gpu::batch_norm_gpu<hg::gpu::Path::reference>);
 HG_REGISTER_KERNEL(batch_norm_backward_op, gpu, handwritten, "gpu.batch_norm_backward_two_stage",
-                   &hg::gpu::batch_norm_backward_gpu);
-HG_REGISTER_FALLBACK(batch_norm_backward_op, gpu, vendor,
-                     "hipgrad does not wrap MIOpen / cuDNN batch normalization (the vendor layer covers "
-                     "GEMM, convolution, activation and pooling)");
+                   &hg::gpu::batch_norm_backward_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(batch_norm_backward_op, gpu, "gpu.batch_norm_backward_v0",
+                      &hg::gpu::batch_norm_backward_gpu<hg::gpu::Path::reference>);

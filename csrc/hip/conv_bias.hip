@@ -4,11 +4,12 @@
 //                  wrappers add the bias in place after MIOpen / cuDNN, which run with beta = 0);
 //   bias_backward  db[c] = sum of dy over (o, i).
 //
-// Variants (handwritten, the only registered ones):
+// Kernels (handwritten, the only registered ones):
 //   gpu.bias_add: grid-stride, one thread per element, channel from two multiply-high divisions;
 //   gpu.bias_backward_two_stage: channel_sums (kernels_elementwise.h): coalesced block partials
 //     (planar for inner >= 32, column-wise for small inner), then a fixed-order finalize in
-//     double -- deterministic, no atomics; v0 (HIPGRAD_GPU_BIAS_VARIANT=v0): one thread per channel.
+//     double -- deterministic, no atomics;
+//   gpu.bias_backward_v0 (reference): one thread per channel.
 //
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py -k bias -m gpu
 // Bench (one command line): PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg"
@@ -35,9 +36,10 @@ struct SumDy {
   __device__ void operator()(int64_t off, int64_t, float (&acc)[1]) const { acc[0] += dy[off]; }
 };
 
+template <Path P>
 void bias_backward_gpu(const BiasBackwardArgs& a) {
   if (a.C == 0) return;
-  channel_sums<1>("BIAS", SumDy{a.dy}, a.outer, a.C, a.inner, ChannelOut<1>{{a.db}, {1.f}});
+  channel_sums<1>(P, SumDy{a.dy}, a.outer, a.C, a.inner, ChannelOut<1>{{a.db}, {1.f}});
 }
 
 }  // namespace
@@ -56,10 +58,7 @@ void bias_add_handwritten(const BiasAddArgs& a) {
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(bias_add_op, gpu, handwritten, "gpu.bias_add", &hg::gpu::bias_add_handwritten);
-HG_REGISTER_FALLBACK(bias_add_op, gpu, vendor,
-                     "hipgrad does not wrap miopenConvolutionForwardBias / cudnnAddTensor for a lone "
-                     "bias add");
 HG_REGISTER_KERNEL(bias_backward_op, gpu, handwritten, "gpu.bias_backward_two_stage",
-                   &hg::gpu::bias_backward_gpu);
-HG_REGISTER_FALLBACK(bias_backward_op, gpu, vendor,
-                     "hipgrad does not wrap miopenConvolutionBackwardBias / cudnnConvolutionBackwardBias");
+                   &hg::gpu::bias_backward_gpu<hg::gpu::Path::fast>);
+HG_REGISTER_REFERENCE(bias_backward_op, gpu, "gpu.bias_backward_v0",
+                      &hg::gpu::bias_backward_gpu<hg::gpu::Path::reference>);

@@ -58,7 +58,7 @@ def test_plan_fuses_activations_and_folds_batchnorm(rng):
     engine = InferenceEngine.from_model(model)
     text = engine.describe()
     assert "0: conv + relu (BatchNorm folded)" in text and "5: linear + tanh" in text
-    assert "Dropout" not in text and "affine" not in text
+    assert "Dropout" not in text and "batch_norm" not in text
     x = rng.standard_normal((3, 2, 5, 5)).astype(np.float32)
     np.testing.assert_allclose(engine.forward(x), _eval_forward(model, x), rtol=1e-4, atol=1e-5)
 
