@@ -49,6 +49,8 @@ def add_explain_command(p: argparse.ArgumentParser) -> Runner:
                         "Chrome trace JSON (Perfetto, chrome://tracing)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also draw time per phase, training beside inference")
+    p.add_argument("--run", default=None, help="--model gpt: a language-model checkpoint to use "
+                                                 "(default: a fresh small GPT)")
     return run_explain
 
 
@@ -176,6 +178,9 @@ def run_explain(args: argparse.Namespace) -> int:
 
     from .cli import output_path
 
+    if args.model == "gpt":
+        from .cli_explain_gpt import run_explain_gpt
+        return run_explain_gpt(args)
     output_path(args.trace_json, "--trace-json")
     output_path(args.plot, "--plot")
     prep = prepare(args)
