@@ -49,7 +49,7 @@ def add_explain_command(p: argparse.ArgumentParser) -> Runner:
                         "Chrome trace JSON (Perfetto, chrome://tracing)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also draw time per phase, training beside inference")
-    p.add_argument("--run", default=None, help="--model gpt: a language-model checkpoint to use "
+    p.add_argument("--run", dest="checkpoint", metavar="RUN", default=None, help="--model gpt: a language-model checkpoint to use "
                                                  "(default: a fresh small GPT)")
     return run_explain
 

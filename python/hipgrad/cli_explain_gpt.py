@@ -28,10 +28,10 @@ def _model_and_data(args: argparse.Namespace, device: str):
     from .cli_lm import lm_data, load_lm
     from .lm.text import ByteTokenizer
     from .models import build_model
-    if getattr(args, "run", None):
-        engine, tok = load_lm(args.run, device)
+    if getattr(args, "checkpoint", None):
+        engine, tok = load_lm(args.checkpoint, device)
         model = engine.model.train()
-        name = f"the GPT in {args.run}"
+        name = f"the GPT in {args.checkpoint}"
     else:
         hg.manual_seed(args.seed)
         tok = ByteTokenizer()

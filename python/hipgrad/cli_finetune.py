@@ -25,7 +25,7 @@ Runner = Callable[[argparse.Namespace], int]
 
 
 def add_finetune_command(p: argparse.ArgumentParser) -> Runner:
-    p.add_argument("run", help="the checkpoint to start from (run directory or .safetensors)")
+    p.add_argument("checkpoint", metavar="RUN", help="the checkpoint to start from (run directory or .safetensors)")
     p.add_argument("--data", required=True,
                    help="the new data: text:PATH | pydoc (a language model); digits | mnist:<dir> "
                         "| ... (an image model)")
@@ -81,15 +81,15 @@ def run_finetune(args: argparse.Namespace) -> int:
     from .cli import UsageError, output_path, pick_device
 
     try:
-        c = load_checkpoint(args.run)
+        c = load_checkpoint(args.checkpoint)
     except CheckpointError as e:
-        raise UsageError(f"RUN {args.run}: {e}") from None
+        raise UsageError(f"RUN {args.checkpoint}: {e}") from None
     if _same_run(c.path, args.out):
         raise UsageError(f"--out {args.out} is the source checkpoint {c.path}: fine-tuning writes a "
                          "new run and never overwrites its source; pick another --out")
     name = (c.spec or {}).get("name")
     if args.model is not None and args.model != name:
-        raise UsageError(f"--model {args.model}: RUN {args.run} holds a {name!r} model")
+        raise UsageError(f"--model {args.model}: RUN {args.checkpoint} holds a {name!r} model")
     output_path(args.out, "--out", directory=True)
     device = pick_device(args.device)
     hg.manual_seed(args.seed)
@@ -134,7 +134,7 @@ def _finetune_lm(args, c, model, device) -> dict:
     from .lm.text import tokenizer_from_meta
     from .lm.train import LMTrainer
     try:
-        tok = tokenizer_from_meta(c.extra.get("tokenizer"), f"RUN {args.run}")
+        tok = tokenizer_from_meta(c.extra.get("tokenizer"), f"RUN {args.checkpoint}")
     except (ValueError, ImportError) as e:
         raise UsageError(str(e)) from None
     block = model.config["block_size"]

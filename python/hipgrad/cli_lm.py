@@ -149,7 +149,7 @@ def sample_text(model, tok, device: str, prompt: str = "The ", n: int = 200) -> 
 # --- hipgrad generate -------------------------------------------------------------------------
 
 def add_generate_command(p: argparse.ArgumentParser) -> Runner:
-    p.add_argument("run", help="a language-model checkpoint (run directory or .safetensors)")
+    p.add_argument("checkpoint", metavar="RUN", help="a language-model checkpoint (run directory or .safetensors)")
     p.add_argument("--prompt", required=True, help="the text the model continues")
     p.add_argument("--max-new-tokens", type=int, default=200, help="default 200")
     p.add_argument("--temperature", type=float, default=1.0, help=">= 0; 0 is greedy (default 1)")
@@ -196,7 +196,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 0:
         raise UsageError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     device = pick_device(args.device)
-    engine, tok = load_lm(args.run, device, args.precision)
+    engine, tok = load_lm(args.checkpoint, device, args.precision)
     for flag, check in (("--temperature", lambda: _check_sampling(args.temperature, None, tok.vocab_size)),
                         ("--top-k", lambda: _check_sampling(1.0, args.top_k, tok.vocab_size))):
         try:
@@ -212,6 +212,8 @@ def run_generate(args: argparse.Namespace) -> int:
     if len(ids) > block:
         print(f"note: --prompt is {len(ids)} tokens, more than block_size {block}: the model sees "
               f"its last {block}", file=sys.stderr)
+    if args.precision == "int8":  # activation scales from the prompt, before the digest
+        engine.calibrate(ids[None, -block:])
     digest = engine.weights_digest()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the crop is said once, above

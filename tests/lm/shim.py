@@ -92,7 +92,7 @@ def install() -> list[str]:
     added = []
     for name, fn in (("layer_norm", layer_norm), ("layer_norm_backward", layer_norm_backward),
                      ("attention", attention), ("attention_backward", attention_backward),
-                     ("permute", permute), ("sum_squares", sum_squares), ("scale_", scale_)):
+                     ("sum_squares", sum_squares), ("scale_", scale_)):
         if not hasattr(ops, name):
             setattr(ops, name, fn)
             added.append(name)

@@ -61,7 +61,7 @@ class QuantLinear(Module):
         self.wq = tensor(np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), device, np.int8)
         self.w_scale = tensor(scale.astype(np.float32), device)
         self.b = lin.bias.data if lin.bias is not None else None
-        self.fp32 = lin                   # used while calibrating, then dropped
+        object.__setattr__(self, "fp32", lin)   # used while calibrating, then dropped (not a child)
         self.x_amax = 0.0
         self.x_scale: float | None = None
 
@@ -76,7 +76,7 @@ class QuantLinear(Module):
 
     def finish_calibration(self) -> None:
         self.x_scale = (self.x_amax if self.x_amax > 0 else 1.0) / 127.0
-        self.fp32 = None
+        object.__setattr__(self, "fp32", None)
 
 
 def _check_sampling(temperature: Any, top_k: Any, vocab: int) -> tuple[float, int | None]:
@@ -149,8 +149,10 @@ class GPTEngine:
                 h.update(f"{name}.{key}".encode())
                 h.update(getattr(m, key).data.numpy().tobytes())
             if isinstance(m, QuantLinear):
-                h.update(f"{name}.wq".encode())
-                h.update(m.wq.numpy().tobytes())
+                for key in ("wq", "w_scale", "b"):
+                    if getattr(m, key) is not None:
+                        h.update(f"{name}.{key}".encode())
+                        h.update(getattr(m, key).numpy().tobytes())
         return h.hexdigest()
 
     def calibrate(self, ids: Any) -> "GPTEngine":

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..nn import _heads
 from ..nn.dropout import Dropout
 from ..nn.embedding import Embedding
 from ..nn.linear import Linear
@@ -154,7 +155,7 @@ class GPT(Module):
         """ln_f and lm_head, on the last position only when `last_only` ((B, V))."""
         b, t, c = (int(s) for s in x.shape)
         if last_only and t > 1:
-            x = ops.permute(x, (1, 0, 2)).narrow(t - 1, 1).reshape(b, 1, c)
+            x = _heads.last_positions(x).reshape(b, 1, c)
         y = self.lm_head(self.transformer.ln_f(x))
         return y.reshape(b, self.vocab_size) if last_only else y
 
