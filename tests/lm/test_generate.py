@@ -127,3 +127,17 @@ def test_bad_sampling_arguments_are_named(model, kw, match):
 def test_bad_prompts_are_named(model, ids, match):
     with pytest.raises((ValueError, TypeError), match=match):
         GPTEngine.from_model(model).generate(ids, 3)
+
+
+def test_inference_engine_loads_a_gpt_checkpoint_with_its_tokenizer(model, rng, tmp_path):
+    from hipgrad.lm.text import ByteTokenizer
+    from hipgrad.lm.train import LMTrainer
+    from hipgrad.lm.windows import TokenWindows
+    data = TokenWindows(random_ids(rng, 1, 200, SMALL["vocab_size"]), SMALL["block_size"])
+    trainer = LMTrainer(model, ByteTokenizer(), data, data, batch_size=2)
+    trainer.save(tmp_path / "model.safetensors")
+    engine = hg.InferenceEngine.load(str(tmp_path), device="cpu")
+    assert isinstance(engine, GPTEngine) and engine.tokenizer.kind == "byte"
+    ids = random_ids(rng, 1, 4, SMALL["vocab_size"])
+    np.testing.assert_array_equal(engine.generate(ids, 5, temperature=0),
+                                  GPTEngine.from_model(model).generate(ids, 5, temperature=0))

@@ -48,6 +48,28 @@ def is_gpt_checkpoint(path: Any) -> bool:
     return isinstance(meta, dict) and isinstance(meta.get("spec"), dict) and meta["spec"].get("name") == "gpt"
 
 
+class FrozenLinear(Module):
+    """A frozen fp32 Linear as one fused op: y = act(x W^T + b), with the activation that follows
+    it (the MLP's GELU) folded in; on the CPU the weight is packed once for the GEMM's panels."""
+
+    def __init__(self, lin: Linear, device: str, activation: str | None = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.activation = lin.in_features, lin.out_features, activation
+        self.b = lin.bias.data if lin.bias is not None else None
+        self.packed = device == "cpu" and self.out_features >= 64
+        self.w = ops.pack_linear_weight(lin.weight.data) if self.packed else lin.weight.data
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = tuple(x.shape)
+        x2 = x.reshape(math.prod(shape[:-1]), self.in_features)
+        if self.packed:
+            y = ops.linear_bias_act_packed(x2, self.w, self.b, n=self.out_features,
+                                           activation=self.activation)
+        else:
+            y = ops.linear_bias_act(x2, self.w, self.b, activation=self.activation)
+        return y.reshape(*shape[:-1], self.out_features)
+
+
 class QuantLinear(Module):
     """A frozen Linear in int8: x is quantized with a calibrated per-tensor scale, the product
     runs in int8 with int32 accumulation and is dequantized with the weight's per-row scales."""
@@ -110,6 +132,8 @@ class GPTEngine:
         self.calibrated = precision == "fp32"
         if precision == "int8":
             self._quantize()
+        else:
+            self._fuse()
         self._caches: dict[tuple[int, int], list] = {}
         self.last_stats: dict = {}
 
@@ -138,6 +162,19 @@ class GPTEngine:
                 if isinstance(child, Linear):
                     setattr(m, name, QuantLinear(child, self.device))
 
+    def _fuse(self) -> None:
+        """Every Linear as a FrozenLinear; the MLP's GELU folded into c_fc."""
+        from ..nn.container import Identity
+        from ..nn.transformer import MLP
+        for _, m in list(self.model.named_modules()):
+            if isinstance(m, MLP):
+                m.c_fc = FrozenLinear(m.c_fc, self.device, activation="gelu")
+                m.gelu = Identity()
+            for name in list(m._module_names):
+                child = getattr(m, name)
+                if isinstance(child, Linear):
+                    setattr(m, name, FrozenLinear(child, self.device))
+
     def _quant_layers(self) -> list[QuantLinear]:
         return [m for m in self.model.modules() if isinstance(m, QuantLinear)]
 
@@ -148,8 +185,10 @@ class GPTEngine:
             for key in m._param_names:
                 h.update(f"{name}.{key}".encode())
                 h.update(getattr(m, key).data.numpy().tobytes())
-            if isinstance(m, QuantLinear):
-                for key in ("wq", "w_scale", "b"):
+            if isinstance(m, (QuantLinear, FrozenLinear)):
+                for key in ("wq", "w_scale", "b", "w"):
+                    if not hasattr(m, key):
+                        continue
                     if getattr(m, key) is not None:
                         h.update(f"{name}.{key}".encode())
                         h.update(getattr(m, key).numpy().tobytes())

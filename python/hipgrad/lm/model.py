@@ -51,6 +51,7 @@ class GPT(Module):
             raise ValueError(f"gpt: dropout must be in [0, 1), got {dropout}")
         self.config = {"vocab_size": vocab_size, "block_size": block_size, "n_layer": n_layer,
                        "n_head": n_head, "n_embd": n_embd, "dropout": float(dropout), "bias": bool(bias)}
+        self.spec = {"name": "gpt", "options": dict(self.config)}   # what rebuilds it
         self.transformer = Stack(
             wte=Embedding(vocab_size, n_embd), wpe=Embedding(block_size, n_embd),
             drop=Dropout(dropout),
