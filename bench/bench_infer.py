@@ -56,8 +56,8 @@ import time
 import hipgrad as hg
 import numpy as np
 from hipgrad import InferenceEngine, nn, optim
-from hipgrad.compare import median_ms as _median_ms
-from hipgrad.models import build_model
+from hipgrad.profiling.compare import median_ms as _median_ms
+from hipgrad.training.models import build_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _sysinfo

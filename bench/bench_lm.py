@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hipgrad as hg  # noqa: E402
 from hipgrad.lm.engine import GPTEngine  # noqa: E402
 from hipgrad.lm.train import LMTrainer  # noqa: E402
-from hipgrad.lm.windows import TokenWindows  # noqa: E402
-from hipgrad.lm.text import ByteTokenizer, load_corpus  # noqa: E402
+from hipgrad.data.windows import TokenWindows  # noqa: E402
+from hipgrad.data.text import ByteTokenizer, load_corpus  # noqa: E402
 
 CFG = dict(vocab_size=256, block_size=128, n_layer=4, n_head=4, n_embd=128)
 BATCH = 16

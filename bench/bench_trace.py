@@ -30,8 +30,8 @@ import hipgrad as hg
 import numpy as np
 from hipgrad import nn, optim
 from hipgrad.data import DataLoader, Dataset
-from hipgrad.models import build_model
-from hipgrad.train import Trainer
+from hipgrad.training.models import build_model
+from hipgrad.training.trainer import Trainer
 
 IN_SHAPE, CLASSES = (1, 28, 28), 10
 

@@ -24,7 +24,7 @@ import numpy as np
 
 import hipgrad as hg
 from hipgrad import nn, optim
-from hipgrad.models import build_model
+from hipgrad.training.models import build_model
 
 CASES = {  # name: (model name, options, input shape, batch, goal as a fraction of PyTorch's speed)
     "lenet5": ("lenet", {"dropout": 0.0}, (1, 28, 28), 64, 0.5),

@@ -3,7 +3,7 @@ initcheck) on a machine with a GPU: `compute-sanitizer --tool memcheck python3 b
 
 Each op runs with impl="handwritten" and impl="vendor", every registered GPU kernel of the
 GEMM / convolution families is forced once by name, and one training step plus fp32 and int8
-inference passes run for each model of the zoo (hipgrad.compare). Results are checked loosely
+inference passes run for each model of the zoo (hipgrad.profiling.compare). Results are checked loosely
 against the CPU backend so a kernel that ran but wrote garbage is reported too. Prints one line
 per case and exits 1 when a case raised or disagreed.
 """

@@ -83,7 +83,7 @@ def test_tune_leaves_report_entries_for_lenets_conv_and_gemm_shapes(capsys):
 
 
 def test_format_report_prints_every_candidate():
-    from hipgrad.cli_tune import format_report
+    from hipgrad.cli.tune import format_report
 
     rows = [{"op": "gemm", "key": "cpu|M=1,N=2,K=3", "chosen": "handwritten", "kernel": "tile_64x32",
              "handwritten_ms": 0.5, "vendor_ms": 0.25,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import hipgrad as hg
-from hipgrad import tuning
+from hipgrad.profiling import tuning
 
 
 TUNE_ROUNDS = 3  # csrc/core/dispatch.h kTuneRounds (timed rounds for an op this short)
@@ -284,7 +284,7 @@ def test_malformed_entries_and_unreadable_files_are_skipped_with_a_warning(cache
 
 
 SAVE_ONE = """
-import numpy as np, hipgrad as hg, hipgrad.tuning as tu
+import numpy as np, hipgrad as hg, hipgrad.profiling.tuning as tu
 hg.ops.gemm(np.ones(({m}, 8), np.float32), np.ones((8, 8), np.float32), impl="auto")
 """
 

@@ -15,6 +15,13 @@ def devices() -> list[str]:
     return list(_C.devices())
 
 
+def resolve_device(device: str) -> str:
+    """"auto" -> "gpu:0" where one is usable, else "cpu"; any other name as given."""
+    if device == "auto":
+        return "gpu:0" if "gpu:0" in devices() else "cpu"
+    return device
+
+
 def gpu_unavailable_reason() -> str:
     """Why no GPU is usable ("" when one is)."""
     return _C.gpu_unavailable_reason()

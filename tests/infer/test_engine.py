@@ -11,7 +11,7 @@ import pytest
 
 import hipgrad as hg
 from hipgrad import InferenceEngine, nn
-from hipgrad.infer import resolve_device
+from hipgrad.runtime import resolve_device
 
 pytest.importorskip("safetensors", reason="pip install safetensors")
 
@@ -165,7 +165,7 @@ def test_load_checkpoint_and_cli(trained_digits, capsys):
 
 
 def test_bad_input_and_files(tmp_path, rng):
-    from hipgrad.checkpoint import CheckpointError
+    from hipgrad.training.checkpoint import CheckpointError
 
     engine = InferenceEngine.from_model(hg.build_model("mlp", (1, 4, 4), 3), input_shape=(1, 4, 4))
     x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
@@ -208,7 +208,7 @@ def test_bad_input_and_files(tmp_path, rng):
 
 
 def test_compare_shows_inference_is_lighter(tmp_path):
-    from hipgrad.compare import format_compare
+    from hipgrad.profiling.compare import format_compare
 
     r = hg.compare("lenet", batch=64, device="cpu", input_shape=(1, 16, 16), repeats=2,
                    out_dir=str(tmp_path))
@@ -240,7 +240,7 @@ def test_tensor_input_checked_for_nan_on_its_device(device, rng):
     big = np.full((5, 1, 12, 12), 3e38, np.float32)  # every channel sum overflows to inf
     with np.errstate(over="ignore", invalid="ignore"):
         engine.forward(hg.tensor(big, device=device))  # no error: the input itself is finite
-    from hipgrad.infer import _tensor_all_finite
+    from hipgrad.engine.checks import tensor_all_finite as _tensor_all_finite
     assert _tensor_all_finite(hg.tensor(big, device=device))
     assert not _tensor_all_finite(hg.tensor(np.where(rng.random(big.shape) < 0.01, np.nan, big)
                                             .astype(np.float32), device=device))
@@ -403,7 +403,7 @@ def test_wide_float_input_beyond_float32_is_refused_and_int_tensors_converted(rn
 
 
 def test_engine_file_and_argument_mistakes_are_refused(trained_digits, tmp_path, rng):
-    from hipgrad.checkpoint import CheckpointError
+    from hipgrad.training.checkpoint import CheckpointError
 
     model, train, val, out = trained_digits
     int8 = InferenceEngine.from_model(model, device="cpu", precision="int8").calibrate(train.images[:64])

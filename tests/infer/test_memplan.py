@@ -248,14 +248,14 @@ def test_memory_report_lists_plans(rng):
 
 
 def test_a_planner_engine_mismatch_fails_loudly(monkeypatch, rng):
-    import hipgrad.memplan as memplan
+    import hipgrad.engine.memplan as memplan
 
     counted = memplan.fp32_ops
     # conv runs one fused op (conv2d_bias_act); a planner that counts none under-sizes a buffer
     monkeypatch.setattr(memplan, "fp32_ops", lambda s: 0 if s.kind == "conv" else counted(s))
     _, engine, _ = _engines("lenet", (1, 28, 28), "fp32", rng)
     assert engine.memory_plan((8, 1, 28, 28)).slot_numels[0] < 8 * 6 * 28 * 28
-    with pytest.raises(RuntimeError, match="planner and InferenceEngine._step disagree"):
+    with pytest.raises(RuntimeError, match="planner and execute.bind disagree"):
         engine.forward(rng.standard_normal((8, 1, 28, 28)).astype(np.float32))
 
 

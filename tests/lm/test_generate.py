@@ -130,9 +130,9 @@ def test_bad_prompts_are_named(model, ids, match):
 
 
 def test_inference_engine_loads_a_gpt_checkpoint_with_its_tokenizer(model, rng, tmp_path):
-    from hipgrad.lm.text import ByteTokenizer
+    from hipgrad.data.text import ByteTokenizer
     from hipgrad.lm.train import LMTrainer
-    from hipgrad.lm.windows import TokenWindows
+    from hipgrad.data.windows import TokenWindows
     data = TokenWindows(random_ids(rng, 1, 200, SMALL["vocab_size"]), SMALL["block_size"])
     trainer = LMTrainer(model, ByteTokenizer(), data, data, batch_size=2)
     trainer.save(tmp_path / "model.safetensors")

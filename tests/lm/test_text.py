@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hipgrad.data import DataError
-from hipgrad.lm import text
-from hipgrad.lm.windows import TokenWindows
+from hipgrad.data import text
+from hipgrad.data.windows import TokenWindows
 
 SAMPLES = ["", "hello", "héllo wörld ✓ — 日本語 🙂", "line\nbreak\ttab\x00nul"]
 

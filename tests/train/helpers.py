@@ -7,8 +7,8 @@ import numpy as np
 import hipgrad as hg
 from hipgrad import nn, optim
 from hipgrad.data import DataLoader, Dataset, load_digits
-from hipgrad.models import build_model
-from hipgrad.train import Trainer
+from hipgrad.training.models import build_model
+from hipgrad.training.trainer import Trainer
 
 _DIGITS: tuple[Dataset, Dataset] | None = None
 

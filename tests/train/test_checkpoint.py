@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import hipgrad as hg
-import hipgrad.checkpoint as ckpt
-from hipgrad.checkpoint import (CheckpointError, finetune_model, freeze, from_jsonable,
+import hipgrad.training.checkpoint as ckpt
+from hipgrad.training.checkpoint import (CheckpointError, finetune_model, freeze, from_jsonable,
                                 load_checkpoint, load_model, save_checkpoint, to_jsonable)
 
 from .helpers import assert_same_weights, digits, loader, make_trainer, weights

@@ -12,7 +12,7 @@ import pytest
 
 import hipgrad as hg
 from hipgrad.cli import main
-from hipgrad.infer import resolve_device
+from hipgrad.runtime import resolve_device
 
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hipgrad as hg
-from hipgrad.models import build_model, model_from_spec
+from hipgrad.training.models import build_model, model_from_spec
 
 
 @pytest.mark.parametrize("name", ["mlp", "lenet", "resnet"])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from hipgrad import nn, optim
-from hipgrad.checkpoint import finetune_model, load_checkpoint
+from hipgrad.training.checkpoint import finetune_model, load_checkpoint
 from hipgrad.data import DataLoader, Dataset
-from hipgrad.train import NonFiniteLossError, Trainer
+from hipgrad.training.trainer import NonFiniteLossError, Trainer
 
 from .helpers import assert_same_weights, digits, loader, make_trainer, weights
 

@@ -79,7 +79,7 @@ def config_from_state_dict(sd: dict[str, np.ndarray], n_head: int) -> dict[str, 
 
 def gpt_from_state_dict(sd: dict[str, np.ndarray], n_head: int) -> Any:
     """A hipgrad GPT holding `sd` (hipgrad/nanoGPT keys, e.g. from from_nanogpt / from_hf_gpt2)."""
-    from ..models import build_model
+    from ..training.models import build_model
     model = build_model("gpt", **config_from_state_dict(sd, n_head))
     model.load_state_dict(sd, strict=True)
     return model

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..checkpoint import load_checkpoint
+from ..training.checkpoint import load_checkpoint
 from ..nn.linear import Linear
 from ..nn.module import Module
 from ..tensor import Tensor, empty, tensor
@@ -39,7 +39,7 @@ from .model import GPT
 def is_gpt_checkpoint(path: Any) -> bool:
     """Whether `path` is a hipgrad checkpoint whose sidecar describes a GPT."""
     import json
-    from ..checkpoint import resolve_paths
+    from ..training.checkpoint import resolve_paths
     try:
         _, sidecar = resolve_paths(path, reading=True)
         meta = json.loads(sidecar.read_text())
@@ -123,7 +123,7 @@ class GPTEngine:
                  source: str = "model", tokenizer: Any = None) -> None:
         if precision not in ("fp32", "int8"):
             raise ValueError(f"precision must be 'fp32' or 'int8', got {precision!r}")
-        from ..models import model_from_spec
+        from ..training.models import model_from_spec
         copy = model_from_spec(model.spec)
         copy.load_state_dict(model.state_dict(), strict=True)
         self.model = copy.to(device).eval()
@@ -147,7 +147,7 @@ class GPTEngine:
     def load(cls, path: Any, *, device: str = "cpu", precision: str | None = None) -> "GPTEngine":
         """A GPT checkpoint with its tokenizer (None when it holds none: generate() then takes
         ids only)."""
-        from .text import tokenizer_from_meta
+        from ..data.text import tokenizer_from_meta
         c = load_checkpoint(path)
         model = c.build_model()
         meta = c.extra.get("tokenizer")

@@ -24,13 +24,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import checkpoint as ckpt
+from ..training import checkpoint as ckpt
 from .. import nn, ops
 from ..optim import AdamW
 from ..tensor import borrow, empty
-from ..tracing import phase
-from .text import tokenizer_meta
-from .windows import TokenWindows
+from ..profiling.tracing import phase
+from ..data.text import tokenizer_meta
+from ..data.windows import TokenWindows
 
 HISTORY_FIELDS = ["step", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_s", "mfu",
                   "seconds"]

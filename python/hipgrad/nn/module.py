@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import ops, tracing
+from .. import ops
 from .._native import _C
 from ..ops._common import IMPLS
+from ..profiling import tracing
 from ..tensor import Tensor, tensor
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import DataError
+from .datasets import DataError
 
 TEXT_SUFFIXES = (".txt", ".md")
 

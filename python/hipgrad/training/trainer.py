@@ -8,7 +8,7 @@ after epoch, with validation, history, curves and checkpoints.
 `hg.phase` so `hg.trace()` shows where the time goes. A non-finite loss stops the run with an
 error naming the epoch and step (or, with on_nonfinite="skip", skips that step's update);
 checkpoints never hold non-finite weights. With `out_dir`, every epoch writes
-model.safetensors + model.json (see hipgrad.checkpoint), history.json and history.csv, and the
+model.safetensors + model.json (see checkpoint.py), history.json and history.csv, and the
 run ends with curve.png; `resume=` continues a run from its checkpoint exactly.
 """
 
@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from . import checkpoint as ckpt
-from .data import DataLoader, Dataset
-from .tensor import borrow, empty, tensor
-from .tracing import phase
+from ..data import DataLoader, Dataset
+from ..profiling.tracing import phase
+from ..tensor import borrow, empty, tensor
 
 
 class NonFiniteLossError(FloatingPointError):

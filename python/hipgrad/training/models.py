@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from . import nn
+from .. import nn
 
 
 def _spatial_after_conv(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -103,7 +103,7 @@ def build_model(name: str, in_shape: Sequence[int] | None = None, num_classes: i
         if in_shape is not None or num_classes is not None:
             raise ValueError("build_model('gpt', ...) takes keywords only: vocab_size=, block_size=, "
                              "n_layer=, n_head=, n_embd=, dropout=, bias=")
-        from .lm.model import gpt
+        from ..lm.model import gpt
         model = gpt(**options)
         model.spec = {"name": "gpt", "options": dict(model.config)}
         return model

@@ -1,10 +1,6 @@
-"""The `hipgrad` command (also `python -m hipgrad`).
+"""`hipgrad train`: train a model on a data set, writing a checkpoint, history and curves.
 
     hipgrad train --data digits --model lenet --epochs 15 --device auto --out runs/digits
-
-Subcommands are registered in COMMANDS: a name maps to a function that adds its arguments to
-an argparse sub-parser and returns the function that runs it (args -> exit code). Errors a
-user can fix (unknown data, bad paths, bad checkpoints) print one line and exit with 2.
 """
 
 from __future__ import annotations
@@ -14,49 +10,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from collections.abc import Callable, Sequence
 
-Runner = Callable[[argparse.Namespace], int]
-
-
-class UsageError(Exception):
-    """A problem with the command line or its inputs: printed as one line, exit code 2."""
+from .common import Runner, UsageError, pick_device
+from .generate import add_lm_train_arguments, run_train_gpt
 
 
-def output_path(path: str | None, flag: str, directory: bool = False) -> None:
-    """Check before any work that `path` (a file, or with `directory` a folder) can be written:
-    its folder is created if missing; a file where a folder must be is a usage error naming
-    the flag."""
-    if not path:
-        return
-    p = Path(path)
-    folder = p if directory else p.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"{flag} {path}: {folder} exists and is not a directory") from None
-    except OSError as e:
-        raise UsageError(f"{flag} {path}: cannot create {folder} ({e.strerror})") from None
-    if not directory and p.is_dir():
-        raise UsageError(f"{flag} {path}: is a directory, expected a file name")
-
-
-def pick_device(requested: str) -> str:
-    """"auto" -> "gpu:0" where hipgrad sees a GPU, else "cpu"; other names must be usable."""
-    import hipgrad as hg
-    available = hg.devices()
-    if requested == "auto":
-        return "gpu:0" if "gpu:0" in available else "cpu"
-    if requested not in available:
-        why = hg.gpu_unavailable_reason()
-        raise UsageError(f"device {requested!r} is not usable here (usable: {', '.join(available)})"
-                         + (f"; {why}" if why else ""))
-    return requested
-
-
-# --- hipgrad train ----------------------------------------------------------------------------
-
-def add_train_command(p: argparse.ArgumentParser) -> Runner:
+def add_arguments(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--data", default="digits",
                    help="digits | mnist:<dir> | fashion-mnist:<dir> | cifar10:<dir> (default digits)")
     p.add_argument("--model", default="lenet", help="mlp | lenet | resnet | gpt (default lenet)")
@@ -82,11 +41,11 @@ def add_train_command(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--resume", default=None, help="checkpoint (file or run directory) to continue")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_lm_train_arguments(p)
-    return run_train
+    return run
 
 
 def make_optimizer(name: str, params: list, lr: float | None, momentum: float, weight_decay: float):
-    from . import optim
+    from .. import optim
     if name == "sgd":
         return optim.SGD(params, lr=0.05 if lr is None else lr, momentum=momentum,
                          weight_decay=weight_decay)
@@ -95,7 +54,7 @@ def make_optimizer(name: str, params: list, lr: float | None, momentum: float, w
 
 
 def make_scheduler(name: str, optimizer, epochs: int):
-    from . import optim
+    from .. import optim
     if name == "cosine":
         return optim.CosineAnnealingLR(optimizer, T_max=epochs)
     if name == "step":
@@ -103,14 +62,14 @@ def make_scheduler(name: str, optimizer, epochs: int):
     return None
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import hipgrad as hg
 
-    from . import nn
-    from .checkpoint import CheckpointError
-    from .data import DataError, DataLoader, load_dataset
-    from .models import MODELS, build_model
-    from .train import NonFiniteLossError, Trainer
+    from .. import nn
+    from ..data import DataError, DataLoader, load_dataset
+    from ..training.checkpoint import CheckpointError
+    from ..training.models import MODELS, build_model
+    from ..training.trainer import NonFiniteLossError, Trainer
 
     if args.model == "gpt":
         return run_train_gpt(args)
@@ -155,7 +114,7 @@ def run_train(args: argparse.Namespace) -> int:
           f"{args.optimizer} lr {start_lr:g} ({args.scheduler} schedule), batch {args.batch_size}, "
           f"seed {args.seed}")
     if args.resume is not None:  # a checkpoint already at --epochs would train nothing
-        from .checkpoint import load_checkpoint
+        from ..training.checkpoint import load_checkpoint
 
         try:
             done = load_checkpoint(args.resume).epoch or 0
@@ -189,55 +148,3 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"done in {seconds:.1f} s: val accuracy {100 * (last.get('val_acc') or 0):.2f}% "
           f"(best {100 * (best.get('val_acc') or 0):.2f}% at epoch {best['epoch']}); wrote {out}/")
     return 0
-
-
-from .cli_explain import add_explain_command  # noqa: E402
-from .cli_finetune import add_finetune_command  # noqa: E402
-from .cli_lm import add_generate_command, add_lm_train_arguments, run_train_gpt  # noqa: E402
-from .cli_infer import add_compare_command, add_infer_command  # noqa: E402
-from .cli_tune import add_tune_command  # noqa: E402
-
-# --- the command table and entry point --------------------------------------------------------
-
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Runner]]] = {
-    "train": ("train a model on a data set, writing a checkpoint, history and curves",
-              add_train_command),
-    "infer": ("run a trained model forward only (fp32 or int8) and print predictions",
-              add_infer_command),
-    "compare": ("one training step vs one inference pass: time, memory, bytes kept",
-                add_compare_command),
-    "tune": ("time every shape a model uses once for impl=auto and save the choices",
-             add_tune_command),
-    "explain": ("one training step and one inference pass, traced and explained in plain words",
-                add_explain_command),
-    "finetune": ("train a checkpoint further on new data into a new run; report what changed",
-                 add_finetune_command),
-    "generate": ("continue a text prompt with a trained language model",
-                 add_generate_command),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hipgrad", description="hipgrad: train and run small models")
-    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
-    for name, (help_text, add) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(run=add(p))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except UsageError as e:
-        print(f"hipgrad {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"hipgrad {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,12 +3,12 @@
     hipgrad tune --model lenet --batch 256 --data digits --precision both
 
 impl="auto" picks between kernel variants by timing each the first time it meets a shape (see
-hipgrad.tuning). This command meets all of a model's shapes at once: one training step (forward,
-loss, backward, update, as `Trainer` runs it) and one inference pass through `InferenceEngine`
+hipgrad.profiling.tuning). This command meets all of a model's shapes at once: one training
+step (forward, loss, backward, update, as `Trainer` runs it) and one inference pass through `InferenceEngine`
 (fp32, int8 or both), then writes the tuning cache and prints the choices. A later process
 loads the cache at import and times nothing; a second `hipgrad tune` shows that ("0 timed").
 
-`prepare()` is shared with `hipgrad explain` (cli_explain.py): argument checks, data, model.
+`prepare()` (common.py) is shared with `hipgrad explain`: argument checks, data, model.
 """
 
 from __future__ import annotations
@@ -17,97 +17,17 @@ import argparse
 import os
 import re
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 import hipgrad as hg
 
-Runner = Callable[[argparse.Namespace], int]
-WIDTH = 100
+from .common import WIDTH, Runner, UsageError, add_model_arguments, prepare
 
 
-def add_model_arguments(p: argparse.ArgumentParser, batch: int) -> None:
-    """The arguments `tune` and `explain` share."""
-    p.add_argument("--model", default="lenet", help="mlp | lenet | resnet (default lenet)")
-    p.add_argument("--batch", type=int, default=batch, help=f"batch size (default {batch})")
-    p.add_argument("--data", default="digits",
-                   help="the data set whose input shape and classes the model is built for: digits "
-                        "| mnist:<dir> | fashion-mnist:<dir> | cifar10:<dir> (default digits)")
-    p.add_argument("--device", default="auto", help="auto | cpu | gpu:0 (default auto)")
-    p.add_argument("--seed", type=int, default=0, help="weights and batch (default 0)")
-
-
-def add_tune_command(p: argparse.ArgumentParser) -> Runner:
+def add_arguments(p: argparse.ArgumentParser) -> Runner:
     add_model_arguments(p, batch=256)
     p.add_argument("--precision", choices=["fp32", "int8", "both"], default="both",
                    help="which inference pass to tune besides the training step (default both)")
-    return run_tune
-
-
-@dataclass
-class Prepared:
-    """A model ready for one training step: the trainer, a one-batch loader and that batch."""
-
-    name: str
-    data: str
-    device: str
-    batch: int
-    net: Any
-    trainer: Any
-    loader: Any
-    x_np: np.ndarray
-    in_shape: tuple[int, ...]
-    num_classes: int
-
-    def train_step(self) -> None:
-        """One step of training exactly as `Trainer.train_epoch` runs it (phases labelled)."""
-        self.trainer.train_epoch(self.loader, 1)
-
-    def engine(self, precision: str = "fp32") -> Any:
-        """An inference engine of the model's current weights (int8: calibrated on the batch)."""
-        from .infer import InferenceEngine
-
-        engine = InferenceEngine.from_model(self.net, device=self.device, precision=precision)
-        if precision == "int8":
-            engine.calibrate([self.x_np])
-        return engine
-
-
-def prepare(args: argparse.Namespace) -> Prepared:
-    """Check the shared arguments (UsageError naming the argument), load the data's shapes and
-    build the model on the device with an Adam optimizer and a one-batch loader."""
-    import hipgrad as hg
-
-    from . import nn, optim
-    from .cli import UsageError, pick_device
-    from .data import DataError, DataLoader, load_dataset
-    from .models import MODELS, build_model
-    from .train import Trainer
-
-    if args.model not in MODELS:
-        raise UsageError(f"--model: unknown model {args.model!r}: expected one of {', '.join(MODELS)}")
-    if args.batch < 1:
-        raise UsageError(f"--batch must be a positive integer, got {args.batch}")
-    try:
-        train_set, _ = load_dataset(args.data, 0.2, args.seed)
-    except DataError as e:
-        raise UsageError(f"--data: {e}") from None
-    device = pick_device(args.device)
-    hg.manual_seed(args.seed)
-    try:
-        net = build_model(args.model, train_set.in_shape, train_set.num_classes)
-    except ValueError as e:
-        raise UsageError(f"--model {args.model} does not fit --data {args.data}: {e}") from None
-    net.set_impl("auto")
-    # the batch: the first `batch` training images, repeated when the set is smaller
-    batch_set = train_set.subset(np.arange(args.batch) % len(train_set))
-    trainer = Trainer(net, nn.CrossEntropyLoss(), optim.Adam(net.parameters(), lr=1e-3), device)
-    return Prepared(args.model, args.data, device, args.batch, net, trainer,
-                    DataLoader(batch_set, args.batch), batch_set.images, train_set.in_shape,
-                    train_set.num_classes)
+    return run
 
 
 def _device_key(r: dict) -> str:
@@ -176,11 +96,8 @@ def format_report(rows: list[dict], timed: set[tuple[str, str]] | None = None,
     return "\n".join(lines)
 
 
-def run_tune(args: argparse.Namespace) -> int:
-    import hipgrad as hg
-
-    from . import tuning
-    from .cli import UsageError
+def run(args: argparse.Namespace) -> int:
+    from ..profiling import tuning
 
     if os.environ.get("HIPGRAD_NO_TUNING_CACHE") == "1":
         raise UsageError("HIPGRAD_NO_TUNING_CACHE=1 turns the tuning cache off; unset it to tune")
@@ -218,4 +135,4 @@ def run_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_model_arguments", "add_tune_command", "format_report", "prepare", "shapes_used"]
+__all__ = ["add_arguments", "format_report", "run", "shapes_used"]

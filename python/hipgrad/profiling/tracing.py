@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from ._native import _C
+from .._native import _C
 
 PHASES = ("data", "forward", "loss", "backward", "update")
 

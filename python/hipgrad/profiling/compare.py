@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from . import runtime
-from .infer import InferenceEngine, resolve_device
+from .. import runtime
+from ..engine.engine import InferenceEngine
+from ..runtime import resolve_device
 
 
 def median_ms(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
@@ -50,10 +51,10 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
             input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, repeats: int = 10,
             seed: int = 0, out_dir: str | None = None) -> dict:
     """One training step vs one inference pass (fp32 and int8) of the same model and batch."""
-    from . import nn, optim
-    from .models import build_model
-    from .random import manual_seed
-    from .tensor import borrow
+    from .. import nn, optim
+    from ..random import manual_seed
+    from ..tensor import borrow
+    from ..training.models import build_model
 
     if int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")

@@ -14,20 +14,49 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_explain import _ms, _ran, _wrap, explain_training
-from .tracing import Trace
+from ..profiling.tracing import PHASES, Trace
+from .common import output_path, pick_device
+from .narrate import calls, ms, ran, wrap
+
+WHAT = {
+    "data": "Copy {batch} windows of {block} token ids, and the same windows shifted by one "
+            "token (the targets), to the device.",
+    "forward": "Token and position embeddings, then each block: LayerNorm, causal self-attention "
+               "(every position looks at itself and the positions before it), LayerNorm, the MLP, "
+               "each added to its input; a last LayerNorm and the output layer give {vocab} scores "
+               "for the next token at every position. Layers keep what backward needs.",
+    "loss": "Cross-entropy of those scores against the actual next tokens, averaged over all "
+            "{tokens} positions: nats per token.",
+    "backward": "The chain rule from the loss back through every block to the embeddings; the "
+                "tied output layer and token embedding add up their two gradients.",
+    "update": "Clip the gradients to a global norm of 1, then AdamW moves every weight a small "
+              "step against its gradient.",
+}
+
+
+def _five_steps(t: Trace, batch: int, block: int, vocab: int) -> list[str]:
+    totals = t.phase_totals()
+    step_ms = sum(totals.get(ph, {}).get("ms", 0.0) for ph in PHASES) or 1e-9
+    lines: list[str] = []
+    for i, ph in enumerate(PHASES, start=1):
+        row = totals.get(ph, {"ms": 0.0, "ops": 0})
+        lines.append(f"{i}. {ph:<9} {ms(row['ms']):>11} {100 * row['ms'] / step_ms:>5.1f}% of the "
+                     f"step, {calls(row['ops'])}")
+        lines += wrap(WHAT[ph].format(batch=batch, block=block, vocab=vocab, tokens=batch * block))
+        lines += ran([r for r in t.ops if not r["tuning"] and r["phase"] == ph])
+    return lines
 
 
 def _print(text: str) -> None:
-    print(*_wrap(text, indent="", first=""), sep="\n")
+    print(*wrap(text, indent="", first=""), sep="\n")
 
 
 def _model_and_data(args: argparse.Namespace, device: str):
     import hipgrad as hg
 
-    from .cli_lm import lm_data, load_lm
-    from .lm.text import ByteTokenizer
-    from .models import build_model
+    from ..data.text import ByteTokenizer
+    from ..training.models import build_model
+    from .generate import lm_data, load_lm
     if getattr(args, "checkpoint", None):
         engine, tok = load_lm(args.checkpoint, device)
         model = engine.model.train()
@@ -45,10 +74,9 @@ def _model_and_data(args: argparse.Namespace, device: str):
 def run_explain_gpt(args: argparse.Namespace) -> int:
     import hipgrad as hg
 
-    from .cli import output_path, pick_device
-    from .lm.engine import GPTEngine
-    from .lm.train import LMTrainer
-    from .tracing import trace
+    from ..lm.engine import GPTEngine
+    from ..lm.train import LMTrainer
+    from ..profiling.tracing import trace
 
     output_path(args.trace_json, "--trace-json")
     device = pick_device(args.device)
@@ -68,9 +96,7 @@ def run_explain_gpt(args: argparse.Namespace) -> int:
     with trace() as train_t:
         trainer.train_step(*train.random_batch(args.batch, args.seed, 1))
         hg.synchronize(device)
-    lines, _ = explain_training(train_t, args.batch, f"{tok.vocab_size} (one per token of the "
-                                f"vocabulary, at each of the {model.config['block_size']} positions)")
-    print("\n".join(lines))
+    print("\n".join(_five_steps(train_t, args.batch, model.config["block_size"], tok.vocab_size)))
 
     print()
     engine = GPTEngine.from_model(model, device=device, tokenizer=tok)
@@ -87,9 +113,9 @@ def run_explain_gpt(args: argparse.Namespace) -> int:
            "appends to the cache and attends over everything before it. The most likely token "
            "is picked (temperature 0) and fed back in. Two prompts, 24 new tokens each:")
     records = [r for r in gen_t.ops if not r["tuning"]]
-    print(f"   generation {_ms(sum(r['ms'] for r in records)):>11} in kernels, "
+    print(f"   generation {ms(sum(r['ms'] for r in records)):>11} in kernels, "
           f"{len(records)} op calls")
-    print("\n".join(_ran(records)))
+    print("\n".join(ran(records)))
     for p, o in zip(prompts, outs):
         print(f"   {p!r} -> {tok.decode(o[0])!r}")
     digest1 = engine.weights_digest()

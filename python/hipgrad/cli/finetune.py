@@ -17,14 +17,14 @@ import json
 import math
 from collections import OrderedDict
 from pathlib import Path
-from collections.abc import Callable
 
 import numpy as np
 
-Runner = Callable[[argparse.Namespace], int]
+from .common import Runner, UsageError, output_path, pick_device
 
 
-def add_finetune_command(p: argparse.ArgumentParser) -> Runner:
+
+def add_arguments(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("checkpoint", metavar="RUN", help="the checkpoint to start from (run directory or .safetensors)")
     p.add_argument("--data", required=True,
                    help="the new data: text:PATH | pydoc (a language model); digits | mnist:<dir> "
@@ -43,7 +43,7 @@ def add_finetune_command(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--device", default="auto", help="auto | cpu | gpu:0 (default auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    return run_finetune
+    return run
 
 
 def state_digest(model) -> str:
@@ -68,17 +68,16 @@ def layer_changes(before: dict, after: dict, names: list[str]) -> "OrderedDict[s
 
 
 def _same_run(src: Path, out: str) -> bool:
-    from .checkpoint import resolve_paths
+    from ..training.checkpoint import resolve_paths
     sw, ss = resolve_paths(src, reading=True)
     ow, os_ = resolve_paths(out)
     return any(a.resolve() == b.resolve() for a in (sw, ss) for b in (ow, os_))
 
 
-def run_finetune(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import hipgrad as hg
 
-    from .checkpoint import CheckpointError, freeze, load_checkpoint
-    from .cli import UsageError, output_path, pick_device
+    from ..training.checkpoint import CheckpointError, freeze, load_checkpoint
 
     try:
         c = load_checkpoint(args.checkpoint)
@@ -129,10 +128,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _finetune_lm(args, c, model, device) -> dict:
-    from .cli import UsageError
-    from .cli_lm import lm_data
-    from .lm.text import tokenizer_from_meta
-    from .lm.train import LMTrainer
+    from ..data.text import tokenizer_from_meta
+    from ..lm.train import LMTrainer
+    from .generate import lm_data
     try:
         tok = tokenizer_from_meta(c.extra.get("tokenizer"), f"RUN {args.checkpoint}")
     except (ValueError, ImportError) as e:
@@ -158,10 +156,9 @@ def _finetune_lm(args, c, model, device) -> dict:
 
 
 def _finetune_images(args, c, model, device) -> dict:
-    from . import nn, optim
-    from .cli import UsageError
-    from .data import DataError, DataLoader, load_dataset
-    from .train import Trainer
+    from .. import nn, optim
+    from ..data import DataError, DataLoader, load_dataset
+    from ..training.trainer import Trainer
     try:
         train, val = load_dataset(args.data, 0.2, args.seed)
     except (DataError, ValueError) as e:

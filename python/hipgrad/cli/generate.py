@@ -15,9 +15,9 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from collections.abc import Callable
 
-Runner = Callable[[argparse.Namespace], int]
+from .common import Runner, UsageError, pick_device
+
 GPT_DEFAULTS = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128}
 
 
@@ -37,7 +37,6 @@ def add_lm_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _positive(args: argparse.Namespace, *names: str) -> None:
-    from .cli import UsageError
     for n in names:
         v = getattr(args, n)
         if v is not None and not v > 0:
@@ -46,10 +45,9 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
 
 def lm_data(spec: str, tok, block_size: int):
     """(train, val) TokenWindows for a corpus spec, encoded with `tok`; usage errors named."""
-    from .cli import UsageError
-    from .data import DataError
-    from .lm.text import load_corpus
-    from .lm.windows import TokenWindows
+    from ..data import DataError
+    from ..data.text import load_corpus
+    from ..data.windows import TokenWindows
     try:
         corpus = load_corpus(spec)
         return (TokenWindows(tok.encode(corpus.train), block_size, f"{spec} (train)"),
@@ -61,12 +59,11 @@ def lm_data(spec: str, tok, block_size: int):
 def run_train_gpt(args: argparse.Namespace) -> int:
     import hipgrad as hg
 
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .cli import UsageError, pick_device
-    from .data import DataError
-    from .lm.text import load_corpus, make_tokenizer, tokenizer_from_meta
-    from .lm.train import LMTrainer
-    from .models import build_model
+    from ..data import DataError
+    from ..data.text import load_corpus, make_tokenizer, tokenizer_from_meta
+    from ..lm.train import LMTrainer
+    from ..training.checkpoint import CheckpointError, load_checkpoint
+    from ..training.models import build_model
 
     if args.data == "digits":
         args.data = "pydoc"
@@ -139,7 +136,7 @@ def run_train_gpt(args: argparse.Namespace) -> int:
 
 
 def sample_text(model, tok, device: str, prompt: str = "The ", n: int = 200) -> str:
-    from .lm.engine import GPTEngine
+    from ..lm.engine import GPTEngine
     engine = GPTEngine.from_model(model, device=device, tokenizer=tok)
     ids = tok.encode(prompt)[None, :]
     out = engine.generate(ids, n, temperature=0.8, top_k=min(40, tok.vocab_size), seed=0)
@@ -148,7 +145,7 @@ def sample_text(model, tok, device: str, prompt: str = "The ", n: int = 200) -> 
 
 # --- hipgrad generate -------------------------------------------------------------------------
 
-def add_generate_command(p: argparse.ArgumentParser) -> Runner:
+def add_arguments(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("checkpoint", metavar="RUN", help="a language-model checkpoint (run directory or .safetensors)")
     p.add_argument("--prompt", required=True, help="the text the model continues")
     p.add_argument("--max-new-tokens", type=int, default=200, help="default 200")
@@ -159,15 +156,14 @@ def add_generate_command(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
     p.add_argument("--device", default="auto", help="auto | cpu | gpu:0 (default auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
-    return run_generate
+    return run
 
 
 def load_lm(run: str, device: str, precision: str = "fp32"):
     """(engine, tokenizer) for a language-model checkpoint; usage errors name RUN."""
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .cli import UsageError
-    from .lm.engine import GPTEngine
-    from .lm.text import tokenizer_from_meta
+    from ..data.text import tokenizer_from_meta
+    from ..lm.engine import GPTEngine
+    from ..training.checkpoint import CheckpointError, load_checkpoint
     try:
         c = load_checkpoint(run)
     except CheckpointError as e:
@@ -183,11 +179,10 @@ def load_lm(run: str, device: str, precision: str = "fp32"):
     return GPTEngine(c.build_model(), device=device, precision=precision, source=run, tokenizer=tok), tok
 
 
-def run_generate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import hipgrad as hg
 
-    from .cli import UsageError, pick_device
-    from .lm.engine import _check_sampling
+    from ..lm.engine import _check_sampling
 
     if args.threads is not None:
         if args.threads < 1:
@@ -227,4 +222,4 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_generate_command", "add_lm_train_arguments", "run_train_gpt", "load_lm", "lm_data"]
+__all__ = ["add_arguments", "run", "add_lm_train_arguments", "run_train_gpt", "load_lm", "lm_data"]

@@ -120,13 +120,13 @@ def _hashable(k: Any) -> Any:
 
 def rng_state() -> dict:
     """The state of hipgrad's generator (parameter initialisation, dropout seeds)."""
-    from .random import generator
+    from ..random import generator
     return generator().bit_generator.state
 
 
 def set_rng_state(state: dict | None) -> None:
     """Put hipgrad's generator back in a state `rng_state` returned."""
-    from .random import generator
+    from ..random import generator
     if state is not None:
         generator().bit_generator.state = state
 
@@ -168,7 +168,8 @@ def save_checkpoint(path: str | os.PathLike, model: Any, *, optimizer: Any = Non
     """
     from safetensors.numpy import save as st_save
 
-    import hipgrad as hg
+    from .._version import __version__
+
     weights_path, sidecar_path = resolve_paths(path)
     state = {k: np.asarray(v, order="C") for k, v in model.state_dict().items()}
     for k, v in state.items():
@@ -179,7 +180,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, *, optimizer: Any = Non
     # equal weights should give equal files.
     blob = st_save(state, metadata={"format": FORMAT})
     sidecar = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "hipgrad_version": hg.__version__,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "hipgrad_version": __version__,
         "weights_file": weights_path.name, "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "spec": spec if spec is not None else getattr(model, "spec", None),
         "epoch": epoch,  # a NaN / inf figure is null, as in history.json: the sidecar is strict JSON

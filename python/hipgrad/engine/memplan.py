@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, empty, from_dlpack, try_borrow
+from ..tensor import Tensor, empty, from_dlpack, try_borrow
 
 Shape = tuple[int, ...]
 
@@ -119,9 +119,9 @@ def check_input_shape(steps: list, shape: Shape, given: Shape | None = None) -> 
 
 
 def fp32_ops(step: Any) -> int:
-    """How many ops InferenceEngine._step runs for an fp32 step, each writing a new buffer: one
+    """How many ops execute.bind runs for an fp32 step, each writing a new buffer: one
     for every kind (conv and linear run fused with their bias and activation: conv2d_bias_act,
-    linear_bias_act). Keep in step with _step: the planner replays these writes to size each
+    linear_bias_act). Keep in step with bind: the planner replays these writes to size each
     buffer."""
     return 1
 
@@ -163,7 +163,7 @@ class MemoryPlan:
 
 
 class _Planner:
-    """Replays the buffer choices of InferenceEngine._step without running any op: each write
+    """Replays the buffer choices of execute.bind without running any op: each write
     goes to the lowest-numbered buffer outside `busy` (what Arena.out does), and each buffer
     grows to the largest output written into it. A slot of None is a tensor outside the
     buffers (the caller's input)."""
@@ -247,7 +247,7 @@ class Arena:
                     if self.slots[i].numel() < _numel(shape):
                         raise RuntimeError(
                             f"memory plan: buffer {i} holds {self.slots[i].numel()} elements, the "
-                            f"op writes {tuple(shape)}; the planner and InferenceEngine._step "
+                            f"op writes {tuple(shape)}; the planner and execute.bind "
                             "disagree (see memplan.fp32_ops)")
                     view = self._views[key] = self.slots[i].prefix_view(list(shape))
                 return view

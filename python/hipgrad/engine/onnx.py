@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .infer import Step
-from .plan import optimize
+from .steps import Step
+from .lowering import optimize
 
 SUPPORTED = ("Gemm", "MatMul", "Add", "Conv", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Elu",
              "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Flatten",

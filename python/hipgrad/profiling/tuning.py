@@ -23,7 +23,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
-from ._native import _C
+from .._native import _C
 
 FORMAT = 3  # 2: choices by kernel name, with every candidate's time; 3: on a multi-threaded CPU
 #             OpenBLAS is kept only when clearly faster (dispatch.h kCpuVendorMargin)

@@ -1,16 +1,15 @@
-"""The inference-side commands: `hipgrad infer` and `hipgrad compare`."""
+"""`hipgrad infer`: run a trained model forward only (fp32 or int8) and print predictions."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Callable
 
 import numpy as np
 
-Runner = Callable[[argparse.Namespace], int]
+from .common import Runner, UsageError, load_npy
 
 
-def add_infer_command(p: argparse.ArgumentParser) -> Runner:
+def add_arguments(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("model", help="checkpoint (file or run directory), saved engine, or .onnx file")
     p.add_argument("--input", default=None, help=".npy file of inputs (N, C, H, W), preprocessed as in training")
     p.add_argument("--labels", default=None, help=".npy file of labels: report accuracy")
@@ -22,29 +21,17 @@ def add_infer_command(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--show", type=int, default=10, help="how many predictions to print (default 10)")
-    return run_infer
+    return run
 
 
-def _load_npy(path: str, what: str) -> np.ndarray:
-    from .cli import UsageError
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"{what} file not found: {path}") from None
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{what} file {path} is not a readable .npy array ({e})") from None
-
-
-def run_infer(args: argparse.Namespace) -> int:
-    from .checkpoint import CheckpointError
-    from .cli import UsageError
-    from .infer import InferenceEngine
+def run(args: argparse.Namespace) -> int:
+    from ..engine.engine import InferenceEngine
+    from ..training.checkpoint import CheckpointError
 
     if (args.input is None) == (args.data is None):
         raise UsageError("give exactly one of --input FILE.npy or --data NAME")
     if args.data is not None:
-        from .data import DataError, load_dataset
+        from ..data import DataError, load_dataset
 
         try:
             _, val = load_dataset(args.data, 0.2, 0)
@@ -52,8 +39,8 @@ def run_infer(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         x, labels = val.images, val.labels
     else:
-        x = _load_npy(args.input, "--input")
-        labels = _load_npy(args.labels, "--labels") if args.labels else None
+        x = load_npy(args.input, "--input")
+        labels = load_npy(args.labels, "--labels") if args.labels else None
     if labels is not None:  # checked before any work: (N,) integer classes, one per input
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
             raise UsageError(f"--labels must be a 1-D integer array of class indices (N,), got "
@@ -64,7 +51,7 @@ def run_infer(args: argparse.Namespace) -> int:
         engine = InferenceEngine.load(args.model, device=args.device, precision=args.precision,
                                       batch_size=args.batch_size)
         if engine.precision == "int8" and not engine.calibrated:
-            calib = _load_npy(args.calibrate, "--calibrate") if args.calibrate else x[:256]
+            calib = load_npy(args.calibrate, "--calibrate") if args.calibrate else x[:256]
             engine.calibrate(calib)  # the engine converts (float32, or int64 token ids)
         idx, probs = engine.topk(x, k=args.top)
     except (CheckpointError, FileNotFoundError) as e:
@@ -79,36 +66,3 @@ def run_infer(args: argparse.Namespace) -> int:
         acc = float(np.mean(idx[:, 0] == labels))
         print(f"accuracy: {100 * acc:.2f}% ({int(round(acc * len(x)))}/{len(x)})")
     return 0
-
-
-def add_compare_command(p: argparse.ArgumentParser) -> Runner:
-    p.add_argument("--model", default="lenet", help="mlp | lenet | resnet")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--input-shape", default="1,28,28", help="C,H,W (default 1,28,28)")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--out", default="runs/compare", help="where compare.json and compare.png go")
-    return run_compare
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    from .cli import UsageError, output_path
-    from .compare import compare, format_compare
-
-    output_path(args.out, "--out", directory=True)
-
-    try:
-        shape = tuple(int(s) for s in args.input_shape.split(","))
-    except ValueError:
-        raise UsageError(f"--input-shape must be C,H,W integers, got {args.input_shape!r}") from None
-    try:
-        result = compare(args.model, args.batch, args.device, shape, repeats=args.repeats,
-                         out_dir=args.out)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    print(format_compare(result))
-    print(f"wrote {args.out}/compare.json and compare.png")
-    return 0
-
-
-__all__ = ["add_compare_command", "add_infer_command"]

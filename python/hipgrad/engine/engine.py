@@ -1,0 +1,289 @@
+"""The inference engine: frozen weights, forward only, fused layers, optional INT8.
+
+A model (an nn.Module, a hipgrad checkpoint or an ONNX file) is compiled into a plan: a list of
+steps with the engine's own read-only copies of the weights, BatchNorm folded into the
+convolution before it, each activation fused into the convolution or linear layer before it,
+Dropout removed. Running the plan keeps no activation caches. Memory is planned per input
+shape (memplan.py): the first predict of a shape computes every step's output shape and
+allocates the activation buffers once (two ping-pong buffers for a chain, more inside residual
+blocks, an int8 scratch for INT8, on a GPU an input staging buffer); every op then writes into a prefix
+view of one of them (out=), so later predicts of that shape allocate nothing. Concurrent
+predicts each take their own set from a pool. plan_memory=False runs the unplanned path (each
+op allocates its output), kept to compare against.
+
+    engine = InferenceEngine.load("runs/digits/model.safetensors", precision="int8")
+    engine.calibrate(x_calib)        # INT8: activation scales from a few batches of real data
+    labels = engine.predict(x)       # NumPy in, NumPy out; safe to call from several threads
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .. import ops
+from ..runtime import resolve_device
+from ..tensor import Tensor, tensor
+from . import execute, quantize, report
+from .checks import check_input, input_dtype
+from .memplan import Arena, ArenaPool, MemoryPlan
+from .steps import PRECISIONS, Step, all_steps
+
+_PACK_MIN_N = 64  # see InferenceEngine._packs
+
+
+class InferenceEngine:
+    """Forward-only execution of a frozen plan on one device, fp32 or int8."""
+
+    def __init__(self, plan: list[Step], *, device: str = "auto", precision: str = "fp32",
+                 batch_size: int | None = None, input_shape: Sequence[int] | None = None,
+                 source: str = "model", plan_memory: bool = True) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.source = source
+        self._plan = plan
+        self._has_residual = any(s.kind == "residual" for s in plan)  # no recorded calls (_run_recorded)
+        self._ends_in_softmax = bool(plan) and plan[-1].kind == "softmax"  # outputs are probabilities
+        self._shapes_checked: set[tuple[int, ...]] = set()
+        self._lock = threading.Lock()
+        self.calibrated = False
+        self.plan_memory = bool(plan_memory)
+        self._arenas = ArenaPool(self.device)
+        self._upload(self._plan)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_model(cls, model: Any, *, device: str = "auto", precision: str = "fp32",
+                   batch_size: int | None = None, input_shape: Sequence[int] | None = None,
+                   plan_memory: bool = True) -> "InferenceEngine":
+        """Compile an nn.Module (its current weights are copied; later training does not leak in).
+        `input_shape` (without the batch) defaults to the model's spec (hipgrad.training.models)."""
+        from .lowering import plan_from_module
+
+        if isinstance(getattr(model, "spec", None), dict) and model.spec.get("name") == "gpt":
+            from ..lm.engine import GPTEngine   # a language model: generate()
+            return GPTEngine.from_model(model, device=resolve_device(device), precision=precision)
+
+        if input_shape is None and isinstance(getattr(model, "spec", None), dict):
+            input_shape = model.spec.get("in_shape")
+        return cls(plan_from_module(model), device=device, precision=precision,
+                   batch_size=batch_size, input_shape=input_shape, source=type(model).__name__,
+                   plan_memory=plan_memory)
+
+    @classmethod
+    def load(cls, path: str, *, device: str = "auto", precision: str | None = None,
+             batch_size: int | None = None, plan_memory: bool = True) -> "InferenceEngine":
+        """A hipgrad checkpoint (.safetensors + .json sidecar), an INT8 engine saved with save(),
+        or an ONNX file (.onnx). `precision`: None keeps the file's (fp32 for a checkpoint or
+        ONNX file); "int8" quantizes an fp32 model; a saved int8 engine cannot load as fp32
+        (calibration kept only its int8 weights)."""
+        from .serialize import plan_from_file
+
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
+        from ..lm.engine import GPTEngine, is_gpt_checkpoint
+        if is_gpt_checkpoint(path):  # a language model: generate()
+            return GPTEngine.load(path, device=resolve_device(device), precision=precision)
+        plan, meta = plan_from_file(path)
+        saved = meta.get("precision") or "fp32"
+        if precision == "fp32" and saved == "int8":
+            raise ValueError(f"precision='fp32': {path} holds an int8 engine (its fp32 weights are not "
+                             "saved); load the fp32 checkpoint it came from, or precision=None / 'int8'")
+        engine = cls(plan, device=device, precision=precision or saved,
+                     batch_size=batch_size, input_shape=meta.get("input_shape"), source=str(path),
+                     plan_memory=plan_memory)
+        if meta.get("calibrated") and engine.precision == "int8":
+            engine.calibrated = True
+            quantize.drop_fp32_weights(engine._plan)
+        return engine
+
+    def _upload(self, steps: list[Step]) -> None:
+        """Move each step's host arrays to the device (the engine's only copy from then on).
+        INT8 engines also get per-output-channel symmetric int8 weights; their fp32 weights stay
+        only until calibration has run."""
+        for s in all_steps(steps):
+            arrays = quantize.int8_weights(s, s.arrays) if self.precision == "int8" else s.arrays
+            s.tensors = {k: tensor(v, device=self.device, dtype=v.dtype) for k, v in arrays.items()}
+            s.arrays = {}
+            if self._packs(s):  # the frozen weight in the CPU GEMM's panels, instead of (N, K)
+                w = s.tensors.pop("weight")
+                s.attrs["out_features"] = w.shape[0]
+                s.tensors["weight_packed"] = ops.pack_linear_weight(w)
+
+    def _packs(self, s: Step) -> bool:
+        """An fp32 CPU linear step at least _PACK_MIN_N wide holds its weight packed once
+        (ops.pack_linear_weight, the same bytes in the GEMM's panel order) and runs
+        linear_bias_act_packed: no packing of the weight on every call. Narrower layers (a
+        classifier's 10 outputs) keep impl="auto"'s choice among all linear_bias_act kernels."""
+        return (self.device == "cpu" and self.precision == "fp32" and s.kind == "linear"
+                and "weight" in s.tensors and s.tensors["weight"].shape[0] >= _PACK_MIN_N)
+
+    # ---- frozen weights -----------------------------------------------------------------------
+    def weights_digest(self) -> str:
+        """SHA-256 over every weight the engine holds, read back from the device."""
+        return report.weights_digest(self._plan)
+
+    def backward(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("InferenceEngine is forward-only: its weights are frozen; train an nn.Module instead")
+
+    def parameters(self) -> Iterable[Any]:
+        raise RuntimeError("InferenceEngine has no trainable parameters: its weights are frozen, "
+                           "so no optimizer can step them")
+
+    named_parameters = parameters
+    zero_grad = backward
+    step = backward
+
+    # ---- running ------------------------------------------------------------------------------
+    def _check_input(self, x: Any) -> np.ndarray | Tensor:
+        """x checked against the plan (checks.check_input): as given, or as a NumPy array where
+        the engine converts it."""
+        return check_input(x, self._plan, self.input_shape, self._shapes_checked)
+
+    def forward(self, x: Any) -> np.ndarray:
+        """Raw outputs (logits) as a NumPy array; batches split by batch_size."""
+        arr = self._check_input(x)
+        if self.precision == "int8" and not self.calibrated:
+            raise RuntimeError("int8 engine is not calibrated: call engine.calibrate(x) with a few batches first")
+        n = arr.shape[0]
+        bs = self.batch_size or n
+        if isinstance(arr, Tensor):
+            if bs >= n:  # one batch: stays on its device, no copy
+                return self._run_batch(arr.to(self.device) if arr.device != self.device else arr)
+            arr = arr.numpy()
+        if bs >= n:
+            return self._run_batch(arr)
+        return np.concatenate([self._run_batch(arr[i:i + bs]) for i in range(0, n, bs)], axis=0)
+
+    def _input_dtype(self) -> np.dtype:
+        return input_dtype(self._plan)
+
+    def _run_batch(self, x: np.ndarray | Tensor) -> np.ndarray:
+        """One batch through the plan; the output is copied to the host before its buffers go
+        back to the pool."""
+        int8 = self.precision == "int8"
+        if not self.plan_memory:
+            if isinstance(x, np.ndarray):
+                x = tensor(x, device=self.device, dtype=self._input_dtype())
+            return execute.run(self._plan, x, int8).numpy()
+        dtype = np.dtype(x.dtype) if isinstance(x, Tensor) else self._input_dtype()
+        arena = self._arenas.acquire(self._plan, tuple(x.shape), dtype, int8)
+        try:
+            xt = arena.stage(x) if isinstance(x, np.ndarray) else x
+            return self._run_recorded(xt, int8, arena).numpy()
+        finally:
+            self._arenas.release(arena)
+
+    def _run_recorded(self, x: Tensor, int8: bool, arena: Arena) -> Tensor:
+        """The plan on a planned arena. Its first run records each step as a call with every
+        argument bound but the input (weights, attributes, the planned output view: the
+        buffer choice is the same on every run of one arena); later runs replay those calls,
+        one native call per step without re-deciding anything in Python. A plan with a
+        residual block (nested, several live tensors) always runs step by step. An int8 record
+        binds the calibrated scales: calibrate() runs once per engine, before any int8 forward."""
+        tape = arena.tapes.get(int8)
+        if tape is None:
+            if self._has_residual:
+                return execute.run(self._plan, x, int8, mem=arena)
+            tape = []
+            x = execute.run(self._plan, x, int8, mem=arena, tape=tape)
+            arena.tapes[int8] = tape
+            return x
+        for call in tape:
+            x = call(x)
+        return x
+
+    __call__ = forward
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Class indices (int64) of the highest output."""
+        return self.forward(x).argmax(axis=-1)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class probabilities: the softmax of the outputs, or the outputs themselves where the
+        model already ends in a softmax (an ONNX classifier's Softmax node)."""
+        out = self.forward(x)
+        return out if self._ends_in_softmax else ops.softmax(tensor(out)).numpy()
+
+    def topk(self, x: Any, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, probabilities) of the k most likely classes, most likely first."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
+        p = self.predict_proba(x)
+        if not 1 <= int(k) <= p.shape[-1]:
+            raise ValueError(f"k must be in [1, {p.shape[-1]}], got {k}")
+        idx = np.argsort(-p, axis=-1, kind="stable")[..., : int(k)]
+        return idx, np.take_along_axis(p, idx, axis=-1)
+
+    # ---- INT8 ---------------------------------------------------------------------------------
+    def calibrate(self, data: Any, batches: int | None = None) -> "InferenceEngine":
+        """Set each quantized layer's input scale (max |x| / 127) from real inputs: an array or an
+        iterable of arrays / (x, y) batches. Once per engine: calibration keeps only the int8
+        weights, so a new calibration needs a new engine (from_model / load)."""
+        if self.precision != "int8":
+            raise RuntimeError(f"calibrate: only an int8 engine is calibrated; this one is "
+                               f"{self.precision} (InferenceEngine.from_model(model, precision='int8'))")
+        if self.calibrated:
+            raise RuntimeError("calibrate: this int8 engine is already calibrated and keeps only its "
+                               "int8 weights; build a new engine (from_model / load) to calibrate "
+                               "on other data")
+        if batches is not None and (isinstance(batches, bool) or not isinstance(batches, (int, np.integer))
+                                    or batches < 1):
+            raise ValueError(f"calibrate: batches must be a positive int or None, got {batches!r}")
+        if isinstance(data, (np.ndarray, Tensor)):
+            data = [data]
+        seen: dict[int, float] = {}
+        count = 0
+        for batch in data:
+            if isinstance(batch, tuple):
+                batch = batch[0]
+            arr = self._check_input(batch)
+            if isinstance(arr, Tensor) and arr.device != self.device:
+                arr = arr.to(self.device)
+            xt = arr if isinstance(arr, Tensor) else tensor(np.asarray(arr, self._input_dtype()), device=self.device)
+            execute.run(self._plan, xt, int8=False, observe=seen)
+            count += 1
+            if batches is not None and count >= batches:
+                break
+        if count == 0:
+            raise ValueError("calibrate: data holds no batches")
+        quantize.assign_scales(self._plan, seen)
+        self.calibrated = True
+        quantize.drop_fp32_weights(self._plan)
+        return self
+
+    def save(self, path: str) -> None:
+        """Write the engine (plan, weights, INT8 scales) for InferenceEngine.load."""
+        from .serialize import save_plan, unpacked
+
+        save_plan(path, unpacked(self._plan),
+                  {"precision": self.precision, "calibrated": self.calibrated,
+                   "input_shape": list(self.input_shape) if self.input_shape else None})
+
+    # ---- reporting ----------------------------------------------------------------------------
+    def weight_bytes(self) -> int:
+        """Bytes of the weights the engine holds on its device."""
+        return report.weight_bytes(self._plan)
+
+    def memory_plan(self, shape: Sequence[int]) -> MemoryPlan:
+        """The buffers a predict of one batch of `shape` (batch first) uses (cached per shape)."""
+        return self._arenas.plan(self._plan, shape, self._input_dtype(), self.precision == "int8")
+
+    def memory_report(self, x: Any = None) -> dict:
+        """Weight bytes, the planned buffers of every input shape seen so far, the allocation
+        counters behind them, and with `x`: the measured peak device memory of forward(x) with its
+        buffers allocated afresh (idle pooled buffers are freed first), next to the planned figure.
+        """
+        return report.memory_report(self, x)
+
+    def describe(self) -> str:
+        return report.describe(self._plan, f"InferenceEngine({self.source}, device={self.device}, "
+                                           f"precision={self.precision})")

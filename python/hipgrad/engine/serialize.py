@@ -1,0 +1,149 @@
+"""Saving an engine (plan + weights, atomically, as safetensors with a JSON sidecar) and loading
+a plan from a file: a saved engine, a hipgrad training checkpoint or an ONNX file."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from ..tensor import tensor
+from .lowering import plan_from_module
+from .steps import Step, all_steps, copy_plan
+
+ENGINE_FORMAT = "hipgrad-engine"
+ENGINE_VERSION = 1
+
+
+def unpacked(steps: list[Step]) -> list[Step]:
+    """The plan as saved: packed linear weights back in the (N, K) layout, which loads under
+    any CPU ISA or device (each engine packs for its own)."""
+    out = copy_plan(steps)
+    for s in all_steps(out):
+        if "weight_packed" in s.tensors:
+            p = s.tensors.pop("weight_packed").numpy()  # (panels, K, NR): w[q * NR + j][k] at [q][k][j]
+            n = s.attrs.pop("out_features")
+            s.tensors["weight"] = tensor(np.ascontiguousarray(p.transpose(0, 2, 1).reshape(-1, p.shape[1])[:n]))
+    return out
+
+
+def _to_json(steps: list[Step], arrays: dict[str, np.ndarray]) -> list[dict]:
+    out = []
+    for i, s in enumerate(steps):
+        key = f"{len(arrays)}_{i}"
+        names = []
+        for k, t in s.tensors.items():
+            arrays[f"{key}.{k}"] = t.numpy()
+            names.append(k)
+        out.append({"kind": s.kind, "name": s.name, "attrs": s.attrs, "x_scale": s.x_scale,
+                    "key": key, "arrays": names, "body": _to_json(s.body, arrays),
+                    "shortcut": _to_json(s.shortcut, arrays)})
+    return out
+
+
+def _from_json(rows: list[dict], arrays: dict[str, np.ndarray], path: str) -> list[Step]:
+    steps = []
+    for r in rows:
+        try:
+            attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in r["attrs"].items()}
+            own = {k: arrays[f"{r['key']}.{k}"] for k in r["arrays"]}
+            s = Step(r["kind"], r["name"], own, attrs, _from_json(r["body"], arrays, path),
+                     _from_json(r["shortcut"], arrays, path), x_scale=r["x_scale"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}: corrupted engine file (missing {e})") from None
+        steps.append(s)
+    return steps
+
+
+def _atomic_pair(weights_path, sidecar_path, blob: bytes, doc: dict) -> None:
+    from ..training.checkpoint import _fsync_dir, _write_temp
+
+    directory = weights_path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp_w = _write_temp(directory, weights_path.name, blob)
+    tmp_j = _write_temp(directory, sidecar_path.name, json.dumps(doc, indent=1).encode())
+    os.replace(tmp_w, weights_path)
+    os.replace(tmp_j, sidecar_path)
+    _fsync_dir(directory)
+
+
+def save_plan(path: str, steps: list[Step], meta: dict) -> None:
+    """Weights as safetensors at `path`, the plan in its JSON sidecar, written atomically."""
+    import hashlib
+
+    from safetensors.numpy import save
+
+    from ..training.checkpoint import resolve_paths
+
+    weights_path, sidecar = resolve_paths(path)
+    if weights_path.exists() or sidecar.exists():
+        try:
+            existing = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            existing = None
+        if not (isinstance(existing, dict) and existing.get("format") == ENGINE_FORMAT):
+            raise FileExistsError(f"{weights_path} exists and is not a saved engine (a training "
+                                  "checkpoint?); save the engine under another path")
+    arrays: dict[str, np.ndarray] = {}
+    plan = _to_json(steps, arrays)
+    blob = save(arrays)
+    doc = {"format": ENGINE_FORMAT, "version": ENGINE_VERSION, "plan": plan, **meta,
+           "weights_sha256": hashlib.sha256(blob).hexdigest()}
+    _atomic_pair(weights_path, sidecar, blob, doc)
+
+
+def plan_from_file(path: str) -> tuple[list[Step], dict]:
+    """(plan, meta) from an ONNX file, a saved engine or a hipgrad training checkpoint."""
+    from ..training.checkpoint import CheckpointError, load_checkpoint, resolve_paths
+
+    path = os.fspath(path)
+    if path.endswith(".onnx"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"ONNX file not found: {path}")
+        from .onnx import plan_from_onnx
+
+        return plan_from_onnx(path)
+    weights_path, sidecar = resolve_paths(path, reading=True)
+    try:
+        doc = json.loads(sidecar.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{sidecar}: sidecar of {weights_path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{sidecar}: corrupt or truncated sidecar ({e})") from None
+    if isinstance(doc, dict) and doc.get("format") == ENGINE_FORMAT:
+        if not isinstance(doc.get("version"), int) or doc["version"] > ENGINE_VERSION:
+            raise CheckpointError(f"{sidecar}: engine format version {doc.get('version')!r} is newer "
+                                  f"than this hipgrad reads ({ENGINE_VERSION}); upgrade hipgrad")
+        if not isinstance(doc.get("plan"), list) or not doc["plan"]:
+            raise CheckpointError(f"{sidecar}: corrupted engine file (no plan steps)")
+        arrays = _read_safetensors(weights_path, doc.get("weights_sha256"))
+        meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape")}
+        return _from_json(doc.get("plan", []), arrays, str(weights_path)), meta
+    ckpt = load_checkpoint(path)
+    model = ckpt.build_model("cpu")
+    model.eval()
+    spec = ckpt.spec or {}
+    return plan_from_module(model), {"input_shape": spec.get("in_shape")}
+
+
+def _read_safetensors(path: Any, sha256: str | None) -> dict[str, np.ndarray]:
+    import hashlib
+
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    from ..training.checkpoint import CheckpointError
+
+    try:
+        blob = pathlib.Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: engine weights not found") from None
+    if hashlib.sha256(blob).hexdigest() != sha256:
+        raise CheckpointError(f"{path}: weights do not match their sidecar (truncated or corrupt file)")
+    try:
+        return load(blob)
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: corrupt safetensors data ({e})") from None
