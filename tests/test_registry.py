@@ -60,6 +60,15 @@ REQUIRED_TENSORS = {
     "adam_step": lambda param, grad, m, v: ops.adam_step(param, grad, m, v, step=1, lr=0.1),
     "add": lambda a, b: ops.add(a, b),
     "add_": lambda a, b: ops.add_(a, b),
+    "attention": lambda q, k, v: ops.attention(q, k, v),
+    "attention_backward": lambda dout, q, k, v, out, lse: ops.attention_backward(
+        dout, q, k, v, out, lse),
+    "bmm": lambda a, b: ops.bmm(a, b),
+    "clip_grad_norm_": lambda grads: ops.clip_grad_norm_(grads, 1.0),
+    "layer_norm": lambda x: ops.layer_norm(x),
+    "layer_norm_backward": lambda dy, x, mean, rstd: ops.layer_norm_backward(dy, x, None, mean, rstd),
+    "scale_": lambda x: ops.scale_(x, 2.0),
+    "sum_squares": lambda tensors: ops.sum_squares(tensors),
     "avg_pool2d": lambda x: ops.avg_pool2d(x, 2),
     "avg_pool2d_backward": lambda dy: ops.avg_pool2d_backward(dy, (1, 1, 2, 2), 2),
     "batch_norm": lambda x, gamma, beta, running_mean, running_var: ops.batch_norm(

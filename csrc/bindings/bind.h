@@ -28,5 +28,6 @@ void bind_ops_optim(py::module_& ops);
 void bind_ops_layers(py::module_& ops);
 void bind_ops_quant(py::module_& ops);
 void bind_ops_fused(py::module_& ops);
+void bind_ops_attention(py::module_& ops);
 
 }  // namespace hg

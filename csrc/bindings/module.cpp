@@ -16,4 +16,5 @@ PYBIND11_MODULE(_C, m) {
   hg::bind_ops_layers(ops);
   hg::bind_ops_quant(ops);
   hg::bind_ops_fused(ops);
+  hg::bind_ops_attention(ops);
 }

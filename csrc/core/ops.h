@@ -315,3 +315,5 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
                const std::string& activation, float alpha, Impl impl, const Tensor* out = nullptr);
 
 }  // namespace hg
+
+#include "ops_attention.h"  // layer norm, attention, bmm, gradient clipping

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from .._native import _C
 from ._activation import activation, activation_backward
+from ._attention import (attention, attention_backward, bmm, clip_grad_norm_, layer_norm,
+                         layer_norm_backward, scale_, sum_squares)
 from ._conv import bias_add, bias_backward, conv2d, conv2d_backward_data, conv2d_backward_weight
 from ._force import force_kernel
 from ._fused import conv2d_bias_act, linear_bias_act, linear_bias_act_packed, pack_linear_weight
@@ -25,7 +27,8 @@ def last_impl() -> dict:
 
 
 __all__ = [
-    "activation", "activation_backward", "adam_step", "add", "add_", "avg_pool2d",
+    "activation", "activation_backward", "attention", "attention_backward", "bmm",
+    "clip_grad_norm_", "layer_norm", "layer_norm_backward", "scale_", "sum_squares", "adam_step", "add", "add_", "avg_pool2d",
     "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "bias_add", "bias_backward",
     "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_bias_act", "dropout",
     "dropout_backward", "embedding", "embedding_backward", "fill_", "force_kernel", "gemm",
