@@ -156,3 +156,11 @@ def test_bad_sizes_are_named():
         hg.build_model("gpt", vocab_size=10, block_size=4, n_layer=1, n_head=3, n_embd=8)
     with pytest.raises(ValueError, match="vocab_size"):
         hg.build_model("gpt", vocab_size=0, block_size=4, n_layer=1, n_head=1, n_embd=8)
+
+
+def test_without_biases_matches_the_reference(rng):
+    model = make_gpt(SMALL, int(rng.integers(1 << 30)), scale=5.0, bias=False)
+    sd = model.state_dict()
+    assert not any(k.endswith(".bias") for k in sd)
+    idx = random_ids(rng, 2, 6, SMALL["vocab_size"])
+    check(model(idx), ref.gpt_forward(sd, idx, SMALL["n_head"]), rtol=2e-4, atol=2e-4)

@@ -126,7 +126,9 @@ class GPTEngine:
         from ..training.models import model_from_spec
         copy = model_from_spec(model.spec)
         copy.load_state_dict(model.state_dict(), strict=True)
-        self.model = copy.to(device).eval()
+        # Decoding meets a new key length at every token: the default kernels run, instead of
+        # impl="auto" timing the candidates for each new shape.
+        self.model = copy.to(device).eval().set_impl("handwritten")
         self.device, self.precision, self.source, self.tokenizer = device, precision, source, tokenizer
         self.config = dict(self.model.config)
         self.calibrated = precision == "fp32"

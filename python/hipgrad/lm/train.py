@@ -36,19 +36,6 @@ HISTORY_FIELDS = ["step", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per
                   "seconds"]
 
 
-def clip_grad_norm_(params: list, max_norm: float) -> float:
-    """Scale every gradient by min(1, max_norm / global norm) in place; returns the norm. The
-    sums of squares and the scaling run as ops on the gradients' device."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    norm = math.sqrt(float(np.asarray(ops.sum_squares(grads).numpy(), dtype=np.float64).sum()))
-    if max_norm > 0 and norm > max_norm:
-        for g in grads:
-            ops.scale_(g, max_norm / (norm + 1e-6))
-    return norm
-
-
 def flops_per_token(model: Any, t: int) -> float:
     """Training FLOPs per token (forward + backward): 6 per weight in a matrix product (the
     position table is only read, not multiplied), plus attention's 12 * n_layer * T * C."""
@@ -117,7 +104,9 @@ class LMTrainer:
             self.model.zero_grad()
             self.model.backward(self.loss.backward())
         with phase("update"):
-            clip_grad_norm_([p for _, p in self.params], self.grad_clip)
+            grads = [p.grad for _, p in self.params if p.grad is not None]
+            if grads:
+                ops.clip_grad_norm_(grads, self.grad_clip)
             self.optimizer.step()
         self.step += 1
         return loss

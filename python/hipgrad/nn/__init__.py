@@ -13,8 +13,13 @@ from .loss import CrossEntropyLoss, MSELoss
 from .module import LoadResult, Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool2d, Flatten, MaxPool2d
+from .transformer import MLP, Block, CausalSelfAttention, LayerNorm
 
 __all__ = [
+    "MLP",
+    "Block",
+    "CausalSelfAttention",
+    "LayerNorm",
     "ELU",
     "GELU",
     "AvgPool2d",
