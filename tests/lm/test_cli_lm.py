@@ -138,3 +138,19 @@ def test_explain_gpt_shows_context_is_not_learning(capsys):
     import hipgrad as hg
     if hasattr(hg._C.ops, "attention"):          # the native ops, not tests/lm/shim.py
         assert "attention" in text and "layer_norm" in text
+
+
+def test_bpe_tokenizer_is_trained_saved_and_used_by_generate(corpus, tmp_path, capsys):
+    pytest.importorskip("tokenizers", reason="Hugging Face tokenizers is not installed (optional)")
+    out = tmp_path / "bpe"
+    assert main(["train", "--model", "gpt", "--data", f"text:{corpus}", "--tokenizer", "bpe:300",
+                 "--max-steps", "2", "--out", str(out), *TINY]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["extra"]["tokenizer"]["kind"] == "bpe" and meta["spec"]["options"]["vocab_size"] <= 300
+    capsys.readouterr()
+    assert main(["generate", str(out), "--prompt", "the lazy dog", "--max-new-tokens", "3",
+                 "--temperature", "0", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("the lazy dog")
+    assert main(["train", "--model", "gpt", "--data", f"text:{corpus}", "--tokenizer", "bpe:x",
+                 "--max-steps", "2", "--out", str(tmp_path / "bad"), *TINY]) == 2
+    assert "--tokenizer" in capsys.readouterr().err
