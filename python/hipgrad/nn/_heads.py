@@ -43,11 +43,15 @@ def gather_rows(x: Tensor, idx: Tensor, out: Tensor | None = None) -> Tensor:
 
 
 def permute(x: Tensor, dims: Sequence[int], out: Tensor | None = None) -> Tensor:
-    """x with its axes in the order `dims` (the last axis stays last), as a contiguous copy;
-    with `out`, written there."""
+    """x with its axes in the order `dims` (the last axis stays last): a contiguous copy, or a
+    view of x where only axes of size 1 move; with `out`, written there."""
     shape, dims = tuple(int(s) for s in x.shape), tuple(int(d) for d in dims)
     if dims[-1] != len(shape) - 1 or sorted(dims) != list(range(len(shape))):
         raise ValueError(f"permute: dims {dims} must reorder the axes of {shape} keeping the last")
+    moved = [d for d in dims if shape[d] > 1]
+    if moved == sorted(moved):         # only axes of size 1 move: the same bytes, no gather
+        y = x.reshape(*(shape[d] for d in dims))
+        return y if out is None else out.copy_(y)
     lead = shape[:-1]
     idx = _indices(("permute", shape, dims), x.device,
                    lambda: np.arange(math.prod(lead)).reshape(lead).transpose(dims[:-1]).reshape(-1))
