@@ -201,3 +201,6 @@ def normal_(p: Parameter, std: float) -> None:
 def zeros_(p: Parameter | None) -> None:
     if p is not None:
         p.data.zero_()
+
+
+__all__ = ["Block", "CausalSelfAttention", "LayerNorm", "MLP"]
