@@ -258,6 +258,9 @@ void bind_tensor(py::module_& m) {
            py::arg("shape"),
            "A view of the first prod(shape) elements with `shape` (shares storage): a preallocated "
            "buffer used as the out= of smaller outputs.")
+      .def("narrow", [](const Tensor& t, int64_t start, int64_t length) { return t.narrow(start, length); },
+           py::arg("start"), py::arg("length"),
+           "A view of t[start:start + length] along the first axis (shares storage).")
       .def("_shares_storage", [](const Tensor& a, const Tensor& b) { return a.storage() == b.storage(); })
       .def("__len__", [](const Tensor& t) {
         HG_REQUIRE_TYPE(t.dim() > 0, "len() of a 0-d tensor");

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: (module in hipgrad.cli, one-li
     "explain": ("explain",
                 "one training step and one inference pass, traced and explained in plain words"),
     "doctor": ("doctor", "why the GPU path does or does not work here, each problem with its fix"),
+    "finetune": ("finetune", "train a checkpoint further on new data into a new run; report what changed"),
+    "generate": ("generate", "continue a text prompt with a trained language model"),
 }
 
 

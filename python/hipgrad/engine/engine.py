@@ -69,6 +69,10 @@ class InferenceEngine:
         `input_shape` (without the batch) defaults to the model's spec (hipgrad.training.models)."""
         from .lowering import plan_from_module
 
+        if isinstance(getattr(model, "spec", None), dict) and model.spec.get("name") == "gpt":
+            from ..lm.engine import GPTEngine   # a language model: generate()
+            return GPTEngine.from_model(model, device=resolve_device(device), precision=precision)
+
         if input_shape is None and isinstance(getattr(model, "spec", None), dict):
             input_shape = model.spec.get("in_shape")
         return cls(plan_from_module(model), device=device, precision=precision,
@@ -86,6 +90,9 @@ class InferenceEngine:
 
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
+        from ..lm.engine import GPTEngine, is_gpt_checkpoint
+        if is_gpt_checkpoint(path):  # a language model: generate()
+            return GPTEngine.load(path, device=resolve_device(device), precision=precision)
         plan, meta = plan_from_file(path)
         saved = meta.get("precision") or "fp32"
         if precision == "fp32" and saved == "int8":
