@@ -30,7 +30,8 @@ import numpy as np
 
 from hipgrad import nn, ops
 from tests.nn import reference as ref
-from tests.nn.cases import (Case, act_ref, block_ref, make_block, mlp_ref, sub, torch_block,
+from tests.nn.cases import (Case, act_ref, attn_ref, block_ref, gpt_block_ref, ln_ref, make_block,
+                            mlp_block_ref, mlp_ref, sub, torch_block, torch_transformer,
                             torch_residual)
 from tests.reference import activation as ref_act
 from tests.reference import attention as ref_attn
@@ -836,6 +837,14 @@ LAYER_CASES = [
          lambda t: torch_residual(t, t.Sequential(t.Linear(4, 4), t.Tanh())), (3, 4),
          lambda x, p: np.tanh(ref.linear(x, sub(p, "body.0."))) + x),
     Case("resnet_block", make_block, torch_block, (2, 3, 7, 7), block_ref),
+    Case("layer_norm", lambda: nn.LayerNorm(8), lambda t: torch_transformer(t, "layer_norm"),
+         (2, 5, 8), ln_ref),
+    Case("gpt_mlp", lambda: nn.MLP(8), lambda t: torch_transformer(t, "mlp"), (2, 5, 8),
+         mlp_block_ref),
+    Case("causal_self_attention", lambda: nn.CausalSelfAttention(8, 2),
+         lambda t: torch_transformer(t, "attention"), (2, 5, 8), attn_ref),
+    Case("gpt_block", lambda: nn.Block(8, 2), lambda t: torch_transformer(t, "block"), (2, 5, 8),
+         gpt_block_ref),
     Case("sequential_cnn",
          lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.LeakyReLU(0.1), nn.MaxPool2d(2),
                                nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 5), nn.Tanh(),

@@ -197,3 +197,25 @@ def test_cpu_sources_use_the_pool_not_openmp_threads():
                     if word in text:
                         bad.append(f"{os.path.relpath(os.path.join(d, f), root)}: {word}")
     assert not bad, "use hg::cpu::parallel_for (csrc/cpu/parallel.h) instead: " + "; ".join(bad)
+
+
+def test_reductions_do_not_depend_on_what_the_pool_gets():
+    """Conv backward-weight and attention backward sum in an order fixed by set_num_threads,
+    not by how many threads the pool could get for this call (it runs on fewer under load)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((6, 8, 12, 12)).astype(np.float32)
+    q, k, v, do = (rng.standard_normal((1, 1, 200, 32)).astype(np.float32) for _ in range(4))
+    out, lse = hg.ops.attention(q, k, v, causal=True)
+
+    def both():
+        dw = hg.ops.conv2d_backward_weight(dy, x, w.shape, padding=1, impl="handwritten").numpy()
+        dq = hg.ops.attention_backward(do, q, k, v, out, lse, causal=True, scale=None,
+                                       impl="handwritten")[0].numpy()
+        return dw, dq
+
+    first = both()
+    for _ in range(12):
+        for a, b in zip(first, both()):
+            np.testing.assert_array_equal(a, b)

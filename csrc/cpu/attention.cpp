@@ -49,8 +49,7 @@ void attention_composed(const AttentionArgs& a) {
     const float* k = a.k + bh * Tk * D;
     gemm_blas(false, true, Tq, Tk, D, g.scale, q, D, k, D, 0.f, s.data(), Tk);
     float* lse = a.lse + bh * Tq;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (Tq * Tk > (1 << 15))
-    for (int64_t i = 0; i < Tq; ++i) {
+    parallel_for(Tq, (Tq * Tk > (1 << 15)) ? available_threads() : 1, [&](int64_t i) {
       float* row = s.data() + i * Tk;
       const int64_t lim = visible_keys(g, i);
       float mx = row[0];
@@ -61,7 +60,7 @@ void attention_composed(const AttentionArgs& a) {
       for (int64_t j = 0; j < lim; ++j) row[j] *= inv;
       std::fill(row + lim, row + Tk, 0.f);
       lse[i] = mx + float(std::log(sum));
-    }
+    });
     gemm_blas(false, false, Tq, D, Tk, 1.f, s.data(), Tk, a.v + bh * Tk * D, D, 0.f,
               a.out + bh * Tq * D, D);
   }
@@ -80,8 +79,7 @@ void attention_backward_composed(const AttentionBackwardArgs& a) {
     const float* lse = a.lse + bh * Tq;
     gemm_blas(false, true, Tq, Tk, D, g.scale, q, D, k, D, 0.f, p.data(), Tk);
     gemm_blas(false, true, Tq, Tk, D, 1.f, dout, D, v, D, 0.f, dp.data(), Tk);
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (Tq * Tk > (1 << 15))
-    for (int64_t i = 0; i < Tq; ++i) {
+    parallel_for(Tq, (Tq * Tk > (1 << 15)) ? available_threads() : 1, [&](int64_t i) {
       float di = 0.f;
       for (int64_t c = 0; c < D; ++c) di += dout[i * D + c] * out[i * D + c];
       float* pr = p.data() + i * Tk;
@@ -91,7 +89,7 @@ void attention_backward_composed(const AttentionBackwardArgs& a) {
         pr[j] = j < lim ? std::exp(pr[j] - lse[i]) : 0.f;
         dr[j] = pr[j] * (dr[j] - di) * g.scale;
       }
-    }
+    });
     gemm_blas(true, false, Tk, D, Tq, 1.f, p.data(), Tk, dout, D, 0.f, a.dv + bh * Tk * D, D);
     gemm_blas(false, false, Tq, D, Tk, 1.f, dp.data(), Tk, k, D, 0.f, a.dq + bh * Tq * D, D);
     gemm_blas(true, false, Tk, D, Tq, 1.f, dp.data(), Tk, q, D, 0.f, a.dk + bh * Tk * D, D);

@@ -2,7 +2,6 @@
 // code: attention.inc over gemm_unpacked.inc's 4-float vectors; flags from CMakeLists.txt by
 // file name).
 // Test: pytest tests/ops/test_attention.py   Bench: python3 bench/bench_attention.py
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>

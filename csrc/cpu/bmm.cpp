@@ -24,10 +24,10 @@ template <class Gemm>
 void bmm_each(const BmmArgs& g, Gemm gemm, bool parallel_batches) {
   const int64_t sa = g.M * g.K, sb = g.K * g.N, sy = g.M * g.N;
   const int64_t lda = g.trans_a ? g.M : g.K, ldb = g.trans_b ? g.K : g.N;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads()) if (parallel_batches)
-  for (int64_t i = 0; i < g.batch; ++i)
-    gemm(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a + i * sa, lda, g.b + i * sb, ldb, 0.f,
+  parallel_for(g.batch, (parallel_batches) ? available_threads() : 1, [&](int64_t i) {
+      gemm(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a + i * sa, lda, g.b + i * sb, ldb, 0.f,
          g.y + i * sy, g.N);
+  });
 }
 
 void bmm_kernel(const BmmArgs& g) {
@@ -41,14 +41,13 @@ void bmm_vendor_kernel(const BmmArgs& g) { bmm_each(g, &gemm_blas, false); }
 void sum_squares_kernel(const SumSquaresArgs& a) {
   const int64_t blocks = (a.n + kSumBlock - 1) / kSumBlock;
   std::vector<double> part(static_cast<size_t>(blocks));
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, (a.n > kParallelMin) ? available_threads() : 1, [&](int64_t b) {
     const int64_t end = std::min(a.n, (b + 1) * kSumBlock);
     double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t i = b * kSumBlock; i < end; ++i) acc += double(a.x[i]) * double(a.x[i]);
     part[size_t(b)] = acc;
-  }
+  });
   double total = 0.0;
   for (double p : part) total += p;
   *a.out = float(total);
@@ -57,8 +56,10 @@ void sum_squares_kernel(const SumSquaresArgs& a) {
 void scale_kernel(const ScaleArgs& a) {
   float* __restrict x = a.x;
   const float alpha = a.alpha;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t i = 0; i < a.n; ++i) x[i] *= alpha;
+  parallel_range(a.n, (a.n > kParallelMin) ? available_threads() : 1, [&](int64_t b, int64_t e) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) x[i] *= alpha;
+  }, 16);
 }
 
 }  // namespace

@@ -71,8 +71,8 @@ struct Split {
 // would claim the whole pool. So with the BLAS, images go over OpenMP threads only when each
 // product is small enough to stay on the calling thread; otherwise the BLAS threads each
 // product and the lowering stays on the calling thread.
-Split split_work(int64_t units, double macs, int64_t groups, const GemmRoutine& gemm) {
-  const int T = available_threads();
+Split split_work(int64_t units, double macs, int64_t groups, const GemmRoutine& gemm,
+                 int T = available_threads()) {
   const int spread = int(std::min<int64_t>(T, units));
   if (T <= 1 || units <= 1) return {1, !gemm.own_thread_pool};
   if (gemm.own_thread_pool) return {macs <= kBlasSingleThreadMnk ? spread : 1, false};
@@ -82,9 +82,9 @@ Split split_work(int64_t units, double macs, int64_t groups, const GemmRoutine& 
 }
 
 // The split for one image per unit (`macs`: one group's product for one image).
-Split split_images(const ConvGeometry& g, const GemmRoutine& gemm) {
+Split split_images(const ConvGeometry& g, const GemmRoutine& gemm, int T = available_threads()) {
   const double Cg = double(g.C / g.groups), Kg = double(g.K / g.groups);
-  return split_work(g.N, Kg * Cg * double(g.R * g.S * g.P * g.Q), g.groups, gemm);
+  return split_work(g.N, Kg * Cg * double(g.R * g.S * g.P * g.Q), g.groups, gemm, T);
 }
 
 // Per-group GEMM sizes and per-image strides.
@@ -237,14 +237,17 @@ void backward_data_lowered(const ConvBackwardDataArgs& a, const GemmRoutine& rou
   });
 }
 
-// Each of T threads sums a contiguous run of images into its own dw (thread 0 straight into
-// a.dw, the others into partial buffers), then all threads add the partials into a.dw.
+// The images are cut into T contiguous runs, T from the configured thread count (not from what
+// the pool can get right now), so the summation order and the result depend on set_num_threads
+// alone. Each run is summed into its own dw (run 0 straight into a.dw, the others into partial
+// buffers) by whichever thread claims it, then the partials are added into a.dw in run order.
 void backward_weight_lowered(const ConvBackwardWeightArgs& a, const GemmRoutine& routine) {
   const ConvGeometry& g = a.g;
   const GemmFn gemm = routine.fn;
   const Lowered L(g);
-  const Split split = split_images(g, routine);
+  const Split split = split_images(g, routine, in_parallel() ? 1 : num_threads());
   const int T = split.image_threads;
+  const int workers = std::min(T, available_threads());
   const int64_t col_size = L.identity ? 0 : L.col_size;
   const int64_t dw_size = g.K * L.CRSg;
   auto col = scratch(col_size * T);
@@ -265,7 +268,7 @@ void backward_weight_lowered(const ConvBackwardWeightArgs& a, const GemmRoutine&
     }
     return;
   }
-  parallel_tasks(T, T, [&](int64_t t) {
+  parallel_tasks(T, workers, [&](int64_t t) {
     const int64_t n0 = g.N * t / T, n1 = g.N * (t + 1) / T;  // T <= N: never empty
     float* dw = t == 0 ? a.dw : partial.get() + (t - 1) * dw_size;
     float* colbuf = col.get() + parallel_slot() * col_size;
@@ -273,7 +276,7 @@ void backward_weight_lowered(const ConvBackwardWeightArgs& a, const GemmRoutine&
   });
   const float* __restrict parts = partial.get();
   float* __restrict out = a.dw;
-  parallel_range(dw_size, T, [&](int64_t i0, int64_t i1) {
+  parallel_range(dw_size, workers, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       float sum = out[i];
       for (int u = 0; u < T - 1; ++u) sum += parts[u * dw_size + i];

@@ -7,7 +7,7 @@
 //                        dx = rstd * (g - mean(g) - xhat * mean(g * xhat));
 //                        dweight = sum over rows of dy * xhat, dbias = sum of dy
 //
-// Rows split over the OpenMP threads (above kParallelMin elements). dweight / dbias come from
+// Rows split over the CPU pool (parallel.h; above kParallelMin elements). dweight / dbias come from
 // double partials over fixed blocks of kRowsPerPartial rows, summed in block order: the same bits
 // for any thread count.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_layer_norm.py
@@ -28,8 +28,7 @@ void layer_norm_kernel(const LayerNormArgs& a) {
   const int64_t C = a.C;
   const float* __restrict w = a.weight;
   const float* __restrict b = a.bias;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (a.rows * C > kParallelMin)
-  for (int64_t r = 0; r < a.rows; ++r) {
+  parallel_for(a.rows, (a.rows * C > kParallelMin) ? available_threads() : 1, [&](int64_t r) {
     const float* __restrict x = a.x + r * C;
     float* __restrict y = a.y + r * C;
     double sum = 0.0;
@@ -51,7 +50,7 @@ void layer_norm_kernel(const LayerNormArgs& a) {
       const float xhat = (x[c] - m) * rstd;
       y[c] = xhat * (w ? w[c] : 1.f) + (b ? b[c] : 0.f);
     }
-  }
+  });
 }
 
 void layer_norm_backward_kernel(const LayerNormBackwardArgs& a) {
@@ -59,8 +58,7 @@ void layer_norm_backward_kernel(const LayerNormBackwardArgs& a) {
   const int64_t blocks = (rows + kRowsPerPartial - 1) / kRowsPerPartial;
   std::vector<double> dw_part(size_t(blocks * C)), db_part(size_t(blocks * C));
   const float* __restrict w = a.weight;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * C > kParallelMin)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
+  parallel_for(blocks, (rows * C > kParallelMin) ? available_threads() : 1, [&](int64_t blk) {
     double* __restrict dwp = dw_part.data() + blk * C;
     double* __restrict dbp = db_part.data() + blk * C;
     std::fill(dwp, dwp + C, 0.0);
@@ -88,9 +86,8 @@ void layer_norm_backward_kernel(const LayerNormBackwardArgs& a) {
         dx[c] = rstd * (dy[c] * (w ? w[c] : 1.f) - mg - xhat * mgx);
       }
     }
-  }
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (blocks * C > kParallelMin)
-  for (int64_t c = 0; c < C; ++c) {
+  });
+  parallel_for(C, (blocks * C > kParallelMin) ? available_threads() : 1, [&](int64_t c) {
     double sw = 0.0, sb = 0.0;
     for (int64_t blk = 0; blk < blocks; ++blk) {
       sw += dw_part[size_t(blk * C + c)];
@@ -98,7 +95,7 @@ void layer_norm_backward_kernel(const LayerNormBackwardArgs& a) {
     }
     a.dweight[c] = float(sw);
     a.dbias[c] = float(sb);
-  }
+  });
 }
 
 }  // namespace

@@ -4,6 +4,8 @@ cases. The cases themselves are the LAYER_CASES of tests/op_cases.py."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,3 +98,82 @@ def torch_residual(tnn, body):
     block = torch_block(tnn)
     block.body, block.shortcut = body, None
     return block
+
+
+# ---- the transformer layers (nn.LayerNorm, CausalSelfAttention, MLP, Block) -------------------
+def _ln(x, p, prefix=""):
+    mean = x.mean(-1, keepdims=True)
+    y = (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + 1e-5) * p[prefix + "weight"]
+    return y + p[prefix + "bias"]
+
+
+def _lin(x, p, prefix):
+    return x @ p[prefix + "weight"].T + p[prefix + "bias"]
+
+
+def _erf_gelu(x):
+    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def ln_ref(x, p):
+    return _ln(x, p)
+
+
+def mlp_block_ref(x, p, prefix=""):
+    return _lin(_erf_gelu(_lin(x, p, prefix + "c_fc.")), p, prefix + "c_proj.")
+
+
+def attn_ref(x, p, n_head=2, prefix=""):
+    b, t, c = x.shape
+    qkv = _lin(x, p, prefix + "c_attn.")
+    q, k, v = (qkv[..., j * c:(j + 1) * c].reshape(b, t, n_head, c // n_head).transpose(0, 2, 1, 3)
+               for j in range(3))
+    s = np.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(c // n_head)
+    s = np.where(np.arange(t)[None, :] > np.arange(t)[:, None], -np.inf, s)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    y = np.einsum("bhij,bhjd->bhid", e / e.sum(-1, keepdims=True), v)
+    return _lin(y.transpose(0, 2, 1, 3).reshape(b, t, c), p, prefix + "c_proj.")
+
+
+def gpt_block_ref(x, p):
+    x = x + attn_ref(_ln(x, p, "ln_1."), p, prefix="attn.")
+    return x + mlp_block_ref(_ln(x, p, "ln_2."), p, prefix="mlp.")
+
+
+def torch_transformer(t, kind: str, c: int = 8, n_head: int = 2):
+    """nanoGPT's LayerNorm / CausalSelfAttention / MLP / Block in torch.nn, same parameter names."""
+    import torch
+
+    F = torch.nn.functional
+
+    class MLP(t.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc, self.c_proj = t.Linear(c, 4 * c), t.Linear(4 * c, c)
+
+        def forward(self, x):
+            return self.c_proj(F.gelu(self.c_fc(x)))
+
+    class Attention(t.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn, self.c_proj = t.Linear(c, 3 * c), t.Linear(c, c)
+
+        def forward(self, x):
+            b, n, _ = x.shape
+            q, k, v = (z.view(b, n, n_head, c // n_head).transpose(1, 2)
+                       for z in self.c_attn(x).split(c, dim=2))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).reshape(b, n, c))
+
+    class Block(t.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.attn, self.ln_2, self.mlp = t.LayerNorm(c), Attention(), t.LayerNorm(c), MLP()
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    return {"layer_norm": lambda: t.LayerNorm(c), "mlp": MLP, "attention": Attention,
+            "block": Block}[kind]()

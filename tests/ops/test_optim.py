@@ -122,9 +122,9 @@ def test_sgd_rejects_bad_inputs():
         hg.ops.sgd_step(p, g.astype(np.int64), None, lr=0.1)
     with pytest.raises(TypeError, match="param is updated in place and must be a hipgrad Tensor"):
         hg.ops.sgd_step(g.copy(), g, None, lr=0.1)
-    with pytest.raises(ValueError, match="lr must be >= 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         hg.ops.sgd_step(p, g, None, lr=-1.0)
-    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
         hg.ops.sgd_step(p, g, None, lr=0.1, weight_decay=-0.1)
     np.testing.assert_array_equal(p.numpy(), np.ones((2, 3)))  # nothing ran
 
@@ -142,9 +142,9 @@ def test_adam_rejects_bad_inputs():
         hg.ops.adam_step(p, g, m, v, step=1, lr=0.1, beta1=1.0)
     with pytest.raises(ValueError, match=r"beta2 must be in \[0, 1\)"):
         hg.ops.adam_step(p, g, m, v, step=1, lr=0.1, beta2=-0.1)
-    with pytest.raises(ValueError, match="eps must be > 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         hg.ops.adam_step(p, g, m, v, step=1, lr=0.1, eps=0.0)
-    with pytest.raises(ValueError, match="lr must be >= 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         hg.ops.adam_step(p, g, m, v, step=1, lr=-0.1)
     with pytest.raises(ValueError, match=r"v must have grad's shape \(4,\)"):
         hg.ops.adam_step(p, g, m, hg.zeros(5), step=1, lr=0.1)
