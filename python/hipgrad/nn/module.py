@@ -52,12 +52,18 @@ class Parameter:
                 f"requires_grad={self.requires_grad})")
 
 
+# called with the parameter after each accumulation (data-parallel gradient buckets)
+GRAD_HOOKS: list[Any] = []
+
+
 def accumulate_grad(param: Parameter, grad: Tensor) -> None:
     """param.grad += grad (the first gradient is taken as is: ops return fresh tensors)."""
     if param.grad is None:
         param.grad = grad
     else:
         ops.add_(param.grad, grad)
+    for hook in GRAD_HOOKS:
+        hook(param)
 
 
 def to_array(value: Any, key: str) -> np.ndarray:
