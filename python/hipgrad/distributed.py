@@ -159,8 +159,8 @@ def wait(requests: list, what: str) -> None:
                    "(another rank died or hangs); aborting the job")
             import sys
             print(msg, file=sys.stderr, flush=True)
-            _comm().Abort(3)
-            raise DistributedError(msg)  # Abort does not return; kept for clarity
+            _comm().Abort(3)   # asks the launcher to end every rank
+            raise DistributedError(msg)  # where the launcher lets this process go on
         time.sleep(0.0005)
 
 

@@ -73,6 +73,23 @@ def test_two_ranks_equal_one_process(tmp_path, model, opt, clip):
     assert not np.allclose(a["losses"][0, 0], a["losses"][1, 0])
 
 
+def test_resume_with_another_number_of_ranks(tmp_path):
+    """Epoch 1 on 2 ranks, epoch 2 resumed by 1 process == 2 epochs in 1 process."""
+    args = ["worker_train.py", "ref", "mlp", "adamw", "0.1"]
+    proc, _ = _run(args + [str(tmp_path / "ref.npz")], None)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args[1] = "dist"
+    proc, _ = _run(args + [str(tmp_path / "first.npz")], 2, env={"WORKER_EPOCHS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args[1] = "ref"
+    proc, _ = _run(args + [str(tmp_path / "second.npz")], None,
+                   env={"WORKER_RESUME": str(tmp_path / "first_run")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = np.load(tmp_path / "ref.npz"), np.load(tmp_path / "second.npz")
+    for key in a.files:
+        np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=2e-6, err_msg=key)
+
+
 @pytest.mark.parametrize("fault", ["kill", "hang"])
 def test_failed_rank_stops_the_run(tmp_path, fault):
     out = tmp_path / "dist.npz"

@@ -72,5 +72,24 @@ for k, p in enumerate(params):
               for q in range(n)) / sum(range(1, n + 1))
     np.testing.assert_allclose(p.grad.numpy(), ref, rtol=1e-5, atol=1e-6)
 assert not nn.module.GRAD_HOOKS
+# ranks that disagree are refused, naming the rank
+from hipgrad.training.parallel import sync_model  # noqa: E402
+
+
+def refused(call, needle):
+    try:
+        call()
+    except dist.DistributedError as e:
+        assert needle in str(e) and "rank 1" in str(e), e
+    else:
+        raise AssertionError(f"not refused: {needle}")
+
+
+refused(lambda: dist.check_consistent("the data", f"rows of rank {min(r, 1)}"), "the data")
+spec_model = hg.build_model("mlp", (1, 4, 4), 3, hidden=(5 + min(r, 1),))
+refused(lambda: sync_model(spec_model), "model spec")
+hg.manual_seed(r)
+same = hg.build_model("mlp", (1, 4, 4), 3, hidden=(5,))
+sync_model(same)       # other weights on each rank before: equal after the broadcast
 dist.barrier()
 print(f"rank {r}: ok", flush=True)

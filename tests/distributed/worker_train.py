@@ -1,6 +1,7 @@
 """Trains a small model for 2 epochs and saves the final weights; run alone ("ref") or under
 mpiexec ("dist"), the two must agree. argv: mode model optimizer clip out.npz [fault]
-fault: "kill" (rank 1 dies at epoch 2) or "hang" (rank 1 stops answering at epoch 2)."""
+fault: "kill" (rank 1 dies at epoch 2) or "hang" (rank 1 stops answering at epoch 2).
+Environment: WORKER_EPOCHS (default 2), WORKER_RESUME (a run directory to continue)."""
 
 import os
 import signal
@@ -48,7 +49,8 @@ trainer = hg.Trainer(model, Loss(), opt, "cpu", max_grad_norm=float(clip) if flo
                      bucket_mb=600 * 4 / (1 << 20))      # a few buckets even for these models
 loader = DataLoader(data, 9, shuffle=True, seed=3)       # 9 + 9 + 5 rows: unequal rank shares
 out_dir = os.path.splitext(out)[0] + "_run"
-hist = trainer.fit(loader, epochs=2, val=data, out_dir=out_dir, progress=False)
+hist = trainer.fit(loader, epochs=int(os.environ.get("WORKER_EPOCHS", "2")), val=data,
+                   out_dir=out_dir, resume=os.environ.get("WORKER_RESUME"), progress=False)
 if rank == 0:
     np.savez(out, **{k: p.data.numpy() for k, p in model.named_parameters()},
              losses=np.array([[r["train_loss"], r["val_loss"], r["val_acc"]] for r in hist]))
