@@ -9,7 +9,8 @@ CPU tensors go to MPI zero-copy (a NumPy view of the tensor's memory). GPU tenso
 through host memory (no NCCL/RCCL wrapper is compiled in yet: `build_info()` says so). Every
 MPI error becomes a `DistributedError` naming the call; waits on non-blocking collectives
 poll with a deadline (HIPGRAD_DIST_TIMEOUT seconds, default 300) and then abort the whole job,
-so a rank that dies or hangs never leaves the others hanging silently.
+so a rank that dies or hangs never leaves the others hanging silently. The Trainer's bucketed
+gradient averaging is hipgrad.training.grad_reducer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .tensor import Tensor, borrow
 
 __all__ = ["DistributedError", "init", "is_initialized", "rank", "world_size", "local_rank",
            "local_size", "device", "all_reduce_", "broadcast_", "barrier", "build_info",
-           "timeout", "wait", "check_consistent", "GradReducer"]
+           "timeout", "wait", "check_consistent", "allreduce_values"]
 
 _STATE: dict[str, Any] = {"comm": None, "rank": 0, "size": 1, "local_rank": 0,
                           "local_size": 1, "device": "cpu"}
@@ -233,5 +234,3 @@ def check_consistent(what: str, text: str) -> None:
         raise DistributedError(f"ranks disagree on {what}: rank {bad[0]} differs from rank 0 "
                                f"(ranks {bad} of {world_size()})")
 
-
-from ._grad_reducer import GradReducer  # noqa: E402  (uses the functions above)

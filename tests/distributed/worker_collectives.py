@@ -8,6 +8,7 @@ import numpy as np
 import hipgrad as hg
 import hipgrad.distributed as dist
 from hipgrad import nn
+from hipgrad.training.grad_reducer import GradReducer
 
 dev = dist.init()
 r, n = dist.rank(), dist.world_size()
@@ -55,7 +56,7 @@ for bad, call in ((ValueError, lambda: dist.all_reduce_(hg.zeros([3]), op="max")
 lin = nn.Linear(7, 9)
 lin2 = nn.Linear(9, 5)
 params = list(lin.parameters()) + list(lin2.parameters())
-red = dist.GradReducer(params[::-1], bucket_mb=40 * 4 / (1 << 20))
+red = GradReducer(params[::-1], bucket_mb=40 * 4 / (1 << 20))
 assert len(red.buckets) > 2 and any(len(segs) > 1 for _, segs in red.buckets)
 cut = {i for _, segs in red.buckets for i, s0, s1, _ in segs if s0 > 0}
 assert cut, "no bucket boundary inside a tensor"

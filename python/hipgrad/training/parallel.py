@@ -48,7 +48,7 @@ def weights_digest(model: Any) -> str:
 
 def sync_model(model: Any) -> None:
     """Rank 0's weights and buffers on every rank, then the start-up consistency checks."""
-    from .. import __version__
+    from .._version import __version__
     dist.check_consistent("the hipgrad version", __version__)
     spec = getattr(model, "spec", None)
     dist.check_consistent("the model spec", json.dumps(spec, sort_keys=True, default=str))

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import parallel
+from .grad_reducer import GradReducer
 from .. import distributed as dist
 from ..data import DataLoader, Dataset
 from ..profiling.tracing import phase
@@ -123,7 +124,7 @@ class Trainer:
         self.reducer = None
         if parallel.active():
             parallel.sync_model(model)
-            self.reducer = dist.GradReducer(list(model.parameters())[::-1], bucket_mb)
+            self.reducer = GradReducer(list(model.parameters())[::-1], bucket_mb)
 
     def train_epoch(self, loader: DataLoader, epoch: int, progress: bool = False) -> dict:
         """One pass over `loader`: the five steps of training for every batch."""

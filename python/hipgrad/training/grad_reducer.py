@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from . import distributed as dist
-from .nn import module as nn_module
-from .tensor import borrow
+from .. import distributed as dist
+from ..nn import module as nn_module
+from ..tensor import borrow
 
 
 class GradReducer:
