@@ -11,6 +11,9 @@
 #   hip   CMake's HIP language (clang) for HIPGRAD_HIP_ARCHS. Debian's ROCm 5.2 needs cmake >= 3.28
 #         and clang told where ROCm lives; both are set here (see shared VENDOR_NOTES section 6).
 #   cuda  CMake's CUDA language (nvcc) for HIPGRAD_CUDA_ARCHS; .hip files compile as CUDA.
+#   sim   the simulated device (csrc/hip/sim): the same .hip sources as host C++ on a fiber
+#         scheduler that models blocks, wavefronts (HIPGRAD_SIM_WARP=64|32 at run time), shared
+#         memory and device memory with bounds checks. For CI without a GPU (.ci/test_sim.sh).
 #   off   no GPU code at all.
 # Vendor libraries are optional: found -> HIPGRAD_HAVE_<LIB> defined and linked; missing -> the
 # build goes on and the wrappers register fallbacks.
@@ -75,8 +78,8 @@ if(_hipgrad_gpu STREQUAL "auto")
   endif()
   message(STATUS "hipgrad: HIPGRAD_GPU=auto resolved to '${_hipgrad_gpu}'")
 endif()
-if(NOT _hipgrad_gpu MATCHES "^(hip|cuda|off)$")
-  message(FATAL_ERROR "HIPGRAD_GPU must be auto, hip, cuda or off; got '${HIPGRAD_GPU}'")
+if(NOT _hipgrad_gpu MATCHES "^(hip|cuda|sim|off)$")
+  message(FATAL_ERROR "HIPGRAD_GPU must be auto, hip, cuda, sim or off; got '${HIPGRAD_GPU}'")
 endif()
 if(NOT _hipgrad_gpu STREQUAL "off" AND NOT HIPGRAD_GPU_SOURCES)
   message(FATAL_ERROR "HIPGRAD_GPU=${_hipgrad_gpu} but csrc/hip has no .hip sources")
@@ -205,6 +208,42 @@ for name in ("nvidia.cu13", "nvidia.cublas", "nvidia.cudnn"):
   set_property(TARGET _C APPEND PROPERTY INSTALL_RPATH ${_rpath})
   message(STATUS "hipgrad: GPU backend cuda (${CMAKE_CUDA_COMPILER}) for ${_archs}; "
                  "cuBLAS ${_have_cublas}, cuDNN ${_have_cudnn}")
+elseif(_hipgrad_gpu STREQUAL "sim")
+  # Each .hip (and csrc/hip/*.h) is copied to the build tree with its launches and __shared__
+  # declarations rewritten for the host (sim/rewrite.py); includes of ../core resolve through
+  # csrc/hip on the include path, sim/*.h likewise.
+  set(_sim_dir "${CMAKE_BINARY_DIR}/sim_src")
+  set(_rewrite "${CMAKE_SOURCE_DIR}/csrc/hip/sim/rewrite.py")
+  file(GLOB _hip_headers CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/csrc/hip/*.h)
+  set(_sim_sources "")
+  set(_sim_headers "")
+  foreach(f ${HIPGRAD_GPU_SOURCES} ${_hip_headers})
+    get_filename_component(_name "${f}" NAME)
+    if(_name MATCHES "\\.hip$")
+      string(REGEX REPLACE "\\.hip$" ".cpp" _out "${_name}")
+      list(APPEND _sim_sources "${_sim_dir}/${_out}")
+    else()
+      set(_out "${_name}")
+      list(APPEND _sim_headers "${_sim_dir}/${_out}")
+    endif()
+    add_custom_command(OUTPUT "${_sim_dir}/${_out}"
+                       COMMAND "${Python_EXECUTABLE}" "${_rewrite}" "${f}" "${_sim_dir}/${_out}"
+                       DEPENDS "${f}" "${_rewrite}" VERBATIM)
+  endforeach()
+  add_custom_command(OUTPUT "${_sim_dir}/launch_sites.txt"
+                     COMMAND "${Python_EXECUTABLE}" "${_rewrite}" --sites "${_sim_dir}/launch_sites.txt"
+                             ${HIPGRAD_GPU_SOURCES} ${_hip_headers}
+                     DEPENDS ${HIPGRAD_GPU_SOURCES} ${_hip_headers} "${_rewrite}" VERBATIM)
+  add_custom_target(hipgrad_sim_sites ALL DEPENDS "${_sim_dir}/launch_sites.txt")
+  set_source_files_properties(${_sim_sources} PROPERTIES
+    COMPILE_DEFINITIONS "HIPGRAD_SIM_DEVICE_CODE"
+    COMPILE_OPTIONS "-fno-strict-aliasing;-Wno-unknown-pragmas;-Wno-unused-variable;-Wno-unused-function")
+  target_sources(_C PRIVATE ${_sim_sources} ${_sim_headers} ${HIPGRAD_VENDOR_SOURCES}
+                            "${CMAKE_SOURCE_DIR}/csrc/hip/sim/sim.cpp")
+  target_include_directories(_C PRIVATE "${CMAKE_SOURCE_DIR}/csrc/hip")
+  target_compile_definitions(_C PRIVATE HIPGRAD_GPU_SIM)
+  message(STATUS "hipgrad: GPU backend sim (the simulated HIP device; launch sites in "
+                 "${_sim_dir}/launch_sites.txt)")
 else()
   message(STATUS "hipgrad: GPU backend off")
 endif()

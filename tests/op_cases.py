@@ -33,6 +33,7 @@ from tests.nn import reference as ref
 from tests.nn.cases import (Case, act_ref, block_ref, make_block, mlp_ref, sub, torch_block,
                             torch_residual)
 from tests.reference import activation as ref_act
+from tests.reference import attention as ref_attn
 from tests.reference import conv as ref_conv
 from tests.reference import gemm as ref_gemm
 from tests.reference import layers as ref_layers
@@ -450,6 +451,49 @@ _ACT_GRAD = Gradient(
     eps=2.0**-7, tol=(1e-3, 2e-4))
 
 
+# ---- language-model ops: layer norm, attention, bmm, gradient-norm helpers --------------------
+LN_SHAPES = [(1, 8), (3, 7, 31), (2, 129, 64), (5, 128)]
+ATTN_SHAPES = [(1, 1, 1, 1, 8), (2, 3, 7, 7, 16), (1, 2, 5, 9, 32), (1, 1, 129, 129, 64)]  # B H Tq Tk D
+
+
+def _ln_samples(rng, backward=False):
+    out = []
+    for shape, affine in zip(LN_SHAPES, [True, False, True, True]):
+        x = _normal(rng, *shape, scale=2.0)
+        w, b = (_normal(rng, shape[-1]), _normal(rng, shape[-1])) if affine else (None, None)
+        if not backward:
+            out.append(Sample((x, w, b), {"eps": 1e-5}, f"{shape}-{affine}"))
+            continue
+        _, mean, rstd = ref_attn.layer_norm(x)
+        out.append(Sample((_normal(rng, *shape), x, w, mean.astype(F), rstd.astype(F)), {},
+                          f"{shape}-{affine}"))
+    return out
+
+
+def _attn_samples(rng, backward=False):
+    out = []
+    for (B, H, Tq, Tk, D), causal in zip(ATTN_SHAPES, [False, True, True, False]):
+        q, k, v = _normal(rng, B, H, Tq, D), _normal(rng, B, H, Tk, D), _normal(rng, B, H, Tk, D)
+        kw = {"causal": causal, "scale": None if causal else 0.3}
+        if not backward:
+            out.append(Sample((q, k, v), kw, f"{(B, H, Tq, Tk, D)}-{causal}"))
+            continue
+        o, lse, _ = ref_attn.attention(q, k, v, causal, kw["scale"])
+        out.append(Sample((_normal(rng, B, H, Tq, D), q, k, v, o.astype(F), lse.astype(F)), kw,
+                          f"{(B, H, Tq, Tk, D)}-{causal}"))
+    return out
+
+
+def _bmm_samples(rng):
+    out = []
+    for (Bt, M, N, K), (ta, tb) in zip([(1, 1, 1, 1), (3, 7, 5, 31), (2, 33, 9, 17), (5, 4, 129, 8)],
+                                       [(False, False), (True, False), (False, True), (True, True)]):
+        a = _normal(rng, *((Bt, K, M) if ta else (Bt, M, K)))
+        b = _normal(rng, *((Bt, N, K) if tb else (Bt, K, N)))
+        out.append(Sample((a, b), {"trans_a": ta, "trans_b": tb, "alpha": 0.7}, f"{Bt}x{M}x{N}x{K}"))
+    return out
+
+
 _TABLE = [
     # ---- activation ----
     OpInfo("activation", "activation", _activation_samples,
@@ -681,6 +725,60 @@ _TABLE = [
                         "bias": ((4,), F)},
                        lambda t, out: ops.qconv2d(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"],
                                                   padding=1, out=out), (2, 4, 6, 6), F, "bias")),
+    # ---- language-model ops ----
+    OpInfo("layer_norm", "layer_norm", _ln_samples,
+           lambda x, w, b, *, eps: ref_attn.layer_norm(x, w, b, eps),
+           "test_layer_norm_backward_matches_finite_differences",
+           lambda x: ops.layer_norm(x),
+           gradient=Gradient((0, 1, 2), lambda a, out, w, **_: ops.layer_norm_backward(
+                                 w, a[0], a[1], out[1], out[2]),
+                             lambda rng: Sample((_normal(rng, 3, 7), _normal(rng, 7), _normal(rng, 7)), {}),
+                             eps=1e-2, tol=(2e-2, 2e-3)),
+           params={"shapes": LN_SHAPES}, tol=(1e-4, 1e-4)),
+    OpInfo("layer_norm_backward", "layer_norm", lambda rng: _ln_samples(rng, backward=True),
+           lambda dy, x, w, mean, rstd: ref_attn.layer_norm_backward(dy, x, w),
+           "test_layer_norm_backward_matches_finite_differences",
+           lambda dy, x, mean, rstd: ops.layer_norm_backward(dy, x, None, mean, rstd),
+           params={"shapes": LN_SHAPES}, tol=(1e-3, 1e-3)),
+    OpInfo("attention", "attention", _attn_samples,
+           lambda q, k, v, *, causal, scale: ref_attn.attention(q, k, v, causal, scale)[:2],
+           "test_attention_backward_matches_finite_differences",
+           lambda q, k, v: ops.attention(q, k, v),
+           gradient=Gradient((0, 1, 2), lambda a, out, w, *, causal, scale: ops.attention_backward(
+                                 w, a[0], a[1], a[2], out[0], out[1], causal=causal, scale=scale),
+                             lambda rng: Sample((_normal(rng, 1, 2, 3, 4), _normal(rng, 1, 2, 5, 4),
+                                                 _normal(rng, 1, 2, 5, 4)), {"causal": True, "scale": None}),
+                             eps=1e-2, tol=(2e-2, 2e-3)),
+           params={"shapes": ATTN_SHAPES}, tol=(1e-4, 1e-4)),
+    OpInfo("attention_backward", "attention", lambda rng: _attn_samples(rng, backward=True),
+           lambda dout, q, k, v, o, lse, *, causal, scale: ref_attn.attention_backward(
+               dout, q, k, v, causal, scale),
+           "test_attention_backward_matches_finite_differences",
+           lambda dout, q, k, v, out, lse: ops.attention_backward(dout, q, k, v, out, lse),
+           params={"shapes": ATTN_SHAPES}, tol=(1e-3, 1e-3)),
+    OpInfo("bmm", "bmm", _bmm_samples,
+           lambda a, b, *, trans_a, trans_b, alpha: ref_attn.bmm(a, b, trans_a, trans_b, alpha),
+           "none: linear in each input; test_bmm_matches_float64 covers every transpose, which "
+           "is how the backward uses it",
+           lambda a, b: ops.bmm(a, b), tol=(1e-4, 2e-3),
+           out=OutCase({"a": ((2, 5, 3), F), "b": ((2, 3, 4), F)},
+                       lambda t, out: ops.bmm(t["a"], t["b"], out=out), (2, 5, 4), F, "a")),
+    OpInfo("sum_squares", "bmm",
+           lambda rng: [Sample(([_normal(rng, *s) for s in shapes],), {}, str(shapes))
+                        for shapes in [[(1,)], [(3, 7), (129,)], [(5, 5, 5), (1,), (40_001,)]]],
+           lambda tensors: np.array([np.sum(_f64(t) ** 2) for t in tensors]),
+           "none: a reduction for gradient clipping, not differentiated",
+           lambda tensors: ops.sum_squares(tensors), tol=(1e-5, 1e-5), devices=("cpu",)),
+    OpInfo("scale_", "bmm",
+           lambda rng: [Sample((_normal(rng, *s), -0.7), {}, str(s)) for s in ELEMENTWISE_SHAPES],
+           lambda x, alpha: _f64(x) * alpha, "none: linear, dx = alpha * dy",
+           lambda x: ops.scale_(x, 2.0), params={"shapes": ELEMENTWISE_SHAPES}, tol=(1e-6, 1e-7)),
+    OpInfo("clip_grad_norm_", "bmm",
+           lambda rng: [Sample(([_normal(rng, 3, 7), _normal(rng, 129)], 1.5), {}, "two")],
+           lambda grads, max_norm: np.sqrt(sum(np.sum(_f64(g) ** 2) for g in grads)),
+           "none: an update rule; test_clip_grad_norm_matches_torch checks the scaled gradients",
+           lambda grads: ops.clip_grad_norm_(grads, 1.0), tol=(1e-5, 1e-5), devices=("cpu",),
+           result=lambda norm, _: (np.float64(norm),)),
 ]
 
 # ---- nn layers: the cases every generic layer test runs (tests/nn/test_layers.py) ----------------

@@ -292,6 +292,8 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
 
 }  // namespace hg
 
+#include "ops_attention.h"  // layer norm, attention, bmm, gradient clipping (Args, front ends)
+
 // ---- The op table -----------------------------------------------------------------------------
 // One row per op: X(accessor, "name", Args, tunable, cpu vendor, gpu vendor). From it come the
 // kernel tables `<accessor>_op()` (declared below, defined in core/op_table.cpp), op_names() in
@@ -408,6 +410,37 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   X(quantize, "quantize", QuantizeArgs, false,                                                    \
     HG_NO_VENDOR("no CPU vendor library quantizes tensors"),                                      \
     HG_NO_VENDOR("no GPU vendor library hipgrad wraps quantizes tensors"))                        \
+  X(layer_norm, "layer_norm", LayerNormArgs, true, HG_NO_VENDOR("OpenBLAS has no layer norm"),    \
+    HG_LIB_LACKS(dnn,                                                                             \
+                 "miopenLayerNormForward (beta API) needs MIOpen >= 3 (ROCm 6.0)",               \
+                 "cuDNN's legacy API has no layer norm (only its graph API does)"))               \
+  X(layer_norm_backward, "layer_norm_backward", LayerNormBackwardArgs, true,                      \
+    HG_NO_VENDOR("OpenBLAS has no layer norm"),                                                   \
+    HG_LIB_LACKS(dnn,                                                                             \
+                 "MIOpen's layer-norm backward (miopenLayerNormBackward) appears only around "    \
+                 "ROCm 7.1; headers up to ROCm 6.3 have just the RMS-style T5 backward",          \
+                 "cuDNN's legacy API has no layer norm (only its graph API does)"))               \
+  X(attention, "attention", AttentionArgs, true, HG_BY_LIB(blas),                                 \
+    HG_LIB_LACKS(dnn,                                                                             \
+                 "the vendor attention is composed of rocBLAS strided-batched SGEMM and MIOpen's "\
+                 "softmax (MIOpen's MHA problem API has no fp32 causal path) and this build "     \
+                 "lacks one of them",                                                             \
+                 "the vendor attention is composed of cuBLAS strided-batched SGEMM and cuDNN's "  \
+                 "softmax and this build lacks one of them"))                                     \
+  X(attention_backward, "attention_backward", AttentionBackwardArgs, true, HG_BY_LIB(blas),       \
+    HG_LIB_LACKS(dnn,                                                                             \
+                 "the vendor attention backward is composed of rocBLAS strided-batched SGEMM and "\
+                 "MIOpen's softmax backward (MIOpen's MHA problem API has no fp32 causal path) "  \
+                 "and this build lacks one of them",                                              \
+                 "the vendor attention backward is composed of cuBLAS strided-batched SGEMM and " \
+                 "cuDNN's softmax backward and this build lacks one of them"))                    \
+  X(bmm, "bmm", BmmArgs, true, HG_BY_LIB(blas), HG_BY_LIB(blas))                                  \
+  X(sum_squares, "sum_squares", SumSquaresArgs, true,                                             \
+    HG_NO_VENDOR("OpenBLAS's snrm2 is not a fixed-order double sum"),                             \
+    HG_NO_VENDOR("rocBLAS / cuBLAS snrm2 is not a fixed-order sum"))                              \
+  X(scale, "scale_", ScaleArgs, false,                                                            \
+    HG_NO_VENDOR("sscal would start OpenBLAS's thread pool beside hipgrad's"),                    \
+    HG_NO_GPU_LIBRARY_FOR("is wrapped for an in-place scale"))                                    \
   X(qgemm, "qgemm", QGemmArgs, true, HG_NO_VENDOR("OpenBLAS has no INT8 GEMM"), HG_BY_LIB(blas))  \
   X(qconv2d, "qconv2d", QConvArgs, true, HG_NO_VENDOR("OpenBLAS has no INT8 GEMM"),               \
     HG_NO_VENDOR("hipgrad wraps no INT8 convolution (MIOpen / cuDNN int8 paths need NHWC or "     \

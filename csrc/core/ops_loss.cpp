@@ -5,16 +5,20 @@ namespace hg {
 
 namespace {
 
-// (N, C) float32 scores with N, C >= 1 and labels (N,) int64/int32 on the same device.
+// (..., C) float32 scores (at least 2 dimensions, every size >= 1) and labels (...) int64/int32
+// on the same device; the leading axes are the positions, flattened to N rows.
 Device check_scores_and_labels(const char* op, const char* scores_name, const Tensor& scores,
                                const Tensor& labels) {
-  require_f32(op, scores_name, scores, 2);
-  HG_REQUIRE(scores.size(0) >= 1 && scores.size(1) >= 1, op, ": ", scores_name,
-             " must be (N, C) with N >= 1 and C >= 1, got shape ", shape_str(scores.shape()));
+  require_f32(op, scores_name, scores);
+  bool sizes_ok = scores.dim() >= 2;
+  for (int64_t i = 0; sizes_ok && i < scores.dim(); ++i) sizes_ok = scores.size(i) >= 1;
+  HG_REQUIRE(sizes_ok, op, ": ", scores_name,
+             " must be (N, C) or (..., C) with every size >= 1 (class axis last), got shape ",
+             shape_str(scores.shape()));
   HG_REQUIRE(labels.defined(), op, ": labels is missing");
   HG_REQUIRE_TYPE(labels.dtype() == DType::i64 || labels.dtype() == DType::i32, op,
                   ": labels must be int64 or int32, got ", dtype_name(labels.dtype()));
-  require_shape(op, "labels", labels, {scores.size(0)});
+  require_shape(op, "labels", labels, Shape(scores.shape().begin(), scores.shape().end() - 1));
   return require_same_device(op, {{scores_name, &scores}, {"labels", &labels}});
 }
 
@@ -29,8 +33,8 @@ std::tuple<Tensor, Tensor> softmax_cross_entropy(const Tensor& logits, const Ten
                                                  Impl impl) {
   const char* op = "softmax_cross_entropy";
   const Device dev = check_scores_and_labels(op, "logits", logits, labels);
-  const int64_t N = logits.size(0), C = logits.size(1);
-  Tensor probs = empty({N, C}, DType::f32, dev);
+  const int64_t C = logits.size(-1), N = logits.numel() / C;
+  Tensor probs = empty(logits.shape(), DType::f32, dev);
   Tensor loss = empty({}, DType::f32, dev);
   Tensor flag = zeros({1}, DType::i32, dev);
   SoftmaxXentArgs args;
@@ -50,8 +54,8 @@ std::tuple<Tensor, Tensor> softmax_cross_entropy(const Tensor& logits, const Ten
 Tensor softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Impl impl) {
   const char* op = "softmax_cross_entropy_backward";
   const Device dev = check_scores_and_labels(op, "probs", probs, labels);
-  const int64_t N = probs.size(0), C = probs.size(1);
-  Tensor dlogits = empty({N, C}, DType::f32, dev);
+  const int64_t C = probs.size(-1), N = probs.numel() / C;
+  Tensor dlogits = empty(probs.shape(), DType::f32, dev);
   Tensor flag = zeros({1}, DType::i32, dev);
   SoftmaxXentBackwardArgs args;
   args.N = N;

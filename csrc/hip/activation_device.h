@@ -9,7 +9,7 @@
 #include "../core/ops.h"
 #include "platform.h"
 
-#if defined(__HIP__) || defined(__CUDACC__)
+#if defined(__HIP__) || defined(__CUDACC__) || defined(HIPGRAD_SIM_DEVICE_CODE)
 namespace hg::gpu {
 
 constexpr float kRsqrt2 = 0.70710678118654752f;

@@ -52,4 +52,25 @@ void conv2d_backward_weight_v0(const ConvBackwardWeightArgs& a);
 void conv2d_bias_act_igemm(const ConvBiasActArgs& a);
 void conv2d_bias_act_depthwise(const ConvBiasActArgs& a);
 
+// Attention composed of vendor calls (the vendor variant; attention.hip drives it, the vendor
+// files pass their library's calls): S = scale q k^T and the products with S by the strided-batched
+// SGEMM, the row softmax and its backward by the DNN library; the causal mask and the rows'
+// log-sum-exp by two small handwritten kernels. Materializes (B*H, Tq, Tk) scores (2-3 buffers).
+struct ComposedAttentionOps {
+  void (*gemm)(const GemmStrided& g);  // row-major, as gemm_strided
+  // y = softmax over the last axis of x (rows, cols); masked entries are -inf
+  void (*softmax)(const float* x, float* y, int64_t rows, int64_t cols);
+  // dx = alpha * y * (dy - rowsum(dy * y))
+  void (*softmax_backward)(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,
+                           float alpha);
+};
+// The handwritten layer norm (layer_norm.hip), for the MIOpen path's cases MIOpen does not take.
+void layer_norm_gpu(const LayerNormArgs& a);
+// Strided-batched SGEMM (row-major, as gemm_strided; c unused) by the vendor BLAS, defined in
+// vendor/rocblas.cpp / vendor/cublas.cpp when that library is built.
+void gemm_strided_rocblas(const GemmStrided& g);
+void gemm_strided_cublas(const GemmStrided& g);
+void attention_composed(const AttentionArgs& a, const ComposedAttentionOps& ops);
+void attention_backward_composed(const AttentionBackwardArgs& a, const ComposedAttentionOps& ops);
+
 }  // namespace hg::gpu

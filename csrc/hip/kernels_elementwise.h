@@ -62,7 +62,7 @@ void fused_epilogue_pass(const FusedEpilogue& e, float* y, int64_t outer, int64_
 
 }  // namespace hg::gpu
 
-#if defined(__HIP__) || defined(__CUDACC__)
+#if defined(__HIP__) || defined(__CUDACC__) || defined(HIPGRAD_SIM_DEVICE_CODE)
 namespace hg::gpu {
 
 template <class T>

@@ -11,7 +11,22 @@
 // HG_LAUNCH_CHECK("kernel_name"); every runtime call goes through HG_GPU_CHECK(call).
 #pragma once
 
-#if defined(__HIPCC__) || defined(__HIP__) || defined(HIPGRAD_GPU_HIP)
+#if defined(HIPGRAD_GPU_SIM)
+// The simulated device (csrc/hip/sim): host C++ that models HIP's execution on the CPU. It is an
+// AMD flavour for the code here (gcnArchName, no vendor libraries).
+#define HIPGRAD_PLATFORM_AMD 1
+#define HIPGRAD_PLATFORM_SIM 1
+#include "sim/sim_runtime.h"
+#if defined(HIPGRAD_SIM_DEVICE_CODE)
+#include "sim/sim_device.h"
+#endif
+#define HG_SHFL_XOR(v, mask) __shfl_xor((v), (mask))
+#define HG_SHFL_DOWN(v, delta) __shfl_down((v), (delta))
+#define HG_SHFL(v, lane) __shfl((v), (lane))
+#define HG_GPU_LIBRARY "HIP (simulated)"
+#define HG_UNROLL_TILE_K
+
+#elif defined(__HIPCC__) || defined(__HIP__) || defined(HIPGRAD_GPU_HIP)
 #define HIPGRAD_PLATFORM_AMD 1
 #include <hip/hip_runtime.h>
 #define HG_SHFL_XOR(v, mask) __shfl_xor((v), (mask))

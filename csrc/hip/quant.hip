@@ -30,7 +30,8 @@
 #include "gpu_kernels.h"
 #include "kernels_elementwise.h"
 
-#if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx1030__)
+#if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx1030__) || \
+    defined(HIPGRAD_PLATFORM_SIM)
 #define HG_HAVE_SDOT4 1
 #endif
 

@@ -12,9 +12,13 @@ DEV = "gpu:0"
 
 def test_build_facts_name_the_device():
     facts = hg.build_info()["facts"]
-    assert facts["gpu.platform"] in ("hip", "cuda")
+    assert facts["gpu.platform"] in ("hip", "cuda", "sim")
     assert facts["gpu.device"] and facts["gpu.arch"]
     assert int(facts["gpu.warp_size"]) in (32, 64)
+    if facts["gpu.platform"] == "sim":  # the simulated device: the wavefront chosen at start
+        import os
+        assert int(facts["gpu.warp_size"]) == int(os.environ.get("HIPGRAD_SIM_WARP", "64"))
+        assert facts["gpu.arch"].endswith("(simulated)")
     assert hg.devices()[1] == DEV
 
 

@@ -65,7 +65,9 @@ def test_conv2d_every_forward_candidate_matches_float64(device, rng, case):
     taps = w.shape[1] * w.shape[2] * w.shape[3]
     expected = ref.conv2d(x, w, bias, **hyper)
     names = _forward_candidates(device)
-    assert len(names) >= 2, names
+    # A GPU build without vendor libraries (the AMD CI flavour, the simulated device) has only
+    # the handwritten kernel; the CPU always has a second candidate.
+    assert len(names) >= (2 if device == "cpu" else 1), names
     for name in names:
         with hg.ops.force_kernel("conv2d_forward", name):
             y = hg.ops.conv2d(d["x"], d["w"], d["b"], **hyper)

@@ -104,7 +104,9 @@ def test_linear_bias_act_every_candidate_matches_float64(device, rng, act):
     """Each kernel impl="auto" may pick (default, alternates, vendor), forced by name, on odd
     and narrow outputs (a classifier's N = 10, one off the 16- and 32-wide tiles)."""
     names = _linear_candidates(device)
-    assert len(names) >= 2, names
+    # A GPU build without vendor libraries (the AMD CI flavour, the simulated device) has only
+    # the handwritten kernel; the CPU always has a second candidate.
+    assert len(names) >= (2 if device == "cpu" else 1), names
     for name in names:
         with hg.ops.force_kernel("linear_bias_act", name):
             for M, N, K in LINEAR_SIZES + [(256, 10, 256), (9, 16, 33), (17, 17, 5), (33, 33, 70)]:

@@ -43,6 +43,25 @@ def test_softmax_cross_entropy_matches_float64(device, impl, rng, nc, label_dtyp
           what=f"dlogits {nc}")
 
 
+@pytest.mark.parametrize("shape", [(2, 7, 11), (1, 1, 1, 3), (4, 129, 256)])
+def test_softmax_cross_entropy_accepts_nd_logits(device, impl, rng, shape):
+    """(..., C) logits with (...) labels: the mean over every position; the gradient has the
+    logits' shape and equals the flattened (N, C) one."""
+    logits = (rng.standard_normal(shape) * 2).astype(np.float32)
+    labels = rng.integers(0, shape[-1], shape[:-1]).astype(np.int64)
+    loss, probs = hg.ops.softmax_cross_entropy(to_dev(logits, device), to_dev(labels, device),
+                                               impl=impl)
+    flat = logits.reshape(-1, shape[-1])
+    want_loss, want_probs = ref.softmax_cross_entropy(flat, labels.reshape(-1))
+    check(loss, np.array(want_loss), rtol=1e-5, atol=1e-6, what="nd loss")
+    check(probs, want_probs.reshape(shape), rtol=1e-5, atol=1e-7, what="nd probs")
+    dlogits = hg.ops.softmax_cross_entropy_backward(probs, to_dev(labels, device), impl=impl)
+    want = ref.softmax_cross_entropy_backward(want_probs, labels.reshape(-1)).reshape(shape)
+    check(dlogits, want, rtol=1e-5, atol=1e-8, what="nd dlogits")
+    with pytest.raises(ValueError, match=r"labels must have shape"):
+        hg.ops.softmax_cross_entropy(to_dev(logits, device), to_dev(labels.reshape(-1), device))
+
+
 def test_softmax_cross_entropy_is_stable_for_large_logits(device, impl):
     logits = np.array([[1000.0, 0.0, -1000.0], [-500.0, 500.0, 499.0]], np.float32)
     labels = np.array([2, 1])
@@ -146,9 +165,9 @@ def test_loss_ops_reject_bad_inputs():
         hg.ops.softmax_cross_entropy(x, np.zeros(3, np.float32))
     with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
         hg.ops.softmax_cross_entropy(x, np.zeros(4, np.int64))
-    with pytest.raises(ValueError, match="logits must have 2 dimensions"):
+    with pytest.raises(ValueError, match=r"logits must be \(N, C\) or \(\.\.\., C\)"):
         hg.ops.softmax_cross_entropy(np.zeros(5, np.float32), np.zeros(5, np.int64))
-    with pytest.raises(ValueError, match=r"logits must be \(N, C\) with N >= 1"):
+    with pytest.raises(ValueError, match=r"logits must be \(N, C\) or \(\.\.\., C\) with every size >= 1"):
         hg.ops.softmax_cross_entropy(np.zeros((0, 5), np.float32), np.zeros(0, np.int64))
     with pytest.raises(TypeError, match="logits must be float32"):
         hg.ops.softmax_cross_entropy(x.astype(np.int64), np.zeros(3, np.int64))

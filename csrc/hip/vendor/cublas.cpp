@@ -17,6 +17,7 @@
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py   (device gpu, impl vendor)
 // Bench: python3 bench/bench_gemm.py --device gpu
 #include "../../core/build_facts.h"
+#include "../gpu_kernels.h"
 #include "../kernels_elementwise.h"
 #include "../runtime.h"
 
@@ -132,6 +133,42 @@ HG_REGISTER_VENDOR_LIBRARY(gpu, blas, nvidia, "cuBLAS", true);
 static const bool hg_cublas_fact = hg::add_build_fact(
     "gpu.vendor.cublas", HG_STRINGIFY(CUBLAS_VER_MAJOR) "." HG_STRINGIFY(CUBLAS_VER_MINOR) "." HG_STRINGIFY(
                              CUBLAS_VER_PATCH));
+
+// ---- strided-batched SGEMM: bmm, and the GEMMs of the composed attention (cudnn.cpp) -----------
+namespace hg::gpu {
+
+// Row-major y_b = alpha op(a_b) op(b_b) over the batch by the operand swap (column-major y^T =
+// op(b)^T op(a)^T); c is not used (beta = 0).
+void gemm_strided_cublas(const GemmStrided& g) {
+  HG_REQUIRE(g.M <= INT_MAX && g.N <= INT_MAX && g.K <= INT_MAX && g.batch <= INT_MAX,
+             "bmm: cuBLAS takes 32-bit sizes; got M=", g.M, ", N=", g.N, ", K=", g.K,
+             ", batch=", g.batch);
+  if (g.M == 0 || g.N == 0 || g.batch == 0) return;
+  cublasHandle_t h = cublas_handle(current_device());
+  const float beta = 0.f;
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  HG_CUBLAS_CHECK(cublasSgemmStridedBatched(
+      h, op_b, op_a, int(g.N), int(g.M), int(g.K), &g.alpha, g.b, int(std::max<int64_t>(g.ldb, 1)),
+      static_cast<long long>(g.stride_b), g.a, int(std::max<int64_t>(g.lda, 1)),
+      static_cast<long long>(g.stride_a), &beta, g.y, int(std::max<int64_t>(g.ldy, 1)),
+      static_cast<long long>(g.stride_y), int(g.batch)));
+}
+
+namespace {
+void bmm_cublas(const BmmArgs& a) {
+  GemmStrided g;
+  g.trans_a = a.trans_a, g.trans_b = a.trans_b;
+  g.M = a.M, g.N = a.N, g.K = a.K, g.batch = a.batch, g.alpha = a.alpha;
+  g.a = a.a, g.lda = a.trans_a ? a.M : a.K, g.stride_a = a.M * a.K;
+  g.b = a.b, g.ldb = a.trans_b ? a.K : a.N, g.stride_b = a.K * a.N;
+  g.y = a.y, g.ldy = a.N, g.stride_y = a.M * a.N;
+  gemm_strided_cublas(g);
+}
+}  // namespace
+}  // namespace hg::gpu
+
+HG_REGISTER_KERNEL(bmm_op, gpu, vendor, "gpu.cublas_sgemm_strided_batched", &hg::gpu::bmm_cublas);
 
 #elif defined(HIPGRAD_PLATFORM_NVIDIA)
 HG_REGISTER_VENDOR_LIBRARY(gpu, blas, nvidia, "cuBLAS", false);

@@ -28,6 +28,7 @@
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops -k "conv or activation or pool"
 //        (device gpu, impl vendor)
 #include "../../core/build_facts.h"
+#include "../gpu_kernels.h"
 #include "../kernels_elementwise.h"
 
 #if HIPGRAD_HAVE_CUDNN
@@ -423,6 +424,50 @@ HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, nvidia, "cuDNN", true);
 static const bool hg_cudnn_fact = hg::add_build_fact(
     "gpu.vendor.cudnn",
     HG_STRINGIFY(CUDNN_MAJOR) "." HG_STRINGIFY(CUDNN_MINOR) "." HG_STRINGIFY(CUDNN_PATCHLEVEL));
+
+// ---- softmax for the composed attention (with cuBLAS) -----------------------------------------
+#if HIPGRAD_HAVE_CUBLAS
+namespace hg::gpu {
+namespace {
+
+// (rows, cols) as NCHW (rows, cols, 1, 1): CUDNN_SOFTMAX_MODE_INSTANCE is a softmax over each row.
+struct RowsDesc {
+  cudnnTensorDescriptor_t d;
+  RowsDesc(int64_t rows, int64_t cols) : d(tensor4d(rows, cols, 1, 1)) {}
+  ~RowsDesc() { cudnnDestroyTensorDescriptor(d); }
+};
+
+void softmax_cudnn(const float* x, float* y, int64_t rows, int64_t cols) {
+  RowsDesc d(rows, cols);
+  HG_CUDNN_CHECK(cudnnSoftmaxForward(cudnn_handle(current_device()), CUDNN_SOFTMAX_ACCURATE,
+                                     CUDNN_SOFTMAX_MODE_INSTANCE, &kOne, d.d, x, &kZero, d.d, y));
+}
+
+void softmax_backward_cudnn(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,
+                            float alpha) {
+  RowsDesc d(rows, cols);
+  HG_CUDNN_CHECK(cudnnSoftmaxBackward(cudnn_handle(current_device()), CUDNN_SOFTMAX_ACCURATE,
+                                      CUDNN_SOFTMAX_MODE_INSTANCE, &alpha, d.d, y, d.d, dy, &kZero,
+                                      d.d, dx));
+}
+
+const ComposedAttentionOps kComposed = {&gemm_strided_cublas, &softmax_cudnn,
+                                        &softmax_backward_cudnn};
+void attention_cudnn(const AttentionArgs& a) { attention_composed(a, kComposed); }
+void attention_backward_cudnn(const AttentionBackwardArgs& a) {
+  attention_backward_composed(a, kComposed);
+}
+
+}  // namespace
+}  // namespace hg::gpu
+
+HG_REGISTER_KERNEL(attention_op, gpu, vendor,
+                   "gpu.cublas_sgemm_strided_batched+cudnn_softmax_composed (+ gpu.lse_rows)",
+                   &hg::gpu::attention_cudnn);
+HG_REGISTER_KERNEL(attention_backward_op, gpu, vendor,
+                   "gpu.cublas_sgemm_strided_batched+cudnn_softmax_backward_composed",
+                   &hg::gpu::attention_backward_cudnn);
+#endif
 
 #elif defined(HIPGRAD_PLATFORM_NVIDIA)
 HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, nvidia, "cuDNN", false);

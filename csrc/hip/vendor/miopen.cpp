@@ -29,9 +29,11 @@
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops -k "conv or activation or pool"
 //        (device gpu, impl vendor)
 #include "../../core/build_facts.h"
+#include "../gpu_kernels.h"
 #include "../kernels_elementwise.h"
 
 #if HIPGRAD_HAVE_MIOPEN
+#define MIOPEN_BETA_API 1  // miopenLayerNormForward (ROCm >= 6.0) is a beta API
 #include <miopen/miopen.h>
 #if __has_include(<miopen/version.h>)
 #include <miopen/version.h>
@@ -426,6 +428,84 @@ HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor, "gpu.miopen_pooling_aver
                    &hg::gpu::avg_pool2d_backward_miopen);
 HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, amd, "MIOpen", true);
 static const bool hg_miopen_fact = hg::add_build_fact("gpu.vendor.miopen", hg::gpu::miopen_version());
+
+// ---- softmax (composed attention with rocBLAS) and layer norm ----------------------------------
+namespace hg::gpu {
+namespace {
+
+// (rows, cols) as a 4-D (rows, cols, 1, 1) tensor: INSTANCE mode is a softmax over each row.
+struct RowsDesc {
+  miopenTensorDescriptor_t d;
+  RowsDesc(int64_t rows, int64_t cols) : d(tensor4d(rows, cols, 1, 1)) {}
+  ~RowsDesc() { miopenDestroyTensorDescriptor(d); }
+};
+
+void softmax_miopen(const float* x, float* y, int64_t rows, int64_t cols) {
+  RowsDesc d(rows, cols);
+  HG_MIOPEN_CHECK(miopenSoftmaxForward_V2(miopen_handle(current_device()), &kOne, d.d, x, &kZero,
+                                          d.d, y, MIOPEN_SOFTMAX_ACCURATE,
+                                          MIOPEN_SOFTMAX_MODE_INSTANCE));
+}
+
+void softmax_backward_miopen(const float* y, const float* dy, float* dx, int64_t rows,
+                             int64_t cols, float alpha) {
+  RowsDesc d(rows, cols);
+  HG_MIOPEN_CHECK(miopenSoftmaxBackward_V2(miopen_handle(current_device()), &alpha, d.d, y, d.d,
+                                           dy, &kZero, d.d, dx, MIOPEN_SOFTMAX_ACCURATE,
+                                           MIOPEN_SOFTMAX_MODE_INSTANCE));
+}
+
+#if HIPGRAD_HAVE_ROCBLAS
+const ComposedAttentionOps kComposed = {&gemm_strided_rocblas, &softmax_miopen,
+                                        &softmax_backward_miopen};
+void attention_miopen(const AttentionArgs& a) { attention_composed(a, kComposed); }
+void attention_backward_miopen(const AttentionBackwardArgs& a) {
+  attention_backward_composed(a, kComposed);
+}
+#endif
+
+#if defined(MIOPEN_VERSION_MAJOR) && MIOPEN_VERSION_MAJOR >= 3
+// miopenLayerNormForward normalizes the axes from normalized_dim on: x as (rows, C) with
+// normalized_dim 1; mode MIOPEN_WEIGHT_BIAS needs both weight and bias, MIOPEN_ELEMENTWISE_AFFINE
+// neither. A weight without a bias (or the reverse) runs hipgrad's kernel (named so).
+void layer_norm_miopen(const LayerNormArgs& a) {
+  if ((a.weight == nullptr) != (a.bias == nullptr)) return layer_norm_gpu(a);
+  miopenTensorDescriptor_t x = nullptr, w = nullptr, stats = nullptr;
+  int dims[2] = {to_int(a.rows, "rows"), to_int(a.C, "C")}, strides[2] = {dims[1], 1};
+  int cdim[1] = {dims[1]}, one[1] = {1}, rdim[1] = {dims[0]};
+  HG_MIOPEN_CHECK(miopenCreateTensorDescriptor(&x));
+  HG_MIOPEN_CHECK(miopenCreateTensorDescriptor(&w));
+  HG_MIOPEN_CHECK(miopenCreateTensorDescriptor(&stats));
+  struct Destroy {
+    miopenTensorDescriptor_t* d[3];
+    ~Destroy() { for (auto* p : d) miopenDestroyTensorDescriptor(*p); }
+  } destroy{{&x, &w, &stats}};
+  HG_MIOPEN_CHECK(miopenSetTensorDescriptor(x, miopenFloat, 2, dims, strides));
+  HG_MIOPEN_CHECK(miopenSetTensorDescriptor(w, miopenFloat, 1, cdim, one));
+  HG_MIOPEN_CHECK(miopenSetTensorDescriptor(stats, miopenFloat, 1, rdim, one));
+  const miopenNormMode_t mode = a.weight ? MIOPEN_WEIGHT_BIAS : MIOPEN_ELEMENTWISE_AFFINE;
+  HG_MIOPEN_CHECK(miopenLayerNormForward(miopen_handle(current_device()), mode, x, a.x, w, a.weight,
+                                         w, a.bias, a.eps, 1, x, a.y, stats, a.mean, stats,
+                                         a.rstd));
+}
+#endif
+
+}  // namespace
+}  // namespace hg::gpu
+
+#if HIPGRAD_HAVE_ROCBLAS
+HG_REGISTER_KERNEL(attention_op, gpu, vendor,
+                   "gpu.rocblas_sgemm_strided_batched+miopen_softmax_composed (+ gpu.lse_rows)",
+                   &hg::gpu::attention_miopen);
+HG_REGISTER_KERNEL(attention_backward_op, gpu, vendor,
+                   "gpu.rocblas_sgemm_strided_batched+miopen_softmax_backward_composed",
+                   &hg::gpu::attention_backward_miopen);
+#endif
+#if defined(MIOPEN_VERSION_MAJOR) && MIOPEN_VERSION_MAJOR >= 3
+HG_REGISTER_KERNEL(layer_norm_op, gpu, vendor,
+                   "gpu.miopen_layer_norm_forward (weight xor bias: gpu.layer_norm_warp_rows)",
+                   &hg::gpu::layer_norm_miopen);
+#endif
 
 #elif defined(HIPGRAD_PLATFORM_AMD)
 HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, amd, "MIOpen", false);

@@ -18,6 +18,7 @@
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py   (device gpu, impl vendor)
 // Bench: python3 bench/bench_gemm.py --device gpu
 #include "../../core/build_facts.h"
+#include "../gpu_kernels.h"
 #include "../kernels_elementwise.h"
 #include "../runtime.h"
 
@@ -152,6 +153,42 @@ HG_REGISTER_VENDOR_LIBRARY(gpu, blas, amd, "rocBLAS", true);
 static const bool hg_rocblas_fact = hg::add_build_fact(
     "gpu.vendor.rocblas", HG_STRINGIFY(ROCBLAS_VERSION_MAJOR) "." HG_STRINGIFY(
                               ROCBLAS_VERSION_MINOR) "." HG_STRINGIFY(ROCBLAS_VERSION_PATCH));
+
+// ---- strided-batched SGEMM: bmm, and the GEMMs of the composed attention (miopen.cpp) ----------
+namespace hg::gpu {
+
+// Row-major y_b = alpha op(a_b) op(b_b) over the batch by the operand swap (column-major y^T =
+// op(b)^T op(a)^T); c is not used (beta = 0).
+void gemm_strided_rocblas(const GemmStrided& g) {
+  HG_REQUIRE(g.M <= INT_MAX && g.N <= INT_MAX && g.K <= INT_MAX && g.batch <= INT_MAX,
+             "bmm: rocBLAS takes 32-bit sizes; got M=", g.M, ", N=", g.N, ", K=", g.K,
+             ", batch=", g.batch);
+  if (g.M == 0 || g.N == 0 || g.batch == 0) return;
+  rocblas_handle h = rocblas_handle_for(current_device());
+  const float beta = 0.f;
+  const rocblas_operation op_b = g.trans_b ? rocblas_operation_transpose : rocblas_operation_none;
+  const rocblas_operation op_a = g.trans_a ? rocblas_operation_transpose : rocblas_operation_none;
+  HG_ROCBLAS_CHECK(rocblas_sgemm_strided_batched(
+      h, op_b, op_a, rocblas_int(g.N), rocblas_int(g.M), rocblas_int(g.K), &g.alpha, g.b,
+      rocblas_int(std::max<int64_t>(g.ldb, 1)), g.stride_b, g.a,
+      rocblas_int(std::max<int64_t>(g.lda, 1)), g.stride_a, &beta, g.y,
+      rocblas_int(std::max<int64_t>(g.ldy, 1)), g.stride_y, rocblas_int(g.batch)));
+}
+
+namespace {
+void bmm_rocblas(const BmmArgs& a) {
+  GemmStrided g;
+  g.trans_a = a.trans_a, g.trans_b = a.trans_b;
+  g.M = a.M, g.N = a.N, g.K = a.K, g.batch = a.batch, g.alpha = a.alpha;
+  g.a = a.a, g.lda = a.trans_a ? a.M : a.K, g.stride_a = a.M * a.K;
+  g.b = a.b, g.ldb = a.trans_b ? a.K : a.N, g.stride_b = a.K * a.N;
+  g.y = a.y, g.ldy = a.N, g.stride_y = a.M * a.N;
+  gemm_strided_rocblas(g);
+}
+}  // namespace
+}  // namespace hg::gpu
+
+HG_REGISTER_KERNEL(bmm_op, gpu, vendor, "gpu.rocblas_sgemm_strided_batched", &hg::gpu::bmm_rocblas);
 
 #elif defined(HIPGRAD_PLATFORM_AMD)
 HG_REGISTER_VENDOR_LIBRARY(gpu, blas, amd, "rocBLAS", false);

@@ -14,8 +14,9 @@ __all__ = ["mse_loss", "mse_loss_backward", "softmax", "softmax_cross_entropy",
 
 
 def softmax_cross_entropy(logits: Any, labels: Any, impl: str = "auto") -> tuple[Tensor, Tensor]:
-    """(loss, probs): loss is the 0-d mean over N of -log softmax(logits)[n, labels[n]], probs is
-    softmax(logits). logits (N, C) float32; labels (N,) int64 or int32 in [0, C)."""
+    """(loss, probs): loss is the 0-d mean over all positions of -log softmax(logits)[..., label],
+    probs is softmax(logits) over the last axis. logits (N, C) or (..., C) float32 (class axis
+    last); labels (N,) or (...) int64 or int32 in [0, C)."""
     t = _common.tensors("softmax_cross_entropy", logits=logits, labels=labels)
     loss, probs = _C.ops.softmax_cross_entropy(
         t["logits"], t["labels"], _common.impl_arg(impl, "softmax_cross_entropy"))
@@ -23,7 +24,8 @@ def softmax_cross_entropy(logits: Any, labels: Any, impl: str = "auto") -> tuple
 
 
 def softmax_cross_entropy_backward(probs: Any, labels: Any, impl: str = "auto") -> Tensor:
-    """dlogits (N, C) = (probs - onehot(labels)) / N, the gradient of the mean loss."""
+    """dlogits = (probs - onehot(labels)) / N, N the number of positions: the gradient of the mean
+    loss, with probs' (the logits') shape."""
     t = _common.tensors("softmax_cross_entropy_backward", probs=probs, labels=labels)
     return _C.ops.softmax_cross_entropy_backward(
         t["probs"], t["labels"], _common.impl_arg(impl, "softmax_cross_entropy_backward"))
