@@ -230,14 +230,33 @@ elseif(_hipgrad_gpu STREQUAL "sim")
                        COMMAND "${Python_EXECUTABLE}" "${_rewrite}" "${f}" "${_sim_dir}/${_out}"
                        DEPENDS "${f}" "${_rewrite}" VERBATIM)
   endforeach()
+  # The simulator's own test kernels (tests/gpu/test_sim.py), not part of the kernel coverage.
+  add_custom_command(OUTPUT "${_sim_dir}/sim_selftest.cpp"
+                     COMMAND "${Python_EXECUTABLE}" "${_rewrite}" "${CMAKE_SOURCE_DIR}/csrc/hip/sim/selftest.hip"
+                             "${_sim_dir}/sim_selftest.cpp"
+                     DEPENDS "${CMAKE_SOURCE_DIR}/csrc/hip/sim/selftest.hip" "${_rewrite}" VERBATIM)
+  list(APPEND _sim_sources "${_sim_dir}/sim_selftest.cpp")
   add_custom_command(OUTPUT "${_sim_dir}/launch_sites.txt"
                      COMMAND "${Python_EXECUTABLE}" "${_rewrite}" --sites "${_sim_dir}/launch_sites.txt"
                              ${HIPGRAD_GPU_SOURCES} ${_hip_headers}
                      DEPENDS ${HIPGRAD_GPU_SOURCES} ${_hip_headers} "${_rewrite}" VERBATIM)
   add_custom_target(hipgrad_sim_sites ALL DEPENDS "${_sim_dir}/launch_sites.txt")
+  # HIPGRAD_SIM_RACECHECK: the kernel sources get GCC's ThreadSanitizer instrumentation (no
+  # TSan runtime: sim.cpp's __tsan_* hooks examine shared-memory accesses for bounds and races).
+  option(HIPGRAD_SIM_RACECHECK "sim: check every shared-memory access (bounds, races)" ON)
+  # -fno-lto: pybind11 builds with LTO, which would drop the instrumentation (added per object).
+  set(_sim_options "-fno-lto;-fno-strict-aliasing;-Wno-unknown-pragmas;-Wno-unused-variable;-Wno-unused-function")
+  if(HIPGRAD_SIM_RACECHECK)
+    if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      message(FATAL_ERROR "HIPGRAD_SIM_RACECHECK needs GCC's -fsanitize=thread instrumentation; "
+                          "configure with -DHIPGRAD_SIM_RACECHECK=OFF for ${CMAKE_CXX_COMPILER_ID}")
+    endif()
+    list(APPEND _sim_options "-fsanitize=thread" "--param=tsan-instrument-func-entry-exit=0")
+    set_property(SOURCE "${CMAKE_SOURCE_DIR}/csrc/hip/sim/sim.cpp" APPEND PROPERTY
+                 COMPILE_DEFINITIONS HIPGRAD_SIM_RACECHECK)
+  endif()
   set_source_files_properties(${_sim_sources} PROPERTIES
-    COMPILE_DEFINITIONS "HIPGRAD_SIM_DEVICE_CODE"
-    COMPILE_OPTIONS "-fno-strict-aliasing;-Wno-unknown-pragmas;-Wno-unused-variable;-Wno-unused-function")
+    COMPILE_DEFINITIONS "HIPGRAD_SIM_DEVICE_CODE" COMPILE_OPTIONS "${_sim_options}")
   target_sources(_C PRIVATE ${_sim_sources} ${_sim_headers} ${HIPGRAD_VENDOR_SOURCES}
                             "${CMAKE_SOURCE_DIR}/csrc/hip/sim/sim.cpp")
   target_include_directories(_C PRIVATE "${CMAKE_SOURCE_DIR}/csrc/hip")

@@ -232,8 +232,8 @@ def test_schedulers_follow_their_closed_forms():
         assert min(lrs) >= 0.0 and lrs == pytest.approx([0.1 * a * (1 - min(t, n) / n) for t in range(26)],
                                                           abs=1e-15)
     for make in (lambda o: optim.StepLR(o, 1, gamma=-0.5), lambda o: optim.StepLR(o, 1, gamma=float("nan")),
-                 lambda o: optim.CosineAnnealingLR(o, 4, eta_min=-1.0)):  # not rounding noise: refused
-        with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+                 lambda o: optim.CosineAnnealingLR(o, 4, eta_min=-1.0)):  # not rounding noise: refused, naming the argument
+        with pytest.raises(ValueError, match="(gamma|eta_min|lr) must be a finite number >= 0"):
             _lrs(make)
 
 

@@ -160,5 +160,7 @@ def test_every_cli_command_is_a_module_with_add_arguments():
         run = mod.add_arguments(argparse.ArgumentParser())
         assert callable(run) and help_text, name
     parser = build_parser()
+    required = {"infer": ["m"], "generate": ["r", "--prompt", "x"],
+                "finetune": ["r", "--data", "d", "--out", "o"]}
     for name in COMMANDS:
-        assert parser.parse_args([name] + (["m"] if name == "infer" else [])).command == name
+        assert parser.parse_args([name] + required.get(name, [])).command == name

@@ -265,8 +265,12 @@ def test_borrow_wraps_contiguous_cpu_arrays_and_copies_the_rest(rng):
         if isinstance(data, np.ndarray):
             assert t.data_ptr() != data.ctypes.data
         np.testing.assert_array_equal(t.numpy(), np.asarray(data).astype(dtype))
-    t = hg.borrow(x, dtype=np.int32)  # a different dtype asked for: converted
-    assert t.dtype == np.int32 and t.data_ptr() != x.ctypes.data
+    whole = np.round(x * 10)  # a different dtype asked for: converted (exactly, or refused)
+    t = hg.borrow(whole, dtype=np.int32)
+    assert t.dtype == np.int32 and t.data_ptr() != whole.ctypes.data
+    np.testing.assert_array_equal(t.numpy(), whole.astype(np.int32))
+    with pytest.raises(ValueError, match="not a whole number"):
+        hg.borrow(x + 0.25, dtype=np.int32)
 
 
 def test_integer_data_outside_the_dtype_is_refused_not_wrapped():

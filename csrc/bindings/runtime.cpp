@@ -5,6 +5,7 @@
 #include "bind.h"
 
 namespace hg {
+void bind_parallel(py::module_& m);  // parallel.cpp: the CPU thread pool's hooks
 namespace {
 
 py::dict record_dict(const RunRecord& r) {
@@ -73,6 +74,7 @@ void bind_runtime(py::module_& m) {
       },
       py::arg("a").noconvert(), "No NaN or infinity in a C-contiguous float32 array.");
   m.def("get_num_threads", &cpu::num_threads);
+  bind_parallel(m);
   // Debug/bench: force the CPU kernels' instruction set ("generic" | "avx2" | "avx512").
   m.def("_set_cpu_isa", &cpu::set_cpu_isa, py::arg("isa"));
   m.def("_check_environment", [] {
@@ -94,6 +96,29 @@ void bind_runtime(py::module_& m) {
     return out;
   });
   m.def("build_facts", [] { return build_facts(); });
+  m.def("_gpu_probe", [] {
+    const GpuProbe probe = gpu_probe();
+    py::dict out;
+    out["compiled"] = probe.compiled;
+    out["runtime_version"] = probe.runtime_version;
+    out["driver_version"] = probe.driver_version;
+    out["count_error"] = probe.count_error;
+    py::list devices;
+    for (const GpuDeviceProperties& d : probe.devices) {
+      py::dict row;
+      row["name"] = d.name;
+      row["arch"] = d.arch;
+      row["warp_size"] = d.warp_size;
+      row["multiprocessors"] = d.multiprocessors;
+      row["max_threads_per_block"] = d.max_threads_per_block;
+      row["shared_mem_per_block"] = d.shared_mem_per_block;
+      row["total_memory"] = d.total_memory;
+      row["free_memory"] = d.free_memory;
+      devices.append(row);
+    }
+    out["devices"] = devices;
+    return out;
+  }, "What the GPU runtime reports: versions and every device it sees, usable or not.");
   m.def("kernel_table", [] {
     py::list rows;
     for (OpKernelsBase* op : all_ops())

@@ -207,10 +207,15 @@ Tensor from_dlpack(const py::object& obj) {
     }
     char* base = static_cast<char*>(dl.data) + dl.byte_offset;
     const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * esize;
-    if (!compact) {  // made contiguous: a copy (CPU only)
-      HG_REQUIRE(dev.is_cpu(), "from_dlpack: non-contiguous GPU data is not supported; make it contiguous first");
+    // Data not aligned to its element size (a byte-offset view) is copied like strided data:
+    // kernels may read floats and ints with aligned accesses.
+    const bool aligned = reinterpret_cast<uintptr_t>(base) % esize == 0;
+    if (!compact || !aligned) {  // made contiguous and aligned: a copy (CPU only)
+      HG_REQUIRE(dev.is_cpu(), "from_dlpack: non-contiguous or misaligned GPU data is not supported; "
+                 "make it contiguous first");
       Tensor t = empty(shape, dtype, dev);
-      if (nbytes) gather_strided(static_cast<char*>(t.raw()), base, dl.shape, dl.strides, dl.ndim, esize);
+      if (nbytes && compact) std::memcpy(t.raw(), base, nbytes);
+      else if (nbytes) gather_strided(static_cast<char*>(t.raw()), base, dl.shape, dl.strides, dl.ndim, esize);
       release();
       return t;
     }
@@ -253,6 +258,9 @@ void bind_tensor(py::module_& m) {
            py::arg("shape"),
            "A view of the first prod(shape) elements with `shape` (shares storage): a preallocated "
            "buffer used as the out= of smaller outputs.")
+      .def("narrow", [](const Tensor& t, int64_t start, int64_t length) { return t.narrow(start, length); },
+           py::arg("start"), py::arg("length"),
+           "A view of t[start:start + length] along the first axis (shares storage).")
       .def("_shares_storage", [](const Tensor& a, const Tensor& b) { return a.storage() == b.storage(); })
       .def("__len__", [](const Tensor& t) {
         HG_REQUIRE_TYPE(t.dim() > 0, "len() of a 0-d tensor");

@@ -41,6 +41,35 @@ void require_pair(const char* op, const char* arg, Pair p, int64_t minimum) {
              ", got (", p[0], ", ", p[1], ")");
 }
 
+int64_t checked_add(const char* op, const char* what, int64_t a, int64_t b) {
+  int64_t r = 0;
+  HG_REQUIRE(!__builtin_add_overflow(a, b, &r), op, ": ", what, ": ", a, " + ", b,
+             " overflows a 64-bit int");
+  return r;
+}
+
+int64_t checked_mul(const char* op, const char* what, int64_t a, int64_t b) {
+  int64_t r = 0;
+  HG_REQUIRE(!__builtin_mul_overflow(a, b, &r), op, ": ", what, ": ", a, " * ", b,
+             " overflows a 64-bit int");
+  return r;
+}
+
+int64_t checked_count(const char* op, const char* what, std::initializer_list<int64_t> factors) {
+  int64_t n = 1;
+  bool ok = true;
+  std::string expr;
+  for (int64_t f : factors) {
+    expr += (expr.empty() ? "" : " * ") + std::to_string(f);
+    ok = ok && f >= 0 && !__builtin_mul_overflow(n, f, &n);
+  }
+  for (int64_t f : factors)
+    if (f == 0 && ok) return 0;
+  HG_REQUIRE(ok && n <= kMaxElements, op, ": ", what, " needs ", expr,
+             " elements, more than 2**59");
+  return n;
+}
+
 Tensor output_tensor(const char* op, const Tensor* out, const Shape& shape, Device dev,
                      std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
                      DType dtype) {

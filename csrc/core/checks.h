@@ -15,6 +15,16 @@ Device require_same_device(const char* op,
                            std::initializer_list<std::pair<const char*, const Tensor*>> args);
 void require_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected);
 void require_pair(const char* op, const char* arg, Pair p, int64_t minimum);
+
+// Overflow-checked arithmetic for every size derived from user integers (kernel, stride,
+// padding, dilation, shapes): the exact result, or a ValueError "<op>: <what> ..." naming the
+// argument(s) the size comes from. Element counts are further held to kMaxElements, so that
+// byte sizes and byte offsets of any dtype stay within int64 in every kernel.
+constexpr int64_t kMaxElements = int64_t(1) << 59;
+int64_t checked_add(const char* op, const char* what, int64_t a, int64_t b);
+int64_t checked_mul(const char* op, const char* what, int64_t a, int64_t b);
+// The product of `factors` (each >= 0) as an element count <= kMaxElements.
+int64_t checked_count(const char* op, const char* what, std::initializer_list<int64_t> factors);
 // Checks a convolution's shapes and hyper-parameters and returns its geometry (output size
 // included); `x`/`w` name the arguments (or the shapes standing in for them) in messages.
 // Defined in ops_conv.cpp; the quantized convolution uses it too.

@@ -121,6 +121,14 @@ DeviceBackend& backend_for(Device d) {
   return be;
 }
 
+namespace {
+GpuProbe (*g_gpu_probe)() = nullptr;
+}  // namespace
+
+void register_gpu_probe(GpuProbe (*probe)()) { g_gpu_probe = probe; }
+
+GpuProbe gpu_probe() { return g_gpu_probe ? g_gpu_probe() : GpuProbe{}; }
+
 std::vector<std::string> device_list() {
   std::vector<std::string> out{"cpu"};
   for (int i = 0; i < gpu_device_count(); ++i) out.push_back("gpu:" + std::to_string(i));

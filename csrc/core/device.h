@@ -56,4 +56,27 @@ int gpu_device_count();
 std::string gpu_unavailable_reason();  // empty when a GPU is usable
 std::vector<std::string> device_list();  // "cpu", then "gpu:0", ...
 
+// What the GPU runtime reports, for hipgrad.device_info() and `hipgrad doctor`: its versions and
+// every device it sees, usable by hipgrad or not (an AMD device whose architecture this build
+// lacks is listed with its arch). A compiled-in GPU backend registers the query at load.
+struct GpuDeviceProperties {
+  std::string name;
+  std::string arch;             // "gfx90a:sramecc+:xnack-", "sm_90"
+  int warp_size = 0;
+  int multiprocessors = 0;
+  int max_threads_per_block = 0;
+  size_t shared_mem_per_block = 0;
+  size_t total_memory = 0;
+  long long free_memory = -1;   // -1 where the runtime could not say
+};
+struct GpuProbe {
+  bool compiled = false;        // false: a build without a GPU backend (the rest is empty)
+  std::string runtime_version;  // "5.2.21153", "13.0"
+  std::string driver_version;   // as the runtime reports it; "unknown" when it cannot
+  std::string count_error;      // the device count query's error; "" when it answered
+  std::vector<GpuDeviceProperties> devices;
+};
+void register_gpu_probe(GpuProbe (*probe)());
+GpuProbe gpu_probe();
+
 }  // namespace hg

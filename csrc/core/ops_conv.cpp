@@ -1,5 +1,7 @@
 // Front ends of the convolution family (conv2d forward, backward data, backward weight) and of
 // bias_add / bias_backward: checks once, output allocation, dispatch.
+#include <algorithm>
+
 #include "checks.h"
 
 namespace hg {
@@ -41,8 +43,13 @@ ConvGeometry conv_geometry(const char* op, const char* x, const Shape& xs, const
     HG_REQUIRE(ws[1] == g.C / groups, op, ": ", w, " has ", ws[1], " input channels per group but ",
                x, " has ", g.C, " channels, ", g.C / groups, " per group (groups=", groups, ")");
   }
-  const int64_t eff_h = g.dil_h * (g.R - 1) + 1, eff_w = g.dil_w * (g.S - 1) + 1;
-  const int64_t padded_h = g.H + 2 * g.pad_h, padded_w = g.W + 2 * g.pad_w;
+  // Every size below from user integers, overflow-checked and naming its argument.
+  const int64_t eff_h = checked_mul(op, "dilation[0] * (kernel height - 1)", g.dil_h, g.R - 1) + 1;
+  const int64_t eff_w = checked_mul(op, "dilation[1] * (kernel width - 1)", g.dil_w, g.S - 1) + 1;
+  const int64_t padded_h = checked_add(op, "the input's height + 2 * padding[0]", g.H,
+                                       checked_mul(op, "2 * padding[0]", 2, g.pad_h));
+  const int64_t padded_w = checked_add(op, "the input's width + 2 * padding[1]", g.W,
+                                       checked_mul(op, "2 * padding[1]", 2, g.pad_w));
   HG_REQUIRE(eff_h <= padded_h && eff_w <= padded_w, op,
              ": kernel larger than padded input: the ", g.R, "x", g.S, " kernel of ", w,
              " with dilation (", g.dil_h, ", ", g.dil_w, ") spans (", eff_h, ", ", eff_w, ") but ",
@@ -50,6 +57,18 @@ ConvGeometry conv_geometry(const char* op, const char* x, const Shape& xs, const
              ") is (", padded_h, ", ", padded_w, ")");
   g.P = (padded_h - eff_h) / g.stride_h + 1;
   g.Q = (padded_w - eff_w) / g.stride_w + 1;
+  // A stride beyond the last window start changes nothing (one output row or column): the
+  // kernels see the smallest equal stride, so their scratch (stride phases, lowered columns)
+  // follows the input, not the stride.
+  g.stride_h = std::min(g.stride_h, padded_h - eff_h + 1);
+  g.stride_w = std::min(g.stride_w, padded_w - eff_w + 1);
+  // What the kernels allocate or index: the output and the lowered columns (im2col). A padded
+  // plane beyond memory is fine: the float kernels skip the padding (qconv2d, which copies it,
+  // checks its own scratch).
+  checked_count(op, "the output (N, K, P, Q) for this padding/stride/dilation",
+                {g.N, g.K, g.P, g.Q});
+  checked_count(op, "the lowered input (C * R * S, P * Q) for this padding/stride/dilation",
+                {g.C, g.R, g.S, g.P, g.Q});
   return g;
 }
 

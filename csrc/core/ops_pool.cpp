@@ -1,6 +1,8 @@
 // Front end of 2-D max and average pooling (NCHW): geometry checks once, allocation, dispatch.
 // Semantics follow PyTorch: floor mode, padding at most half the kernel, max pooling pads with
 // -inf, average pooling counts the padding in the divisor (kh*kw always).
+#include <algorithm>
+
 #include "checks.h"
 
 namespace hg {
@@ -22,11 +24,21 @@ PoolGeometry pool_geometry(const char* op, const Shape& x_shape, Pair kernel, Pa
              shape_str(x_shape));
   g.kh = kernel[0], g.kw = kernel[1], g.sh = stride[0], g.sw = stride[1];
   g.ph = padding[0], g.pw = padding[1];
-  HG_REQUIRE(g.H + 2 * g.ph >= g.kh && g.W + 2 * g.pw >= g.kw, op, ": kernel (", g.kh, ", ", g.kw,
-             ") is larger than the padded input (", g.H + 2 * g.ph, ", ", g.W + 2 * g.pw,
+  // 2 * padding <= kernel cannot overflow; the padded extent can.
+  const int64_t padded_h = checked_add(op, "padding[0] + the input's height", g.H, 2 * g.ph);
+  const int64_t padded_w = checked_add(op, "padding[1] + the input's width", g.W, 2 * g.pw);
+  HG_REQUIRE(padded_h >= g.kh && padded_w >= g.kw, op, ": kernel (", g.kh, ", ", g.kw,
+             ") is larger than the padded input (", padded_h, ", ", padded_w,
              "); the output would be empty");
-  g.P = (g.H + 2 * g.ph - g.kh) / g.sh + 1;
-  g.Q = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
+  // The kernels index within one padded plane (and divide by kh * kw <= its size).
+  checked_count(op, "the padded input plane (kernel and padding)", {padded_h, padded_w});
+  g.P = (padded_h - g.kh) / g.sh + 1;
+  g.Q = (padded_w - g.kw) / g.sw + 1;
+  // A stride beyond the last window start changes nothing (one window): the kernels see the
+  // smallest equal stride, so no product of theirs involves a stride beyond the input.
+  g.sh = std::min(g.sh, padded_h - g.kh + 1);
+  g.sw = std::min(g.sw, padded_w - g.kw + 1);
+  checked_count(op, "the output (N, C, P, Q)", {g.N, g.C, g.P, g.Q});
   return g;
 }
 

@@ -92,6 +92,18 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   require_channel_params("qconv2d", w_scale, bias, a.g.K, dev);
   a.has_act = epilogue(activation, &a.act);
   a.alpha = alpha;
+  {  // the CPU kernel copies one padded image per thread, split by stride phase: at most
+     // C/groups * (padded_h + stride_h) * (padded_w + stride_w) bytes
+    const ConvGeometry& g = a.g;
+    int64_t h = 0, w = 0, rows = 0, bytes = 0;  // g.H + 2 * g.pad_h fits (conv_geometry)
+    const bool fits = !__builtin_add_overflow(g.H + 2 * g.pad_h, g.stride_h, &h) &&
+                      !__builtin_add_overflow(g.W + 2 * g.pad_w, g.stride_w, &w) &&
+                      !__builtin_mul_overflow(g.C / g.groups, h, &rows) &&
+                      !__builtin_mul_overflow(rows, w, &bytes) && bytes <= kMaxElements;
+    if (!fits)
+      fail(ErrorKind::memory, "qconv2d: padding (", g.pad_h, ", ", g.pad_w,
+           ") makes the padded copy of one image larger than 2**59 bytes");
+  }
   Tensor y = output_tensor("qconv2d", out, {a.g.N, a.g.K, a.g.P, a.g.Q}, dev,
                            {{"xq", &xq}, {"wq", &wq}, {"w_scale", &w_scale}, {"bias", &bias}});
   if (y.numel() == 0) return y;

@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -136,6 +137,17 @@ Tensor Tensor::prefix_view(const Shape& shape) const {
              n, " elements but the buffer has only ", numel(), " (shape ",
              shape_str(shape_), ")");
   return Tensor(storage_, offset_, shape, dtype_);
+}
+
+Tensor Tensor::narrow(int64_t start, int64_t length) const {
+  HG_REQUIRE(dim() >= 1, "narrow: a 0-d tensor has no first axis to narrow");
+  HG_REQUIRE(start >= 0 && length >= 0 && start <= shape_[0] - length, "narrow: start ", start,
+             " and length ", length, " must lie within the first axis of size ", shape_[0],
+             " (shape ", shape_str(shape_), ")");
+  Shape shape = shape_;
+  shape[0] = length;
+  const size_t row_bytes = static_cast<size_t>(numel() / std::max<int64_t>(shape_[0], 1)) * dtype_size(dtype_);
+  return Tensor(storage_, offset_ + static_cast<size_t>(start) * row_bytes, shape, dtype_);
 }
 
 // By address, not Storage identity: two wraps of one buffer (borrow, from_dlpack) have separate

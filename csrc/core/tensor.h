@@ -71,6 +71,9 @@ class Tensor {
   // A view of this tensor's first shape_numel(shape) elements with `shape` (same storage and
   // dtype): how a preallocated buffer serves as the output of ops of smaller sizes.
   Tensor prefix_view(const Shape& shape) const;
+  // A view of entries [start, start + length) along the first axis (same storage, an offset):
+  // contiguous, so ops read it and write into it (out=) like any tensor.
+  Tensor narrow(int64_t start, int64_t length) const;
   // Whether the bytes of this tensor and `other` overlap (same device, intersecting addresses).
   bool overlaps(const Tensor& other) const;
   Tensor to(Device device) const;            // a copy on `device` (a copy even when equal)

@@ -31,7 +31,6 @@
 // Test:  PYTHONPATH=python python3 -m pytest -q tests/ops/test_activation.py
 // Bench: PYTHONPATH=python python3 -m timeit -s
 //          "import numpy as np, hipgrad as hg; x = hg.tensor(np.random.randn(1 << 22))" "hg.ops.activation(x, 'gelu')"
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -163,18 +162,12 @@ HG_INLINE void map_backward(const ActivationBackwardArgs& a, int64_t begin, int6
   for (int64_t i = begin; i < end; ++i) dx[i] = f(dy[i], x[i], y[i]);
 }
 
-// body(begin, end) over [0, n): one contiguous chunk (a multiple of 64 elements) per thread,
-// threads only above kParallelMin.
+// body(begin, end) over [0, n) in ranges of multiples of 64 elements, threads only above
+// kParallelMin.
 template <class Body>
 void parallel_chunks(int64_t n, Body body) {
   if (n <= kParallelMin) return body(0, n);
-#pragma omp parallel num_threads(num_threads())
-  {
-    const int64_t parts = omp_get_num_threads(), me = omp_get_thread_num();
-    const int64_t chunk = ((n + parts - 1) / parts + 63) / 64 * 64;
-    const int64_t begin = std::min(n, me * chunk), end = std::min(n, begin + chunk);
-    if (begin < end) body(begin, end);
-  }
+  parallel_range(n, num_threads(), body, 64);
 }
 
 HG_ISA_CLONES void activation_range(const ActivationArgs& a, int64_t begin, int64_t end) {

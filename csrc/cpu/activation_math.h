@@ -9,7 +9,7 @@ namespace hg::cpu {
 
 inline float activation_value(ActKind kind, float x, float alpha) {
   switch (kind) {
-    case ActKind::relu: return x > 0.f ? x : 0.f;
+    case ActKind::relu: return x < 0.f ? 0.f : x;  // NaN stays NaN (PyTorch)
     case ActKind::leaky_relu: return x > 0.f ? x : alpha * x;
     case ActKind::sigmoid: return x >= 0.f ? 1.f / (1.f + std::exp(-x)) : std::exp(x) / (1.f + std::exp(x));
     case ActKind::tanh: return std::tanh(x);

@@ -1,43 +1,49 @@
 // CPU vendor path: OpenBLAS (PyPI's scipy-openblas32 wheel, symbols prefixed `scipy_`).
-// Thin: the call and nothing else. Also owns the CPU thread count, shared by OpenMP and BLAS.
+// Thin: the call and nothing else (the thread count OpenBLAS runs at is set by parallel.cpp).
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 
 #include "../core/checks.h"
 #include "cpu_kernels.h"
-
-extern "C" void scipy_openblas_set_num_threads(int);
+#include "parallel.h"
 
 namespace hg::cpu {
 
 namespace {
-int g_threads = 0;  // 0: not set yet, take OpenMP's default
-int max_num_threads() { return std::max(64, 4 * omp_get_num_procs()); }
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, int(M), int(N), int(K), alpha, A, int(lda),
+                    B, int(ldb), beta, C, int(ldc));
+}
 }  // namespace
 
-int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
-
-void set_num_threads(int64_t n) {
-  HG_REQUIRE(n >= 1, "set_num_threads: n must be >= 1, got ", n);
-  // Far past the hardware, thread creation fails inside an OpenMP region (a crash, not an error).
-  HG_REQUIRE(n <= max_num_threads(), "set_num_threads: n must be at most ", max_num_threads(),
-             " (4 x this machine's ", omp_get_num_procs(), " hardware threads, at least 64), got ", n);
-  g_threads = int(n);
-  omp_set_num_threads(g_threads);
-  scipy_openblas_set_num_threads(g_threads);
-}
-
+// OpenBLAS runs on one thread (before_blas_call); a product worth threading is split here into
+// row or column blocks of C, one sgemm each, claimed by hipgrad's pool: one pool for both, the
+// blocks balance when a thread is slowed down, and the pool measures these regions too.
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc) {
   const int64_t limit = 0x7fffffff;
   HG_REQUIRE(M <= limit && N <= limit && K <= limit && lda <= limit && ldb <= limit && ldc <= limit,
              "gemm: sizes above 2^31-1 are not supported by the 32-bit-index BLAS");
-  scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, int(M), int(N), int(K), alpha, A, int(lda),
-                    B, int(ldb), beta, C, int(ldc));
+  before_blas_call();
+  constexpr int64_t kBlock = 64;  // rows or columns per block at least
+  const bool rows = M >= N;       // split the longer side of C
+  const int64_t units = (rows ? M : N) / kBlock;
+  const int threads = region_threads(2.0 * M * N * K, double(1 << 21), units);
+  if (threads <= 1) return sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int64_t tasks = std::min<int64_t>(units, 2 * threads), len = rows ? M : N;
+  parallel_tasks(tasks, threads, [&](int64_t t) {
+    const int64_t b = len * t / tasks, e = len * (t + 1) / tasks;
+    if (rows)
+      sgemm(trans_a, trans_b, e - b, N, K, alpha, trans_a ? A + b : A + b * lda, lda, B, ldb, beta,
+            C + b * ldc, ldc);
+    else
+      sgemm(trans_a, trans_b, M, e - b, K, alpha, A, lda, trans_b ? B + b * ldb : B + b, ldb, beta,
+            C + b, ldc);
+  });
 }
 
 // The gemm op's vendor kernel: copy c into y, then one sgemm with beta.

@@ -26,8 +26,6 @@
 // scratch block, and each image's slice copied into y with its bias / epilogue.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py
 // Time: hg.ops.conv2d(x, w, impl="handwritten"|"vendor"); hg.ops.last_impl()["ms"]
-#include <omp.h>
-
 #include <algorithm>
 #include <memory>
 
@@ -43,7 +41,7 @@ namespace {
 using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                         const float*, int64_t, float, float*, int64_t);
 
-// How a GEMM routine threads: our handwritten GEMM uses OpenMP; the BLAS has its own thread pool.
+// How a GEMM routine threads: our handwritten GEMM uses parallel.h's pool; the BLAS has its own.
 struct GemmRoutine {
   GemmFn fn;
   bool own_thread_pool;
@@ -74,7 +72,7 @@ struct Split {
 // product is small enough to stay on the calling thread; otherwise the BLAS threads each
 // product and the lowering stays on the calling thread.
 Split split_work(int64_t units, double macs, int64_t groups, const GemmRoutine& gemm) {
-  const int T = num_threads();
+  const int T = available_threads();
   const int spread = int(std::min<int64_t>(T, units));
   if (T <= 1 || units <= 1) return {1, !gemm.own_thread_pool};
   if (gemm.own_thread_pool) return {macs <= kBlasSingleThreadMnk ? spread : 1, false};
@@ -118,8 +116,8 @@ void require_blas_sizes(const ConvGeometry& g) {
 template <class F>
 void for_each_image(int64_t N, Split split, float* col, int64_t col_size, F&& image) {
   if (split.image_threads > 1) {
-#pragma omp parallel for schedule(static) num_threads(split.image_threads)
-    for (int64_t n = 0; n < N; ++n) image(n, col + omp_get_thread_num() * col_size, false);
+    parallel_for(N, split.image_threads,
+                 [&](int64_t n) { image(n, col + parallel_slot() * col_size, false); });
   } else {
     for (int64_t n = 0; n < N; ++n) image(n, col, split.threaded_lowering);
   }
@@ -267,24 +265,21 @@ void backward_weight_lowered(const ConvBackwardWeightArgs& a, const GemmRoutine&
     }
     return;
   }
-#pragma omp parallel num_threads(T)
-  {
-    const int t = omp_get_thread_num();
+  parallel_tasks(T, T, [&](int64_t t) {
     const int64_t n0 = g.N * t / T, n1 = g.N * (t + 1) / T;  // T <= N: never empty
     float* dw = t == 0 ? a.dw : partial.get() + (t - 1) * dw_size;
-    for (int64_t n = n0; n < n1; ++n) {
-      image(n, col.get() + t * col_size, dw, n == n0 ? 0.f : 1.f, false);
-    }
-#pragma omp barrier
-    const float* __restrict parts = partial.get();
-    float* __restrict out = a.dw;
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < dw_size; ++i) {
+    float* colbuf = col.get() + parallel_slot() * col_size;
+    for (int64_t n = n0; n < n1; ++n) image(n, colbuf, dw, n == n0 ? 0.f : 1.f, false);
+  });
+  const float* __restrict parts = partial.get();
+  float* __restrict out = a.dw;
+  parallel_range(dw_size, T, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
       float sum = out[i];
       for (int u = 0; u < T - 1; ++u) sum += parts[u * dw_size + i];
       out[i] = sum;
     }
-  }
+  }, 16);
 }
 
 void conv2d_forward_handwritten(const ConvForwardArgs& a) {

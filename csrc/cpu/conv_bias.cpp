@@ -9,7 +9,6 @@
 // One variant each (handwritten); the vendor variant is a declared fallback: no BLAS routine
 // reduces or broadcasts a bias.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py -k bias
-#include <omp.h>
 
 #include <algorithm>
 #include <memory>
@@ -31,41 +30,40 @@ void bias_add_kernel(const BiasAddArgs& a) {
   const int64_t C = a.C, inner = a.inner;
   const float* __restrict b = a.bias;
   if (inner == 1) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(a.outer * C, a.outer))
-    for (int64_t o = 0; o < a.outer; ++o) {
+    parallel_for(a.outer, threads_for(a.outer * C, a.outer), [&](int64_t o) {
       const float* __restrict x = a.x + o * C;
       float* __restrict y = a.y + o * C;
       for (int64_t c = 0; c < C; ++c) y[c] = x[c] + b[c];
-    }
+    });
     return;
   }
   const int64_t rows = a.outer * C;
-#pragma omp parallel for schedule(static) num_threads(threads_for(rows * inner, rows))
-  for (int64_t row = 0; row < rows; ++row) {
+  parallel_for(rows, threads_for(rows * inner, rows), [&](int64_t row) {
     const float bv = b[row % C];
     const float* __restrict x = a.x + row * inner;
     float* __restrict y = a.y + row * inner;
     for (int64_t i = 0; i < inner; ++i) y[i] = x[i] + bv;
-  }
+  });
 }
 
 void bias_backward_kernel(const BiasBackwardArgs& a) {
   const int64_t C = a.C, inner = a.inner, rows = a.outer * C;
   const int T = threads_for(rows * inner, inner == 1 ? a.outer : rows);
+  // A fixed split into T parts (claimed by whichever thread is free), one partial sum each, added
+  // in part order: the result depends on T only.
   std::unique_ptr<double[]> partial(new double[std::max<int64_t>(1, C * T)]);
-#pragma omp parallel num_threads(T)
-  {
-    double* __restrict acc = partial.get() + omp_get_thread_num() * C;
+  const int64_t units = inner == 1 ? a.outer : rows;
+  parallel_tasks(T, T, [&](int64_t t) {
+    double* __restrict acc = partial.get() + t * C;
     for (int64_t c = 0; c < C; ++c) acc[c] = 0.0;
+    const int64_t u0 = units * t / T, u1 = units * (t + 1) / T;
     if (inner == 1) {
-#pragma omp for schedule(static)
-      for (int64_t o = 0; o < a.outer; ++o) {
+      for (int64_t o = u0; o < u1; ++o) {
         const float* __restrict d = a.dy + o * C;
         for (int64_t c = 0; c < C; ++c) acc[c] += d[c];
       }
     } else {
-#pragma omp for schedule(static)
-      for (int64_t row = 0; row < rows; ++row) {
+      for (int64_t row = u0; row < u1; ++row) {
         const float* __restrict d = a.dy + row * inner;
         float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
@@ -73,7 +71,7 @@ void bias_backward_kernel(const BiasBackwardArgs& a) {
         acc[row % C] += sum;
       }
     }
-  }
+  });
   for (int64_t c = 0; c < C; ++c) {
     double sum = 0.0;
     for (int t = 0; t < T; ++t) sum += partial[t * C + c];

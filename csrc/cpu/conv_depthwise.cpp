@@ -20,7 +20,6 @@
 // 8-float vectors (GCC vector extension).
 // Layouts as ops.h: x (N, C, H, W), w (C, 1, R, S), y (N, C, P, Q).
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv.py -k "g3 or g7 or g1-"
-#include <omp.h>
 
 #include <algorithm>
 #include <memory>
@@ -228,17 +227,13 @@ void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi
   GemmEpilogue act_only;  // the activation only: the bias went in as the initial value
   if (epi) act_only.op = FusedEpilogue{nullptr, epi->has_act, epi->act, epi->alpha};
   const GemmEpilogue* act = epi && epi->has_act ? &act_only : nullptr;
-#pragma omp parallel num_threads(T)
-  {
-    Scratch& scratch = scratches[omp_get_thread_num()];
-#pragma omp for schedule(static)
-    for (int64_t plane = 0; plane < planes; ++plane) {
-      const int64_t c = plane % g.C;
-      correlate_plane(k, a.x + plane * HW, a.w + c * RS, a.bias ? a.bias[c] : 0.f,
-                      a.y + plane * PQ, scratch);
-      if (act) apply_epilogue(*act, 0, 0, 1, PQ, a.y + plane * PQ, PQ);  // the plane is in cache
-    }
-  }
+  parallel_for(planes, T, [&](int64_t plane) {
+    Scratch& scratch = scratches[parallel_slot()];
+    const int64_t c = plane % g.C;
+    correlate_plane(k, a.x + plane * HW, a.w + c * RS, a.bias ? a.bias[c] : 0.f, a.y + plane * PQ,
+                    scratch);
+    if (act) apply_epilogue(*act, 0, 0, 1, PQ, a.y + plane * PQ, PQ);  // the plane is in cache
+  });
 }
 
 void conv2d_depthwise_backward_data(const ConvBackwardDataArgs& a) {
@@ -248,21 +243,17 @@ void conv2d_depthwise_backward_data(const ConvBackwardDataArgs& a) {
   const int64_t planes = g.N * g.C, HW = g.H * g.W, PQ = g.P * g.Q, RS = g.R * g.S;
   const int T = threads_for(planes * PQ * RS, planes);
   std::vector<Scratch> scratches(T, Scratch(k));  // allocated here: no exception in the region
-#pragma omp parallel num_threads(T)
-  {
-    Scratch& scratch = scratches[omp_get_thread_num()];
-#pragma omp for schedule(static)
-    for (int64_t plane = 0; plane < planes; ++plane) {
-      const float* w = a.w + (plane % g.C) * RS;
-      if (unit_stride) {
-        std::reverse_copy(w, w + RS, scratch.flipped.begin());
-        correlate_plane(k, a.dy + plane * PQ, scratch.flipped.data(), 0.f, a.dx + plane * HW,
-                        scratch);
-      } else {
-        scatter_plane(k, a.dy + plane * PQ, w, a.dx + plane * HW, scratch);
-      }
+  parallel_for(planes, T, [&](int64_t plane) {
+    Scratch& scratch = scratches[parallel_slot()];
+    const float* w = a.w + (plane % g.C) * RS;
+    if (unit_stride) {
+      std::reverse_copy(w, w + RS, scratch.flipped.begin());
+      correlate_plane(k, a.dy + plane * PQ, scratch.flipped.data(), 0.f, a.dx + plane * HW,
+                      scratch);
+    } else {
+      scatter_plane(k, a.dy + plane * PQ, w, a.dx + plane * HW, scratch);
     }
-  }
+  });
 }
 
 void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a) {
@@ -273,16 +264,15 @@ void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a) {
   const int T = threads_for(planes * PQ * RS, planes);
   std::unique_ptr<float[]> partial(new float[dw_size * T]);
   std::vector<Scratch> scratches(T, Scratch(k));
-#pragma omp parallel num_threads(T)
-  {
-    Scratch& scratch = scratches[omp_get_thread_num()];
-    float* acc = partial.get() + omp_get_thread_num() * dw_size;
+  // T fixed runs of planes (claimed by whichever thread is free), one partial dw each, added in
+  // run order: the result depends on T only.
+  parallel_tasks(T, T, [&](int64_t t) {
+    Scratch& scratch = scratches[parallel_slot()];
+    float* acc = partial.get() + t * dw_size;
     std::fill(acc, acc + dw_size, 0.f);
-#pragma omp for schedule(static)
-    for (int64_t plane = 0; plane < planes; ++plane) {
+    for (int64_t plane = planes * t / T; plane < planes * (t + 1) / T; ++plane)
       weight_plane(k, a.x + plane * HW, a.dy + plane * PQ, acc + (plane % g.C) * RS, scratch);
-    }
-  }
+  });
   for (int64_t i = 0; i < dw_size; ++i) {
     float sum = 0.f;
     for (int t = 0; t < T; ++t) sum += partial[t * dw_size + i];

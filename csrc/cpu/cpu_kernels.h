@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "../core/ops.h"
+#include "parallel.h"
 
 namespace hg::cpu {
 

@@ -1,10 +1,11 @@
 // CPU handwritten SGEMM: C = alpha * op(A) @ op(B) + beta * C, row-major, BLAS semantics
 // (beta == 0 never reads C; alpha == 0 or K == 0 never reads A or B).
 //
-// GotoBLAS/BLIS blocking around a register-blocked micro-kernel (gemm_microkernel.h). Threads
-// (hg::cpu::num_threads()) split C into a grid of bands (thread_grid); each thread packs what its
-// band needs into its own buffers and never waits for another, so a thread slowed down by a
-// neighbour on a shared machine delays only its own band. Per thread:
+// GotoBLAS/BLIS blocking around a register-blocked micro-kernel (gemm_microkernel.h). C is split
+// into a grid of cells, 2-4 per thread (thread_grid), claimed one at a time from
+// hipgrad's pool (parallel.h); each cell is packed into its claiming thread's own buffers and no
+// thread waits for another, so a thread slowed down by a neighbour on a shared machine leaves its
+// next cell to the others. Per cell:
 //   for jc over its columns in NC steps:
 //     for pc over K in KC steps:
 //       pack B panel op(B)[pc:+KC, jc:+NC] into NR-wide micro-panels (k-major)
@@ -34,7 +35,6 @@
 // gemm_unpacked.cpp.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py
 // Bench: PYTHONPATH=python python3 bench/bench_cpu.py
-#include <omp.h>
 #if defined(__SSE2__)
 #include <xmmintrin.h>
 #endif
@@ -247,14 +247,19 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
   const int64_t micro_rows = (M + MR - 1) / MR, micro_cols = (N + NR - 1) / NR;
   // Below ~2^20 FLOP a parallel region costs more than it saves; inside another kernel's
   // parallel region (one image per thread) the caller's thread does it all.
-  const int threads = 2.0 * M * N * K < double(1 << 20) || omp_in_parallel()
-                          ? 1
-                          : int(std::min<int64_t>(num_threads(), micro_rows * micro_cols));
+  const int threads = region_threads(2.0 * M * N * K, double(1 << 20), micro_rows * micro_cols);
+  // Cells claimed as they come: a thread slowed down by a neighbour leaves its next cell to the
+  // others. Twice as many as threads, four times for large products (a cell's packing is then
+  // small against its arithmetic, and a late thread's last cell is a shorter tail).
+  const int per_thread_cells = 2.0 * M * N * K >= double(1 << 28) ? 4 : 2;
+  const int cells = threads > 1
+                        ? int(std::min<int64_t>(per_thread_cells * threads, micro_rows * micro_cols))
+                        : 1;
   int tm = 1, tn = 1;
-  if (b_packed && micro_rows >= 2 * threads)
-    tm = threads;  // B costs nothing to share: split rows, so each thread packs only its A rows
+  if (b_packed && micro_rows >= 2 * cells)
+    tm = cells;  // B costs nothing to share: split rows, so each cell packs only its A rows
   else
-    thread_grid(threads, micro_rows, micro_cols, &tm, &tn);
+    thread_grid(cells, micro_rows, micro_cols, &tm, &tn);
   // A column band's B panel: at most NC columns, packed privately (threads share nothing).
   const int64_t NC = std::min<int64_t>(uk.nc, (micro_cols + tn - 1) / tn * NR);
   const int64_t per_thread = (b_packed ? 0 : round_up(KC * NC, 16)) + round_up(MC * KC, 16);
@@ -263,39 +268,34 @@ void gemm_packed(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t 
   const Operand opA{A, lda, trans_a}, opB{B, ldb, trans_b};
   const GemmPackFn strided = strided_packer(uk);
 
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    const int t = omp_get_thread_num();
-    // With fewer threads than asked for (a nested region), the first ones cover everything.
-    const int nt = omp_get_num_threads(), gm = nt == threads ? tm : 1, gn = nt == threads ? tn : 1;
-    if (t < gm * gn) {
-      const int64_t m0 = micro_rows * (t / gn) / gm * MR, m1 = std::min(M, micro_rows * (t / gn + 1) / gm * MR);
-      const int64_t n0 = micro_cols * (t % gn) / gn * NR, n1 = std::min(N, micro_cols * (t % gn + 1) / gn * NR);
-      float* const own_b = buf + t * per_thread;
-      float* const ap = own_b + (b_packed ? 0 : round_up(KC * NC, 16));
-      for (int64_t jc = n0; jc < n1; jc += NC) {
-        const int64_t nc = std::min(NC, n1 - jc);
-        for (int64_t pc = 0; pc < K; pc += KC) {
-          const int64_t kc = std::min(KC, K - pc);
-          const float* bp = own_b;
-          int64_t b_step = kc * NR;
-          if (b_packed) {
-            bp = b_packed + jc / NR * K * NR + pc * NR, b_step = K * NR;
-          } else {
-            for (int64_t q = 0; q * NR < nc; ++q)
-              pack_b_panel(opB, pc, jc + q * NR, kc, std::min<int64_t>(NR, nc - q * NR), NR,
-                           strided, own_b + q * kc * NR);
-          }
-          for (int64_t ic = m0; ic < m1; ic += MC) {
-            const int64_t mc = std::min(MC, m1 - ic);
-            pack_a(opA, ic, pc, mc, kc, MR, strided, ap);
-            macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, b_step, alpha, pc == 0 ? beta : 1.f,
-                         C + ic * ldc, ldc, pc + kc == K ? ep : nullptr, ic);
-          }
+  parallel_tasks(tm * tn, threads, [&](int64_t cell) {
+    const int64_t gm = tm, gn = tn, cm = cell / gn, cn = cell % gn;
+    const int64_t m0 = micro_rows * cm / gm * MR, m1 = std::min(M, micro_rows * (cm + 1) / gm * MR);
+    const int64_t n0 = micro_cols * cn / gn * NR, n1 = std::min(N, micro_cols * (cn + 1) / gn * NR);
+    float* const own_b = buf + parallel_slot() * per_thread;
+    float* const ap = own_b + (b_packed ? 0 : round_up(KC * NC, 16));
+    for (int64_t jc = n0; jc < n1; jc += NC) {
+      const int64_t nc = std::min(NC, n1 - jc);
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc);
+        const float* bp = own_b;
+        int64_t b_step = kc * NR;
+        if (b_packed) {
+          bp = b_packed + jc / NR * K * NR + pc * NR, b_step = K * NR;
+        } else {
+          for (int64_t q = 0; q * NR < nc; ++q)
+            pack_b_panel(opB, pc, jc + q * NR, kc, std::min<int64_t>(NR, nc - q * NR), NR,
+                         strided, own_b + q * kc * NR);
+        }
+        for (int64_t ic = m0; ic < m1; ic += MC) {
+          const int64_t mc = std::min(MC, m1 - ic);
+          pack_a(opA, ic, pc, mc, kc, MR, strided, ap);
+          macro_kernel(uk, mc, jc, jc + nc, kc, ap, bp, b_step, alpha, pc == 0 ? beta : 1.f,
+                       C + ic * ldc, ldc, pc + kc == K ? ep : nullptr, ic);
         }
       }
     }
-  }
+  });
 }
 
 void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -316,10 +316,10 @@ void gemm_pack_b(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t N
   const Operand opB{B, ldb, trans_b};
   const GemmPackFn strided = strided_packer(uk);
   const int64_t panels = (N + uk.nr - 1) / uk.nr;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (panels * K >= 1 << 16)
-  for (int64_t q = 0; q < panels; ++q)
+  parallel_for(panels, region_threads(double(panels * K), double(1 << 16), panels), [&](int64_t q) {
     pack_b_panel(opB, 0, q * uk.nr, K, std::min<int64_t>(uk.nr, N - q * uk.nr), uk.nr, strided,
                  packed + q * K * uk.nr);
+  });
 }
 
 void gemm_handwritten_epilogue_packed_b(int64_t M, int64_t N, int64_t K, const float* A,

@@ -25,8 +25,8 @@ void tile_avx2_6x16(int64_t kc, const float* __restrict a, const float* __restri
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
     // B streams from L2 (the next micro-panel follows this one): fetch 16 steps ahead.
     _mm_prefetch(reinterpret_cast<const char*>(b + 16 * NR), _MM_HINT_T0);
 #pragma GCC unroll 6

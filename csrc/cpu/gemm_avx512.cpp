@@ -29,8 +29,8 @@ void tile_avx512_14x32(int64_t kc, const float* __restrict a, const float* __res
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b);
-    const __m512 b1 = _mm512_load_ps(b + 16);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
     // B streams from L2 (the next micro-panel follows this one): fetch both lines 16 steps ahead.
     _mm_prefetch(reinterpret_cast<const char*>(b + 16 * NR), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + 16 * NR + 16), _MM_HINT_T0);

@@ -5,8 +5,9 @@
 // A micro-kernel computes one full MR x NR tile of C from packed panels:
 //   C[i][j] = alpha * sum_k a[k*MR + i] * b[k*NR + j] + beta * C[i][j]   (beta == 0: C not read)
 // `a` is an MR-row micro-panel of op(A) stored k-major (MR values per k), `b` a KC x NR
-// micro-panel of op(B) stored k-major (NR values per k); both 64-byte aligned, zero-padded at
-// edges. C is row-major with leading dimension ldc. Partial tiles go through a scratch tile.
+// micro-panel of op(B) stored k-major (NR values per k); zero-padded at edges. Only float
+// alignment is assumed (unaligned vector loads): `b` may be a caller's pack_linear_weight tensor
+// that went through NumPy or DLPack and sits at any float boundary. C is row-major with leading dimension ldc. Partial tiles go through a scratch tile.
 //
 // The descriptors are constant-initialized data, so reading one never executes code compiled for
 // an ISA the CPU may lack; only calling `tile` does, and gemm.cpp calls it only after isa.h said so.

@@ -15,7 +15,6 @@
 // The kernels follow the CPU ISA (isa.h): avx512 8x32, avx2 6x16, generic 4x8.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_gemm.py -k alternate
 // Bench: PYTHONPATH=python python3 bench/bench_gemm_alternates.py
-#include <omp.h>
 
 #include <algorithm>
 #include <vector>
@@ -65,9 +64,7 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const GemmUnpackedKernel& uk = active_unpacked();
   const int NR = uk.nr, MR = uk.mr;
   const int64_t strips = (N + NR - 1) / NR, row_tiles = (M + MR - 1) / MR;
-  const int threads = 2.0 * M * N * K < double(1 << 20) || omp_in_parallel()
-                          ? 1
-                          : int(std::min<int64_t>(num_threads(), strips * row_tiles));
+  const int threads = region_threads(2.0 * M * N * K, double(1 << 20), strips * row_tiles);
   // Fewer strips than threads: each strip's rows are split into bands too.
   const int64_t bands = std::min<int64_t>(row_tiles, (threads + strips - 1) / strips);
   const int64_t a_row = trans_a ? 1 : lda, a_col = trans_a ? lda : 1;
@@ -92,8 +89,7 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     for (int64_t task = 0; task < strips; ++task) run_task(task);
     return;
   }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t task = 0; task < strips * bands; ++task) run_task(task);
+  parallel_tasks(strips * bands, threads, run_task);
 }
 
 static void gemm_unpacked_kernel(const GemmArgs& g) {

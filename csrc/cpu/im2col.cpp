@@ -22,9 +22,7 @@ void im2col(const ConvGeometry& g, const float* x, float* col, bool threaded, in
   const int64_t RS = g.R * g.S, rows = g.C * RS, PQ = g.P * g.Q, HW = g.H * g.W;
   const int64_t ld = ldcol > 0 ? ldcol : PQ;
   const int64_t sw = g.stride_w;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    if (threaded && rows * PQ >= kParallelMin)
-  for (int64_t row = 0; row < rows; ++row) {
+  parallel_for(rows, (threaded && rows * PQ >= kParallelMin) ? num_threads() : 1, [&](int64_t row) {
     const int64_t c = row / RS, r = (row / g.S) % g.R, s = row % g.S;
     const float* __restrict xc = x + c * HW;
     float* __restrict out = col + row * ld;
@@ -47,7 +45,7 @@ void im2col(const ConvGeometry& g, const float* x, float* col, bool threaded, in
       }
       std::fill(o + hi, o + g.Q, 0.f);
     }
-  }
+  });
 }
 
 namespace {
@@ -115,9 +113,7 @@ void im2col_images(const ConvGeometry& g, const float* x, int64_t nb, float* col
 void col2im(const ConvGeometry& g, const float* col, float* x, bool threaded) {
   const int64_t RS = g.R * g.S, PQ = g.P * g.Q, HW = g.H * g.W;
   const int64_t sw = g.stride_w;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    if (threaded && g.C * RS * PQ >= kParallelMin)
-  for (int64_t c = 0; c < g.C; ++c) {
+  parallel_for(g.C, (threaded && g.C * RS * PQ >= kParallelMin) ? num_threads() : 1, [&](int64_t c) {
     float* __restrict xc = x + c * HW;
     std::fill(xc, xc + HW, 0.f);
     for (int64_t r = 0; r < g.R; ++r) {
@@ -139,7 +135,7 @@ void col2im(const ConvGeometry& g, const float* col, float* x, bool threaded) {
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace hg::cpu

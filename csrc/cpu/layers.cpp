@@ -20,9 +20,9 @@
 // (n, c) plane (or per block of rows when HW == 1), combined in row order. Loops run on one thread below kParallelMin elements.
 //
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_layers.py
-#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -43,15 +43,19 @@ void add_kernel(const AddArgs& a) {
   const float* B = a.b;
   float* Y = a.y;
   const float alpha = a.alpha;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t i = 0; i < a.n; ++i) Y[i] = A[i] + alpha * B[i];
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+    for (int64_t i = i_begin; i < i_end; ++i) Y[i] = A[i] + alpha * B[i];
+  }, 16);
 }
 
 void fill_kernel(const FillArgs& a) {
   float* __restrict Y = a.y;
   const float value = a.value;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t i = 0; i < a.n; ++i) Y[i] = value;
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+    for (int64_t i = i_begin; i < i_end; ++i) Y[i] = value;
+  }, 16);
 }
 
 // ---- batch norm -------------------------------------------------------------------------------
@@ -66,8 +70,7 @@ void channel_sums(int64_t N, int64_t C, int64_t HW, F0 f0, F1 f1, double* out0, 
   std::vector<double> p0(R * C), p1(R * C);
   const int nt = num_threads();
   if (rows) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (N * C > kParallelMin)
-    for (int64_t r = 0; r < R; ++r) {
+    parallel_for(R, (N * C > kParallelMin) ? nt : 1, [&](int64_t r) {
       double* __restrict a0 = p0.data() + r * C;
       double* __restrict a1 = p1.data() + r * C;
       const int64_t end = std::min(N, (r + 1) * kRowsPerPartial);
@@ -78,10 +81,9 @@ void channel_sums(int64_t N, int64_t C, int64_t HW, F0 f0, F1 f1, double* out0, 
           a1[c] += f1(c, n * C + c);
         }
       }
-    }
+    });
   } else {
-#pragma omp parallel for schedule(static) num_threads(nt) if (N * C * HW > kParallelMin)
-    for (int64_t p = 0; p < N * C; ++p) {
+    parallel_for(N * C, (N * C * HW > kParallelMin) ? nt : 1, [&](int64_t p) {
       const int64_t c = p % C, base = p * HW;
       double a0 = 0.0, a1 = 0.0;
 #pragma omp simd reduction(+ : a0, a1)
@@ -91,11 +93,10 @@ void channel_sums(int64_t N, int64_t C, int64_t HW, F0 f0, F1 f1, double* out0, 
       }
       p0[p] = a0;
       p1[p] = a1;
-    }
+    });
   }
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
-#pragma omp parallel for schedule(static) num_threads(nt) if (R * C > kParallelMin)
-  for (int64_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, (R * C > kParallelMin) ? nt : 1, [&](int64_t b) {
     const int64_t c0 = b * kChannelBlock, c1 = std::min(C, c0 + kChannelBlock);
     for (int64_t c = c0; c < c1; ++c) out0[c] = out1[c] = 0.0;
     for (int64_t r = 0; r < R; ++r) {
@@ -105,7 +106,7 @@ void channel_sums(int64_t N, int64_t C, int64_t HW, F0 f0, F1 f1, double* out0, 
         out1[c] += p1[r * C + c];
       }
     }
-  }
+  });
 }
 
 // f(c, i) for every element i of channel c; vectorized over HW, or over C when HW == 1.
@@ -113,19 +114,17 @@ template <class F>
 void per_element(int64_t N, int64_t C, int64_t HW, F f) {
   const int nt = num_threads();
   if (HW == 1) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (N * C > kParallelMin)
-    for (int64_t n = 0; n < N; ++n) {
+    parallel_for(N, (N * C > kParallelMin) ? nt : 1, [&](int64_t n) {
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) f(c, n * C + c);
-    }
+    });
     return;
   }
-#pragma omp parallel for schedule(static) num_threads(nt) if (N * C * HW > kParallelMin)
-  for (int64_t p = 0; p < N * C; ++p) {
+  parallel_for(N * C, (N * C * HW > kParallelMin) ? nt : 1, [&](int64_t p) {
     const int64_t c = p % C, base = p * HW;
 #pragma omp simd
     for (int64_t i = base; i < base + HW; ++i) f(c, i);
-  }
+  });
 }
 
 void batch_norm_kernel(const BatchNormArgs& a) {
@@ -145,7 +144,8 @@ void batch_norm_kernel(const BatchNormArgs& a) {
                  [x, m](int64_t c, int64_t i) { return x[i] - m[c]; }, sq.data(), dev.data());
     const double mom = a.momentum;
     for (int64_t c = 0; c < C; ++c) {
-      const double var = std::max(0.0, (sq[c] - dev[c] * dev[c] / M) / M);  // biased
+      // biased; rounding below 0 is clamped, NaN (from an infinite x) kept, as in PyTorch
+      const double v = (sq[c] - dev[c] * dev[c] / M) / M, var = v < 0.0 ? 0.0 : v;
       mean[c] = static_cast<float>(mu[c]);
       invstd[c] = static_cast<float>(1.0 / std::sqrt(var + a.eps));
       const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
@@ -190,6 +190,10 @@ void batch_norm_backward_kernel(const BatchNormBackwardArgs& a) {
   }
   const float *kp = k.data(), *sp = shift.data(), *k2p = k2.data();
   float* __restrict dx = a.dx;
+  if (!a.training) {  // the eval gradient does not depend on x (a NaN in x stays out of dx)
+    per_element(N, C, HW, [=](int64_t c, int64_t i) { dx[i] = kp[c] * dy[i]; });
+    return;
+  }
   per_element(N, C, HW, [=](int64_t c, int64_t i) {
     dx[i] = kp[c] * dy[i] - sp[c] - (x[i] - mean[c]) * k2p[c];
   });
@@ -211,13 +215,15 @@ void dropout_kernel(const DropoutArgs& a) {
   const float* __restrict x = a.x;
   float* __restrict y = a.y;
   uint8_t* __restrict mask = a.mask;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t i = 0; i < a.n; ++i) {
-    const uint64_t h = mix64(key + (static_cast<uint64_t>(i) + 1) * kGolden);
-    const bool keep = (h >> 32) >= threshold;
-    mask[i] = keep;
-    y[i] = x[i] * (keep ? scale : 0.f);
-  }
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+    for (int64_t i = i_begin; i < i_end; ++i) {
+      const uint64_t h = mix64(key + (static_cast<uint64_t>(i) + 1) * kGolden);
+      const bool keep = (h >> 32) >= threshold;
+      mask[i] = keep;
+      y[i] = x[i] * (keep ? scale : 0.f);
+    }
+  }, 16);
 }
 
 void dropout_backward_kernel(const DropoutBackwardArgs& a) {
@@ -225,17 +231,17 @@ void dropout_backward_kernel(const DropoutBackwardArgs& a) {
   const float* __restrict dy = a.dy;
   const uint8_t* __restrict mask = a.mask;
   float* __restrict dx = a.dx;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t i = 0; i < a.n; ++i) dx[i] = dy[i] * (static_cast<float>(mask[i]) * scale);
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+    for (int64_t i = i_begin; i < i_end; ++i) dx[i] = dy[i] * (static_cast<float>(mask[i]) * scale);
+  }, 16);
 }
 
 // ---- embedding --------------------------------------------------------------------------------
 void embedding_kernel(const EmbeddingArgs& a) {
   const int64_t dim = a.dim;
-  int bad = 0;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (a.count * dim > kParallelMin) \
-    reduction(| : bad)
-  for (int64_t r = 0; r < a.count; ++r) {
+  std::atomic<int> bad{0};
+  parallel_for(a.count, (a.count * dim > kParallelMin) ? num_threads() : 1, [&](int64_t r) {
     const int64_t j = a.idx[r];
     float* y = a.y + r * dim;
     if (j < 0 || j >= a.num) {
@@ -244,7 +250,7 @@ void embedding_kernel(const EmbeddingArgs& a) {
     } else {
       std::memcpy(y, a.weight + j * dim, static_cast<size_t>(dim) * sizeof(float));
     }
-  }
+  });
   if (bad) *a.bad_index = 1;
 }
 
@@ -253,15 +259,17 @@ void embedding_backward_kernel(const EmbeddingBackwardArgs& a) {
   float* __restrict dw = a.dw;
   const float* __restrict dy = a.dy;
   const int64_t total = num * dim;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (total > kParallelMin)
-  for (int64_t i = 0; i < total; ++i) dw[i] = 0.f;
+  parallel_range(total, (total > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+    for (int64_t i = i_begin; i < i_end; ++i) dw[i] = 0.f;
+  }, 16);
   // Column slices of at least 16 floats per thread; every thread walks all of idx in order.
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), dim / 16)));
-  int bad = 0;
-#pragma omp parallel num_threads(threads) if (a.count * dim > kParallelMin) reduction(| : bad)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t c0 = dim * t / T, c1 = dim * (t + 1) / T;
+  std::atomic<int> bad{0};
+  // Column slices, a fixed set of them (4 per thread), each task walks all of idx in order.
+  const int64_t slices = threads > 1 ? std::min<int64_t>(dim / 16, 4 * threads) : 1;
+  parallel_tasks(slices, a.count * dim > kParallelMin ? threads : 1, [&](int64_t t) {
+    const int64_t c0 = dim * t / slices, c1 = dim * (t + 1) / slices;
     for (int64_t r = 0; r < a.count; ++r) {
       const int64_t j = a.idx[r];
       if (j < 0 || j >= num) {
@@ -273,7 +281,7 @@ void embedding_backward_kernel(const EmbeddingBackwardArgs& a) {
 #pragma omp simd
       for (int64_t c = c0; c < c1; ++c) row[c] += src[c];
     }
-  }
+  });
   if (bad && a.bad_index) *a.bad_index = 1;
 }
 
@@ -299,13 +307,13 @@ bool all_finite(const float* p, int64_t n) {
   const uint32_t* bits = reinterpret_cast<const uint32_t*>(p);
   const int threads = n > 2 * kParallelMin ? num_threads() : 1;
   if (threads == 1) return chunk_finite(bits, n);
-  int bad = 0;
-#pragma omp parallel num_threads(threads) reduction(| : bad)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-    bad |= int(!chunk_finite(bits + i0, i1 - i0));
-  }
+  std::atomic<int> bad{0};
+  const int64_t parts = 4 * int64_t(threads);
+  parallel_tasks(parts, threads, [&](int64_t t) {
+    if (bad.load(std::memory_order_relaxed)) return;  // one non-finite value decides it
+    const int64_t i0 = n * t / parts, i1 = n * (t + 1) / parts;
+    if (!chunk_finite(bits + i0, i1 - i0)) bad = 1;
+  });
   return bad == 0;
 }
 

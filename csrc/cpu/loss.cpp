@@ -15,6 +15,7 @@
 //
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_loss.py
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -76,18 +77,15 @@ inline RowStats softmax_row(const float* __restrict x, float* __restrict y, int6
 }
 
 void softmax_kernel(const SoftmaxArgs& a) {
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (a.rows * a.cols > kParallelMin)
-  for (int64_t r = 0; r < a.rows; ++r) softmax_row(a.x + r * a.cols, a.y + r * a.cols, a.cols);
+  parallel_for(a.rows, (a.rows * a.cols > kParallelMin) ? num_threads() : 1, [&](int64_t r) { softmax_row(a.x + r * a.cols, a.y + r * a.cols, a.cols); });
 }
 
 template <class Label>
 void softmax_xent_typed(const SoftmaxXentArgs& a, const Label* labels) {
   const int64_t N = a.N, C = a.C, blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
   std::vector<double> partial(blocks);
-  int bad = 0;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * C > kParallelMin) \
-    reduction(| : bad)
-  for (int64_t b = 0; b < blocks; ++b) {
+  std::atomic<int> bad{0};
+  parallel_for(blocks, (N * C > kParallelMin) ? num_threads() : 1, [&](int64_t b) {
     double acc = 0.0;
     const int64_t end = std::min(N, (b + 1) * kRowsPerBlock);
     for (int64_t r = b * kRowsPerBlock; r < end; ++r) {
@@ -101,7 +99,7 @@ void softmax_xent_typed(const SoftmaxXentArgs& a, const Label* labels) {
       acc += std::log(static_cast<double>(s.sum)) + (static_cast<double>(s.max) - x[label]);
     }
     partial[b] = acc;
-  }
+  });
   double total = 0.0;
   for (double p : partial) total += p;
   *a.loss = static_cast<float>(total / static_cast<double>(N));
@@ -117,10 +115,8 @@ template <class Label>
 void softmax_xent_backward_typed(const SoftmaxXentBackwardArgs& a, const Label* labels) {
   const int64_t N = a.N, C = a.C;
   const float n = static_cast<float>(N);
-  int bad = 0;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * C > kParallelMin) \
-    reduction(| : bad)
-  for (int64_t r = 0; r < N; ++r) {
+  std::atomic<int> bad{0};
+  parallel_for(N, (N * C > kParallelMin) ? num_threads() : 1, [&](int64_t r) {
     const float* __restrict p = a.probs + r * C;
     float* __restrict d = a.dlogits + r * C;
 #pragma omp simd
@@ -128,7 +124,7 @@ void softmax_xent_backward_typed(const SoftmaxXentBackwardArgs& a, const Label* 
     const int64_t label = static_cast<int64_t>(labels[r]);
     if (label < 0 || label >= C) bad = 1;
     else d[label] = (p[label] - 1.f) / n;
-  }
+  });
   if (bad) *a.bad_label = 1;
 }
 
@@ -140,8 +136,7 @@ void softmax_xent_backward_kernel(const SoftmaxXentBackwardArgs& a) {
 void mse_kernel(const MseArgs& a) {
   const int64_t blocks = (a.n + kMseBlock - 1) / kMseBlock;
   std::vector<double> partial(blocks);
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t b) {
     const float* __restrict p = a.pred;
     const float* __restrict t = a.target;
     const int64_t end = std::min(a.n, (b + 1) * kMseBlock);
@@ -152,7 +147,7 @@ void mse_kernel(const MseArgs& a) {
       acc += d * d;
     }
     partial[b] = acc;
-  }
+  });
   double total = 0.0;
   for (double p : partial) total += p;
   *a.loss = static_cast<float>(total / static_cast<double>(a.n));
@@ -163,8 +158,10 @@ void mse_backward_kernel(const MseBackwardArgs& a) {
   const float* __restrict p = a.pred;
   const float* __restrict t = a.target;
   float* __restrict d = a.dpred;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (a.n > kParallelMin)
-  for (int64_t i = 0; i < a.n; ++i) d[i] = (p[i] - t[i]) * scale;
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+    for (int64_t i = i_begin; i < i_end; ++i) d[i] = (p[i] - t[i]) * scale;
+  }, 16);
 }
 
 }  // namespace

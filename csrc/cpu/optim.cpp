@@ -31,23 +31,29 @@ void sgd_kernel(const SgdArgs& a) {
   float* __restrict buf = a.momentum_buf;
   const int nt = num_threads();
   if (mu == 0.f) {
-#pragma omp parallel for simd schedule(static) num_threads(nt) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g[i] + wd * w[i]);
+    parallel_range(n, (n > kParallelMin) ? nt : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+      for (int64_t i = i_begin; i < i_end; ++i) w[i] -= lr * (g[i] + wd * w[i]);
+    }, 16);
   } else if (!a.nesterov) {
-#pragma omp parallel for simd schedule(static) num_threads(nt) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const float b = mu * buf[i] + (g[i] + wd * w[i]);
-      buf[i] = b;
-      w[i] -= lr * b;
-    }
+    parallel_range(n, (n > kParallelMin) ? nt : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+      for (int64_t i = i_begin; i < i_end; ++i) {
+        const float b = mu * buf[i] + (g[i] + wd * w[i]);
+        buf[i] = b;
+        w[i] -= lr * b;
+      }
+    }, 16);
   } else {
-#pragma omp parallel for simd schedule(static) num_threads(nt) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const float gi = g[i] + wd * w[i];
-      const float b = mu * buf[i] + gi;
-      buf[i] = b;
-      w[i] -= lr * (gi + mu * b);
-    }
+    parallel_range(n, (n > kParallelMin) ? nt : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+      for (int64_t i = i_begin; i < i_end; ++i) {
+        const float gi = g[i] + wd * w[i];
+        const float b = mu * buf[i] + gi;
+        buf[i] = b;
+        w[i] -= lr * (gi + mu * b);
+      }
+    }, 16);
   }
 }
 
@@ -66,16 +72,18 @@ void adam_kernel(const AdamArgs& a) {
   const float* __restrict g = a.grad;
   float* __restrict m = a.m;
   float* __restrict v = a.v;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i] + l2 * w[i];
-    const float mi = b1 * m[i] + one_b1 * gi;
-    const float vi = b2 * v[i] + one_b2 * (gi * gi);
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = std::sqrt(vi) / bc2_sqrt + eps;
-    w[i] = w[i] * decay - step_size * (mi / denom);
-  }
+  parallel_range(n, (n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
+#pragma omp simd
+    for (int64_t i = i_begin; i < i_end; ++i) {
+      const float gi = g[i] + l2 * w[i];
+      const float mi = b1 * m[i] + one_b1 * gi;
+      const float vi = b2 * v[i] + one_b2 * (gi * gi);
+      m[i] = mi;
+      v[i] = vi;
+      const float denom = std::sqrt(vi) / bc2_sqrt + eps;
+      w[i] = w[i] * decay - step_size * (mi / denom);
+    }
+  }, 16);
 }
 
 }  // namespace

@@ -37,9 +37,9 @@
 // Bench: PYTHONPATH=python python3 -m timeit -s "import numpy as np, hipgrad as hg;
 //          x = hg.tensor(np.random.randn(256, 16, 8, 8))"
 //          "hg.ops.max_pool2d(x, 2, with_argmax=False)"
-#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -351,16 +351,16 @@ void run_forward(void (*share)(const ForwardJob<float>&, Share), const ForwardJo
   const int64_t groups = lanes ? planes / 8 : 0, rows = planes * g.P, first_row = groups * 8 * g.P;
   const int threads = planes * g.H * g.W > kParallelMin ? num_threads() : 1;
   if (threads <= 1) return share(j, {0, groups, first_row, rows});
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+  // 4 shares per thread, claimed as they come; the last share also takes the leftover rows.
+  const int64_t n = 4 * int64_t(threads);
+  parallel_tasks(n, threads, [&](int64_t t) {
     if (groups > 0) {
       const int64_t tail = t == n - 1 ? rows : first_row;
       share(j, {groups * t / n, groups * (t + 1) / n, first_row, tail});
     } else {
       share(j, {0, 0, rows * t / n, rows * (t + 1) / n});
     }
-  }
+  });
 }
 
 void max_pool2d_planes(const MaxPoolArgs& a) {
@@ -397,9 +397,8 @@ void add_from_row(ColumnRange cols, int64_t sw_any, int64_t base, float scale,
 void max_pool2d_backward_planes(const MaxPoolBackwardArgs& a) {
   const PoolGeometry g = a.g;
   const int64_t planes = g.N * g.C, HW = g.H * g.W, PQ = g.P * g.Q;
-  bool bad = false;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) reduction(|| : bad) if(planes * HW > kParallelMin)
-  for (int64_t nc = 0; nc < planes; ++nc) {
+  std::atomic<bool> bad{false};
+  parallel_for(planes, planes * HW > kParallelMin ? num_threads() : 1, [&](int64_t nc) {
     float* __restrict dx = a.dx + nc * HW;
     const float* __restrict dy = a.dy + nc * PQ;
     const int64_t* __restrict am = a.argmax + nc * PQ;
@@ -412,7 +411,7 @@ void max_pool2d_backward_planes(const MaxPoolBackwardArgs& a) {
       }
       dx[k] += dy[i];
     }
-  }
+  });
   HG_REQUIRE(!bad, "max_pool2d_backward: argmax holds indices outside [0, H*W) = [0, ", HW,
              ") for x_shape (", g.N, ", ", g.C, ", ", g.H, ", ", g.W,
              "); pass the argmax that max_pool2d returned for x");
@@ -424,8 +423,7 @@ void avg_pool2d_backward_planes(const AvgPoolBackwardArgs& a) {
   const float inv = 1.f / float(g.kh * g.kw);
   // Strided read-modify-write leaves gaps no SSE store can skip: only stride 1 vectorizes.
   const auto spread = g.sw == 1 ? &add_from_row<1> : &add_from_row<0>;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if(planes * HW > kParallelMin)
-  for (int64_t nc = 0; nc < planes; ++nc) {
+  parallel_for(planes, (planes * HW > kParallelMin) ? num_threads() : 1, [&](int64_t nc) {
     float* dx = a.dx + nc * HW;
     std::fill(dx, dx + HW, 0.f);
     for (int64_t p = 0; p < g.P; ++p) {
@@ -438,7 +436,7 @@ void avg_pool2d_backward_planes(const AvgPoolBackwardArgs& a) {
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace

@@ -20,7 +20,6 @@
 // Threads: hg::cpu::num_threads() above ~2^18 multiply-adds, one inside another parallel region.
 // No CPU vendor library here has an INT8 GEMM (OpenBLAS has none): the vendor variant falls back.
 // Tests: tests/ops/test_quant.py. Bench: bench/bench_infer.py (int8 vs fp32).
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -58,14 +57,19 @@ const QIsaKernels& active_kernels() { return *kIsaKernels[active_isa_index()]; }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Scratch of n elements; a failure is a MemoryError naming the op and the size. Only called
+// outside parallel regions (an exception must not leave one): each thread's scratch is
+// allocated before the region.
 template <class T>
-std::unique_ptr<T[]> scratch(int64_t n) {
-  return std::unique_ptr<T[]>(new T[size_t(std::max<int64_t>(n, 1))]);
+std::unique_ptr<T[]> scratch(const char* op, int64_t n) {
+  n = std::max<int64_t>(n, 1);
+  T* p = n <= kMaxElements ? new (std::nothrow) T[size_t(n)] : nullptr;
+  if (!p) fail(ErrorKind::memory, op, ": cannot allocate ", n, " x ", sizeof(T), " bytes of scratch");
+  return std::unique_ptr<T[]>(p);
 }
 
 int threads_for(double macs, int64_t tasks) {
-  if (macs < double(1 << 18) || omp_in_parallel()) return 1;
-  return int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks)));
+  return region_threads(macs, double(1 << 18), tasks);
 }
 
 // Panel ranges per row block (or image): 1 while there are enough blocks for every thread,
@@ -128,11 +132,10 @@ struct PanelMaps {
 void quantize_kernel(const QuantizeArgs& a) {
   const QIsaKernels& T = active_kernels();
   const int64_t block = 1 << 14, blocks = ceil_div(a.n, block);
-  const int threads = a.n > (1 << 16) && !omp_in_parallel()
-                          ? int(std::min<int64_t>(num_threads(), blocks)) : 1;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t b = 0; b < blocks; ++b)
+  const int threads = region_threads(double(a.n), double(1 << 16) + 1, blocks);
+  parallel_for(blocks, threads, [&](int64_t b) {
     T.quantize(a.x + b * block, std::min(block, a.n - b * block), a.inv_scale, a.q + b * block);
+  });
 }
 
 void qgemm_kernel(const QGemmArgs& a) {
@@ -143,36 +146,34 @@ void qgemm_kernel(const QGemmArgs& a) {
   const int MR = T.max_rows;
   const int64_t blocks = ceil_div(a.M, MR);
   ChannelTable ch(a.N, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
-  const auto wpack = scratch<uint32_t>(panels * groups * NR);
+  const auto wpack = scratch<uint32_t>("qgemm", panels * groups * NR);
   const int threads = threads_for(double(a.M) * a.N * K, blocks * panels);
   const int64_t chunks = panel_chunks(blocks, panels, threads);
   const int64_t per_chunk = ceil_div(panels, chunks);
   const PanelMaps maps(T, panels, a.N, [&](int64_t j) { return j % NR; });  // from the panel's n0
-#pragma omp parallel num_threads(threads)
-  {
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t cols = std::min(NR, a.N - p * NR);
-      T.pack_panel(a.wq + p * NR * K, K, cols, K, ceil_div(cols, L) * L,
-                   wpack.get() + p * groups * NR, ch.corr.data() + p * NR);
+  parallel_for(panels, threads, [&](int64_t p) {
+    const int64_t cols = std::min(NR, a.N - p * NR);
+    T.pack_panel(a.wq + p * NR * K, K, cols, K, ceil_div(cols, L) * L,
+                 wpack.get() + p * groups * NR, ch.corr.data() + p * NR);
+  });
+  std::vector<std::unique_ptr<uint32_t[]>> xpacks(threads);
+  std::vector<std::unique_ptr<int32_t[]>> accs(threads);
+  for (int i = 0; i < threads; ++i)
+    xpacks[i] = scratch<uint32_t>("qgemm", groups * MR), accs[i] = scratch<int32_t>("qgemm", MR * NR);
+  parallel_for(blocks * chunks, threads, [&](int64_t t) {
+    uint32_t* const xpack = xpacks[parallel_slot()].get();
+    int32_t* const acc = accs[parallel_slot()].get();
+    const int64_t m0 = t / chunks * MR;
+    const int rows = int(std::min<int64_t>(MR, a.M - m0));
+    T.pack_rows(a.xq + m0 * K, K, rows, K, true, xpack, nullptr);
+    const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n0 = p * NR, cols = std::min(NR, a.N - n0), nv = ceil_div(cols, L);
+      T.dot[1][rows - 1][nv - 1](groups, xpack, groups, wpack.get() + p * groups * NR, acc);
+      T.epilogue(acc, nv * L, rows, nv, maps.panel(p), ch.view, n0, false, a.y + m0 * a.N + n0,
+                 a.N);
     }
-    const auto xpack = scratch<uint32_t>(groups * MR);
-    const auto acc = scratch<int32_t>(MR * NR);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < blocks * chunks; ++t) {
-      const int64_t m0 = t / chunks * MR;
-      const int rows = int(std::min<int64_t>(MR, a.M - m0));
-      T.pack_rows(a.xq + m0 * K, K, rows, K, true, xpack.get(), nullptr);
-      const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t n0 = p * NR, cols = std::min(NR, a.N - n0), nv = ceil_div(cols, L);
-        T.dot[1][rows - 1][nv - 1](groups, xpack.get(), groups, wpack.get() + p * groups * NR,
-                                   acc.get());
-        T.epilogue(acc.get(), nv * L, rows, nv, maps.panel(p), ch.view, n0, false,
-                   a.y + m0 * a.N + n0, a.N);
-      }
-    }
-  }
+  });
 }
 
 // The input of one (image, group) as the convolution reads it: zero-padded, then split by
@@ -274,7 +275,7 @@ void qconv2d_kernel(const QConvArgs& a) {
   // Channel tiles of near-equal height: tile t of a group is rows [t * kpg / tiles, ...).
   const int64_t tiles = ceil_div(kpg, T.max_rows);
   ChannelTable ch(g.K, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
-  const auto wpack = scratch<uint32_t>(g.K * groups);
+  const auto wpack = scratch<uint32_t>("qconv2d", g.K * groups);
   T.pack_rows(a.wq, crs, g.K, crs, false, wpack.get(), ch.corr.data());
   const int64_t images = g.N * g.groups;
   const int threads = threads_for(double(g.N) * g.K * g.P * g.Q * crs, images * panels);
@@ -284,33 +285,40 @@ void qconv2d_kernel(const QConvArgs& a) {
     const int64_t q = j % ph.Ws;
     return q < g.Q ? j / ph.Ws * g.Q + q : -1;  // the pixel's index in its output plane
   });
-#pragma omp parallel num_threads(threads)
-  {
-    const auto buf = scratch<int8_t>(direct ? 0 : ph.bytes(cpg));
-    const auto col = scratch<uint32_t>(groups * NR);
-    const auto acc = scratch<int32_t>(T.max_rows * NR);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < images * chunks; ++t) {
-      const int64_t n = t / chunks / g.groups, gi = t / chunks % g.groups, k0 = gi * kpg;
-      const int8_t* x = a.xq + (n * g.C + gi * cpg) * g.H * g.W;
-      if (!direct) ph.fill(x, cpg, buf.get());
-      const int8_t* base = direct ? x : buf.get();
-      float* y = a.y + (n * g.K + k0) * g.P * g.Q;
-      const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t j0 = p * NR, cols = std::min(NR, grid - j0), nv = ceil_div(cols, L);
-        T.pack_taps(base + j0, off.data(), crs, cols, nv * L, col.get());
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-          const int64_t r0 = tile * kpg / tiles, r1 = (tile + 1) * kpg / tiles;
-          const int rows = int(r1 - r0);
-          T.dot[0][rows - 1][nv - 1](groups, wpack.get() + (k0 + r0) * groups, groups, col.get(),
-                                     acc.get());
-          T.epilogue(acc.get(), nv * L, rows, nv, maps.panel(p), ch.view, k0 + r0, true,
-                     y + r0 * g.P * g.Q, g.P * g.Q);
-        }
+  struct Scratch {
+    std::unique_ptr<int8_t[]> buf;
+    std::unique_ptr<uint32_t[]> col;
+    std::unique_ptr<int32_t[]> acc;
+  };
+  std::vector<Scratch> scratches(threads);
+  for (Scratch& sc : scratches) {
+    sc.buf = scratch<int8_t>("qconv2d", direct ? 0 : ph.bytes(cpg));
+    sc.col = scratch<uint32_t>("qconv2d", groups * NR);
+    sc.acc = scratch<int32_t>("qconv2d", T.max_rows * NR);
+  }
+  parallel_for(images * chunks, threads, [&](int64_t t) {
+    Scratch& sc = scratches[parallel_slot()];
+    int8_t* const buf = sc.buf.get();
+    uint32_t* const col = sc.col.get();
+    int32_t* const acc = sc.acc.get();
+    const int64_t n = t / chunks / g.groups, gi = t / chunks % g.groups, k0 = gi * kpg;
+    const int8_t* x = a.xq + (n * g.C + gi * cpg) * g.H * g.W;
+    if (!direct) ph.fill(x, cpg, buf);
+    const int8_t* base = direct ? x : buf;
+    float* y = a.y + (n * g.K + k0) * g.P * g.Q;
+    const int64_t p0 = t % chunks * per_chunk, p1 = std::min(panels, p0 + per_chunk);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t j0 = p * NR, cols = std::min(NR, grid - j0), nv = ceil_div(cols, L);
+      T.pack_taps(base + j0, off.data(), crs, cols, nv * L, col);
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t r0 = tile * kpg / tiles, r1 = (tile + 1) * kpg / tiles;
+        const int rows = int(r1 - r0);
+        T.dot[0][rows - 1][nv - 1](groups, wpack.get() + (k0 + r0) * groups, groups, col, acc);
+        T.epilogue(acc, nv * L, rows, nv, maps.panel(p), ch.view, k0 + r0, true,
+                   y + r0 * g.P * g.Q, g.P * g.Q);
       }
     }
-  }
+  });
 }
 
 // The op table names the kernels in use; re-registered whenever the ISA is forced.

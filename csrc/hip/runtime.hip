@@ -338,17 +338,73 @@ class GpuBackend final : public DeviceBackend {
 
 GpuBackend* g_backend = nullptr;  // created at load, never destroyed (tensors outlive statics)
 
+std::string version_text(int v) {
+#if defined(HIPGRAD_PLATFORM_AMD)
+  return cat(v / 10000000, ".", v / 100000 % 100, ".", v % 100000);  // e.g. 50221153 -> 5.2.21153
+#else
+  return cat(v / 1000, ".", v % 1000 / 10);  // e.g. 13000 -> 13.0
+#endif
+}
+
 std::string runtime_version() {
   int v = 0;
   if (hipRuntimeGetVersion(&v) != hipSuccess) {
     (void)hipGetLastError();
     return "unknown";
   }
+  return version_text(v);
+}
+
+// Every device the runtime reports, queried afresh (no device needs to be usable): a failing
+// query leaves its fields empty rather than throwing, since `hipgrad doctor` reports them.
+GpuProbe probe_runtime() {
+  GpuProbe out;
+  out.compiled = true;
+  out.runtime_version = runtime_version();
+  int v = 0;
+  if (hipDriverGetVersion(&v) == hipSuccess) {
+    out.driver_version = v > 0 ? version_text(v) : "none (no driver loaded)";
+  } else {
+    (void)hipGetLastError();
+    out.driver_version = "unknown";
+  }
+  int n = 0;
+  const hipError_t st = hipGetDeviceCount(&n);
+  if (st != hipSuccess) {
+    (void)hipGetLastError();
+    out.count_error = cat(hipGetErrorName(st), ": ", hipGetErrorString(st));
+    return out;
+  }
+  for (int i = 0; i < n && i < kMaxDevices; ++i) {
+    hipDeviceProp_t p{};
+    GpuDeviceProperties d;
+    if (hipGetDeviceProperties(&p, i) != hipSuccess) {
+      (void)hipGetLastError();
+      out.devices.push_back(d);
+      continue;
+    }
+    d.name = p.name;
 #if defined(HIPGRAD_PLATFORM_AMD)
-  return cat(v / 10000000, ".", v / 100000 % 100, ".", v % 100000);  // e.g. 50221153 -> 5.2.21153
+    d.arch = p.gcnArchName;
 #else
-  return cat(v / 1000, ".", v % 1000 / 10);  // e.g. 13000 -> 13.0
+    d.arch = cat("sm_", p.major, p.minor);
 #endif
+    d.warp_size = p.warpSize;
+    d.multiprocessors = p.multiProcessorCount;
+    d.max_threads_per_block = p.maxThreadsPerBlock;
+    d.shared_mem_per_block = p.sharedMemPerBlock;
+    d.total_memory = p.totalGlobalMem;
+    int previous = -1;
+    size_t free_bytes = 0, total_bytes = 0;
+    if (hipGetDevice(&previous) == hipSuccess && hipSetDevice(i) == hipSuccess &&
+        hipMemGetInfo(&free_bytes, &total_bytes) == hipSuccess) {
+      d.free_memory = static_cast<long long>(free_bytes);
+    }
+    (void)hipGetLastError();
+    if (previous >= 0) (void)hipSetDevice(previous);
+    out.devices.push_back(d);
+  }
+  return out;
 }
 
 // The devices hipgrad can use; 0 with `reason` set when none. Any error of the device count means
@@ -388,6 +444,7 @@ int usable_devices(std::string* reason) {
 }
 
 const bool g_registered = [] {
+  register_gpu_probe(&probe_runtime);
   add_build_fact("gpu.platform", HIPGRAD_GPU_PLATFORM);
   add_build_fact("gpu.runtime_version", runtime_version());
 #if defined(HIPGRAD_GPU_ARCHS)

@@ -23,6 +23,7 @@ from .random import manual_seed
 from .runtime import (build_info, devices, empty_cache, get_num_threads, gpu_unavailable_reason,
                       memory_stats, reset_peak_memory_stats, set_num_threads, synchronize,
                       time_ms)
+from .sysinfo import device_info
 from .tensor import Tensor, as_tensor, borrow, empty, from_dlpack, tensor, zeros
 from .training.checkpoint import load_checkpoint, load_model, save_checkpoint
 from .training.models import build_model
@@ -54,3 +55,4 @@ __all__ = [
     "optim", "phase", "reset_peak_memory_stats", "save_checkpoint", "set_num_threads",
     "synchronize", "tensor", "time_ms", "trace", "tuning_report", "zeros",
 ]
+__all__ += ["device_info"]

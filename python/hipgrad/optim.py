@@ -23,15 +23,22 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from ._args import flag, real
 from .nn.module import Parameter
-from .tensor import Tensor, tensor, zeros
+from .tensor import Tensor, int_arg, tensor, zeros
 
 
-def _number(value: Any, what: str) -> float:
-    """A real number (int, float, NumPy scalar; not a bool) as a float, else a TypeError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{what} must be a number, got {value!r}")
-    return float(value)
+def _rate(value: Any, what: str, **kw: Any) -> float:
+    """A hyper-parameter the float32 kernels use: a finite real >= 0 (and within kw's range)
+    that stays so in float32."""
+    return real(value, what, lo=0, f32=True, **kw)
+
+
+def _positive_int(value: Any, what: str) -> int:
+    value = int_arg(value, what)
+    if value <= 0:
+        raise ValueError(f"{what} must be a positive int, got {value}")
+    return value
 
 
 class Optimizer:
@@ -39,6 +46,9 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Any], hyper: dict[str, Any]) -> None:
         name = type(self).__name__
+        if isinstance(params, (Tensor, str, bytes, dict)) or not isinstance(params, Iterable):
+            raise TypeError(f"{name}: params must be an iterable of Parameters or (name, Parameter) "
+                            f"pairs (e.g. model.parameters()), got {type(params).__name__}")
         self.params: list[Parameter] = []
         self.names: list[str] = []
         for i, item in enumerate(params):
@@ -57,10 +67,6 @@ class Optimizer:
             self.names.append(key)
         if not self.params:
             raise ValueError(f"{name}: params is empty")
-        if not 0 <= hyper["lr"] < math.inf:  # NaN fails too
-            raise ValueError(f"{name}: lr must be a finite number >= 0, got {hyper['lr']}")
-        if not 0 <= hyper.get("weight_decay", 0.0) < math.inf:
-            raise ValueError(f"{name}: weight_decay must be a finite number >= 0, got {hyper['weight_decay']}")
         self.hyper: dict[str, Any] = hyper
         self.initial_lr: float | None = None
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
@@ -71,10 +77,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        value = _number(value, f"{type(self).__name__}: lr")
-        if not 0 <= value < math.inf:
-            raise ValueError(f"{type(self).__name__}: lr must be a finite number >= 0, got {value}")
-        self.hyper["lr"] = float(value)
+        self.hyper["lr"] = _rate(value, f"{type(self).__name__}: lr")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -110,9 +113,7 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore hyper-parameters and buffers (checked fully before anything changes)."""
         name = type(self).__name__
-        if state_dict.get("type") != name:
-            raise ValueError(f"{name}.load_state_dict: the state is for {state_dict.get('type')!r}")
-        saved = state_dict["state"]
+        saved, hyper = _checked_state(state_dict, f"{name}.load_state_dict", name)
         unknown = [k for k in saved if k not in self.names]
         if unknown:
             raise ValueError(f"{name}.load_state_dict: state for unknown parameters {unknown} "
@@ -120,20 +121,50 @@ class Optimizer:
         new_state: list[dict[str, Any]] = []
         for key, p in zip(self.names, self.params):
             st = {}
-            for k, v in saved.get(key, {}).items():
-                arr = np.asarray(v)
+            entry = saved.get(key, {})
+            if not isinstance(entry, dict):
+                raise TypeError(f"{name}.load_state_dict: state[{key!r}] must be a dict of buffers, "
+                                f"got {type(entry).__name__}")
+            for k, v in entry.items():
+                try:
+                    arr = np.asarray(v)
+                except ValueError:  # ragged
+                    raise TypeError(f"{name}.load_state_dict: state[{key!r}][{k!r}] must be an "
+                                    f"array or a count, got {type(v).__name__}") from None
+                if arr.dtype.kind not in "iuf":
+                    raise TypeError(f"{name}.load_state_dict: state[{key!r}][{k!r}] must be numeric, "
+                                    f"got {arr.dtype}")
                 if arr.ndim == 0 and arr.dtype.kind in "iu":
                     st[k] = int(arr)
+                    if not 0 <= st[k] < 2**62:  # a step count
+                        raise ValueError(f"{name}.load_state_dict: state[{key!r}][{k!r}] must be a "
+                                         f"count >= 0, got {st[k]}")
                     continue
-                arr = arr.astype(np.float32)
+                what = f"{name}.load_state_dict: state[{key!r}][{k!r}]"
                 if arr.shape != p.shape:
-                    raise ValueError(f"{name}.load_state_dict: {key!r} {k} has shape {arr.shape}, "
-                                     f"the parameter has {p.shape}")
-                st[k] = tensor(arr, device=p.device)
+                    raise ValueError(f"{what} has shape {arr.shape}, the parameter has {p.shape}")
+                if not np.isfinite(arr).all() or (k == "exp_avg_sq" and (arr < 0).any()):
+                    raise ValueError(f"{what} must hold finite values"
+                                     + (" >= 0" if k == "exp_avg_sq" else ""))
+                try:
+                    st[k] = tensor(arr, device=p.device, dtype=np.float32)
+                except ValueError as exc:  # beyond float32
+                    raise ValueError(f"{what}: {exc}") from None
             new_state.append(st)
+        new_hyper = dict(self.hyper)
+        for k, v in hyper.items():
+            if k in new_hyper:
+                new_hyper[k] = _same_kind(new_hyper[k], v, f"{name}.load_state_dict: hyper[{k!r}]")
+        try:  # the constructor's own checks (eps > 0, betas < 1, nesterov needs momentum, ...)
+            new_hyper = type(self)(list(zip(self.names, self.params)), **new_hyper).hyper
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}.load_state_dict: hyper: {exc}") from None
+        initial_lr = state_dict.get("initial_lr")
+        if initial_lr is not None:
+            initial_lr = _rate(initial_lr, f"{name}.load_state_dict: initial_lr")
         self.state = new_state
-        self.hyper.update({k: v for k, v in state_dict["hyper"].items() if k in self.hyper})
-        self.initial_lr = state_dict.get("initial_lr")
+        self.hyper = new_hyper
+        self.initial_lr = initial_lr
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v}" for k, v in self.hyper.items())
@@ -146,10 +177,9 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
-        lr, momentum, weight_decay = (_number(lr, "SGD: lr"), _number(momentum, "SGD: momentum"),
-                                      _number(weight_decay, "SGD: weight_decay"))
-        if not 0 <= momentum < math.inf:
-            raise ValueError(f"SGD: momentum must be a finite number >= 0, got {momentum}")
+        lr, momentum, weight_decay = (_rate(lr, "SGD: lr"), _rate(momentum, "SGD: momentum"),
+                                      _rate(weight_decay, "SGD: weight_decay"))
+        nesterov = flag(nesterov, "SGD: nesterov")
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         super().__init__(params, {"lr": float(lr), "momentum": float(momentum),
@@ -171,17 +201,15 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         name = type(self).__name__
-        lr, eps, weight_decay = (_number(lr, f"{name}: lr"), _number(eps, f"{name}: eps"),
-                                 _number(weight_decay, f"{name}: weight_decay"))
+        lr, weight_decay = _rate(lr, f"{name}: lr"), _rate(weight_decay, f"{name}: weight_decay")
+        # eps > 0 as the fused step requires (eps = 0 divides 0 by 0), also in float32
+        eps = _rate(eps, f"{name}: eps", lo_open=True)
         try:
             b1, b2 = betas  # a tuple, list or array of two
         except (TypeError, ValueError):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}") from None
-        betas = (_number(b1, f"{name}: betas[0]"), _number(b2, f"{name}: betas[1]"))
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
-        if not 0 < eps < math.inf:  # as the fused step requires (eps = 0 divides 0 by 0)
-            raise ValueError(f"{name}: eps must be a finite number > 0, got {eps}")
+        betas = (_rate(b1, f"{name}: betas[0]", hi=1, hi_open=True),
+                 _rate(b2, f"{name}: betas[1]", hi=1, hi_open=True))
         super().__init__(params, {"lr": float(lr), "betas": (float(betas[0]), float(betas[1])),
                                   "eps": float(eps), "weight_decay": float(weight_decay)})
 
@@ -204,6 +232,35 @@ class AdamW(Adam):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def _checked_state(state_dict: Any, what: str, name: str) -> tuple[dict, dict]:
+    """An optimizer state dict's "state" and "hyper" entries, each checked by type."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"{what}: state_dict must be a dict (from state_dict()), got "
+                        f"{type(state_dict).__name__}")
+    if state_dict.get("type") != name:
+        raise ValueError(f"{what}: the state is for {state_dict.get('type')!r}")
+    for key in ("state", "hyper"):
+        if key not in state_dict:
+            raise ValueError(f"{what}: state_dict lacks its {key!r} entry")
+        if not isinstance(state_dict[key], dict):
+            raise TypeError(f"{what}: state_dict[{key!r}] must be a dict, got "
+                            f"{type(state_dict[key]).__name__}")
+    return state_dict["state"], state_dict["hyper"]
+
+
+def _same_kind(current: Any, value: Any, what: str) -> Any:
+    """A saved hyper-parameter checked against the kind of the current one."""
+    if isinstance(current, bool):
+        return flag(value, what)
+    if isinstance(current, int):  # the schedulers' step counts: positive
+        return _positive_int(value, what)
+    if isinstance(current, tuple):
+        if not isinstance(value, (tuple, list)) or len(value) != len(current):
+            raise ValueError(f"{what} must be {len(current)} numbers, got {value!r}")
+        return tuple(_rate(v, f"{what}[{i}]") for i, v in enumerate(value))
+    return _rate(value, what)
 
 
 # ---- learning-rate schedulers ---------------------------------------------------------------
@@ -236,7 +293,11 @@ class LRScheduler:
         lr = self._next_lr(self.optimizer.lr)
         if -1e-12 * max(self.base_lrs + [1e-300]) <= lr < 0.0:
             lr = 0.0
-        self.optimizer.lr = lr
+        try:
+            self.optimizer.lr = lr
+        except ValueError as exc:  # the schedule left the range the optimizer takes
+            raise ValueError(f"{type(self).__name__}: step {self.last_epoch} gives lr={lr!r}: "
+                             f"{exc}") from None
         self._last_lr = [self.optimizer.lr]
 
     def get_last_lr(self) -> list[float]:
@@ -253,23 +314,36 @@ class LRScheduler:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         name = type(self).__name__
+        what = f"{name}.load_state_dict"
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"{what}: state_dict must be a dict, got {type(state_dict).__name__}")
         if state_dict.get("type") != name:
-            raise ValueError(f"{name}.load_state_dict: the state is for {state_dict.get('type')!r}")
-        self.last_epoch = int(state_dict["last_epoch"])
-        self.step_count = int(state_dict["step_count"])
-        self.base_lrs = [float(v) for v in state_dict["base_lrs"]]
-        self._last_lr = [float(v) for v in state_dict["last_lr"]]
-        for k in self._hyper():
-            setattr(self, k, state_dict[k])
+            raise ValueError(f"{what}: the state is for {state_dict.get('type')!r}")
+        missing = [k for k in ("last_epoch", "step_count", "base_lrs", "last_lr", *self._hyper())
+                   if k not in state_dict]
+        if missing:
+            raise ValueError(f"{what}: state_dict lacks {missing}")
+        last_epoch = int_arg(state_dict["last_epoch"], f"{what}: last_epoch")
+        step_count = int_arg(state_dict["step_count"], f"{what}: step_count")
+        lrs = {}
+        for k in ("base_lrs", "last_lr"):
+            v = state_dict[k]
+            if not isinstance(v, (list, tuple)) or len(v) != 1:
+                raise ValueError(f"{what}: {k} must be a one-element list, got {v!r}")
+            lrs[k] = [_rate(v[0], f"{what}: {k}[0]")]
+        hyper = {k: _same_kind(cur, state_dict[k], f"{what}: {k}") for k, cur in self._hyper().items()}
+        self.last_epoch, self.step_count = last_epoch, step_count
+        self.base_lrs, self._last_lr = lrs["base_lrs"], lrs["last_lr"]
+        for k, v in hyper.items():
+            setattr(self, k, v)
 
 
 class StepLR(LRScheduler):
     """Multiply the rate by gamma every step_size steps."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        if int(step_size) <= 0:
-            raise ValueError(f"StepLR: step_size must be a positive int, got {step_size}")
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = _positive_int(step_size, "StepLR: step_size")
+        self.gamma = real(gamma, "StepLR: gamma", lo=0)
         super().__init__(optimizer)
 
     def _next_lr(self, lr: float) -> float:
@@ -286,9 +360,8 @@ class CosineAnnealingLR(LRScheduler):
     recursive form past T_max (it rises again)."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
-        if int(T_max) <= 0:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max}")
-        self.T_max, self.eta_min = int(T_max), float(eta_min)
+        self.T_max = _positive_int(T_max, "CosineAnnealingLR: T_max")
+        self.eta_min = _rate(eta_min, "CosineAnnealingLR: eta_min")
         super().__init__(optimizer)
 
     def _next_lr(self, lr: float) -> float:
@@ -310,15 +383,10 @@ class LinearWarmup(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, start_factor: float = 1.0 / 3,
                  end_factor: float = 1.0) -> None:
-        if int(warmup_steps) <= 0:
-            raise ValueError(f"LinearWarmup: warmup_steps must be a positive int, got "
-                             f"{warmup_steps}")
-        if not 0.0 < start_factor <= 1.0:
-            raise ValueError(f"LinearWarmup: start_factor must be in (0, 1], got {start_factor}")
-        if not 0.0 <= end_factor <= 1.0:
-            raise ValueError(f"LinearWarmup: end_factor must be in [0, 1], got {end_factor}")
-        self.warmup_steps = int(warmup_steps)
-        self.start_factor, self.end_factor = float(start_factor), float(end_factor)
+        self.warmup_steps = _positive_int(warmup_steps, "LinearWarmup: warmup_steps")
+        self.start_factor = real(start_factor, "LinearWarmup: start_factor", lo=0, hi=1,
+                                 lo_open=True)
+        self.end_factor = real(end_factor, "LinearWarmup: end_factor", lo=0, hi=1)
         super().__init__(optimizer)
 
     def _next_lr(self, lr: float) -> float:

@@ -14,7 +14,11 @@ _SUPPORTED = {np.dtype(t) for t in ("float32", "int64", "int32", "int8", "uint8"
 
 
 def _as_dtype(dtype: Any) -> np.dtype:
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be one of float32, int64, int32, int8, uint8; got "
+                        f"{dtype!r}") from None
     if dt not in _SUPPORTED:
         raise TypeError(f"dtype must be one of float32, int64, int32, int8, uint8; got {dt}")
     return dt
@@ -30,6 +34,11 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
     """Copy `data` (anything NumPy accepts, or a Tensor) into a new tensor on `device`.
 
     Floating-point data defaults to float32, integer data to int64, booleans to uint8.
+    Values must convert exactly (ValueError naming the value otherwise): no fraction, NaN or
+    out-of-range value into an integer dtype, no finite value that overflows float32; complex
+    data is refused. The tensor is allocated before the values are read, and a broadcast view
+    (zero strides) is checked over its distinct elements only, so an impossible size fails at
+    once rather than after a pass over it.
     """
     _check_device(device)
     if isinstance(data, Tensor):
@@ -46,13 +55,47 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
             dtype = arr.dtype
     dt = _as_dtype(dtype)
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"tensor: cannot convert data of dtype {arr.dtype} to {dt}")
-    if arr.dtype.kind in "iu" and dt.kind in "iu" and arr.size:  # no silent wrap-around
-        info, lo, hi = np.iinfo(dt), arr.min(), arr.max()
-        if lo < info.min or hi > info.max:
+        raise TypeError(f"tensor: data must be real numbers (bool, int or float), got dtype "
+                        f"{arr.dtype}")
+    out = _C.empty(list(arr.shape), dt, device)  # the size is decided before any pass
+    if out.numel():
+        check_exact(distinct_view(arr), dt)
+        if str(out.device).startswith("cpu"):
+            np.copyto(np.from_dlpack(out), arr, casting="unsafe")
+        else:
+            out.copy_(_C.from_numpy(np.ascontiguousarray(arr, dtype=dt), "cpu"))
+    return out
+
+
+def distinct_view(arr: np.ndarray) -> np.ndarray:
+    """`arr` without its broadcast axes (stride 0): the same values, each once per real
+    element, so a check over it costs what the data costs, not what the broadcast shape says."""
+    if arr.ndim == 0 or all(st != 0 for st in arr.strides):
+        return arr
+    return np.asarray(arr[tuple(0 if st == 0 else slice(None) for st in arr.strides)])
+
+
+def check_exact(arr: np.ndarray, dt: np.dtype) -> None:
+    """ValueError unless every value of `arr` converts to `dt` exactly (float32 rounding of a
+    finite value aside)."""
+    kind = arr.dtype.kind
+    if dt.kind in "iu" and kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(f"tensor: data holds {arr[bad].flat[0].item()}, which has no {dt} value")
+        frac = arr != np.trunc(arr)
+        if frac.any():
+            raise ValueError(f"tensor: data holds {arr[frac].flat[0].item()!r}, which is not a whole "
+                             f"number; {dt} would drop the fraction (round it first)")
+    if dt.kind in "iu" and kind in "iuf" and arr.size:
+        info, lo, hi = np.iinfo(dt), arr.min().item(), arr.max().item()
+        if lo < info.min or hi > info.max:  # Python compares int and float exactly
             raise ValueError(f"tensor: values {lo}..{hi} do not fit {dt} ({info.min}..{info.max})")
-    arr = np.asarray(arr, dtype=dt, order="C")  # keeps 0-d arrays 0-d
-    return _C.from_numpy(arr, device)
+    if dt == np.float32 and kind == "f" and arr.dtype.itemsize > 4 and arr.size:
+        big = np.isfinite(arr) & (np.abs(arr) > np.finfo(np.float32).max)
+        if big.any():
+            raise ValueError(f"tensor: data holds {arr[big].flat[0].item()!r}, which is finite but "
+                             "overflows float32")
 
 
 def borrow(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
@@ -138,7 +181,10 @@ def as_tensor(x: Any, name: str = "x") -> Tensor:
     if isinstance(x, Tensor):
         return x
     if isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)):
-        return tensor(x)
+        try:
+            return tensor(x)
+        except (TypeError, ValueError) as exc:  # name the argument, not just "tensor"
+            raise type(exc)(f"{name}: {exc}") from None
     got = "None" if x is None else type(x).__name__
     raise TypeError(f"{name} must be a hipgrad Tensor or a NumPy array, got {got}")
 

@@ -96,7 +96,9 @@ def main() -> None:
         return
     f, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     text = f.read_text()
-    new = rewrite_launches(rewrite_shared(text), f"csrc/hip/{f.name}", [])
+    parts = f.resolve().parts
+    rel = "/".join(parts[len(parts) - 1 - parts[::-1].index("csrc"):]) if "csrc" in parts else f.name
+    new = rewrite_launches(rewrite_shared(text), rel, [])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f'#line 1 "{f.resolve()}"\n' + new)
 

@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "../../core/build_facts.h"
 #include "sim_device.h"
 
 int warpSize = 64;
@@ -279,6 +280,15 @@ struct WarpSync {
 struct SharedSlot {
   const void* key;
   size_t offset;  // below the dynamic part: address = dyn_base - offset
+  size_t bytes;
+  const char* name;
+};
+
+// Racecheck shadow of one 4-byte word of shared memory: the last plain write in this block.
+struct Shadow {
+  uint32_t epoch;  // the block's barrier generation + 1 at the write; 0: not written
+  uint32_t warp_gen;  // the writer's wavefront's warp-operation generation at the write
+  int32_t writer;  // linear thread index
 };
 
 // Everything one host thread needs to run blocks.
@@ -302,6 +312,8 @@ struct Worker {
   char* dyn_base = nullptr;   // start of the dynamic part
   size_t static_bytes = 0;
   std::vector<SharedSlot> slots;
+  std::vector<Shadow> shadow;  // racecheck: one entry per 4 bytes of the arena
+  size_t shadow_lo = SIZE_MAX;  // lowest entry written since the last reset
   std::string error;          // set by a failing thread; the launch stops
   sigjmp_buf jmp;
   bool in_kernel = false;
@@ -520,7 +532,8 @@ void* shared_static(const void* key, size_t bytes, size_t align, const char* nam
                    " bytes (static and dynamic); the limit is " + std::to_string(kSharedLimit));
   }
   w->static_bytes = off;
-  w->slots.push_back(SharedSlot{key, off});
+  w->slots.push_back(SharedSlot{key, off, bytes, name});
+  if (checks_on()) std::memset(w->dyn_base - off, 0xFF, bytes);
   return w->dyn_base - off;
 }
 
@@ -533,6 +546,34 @@ void* shared_dynamic(size_t align) {
 
 // ---- launches -------------------------------------------------------------------------------------
 namespace {
+
+// HIPGRAD_SIM_ORDER=reverse: each block's threads start, and resume after each barrier, from the
+// last to the first, so a shared-memory read that depends on another thread's write without a
+// barrier between (a race) sees the poisoned value instead of the write.
+bool reverse_order() {
+  static const bool on = env("HIPGRAD_SIM_ORDER") == "reverse";
+  return on;
+}
+
+// HIPGRAD_SIM_COVERAGE=<file>: the launch sites that ran are appended to <file> at exit.
+void record_site(const Site* site) {
+  static const std::string path = env("HIPGRAD_SIM_COVERAGE");
+  if (path.empty() || site == nullptr) return;
+  static std::mutex mu;
+  static std::map<const Site*, bool>* seen = nullptr;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!seen) {
+    seen = new std::map<const Site*, bool>();
+    std::atexit([] {
+      FILE* f = std::fopen(path.c_str(), "a");
+      if (!f) return;
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto& [s, ran] : *seen) std::fprintf(f, "%s:%d %s\n", s->file, s->line, s->name);
+      std::fclose(f);
+    });
+  }
+  (*seen)[site] = true;
+}
 
 void run_block(Worker* w, const uint3& bidx) {
   const LaunchConfig& cfg = *w->cfg;
@@ -553,11 +594,21 @@ void run_block(Worker* w, const uint3& bidx) {
     ws.arrived = 0;
     ws.gen = 0;
   }
-  if (checks_on()) std::memset(w->arena, 0xFF, 2 * kSharedLimit);  // uninitialised shared reads show
+  if (checks_on()) {
+    // Shared memory no thread wrote reads as 0xFF bytes (NaN): the dynamic part here, each
+    // __shared__ array when the block first declares it (shared_static).
+    std::memset(w->dyn_base, 0xFF, cfg.shmem);
+    if (w->shadow.empty()) w->shadow.resize(2 * kSharedLimit / 4);
+    if (w->shadow_lo < w->shadow.size())
+      std::memset(&w->shadow[w->shadow_lo], 0, (w->shadow.size() - w->shadow_lo) * sizeof(Shadow));
+    w->shadow_lo = SIZE_MAX;
+  }
   w->fibers.resize(size_t(n));
   w->waiting.clear();
   Stack spare{};
-  for (int t = 0; t < n; ++t) {
+  const bool reverse = reverse_order();
+  for (int i = 0; i < n; ++i) {
+    const int t = reverse ? n - 1 - i : i;
     Fiber& f = w->fibers[size_t(t)];
     f.ts.idx = uint3{unsigned(t % nx), unsigned(t / nx % ny), unsigned(t / (nx * ny))};
     f.ts.linear = t;
@@ -600,6 +651,7 @@ void run_block(Worker* w, const uint3& bidx) {
                  " thread(s) wait at __syncthreads and " + std::to_string(at_warp) +
                  " at a warp operation, and no other thread can reach them (a barrier inside a "
                  "branch not every thread takes?)";
+      w->current = nullptr;
       siglongjmp(w->jmp, 1);
     }
   }
@@ -635,6 +687,7 @@ void launch(const LaunchConfig& cfg, void (*body)(void*), void* closure) {
               std::to_string(cfg.shmem) + " bytes of dynamic shared memory; the limit is 65536");
     return;
   }
+  record_site(cfg.site);
   Worker* w = worker();
   if (w->in_kernel) {
     set_error(hipErrorLaunchFailure, "a kernel launched from inside " + kernel_name(*w->cfg));
@@ -659,7 +712,8 @@ void launch(const LaunchConfig& cfg, void (*body)(void*), void* closure) {
   } else {
     w->in_kernel = false;
     const Fiber* f = w->current;
-    const std::string who = f ? thread_name(f->ts) : "a thread";
+    const std::string who = f ? thread_name(f->ts) : "block (" + std::to_string(w->block.idx.x) + "," +
+        std::to_string(w->block.idx.y) + "," + std::to_string(w->block.idx.z) + ")";
     reclaim_stacks(w);
     if (jumped == 2) {
       const uintptr_t a = tls_fault_addr;
@@ -692,6 +746,13 @@ void launch(const LaunchConfig& cfg, void (*body)(void*), void* closure) {
     if (!bad.empty()) set_error(hipErrorIllegalAddress, "out-of-bounds access: " + bad + " by " + kernel_name(cfg));
   }
 }
+
+#if defined(HIPGRAD_SIM_RACECHECK)
+const bool g_fact = [] {
+  add_build_fact("gpu.sim_racecheck", "on");
+  return true;
+}();
+#endif
 
 int warp_size() {
   static const int w = [] {
@@ -900,4 +961,128 @@ hipError_t hipEventElapsedTime(float* ms, hipEvent_t a, hipEvent_t b) {
 hipError_t hipEventDestroy(hipEvent_t e) {
   delete e;
   return hipSuccess;
+}
+
+// ---- racecheck: memory-access hooks ---------------------------------------------------------------
+// With -DHIPGRAD_SIM_RACECHECK=ON the kernel sources are compiled with GCC's -fsanitize=thread
+// instrumentation, which calls the __tsan_* entry points below for every load and store the
+// compiler cannot prove to be a private stack slot; there is no ThreadSanitizer runtime: these
+// definitions are it. Only accesses to the running block's shared-memory arena are examined:
+//   - outside the shared memory the block declared (static __shared__ arrays so far, plus the
+//     dynamic bytes of the launch): an out-of-bounds error;
+//   - a read of a word whose last write in this block came from another thread with no
+//     __syncthreads() between (and, within one wavefront, no warp operation between): a race.
+// Atomics are performed (they are real atomics) and not examined.
+namespace hg::sim {
+namespace {
+
+std::string slot_of(Worker* w, uintptr_t a) {
+  const uintptr_t dyn = reinterpret_cast<uintptr_t>(w->dyn_base);
+  if (a >= dyn) return "extern __shared__ memory + " + std::to_string(a - dyn) + " bytes";
+  for (const SharedSlot& s : w->slots) {
+    const uintptr_t lo = dyn - s.offset;
+    if (a >= lo && a < lo + s.bytes) return std::string("__shared__ ") + s.name + " + " + std::to_string(a - lo) + " bytes";
+  }
+  return "shared memory";
+}
+
+std::string linear_name(Worker* w, int linear) {
+  const unsigned nx = w->block.dim.x, ny = w->block.dim.y;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "thread (%u,%u,%u)", unsigned(linear) % nx, unsigned(linear) / nx % ny,
+                unsigned(linear) / (nx * ny));
+  return buf;
+}
+
+__attribute__((noinline)) void check_shared(Worker* w, uintptr_t a, size_t n, bool write) {
+  const uintptr_t dyn = reinterpret_cast<uintptr_t>(w->dyn_base);
+  const uintptr_t lo = dyn - w->static_bytes, hi = dyn + w->cfg->shmem;
+  if (a < lo || a + n > hi) {
+    fail_in_kernel(std::string("shared-memory ") + (write ? "write" : "read") + " of " + std::to_string(n) +
+                   " bytes outside the block's declared shared memory (" + std::to_string(w->static_bytes) +
+                   " bytes of __shared__ arrays, " + std::to_string(w->cfg->shmem) + " dynamic)");
+  }
+  const ThreadState* t = tls_thread;
+  const int me = t->linear;
+  const int warp = me / warpSize;
+  const uint32_t epoch = uint32_t(w->gen) + 1;
+  const size_t base = reinterpret_cast<uintptr_t>(w->arena);
+  for (uintptr_t q = a & ~uintptr_t(3); q < a + n; q += 4) {
+    const size_t i = (q - base) / 4;
+    Shadow& s = w->shadow[i];
+    if (write) {
+      s.epoch = epoch;
+      s.warp_gen = uint32_t(w->warps[size_t(warp)].gen);
+      s.writer = me;
+      if (i < w->shadow_lo) w->shadow_lo = i;
+    } else if (s.epoch == epoch && s.writer != me) {
+      const bool same_warp = s.writer / warpSize == warp;
+      if (same_warp && s.warp_gen != uint32_t(w->warps[size_t(warp)].gen)) continue;
+      fail_in_kernel("shared-memory race: " + linear_name(w, me) + " reads " + slot_of(w, q) + ", which " +
+                     linear_name(w, s.writer) + " wrote with no __syncthreads()" +
+                     (same_warp ? " or warp operation" : "") + " between");
+    }
+  }
+}
+
+inline void on_access(const void* p, size_t n, bool write) {
+  Worker* w = tls_worker;
+  if (w == nullptr || !w->in_kernel || !checks_on()) return;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (a - reinterpret_cast<uintptr_t>(w->arena) >= 2 * kSharedLimit + kPage) return;  // + its guard page
+  check_shared(w, a, n, write);
+}
+
+}  // namespace
+}  // namespace hg::sim
+
+extern "C" {
+#define HG_SIM_ACCESS(n)                                                                    \
+  void __tsan_read##n(void* p) { hg::sim::on_access(p, n, false); }                         \
+  void __tsan_write##n(void* p) { hg::sim::on_access(p, n, true); }                         \
+  void __tsan_unaligned_read##n(void* p) { hg::sim::on_access(p, n, false); }               \
+  void __tsan_unaligned_write##n(void* p) { hg::sim::on_access(p, n, true); }               \
+  void __tsan_volatile_read##n(void* p) { hg::sim::on_access(p, n, false); }                \
+  void __tsan_volatile_write##n(void* p) { hg::sim::on_access(p, n, true); }
+HG_SIM_ACCESS(1)
+HG_SIM_ACCESS(2)
+HG_SIM_ACCESS(4)
+HG_SIM_ACCESS(8)
+HG_SIM_ACCESS(16)
+#undef HG_SIM_ACCESS
+void __tsan_read_range(void* p, unsigned long n) { hg::sim::on_access(p, n, false); }
+void __tsan_write_range(void* p, unsigned long n) { hg::sim::on_access(p, n, true); }
+void __tsan_init() {}
+void __tsan_func_entry(void*) {}
+void __tsan_func_exit() {}
+void __tsan_vptr_update(void**, void*) {}
+void __tsan_vptr_read(void**) {}
+void __tsan_atomic_thread_fence(int mo) { __atomic_thread_fence(__ATOMIC_SEQ_CST); (void)mo; }
+void __tsan_atomic_signal_fence(int mo) { __atomic_signal_fence(__ATOMIC_SEQ_CST); (void)mo; }
+
+#define HG_SIM_ATOMIC(bits, T)                                                                        \
+  T __tsan_atomic##bits##_load(const volatile T* a, int) { return __atomic_load_n(a, __ATOMIC_SEQ_CST); } \
+  void __tsan_atomic##bits##_store(volatile T* a, T v, int) { __atomic_store_n(a, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##bits##_exchange(volatile T* a, T v, int) { return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##bits##_fetch_add(volatile T* a, T v, int) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##bits##_fetch_sub(volatile T* a, T v, int) { return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##bits##_fetch_and(volatile T* a, T v, int) { return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##bits##_fetch_or(volatile T* a, T v, int) { return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##bits##_fetch_xor(volatile T* a, T v, int) { return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##bits##_fetch_nand(volatile T* a, T v, int) { return __atomic_fetch_nand(a, v, __ATOMIC_SEQ_CST); } \
+  int __tsan_atomic##bits##_compare_exchange_strong(volatile T* a, T* c, T v, int, int) {              \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);             \
+  }                                                                                                   \
+  int __tsan_atomic##bits##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) {                \
+    return __atomic_compare_exchange_n(a, c, v, true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);              \
+  }                                                                                                   \
+  T __tsan_atomic##bits##_compare_exchange_val(volatile T* a, T c, T v, int, int) {                    \
+    __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                   \
+    return c;                                                                                         \
+  }
+HG_SIM_ATOMIC(8, uint8_t)
+HG_SIM_ATOMIC(16, uint16_t)
+HG_SIM_ATOMIC(32, uint32_t)
+HG_SIM_ATOMIC(64, uint64_t)
+#undef HG_SIM_ATOMIC
 }

@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: (module in hipgrad.cli, one-li
     "tune": ("tune", "time every shape a model uses once for impl=auto and save the choices"),
     "explain": ("explain",
                 "one training step and one inference pass, traced and explained in plain words"),
+    "doctor": ("doctor", "why the GPU path does or does not work here, each problem with its fix"),
+    "finetune": ("finetune", "train a checkpoint further on new data into a new run; report what changed"),
+    "generate": ("generate", "continue a text prompt with a trained language model"),
 }
 
 

@@ -11,11 +11,15 @@ from hipgrad.profiling.compare). Every line fits a 100-column terminal.
 from __future__ import annotations
 
 import argparse
-import textwrap
-from collections import OrderedDict
 
+from ..profiling.machine_load import LoadMonitor
 from ..profiling.tracing import PHASES, Trace
-from .common import WIDTH, Runner, add_model_arguments, output_path, prepare
+from .common import Runner, add_model_arguments, output_path, prepare
+from .narrate import calls as _calls
+from .narrate import ms as _ms
+from .narrate import ran as _ran
+from .narrate import say as _say
+from .narrate import wrap as _wrap
 
 WHAT = {
     "data": "Copy the batch ({batch} inputs and their labels) from host memory to the device "
@@ -46,67 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> Runner:
                         "Chrome trace JSON (Perfetto, chrome://tracing)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also draw time per phase, training beside inference")
+    p.add_argument("--run", dest="checkpoint", metavar="RUN", default=None,
+                   help="--model gpt: a language-model checkpoint (default: a fresh small GPT)")
     return run
-
-
-def _ms(v: float) -> str:
-    return f"{v:.3g} ms" if v < 100 else f"{v:.0f} ms"
-
-
-def _calls(n: int) -> str:
-    return f"{n} op call" + ("" if n == 1 else "s")
-
-
-def _wrap(text: str, indent: str = "   ", first: str | None = None) -> list[str]:
-    return textwrap.wrap(text, WIDTH, initial_indent=indent if first is None else first,
-                         subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
-
-
-def _say(text: str) -> None:
-    print(*_wrap(text, indent="  ", first=""), sep="\n")
-
-
-def _grouped(records: list[dict], field: str) -> OrderedDict[str, tuple[int, float]]:
-    """records grouped by `field` ("op [impl]" for "op"), slowest first: name -> (count, ms)."""
-    groups: dict[str, list[float]] = {}
-    for r in records:
-        name = f"{r['op']} [{r['impl']}]" if field == "op" else r[field]
-        if name:
-            groups.setdefault(name, []).append(r["ms"])
-    ordered = sorted(groups.items(), key=lambda kv: -sum(kv[1]))
-    return OrderedDict((k, (len(v), sum(v))) for k, v in ordered)
-
-
-def _pack(label: str, items: list[str]) -> list[str]:
-    """`label` then the items, comma-separated, filling lines of WIDTH; an item is never split
-    (one longer than a line, e.g. a GPU kernel's name with its notes, is shortened with "...")."""
-    lines, line = [], f"   {label}: "
-    room = WIDTH - 10  # the continuation indent, the comma and the space
-    for i, item in enumerate(items):
-        if len(item) > room:
-            item = item[: room - 3] + "..."
-        text = item + ("," if i < len(items) - 1 else "")
-        if len(line) + len(text) > WIDTH and line.strip():
-            lines.append(line.rstrip())
-            line = "        "
-        line += text + " "
-    return lines + [line.rstrip()]
-
-
-def _ran(records: list[dict], top_layers: int = 8) -> list[str]:
-    if not records:
-        return _wrap("ran: no kernels (only copies and Python bookkeeping)")
-    ops = _grouped(records, "op")
-    lines = _pack("ran", [f"{n}x {name} {_ms(ms)}" if n > 1 else f"{name} {_ms(ms)}"
-                          for name, (n, ms) in ops.items()])
-    layers = list(_grouped(records, "layer").items())
-    if layers:
-        items = [f"{name} {_ms(ms)}" for name, (_, ms) in layers[:top_layers]]
-        rest = layers[top_layers:]
-        if rest:
-            items.append(f"{len(rest)} more {_ms(sum(ms for _, (_, ms) in rest))}")
-        lines += _pack("slowest layers" if rest else "by layer", items)
-    return lines
 
 
 def explain_training(t: Trace, batch: int, classes: int) -> tuple[list[str], float]:
@@ -171,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     from ..profiling.tracing import trace
     from ..tensor import tensor
 
+    if args.model == "gpt":
+        from .explain_gpt import run_explain_gpt
+        return run_explain_gpt(args)
     output_path(args.trace_json, "--trace-json")
     output_path(args.plot, "--plot")
     prep = prepare(args)
@@ -180,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
                  f"inputs, {prep.num_classes} classes), batch {prep.batch}, device {prep.device}, "
                  f"{hg.get_num_threads()} threads", indent="", first=""), sep="\n")
     x = tensor(prep.x_np, device=prep.device)
+    load = LoadMonitor().start()
     prep.train_step()              # warm-up: impl="auto" timing and first allocations
     engine = prep.engine("fp32")
     engine.forward(x)
@@ -207,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
     infer_mem = inference_memory(engine, x, prep.device)
     fwd_ms = train_t.phase_totals().get("forward", {}).get("ms", 0.0)
     print("\n".join(compare_lines(train_mem, infer_mem, train_ms, infer_ms, fwd_ms)))
+    for text in [load.summary(), load.warning()]:
+        if text:
+            print(*_wrap(text, indent="  ", first=""), sep="\n")
     _write_outputs(args, train_t, infer_t)
     return 0
 

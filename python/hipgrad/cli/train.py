@@ -13,18 +13,19 @@ import time
 from pathlib import Path
 
 from .common import Runner, UsageError, pick_device
+from .generate import add_lm_train_arguments, run_train_gpt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--data", default="digits",
                    help="digits | mnist:<dir> | fashion-mnist:<dir> | cifar10:<dir> (default digits)")
-    p.add_argument("--model", default="lenet", help="mlp | lenet | resnet (default lenet)")
+    p.add_argument("--model", default="lenet", help="mlp | lenet | resnet | gpt (default lenet)")
     p.add_argument("--epochs", type=int, default=15, help="total epochs (default 15)")
     p.add_argument("--device", default="auto", help="auto | cpu | gpu:0 (default auto)")
     p.add_argument("--out", default=None, help="output directory (default runs/<data>-<model>)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default 3e-3 for adam/adamw, 0.05 for sgd)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (gpt: 16)")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -41,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> Runner:
     p.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop")
     p.add_argument("--resume", default=None, help="checkpoint (file or run directory) to continue")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_lm_train_arguments(p)
     return run
 
 
@@ -89,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training.models import MODELS, build_model
     from ..training.trainer import NonFiniteLossError, Trainer
 
+    if args.model == "gpt":
+        return run_train_gpt(args)
+    if args.batch_size is None:
+        args.batch_size = 32
     if args.model not in MODELS:
         raise UsageError(f"unknown model {args.model!r}: expected one of {', '.join(MODELS)}")
     if args.epochs < 1 or args.batch_size < 1:

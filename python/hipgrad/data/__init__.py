@@ -10,7 +10,10 @@ from __future__ import annotations
 from .datasets import (FASHION_CLASSES, DataError, DataLoader, Dataset, load_cifar10,
                        load_cifar10_batch, load_dataset, load_digits, load_idx, load_mnist,
                        normalize, stratified_split)
+from .text import BPETokenizer, ByteTokenizer, Corpus, load_corpus
+from .windows import TokenWindows
 
 __all__ = ["FASHION_CLASSES", "DataError", "DataLoader", "Dataset", "load_cifar10",
            "load_cifar10_batch", "load_dataset", "load_digits", "load_idx", "load_mnist",
-           "normalize", "stratified_split"]
+           "normalize", "stratified_split", "BPETokenizer", "ByteTokenizer", "Corpus", "load_corpus",
+           "TokenWindows"]

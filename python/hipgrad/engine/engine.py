@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .. import ops
+from ..errors import BackendError
 from ..runtime import resolve_device
 from ..tensor import Tensor, tensor
 from . import execute, quantize, report
@@ -68,6 +69,10 @@ class InferenceEngine:
         `input_shape` (without the batch) defaults to the model's spec (hipgrad.training.models)."""
         from .lowering import plan_from_module
 
+        if isinstance(getattr(model, "spec", None), dict) and model.spec.get("name") == "gpt":
+            from ..lm.engine import GPTEngine   # a language model: generate()
+            return GPTEngine.from_model(model, device=resolve_device(device), precision=precision)
+
         if input_shape is None and isinstance(getattr(model, "spec", None), dict):
             input_shape = model.spec.get("in_shape")
         return cls(plan_from_module(model), device=device, precision=precision,
@@ -85,17 +90,29 @@ class InferenceEngine:
 
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
+        from ..lm.engine import GPTEngine, is_gpt_checkpoint
+        if is_gpt_checkpoint(path):  # a language model: generate()
+            return GPTEngine.load(path, device=resolve_device(device), precision=precision)
         plan, meta = plan_from_file(path)
         saved = meta.get("precision") or "fp32"
         if precision == "fp32" and saved == "int8":
             raise ValueError(f"precision='fp32': {path} holds an int8 engine (its fp32 weights are not "
                              "saved); load the fp32 checkpoint it came from, or precision=None / 'int8'")
-        engine = cls(plan, device=device, precision=precision or saved,
-                     batch_size=batch_size, input_shape=meta.get("input_shape"), source=str(path),
-                     plan_memory=plan_memory)
-        if meta.get("calibrated") and engine.precision == "int8":
-            engine.calibrated = True
-            quantize.drop_fp32_weights(engine._plan)
+        from ..training.checkpoint import CheckpointError
+        try:  # a stored plan is untrusted: whatever does not build or run is the file's fault
+            engine = cls(plan, device=device, precision=precision or saved,
+                         batch_size=batch_size, input_shape=meta.get("input_shape"),
+                         source=str(path), plan_memory=plan_memory)
+            if meta.get("calibrated") and engine.precision == "int8":
+                engine.calibrated = True
+                quantize.drop_fp32_weights(engine._plan)
+            if engine.input_shape and (engine.precision == "fp32" or engine.calibrated):
+                engine.forward(np.zeros((1, *engine.input_shape), input_dtype(engine._plan)))
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as e:
+            if isinstance(e, BackendError):
+                raise
+            raise CheckpointError(f"{path}: the stored model does not build or run "
+                                  f"({type(e).__name__}: {e})") from None
         return engine
 
     def _upload(self, steps: list[Step]) -> None:
@@ -255,9 +272,10 @@ class InferenceEngine:
 
     def save(self, path: str) -> None:
         """Write the engine (plan, weights, INT8 scales) for InferenceEngine.load."""
+        from ..training.checkpoint import check_path
         from .serialize import save_plan, unpacked
 
-        save_plan(path, unpacked(self._plan),
+        save_plan(check_path(path, "InferenceEngine.save"), unpacked(self._plan),
                   {"precision": self.precision, "calibrated": self.calibrated,
                    "input_shape": list(self.input_shape) if self.input_shape else None})
 

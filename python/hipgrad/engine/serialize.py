@@ -100,13 +100,20 @@ def plan_from_file(path: str) -> tuple[list[Step], dict]:
     """(plan, meta) from an ONNX file, a saved engine or a hipgrad training checkpoint."""
     from ..training.checkpoint import CheckpointError, load_checkpoint, resolve_paths
 
-    path = os.fspath(path)
+    from ..training.checkpoint import check_path
+
+    path = check_path(path, "InferenceEngine.load")
     if path.endswith(".onnx"):
         if not os.path.exists(path):
             raise FileNotFoundError(f"ONNX file not found: {path}")
         from .onnx import plan_from_onnx
 
-        return plan_from_onnx(path)
+        try:
+            return plan_from_onnx(path)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            if str(e).startswith(path):
+                raise
+            raise ValueError(f"{path}: not a usable ONNX model ({type(e).__name__}: {e})") from None
     weights_path, sidecar = resolve_paths(path, reading=True)
     try:
         doc = json.loads(sidecar.read_text())
@@ -122,12 +129,29 @@ def plan_from_file(path: str) -> tuple[list[Step], dict]:
             raise CheckpointError(f"{sidecar}: corrupted engine file (no plan steps)")
         arrays = _read_safetensors(weights_path, doc.get("weights_sha256"))
         meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape")}
-        return _from_json(doc.get("plan", []), arrays, str(weights_path)), meta
+        try:
+            plan = _from_json(doc.get("plan", []), arrays, str(weights_path))
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"{sidecar}: corrupted engine plan ({type(e).__name__}: {e})") from None
+        if meta["precision"] not in (None, "fp32", "int8") or not isinstance(meta["calibrated"], (bool, type(None))):
+            raise CheckpointError(f"{sidecar}: corrupted engine file (precision {meta['precision']!r}, "
+                                  f"calibrated {meta['calibrated']!r})")
+        return plan, _checked_shape(meta, sidecar)
     ckpt = load_checkpoint(path)
     model = ckpt.build_model("cpu")
     model.eval()
     spec = ckpt.spec or {}
-    return plan_from_module(model), {"input_shape": spec.get("in_shape")}
+    return plan_from_module(model), _checked_shape({"input_shape": spec.get("in_shape")}, sidecar)
+
+
+def _checked_shape(meta: dict, sidecar: Any) -> dict:
+    """meta with its input_shape checked: None or a list of positive ints."""
+    from ..training.checkpoint import CheckpointError
+    shape = meta.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and shape and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in shape)):
+        raise CheckpointError(f"{sidecar}: input shape {shape!r} is not a list of positive ints")
+    return meta
 
 
 def _read_safetensors(path: Any, sha256: str | None) -> dict[str, np.ndarray]:

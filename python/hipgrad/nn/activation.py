@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import ops
+from .._args import real
 from ..engine.steps import Step
 from ..tensor import Tensor
 from .module import Module
@@ -16,7 +17,7 @@ class _Activation(Module):
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = real(alpha, f"{type(self).__name__}: alpha", f32=True)
 
     def forward(self, x: Tensor) -> Tensor:
         y = ops.activation(x, self.kind, alpha=self.alpha, impl=self.impl)
@@ -45,8 +46,8 @@ class LeakyReLU(_Activation):
     kind = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__(negative_slope)
-        self.negative_slope = float(negative_slope)
+        super().__init__(real(negative_slope, "LeakyReLU: negative_slope", f32=True))
+        self.negative_slope = self.alpha
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"

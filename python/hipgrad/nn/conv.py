@@ -7,6 +7,7 @@ from typing import Any
 from .. import ops
 from ..engine.steps import Step, host_copy, int_pair
 from ..ops._common import pair
+from .._args import flag
 from ..tensor import Tensor, int_arg, tensor
 from . import init
 from .module import Module, Parameter, accumulate_grad
@@ -32,10 +33,11 @@ class Conv2d(Module):
                              f"out_channels={out_channels}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.groups = int(groups)
-        self.kernel_size = tuple(pair(kernel_size, "kernel_size", "Conv2d"))
-        self.stride = tuple(pair(stride, "stride", "Conv2d"))
-        self.padding = tuple(pair(padding, "padding", "Conv2d"))
-        self.dilation = tuple(pair(dilation, "dilation", "Conv2d"))
+        self.kernel_size = tuple(pair(kernel_size, "kernel_size", "Conv2d", 1))
+        self.stride = tuple(pair(stride, "stride", "Conv2d", 1))
+        self.padding = tuple(pair(padding, "padding", "Conv2d", 0))
+        self.dilation = tuple(pair(dilation, "dilation", "Conv2d", 1))
+        bias = flag(bias, "Conv2d: bias")
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self.weight = Parameter(tensor(init.kaiming_uniform(shape)))
         self.bias = Parameter(tensor(init.bias_uniform(self.out_channels, shape))) if bias else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import ops
+from .._args import real
 from .. import random as _random
 from ..engine.steps import Step
 from ..tensor import Tensor, zeros
@@ -17,9 +18,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = float(p)
+        self.p = real(p, "Dropout: p", lo=0, hi=1)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:

@@ -35,7 +35,13 @@ class Embedding(Module):
             arr = np.asarray(idx)
             if arr.dtype.kind not in "iu":
                 raise TypeError(f"Embedding: idx must hold integers, got dtype {arr.dtype}")
-            return tensor(arr.astype(np.int64), device=self.weight.device)
+            try:
+                return tensor(arr, device=self.weight.device, dtype=np.int64)
+            except ValueError as exc:  # values beyond int64
+                raise ValueError(f"Embedding: idx: {exc}") from None
+        if not isinstance(idx, Tensor):
+            raise TypeError(f"Embedding: idx must be an int64 hg.Tensor or an integer array, got "
+                            f"{type(idx).__name__}")
         return idx
 
     def forward(self, idx: Tensor) -> Tensor:

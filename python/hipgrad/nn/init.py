@@ -6,6 +6,7 @@ to the layer's device once."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,13 +22,32 @@ def fan_in(shape: Sequence[int]) -> int:
     return int(shape[1] * math.prod(shape[2:]))
 
 
+def _sized(shape: Sequence[int]) -> tuple[int, ...]:
+    """shape, refused (MemoryError naming it) before NumPy tries an impossible allocation."""
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    if n > 2**59 or 8 * n > _physical_memory():  # sampled in float64 first
+        raise MemoryError(f"a parameter of shape {shape} ({n} elements) is too large to "
+                          "allocate on this machine")
+    return shape
+
+
+def _physical_memory() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
 def uniform(shape: Sequence[int], bound: float) -> np.ndarray:
     """float32 samples of U(-bound, bound)."""
+    shape = _sized(shape)
     return _random.generator().uniform(-bound, bound, size=tuple(shape)).astype(np.float32)
 
 
 def normal(shape: Sequence[int], std: float = 1.0) -> np.ndarray:
     """float32 samples of N(0, std^2)."""
+    shape = _sized(shape)
     return (_random.generator().standard_normal(size=tuple(shape)) * std).astype(np.float32)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import ops
+from .._args import flag
 from ..engine.steps import Step, host_copy
 from ..tensor import Tensor, int_arg, tensor
 from . import init
@@ -25,6 +26,7 @@ class Linear(Module):
             raise ValueError(f"Linear: in_features and out_features must be positive, got "
                              f"{in_features} and {out_features}")
         self.in_features, self.out_features = int(in_features), int(out_features)
+        bias = flag(bias, "Linear: bias")
         shape = (self.out_features, self.in_features)
         self.weight = Parameter(tensor(init.kaiming_uniform(shape)))
         self.bias = Parameter(tensor(init.bias_uniform(self.out_features, shape))) if bias else None

@@ -3,6 +3,7 @@ backward() returns d(loss)/d(pred) as a tensor on pred's device."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ _LABEL_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
 
 
 class CrossEntropyLoss(Module):
-    """Mean over N of -log softmax(logits)[label]; logits (N, C), labels (N,) int64 or int32."""
+    """Mean over N of -log softmax(logits)[label]; logits (N, C), labels (N,) int64 or int32.
+    N-D logits (..., C) take labels (...) (a language model's (B, T, V) and (B, T)): the mean is
+    over every position, and backward returns the logits' shape."""
 
     def _labels(self, labels: Any, device: str) -> Tensor:
         if isinstance(labels, Tensor):
@@ -35,14 +38,22 @@ class CrossEntropyLoss(Module):
 
     def forward(self, logits: Tensor, labels: Any) -> float:
         labels_t = self._labels(labels, logits.device)
+        shape = tuple(logits.shape)
+        if len(shape) > 2:
+            if tuple(labels_t.shape) != shape[:-1]:
+                raise ValueError(f"CrossEntropyLoss: labels must have shape {shape[:-1]} for logits "
+                                 f"{shape}, got {tuple(labels_t.shape)}")
+            rows = math.prod(shape[:-1])
+            logits, labels_t = logits.reshape(rows, shape[-1]), labels_t.reshape(rows)
         loss, probs = ops.softmax_cross_entropy(logits, labels_t, impl=self.impl)
         self.loss_tensor = loss
-        self._save(probs, labels_t)
+        self._save(probs, labels_t, shape)
         return float(loss.numpy())
 
     def backward(self) -> Tensor:  # type: ignore[override]
-        probs, labels = self._take_saved()
-        return ops.softmax_cross_entropy_backward(probs, labels, impl=self.impl)
+        probs, labels, shape = self._take_saved()
+        dlogits = ops.softmax_cross_entropy_backward(probs, labels, impl=self.impl)
+        return dlogits if len(shape) <= 2 else dlogits.reshape(*shape)
 
 
 class MSELoss(Module):

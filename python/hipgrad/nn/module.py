@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import functools
+
 import numpy as np
 
 from .. import ops
+from .._args import flag
 from .._native import _C
 from ..engine.steps import Step
 from ..ops._common import IMPLS
 from ..profiling import tracing
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor, check_exact, distinct_view, tensor
 
 # exported as hipgrad.nn.<name>
 __all__ = ["LoadResult", "Module", "Parameter"]
@@ -32,12 +35,15 @@ class Parameter:
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
         if not isinstance(data, Tensor):
-            data = tensor(np.asarray(data, dtype=np.float32))
+            arr = np.asarray(data)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"Parameter: data must be real numbers, got dtype {arr.dtype}")
+            data = tensor(arr, dtype=np.float32)
         if np.dtype(data.dtype) != np.float32:
             raise TypeError(f"Parameter: data must be float32, got {data.dtype}")
         self.data: Tensor = data
         self.grad: Tensor | None = None
-        self.requires_grad = bool(requires_grad)
+        self.requires_grad = flag(requires_grad, "Parameter: requires_grad")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -90,6 +96,25 @@ def run_child(name: str, child: Module, method: Any, arg: Any) -> Any:
         return method(arg)
 
 
+def _state_dtype(m: Module, name: str) -> np.dtype:
+    """The dtype module `m` keeps its state entry `name` in."""
+    if name in m._param_names:
+        return np.dtype(np.float32)
+    if name in m._buffer_names:
+        return np.dtype(getattr(m, name).dtype)
+    return np.asarray(m._own_state()[name]).dtype  # a host-side counter
+
+
+def _named_by_layer(exc: Exception, layer: str) -> Exception:
+    """An op's TypeError / ValueError raised inside a layer's forward, its message prefixed with
+    the innermost layer's class ("Linear: gemm: a must be float32 ...") once."""
+    if type(exc) not in (TypeError, ValueError) or getattr(exc, "_hg_layer", False):
+        return exc
+    named = type(exc)(f"{layer}: {exc}")
+    named._hg_layer = True  # type: ignore[attr-defined]
+    return named
+
+
 class LoadResult(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
@@ -107,6 +132,26 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_device", "cpu")
         object.__setattr__(self, "_saved", None)
+        object.__setattr__(self, "_out", None)  # (save count, output shape) of the last __call__
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every layer's backward gets its dy checked once, here: converted like a forward input
+        and, after a training-mode call, of the output's shape (errors name the layer and dy)."""
+        super().__init_subclass__(**kwargs)
+        inner = cls.__dict__.get("backward")
+        if inner is None or getattr(inner, "_checks_dy", False):
+            return
+
+        @functools.wraps(inner)
+        def backward(self: Module, *args: Any, **kw: Any) -> Any:
+            if args:
+                args = (self._grad_input(args[0]),) + args[1:]
+            try:
+                return inner(self, *args, **kw)
+            except (TypeError, ValueError) as exc:
+                raise _named_by_layer(exc, f"{type(self).__name__}.backward") from None
+        backward._checks_dy = True  # type: ignore[attr-defined]
+        cls.backward = backward
 
     # ---- registration ---------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -156,7 +201,31 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(self._input(x), *args, **kwargs)
+        try:
+            y = self.forward(self._input(x), *args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise _named_by_layer(exc, type(self).__name__) from None
+        if self.training and isinstance(y, Tensor):
+            object.__setattr__(self, "_out", (id(self._saved), tuple(y.shape)))
+        return y
+
+    def _grad_input(self, dy: Any) -> Any:
+        name = f"{type(self).__name__}.backward"
+        if isinstance(dy, (np.ndarray, list)) or (isinstance(dy, tuple) and not any(
+                isinstance(e, Tensor) for e in dy)):
+            try:
+                dy = tensor(np.asarray(dy), device=self._device)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{name}: dy: {exc}") from None
+        elif not isinstance(dy, (Tensor, tuple)):
+            raise TypeError(f"{name}: dy must be an hg.Tensor or a NumPy array, got "
+                            f"{type(dy).__name__} {dy!r:.60}")
+        out = self._out
+        if (isinstance(dy, Tensor) and out is not None and self._saved is not None
+                and out[0] == id(self._saved) and tuple(dy.shape) != out[1]):
+            raise ValueError(f"{name}: dy must have the shape of the forward's output {out[1]}, "
+                             f"got {tuple(dy.shape)}")
+        return dy
 
     def to_steps(self, name: str) -> list[Step]:
         """This layer as inference-engine steps with host copies of its weights (see
@@ -168,16 +237,27 @@ class Module:
     def _input(self, x: Any) -> Any:
         """NumPy input, or a (nested) list of numbers, becomes a tensor on the module's device
         (float data as float32); anything else (a Tensor, a tuple of tensors) is passed on."""
+        name = type(self).__name__
         if isinstance(x, np.ndarray):
-            return tensor(x, device=self._device)
+            return self._convert(x)
         if isinstance(x, (list, tuple)) and not any(isinstance(e, Tensor) for e in x):
             try:
                 arr = np.asarray(x)
             except ValueError:  # ragged
-                return x
+                raise TypeError(f"{name}: x must be an hg.Tensor, a NumPy array or a rectangular "
+                                "(nested) list of numbers, got a ragged list") from None
             if arr.dtype.kind in "biuf":
-                return tensor(arr, device=self._device)
+                return self._convert(arr)
+        if not isinstance(x, (Tensor, tuple)):
+            raise TypeError(f"{name}: x must be an hg.Tensor, a NumPy array or a "
+                            f"(nested) list of numbers, got {type(x).__name__} {x!r:.60}")
         return x
+
+    def _convert(self, arr: np.ndarray) -> Tensor:
+        try:
+            return tensor(arr, device=self._device)
+        except (TypeError, ValueError) as exc:  # name the layer and its input
+            raise type(exc)(f"{type(self).__name__}: x: {exc}") from None
 
     def _save(self, *tensors: Any) -> None:
         """Keep what backward needs, in training mode only."""
@@ -235,8 +315,9 @@ class Module:
     def train(self, mode: bool = True) -> Module:
         """Training mode (layers save inputs for backward, BatchNorm uses batch statistics,
         Dropout drops); train(False) is eval() and releases whatever was saved."""
+        mode = flag(mode, f"{type(self).__name__}.train: mode")
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            object.__setattr__(m, "training", mode)
             if not mode:
                 object.__setattr__(m, "_saved", None)
         return self
@@ -277,8 +358,9 @@ class Module:
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Freeze (False) or unfreeze every parameter of this module and its children."""
+        requires_grad = flag(requires_grad, f"{type(self).__name__}.requires_grad_: requires_grad")
         for p in self.parameters():
-            p.requires_grad = bool(requires_grad)
+            p.requires_grad = requires_grad
         return self
 
     def set_impl(self, impl: str) -> Module:
@@ -344,6 +426,11 @@ class Module:
             if tuple(arr.shape) != shape:
                 raise ValueError(f"load_state_dict: shape mismatch for {key!r}: the checkpoint has "
                                  f"{tuple(arr.shape)}, the model expects {shape}")
+            m, name, _ = expected[key]
+            try:  # converts exactly into what the module holds (float32, an int64 counter)
+                check_exact(distinct_view(arr), _state_dtype(m, name))
+            except ValueError as exc:
+                raise ValueError(f"load_state_dict: {key!r}: {exc}") from None
             arrays[key] = arr
         for key, arr in arrays.items():
             m, name, _ = expected[key]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from .._args import real
 from ..engine.steps import Step, host_copy
 from ..tensor import Tensor, int_arg, tensor
 from .module import Module, Parameter, accumulate_grad
@@ -32,7 +33,12 @@ class BatchNorm2d(Module):
         if num_features <= 0:
             raise ValueError(f"{type(self).__name__}: num_features must be positive, got "
                              f"{num_features}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        name = type(self).__name__
+        if num_features > 2**59:
+            raise MemoryError(f"{name}: num_features={num_features} is too large to allocate")
+        self.num_features = num_features
+        self.eps = real(eps, f"{name}: eps", lo=0, lo_open=True, f32=True)
+        self.momentum = real(momentum, f"{name}: momentum", lo=0, hi=1, f32=True)
         self.weight = Parameter(tensor(np.ones(num_features, np.float32)))
         self.bias = Parameter(tensor(np.zeros(num_features, np.float32)))
         self.register_buffer("running_mean", tensor(np.zeros(num_features, np.float32)))

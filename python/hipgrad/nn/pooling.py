@@ -8,7 +8,7 @@ from typing import Any
 from .. import ops
 from ..engine.steps import Step, int_pair
 from ..ops._common import pair
-from ..tensor import Tensor
+from ..tensor import Tensor, int_arg
 from .module import Module
 
 # exported as hipgrad.nn.<name>
@@ -19,9 +19,9 @@ class _Pool2d(Module):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
         name = type(self).__name__
-        self.kernel_size = tuple(pair(kernel_size, "kernel_size", name))
-        self.stride = self.kernel_size if stride is None else tuple(pair(stride, "stride", name))
-        self.padding = tuple(pair(padding, "padding", name))
+        self.kernel_size = tuple(pair(kernel_size, "kernel_size", name, 1))
+        self.stride = self.kernel_size if stride is None else tuple(pair(stride, "stride", name, 1))
+        self.padding = tuple(pair(padding, "padding", name, 0))
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -73,7 +73,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self.start_dim = int_arg(start_dim, "Flatten: start_dim")
+        self.end_dim = int_arg(end_dim, "Flatten: end_dim")
 
     def forward(self, x: Tensor) -> Tensor:
         shape = tuple(x.shape)

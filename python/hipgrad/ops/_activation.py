@@ -26,7 +26,8 @@ def activation(x: Any, kind: str, *, alpha: float = 0.01, impl: str = "auto",
     """y = f(x) elementwise, any shape; alpha is leaky_relu's negative slope and elu's alpha.
     With `out`, y is written there (see _common.out_arg) and `out` is returned."""
     t = _common.tensors("activation", x=x)
-    return _C.ops.activation(t["x"], _kind(kind, "activation"), float(alpha),
+    return _C.ops.activation(t["x"], _kind(kind, "activation"),
+                             _common.real(alpha, "activation: alpha", f32=True),
                              _common.impl_arg(impl, "activation"),
                              _common.out_arg(out, "activation"))
 
@@ -36,5 +37,6 @@ def activation_backward(dy: Any, x: Any, y: Any, kind: str, *, alpha: float = 0.
     """dx = dy * f'(x), with dy, x and y = activation(x, kind) of one shape."""
     op = "activation_backward"
     t = _common.tensors(op, dy=dy, x=x, y=y)
-    return _C.ops.activation_backward(t["dy"], t["x"], t["y"], _kind(kind, op), float(alpha),
+    return _C.ops.activation_backward(t["dy"], t["x"], t["y"], _kind(kind, op),
+                                      _common.real(alpha, f"{op}: alpha", f32=True),
                                       _common.impl_arg(impl, op))

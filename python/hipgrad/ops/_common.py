@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .._args import flag, real
 from ..tensor import Tensor, as_tensor, int_arg, is_int
 
 IMPLS = ("auto", "handwritten", "vendor")
 
 
-def pair(value: Any, name: str, op: str) -> list[int]:
-    """An int or an (h, w) pair as [h, w]."""
+def pair(value: Any, name: str, op: str, minimum: int | None = None) -> list[int]:
+    """An int or an (h, w) pair as [h, w]; with `minimum`, each entry at least that."""
     if is_int(value):
         value = (value, value)
     elif not (isinstance(value, Sequence) and len(value) == 2 and all(map(is_int, value))):
         raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, got {value!r}")
-    return [int_arg(v, f"{op}: {name}") for v in value]
+    out = [int_arg(v, f"{op}: {name}") for v in value]
+    if minimum is not None and min(out) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {tuple(out)}")
+    return out
 
 
 def impl_arg(impl: str, op: str) -> str:
-    if impl not in IMPLS:
+    if not isinstance(impl, str) or impl not in IMPLS:
         raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
     return impl
 

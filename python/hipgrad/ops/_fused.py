@@ -34,7 +34,7 @@ def conv2d_bias_act(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1,
     t = _common.tensors(op, x=x, w=w, bias=bias, optional=("bias",))
     hyper = _hyper(op, stride, padding, dilation, groups)
     return _C.ops.conv2d_bias_act(t["x"], t["w"], t["bias"], *hyper, _activation(activation, op),
-                                  float(alpha), _common.impl_arg(impl, op),
+                                  _common.real(alpha, f"{op}: alpha", f32=True), _common.impl_arg(impl, op),
                                   _common.out_arg(out, op))
 
 
@@ -45,7 +45,7 @@ def linear_bias_act(x: Any, w: Any, bias: Any = None, *, activation: str | None 
     op = "linear_bias_act"
     t = _common.tensors(op, x=x, w=w, bias=bias, optional=("bias",))
     return _C.ops.linear_bias_act(t["x"], t["w"], t["bias"], _activation(activation, op),
-                                  float(alpha), _common.impl_arg(impl, op),
+                                  _common.real(alpha, f"{op}: alpha", f32=True), _common.impl_arg(impl, op),
                                   _common.out_arg(out, op))
 
 
@@ -67,5 +67,6 @@ def linear_bias_act_packed(x: Any, packed: Any, bias: Any = None, *, n: int,
     op = "linear_bias_act_packed"
     t = _common.tensors(op, x=x, packed=packed, bias=bias, optional=("bias",))
     return _C.ops.linear_bias_act_packed(t["x"], t["packed"], t["bias"], int_arg(n, f"{op}: n"),
-                                         _activation(activation, op), float(alpha),
+                                         _activation(activation, op),
+                                         _common.real(alpha, f"{op}: alpha", f32=True),
                                          _common.impl_arg(impl, op), _common.out_arg(out, op))

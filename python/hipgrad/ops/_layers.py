@@ -20,7 +20,8 @@ def add(a: Any, b: Any, *, alpha: float = 1.0, impl: str = "auto", out: Tensor |
     """a + alpha*b; a and b float32 of one shape. With `out`, written there (see
     _common.out_arg; add_ is the in-place form) and `out` is returned."""
     t = _common.tensors("add", a=a, b=b)
-    return _C.ops.add(t["a"], t["b"], float(alpha), _common.impl_arg(impl, "add"),
+    return _C.ops.add(t["a"], t["b"], _common.real(alpha, "add: alpha", f32=True),
+                      _common.impl_arg(impl, "add"),
                       _common.out_arg(out, "add"))
 
 
@@ -28,14 +29,15 @@ def add_(a: Tensor, b: Any, *, alpha: float = 1.0, impl: str = "auto") -> Tensor
     """a += alpha*b in place; returns a."""
     a = inplace_tensor(a, "a", "add_")
     t = _common.tensors("add_", b=b)
-    _C.ops.add_(a, t["b"], float(alpha), _common.impl_arg(impl, "add_"))
+    _C.ops.add_(a, t["b"], _common.real(alpha, "add_: alpha", f32=True),
+                 _common.impl_arg(impl, "add_"))
     return a
 
 
 def fill_(t: Tensor, value: float, impl: str = "auto") -> Tensor:
     """Every element of t (float32) set to value, in place; returns t."""
     t = inplace_tensor(t, "t", "fill_")
-    _C.ops.fill_(t, float(value), _common.impl_arg(impl, "fill_"))
+    _C.ops.fill_(t, _common.real(value, "fill_: value", finite=False, f32=True), _common.impl_arg(impl, "fill_"))
     return t
 
 
@@ -54,8 +56,9 @@ def batch_norm(x: Any, gamma: Any, beta: Any, running_mean: Tensor, running_var:
     running_var = inplace_tensor(running_var, "running_var", op)
     t = _common.tensors(op, x=x, gamma=gamma, beta=beta)
     y, save_mean, save_invstd = _C.ops.batch_norm(
-        t["x"], t["gamma"], t["beta"], running_mean, running_var, bool(training), float(momentum),
-        float(eps), _common.impl_arg(impl, op), _common.out_arg(out, op))
+        t["x"], t["gamma"], t["beta"], running_mean, running_var, _common.flag(training, f"{op}: training"),
+        _common.real(momentum, f"{op}: momentum", lo=0, hi=1, f32=True),
+        _common.real(eps, f"{op}: eps", lo=0, lo_open=True, f32=True), _common.impl_arg(impl, op), _common.out_arg(out, op))
     return y, save_mean, save_invstd
 
 
@@ -66,7 +69,8 @@ def batch_norm_backward(dy: Any, x: Any, gamma: Any, save_mean: Any, save_invstd
     op = "batch_norm_backward"
     t = _common.tensors(op, dy=dy, x=x, gamma=gamma, save_mean=save_mean, save_invstd=save_invstd)
     dx, dgamma, dbeta = _C.ops.batch_norm_backward(
-        t["dy"], t["x"], t["gamma"], t["save_mean"], t["save_invstd"], bool(training),
+        t["dy"], t["x"], t["gamma"], t["save_mean"], t["save_invstd"],
+        _common.flag(training, f"{op}: training"),
         _common.impl_arg(impl, op))
     return dx, dgamma, dbeta
 
@@ -79,18 +83,23 @@ def _seed_arg(seed: Any) -> int:
     return int(seed)
 
 
+def _p_arg(p: Any, op: str) -> float:
+    return _common.real(p, f"{op}: p", lo=0, hi=1, hi_open=True, f32=True)
+
+
 def dropout(x: Any, p: float, seed: int, impl: str = "auto") -> tuple[Tensor, Tensor]:
     """(y, mask): mask (uint8, x's shape) keeps each element with probability 1 - p as a fixed
     function of (seed, element index); y = x*mask/(1 - p). 0 <= p < 1."""
     t = _common.tensors("dropout", x=x)
-    y, mask = _C.ops.dropout(t["x"], float(p), _seed_arg(seed), _common.impl_arg(impl, "dropout"))
+    y, mask = _C.ops.dropout(t["x"], _p_arg(p, "dropout"), _seed_arg(seed), _common.impl_arg(impl, "dropout"))
     return y, mask
 
 
 def dropout_backward(dy: Any, mask: Any, p: float, impl: str = "auto") -> Tensor:
     """dx = dy*mask/(1 - p); mask is dropout's uint8 mask, dy's shape."""
     t = _common.tensors("dropout_backward", dy=dy, mask=mask)
-    return _C.ops.dropout_backward(t["dy"], t["mask"], float(p),
+    return _C.ops.dropout_backward(t["dy"], t["mask"],
+                                   _p_arg(p, "dropout_backward"),
                                    _common.impl_arg(impl, "dropout_backward"))
 
 

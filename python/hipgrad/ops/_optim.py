@@ -20,6 +20,11 @@ def inplace_tensor(x: Any, name: str, op: str) -> Tensor:
     return x
 
 
+def _hyper(value: Any, op: str, name: str, hi: float | None = None) -> float:
+    """A hyper-parameter of a fused step: finite, >= 0 (below hi when given), in float32."""
+    return _common.real(value, f"{op}: {name}", lo=0, hi=hi, hi_open=True, f32=True)
+
+
 def sgd_step(param: Tensor, grad: Any, momentum_buf: Tensor | None, *, lr: float,
              momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
              impl: str = "auto") -> None:
@@ -33,8 +38,9 @@ def sgd_step(param: Tensor, grad: Any, momentum_buf: Tensor | None, *, lr: float
     if momentum_buf is not None:
         momentum_buf = inplace_tensor(momentum_buf, "momentum_buf", op)
     t = _common.tensors(op, grad=grad)
-    _C.ops.sgd_step(param, t["grad"], momentum_buf, float(lr), float(momentum),
-                    float(weight_decay), bool(nesterov), _common.impl_arg(impl, op))
+    _C.ops.sgd_step(param, t["grad"], momentum_buf, _hyper(lr, op, "lr"),
+                    _hyper(momentum, op, "momentum"), _hyper(weight_decay, op, "weight_decay"),
+                    _common.flag(nesterov, f"{op}: nesterov"), _common.impl_arg(impl, op))
 
 
 def adam_step(param: Tensor, grad: Any, m: Tensor, v: Tensor, *, step: int, lr: float,
@@ -48,6 +54,9 @@ def adam_step(param: Tensor, grad: Any, m: Tensor, v: Tensor, *, step: int, lr: 
     m = inplace_tensor(m, "m", op)
     v = inplace_tensor(v, "v", op)
     t = _common.tensors(op, grad=grad)
-    _C.ops.adam_step(param, t["grad"], m, v, int_arg(step, f"{op}: step"), float(lr), float(beta1),
-                     float(beta2), float(eps), float(weight_decay), bool(decoupled),
+    _C.ops.adam_step(param, t["grad"], m, v, int_arg(step, f"{op}: step"), _hyper(lr, op, "lr"),
+                     _hyper(beta1, op, "beta1", hi=1), _hyper(beta2, op, "beta2", hi=1),
+                     _common.real(eps, f"{op}: eps", lo=0, lo_open=True, f32=True),
+                     _hyper(weight_decay, op, "weight_decay"),
+                     _common.flag(decoupled, f"{op}: decoupled"),
                      _common.impl_arg(impl, op))

@@ -32,7 +32,8 @@ def max_pool2d(x: Any, kernel: Any, *, stride: Any = None, padding: Any = 0,
     t = _common.tensors("max_pool2d", x=x)
     k, s, p = _geometry("max_pool2d", kernel, stride, padding)
     y, argmax = _C.ops.max_pool2d(t["x"], k, s, p, _common.impl_arg(impl, "max_pool2d"),
-                                  _common.out_arg(out, "max_pool2d"), bool(with_argmax))
+                                  _common.out_arg(out, "max_pool2d"),
+                                  _common.flag(with_argmax, "max_pool2d: with_argmax"))
     return y, argmax
 
 

@@ -3,12 +3,31 @@ accumulation and a fused dequantize + bias + activation epilogue."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import numpy as np
 
 from .._native import _C
 from ..tensor import Tensor
 from . import _common
 from ._conv import _hyper
+from ._fused import _activation
+
+
+def _scale(x_scale: Any, what: str) -> float:
+    """A quantization scale: a real number, finite and > 0 also in float32."""
+    v = _common.real(x_scale, what, finite=False)
+    with np.errstate(over="ignore", under="ignore"):
+        v32 = float(np.float32(v))
+    if not (math.isfinite(v) and v > 0 and math.isfinite(v32) and v32 > 0):
+        raise ValueError(f"{what} must be a finite positive scale (also in float32), got {v!r}")
+    return v
+
+
+def _act(activation: Any, op: str) -> str:
+    act = _activation(activation, op)
+    return "" if act == "none" else act
 
 # the ops of this family, exported as hipgrad.ops.<name>
 __all__ = ["qconv2d", "qgemm", "quantize"]
@@ -18,7 +37,8 @@ def quantize(x: Any, scale: float, *, impl: str = "auto", out: Tensor | None = N
     """int8 q = clamp(round_half_even(x / scale), -127, 127), same shape as x.
     With `out` (an int8 tensor, see _common.out_arg), q is written there and `out` is returned."""
     t = _common.tensors("quantize", x=x)
-    return _C.ops.quantize(t["x"], float(scale), _common.impl_arg(impl, "quantize"),
+    return _C.ops.quantize(t["x"], _scale(scale, "quantize: scale"),
+                            _common.impl_arg(impl, "quantize"),
                            _common.out_arg(out, "quantize"))
 
 
@@ -32,8 +52,9 @@ def qgemm(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
     there (see _common.out_arg) and `out` is returned.
     """
     t = _common.tensors("qgemm", xq=xq, wq=wq, w_scale=w_scale, bias=bias, optional=("bias",))
-    return _C.ops.qgemm(t["xq"], t["wq"], float(x_scale), t["w_scale"], t["bias"],
-                        activation or "", float(alpha), _common.impl_arg(impl, "qgemm"),
+    return _C.ops.qgemm(t["xq"], t["wq"], _scale(x_scale, "qgemm: x_scale"), t["w_scale"], t["bias"],
+                        _act(activation, "qgemm"),
+                        _common.real(alpha, "qgemm: alpha", f32=True), _common.impl_arg(impl, "qgemm"),
                         _common.out_arg(out, "qgemm"))
 
 
@@ -45,6 +66,6 @@ def qconv2d(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
     With `out`, the result is written there (see _common.out_arg) and `out` is returned."""
     op = "qconv2d"
     t = _common.tensors(op, xq=xq, wq=wq, w_scale=w_scale, bias=bias, optional=("bias",))
-    return _C.ops.qconv2d(t["xq"], t["wq"], float(x_scale), t["w_scale"], t["bias"],
-                          *_hyper(op, stride, padding, dilation, groups), activation or "",
-                          float(alpha), _common.impl_arg(impl, op), _common.out_arg(out, op))
+    return _C.ops.qconv2d(t["xq"], t["wq"], _scale(x_scale, f"{op}: x_scale"), t["w_scale"], t["bias"],
+                          *_hyper(op, stride, padding, dilation, groups), _act(activation, op),
+                          _common.real(alpha, f"{op}: alpha", f32=True), _common.impl_arg(impl, op), _common.out_arg(out, op))

@@ -16,6 +16,7 @@ import numpy as np
 from .. import runtime
 from ..engine.engine import InferenceEngine
 from ..runtime import resolve_device
+from .machine_load import LoadMonitor, summary as load_summary, warning as load_warning
 
 
 def median_ms(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
@@ -79,6 +80,7 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
         opt.step()
 
     rows: dict[str, dict] = {}
+    load = LoadMonitor().start()
     train_ms = median_ms(train_step, device, repeats)
     rows["training"] = {"ms_per_batch": train_ms, **training_memory(net, opt, train_step, x, device)}
     for precision in ("fp32", "int8"):
@@ -88,7 +90,7 @@ def compare(model: str = "lenet", batch: int = 256, device: str = "auto",
         ms = median_ms(lambda engine=engine: engine.forward(x), device, repeats)
         rows[f"inference_{precision}"] = {"ms_per_batch": ms, **inference_memory(engine, x, device)}
     result = {"model": model, "batch": batch, "device": device, "input_shape": list(input_shape),
-              "phases": rows,
+              "phases": rows, "machine_load": load.stop(),
               "ratios": {
                   "inference_fp32_speedup": rows["training"]["ms_per_batch"] / rows["inference_fp32"]["ms_per_batch"],
                   "inference_int8_speedup": rows["training"]["ms_per_batch"] / rows["inference_int8"]["ms_per_batch"],
@@ -164,6 +166,9 @@ def format_compare(result: dict) -> str:
     lines.append(f"inference fp32 is {q['inference_fp32_speedup']:.2f}x faster than a training step and "
                  f"peaks at {100 * q['inference_fp32_peak_fraction']:.0f}% of its memory; "
                  f"int8 is {q['inference_int8_speedup']:.2f}x faster than training")
+    if "machine_load" in result:
+        lines.append(load_summary(result["machine_load"]))
+        lines += [w for w in [load_warning(result["machine_load"])] if w]
     return "\n".join(lines)
 
 

@@ -15,12 +15,13 @@ mismatched pair (a crash between the two renames) from a good one. Load errors n
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable
@@ -47,13 +48,24 @@ def _weights_file_of(sidecar: Path) -> Path | None:
     return None
 
 
+def check_path(path: Any, what: str) -> str:
+    """`path` as a str: a non-empty str or os.PathLike (TypeError / ValueError naming `what`;
+    an empty path would mean the current directory)."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: path must be a str or os.PathLike, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"{what}: path must be a non-empty file or directory name, got {path!r}")
+    return text
+
+
 def resolve_paths(path: str | os.PathLike, *, reading: bool = False) -> tuple[Path, Path]:
     """(weights, sidecar) for a weights file, a sidecar, or a directory holding model.safetensors.
     X.safetensors pairs with X.json; a weights file of any other name (epoch.1, model.pt) with
     that name + ".json", so that epoch.1 and epoch.2 never share a sidecar. With `reading`, a
     pair written before that rule (model.pt beside model.json) is found too: through the
     sidecar's own "weights_file"."""
-    p = Path(path)
+    p = Path(check_path(path, "checkpoint"))
     if p.is_dir() or (not p.exists() and not p.suffix):  # a run directory
         p = p / WEIGHTS_NAME
     if p.suffix == ".json":  # X.json -> X.safetensors, or X (written as X + ".json")
@@ -219,6 +231,8 @@ class Checkpoint:
     weights: dict[str, np.ndarray]
     meta: dict
     path: Path
+    _decoded: dict = field(default_factory=lambda: {"optimizer": None, "scheduler": None,
+                                                    "rng": None, "extra": None})
 
     @property
     def spec(self) -> dict | None:
@@ -226,7 +240,7 @@ class Checkpoint:
 
     @property
     def epoch(self) -> int:
-        return int(self.meta.get("epoch") or 0)
+        return int(self.meta.get("epoch") or 0)  # an int >= 0 or None (checked on loading)
 
     @property
     def history(self) -> list:
@@ -234,15 +248,19 @@ class Checkpoint:
 
     @property
     def extra(self) -> dict:
-        return from_jsonable(self.meta.get("extra") or {})
+        return self._decoded["extra"] or {}
 
     def build_model(self, device: str = "cpu") -> Any:
         """The model its spec describes, with these weights, on `device`."""
         from .models import model_from_spec
         if not self.spec:
             raise CheckpointError(f"{self.path}: the sidecar holds no architecture spec")
-        model = model_from_spec(self.spec)
-        model.load_state_dict(self.weights, strict=True)
+        try:
+            model = model_from_spec(self.spec)
+            model.load_state_dict(self.weights, strict=True)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, MemoryError) as e:
+            raise CheckpointError(f"{self.path}: the sidecar's spec does not build a model "
+                                  f"({type(e).__name__}: {e})") from None
         return model.to(device)
 
     def restore(self, model: Any, optimizer: Any = None, scheduler: Any = None) -> None:
@@ -257,19 +275,29 @@ class Checkpoint:
             saved = self.meta.get(key)
             if saved is None:
                 raise CheckpointError(f"{self.path}: no {key} state saved")
+            saved = {"type": saved["type"], "state": self._decoded[key]}
             if saved["type"] != type(obj).__name__:
                 raise CheckpointError(f"{self.path}: {key} state is for {saved['type']}, "
                                       f"not {type(obj).__name__}")
             pending.append((obj, saved))
         before = model.state_dict()  # copies: put back if a state below does not fit
         model.load_state_dict(self.weights, strict=True)
+        done = []
         try:
             for obj, saved in pending:
-                obj.load_state_dict(from_jsonable(saved["state"]))
+                old = obj.state_dict()
+                try:
+                    obj.load_state_dict(saved["state"])
+                except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+                    raise CheckpointError(f"{self.path}: the saved {type(obj).__name__} state does "
+                                          f"not fit ({type(e).__name__}: {e})") from None
+                done.append((obj, old))
         except Exception:
+            for obj, old in reversed(done):
+                obj.load_state_dict(old)
             model.load_state_dict(before, strict=True)
             raise
-        set_rng_state(from_jsonable(self.meta.get("rng")))
+        set_rng_state(self._decoded["rng"])
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -303,7 +331,51 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         weights = st_load(blob)
     except SafetensorError as e:
         raise CheckpointError(f"{weights_path}: corrupt safetensors data ({e})") from None
-    return Checkpoint(weights, meta, weights_path)
+    ck = Checkpoint(weights, meta, weights_path)
+    ck._decoded = _checked_sidecar(meta, sidecar_path)
+    return ck
+
+
+def _checked_sidecar(meta: dict, sidecar_path: Path) -> dict[str, Any]:
+    """The sidecar's fields checked by type once, on loading (a hand-edited or corrupt sidecar is
+    a CheckpointError naming it, never an AttributeError later); returns the decoded optimizer,
+    scheduler and RNG states."""
+    def bad(what: str, why: str) -> CheckpointError:
+        return CheckpointError(f"{sidecar_path}: {what} {why}")
+    spec, epoch, history = meta.get("spec"), meta.get("epoch"), meta.get("history")
+    if spec is not None and not isinstance(spec, dict):
+        raise bad("spec", f"must be an object or null, got {type(spec).__name__}")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+        raise bad("epoch", f"must be an int >= 0 or null, got {epoch!r}")
+    if history is not None and not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+        raise bad("history", "must be a list of objects")
+    decoded: dict[str, Any] = {}
+    for key in ("optimizer", "scheduler"):
+        saved = meta.get(key)
+        if saved is None:
+            decoded[key] = None
+            continue
+        if not isinstance(saved, dict) or not isinstance(saved.get("type"), str) or "state" not in saved:
+            raise bad(key, "must be an object with a 'type' string and a 'state'")
+        decoded[key] = _decode(saved["state"], bad, key)
+    for key in ("rng", "extra"):
+        decoded[key] = _decode(meta.get(key), bad, key)
+    if decoded["extra"] is not None and not isinstance(decoded["extra"], dict):
+        raise bad("extra", "must be an object")
+    if decoded["rng"] is not None:
+        try:  # applied to a scratch generator: a state that does not fit fails here
+            np.random.PCG64().state = decoded["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise bad("rng", f"is not a generator state ({type(e).__name__}: {e})") from None
+    return decoded
+
+
+def _decode(value: Any, bad: Any, what: str) -> Any:
+    try:
+        return from_jsonable(value)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, MemoryError,
+            binascii.Error) as e:
+        raise bad(what, f"is malformed ({type(e).__name__}: {e})") from None
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:

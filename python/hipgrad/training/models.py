@@ -93,11 +93,24 @@ def resnet(in_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (1
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "lenet": lenet, "resnet": resnet}
 
 
-def build_model(name: str, in_shape: Sequence[int], num_classes: int, **options: Any) -> nn.Module:
+def build_model(name: str, in_shape: Sequence[int] | None = None, num_classes: int | None = None,
+                **options: Any) -> nn.Module:
     """The model `name` for inputs of shape (C, H, W) and `num_classes` outputs; `model.spec`
-    holds the JSON-able arguments that rebuild it (see `model_from_spec`)."""
+    holds the JSON-able arguments that rebuild it (see `model_from_spec`). "gpt" takes its
+    sizes as keywords instead (hipgrad.lm.model: vocab_size, block_size, n_layer, n_head,
+    n_embd, dropout, bias)."""
+    if name == "gpt":
+        if in_shape is not None or num_classes is not None:
+            raise ValueError("build_model('gpt', ...) takes keywords only: vocab_size=, block_size=, "
+                             "n_layer=, n_head=, n_embd=, dropout=, bias=")
+        from ..lm.model import gpt
+        model = gpt(**options)
+        model.spec = {"name": "gpt", "options": dict(model.config)}
+        return model
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}, gpt")
+    if in_shape is None or num_classes is None:
+        raise ValueError(f"build_model({name!r}): in_shape and num_classes are required")
     in_shape = [int(s) for s in in_shape]
     if len(in_shape) != 3 or min(in_shape) < 1:
         raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {tuple(in_shape)}")
@@ -111,6 +124,8 @@ def build_model(name: str, in_shape: Sequence[int], num_classes: int, **options:
 
 def model_from_spec(spec: dict) -> nn.Module:
     """Rebuild a model from its `spec` (as stored in a checkpoint's sidecar)."""
+    if isinstance(spec, dict) and spec.get("name") == "gpt":
+        return build_model("gpt", **spec.get("options", {}))
     try:
         return build_model(spec["name"], spec["in_shape"], spec["num_classes"], **spec.get("options", {}))
     except (KeyError, TypeError) as e:
