@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import distributed as dist
-from ..nn import module as nn_module
+from ..nn import grad as nn_grad
 from ..tensor import borrow
 
 
@@ -64,7 +64,7 @@ class GradReducer:
         self.missing = [len({i for i, *_ in segs}) for _, segs in self.buckets]
         self.requests: list[Any] = [None] * len(self.buckets)
         self.late: set[int] = set()
-        nn_module.GRAD_HOOKS.append(self.on_grad)
+        nn_grad.GRAD_HOOKS.append(self.on_grad)
         self._active = True
 
     def on_grad(self, param: Any) -> None:
@@ -111,7 +111,7 @@ class GradReducer:
         """Wait for every bucket and write the averaged gradients back into param.grad."""
         if not self._active:
             raise RuntimeError("GradReducer.finish without begin")
-        nn_module.GRAD_HOOKS.remove(self.on_grad)
+        nn_grad.GRAD_HOOKS.remove(self.on_grad)
         self._active = False
         for b in range(len(self.buckets)):
             if self.requests[b] is None:
@@ -144,5 +144,5 @@ class GradReducer:
     def abandon(self) -> None:
         """Drop the hook without reducing (a step that raised)."""
         if self._active:
-            nn_module.GRAD_HOOKS.remove(self.on_grad)
+            nn_grad.GRAD_HOOKS.remove(self.on_grad)
             self._active = False
