@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,24 @@ def make_scheduler(name: str, optimizer, epochs: int):
     return None
 
 
+def _join_mpi(args: argparse.Namespace) -> tuple[int, bool]:
+    """(ranks, whether this process writes and logs). Under an MPI launcher (mpiexec -n N with
+    N > 1) join the job: --device auto becomes this rank's device and, without --threads, a
+    CPU rank takes its share of the cores."""
+    size = next((os.environ[k] for k in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
+                 if k in os.environ), "1")
+    if not size.isdigit() or int(size) <= 1:
+        return 1, True
+    from .. import distributed as dist
+    try:
+        device = dist.init(threads=args.threads is None)
+    except dist.DistributedError as e:
+        raise UsageError(str(e)) from None
+    if args.device == "auto":
+        args.device = device
+    return dist.world_size(), dist.rank() == 0
+
+
 def run(args: argparse.Namespace) -> int:
     import hipgrad as hg
 
@@ -80,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown model {args.model!r}: expected one of {', '.join(MODELS)}")
     if args.epochs < 1 or args.batch_size < 1:
         raise UsageError("--epochs and --batch-size must be positive")
+    ranks, lead = _join_mpi(args)
+    if ranks > 1 and args.batch_size < ranks:
+        raise UsageError(f"--batch-size {args.batch_size} is the global batch: it must be at least "
+                         f"the number of ranks ({ranks})")
+    say = print if lead else (lambda *a, **k: None)
     device = pick_device(args.device)
     # Every argument is checked before training starts; a bad one is a usage error naming it.
     if args.threads is not None and args.threads < 1:
@@ -110,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
                               "preprocess": train_set.preprocess}}
     loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed)
     n_params = sum(int(p.data.size) for p in model.parameters())
-    print(f"hipgrad train: {args.model} ({n_params:,} parameters) on {args.data} "
+    say(f"hipgrad train: {args.model} ({n_params:,} parameters) on {args.data} "
           f"({len(train_set)} train / {len(val_set)} val, {train_set.in_shape}), device {device}, "
           f"{args.optimizer} lr {start_lr:g} ({args.scheduler} schedule), batch {args.batch_size}, "
-          f"seed {args.seed}")
+          f"seed {args.seed}" + (f", {ranks} ranks (data-parallel)" if ranks > 1 else ""))
     if args.resume is not None:  # a checkpoint already at --epochs would train nothing
         from ..training.checkpoint import load_checkpoint
 
@@ -131,15 +155,17 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as e:
         raise UsageError(str(e)) from None
     except NonFiniteLossError as e:
-        print(f"hipgrad train: {e}", file=sys.stderr)
+        say(f"hipgrad train: {e}", file=sys.stderr)
         return 1
+    if not lead:
+        return 0
     seconds = time.perf_counter() - start
     best = max(history, key=lambda r: -1.0 if r.get("val_acc") is None else r["val_acc"])
     summary = {
         "data": args.data, "model": args.model, "spec": model.spec, "device": device,
         "parameters": n_params, "impl": args.impl, "optimizer": args.optimizer, "scheduler": args.scheduler,
         "lr": start_lr, "final_lr": optimizer.lr,
-        "batch_size": args.batch_size, "seed": args.seed, "epochs": trainer.epoch,
+        "batch_size": args.batch_size, "ranks": ranks, "seed": args.seed, "epochs": trainer.epoch,
         "seconds": seconds, "threads": hg.get_num_threads(), "hipgrad_version": hg.__version__,
         "final": history[-1], "best_val_acc": best.get("val_acc"), "best_epoch": best["epoch"],
         "files": ["model.safetensors", "model.json", "history.json", "history.csv", "curve.png"],

@@ -23,6 +23,7 @@ from ..engine.steps import Step
 from ..ops._common import IMPLS
 from ..profiling import tracing
 from ..tensor import Tensor, check_exact, distinct_view, tensor
+from .grad import GRAD_HOOKS, accumulate_grad  # noqa: F401  (layers import them from here)
 
 # exported as hipgrad.nn.<name>
 __all__ = ["LoadResult", "Module", "Parameter"]
@@ -56,14 +57,6 @@ class Parameter:
     def __repr__(self) -> str:
         return (f"Parameter(shape={self.shape}, device='{self.device}', "
                 f"requires_grad={self.requires_grad})")
-
-
-def accumulate_grad(param: Parameter, grad: Tensor) -> None:
-    """param.grad += grad (the first gradient is taken as is: ops return fresh tensors)."""
-    if param.grad is None:
-        param.grad = grad
-    else:
-        ops.add_(param.grad, grad)
 
 
 def to_array(value: Any, key: str) -> np.ndarray:

@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import parallel
+from .grad_reducer import GradReducer
+from .. import distributed as dist
 from ..data import DataLoader, Dataset
 from ..profiling.tracing import phase
 from ..tensor import borrow, empty, tensor
@@ -91,13 +94,22 @@ class Trainer:
     """Trains `model` with `loss` and `optimizer` on `device`.
 
     loss(pred, target) returns a Python float and loss.backward() the gradient of the loss with
-    respect to pred; the scheduler, if any, steps once per epoch.
+    respect to pred; the scheduler, if any, steps once per epoch. `max_grad_norm` clips the
+    gradients' global L2 norm before each update.
+
+    Under MPI (hipgrad.distributed.init() with world_size() > 1) the trainer is data-parallel
+    (see training/parallel.py): each rank takes its rows of every global batch, gradients are
+    averaged in buckets of `bucket_mb` MiB during the backward, logs show global figures and
+    rank 0 alone writes files.
     """
 
     def __init__(self, model: Any, loss: Any, optimizer: Any, device: str = "cpu",
-                 scheduler: Any = None, on_nonfinite: str = "stop") -> None:
+                 scheduler: Any = None, on_nonfinite: str = "stop",
+                 max_grad_norm: float | None = None, bucket_mb: float = 4.0) -> None:
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be positive or None, got {max_grad_norm!r}")
         model.to(device)
         self.model = model
         self.loss = loss
@@ -108,6 +120,11 @@ class Trainer:
         self.epoch = 0                      # epochs completed
         self.history: list[dict] = []
         self.extra: dict = {}               # stored with each checkpoint (e.g. data preprocessing)
+        self.max_grad_norm = max_grad_norm
+        self.reducer = None
+        if parallel.active():
+            parallel.sync_model(model)
+            self.reducer = GradReducer(list(model.parameters())[::-1], bucket_mb)
 
     def train_epoch(self, loader: DataLoader, epoch: int, progress: bool = False) -> dict:
         """One pass over `loader`: the five steps of training for every batch."""
@@ -116,6 +133,10 @@ class Trainer:
         loss_sum, correct, seen, counted, skipped = 0.0, 0, 0, 0, 0
         batches = _progress_bar(loader, len(loader), f"epoch {epoch}", progress)
         for step, (x_np, y_np) in enumerate(batches, start=1):
+            n_global = len(y_np)
+            if self.reducer is not None:     # this rank's rows of the global batch
+                lo, hi = parallel.rows(n_global)
+                x_np, y_np = x_np[lo:hi], y_np[lo:hi]
             # 1. data: take a batch onto the device (a copy; on the CPU the batch is wrapped)
             with phase("data"):
                 x = borrow(x_np, device=self.device)
@@ -127,6 +148,8 @@ class Trainer:
             # 3. loss: one number saying how wrong the prediction is
             with phase("loss"):
                 loss = self.loss(pred, y)
+                if self.reducer is not None:  # the global batch's mean loss, on every rank
+                    loss = dist.allreduce_values([loss * len(y_np)])[0] / n_global
             if not math.isfinite(loss):
                 keep.restore()  # the forward already folded this batch into running statistics
                 if self.on_nonfinite == "stop":
@@ -139,17 +162,30 @@ class Trainer:
             # 4. backward: gradients of the loss for every parameter, from the output back
             with phase("backward"):
                 self.model.zero_grad()
-                self.model.backward(self.loss.backward())
+                if self.reducer is not None:  # buckets start as their gradients land
+                    self.reducer.begin(len(y_np) / n_global)
+                    try:
+                        self.model.backward(self.loss.backward())
+                    except BaseException:
+                        self.reducer.abandon()
+                        raise
+                    self.reducer.finish()
+                else:
+                    self.model.backward(self.loss.backward())
+                if self.max_grad_norm is not None:
+                    parallel.clip_grad_norm(list(self.model.parameters()), self.max_grad_norm)
             # 5. update: the optimizer moves each parameter against its gradient
             with phase("update"):
                 self.optimizer.step()
             n = len(y_np)
-            loss_sum += loss * n
-            seen += n
+            loss_sum += loss * n_global
+            seen += n_global
             hits = _accuracy_count(pred, y_np)
             if hits is not None:
                 correct += hits
                 counted += n
+        if self.reducer is not None:
+            correct, counted = (int(v) for v in dist.allreduce_values([correct, counted]))
         return {"train_loss": loss_sum / seen if seen else float("nan"),
                 "train_acc": correct / counted if counted else None, "skipped_steps": skipped}
 
@@ -160,6 +196,11 @@ class Trainer:
         self.model.eval()
         loss_sum, correct, seen, counted = 0.0, 0, 0, 0
         for x_np, y_np in loader:
+            if parallel.active():
+                lo, hi = parallel.rows(len(y_np)) if len(y_np) >= dist.world_size() else (0, 0)
+                x_np, y_np = x_np[lo:hi], y_np[lo:hi]
+                if not len(y_np):
+                    continue
             pred = self.model(tensor(x_np, device=self.device))
             loss_sum += self.loss(pred, tensor(y_np, device=self.device, dtype=y_np.dtype)) * len(y_np)
             seen += len(y_np)
@@ -169,6 +210,9 @@ class Trainer:
                 counted += len(y_np)
         if was_training:
             self.model.train()
+        if parallel.active():
+            loss_sum, seen, correct, counted = dist.allreduce_values([loss_sum, seen, correct, counted])
+            correct, counted = int(correct), int(counted)
         return {"loss": loss_sum / seen if seen else float("nan"),
                 "acc": correct / counted if counted else None}
 
@@ -187,10 +231,13 @@ class Trainer:
             raise TypeError(f"fit: train must be a DataLoader, got {type(train).__name__}")
         if resume is not None:
             self.resume_from(resume)
+        lead = not parallel.active() or dist.rank() == 0   # the rank that writes and logs
         out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
+        if out is not None and lead:
             out.mkdir(parents=True, exist_ok=True)
         say = log if log is not None else (print if progress else None)
+        if not lead:
+            say, progress = None, False
         if say is not None and self.epoch < epochs:
             say(format_header())
         for epoch in range(self.epoch + 1, int(epochs) + 1):
@@ -207,12 +254,14 @@ class Trainer:
             row["seconds"] = time.perf_counter() - start
             self.history.append(row)
             self.epoch = epoch
-            if out is not None:
+            if out is not None and lead:
                 self.save(out / ckpt.WEIGHTS_NAME)
                 save_history(self.history, out)
+            if parallel.active():
+                dist.barrier()   # the checkpoint exists before any rank goes on
             if say is not None:
                 say(format_row(row))
-        if out is not None and self.history:
+        if out is not None and self.history and lead:
             save_curves(self.history, out / "curve.png", log=say or print)
         return self.history
 
@@ -230,6 +279,8 @@ class Trainer:
             raise ckpt.CheckpointError(f"{c.path}: checkpoint is for model {c.spec}, not {spec}")
         c.restore(self.model, self.optimizer, self.scheduler)
         self.epoch, self.history = c.epoch, c.history
+        if parallel.active():     # every rank read the same file (any number of ranks)
+            parallel.check_weights(self.model)
 
 
 def format_header() -> str:
