@@ -15,8 +15,6 @@ the FLOP/s of a large GEMM timed on the same device when the run starts.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..training import checkpoint as ckpt
+from ..training import trainer
 from .. import nn, ops
 from ..optim import AdamW
 from ..tensor import borrow, empty
@@ -218,14 +217,7 @@ def format_row(r: dict) -> str:
 
 
 def save_history(history: list[dict], out: Path) -> None:
-    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-             for r in history]
-    (out / "history.json").write_text(json.dumps(clean, indent=1) + "\n")
-    with open(out / "history.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for r in clean:
-            w.writerow({k: "" if r.get(k) is None else r.get(k) for k in HISTORY_FIELDS})
+    trainer.save_history(history, out, HISTORY_FIELDS)
 
 
 def save_curve(history: list[dict], path: Path) -> bool:

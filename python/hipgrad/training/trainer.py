@@ -304,17 +304,19 @@ def format_row(row: dict) -> str:
             f"{row.get('seconds', 0.0):>7.2f}{skipped}")
 
 
-def save_history(history: list[dict], out_dir: str | Path) -> None:
-    """history.json (a list of per-epoch dicts) and history.csv (one row per epoch)."""
+def save_history(history: list[dict], out_dir: str | Path,
+                 fields: list[str] = HISTORY_FIELDS) -> None:
+    """history.json (a list of per-epoch or per-step dicts) and history.csv (one row each, the
+    columns `fields`)."""
     out = Path(out_dir)
     clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
              for r in history]
     (out / "history.json").write_text(json.dumps(clean, indent=1) + "\n")
     with open(out / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in clean:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in HISTORY_FIELDS})
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
 
 
 def save_curves(history: list[dict], path: str | Path, log: Callable[[str], None] = print) -> bool:
