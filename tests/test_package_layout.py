@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "python" / "hipgrad"
+import hipgrad
+
+# The package under test: the dev tree's python/hipgrad, or the installed copy CI tests (each
+# holds its compiled _C; the source tree of a fresh clone has none).
+PKG = Path(hipgrad.__file__).resolve().parent
 MAX_LINES = 450
 
 

@@ -109,7 +109,8 @@ def test_pool_stats_describe_the_pool():
 
 
 def _run(code, env_extra, cpus=None):
-    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "python"))
+    # The hipgrad under test (the dev tree's or the installed one), not the source tree.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(hg.__file__))))
     for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         env.pop(k, None)
     env.update(env_extra)

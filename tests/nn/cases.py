@@ -33,10 +33,14 @@ class Case:
     x_shape: tuple[int, ...]
     ref: Callable[[np.ndarray, dict], np.ndarray]
     int_input: int = 0                      # > 0: integer input in [0, int_input)
+    distinct: bool = False                  # values at least 1e-2 apart (no near-ties for max)
 
     def input(self, rng: np.random.Generator) -> np.ndarray:
         if self.int_input:
             return rng.integers(0, self.int_input, size=self.x_shape).astype(np.int64)
+        if self.distinct:  # finite differences must not cross a tie between two window values
+            n = int(np.prod(self.x_shape))
+            return ((rng.permutation(n) - n / 2) * 0.0125).reshape(self.x_shape).astype(np.float32)
         return rng.standard_normal(self.x_shape).astype(np.float32)
 
 
