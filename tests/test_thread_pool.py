@@ -60,7 +60,8 @@ def test_exception_in_a_task_is_a_python_exception(threads):
 def test_nested_regions_run_on_the_callers_thread(n, inner, threads):
     counts, max_slot, nested_parallel = _C._parallel_test(n, threads, nested=inner)
     np.testing.assert_array_equal(counts, np.ones((n, inner), np.int32))
-    assert nested_parallel == 0  # no inner index ran on another slot than its caller's
+    if n > 1:  # an outer region of one task runs on the caller alone: its inner one may spread
+        assert nested_parallel == 0  # no inner index ran on another slot than its caller's
     assert max_slot < threads
 
 
