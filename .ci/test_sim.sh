@@ -19,6 +19,7 @@ start=$(date +%s)
 step() { echo "== sim [$(( $(date +%s) - start ))s] $*"; }
 
 step "build the sim flavour into $B"
+mkdir -p "$B"
 gen=()
 command -v ninja > /dev/null && gen=(-G Ninja)
 cmake -S . -B "$B" "${gen[@]}" -DHIPGRAD_GPU=sim -DCMAKE_BUILD_TYPE=Release \
