@@ -63,7 +63,7 @@ def tensor(data: Any, device: str = "cpu", dtype: Any = None) -> Tensor:
         if str(out.device).startswith("cpu"):
             np.copyto(np.from_dlpack(out), arr, casting="unsafe")
         else:
-            out.copy_(_C.from_numpy(np.ascontiguousarray(arr, dtype=dt), "cpu"))
+            out.copy_(_C.from_numpy(np.ascontiguousarray(arr, dtype=dt).reshape(arr.shape), "cpu"))
     return out
 
 

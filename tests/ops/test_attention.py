@@ -106,7 +106,10 @@ def test_attention_reports_its_kernels(device):
     hg.ops.attention(x, x, x, impl="handwritten")
     assert "attention_flash" in hg.ops.last_impl()["impl"]
     hg.ops.attention(x, x, x, impl="vendor")
-    assert "composed" in hg.ops.last_impl()["impl"]
+    ran = hg.ops.last_impl()["impl"]
+    # The composed vendor path, or (a GPU build without the vendor libraries, e.g. the simulated
+    # device) the handwritten kernel named as the vendor fallback with its reason.
+    assert "composed" in ran or ("attention_flash" in ran and "vendor fallback" in ran), ran
 
 
 def test_attention_rejects_bad_inputs():
