@@ -40,9 +40,17 @@ def _covered(row: dict, ran: dict[str, set[str]]) -> bool:
     impls = ran.get(row["op"], set())
     if "fallback" in row["note"]:
         return any("vendor fallback" in i for i in impls)
-    first, *rest = row["kernel"].split("|")
-    names = {first} | {"gpu." + r if not r.startswith("gpu.") else r for r in rest}
+    kernel = row["kernel"].split(" (")[0]  # "(one input channel per group: ...)" notes off
+    first, *rest = kernel.split("|")
+    names = {kernel, first} | {"gpu." + r if not r.startswith("gpu.") else r for r in rest}
     return any(i.split(" (")[0] in names for i in impls)
+
+
+# Launch sites reached only after a vendor library call, which the sim flavour (like the AMD CI
+# flavour) does not have: the composed attention's mask and row log-sum-exp after the vendor's
+# batched GEMM, and the bias + activation passes after a cuBLAS/rocBLAS (int8) GEMM.
+VENDOR_ONLY = ("attention_causal_mask", "attention_rows_lse", "epilogue_pass_kernel",
+               "qgemm_epilogue_kernel")
 
 
 def check(sites_file: str, ran_files: list[str]) -> int:
@@ -67,9 +75,11 @@ def check(sites_file: str, ran_files: list[str]) -> int:
     missing = sorted({(r["op"], r["variant"], r["kernel"]) for r in rows if not _covered(r, ran)})
     with open(sites_file) as f:
         sites = [s.strip() for s in f if s.strip()]
-    unlaunched = [s for s in sites if s not in launched]
+    vendor_only = [s for s in sites if any(s.split(" ", 1)[-1].startswith(v) for v in VENDOR_ONLY)]
+    unlaunched = [s for s in sites if s not in launched and s not in vendor_only]
     print(f"sim coverage: {len(rows)} GPU kernel rows, {len(rows) - len(missing)} ran; "
-          f"{len(sites)} launch sites, {len(sites) - len(unlaunched)} launched")
+          f"{len(sites)} launch sites, {len([s for s in sites if s in launched])} launched, "
+          f"{len(vendor_only)} reached only after a vendor library call (not in this flavour)")
     for op, variant, kernel in missing:
         print(f"  NOT RUN: op {op}, {variant} kernel {kernel}")
     for s in unlaunched:

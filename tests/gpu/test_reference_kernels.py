@@ -155,10 +155,14 @@ def _other_references(rng):
     idx = hg.tensor(rng.integers(0, 11, 301), device=DEV)
     # Every input made once, here: both runs of a call must see the same values.
     pred, target, q_in, emb_dy = f32(1001), f32(1001), f32(1003), f32(301, 6)
+    _, bn_mean, bn_invstd = hg.ops.batch_norm(x4, ones(5), ones(5), ones(5), ones(5),
+                                              training=True, impl="handwritten")
     return {
         "bias_backward": lambda: hg.ops.bias_backward(dy4, impl="handwritten"),
         "batch_norm": lambda: hg.ops.batch_norm(x4, ones(5), ones(5), ones(5), ones(5),
                                                 training=True, impl="handwritten")[0],
+        "batch_norm_backward": lambda: hg.ops.batch_norm_backward(
+            dy4, x4, ones(5), bn_mean, bn_invstd, training=True, impl="handwritten")[0],
         "softmax": lambda: hg.ops.softmax(logits, impl="handwritten"),
         "softmax_cross_entropy": lambda: hg.ops.softmax_cross_entropy(logits, labels,
                                                                       impl="handwritten")[0],
@@ -171,7 +175,8 @@ def _other_references(rng):
     }
 
 
-@pytest.mark.parametrize("op", ["bias_backward", "batch_norm", "softmax", "softmax_cross_entropy",
+@pytest.mark.parametrize("op", ["bias_backward", "batch_norm", "batch_norm_backward", "softmax",
+                                "softmax_cross_entropy",
                                 "mse_loss", "quantize", "embedding_backward", "conv2d_bias_act"])
 def test_other_kernels_match_their_reference(rng, op):
     call = _other_references(rng)[op]
