@@ -8,25 +8,9 @@ layers in `__all__` and this package exports them all, so a new layer is written
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from .._exports import export_submodules
 from . import init
 
-
-def _export_modules() -> list[str]:
-    names = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "init":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for name in getattr(module, "__all__", ()):
-            if name in globals():
-                raise ImportError(f"hipgrad.nn.{name} is exported by two modules "
-                                  f"({module.__name__} and another)")
-            globals()[name] = getattr(module, name)
-            names.append(name)
-    return names
-
-
-__all__ = sorted(_export_modules() + ["init"])
+__all__ = sorted(export_submodules(__name__, __path__, globals(),
+                                   lambda m: not m.startswith("_") and m != "init", "modules")
+                 + ["init"])

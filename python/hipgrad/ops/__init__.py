@@ -9,9 +9,7 @@ family is one new `_<family>.py`). _common.py holds the argument checks they sha
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from .._exports import export_submodules
 from .._native import _C
 
 
@@ -20,19 +18,6 @@ def last_impl() -> dict:
     return _C.last_run()
 
 
-def _export_families() -> list[str]:
-    names = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_") or info.name == "_common":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for name in getattr(module, "__all__", ()):
-            if name in globals():
-                raise ImportError(f"hipgrad.ops.{name} is exported by two op families "
-                                  f"({module.__name__} and another)")
-            globals()[name] = getattr(module, name)
-            names.append(name)
-    return names
-
-
-__all__ = sorted(_export_families() + ["last_impl"])
+__all__ = sorted(export_submodules(__name__, __path__, globals(),
+                                   lambda m: m.startswith("_") and m != "_common", "op families")
+                 + ["last_impl"])
