@@ -13,11 +13,13 @@ argument and the expected form.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import numpy as np
 
 _F32_MAX = float(np.finfo(np.float32).max)
+_F32 = struct.Struct("<f")
 
 
 def flag(value: Any, what: str) -> bool:
@@ -56,8 +58,11 @@ def real(value: Any, what: str, *, lo: float | None = None, hi: float | None = N
                          "bits (beyond float64)") from None
     _check(x, what, lo, hi, lo_open, hi_open, finite, "")
     if f32:
-        with np.errstate(over="ignore", under="ignore"):
-            x32 = float(np.float32(x))
+        try:  # the float32 nearest x, as the C++ side will read it (struct is the fast way)
+            x32 = _F32.unpack(_F32.pack(x))[0]
+        except OverflowError:  # beyond float32's range, or just above its largest value
+            with np.errstate(over="ignore"):
+                x32 = float(np.float32(x))
         if math.isfinite(x) and math.isinf(x32):  # lossy whether or not inf is allowed
             raise ValueError(f"{what} must be finite in float32 (the kernels' precision, at most "
                              f"{_F32_MAX:.4g} in magnitude), got {x!r}")
