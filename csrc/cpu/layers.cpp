@@ -38,24 +38,32 @@ constexpr int64_t kChannelBlock = 64;     // channels combined together (contigu
 constexpr int64_t kRowsPerPartial = 64;   // (N, C) input: rows summed into one partial row
 
 // ---- add, fill --------------------------------------------------------------------------------
+// Loop bodies are functions of their arrays: pointers captured by a lambda lose __restrict (and
+// the aliasing facts the vectorizer needs).
+void axpy_range(const float* A, const float* B, float* Y, float alpha, int64_t b, int64_t e) {
+#pragma omp simd
+  for (int64_t i = b; i < e; ++i) Y[i] = A[i] + alpha * B[i];
+}
+
+void fill_range(float* __restrict Y, float value, int64_t b, int64_t e) {
+#pragma omp simd
+  for (int64_t i = b; i < e; ++i) Y[i] = value;
+}
+
 void add_kernel(const AddArgs& a) {
   const float* A = a.a;  // may alias y (add_), so no restrict on a, b, y
   const float* B = a.b;
   float* Y = a.y;
   const float alpha = a.alpha;
-  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
-#pragma omp simd
-    for (int64_t i = i_begin; i < i_end; ++i) Y[i] = A[i] + alpha * B[i];
-  }, 16);
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1,
+                 [=](int64_t b, int64_t e) { axpy_range(A, B, Y, alpha, b, e); }, 16);
 }
 
 void fill_kernel(const FillArgs& a) {
-  float* __restrict Y = a.y;
+  float* Y = a.y;
   const float value = a.value;
-  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
-#pragma omp simd
-    for (int64_t i = i_begin; i < i_end; ++i) Y[i] = value;
-  }, 16);
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1,
+                 [=](int64_t b, int64_t e) { fill_range(Y, value, b, e); }, 16);
 }
 
 // ---- batch norm -------------------------------------------------------------------------------
@@ -208,32 +216,42 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+void dropout_range(const float* __restrict x, float* __restrict y, uint8_t* __restrict mask,
+                   uint64_t key, uint64_t threshold, float scale, int64_t b, int64_t e) {
+#pragma omp simd
+  for (int64_t i = b; i < e; ++i) {
+    const uint64_t h = mix64(key + (static_cast<uint64_t>(i) + 1) * kGolden);
+    const bool keep = (h >> 32) >= threshold;
+    mask[i] = keep;
+    y[i] = x[i] * (keep ? scale : 0.f);
+  }
+}
+
 void dropout_kernel(const DropoutArgs& a) {
   const uint64_t key = mix64(a.seed);
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(a.p) * 4294967296.0);
   const float scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(a.p)));
-  const float* __restrict x = a.x;
-  float* __restrict y = a.y;
-  uint8_t* __restrict mask = a.mask;
-  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
-#pragma omp simd
-    for (int64_t i = i_begin; i < i_end; ++i) {
-      const uint64_t h = mix64(key + (static_cast<uint64_t>(i) + 1) * kGolden);
-      const bool keep = (h >> 32) >= threshold;
-      mask[i] = keep;
-      y[i] = x[i] * (keep ? scale : 0.f);
-    }
+  const float* x = a.x;
+  float* y = a.y;
+  uint8_t* mask = a.mask;
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [=](int64_t b, int64_t e) {
+    dropout_range(x, y, mask, key, threshold, scale, b, e);
   }, 16);
+}
+
+void dropout_backward_range(const float* __restrict dy, const uint8_t* __restrict mask,
+                            float* __restrict dx, float scale, int64_t b, int64_t e) {
+#pragma omp simd
+  for (int64_t i = b; i < e; ++i) dx[i] = dy[i] * (static_cast<float>(mask[i]) * scale);
 }
 
 void dropout_backward_kernel(const DropoutBackwardArgs& a) {
   const float scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(a.p)));
-  const float* __restrict dy = a.dy;
-  const uint8_t* __restrict mask = a.mask;
-  float* __restrict dx = a.dx;
-  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
-#pragma omp simd
-    for (int64_t i = i_begin; i < i_end; ++i) dx[i] = dy[i] * (static_cast<float>(mask[i]) * scale);
+  const float* dy = a.dy;
+  const uint8_t* mask = a.mask;
+  float* dx = a.dx;
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [=](int64_t b, int64_t e) {
+    dropout_backward_range(dy, mask, dx, scale, b, e);
   }, 16);
 }
 
@@ -259,10 +277,8 @@ void embedding_backward_kernel(const EmbeddingBackwardArgs& a) {
   float* __restrict dw = a.dw;
   const float* __restrict dy = a.dy;
   const int64_t total = num * dim;
-  parallel_range(total, (total > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
-#pragma omp simd
-    for (int64_t i = i_begin; i < i_end; ++i) dw[i] = 0.f;
-  }, 16);
+  parallel_range(total, (total > kParallelMin) ? num_threads() : 1,
+                 [=](int64_t b, int64_t e) { fill_range(dw, 0.f, b, e); }, 16);
   // Column slices of at least 16 floats per thread; every thread walks all of idx in order.
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), dim / 16)));
   std::atomic<int> bad{0};

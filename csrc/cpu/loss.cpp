@@ -153,15 +153,19 @@ void mse_kernel(const MseArgs& a) {
   *a.loss = static_cast<float>(total / static_cast<double>(a.n));
 }
 
+void mse_backward_range(const float* __restrict p, const float* __restrict t, float* __restrict d,
+                        float scale, int64_t b, int64_t e) {
+#pragma omp simd
+  for (int64_t i = b; i < e; ++i) d[i] = (p[i] - t[i]) * scale;
+}
+
 void mse_backward_kernel(const MseBackwardArgs& a) {
   const float scale = static_cast<float>(2.0 / static_cast<double>(a.n));
-  const float* __restrict p = a.pred;
-  const float* __restrict t = a.target;
-  float* __restrict d = a.dpred;
-  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1, [&](int64_t i_begin, int64_t i_end) {
-#pragma omp simd
-    for (int64_t i = i_begin; i < i_end; ++i) d[i] = (p[i] - t[i]) * scale;
-  }, 16);
+  const float* p = a.pred;
+  const float* t = a.target;
+  float* d = a.dpred;
+  parallel_range(a.n, (a.n > kParallelMin) ? num_threads() : 1,
+                 [=](int64_t b, int64_t e) { mse_backward_range(p, t, d, scale, b, e); }, 16);
 }
 
 }  // namespace
