@@ -195,8 +195,38 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+class Mixed(nn.Module):
+    """A small network holding every op kind the import maps (not a torchvision model): the
+    opset sweep of the tests exports it at every opset with both exporters."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.Hardswish())
+        self.dw = nn.Conv2d(8, 8, 3, 1, 1, groups=8)
+        self.grouped = nn.Conv2d(8, 8, 2, 1, 0, groups=2)
+        self.pw = nn.Conv2d(16, 12, 1)
+        self.norm = nn.LayerNorm(12)
+        self.attn_in = nn.Linear(12, 12)
+        self.head = nn.Linear(12, num_classes)
+        self.scale = nn.Parameter(torch.rand(1, 8, 1, 1) + 0.5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        a = nn.functional.relu6(self.dw(x)) * torch.sigmoid(x) - self.scale
+        b = self.grouped(nn.functional.pad(nn.functional.leaky_relu(x, 0.1), (0, 1, 1, 0)))
+        b = nn.functional.hardsigmoid(b) + torch.tanh(b) / 2 + nn.functional.elu(b, 0.7)
+        y = nn.functional.gelu(self.pw(torch.cat([a, b], 1)))
+        y = nn.functional.max_pool2d(y, 3, 2, 1, ceil_mode=True)
+        y = nn.functional.avg_pool2d(y, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+        p, q = torch.chunk(y, 2, dim=1)
+        y = torch.cat([q, p], 1) / (0.5 + torch.sigmoid(y.mean(dim=(2, 3), keepdim=True)))
+        t = y.flatten(2).transpose(1, 2)                      # (N, HW, C)
+        t = torch.softmax(self.attn_in(self.norm(t)), dim=1)   # softmax over the positions
+        return self.head(t.mean(dim=1)).view(x.size(0), -1)
+
+
 VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
-MODELS = ("resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "vgg11_bn")
+MODELS = ("resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "vgg11_bn", "mixed")
 
 
 def _randomize_batchnorm(model: nn.Module, gen: torch.Generator) -> None:
@@ -224,6 +254,8 @@ def build(name: str, num_classes: int = 1000, seed: int = 0, size: int = 224, hi
         model = MobileNetV2(num_classes)
     elif name == "squeezenet1_1":
         model = SqueezeNet11(num_classes)
+    elif name == "mixed":
+        model = Mixed(num_classes)
     elif name == "vgg11_bn":
         model = VGG(VGG11, num_classes, pool=max(1, size // 32), hidden=hidden)
     else:
@@ -233,19 +265,22 @@ def build(name: str, num_classes: int = 1000, seed: int = 0, size: int = 224, hi
     return model.eval()
 
 
-def export(model: nn.Module, path: str, exporter: str, opset: int, size: int) -> str:
-    """The model exported to `path` with input "input" (N, 3, size, size), N dynamic."""
+def export(model: nn.Module, path: str, exporter: str, opset: int, size: int, optimize: bool = True) -> str:
+    """The model exported to `path` with input "input" (N, 3, size, size), N dynamic. With
+    optimize=False the exporter leaves its graph unfolded: BatchNormalization nodes stay (both
+    exporters fold them into the convolutions otherwise) and shapes are computed by node chains."""
     x = torch.randn(2, 3, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "legacy":
             torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset, input_names=["input"],
+                              do_constant_folding=optimize,
                               output_names=["output"], dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
         elif exporter == "dynamo":
             batch = torch.export.Dim("N", min=1, max=1024)
             torch.onnx.export(model, (x,), path, dynamo=True, opset_version=opset, input_names=["input"],
                               output_names=["output"], dynamic_shapes={"x": {0: batch}}, verbose=False,
-                              external_data=False)
+                              external_data=False, optimize=optimize)
         else:
             raise ValueError(f"exporter must be 'legacy' or 'dynamo', got {exporter!r}")
     return path

@@ -10,9 +10,9 @@ The import
 2. rewrites node patterns that are one step (onnx_patterns.py: Erf-GELU, x * HardSigmoid(x));
 3. walks the nodes in order: nodes on known values are folded with NumPy (onnx_fold.py: the
    Shape/Gather/Slice/Concat/Cast/Unsqueeze/ConstantOfShape/Constant chains that compute
-   shapes, with the batch axis kept symbolic), data nodes become steps (onnx_nodes.py),
+   shapes, with the batch axis kept symbolic), data nodes become steps (onnx_nodes.py, onnx_layout.py),
    Identity and Dropout disappear.
-Supported data ops: the keys of onnx_nodes.CONVERTERS. Anything else, and any attribute or
+Supported data ops: the keys of CONVERTERS. Anything else, and any attribute or
 operand layout the engine would not compute exactly as ONNX defines it, raises ValueError
 naming the node. The one graph input's first axis is the batch: symbolic (any batch size)
 when the file leaves it so, fixed otherwise; every other input dim must be fixed.
@@ -26,9 +26,10 @@ import numpy as np
 
 from .onnx_context import Context
 from .onnx_fold import BATCHES, FOLD, fold_node
-from .onnx_nodes import CONVERTERS
+from . import onnx_layout, onnx_nodes
 from .onnx_patterns import live, rewrite
 
+CONVERTERS = {**onnx_nodes.CONVERTERS, **onnx_layout.CONVERTERS}
 SUPPORTED = tuple(sorted(CONVERTERS))
 
 
@@ -137,6 +138,10 @@ def _convert(ctx: Context, node: Any) -> None:
         else:
             pair = tuple(np.array(s, np.int64)[slice(a.get("start", 0), a.get("end"))] for s in shapes)
         ctx.set_const(node.output[0], pair)  # type: ignore[arg-type]
+        return
+    if op == "CastLike" and ctx.is_const(ins[0]) and ctx.is_data(ins[1]):  # only the dtype is read
+        dtype = ctx.dtypes[ctx.resolve(ins[1])]
+        ctx.set_const(node.output[0], tuple(v.astype(dtype) for v in ctx.pair(ins[0])))  # type: ignore[arg-type]
         return
     fn = CONVERTERS.get(op)
     if fn is None:

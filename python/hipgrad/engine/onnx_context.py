@@ -1,5 +1,6 @@
 """The state of one ONNX import: what is known about every value so far, and the plan steps
-written for the data nodes (the converters of onnx_nodes.py call into this).
+written for the data nodes (the converters of onnx_nodes.py and onnx_layout.py call into
+this, and share the small helpers at the end).
 
 A value is either folded (a constant, possibly depending on the batch: onnx_fold.py's pairs),
 or data computed at run time, of which the import knows the shape at both BATCHES and the
@@ -8,7 +9,7 @@ dtype. Identity and Dropout make aliases. Every error names the file and the nod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -165,3 +166,51 @@ class Context:
                 raise self.fail(f"a reshape from {show_shape(self.shape(src))} to {show_shape(shapes)} "
                                 "is not expressible with a batch-agnostic target")
         self.emit("reshape", [src], [dst], [shapes], attrs={"shape": tuple(target)}, suffix=suffix)
+
+
+# ---- shared by the converters (onnx_nodes.py, onnx_layout.py) -------------------------------
+Converter = Callable[[Context, dict], None]
+
+
+def registrar(table: dict[str, Converter]) -> Callable:
+    """A decorator registering a converter in `table` for the op types it names."""
+    def converter(*ops: str) -> Callable:
+        def register(fn: Converter) -> Converter:
+            for op in ops:
+                table[op] = fn
+            return fn
+        return register
+    return converter
+
+
+def text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def int_pair(ctx: Context, a: dict, key: str, default: int) -> tuple[int, int]:
+    v = a.get(key)
+    if v is None:
+        return default, default
+    if len(v) != 2:
+        raise ctx.fail(f"{key} {list(v)}: only 2-D (two values) is supported")
+    return int(v[0]), int(v[1])
+
+
+def only_first_output(ctx: Context) -> None:
+    for name in ctx.node.output[1:]:
+        if name and ctx.consumers.get(name, 0):
+            raise ctx.fail(f"its output {name!r} is read, but only the first output is computed")
+
+
+def float_data(ctx: Context, index: int = 0, what: str = "data input") -> str:
+    x = ctx.data(index, what)
+    if ctx.dtypes[x] != np.float32:
+        raise ctx.fail(f"the {what} {x!r} is {ctx.dtypes[x]}; only float32 data is supported")
+    return x
+
+
+def broadcast(*shapes: tuple) -> tuple:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast") from None

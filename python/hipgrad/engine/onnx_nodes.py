@@ -1,4 +1,6 @@
-"""ONNX data nodes -> plan steps (the Graph IR of steps.py): one converter per op type.
+"""ONNX compute nodes -> plan steps (the Graph IR of steps.py): convolution, pooling,
+normalization, activations, elementwise arithmetic, matrix products, softmax. The shape and
+layout nodes are in onnx_layout.py.
 
 Each converter reads its node from the import Context (onnx_context.py), refuses whatever the
 engine would not compute exactly as ONNX defines it (a ValueError naming the node), and emits
@@ -15,61 +17,20 @@ steps with their output shapes. Decisions the IR leaves open, made here:
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import numpy as np
 
-from .onnx_context import Context, show_shape
-from .onnx_fold import _axes, _norm, reshape_target, squeeze_shape, unsqueeze_shape
+from .onnx_context import (Context, broadcast, float_data, int_pair, only_first_output, registrar,
+                           show_shape, text)
+from .onnx_fold import _axes, _norm
 
-CONVERTERS: dict[str, Callable[[Context, dict], None]] = {}
+CONVERTERS: dict = {}
+converter = registrar(CONVERTERS)
 _F32_MAX = float(np.finfo(np.float32).max)
-
-
-def converter(*ops: str) -> Callable:
-    def register(fn: Callable) -> Callable:
-        for op in ops:
-            CONVERTERS[op] = fn
-        return fn
-    return register
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _pair(ctx: Context, a: dict, key: str, default: int) -> tuple[int, int]:
-    v = a.get(key)
-    if v is None:
-        return default, default
-    if len(v) != 2:
-        raise ctx.fail(f"{key} {list(v)}: only 2-D (two values) is supported")
-    return int(v[0]), int(v[1])
-
-
-def _only_first_output(ctx: Context) -> None:
-    for name in ctx.node.output[1:]:
-        if name and ctx.consumers.get(name, 0):
-            raise ctx.fail(f"its output {name!r} is read, but only the first output is computed")
-
-
-def _float_data(ctx: Context, index: int = 0, what: str = "data input") -> str:
-    x = ctx.data(index, what)
-    if ctx.dtypes[x] != np.float32:
-        raise ctx.fail(f"the {what} {x!r} is {ctx.dtypes[x]}; only float32 data is supported")
-    return x
-
-
-def _broadcast(*shapes: tuple) -> tuple:
-    try:
-        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
-    except ValueError:
-        raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast") from None
 
 
 def _pads(ctx: Context, a: dict, hw: tuple, k: tuple, s: tuple, d: tuple) -> tuple[int, int, int, int]:
     """(top, left, bottom, right), from `pads` or `auto_pad` (computed for the static size)."""
-    auto = _text(a.get("auto_pad", "NOTSET"))
+    auto = text(a.get("auto_pad", "NOTSET"))
     if auto == "NOTSET":
         p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
         if len(p) != 4 or min(p) < 0:
@@ -110,7 +71,7 @@ def _window_out(size: int, k: int, s: int, d: int, p0: int, p1: int, ceil: bool)
 
 @converter("Conv")
 def conv(ctx: Context, a: dict) -> None:
-    x = _float_data(ctx)
+    x = float_data(ctx)
     w = ctx.const(1, "weight")
     if w.ndim != 4 or ctx.rank(x) != 4:
         raise ctx.fail(f"only 2-D convolution is supported (a 4-D input and weight); got input "
@@ -122,7 +83,7 @@ def conv(ctx: Context, a: dict) -> None:
         raise ctx.fail(f"weight {w.shape} with group={groups} does not fit {cin} input channels")
     if "kernel_shape" in a and tuple(a["kernel_shape"]) != w.shape[2:]:
         raise ctx.fail(f"kernel_shape {list(a['kernel_shape'])} differs from the weight's {w.shape[2:]}")
-    s, d = _pair(ctx, a, "strides", 1), _pair(ctx, a, "dilations", 1)
+    s, d = int_pair(ctx, a, "strides", 1), int_pair(ctx, a, "dilations", 1)
     k = tuple(int(v) for v in w.shape[2:])
     pads = _pads(ctx, a, (h, wd), k, s, d)
     if pads[:2] != pads[2:]:
@@ -137,12 +98,12 @@ def conv(ctx: Context, a: dict) -> None:
 @converter("MaxPool", "AveragePool")
 def pool(ctx: Context, a: dict) -> None:
     op = ctx.node.op_type
-    x = _float_data(ctx)
-    _only_first_output(ctx)
+    x = float_data(ctx)
+    only_first_output(ctx)
     if ctx.rank(x) != 4 or len(a.get("kernel_shape", [])) != 2:
         raise ctx.fail(f"only 2-D pooling is supported; got input {show_shape(ctx.shape(x))} and "
                        f"kernel_shape {list(a.get('kernel_shape', []))}")
-    k, s, d = _pair(ctx, a, "kernel_shape", 1), _pair(ctx, a, "strides", 1), _pair(ctx, a, "dilations", 1)
+    k, s, d = int_pair(ctx, a, "kernel_shape", 1), int_pair(ctx, a, "strides", 1), int_pair(ctx, a, "dilations", 1)
     if d != (1, 1):
         raise ctx.fail(f"dilations {list(d)} are not supported (pooling windows are dense)")
     h, w = ctx.static_dims(x, [2, 3], "height and width")
@@ -174,7 +135,7 @@ def pool(ctx: Context, a: dict) -> None:
 
 @converter("GlobalAveragePool", "GlobalMaxPool")
 def global_pool(ctx: Context, a: dict) -> None:
-    x = _float_data(ctx)
+    x = float_data(ctx)
     if ctx.rank(x) != 4:
         raise ctx.fail(f"only 4-D (NCHW) input is supported, got {show_shape(ctx.shape(x))}")
     shapes = ctx.both(lambda sh: (sh[0], sh[1], 1, 1), ctx.shape(x))
@@ -188,7 +149,7 @@ def global_pool(ctx: Context, a: dict) -> None:
 
 @converter("ReduceMean")
 def reduce_mean(ctx: Context, a: dict) -> None:
-    x = _float_data(ctx)
+    x = float_data(ctx)
     r = ctx.rank(x)
     axes = _axes([None, ctx.const(1, "axes", optional=True)], a, ctx.opset, 18)
     if axes is None and a.get("noop_with_empty_axes", 0):
@@ -213,8 +174,8 @@ def reduce_mean(ctx: Context, a: dict) -> None:
 
 @converter("BatchNormalization")
 def batch_norm(ctx: Context, a: dict) -> None:
-    x = _float_data(ctx)
-    _only_first_output(ctx)
+    x = float_data(ctx)
+    only_first_output(ctx)
     if a.get("training_mode", 0):
         raise ctx.fail("training_mode=1 (batch statistics) is not supported; export in eval mode")
     c = ctx.static_dims(x, [1], "channels")[0] if ctx.rank(x) >= 2 else -1
@@ -244,14 +205,14 @@ def _clip_kind(ctx: Context, a: dict) -> str:
 @converter("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Gelu", "HardSigmoid", "HardSwish", "Clip")
 def activation(ctx: Context, a: dict) -> None:
     op = ctx.node.op_type
-    x = _float_data(ctx)
+    x = float_data(ctx)
     alpha = 0.01
     if op == "LeakyRelu":
         kind, alpha = "leaky_relu", float(a.get("alpha", 0.01))
     elif op == "Elu":
         kind, alpha = "elu", float(a.get("alpha", 1.0))
     elif op == "Gelu":
-        approx = _text(a.get("approximate", "none"))
+        approx = text(a.get("approximate", "none"))
         if approx not in ("none", "tanh"):
             raise ctx.fail(f"approximate={approx!r} is not 'none' or 'tanh'")
         kind = "gelu_tanh" if approx == "tanh" else "gelu"
@@ -288,13 +249,13 @@ def _fold_bias(ctx: Context, x: str, c: np.ndarray, out: str) -> bool:
 def binary(ctx: Context, a: dict) -> None:
     op, out = ctx.node.op_type.lower(), ctx.node.output[0]
     if ctx.is_data(ctx.node.input[0]) and ctx.is_data(ctx.node.input[1]):
-        x, y = _float_data(ctx, 0, "first operand"), _float_data(ctx, 1, "second operand")
-        ctx.emit(op, [x, y], [out], [ctx.both(_broadcast, ctx.shape(x), ctx.shape(y))])
+        x, y = float_data(ctx, 0, "first operand"), float_data(ctx, 1, "second operand")
+        ctx.emit(op, [x, y], [out], [ctx.both(broadcast, ctx.shape(x), ctx.shape(y))])
         return
     first = ctx.is_const(ctx.node.input[0])
-    x = _float_data(ctx, 1 if first else 0, "operand")
+    x = float_data(ctx, 1 if first else 0, "operand")
     c = ctx.const(0 if first else 1, "constant operand").astype(np.float32)
-    shapes = ctx.both(lambda sh: _broadcast(sh, c.shape), ctx.shape(x))
+    shapes = ctx.both(lambda sh: broadcast(sh, c.shape), ctx.shape(x))
     if first and op == "div":
         raise ctx.fail("a constant divided by data (c / x) is not supported")
     if first and op == "sub":  # c - x = (-x) + c, both steps exact
@@ -310,17 +271,17 @@ def binary(ctx: Context, a: dict) -> None:
 def matmul(ctx: Context, a: dict) -> None:
     out = ctx.node.output[0]
     if ctx.is_data(ctx.node.input[0]) and ctx.is_data(ctx.node.input[1]):
-        x, y = _float_data(ctx, 0, "first operand"), _float_data(ctx, 1, "second operand")
+        x, y = float_data(ctx, 0, "first operand"), float_data(ctx, 1, "second operand")
         if ctx.rank(x) < 2 or ctx.rank(y) < 2:
             raise ctx.fail("a MatMul of two data values needs both of rank >= 2")
 
         def shape(p: tuple, q: tuple) -> tuple:
             if p[-1] != q[-2]:
                 raise ValueError(f"inner dims of {p} and {q} differ")
-            return (*_broadcast(p[:-2], q[:-2]), p[-2], q[-1])
+            return (*broadcast(p[:-2], q[:-2]), p[-2], q[-1])
         ctx.emit("matmul", [x, y], [out], [ctx.both(shape, ctx.shape(x), ctx.shape(y))])
         return
-    x = _float_data(ctx, 0, "data (first) operand")
+    x = float_data(ctx, 0, "data (first) operand")
     w = ctx.const(1, "weight")
     if w.ndim != 2 or ctx.rank(x) < 2 or ctx.shape(x)[0][-1] != w.shape[0]:
         raise ctx.fail(f"only data of rank >= 2 times a 2-D weight is supported, got "
@@ -331,7 +292,7 @@ def matmul(ctx: Context, a: dict) -> None:
 
 @converter("Gemm")
 def gemm(ctx: Context, a: dict) -> None:
-    x = _float_data(ctx, 0, "data (A) operand")
+    x = float_data(ctx, 0, "data (A) operand")
     if a.get("transA", 0) or ctx.rank(x) != 2:
         raise ctx.fail(f"only A of 2-D data without transA is supported, got {show_shape(ctx.shape(x))}, "
                        f"transA={a.get('transA', 0)}")
@@ -354,56 +315,12 @@ def gemm(ctx: Context, a: dict) -> None:
         return
     mid = ctx.fresh(f"{out}:product")  # a per-row C: broadcast as ONNX does, after the product
     ctx.emit("linear", [x], [mid], [shapes], {"weight": w})
-    ctx.emit("add", [mid], [out], [ctx.both(lambda sh: _broadcast(sh, c.shape), shapes)], {"b": c}, suffix=":C")
-
-
-@converter("Flatten")
-def flatten(ctx: Context, a: dict) -> None:
-    x = ctx.data(0)
-    r, axis = ctx.rank(x), int(a.get("axis", 1))
-    if not -r <= axis <= r:
-        raise ctx.fail(f"axis={axis} is out of range for rank {r}")
-    axis = axis + r if axis < 0 else axis
-    shapes = ctx.both(lambda sh: (int(np.prod(sh[:axis])), int(np.prod(sh[axis:]))), ctx.shape(x))
-    ctx.emit("flatten", [x], [ctx.node.output[0]], [shapes], attrs={"axis": axis})
-
-
-@converter("Reshape", "Squeeze", "Unsqueeze")
-def reshape(ctx: Context, a: dict) -> None:
-    op, x, out = ctx.node.op_type, ctx.data(0), ctx.node.output[0]
-    if op == "Reshape":
-        target = ctx.pair(ctx.node.input[1]) if len(ctx.node.input) > 1 else None
-        if target is None:
-            raise ctx.fail("the target shape must be a constant or computed from shapes at load time")
-        zero = bool(a.get("allowzero", 0))
-        sa, sb = ctx.shape(x)
-        try:
-            shapes = (reshape_target(sa, target[0], zero), reshape_target(sb, target[1], zero))
-        except ValueError as e:
-            raise ctx.fail(str(e)) from None
-    else:
-        axes = _axes([None, ctx.const(1, "axes", optional=True)], a, ctx.opset, 13)
-        if op == "Unsqueeze" and axes is None:
-            raise ctx.fail("Unsqueeze needs axes")
-        fn = squeeze_shape if op == "Squeeze" else unsqueeze_shape
-        shapes = ctx.both(lambda sh: fn(sh, axes), ctx.shape(x))
-    ctx.reshape(x, out, shapes)
-
-
-@converter("Transpose")
-def transpose(ctx: Context, a: dict) -> None:
-    x = ctx.data(0)
-    r = ctx.rank(x)
-    perm = [int(p) for p in a.get("perm", range(r - 1, -1, -1))]
-    if sorted(perm) != list(range(r)):
-        raise ctx.fail(f"perm {perm} is not a permutation of the {r} axes")
-    shapes = ctx.both(lambda sh: tuple(sh[p] for p in perm), ctx.shape(x))
-    ctx.emit("transpose", [x], [ctx.node.output[0]], [shapes], attrs={"perm": tuple(perm)})
+    ctx.emit("add", [mid], [out], [ctx.both(lambda sh: broadcast(sh, c.shape), shapes)], {"b": c}, suffix=":C")
 
 
 @converter("Softmax")
 def softmax(ctx: Context, a: dict) -> None:
-    x, out = _float_data(ctx), ctx.node.output[0]
+    x, out = float_data(ctx), ctx.node.output[0]
     r = ctx.rank(x)
     axis = int(a.get("axis", -1 if ctx.opset >= 13 else 1))
     if not -r <= axis < r:
@@ -420,82 +337,10 @@ def softmax(ctx: Context, a: dict) -> None:
     ctx.reshape(soft, out, ctx.shape(x), suffix=":back")
 
 
-@converter("Concat")
-def concat(ctx: Context, a: dict) -> None:
-    names = [n for n in ctx.node.input if n and not (ctx.is_const(n) and ctx.pair(n)[0].size == 0)]
-    xs = [_float_data(ctx, list(ctx.node.input).index(n), "input") for n in names]
-    r = ctx.rank(xs[0])
-    axis = int(a["axis"]) + (r if int(a["axis"]) < 0 else 0)
-
-    def shape(*shs: tuple) -> tuple:
-        if any(len(s) != r or s[:axis] + s[axis + 1:] != shs[0][:axis] + shs[0][axis + 1:] for s in shs):
-            raise ValueError(f"shapes {list(shs)} differ outside axis {axis}")
-        return (*shs[0][:axis], sum(s[axis] for s in shs), *shs[0][axis + 1:])
-    shapes = ctx.both(shape, *(ctx.shape(x) for x in xs))
-    if len(xs) == 1:
-        ctx.alias[ctx.node.output[0]] = xs[0]
-        return
-    ctx.emit("concat", xs, [ctx.node.output[0]], [shapes], attrs={"axis": axis})
-
-
-@converter("Split")
-def split(ctx: Context, a: dict) -> None:
-    x, outs = ctx.data(0), list(ctx.node.output)
-    r = ctx.rank(x)
-    axis = int(a.get("axis", 0)) + (r if int(a.get("axis", 0)) < 0 else 0)
-    dim = ctx.static_dims(x, [axis], f"split axis {axis}")[0]
-    sizes = ctx.const(1, "split", optional=True) if ctx.opset >= 13 else a.get("split")
-    if sizes is None or len(sizes) == 0:
-        count = int(a.get("num_outputs", len(outs)))
-        chunk = -(-dim // count) if "num_outputs" in a else dim // count
-        sizes = [chunk] * (count - 1) + [dim - chunk * (count - 1)]
-    sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
-    if sum(sizes) != dim or len(sizes) != len(outs) or min(sizes) < 0:
-        raise ctx.fail(f"split sizes {sizes} do not cut axis {axis} of {dim} into {len(outs)} parts")
-    outs = [o or ctx.fresh(f"{ctx.node.name}:unused{i}") for i, o in enumerate(outs)]
-    shapes = [ctx.both(lambda sh, n=n: (*sh[:axis], n, *sh[axis + 1:]), ctx.shape(x)) for n in sizes]
-    ctx.emit("split", [x], outs, shapes, attrs={"axis": axis, "sizes": tuple(sizes)})
-
-
-@converter("Pad")
-def pad(ctx: Context, a: dict) -> None:
-    x = _float_data(ctx)
-    mode = _text(a.get("mode", "constant"))
-    pads = ctx.const(1, "pads") if ctx.opset >= 11 else np.array(a.get("pads", []))
-    value = ctx.const(2, "constant value", optional=True) if ctx.opset >= 11 else a.get("value", 0.0)
-    axes = ctx.const(3, "axes", optional=True) if ctx.opset >= 18 else None
-    r = ctx.rank(x)
-    axes = list(range(r)) if axes is None else _norm([int(v) for v in axes], r)
-    full = [0] * (2 * r)
-    for i, ax in enumerate(axes):
-        full[ax], full[ax + r] = int(pads[i]), int(pads[i + len(axes)])
-    if mode != "constant" or r != 4 or any(full[i] for i in (0, 1, 4, 5)) or min(full) < 0:
-        raise ctx.fail(f"only constant, non-negative padding of the height and width of NCHW data is "
-                       f"supported, got mode={mode!r}, pads {full}")
-    value = 0.0 if value is None or np.size(value) == 0 else float(np.asarray(value).reshape(-1)[0])
-    t, l, b, rr = full[2], full[3], full[6], full[7]
-    shapes = ctx.both(lambda s: (s[0], s[1], s[2] + t + b, s[3] + l + rr), ctx.shape(x))
-    ctx.emit("pad", [x], [ctx.node.output[0]], [shapes], attrs={"pads": (t, l, b, rr), "value": value})
-
-
-@converter("Identity", "Dropout", "Cast")
-def passthrough(ctx: Context, a: dict) -> None:
-    x = ctx.data(0)
-    _only_first_output(ctx)
-    if ctx.node.op_type == "Dropout" and ctx.const_or_none(2) is not None and bool(ctx.const_or_none(2)):
-        raise ctx.fail("training_mode=True (random dropout) is not supported")
-    if ctx.node.op_type == "Cast":
-        from .onnx_fold import _np_dtype
-
-        if _np_dtype(a["to"]) != ctx.dtypes[x]:
-            raise ctx.fail(f"a cast of {ctx.dtypes[x]} data to {_np_dtype(a['to'])} is not supported")
-    ctx.alias[ctx.node.output[0]] = x
-
-
 @converter("LayerNormalization")
 def layer_norm(ctx: Context, a: dict) -> None:
-    x = _float_data(ctx)
-    _only_first_output(ctx)
+    x = float_data(ctx)
+    only_first_output(ctx)
     r = ctx.rank(x)
     axis = int(a.get("axis", -1))
     d = ctx.static_dims(x, [r - 1], "last dim")[0]
@@ -507,14 +352,3 @@ def layer_norm(ctx: Context, a: dict) -> None:
                        f"got axis={axis}, scale {weight.shape}, bias {bias.shape}")
     ctx.emit("layer_norm", [x], [ctx.node.output[0]], [ctx.shape(x)], {"weight": weight, "bias": bias},
              {"eps": float(a.get("epsilon", 1e-5))})
-
-
-@converter("Gather")
-def gather(ctx: Context, a: dict) -> None:
-    table = ctx.const_or_none(0)
-    ids = ctx.data(1, "indices")
-    if table is None or table.ndim != 2 or int(a.get("axis", 0)) != 0 or ctx.dtypes[ids].kind not in "iu":
-        raise ctx.fail("only an embedding lookup (a constant 2-D table, axis 0, integer indices) is "
-                       "supported on data")
-    shapes = ctx.both(lambda sh: (*sh, table.shape[1]), ctx.shape(ids))
-    ctx.emit("embedding", [ids], [ctx.node.output[0]], [shapes], {"weight": table})

@@ -3,7 +3,10 @@
 - GELU written with Erf (PyTorch's exporters before opset 20):
   x * 0.5 * (1 + erf(x / sqrt(2))), with the divide as a multiply by 1/sqrt(2) and the three
   products in any order or operand order  ->  Gelu(x);
-- HardSwish written as x * HardSigmoid(x) (alpha 1/6, beta 1/2)  ->  HardSwish(x).
+- HardSwish written as x * HardSigmoid(x) (alpha 1/6, beta 1/2)  ->  HardSwish(x);
+- LayerNorm written out (the legacy exporter before opset 17): d = x - ReduceMean(x),
+  d / Sqrt(ReduceMean(Pow(d, 2)) + eps) * w + b over the last axis  ->
+  LayerNormalization(x, w, b).
 
 A pattern is taken only where each intermediate value has no other reader; the replacement
 computes the same function (to float32 rounding) as the nodes it replaces. `live` drops the
@@ -101,6 +104,46 @@ def _hardswish(hs: Any, ix: _Index) -> tuple[str, list, str] | None:
     return hs.input[0], [hs, mul], mul.output[0]
 
 
+def _last_axis_mean(n: Any, consts: dict) -> bool:
+    """A ReduceMean over the last axis only, keeping dims (axes as attribute or input)."""
+    if n is None or n.op_type != "ReduceMean":
+        return False
+    attrs = {a.name: a for a in n.attribute}
+    if "keepdims" in attrs and attrs["keepdims"].i == 0:
+        return False
+    axes = list(attrs["axes"].ints) if "axes" in attrs else (
+        consts[n.input[1]].reshape(-1).tolist() if len(n.input) > 1 and n.input[1] in consts else None)
+    return axes == [-1]
+
+
+def _layer_norm(mean: Any, ix: _Index, consts: dict) -> tuple[list, list, str, float] | None:
+    """(inputs x, w, b; the nodes to drop; the output; eps) of a written-out LayerNorm whose
+    first ReduceMean is `mean`."""
+    x = mean.input[0]
+    sub = ix.only_reader(mean.output[0])
+    if not _last_axis_mean(mean, consts) or sub is None or sub.op_type != "Sub" or list(sub.input) != [x, mean.output[0]]:
+        return None
+    d = sub.output[0]
+    readers = ix.readers.get(d, [])
+    pow_ = next((r for r in readers if r.op_type == "Pow" and list(r.input)[0] == d), None)
+    div = next((r for r in readers if r.op_type == "Div" and list(r.input)[0] == d), None)
+    if len(readers) != 2 or pow_ is None or div is None or _scalar(consts, pow_.input[1]) != 2.0:
+        return None
+    var = ix.only_reader(pow_.output[0])
+    add = ix.only_reader(var.output[0]) if _last_axis_mean(var, consts) else None
+    eps = _scalar(consts, _other(add, var.output[0]) or "") if add is not None and add.op_type == "Add" else None
+    sqrt = ix.only_reader(add.output[0]) if eps is not None else None
+    if sqrt is None or sqrt.op_type != "Sqrt" or ix.only_reader(sqrt.output[0]) is not div or div.input[1] != sqrt.output[0]:
+        return None
+    mul = ix.only_reader(div.output[0])
+    w = _other(mul, div.output[0]) if mul is not None and mul.op_type == "Mul" else None
+    bias = ix.only_reader(mul.output[0]) if w in consts else None
+    b = _other(bias, mul.output[0]) if bias is not None and bias.op_type == "Add" else None
+    if b not in consts:
+        return None
+    return [x, w, b], [mean, sub, pow_, var, add, sqrt, div, mul, bias], bias.output[0], eps
+
+
 def rewrite(nodes: list, consts: dict[str, np.ndarray], outputs: set[str]) -> list:
     """`nodes` with each pattern replaced by its one node (placed where the last replaced node
     was, so the order stays topological)."""
@@ -116,13 +159,17 @@ def rewrite(nodes: list, consts: dict[str, np.ndarray], outputs: set[str]) -> li
             found, op, extra = _gelu(n, ix, consts), "Gelu", {"approximate": "none"}
         elif n.op_type == "HardSigmoid":
             found, op, extra = _hardswish(n, ix), "HardSwish", {}
+        elif n.op_type == "ReduceMean":
+            found, op = _layer_norm(n, ix, consts), "LayerNormalization"
+            extra = {"axis": -1, "epsilon": found[3]} if found else {}
         else:
             continue
         if found is None or any(id(m) in dropped for m in found[1]):
             continue
-        x, group, out = found
+        x, group, out = found[:3]
         dropped.update(id(m) for m in group)
-        fused = helper.make_node(op, [x], [out], name=n.name or f"{op}_{len(replace)}", **extra)
+        inputs = x if isinstance(x, list) else [x]
+        fused = helper.make_node(op, inputs, [out], name=n.name or f"{op}_{len(replace)}", **extra)
         replace[id(ix.producer[out])] = fused
     return [replace.get(id(n), n) for n in nodes if id(n) not in dropped or id(n) in replace]
 
