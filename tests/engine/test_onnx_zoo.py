@@ -106,3 +106,36 @@ def test_int8_top1_agreement(zoo, rng, name, record_property):
     record_property("int8_top1_agreement", agree)
     print(f"{name}: int8 top-1 agreement with fp32 {agree:.3f} on 64 random inputs")
     assert agree >= 0.8, f"{name}: int8 agrees with fp32 on only {agree:.1%} of the inputs"
+
+
+GPT_EXPORTS = [("legacy", 14, False), ("legacy", 17, True), ("dynamo", 18, False), ("dynamo", 18, True)]
+
+
+@pytest.mark.parametrize("exporter,opset,flash", GPT_EXPORTS,
+                         ids=[f"{e}{o}-{'sdpa' if f else 'masked'}" for e, o, f in GPT_EXPORTS])
+def test_gpt_exported_from_its_pytorch_twin(tmp_path, rng, exporter, opset, flash):
+    """hipgrad's GPT (hg.build_model("gpt")) with its weights in an equivalent PyTorch module
+    (zoo_gpt.py), exported: LayerNorm (or its opset-14 decomposition), the causal mask (Where or
+    an added -inf mask), the heads' reshapes and transposes, Erf-GELU and the token embedding
+    import, and the engine's logits equal hipgrad's own GPT, PyTorch and onnxruntime."""
+    import hipgrad as hg
+
+    from . import zoo_gpt
+
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript")
+    model = hg.build_model("gpt", vocab_size=67, block_size=16, n_layer=2, n_head=2, n_embd=32).eval()
+    tw = zoo_gpt.twin(model, flash)
+    path = zoo_gpt.export(tw, str(tmp_path / "gpt.onnx"), exporter, opset, 12)
+    engine = InferenceEngine.load(path, device="cpu")
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for n in (1, 3):
+        idx = rng.integers(0, 67, (n, 12)).astype(np.int64)
+        got = engine.forward(idx)
+        with torch.no_grad():
+            want_torch = tw(torch.from_numpy(idx)).numpy()
+        wants = {"hipgrad GPT": model(hg.tensor(idx, dtype=np.int64)).numpy(), "torch": want_torch,
+                 "onnxruntime": sess.run(None, {"idx": idx})[0]}
+        for who, want in wants.items():
+            assert got.shape == want.shape, (who, n, got.shape, want.shape)
+            assert _rel_err(got, want) <= 1e-4, (who, n, _rel_err(got, want))

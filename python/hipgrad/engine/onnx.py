@@ -174,13 +174,15 @@ def graph_from_onnx(path: str) -> tuple[Any, dict]:
     for i, n in enumerate(nodes):
         if not n.name:
             n.name = f"{n.op_type}_{i}"
-    simple = dict(inits)
+    simple = dict(inits)  # the constants patterns look at: initializers, Constant nodes, their Identity
     for n in nodes:
         if n.op_type == "Constant" and len(n.output) == 1:
             try:
                 simple[n.output[0]] = FOLD["Constant"]([], _attrs(n), opset)[0]
             except ValueError:
                 pass
+        elif n.op_type == "Identity" and n.input[0] in simple:
+            simple[n.output[0]] = simple[n.input[0]]
     nodes = live(rewrite(nodes, simple, set(outputs)), outputs)
     ctx = Context(str(path), opset, _consumers(nodes, outputs))
     for name, arr in inits.items():

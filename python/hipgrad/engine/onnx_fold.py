@@ -186,7 +186,9 @@ FOLD: dict[str, Callable[[list, dict, int], list[np.ndarray]]] = {
     "Equal": _one(np.equal), "Less": _one(np.less), "Greater": _one(np.greater),
     "LessOrEqual": _one(np.less_equal), "GreaterOrEqual": _one(np.greater_equal),
     "Not": _one(np.logical_not), "And": _one(np.logical_and), "Or": _one(np.logical_or),
-    "Where": _one(np.where), "Max": _variadic(np.maximum), "Min": _variadic(np.minimum),
+    "Where": _one(np.where),
+    "Trilu": lambda ins, attrs, opset: [(np.triu if attrs.get("upper", 1) else np.tril)(
+        ins[0], int(ins[1]) if len(ins) > 1 and ins[1] is not None else 0)], "Max": _variadic(np.maximum), "Min": _variadic(np.minimum),
     "ReduceProd": _reduce(np.prod), "ReduceSum": _reduce(np.sum), "ReduceMax": _reduce(np.max),
     "ReduceMin": _reduce(np.min),
 }

@@ -12,7 +12,8 @@ steps with their output shapes. Decisions the IR leaves open, made here:
   that step's bias (MatMul + Add of nn.Linear);
 - Softmax before opset 13 (over the flattened trailing dims) is reshape, softmax, reshape;
 - ReduceMean over the spatial axes of NCHW is global_avgpool (+ a reshape when keepdims=0);
-- Clip is relu (0, none) or relu6 (0, 6), HardSigmoid only PyTorch's (alpha 1/6, beta 1/2).
+- Clip is relu (0, none) or relu6 (0, 6), HardSigmoid only PyTorch's (alpha 1/6, beta 1/2);
+- Where(constant cond, x, -inf) (an attention mask) is an add of 0 / -inf.
 """
 
 from __future__ import annotations
@@ -265,6 +266,23 @@ def binary(ctx: Context, a: dict) -> None:
     if op == "add" and _fold_bias(ctx, x, c, out):
         return
     ctx.emit(op, [x], [out], [shapes], {"b": c})
+
+
+@converter("Where")
+def where(ctx: Context, a: dict) -> None:
+    """Where(cond, x, -inf) with a constant cond (a causal mask) is x + (0 where cond, -inf
+    elsewhere): the same values for every finite x. Other selections are refused."""
+    cond = ctx.const(0, "condition").astype(bool)
+    first = ctx.is_data(ctx.node.input[1])
+    x = float_data(ctx, 1 if first else 2, "selected data")
+    fill = ctx.const(2 if first else 1, "fill value").astype(np.float32)
+    keep = cond if first else ~cond
+    mask = np.where(keep, np.float32(0), fill).astype(np.float32)
+    if not np.isneginf(mask[~np.broadcast_to(keep, mask.shape)]).all():
+        raise ctx.fail("only a Where that keeps data where a constant condition holds and is -inf "
+                       "elsewhere (a mask) is supported")
+    shapes = ctx.both(lambda sh: broadcast(sh, mask.shape), ctx.shape(x))
+    ctx.emit("add", [x], [ctx.node.output[0]], [shapes], {"b": mask})
 
 
 @converter("MatMul")
