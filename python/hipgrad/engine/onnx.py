@@ -118,11 +118,11 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
             arrays = {"weight": np.ascontiguousarray(weight * a.get("alpha", 1.0), np.float32)}
             if len(w) > 1 and w[1] is not None:
                 arrays["bias"] = _bias(w[1], weight.shape[0], where) * np.float32(a.get("beta", 1.0))
-            steps.append(Step("linear", name, arrays))
+            steps.append(Step("linear", name, arrays=arrays))
         elif op == "MatMul":
             if w[0].ndim != 2:
                 raise ValueError(f"{where}: only a 2-D (K, N) weight is supported, got shape {w[0].shape}")
-            steps.append(Step("linear", name, {"weight": np.ascontiguousarray(w[0].T)}))
+            steps.append(Step("linear", name, arrays={"weight": np.ascontiguousarray(w[0].T)}))
         elif op == "Add":
             prev = steps[-1] if steps else None
             consts = [inits[i] for i in node.input if i in inits]
@@ -136,7 +136,7 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
             arrays = {"weight": w[0]}
             if len(w) > 1 and w[1] is not None:
                 arrays["bias"] = w[1]
-            steps.append(Step("conv", name, arrays, {
+            steps.append(Step("conv", name, arrays=arrays, attrs={
                 "stride": _spatial(a, "strides", 1), "padding": _pads(a, node, name),
                 "dilation": _spatial(a, "dilations", 1), "groups": int(a.get("group", 1))}))
         elif op in ("Relu", "Sigmoid", "Tanh"):
@@ -173,8 +173,8 @@ def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
                                                       "stride": (dims[2], dims[3]), "padding": (0, 0)}))
         elif op == "BatchNormalization":
             scale, bias, mean, var = w[:4]
-            steps.append(Step("batch_norm", name, {"weight": scale, "bias": bias, "running_mean": mean,
-                                               "running_var": var}, {"eps": float(a.get("epsilon", 1e-5))}))
+            steps.append(Step("batch_norm", name, arrays={"weight": scale, "bias": bias, "running_mean": mean,
+                                               "running_var": var}, attrs={"eps": float(a.get("epsilon", 1e-5))}))
         elif op == "Flatten":
             axis = int(a.get("axis", 1))
             if not (axis == 1 or (rank is not None and axis + rank == 1)):
