@@ -32,7 +32,7 @@ from hipgrad import nn, ops
 from tests.nn import reference as ref
 from tests.nn.cases import (Case, act_ref, attn_ref, block_ref, gpt_block_ref, ln_ref, make_block,
                             mlp_block_ref, mlp_ref, sub, torch_block, torch_transformer,
-                            torch_residual)
+                            torch_residual, make_fire, torch_fire, fire_ref)
 from tests.reference import activation as ref_act
 from tests.reference import attention as ref_attn
 from tests.reference import conv as ref_conv
@@ -837,6 +837,7 @@ LAYER_CASES = [
          lambda t: torch_residual(t, t.Sequential(t.Linear(4, 4), t.Tanh())), (3, 4),
          lambda x, p: np.tanh(ref.linear(x, sub(p, "body.0."))) + x),
     Case("resnet_block", make_block, torch_block, (2, 3, 7, 7), block_ref),
+    Case("concat_fire", make_fire, torch_fire, (2, 3, 5, 4), fire_ref),
     Case("layer_norm", lambda: nn.LayerNorm(8), lambda t: torch_transformer(t, "layer_norm"),
          (2, 5, 8), ln_ref),
     Case("gpt_mlp", lambda: nn.MLP(8), lambda t: torch_transformer(t, "mlp"), (2, 5, 8),

@@ -1,0 +1,268 @@
+"""Each step kind bound to the op calls that compute it (execute.py runs them).
+
+`bind(step, inputs, views, int8, scratch)` returns call(*inputs) -> tuple of outputs, with the
+weights, attributes and (planned) output views fixed for inputs of these shapes. `views` are the
+tensors memplan.step_writes lists for the step (scratch first, outputs last), or None: each op
+then allocates. A planned write that shares the buffer of an input (the plan let it take a
+dying input's buffer) runs the in-place form (add_, a conv writing over its residual, an INT8
+op whose input went to the int8 scratch first).
+
+INT8: conv and linear steps quantize their input into the arena's int8 scratch (per-tensor
+scale from calibration, per-output-channel weights) and run qconv2d / qgemm, whose float32
+output is dequantized. Every other step, add / concat of such outputs included, runs in
+float32 on dequantized values. A residual fused into an INT8 conv is added after qconv2d
+(+ the activation then), in float32.
+
+Ops from the `graphops` branch (ops.binary, transpose, pad2d, reduce_mean, pooling with
+ceil_mode): used where this hipgrad has them; without them a step that needs one raises a
+ValueError naming its kind, except where an existing op computes the same exactly (sub of
+same-shape operands as add with alpha -1, a global mean as an average pool, ceil_mode where it
+changes no output size).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import ops
+from .._native import _C
+from ..ops._conv import _hyper as _conv_hyper
+from ..tensor import Tensor
+from . import copies
+from .memplan import QUANTIZED, conv_residual_native, step_writes
+from .shapes import norm_axes, output_shapes
+
+Call = Callable[..., tuple]
+
+
+def _has(op: str, arg: str | None = None) -> bool:
+    """Whether hipgrad.ops has `op` (taking the keyword `arg`)."""
+    f = getattr(ops, op, None)
+    return f is not None and (arg is None or arg in inspect.signature(f).parameters)
+
+
+def _needs(s: Any, what: str) -> ValueError:
+    return ValueError(f"plan step {s.name!r} ({s.kind}): needs {what}, which this hipgrad build "
+                      "does not have")
+
+
+def _same(a: Tensor | None, b: Tensor) -> bool:
+    """`a` is a planned view over the memory of `b` (an in-place write)."""
+    return a is not None and a.data_ptr() == b.data_ptr()
+
+
+def bind(s: Any, ins: Sequence[Tensor], views: Sequence[Tensor] | None, int8: bool,
+         scratch: Callable[[Sequence[int]], Tensor] | None = None) -> Call:
+    shapes = [tuple(x.shape) for x in ins]
+    outs = output_shapes(s, shapes)
+    n = len(step_writes(s, shapes, outs, int8))
+    w: list[Tensor | None] = list(views) if views is not None else [None] * n
+    if s.kind in ("flatten", "reshape"):  # a view: no copy, no buffer
+        shape = outs[0]
+        return lambda v: (v.reshape(*shape),)
+    if s.kind == "linear" and len(shapes[0]) != 2:  # on the last axis: through 2-D views
+        rows, k, lead = -1, shapes[0][-1], outs[0]
+        flat = [None if t is None else t.reshape(-1, lead[-1]) for t in w]
+        inner = bind(s, [ins[0].reshape(rows, k)], flat if views is not None else None, int8, scratch)
+        return lambda v: (inner(v.reshape(rows, k))[0].reshape(*lead),)
+    if s.kind in QUANTIZED and int8:
+        return _quantized(s, ins, w, scratch)
+    if s.kind == "conv":
+        return _conv(s, ins, w, outs[0])
+    if s.kind in ("add", "sub", "mul", "div"):
+        return _binary(s, ins, w, outs[0])
+    f = _SIMPLE.get(s.kind)
+    if f is None:
+        raise ValueError(f"plan step {s.name!r} has an unknown kind {s.kind!r}")
+    return f(s, ins, w, outs)
+
+
+def _epilogue(s: Any, w: list[Tensor | None]) -> Callable[[Tensor, Tensor | None], Tensor]:
+    """y + residual (in place) then the step's activation: the tail of a conv whose residual
+    the native op does not add (INT8, or a build without conv residuals). `w` ends in the
+    output view; with an activation the sum goes to the scratch before it."""
+    act, alpha = s.attrs.get("act"), float(s.attrs.get("alpha", 0.01))
+    o = w[-1]
+
+    def tail(y: Tensor, r: Tensor | None) -> Tensor:
+        if r is not None:
+            y = ops.add_(y, r)
+        return ops.activation(y, act, alpha=alpha, out=o) if act else y
+    return tail
+
+
+def _quantized(s: Any, ins: Sequence[Tensor], w: list, scratch: Any) -> Call:
+    t, a = s.tensors, s.attrs
+    x = ins[0]
+    q = None if scratch is None else scratch(x.shape)
+    scale, wq, w_scale, bias = s.x_scale, t["wq"], t["w_scale"], t.get("bias")
+    residual = len(ins) > 1
+    act = None if residual else a.get("act")  # after the residual add when there is one
+    alpha = float(a.get("alpha", 0.01))
+    o = w[0]  # (the scratch before the activation, with a residual and an activation)
+    tail = _epilogue(s, w) if residual else None
+    if s.kind == "conv":
+        def run(v: Tensor, *r: Tensor) -> tuple:
+            y = ops.qconv2d(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias, stride=a["stride"],
+                            padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
+                            activation=act, alpha=alpha, out=o)
+            return (tail(y, r[0]) if tail else y,)
+        return run
+    return lambda v: (ops.qgemm(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,
+                                activation=act, alpha=alpha, out=o),)
+
+
+def _conv(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
+    t, a = s.tensors, s.attrs
+    act, alpha = a.get("act"), float(a.get("alpha", 0.01))
+    hyper = _conv_hyper("conv2d_bias_act", a["stride"], a["padding"], a["dilation"], a["groups"])
+    wt, bias = t["weight"], t.get("bias")
+    if len(ins) == 1:  # the hot step calls the native op directly (all checked there)
+        o = w[0]
+        return lambda v: (_C.ops.conv2d_bias_act(v, wt, bias, *hyper, act or "none", alpha, "auto", o),)
+    if len(w) == 1 and tuple(ins[1].shape) == tuple(out_shape) and conv_residual_native():
+        o = w[0]  # y = act(conv + bias + residual) in the epilogue; o may be the residual's buffer
+        return lambda v, r: (_C.ops.conv2d_bias_act(v, wt, bias, r, *hyper, act or "none", alpha, "auto", o),)
+    if tuple(ins[1].shape) != tuple(out_shape):
+        raise _needs(s, f"a residual of its output's shape {tuple(out_shape)}, got {tuple(ins[1].shape)}")
+    first, tail = w[0], _epilogue(s, w)
+    return lambda v, r: (tail(_C.ops.conv2d_bias_act(v, wt, bias, *hyper, "none", alpha, "auto", first), r),)
+
+
+def _linear(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    t, a, o = s.tensors, s.attrs, w[0]
+    act, alpha, bias = a.get("act") or "none", float(a.get("alpha", 0.01)), t.get("bias")
+    if "weight_packed" in t:  # the CPU GEMM's panels, packed once (engine._packs)
+        wp, n = t["weight_packed"], a["out_features"]
+        return lambda v: (_C.ops.linear_bias_act_packed(v, wp, bias, n, act, alpha, "auto", o),)
+    wt = t["weight"]
+    return lambda v: (_C.ops.linear_bias_act(v, wt, bias, act, alpha, "auto", o),)
+
+
+def _binary(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
+    """add / sub / mul / div of two values or a value and the constant arrays["b"]."""
+    act, alpha = s.attrs.get("act"), float(s.attrs.get("alpha", 0.01))
+    kind, o, after = s.kind, w[0], (w[1] if act else None)
+    const = s.tensors.get("b") if len(ins) == 1 else None
+    a = ins[0]
+    b = const if const is not None else ins[1]
+    same = tuple(a.shape) == tuple(b.shape) == tuple(out_shape)
+
+    def finish(y: Tensor) -> tuple:
+        return (ops.activation(y, act, alpha=alpha, out=after) if act else y,)
+    if kind == "add" and same and _same(o, a):
+        op = lambda x, y: ops.add_(x, y)  # noqa: E731
+    elif kind == "add" and same and const is None and _same(o, ins[1]):
+        op = lambda x, y: ops.add_(y, x)  # noqa: E731  (a + b == b + a exactly)
+    elif kind in ("add", "sub") and same:
+        sign = 1.0 if kind == "add" else -1.0  # a - b as a + (-1) b: the same rounding
+        op = lambda x, y: ops.add(x, y, alpha=sign, out=o)  # noqa: E731
+    elif _has("binary"):
+        op = lambda x, y: ops.binary(x, y, kind, out=o)  # noqa: E731
+    else:
+        raise _needs(s, f"{kind} of shapes {tuple(a.shape)} and {tuple(b.shape)} (ops.binary)")
+    if const is not None:
+        return lambda x: finish(op(x, const))
+    return lambda x, y: finish(op(x, y))
+
+
+def _pool(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    a, o = s.attrs, w[0]
+    k, st, p = a["kernel"], a["stride"], a["padding"]
+    kw: dict[str, Any] = {}
+    plain = tuple(outs[0]) == tuple(output_shapes(_Floor(s), [tuple(ins[0].shape)])[0])
+    if a.get("ceil_mode") and not plain:
+        if not _has("max_pool2d", "ceil_mode"):
+            raise _needs(s, "pooling with ceil_mode (the output size differs from floor mode)")
+        kw["ceil_mode"] = True
+    if s.kind == "maxpool":
+        return lambda v: (ops.max_pool2d(v, k, stride=st, padding=p, out=o, with_argmax=False, **kw)[0],)
+    if not a.get("count_include_pad", True) and any(p):
+        if not _has("avg_pool2d", "count_include_pad"):
+            raise _needs(s, "average pooling with count_include_pad=False over padding")
+        kw["count_include_pad"] = False
+    return lambda v: (ops.avg_pool2d(v, k, stride=st, padding=p, out=o, **kw),)
+
+
+class _Floor:
+    """A pooling step seen with ceil_mode off (to compare output sizes)."""
+
+    def __init__(self, s: Any) -> None:
+        self.kind, self.name, self.attrs = s.kind, s.name, dict(s.attrs, ceil_mode=False)
+
+
+def _reduce_mean(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    x, o = ins[0], w[0]
+    axes, keep = norm_axes(s.attrs["axes"], len(x.shape)), bool(s.attrs.get("keepdims", True))
+    if _has("reduce_mean"):
+        return lambda v: (ops.reduce_mean(v, list(axes), keepdims=keep, out=o),)
+    if axes == (2, 3) and len(x.shape) == 4:  # the spatial mean: one window over the plane
+        hw = tuple(x.shape[2:])
+        o4 = None if o is None else o.reshape(x.shape[0], x.shape[1], 1, 1)
+        shape = outs[0]
+        return lambda v: (ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o4).reshape(*shape),)
+    raise _needs(s, f"a mean over axes {list(s.attrs['axes'])} (ops.reduce_mean)")
+
+
+def _global_avgpool(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    hw, o = tuple(ins[0].shape[2:]), w[0]
+    return lambda v: (ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o),)
+
+
+def _softmax(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    rank, o = len(ins[0].shape), w[0]
+    axis = int(s.attrs.get("axis", -1))
+    if axis not in (-1, rank - 1):
+        raise _needs(s, f"a softmax over axis {axis} of a {rank}-D input (the last axis only)")
+    return lambda v: (ops.softmax(v, out=o),)
+
+
+def _transpose(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    if not _has("transpose"):
+        raise _needs(s, "ops.transpose")
+    perm, o = [int(p) for p in s.attrs["perm"]], w[0]
+    return lambda v: (ops.transpose(v, perm, out=o),)
+
+
+def _pad(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    if not _has("pad2d"):
+        raise _needs(s, "ops.pad2d")
+    pads, value, o = tuple(int(p) for p in s.attrs["pads"]), float(s.attrs.get("value", 0.0)), w[0]
+    return lambda v: (ops.pad2d(v, pads, value=value, out=o),)
+
+
+def _matmul(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    a, b = (tuple(x.shape) for x in ins)
+    if a[:-2] != b[:-2]:
+        raise _needs(s, f"a matmul of shapes {a} and {b} with broadcast batch axes")
+    m, k, nn = a[-2], a[-1], b[-1]
+    o3 = None if w[0] is None else w[0].reshape(-1, m, nn)
+    shape = outs[0]
+    return lambda x, y: (ops.bmm(x.reshape(-1, m, k), y.reshape(-1, k, nn), out=o3).reshape(*shape),)
+
+
+def _simple(f: Callable[[Any, Tensor, Tensor | None], Tensor]) -> Callable:
+    return lambda s, ins, w, outs: (lambda v: (f(s, v, w[0]),))
+
+
+_SIMPLE: dict[str, Callable] = {
+    "act": _simple(lambda s, v, o: ops.activation(v, s.attrs["kind"], alpha=float(s.attrs.get("alpha", 0.01)),
+                                                  out=o)),
+    # eval batch norm reads the running statistics, never writes them
+    "batch_norm": _simple(lambda s, v, o: ops.batch_norm(
+        v, s.tensors["weight"], s.tensors["bias"], s.tensors["running_mean"], s.tensors["running_var"],
+        training=False, eps=s.attrs["eps"], out=o)[0]),
+    "embedding": _simple(lambda s, v, o: ops.embedding(s.tensors["weight"], v, out=o)),
+    "layer_norm": _simple(lambda s, v, o: ops.layer_norm(v, s.tensors.get("weight"), s.tensors.get("bias"),
+                                                         eps=float(s.attrs.get("eps", 1e-5)))[0]),
+    "linear": _linear, "maxpool": _pool, "avgpool": _pool, "global_avgpool": _global_avgpool,
+    "reduce_mean": _reduce_mean, "softmax": _softmax, "transpose": _transpose, "pad": _pad,
+    "matmul": _matmul,
+    "concat": lambda s, ins, w, outs: (lambda *vs: (copies.concat(vs, int(s.attrs["axis"]), out=w[0]),)),
+    "split": lambda s, ins, w, outs: (lambda v: tuple(copies.split(
+        v, int(s.attrs["axis"]), [int(n) for n in s.attrs["sizes"]], None if w[0] is None else w))),
+    "attention": lambda s, ins, w, outs: (lambda q, k, v: (ops.attention(
+        q, k, v, causal=bool(s.attrs.get("causal", False)), scale=s.attrs.get("scale"))[0],)),
+}
