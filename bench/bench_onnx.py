@@ -265,11 +265,15 @@ def markdown(info: dict, rows: list[dict], up: tuple[str, str]) -> str:
         rep = mem["report"]
         meas = rep.get("measured", {}) if isinstance(rep, dict) else {}
         fmt = lambda b: "n/a" if b is None else f"{b / mib:.2f} MiB"  # noqa: E731
-        md += ["", f"Memory, ResNet-18 batch {max(ARGS.batches)}: engine weights {fmt(mem['weights_bytes'])}, "
-                   f"measured peak of a forward {fmt(meas.get('peak_bytes'))} (planned "
-                   f"{fmt(meas.get('planned_peak_bytes'))}); process RSS growth (fresh process: load + one "
-                   f"batch): engine {fmt(mem['engine_rss_growth'])}, onnxruntime {fmt(mem['ort_rss_growth'])}. "
-                   "The full memory_report is in the JSON file."]
+        plan = next((p for p in rep.get("plans", []) if p.get("input_shape", [0])[0] == max(ARGS.batches)), {})
+        md += ["", f"Memory, ResNet-18 batch {max(ARGS.batches)}: engine weights {fmt(mem['weights_bytes'])}; "
+                   f"planned activation buffers {fmt(plan.get('activation_bytes'))} "
+                   f"({plan.get('slots', '?')} buffers, against {fmt(plan.get('intermediate_bytes'))} for all "
+                   f"intermediate values); measured peak of a forward (weights + buffers + workspace, "
+                   f"hg.memory_stats) {fmt(meas.get('peak_bytes'))}, planned {fmt(meas.get('planned_peak_bytes'))}. "
+                   f"Process RSS growth (a fresh process: load the file, run one batch; allocator and "
+                   f"library overheads included): engine {fmt(mem['engine_rss_growth'])}, onnxruntime "
+                   f"{fmt(mem['ort_rss_growth'])}. The full memory_report is in the JSON file."]
     return "\n".join(md) + "\n"
 
 

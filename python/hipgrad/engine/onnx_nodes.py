@@ -11,6 +11,7 @@ steps with their output shapes. Decisions the IR leaves open, made here:
 - an Add of a constant after a bias-less linear step whose output nothing else reads becomes
   that step's bias (MatMul + Add of nn.Linear);
 - Softmax before opset 13 (over the flattened trailing dims) is reshape, softmax, reshape;
+  from opset 13 over a middle axis: transpose (that axis last), softmax, transpose back;
 - ReduceMean over the spatial axes of NCHW is global_avgpool (+ a reshape when keepdims=0);
 - Clip is relu (0, none) or relu6 (0, 6), HardSigmoid only PyTorch's (alpha 1/6, beta 1/2);
 - Where(constant cond, x, -inf) (an attention mask) is an add of 0 / -inf.
@@ -344,8 +345,17 @@ def softmax(ctx: Context, a: dict) -> None:
     if not -r <= axis < r:
         raise ctx.fail(f"axis={axis} is out of range for rank {r}")
     axis = axis + r if axis < 0 else axis
-    if ctx.opset >= 13 or axis == r - 1:
+    if axis == r - 1:
         ctx.emit("softmax", [x], [out], [ctx.shape(x)], attrs={"axis": axis})
+        return
+    if ctx.opset >= 13:  # over a middle axis: moved last and back (the plan's softmax is the last axis's)
+        perm = list(range(r))
+        perm[axis], perm[-1] = perm[-1], perm[axis]
+        moved, soft = ctx.fresh(f"{out}:moved"), ctx.fresh(f"{out}:softmax")
+        swapped = ctx.both(lambda sh: tuple(sh[p] for p in perm), ctx.shape(x))
+        ctx.emit("transpose", [x], [moved], [swapped], attrs={"perm": tuple(perm)}, suffix=":moved")
+        ctx.emit("softmax", [moved], [soft], [swapped], attrs={"axis": r - 1})
+        ctx.emit("transpose", [soft], [out], [ctx.shape(x)], attrs={"perm": tuple(perm)}, suffix=":back")
         return
     # before opset 13: one softmax over all the dims from `axis` on, flattened
     flat, soft = ctx.fresh(f"{out}:2d"), ctx.fresh(f"{out}:softmax")
