@@ -5,6 +5,8 @@ against NumPy written here otherwise."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -122,7 +124,7 @@ def test_batch_axis_stays_symbolic(tmp_path, rng):
     _, nodes, inits, in_shape, opset = cases["reshape_shape_chain"]
     graph, _ = _import(onnx_cases.save_graph(tmp_path, nodes, inits, in_shape, opset, name="chain"))
     (step,) = [s for s in graph.steps if s.kind == "reshape"]
-    assert step.attrs["shape"] in ((0, 5, -1), (-1, 5, 6)), step.attrs
+    assert step.attrs["shape"] in ((0, 5, 6), (-1, 5, 6)), step.attrs
     assert [s.kind for s in graph.steps] == ["reshape"]  # Shape/Gather/Unsqueeze/Concat folded away
 
 
@@ -171,7 +173,7 @@ def test_corrupt_and_truncated_files_name_the_file(tmp_path, rng):
         with pytest.raises(ValueError, match="bad.onnx: not a (readable|valid) ONNX model"):
             InferenceEngine.load(str(bad))
     path, _ = _cnn(rng, tmp_path / "whole.onnx")
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     cut = tmp_path / "cut.onnx"
     for size in sorted({int(f * len(data)) for f in np.linspace(0.02, 0.98, 23)} | {len(data) - 1}):
         cut.write_bytes(data[:size])

@@ -117,7 +117,8 @@ def test_gpt_exported_from_its_pytorch_twin(tmp_path, rng, exporter, opset, flas
     """hipgrad's GPT (hg.build_model("gpt")) with its weights in an equivalent PyTorch module
     (zoo_gpt.py), exported: LayerNorm (or its opset-14 decomposition), the causal mask (Where or
     an added -inf mask), the heads' reshapes and transposes, Erf-GELU and the token embedding
-    import, and the engine's logits equal hipgrad's own GPT, PyTorch and onnxruntime."""
+    import; each layer's attention is one fused step; the engine's logits equal hipgrad's own
+    GPT, PyTorch and onnxruntime."""
     import hipgrad as hg
 
     from . import zoo_gpt
@@ -127,6 +128,11 @@ def test_gpt_exported_from_its_pytorch_twin(tmp_path, rng, exporter, opset, flas
     model = hg.build_model("gpt", vocab_size=67, block_size=16, n_layer=2, n_head=2, n_embd=32).eval()
     tw = zoo_gpt.twin(model, flash)
     path = zoo_gpt.export(tw, str(tmp_path / "gpt.onnx"), exporter, opset, 12)
+    from hipgrad.engine.onnx import graph_from_onnx
+
+    kinds = [s.kind for s in graph_from_onnx(path)[0].steps]
+    assert kinds.count("attention") == 2 and "softmax" not in kinds and "matmul" not in kinds, kinds
+    assert kinds.count("layer_norm") == 5, kinds
     engine = InferenceEngine.load(path, device="cpu")
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     for n in (1, 3):

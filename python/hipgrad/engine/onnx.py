@@ -11,7 +11,8 @@ The import
 3. walks the nodes in order: nodes on known values are folded with NumPy (onnx_fold.py: the
    Shape/Gather/Slice/Concat/Cast/Unsqueeze/ConstantOfShape/Constant chains that compute
    shapes, with the batch axis kept symbolic), data nodes become steps (onnx_nodes.py, onnx_layout.py),
-   Identity and Dropout disappear.
+   Identity and Dropout disappear;
+4. fuses scaled dot-product attention into one step (onnx_attention.py).
 Supported data ops: the keys of CONVERTERS. Anything else, and any attribute or
 operand layout the engine would not compute exactly as ONNX defines it, raises ValueError
 naming the node. The one graph input's first axis is the batch: symbolic (any batch size)
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .onnx_attention import fuse_attention
 from .onnx_context import Context
 from .onnx_fold import BATCHES, FOLD, fold_node
 from . import onnx_layout, onnx_nodes
@@ -200,9 +202,10 @@ def graph_from_onnx(path: str) -> tuple[Any, dict]:
             raise ValueError(f"{path}: graph output {o!r} is a constant or the input itself; the engine "
                              "computes outputs from the input")
         resolved.append(r)
+    steps = fuse_attention(ctx.steps, ctx.shapes, resolved, ctx.fresh)
     meta = {"input_shape": list(shape_a[1:]), "input_name": name, "output_names": resolved,
             "opset": opset, "batch": None if shape_a[0] != shape_b[0] else shape_a[0]}
-    return Graph(steps=ctx.steps, inputs=[name], outputs=resolved), meta
+    return Graph(steps=steps, inputs=[name], outputs=resolved), meta
 
 
 def plan_from_onnx(path: str) -> tuple[Any, dict]:

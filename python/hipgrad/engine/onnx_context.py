@@ -153,6 +153,9 @@ class Context:
         """A reshape step from src to dst of `shapes`, with the batch-agnostic target the plan
         needs: static dims as they are, the one batch-dependent dim as 0 (the input's dim at
         the same place, when that is the same batch dim) or -1."""
+        if tuple(map(tuple, shapes)) == self.shape(src):  # a reshape to the same shape: no step
+            self.alias[dst] = self.resolve(src)
+            return
         a, b = shapes
         moving = [i for i in range(len(a)) if a[i] != b[i]]
         if len(moving) > 1:
