@@ -245,7 +245,10 @@ def _matmul(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
 
 
 def _simple(f: Callable[[Any, Tensor, Tensor | None], Tensor]) -> Callable:
-    return lambda s, ins, w, outs: (lambda v: f(s, v, w[0]))
+    def make(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+        o = w[0] if w else None  # (an ALLOCATING kind plans no write)
+        return lambda v: f(s, v, o)
+    return make
 
 
 _SIMPLE: dict[str, Callable] = {
