@@ -3,7 +3,7 @@
 A Program numbers the graph's values once; a run keeps them in a list. With an `arena`
 (arena.py) every op writes into the views the memory plan chose for that step; without one, ops
 allocate and each value is dropped after its last reader. With `tape`, each step's bound call is
-recorded (call, input numbers, output numbers), so a later run of the same arena replays the
+recorded with the numbers of the values it reads and writes, so a later run of the same arena replays the
 calls without deciding anything again in Python (`replay`): the views a call writes are fixed
 per arena, and only the graph inputs change between runs.
 """
@@ -61,22 +61,43 @@ def run(prog: Program, inputs: list[Tensor], int8: bool, observe: dict | None = 
         scratch = arena.quantized if arena is not None and arena.int8 is not None else None
         call = bind(s, ins, views, int8, scratch)
         if tape is not None:
-            tape.append((call, ii, oo))
-        for j, t in zip(oo, call(*ins)):
-            env[j] = t
+            tape.append(_entry(call, ii, oo))
+        out = call(*ins)
         del ins
+        if len(oo) == 1:
+            env[oo[0]] = out
+        else:
+            for j, t in zip(oo, out):
+                env[j] = t
         if arena is None:  # unplanned: a value's memory goes with its last reader
             for j in prog.dies[i]:
                 env[j] = None
     return [env[j] for j in prog.outputs]
 
 
-def replay(prog: Program, tape: list[tuple[Callable, list[int], list[int]]],
-           inputs: list[Tensor]) -> list[Tensor]:
+def _entry(call: Callable, ii: list[int], oo: list[int]) -> Callable[[list], None]:
+    """A recorded step: reads its inputs from the value list, writes its outputs there."""
+    if len(ii) == 1 and len(oo) == 1:  # the common case, kept to one call and two indexings
+        i, o = ii[0], oo[0]
+
+        def one(env: list) -> None:
+            env[o] = call(env[i])
+        return one
+
+    def many(env: list) -> None:
+        out = call(*[env[k] for k in ii])
+        if len(oo) == 1:
+            env[oo[0]] = out
+        else:
+            for j, t in zip(oo, out):
+                env[j] = t
+    return many
+
+
+def replay(prog: Program, tape: list[Callable[[list], None]], inputs: list[Tensor]) -> list[Tensor]:
     """A recorded run again, on new graph inputs of the recorded shapes."""
     env: list[Any] = [None] * len(prog.index)
     env[:len(inputs)] = inputs
-    for call, ii, oo in tape:
-        for j, t in zip(oo, call(*[env[k] for k in ii])):
-            env[j] = t
+    for step in tape:
+        step(env)
     return [env[j] for j in prog.outputs]

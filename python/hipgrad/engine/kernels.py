@@ -1,8 +1,9 @@
 """Each step kind bound to the op calls that compute it (execute.py runs them).
 
-`bind(step, inputs, views, int8, scratch)` returns call(*inputs) -> tuple of outputs, with the
-weights, attributes and (planned) output views fixed for inputs of these shapes. `views` are the
-tensors memplan.step_writes lists for the step (scratch first, outputs last), or None: each op
+`bind(step, inputs, views, int8, scratch)` returns call(*inputs) -> the output (a tuple of
+them for a step writing several: split), with the weights, attributes and (planned) output
+views fixed for inputs of these shapes. `views` are the tensors memplan.step_writes lists for
+the step (scratch first, outputs last), or None: each op
 then allocates. A planned write that shares the buffer of an input (the plan let it take a
 dying input's buffer) runs the in-place form (add_, a conv writing over its residual, an INT8
 op whose input went to the int8 scratch first).
@@ -34,7 +35,7 @@ from . import copies
 from .memplan import QUANTIZED, conv_residual_native, step_writes
 from .shapes import norm_axes, output_shapes
 
-Call = Callable[..., tuple]
+Call = Callable[..., Any]
 
 
 def _has(op: str, arg: str | None = None) -> bool:
@@ -61,12 +62,12 @@ def bind(s: Any, ins: Sequence[Tensor], views: Sequence[Tensor] | None, int8: bo
     w: list[Tensor | None] = list(views) if views is not None else [None] * n
     if s.kind in ("flatten", "reshape"):  # a view: no copy, no buffer
         shape = outs[0]
-        return lambda v: (v.reshape(*shape),)
+        return lambda v: v.reshape(*shape)
     if s.kind == "linear" and len(shapes[0]) != 2:  # on the last axis: through 2-D views
         rows, k, lead = -1, shapes[0][-1], outs[0]
         flat = [None if t is None else t.reshape(-1, lead[-1]) for t in w]
         inner = bind(s, [ins[0].reshape(rows, k)], flat if views is not None else None, int8, scratch)
-        return lambda v: (inner(v.reshape(rows, k))[0].reshape(*lead),)
+        return lambda v: inner(v.reshape(rows, k)).reshape(*lead)
     if s.kind in QUANTIZED and int8:
         return _quantized(s, ins, w, scratch)
     if s.kind == "conv":
@@ -104,14 +105,14 @@ def _quantized(s: Any, ins: Sequence[Tensor], w: list, scratch: Any) -> Call:
     o = w[0]  # (the scratch before the activation, with a residual and an activation)
     tail = _epilogue(s, w) if residual else None
     if s.kind == "conv":
-        def run(v: Tensor, *r: Tensor) -> tuple:
+        def run(v: Tensor, *r: Tensor) -> Tensor:
             y = ops.qconv2d(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias, stride=a["stride"],
                             padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
                             activation=act, alpha=alpha, out=o)
-            return (tail(y, r[0]) if tail else y,)
+            return tail(y, r[0]) if tail else y
         return run
-    return lambda v: (ops.qgemm(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,
-                                activation=act, alpha=alpha, out=o),)
+    return lambda v: ops.qgemm(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,
+                               activation=act, alpha=alpha, out=o)
 
 
 def _conv(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
@@ -121,14 +122,14 @@ def _conv(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
     wt, bias = t["weight"], t.get("bias")
     if len(ins) == 1:  # the hot step calls the native op directly (all checked there)
         o = w[0]
-        return lambda v: (_C.ops.conv2d_bias_act(v, wt, bias, *hyper, act or "none", alpha, "auto", o),)
+        return lambda v: _C.ops.conv2d_bias_act(v, wt, bias, *hyper, act or "none", alpha, "auto", o)
     if len(w) == 1 and tuple(ins[1].shape) == tuple(out_shape) and conv_residual_native():
         o = w[0]  # y = act(conv + bias + residual) in the epilogue; o may be the residual's buffer
-        return lambda v, r: (_C.ops.conv2d_bias_act(v, wt, bias, r, *hyper, act or "none", alpha, "auto", o),)
+        return lambda v, r: _C.ops.conv2d_bias_act(v, wt, bias, r, *hyper, act or "none", alpha, "auto", o)
     if tuple(ins[1].shape) != tuple(out_shape):
         raise _needs(s, f"a residual of its output's shape {tuple(out_shape)}, got {tuple(ins[1].shape)}")
     first, tail = w[0], _epilogue(s, w)
-    return lambda v, r: (tail(_C.ops.conv2d_bias_act(v, wt, bias, *hyper, "none", alpha, "auto", first), r),)
+    return lambda v, r: tail(_C.ops.conv2d_bias_act(v, wt, bias, *hyper, "none", alpha, "auto", first), r)
 
 
 def _linear(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
@@ -136,9 +137,9 @@ def _linear(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     act, alpha, bias = a.get("act") or "none", float(a.get("alpha", 0.01)), t.get("bias")
     if "weight_packed" in t:  # the CPU GEMM's panels, packed once (engine._packs)
         wp, n = t["weight_packed"], a["out_features"]
-        return lambda v: (_C.ops.linear_bias_act_packed(v, wp, bias, n, act, alpha, "auto", o),)
+        return lambda v: _C.ops.linear_bias_act_packed(v, wp, bias, n, act, alpha, "auto", o)
     wt = t["weight"]
-    return lambda v: (_C.ops.linear_bias_act(v, wt, bias, act, alpha, "auto", o),)
+    return lambda v: _C.ops.linear_bias_act(v, wt, bias, act, alpha, "auto", o)
 
 
 def _binary(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
@@ -150,8 +151,8 @@ def _binary(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
     b = const if const is not None else ins[1]
     same = tuple(a.shape) == tuple(b.shape) == tuple(out_shape)
 
-    def finish(y: Tensor) -> tuple:
-        return (ops.activation(y, act, alpha=alpha, out=after) if act else y,)
+    def finish(y: Tensor) -> Tensor:
+        return ops.activation(y, act, alpha=alpha, out=after) if act else y
     if kind == "add" and same and _same(o, a):
         op = lambda x, y: ops.add_(x, y)  # noqa: E731
     elif kind == "add" and same and const is None and _same(o, ins[1]):
@@ -178,12 +179,12 @@ def _pool(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
             raise _needs(s, "pooling with ceil_mode (the output size differs from floor mode)")
         kw["ceil_mode"] = True
     if s.kind == "maxpool":
-        return lambda v: (ops.max_pool2d(v, k, stride=st, padding=p, out=o, with_argmax=False, **kw)[0],)
+        return lambda v: ops.max_pool2d(v, k, stride=st, padding=p, out=o, with_argmax=False, **kw)[0]
     if not a.get("count_include_pad", True) and any(p):
         if not _has("avg_pool2d", "count_include_pad"):
             raise _needs(s, "average pooling with count_include_pad=False over padding")
         kw["count_include_pad"] = False
-    return lambda v: (ops.avg_pool2d(v, k, stride=st, padding=p, out=o, **kw),)
+    return lambda v: ops.avg_pool2d(v, k, stride=st, padding=p, out=o, **kw)
 
 
 class _Floor:
@@ -197,18 +198,18 @@ def _reduce_mean(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     x, o = ins[0], w[0]
     axes, keep = norm_axes(s.attrs["axes"], len(x.shape)), bool(s.attrs.get("keepdims", True))
     if _has("reduce_mean"):
-        return lambda v: (ops.reduce_mean(v, list(axes), keepdims=keep, out=o),)
+        return lambda v: ops.reduce_mean(v, list(axes), keepdims=keep, out=o)
     if axes == (2, 3) and len(x.shape) == 4:  # the spatial mean: one window over the plane
         hw = tuple(x.shape[2:])
         o4 = None if o is None else o.reshape(x.shape[0], x.shape[1], 1, 1)
         shape = outs[0]
-        return lambda v: (ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o4).reshape(*shape),)
+        return lambda v: ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o4).reshape(*shape)
     raise _needs(s, f"a mean over axes {list(s.attrs['axes'])} (ops.reduce_mean)")
 
 
 def _global_avgpool(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     hw, o = tuple(ins[0].shape[2:]), w[0]
-    return lambda v: (ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o),)
+    return lambda v: ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o)
 
 
 def _softmax(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
@@ -216,21 +217,21 @@ def _softmax(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     axis = int(s.attrs.get("axis", -1))
     if axis not in (-1, rank - 1):
         raise _needs(s, f"a softmax over axis {axis} of a {rank}-D input (the last axis only)")
-    return lambda v: (ops.softmax(v, out=o),)
+    return lambda v: ops.softmax(v, out=o)
 
 
 def _transpose(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     if not _has("transpose"):
         raise _needs(s, "ops.transpose")
     perm, o = [int(p) for p in s.attrs["perm"]], w[0]
-    return lambda v: (ops.transpose(v, perm, out=o),)
+    return lambda v: ops.transpose(v, perm, out=o)
 
 
 def _pad(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     if not _has("pad2d"):
         raise _needs(s, "ops.pad2d")
     pads, value, o = tuple(int(p) for p in s.attrs["pads"]), float(s.attrs.get("value", 0.0)), w[0]
-    return lambda v: (ops.pad2d(v, pads, value=value, out=o),)
+    return lambda v: ops.pad2d(v, pads, value=value, out=o)
 
 
 def _matmul(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
@@ -240,11 +241,14 @@ def _matmul(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     m, k, nn = a[-2], a[-1], b[-1]
     o3 = None if w[0] is None else w[0].reshape(-1, m, nn)
     shape = outs[0]
-    return lambda x, y: (ops.bmm(x.reshape(-1, m, k), y.reshape(-1, k, nn), out=o3).reshape(*shape),)
+    return lambda x, y: ops.bmm(x.reshape(-1, m, k), y.reshape(-1, k, nn), out=o3).reshape(*shape)
 
 
 def _simple(f: Callable[[Any, Tensor, Tensor | None], Tensor]) -> Callable:
-    return lambda s, ins, w, outs: (lambda v: (f(s, v, w[0]),))
+    def make(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+        o = w[0] if w else None  # (an ALLOCATING kind plans no write)
+        return lambda v: f(s, v, o)
+    return make
 
 
 _SIMPLE: dict[str, Callable] = {
@@ -260,9 +264,9 @@ _SIMPLE: dict[str, Callable] = {
     "linear": _linear, "maxpool": _pool, "avgpool": _pool, "global_avgpool": _global_avgpool,
     "reduce_mean": _reduce_mean, "softmax": _softmax, "transpose": _transpose, "pad": _pad,
     "matmul": _matmul,
-    "concat": lambda s, ins, w, outs: (lambda *vs: (copies.concat(vs, int(s.attrs["axis"]), out=w[0]),)),
+    "concat": lambda s, ins, w, outs: (lambda *vs: copies.concat(vs, int(s.attrs["axis"]), out=w[0])),
     "split": lambda s, ins, w, outs: (lambda v: tuple(copies.split(
         v, int(s.attrs["axis"]), [int(n) for n in s.attrs["sizes"]], None if w[0] is None else w))),
-    "attention": lambda s, ins, w, outs: (lambda q, k, v: (ops.attention(
-        q, k, v, causal=bool(s.attrs.get("causal", False)), scale=s.attrs.get("scale"))[0],)),
+    "attention": lambda s, ins, w, outs: (lambda q, k, v: ops.attention(
+        q, k, v, causal=bool(s.attrs.get("causal", False)), scale=s.attrs.get("scale"))[0]),
 }

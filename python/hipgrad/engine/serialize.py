@@ -133,7 +133,8 @@ def plan_from_file(path: str) -> tuple[Graph, dict]:
         from .onnx import plan_from_onnx
 
         try:
-            return plan_from_onnx(path)
+            plan, meta = plan_from_onnx(path)
+            return optimize(plan), meta  # (the passes leave an optimized graph as it is)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             if str(e).startswith(path):
                 raise
