@@ -78,8 +78,7 @@ def twin(model, flash: bool = False) -> GPT:
     """A torch GPT holding the weights of hipgrad's GPT `model` (hg.build_model("gpt", ...))."""
     cfg = model.config
     tw = GPT(cfg["vocab_size"], cfg["block_size"], cfg["n_layer"], cfg["n_head"], cfg["n_embd"], flash)
-    state = {k: torch.from_numpy(np.array(v.data.numpy() if hasattr(v, "data") else v, np.float32))
-             for k, v in model.state_dict().items()}
+    state = {k: torch.from_numpy(np.array(v, np.float32)) for k, v in model.state_dict().items()}
     missing, unexpected = tw.load_state_dict(state, strict=False)
     if [m for m in missing if not m.endswith("attn.bias")] or unexpected:
         raise ValueError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
