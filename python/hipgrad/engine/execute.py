@@ -73,7 +73,7 @@ def bind(s: Step, x: Tensor, int8: bool, mem: Arena | None) -> Callable[[Tensor]
     if s.kind == "conv":  # the hot steps call the native op directly (all checked there)
         hyper = _conv_hyper("conv2d_bias_act", a["stride"], a["padding"], a["dilation"], a["groups"])
         w, bias, kind = t["weight"], t.get("bias"), act or "none"
-        return lambda v: _C.ops.conv2d_bias_act(v, w, bias, *hyper, kind, alpha, "auto", o)
+        return lambda v: _C.ops.conv2d_bias_act(v, w, bias, None, *hyper, kind, alpha, "auto", o)
     if s.kind == "linear" and "weight_packed" in t:
         w, bias, kind, n = t["weight_packed"], t.get("bias"), act or "none", a["out_features"]
         return lambda v: _C.ops.linear_bias_act_packed(v, w, bias, n, kind, alpha, "auto", o)
