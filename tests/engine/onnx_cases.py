@@ -155,6 +155,22 @@ def accepted(rng):
          {"s": w(3), "b": w(3), "m": w(3), "v": rng.uniform(0.5, 2, 3).astype(np.float32)}, [None, 3, 4, 5], 15),
         ("layer_norm", [node("LayerNormalization", ["x", "s", "b"], epsilon=1e-5)], {"s": w(6), "b": w(6)},
          [None, 3, 6], 17),
+        ("layer_norm_written_out", [
+            _n("ReduceMean", ["x"], "mu", axes=[-1]), _n("Sub", ["x", "mu"], "d"), _n("Pow", ["d", "two"], "d2"),
+            _n("ReduceMean", ["d2"], "var", axes=[-1]), _n("Add", ["var", "eps"], "ve"), _n("Sqrt", ["ve"], "sd"),
+            _n("Div", ["d", "sd"], "n"), _n("Mul", ["n", "s"], "ns"), _n("Add", ["ns", "b"], "y")],
+         {"two": np.float32(2), "eps": np.float32(1e-5), "s": w(6), "b": w(6)}, [None, 3, 6], 13),
+        ("attention_causal_add", [
+            _n("Transpose", ["x"], "kt", perm=[0, 1, 3, 2]), _n("MatMul", ["x", "kt"], "s"),
+            _n("Mul", ["s", "c"], "s2"), _n("Add", ["s2", "mask"], "s3"), _n("Softmax", ["s3"], "p", axis=-1),
+            _n("MatMul", ["p", "x"], "y")],
+         {"c": np.float32(0.5), "mask": np.triu(np.full((5, 5), -np.inf, np.float32), 1)}, [None, 2, 5, 4], 13),
+        ("attention_where_mask", [
+            _n("Transpose", ["x"], "kt", perm=[0, 1, 3, 2]), _n("MatMul", ["x", "kt"], "s"),
+            _n("Div", ["s", "c"], "s2"), _n("Where", ["keep", "s2", "ninf"], "s3"),
+            _n("Softmax", ["s3"], "p", axis=3), _n("MatMul", ["p", "x"], "y")],
+         {"c": np.float32(2), "keep": np.tril(np.ones((1, 1, 5, 5), bool)), "ninf": np.float32(-np.inf)},
+         [None, 2, 5, 4], 13),
     ]
 
 

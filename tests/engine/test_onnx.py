@@ -129,12 +129,21 @@ def test_batch_axis_stays_symbolic(tmp_path, rng):
 
 
 def test_patterns_become_one_step(tmp_path, rng):
+    """Erf-GELU, x * HardSigmoid(x), Clip(0, 6), LayerNorm written out and masked-softmax
+    attention each import as a single step."""
     cases = {c[0]: c for c in onnx_cases.accepted(rng)}
     for cid, kind in (("gelu_erf_legacy", "gelu"), ("gelu_erf_dynamo", "gelu"), ("hardswish_pattern", "hardswish"),
                       ("clip_relu6", "relu6"), ("clip_relu6_attrs_opset9", "relu6")):
         _, nodes, inits, in_shape, opset = cases[cid]
         graph, _ = _import(onnx_cases.save_graph(tmp_path, nodes, inits, in_shape, opset, name=cid))
         assert [(s.kind, s.attrs.get("kind")) for s in graph.steps] == [("act", kind)], cid
+    for cid, kind, attrs in (("layer_norm_written_out", "layer_norm", {"eps": pytest.approx(1e-5)}),
+                             ("attention_causal_add", "attention", {"causal": True, "scale": 0.5}),
+                             ("attention_where_mask", "attention", {"causal": True, "scale": 0.5})):
+        _, nodes, inits, in_shape, opset = cases[cid]
+        graph, _ = _import(onnx_cases.save_graph(tmp_path, nodes, inits, in_shape, opset, name=cid))
+        assert [s.kind for s in graph.steps] == [kind], (cid, [s.kind for s in graph.steps])
+        assert graph.steps[0].attrs == attrs, (cid, graph.steps[0].attrs)
 
 
 def test_graphs_the_engine_would_compute_differently_are_refused(tmp_path, rng):
