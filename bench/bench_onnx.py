@@ -102,6 +102,33 @@ def rss_growth(runtime: str, path: str, batch: int) -> int | None:
         return None
 
 
+def live_pair_bytes(engine, shape: tuple) -> int:
+    """The goal's activation term: the largest sum of two activations (float32 values the steps
+    write; a reshape/flatten view counts as its source) live at one step, over the engine's
+    optimized graph: each step's inputs and outputs, and every value still to be read."""
+    from hipgrad.engine.shapes import check_shapes
+    from hipgrad.engine.steps import VIEWS
+
+    g = engine._plan
+    shapes = check_shapes(g, {g.inputs[0]: tuple(shape)})
+    root = {v: v for v in g.inputs}
+    last: dict[str, int] = {v: len(g.steps) for v in g.outputs}
+    for i, st in enumerate(g.steps):
+        for v in st.outputs:
+            root[v] = root[st.inputs[0]] if st.kind in VIEWS else v
+        for v in st.inputs:
+            last[root[v]] = max(last.get(root[v], i), i)
+    best, live = 0, {}
+    for i, st in enumerate(g.steps):
+        for v in st.outputs:
+            if root[v] == v:
+                live[v] = int(np.prod(shapes[v])) * 4
+        sizes = sorted((b for v, b in live.items() if v not in g.inputs), reverse=True)
+        best = max(best, sum(sizes[:2]))
+        live = {v: b for v, b in live.items() if last.get(v, -1) > i}
+    return best
+
+
 def rounds(fns: dict, warmup: int, repeats: int) -> dict:
     """Median ms of each callable, timed in rounds with a rotating order."""
     names = list(fns)
@@ -182,6 +209,7 @@ def bench_model(name: str, tmp: str, rng) -> list[dict]:
         if name == "resnet18" and batch == max(ARGS.batches):
             rep = engine.memory_report(x)
             row["memory"] = {"report": _jsonable(rep), "weights_bytes": engine.weight_bytes(),
+                             "two_live_activations_bytes": live_pair_bytes(engine, x.shape),
                              "engine_rss_growth": rss_growth("engine", path, batch),
                              "ort_rss_growth": rss_growth("ort", path, batch)}
         rows.append(row)
@@ -270,7 +298,10 @@ def markdown(info: dict, rows: list[dict], up: tuple[str, str]) -> str:
                    f"planned activation buffers {fmt(plan.get('activation_bytes'))} "
                    f"({plan.get('slots', '?')} buffers, against {fmt(plan.get('intermediate_bytes'))} for all "
                    f"intermediate values); measured peak of a forward (weights + buffers + workspace, "
-                   f"hg.memory_stats) {fmt(meas.get('peak_bytes'))}, planned {fmt(meas.get('planned_peak_bytes'))}. "
+                   f"hg.memory_stats) {fmt(meas.get('peak_bytes'))}, planned {fmt(meas.get('planned_peak_bytes'))}; "
+                   f"goal: at most weights + the two largest simultaneously live activations "
+                   f"({fmt(mem.get('two_live_activations_bytes'))}) + workspace = "
+                   f"{fmt(mem['weights_bytes'] + (mem.get('two_live_activations_bytes') or 0))} + workspace. "
                    f"Process RSS growth (a fresh process: load the file, run one batch; allocator and "
                    f"library overheads included): engine {fmt(mem['engine_rss_growth'])}, onnxruntime "
                    f"{fmt(mem['ort_rss_growth'])}. The full memory_report is in the JSON file."]
