@@ -204,3 +204,28 @@ def test_predict_proba_of_a_model_ending_in_softmax_is_its_output(tmp_path, rng)
     idx, p = engine.topk(x, k=2)
     np.testing.assert_array_equal(idx[:, 0], want.argmax(1))
     np.testing.assert_allclose(p[:, 0], want.max(1), rtol=1e-5)
+
+
+def test_a_fixed_batch_runs_at_any_batch_where_samples_stay_apart(tmp_path, rng):
+    """A model exported with a fixed batch of 1 (no dynamic axis) whose every value keeps the
+    batch first runs at any batch size, each row as onnxruntime computes it alone; one whose
+    Reshape folds the batch into the features keeps its fixed batch."""
+    ort = pytest.importorskip("onnxruntime", reason="pip install onnxruntime for the runtime comparison")
+    w, b = rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    fc = rng.standard_normal((5, 4 * 5 * 5)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc", transB=1)]
+    path = onnx_cases.save_graph(tmp_path, nodes, {"w": w, "b": b, "fc": fc}, [1, 3, 5, 5], 13, name="fixed")
+    graph, meta = _import(path)
+    assert meta["batch"] is None
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    want = np.concatenate([sess.run(None, {"x": x[i:i + 1]})[0] for i in range(4)])
+    assert _rel_err(run_graph(graph, x)[0], want) <= 1e-5
+    assert _rel_err(InferenceEngine.load(path, device="cpu").forward(x), want) <= 1e-4
+    merged = [helper.make_node("Reshape", ["x", "s"], ["y"], name="merge")]
+    path = onnx_cases.save_graph(tmp_path, merged, {"s": np.array([1, -1], np.int64)}, [1, 3, 5, 5], 13, name="merge")
+    graph, meta = _import(path)
+    assert meta["batch"] == 1 and graph.steps[0].attrs["shape"] == (1, 75)

@@ -16,7 +16,9 @@ The import
 Supported data ops: the keys of CONVERTERS. Anything else, and any attribute or
 operand layout the engine would not compute exactly as ONNX defines it, raises ValueError
 naming the node. The one graph input's first axis is the batch: symbolic (any batch size)
-when the file leaves it so, fixed otherwise; every other input dim must be fixed.
+when the file leaves it so; a fixed batch becomes symbolic too where every value keeps it as
+its first axis (each sample computed alone), and stays fixed otherwise (meta["batch"]);
+every other input dim must be fixed.
 """
 
 from __future__ import annotations
@@ -79,9 +81,8 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _input_shapes(path: str, value_info: Any) -> tuple[tuple, tuple, str]:
-    """The graph input's shapes at both BATCHES (its first axis symbolic unless fixed), and
-    its NumPy dtype name."""
+def _input_dims(path: str, value_info: Any) -> tuple[list, str]:
+    """The graph input's dims (the first None when symbolic) and its NumPy dtype name."""
     from onnx import helper
 
     t = value_info.type.tensor_type
@@ -96,8 +97,14 @@ def _input_shapes(path: str, value_info: Any) -> tuple[tuple, tuple, str]:
     if dtype not in (np.float32, np.int64, np.int32):
         raise ValueError(f"{path}: graph input {value_info.name!r} is {dtype}; float32 (or integer token ids) "
                          "is supported")
-    first = (BATCHES[0], BATCHES[1]) if dims[0] is None else (dims[0], dims[0])
-    return (first[0], *dims[1:]), (first[1], *dims[1:]), dtype.name
+    return dims, dtype.name
+
+
+def _keeps_batch(ctx: Context) -> bool:
+    """Whether every data value has the batch as its first axis and nowhere else (so a model
+    exported with a fixed batch computes each sample alone and runs at any batch size)."""
+    return all(len(a) and a[0] == BATCHES[0] and b[0] == BATCHES[1] and a[1:] == b[1:]
+               for a, b in ctx.shapes.values())
 
 
 def _consumers(nodes: list, outputs: list[str]) -> dict[str, int]:
@@ -155,9 +162,12 @@ def _convert(ctx: Context, node: Any) -> None:
 def graph_from_onnx(path: str) -> tuple[Any, dict]:
     """The plan Graph of an ONNX file and its meta data (input_shape without the batch,
     input_name, output_names, opset, batch: None when symbolic, else the fixed size)."""
-    from onnx import numpy_helper
+    graph, meta, _ = _graph_and_context(path)
+    return graph, meta
 
-    from .steps import Graph
+
+def _graph_and_context(path: str) -> tuple[Any, dict, Context]:
+    from onnx import numpy_helper
 
     model = load_model(path)
     g = model.graph
@@ -186,11 +196,27 @@ def graph_from_onnx(path: str) -> tuple[Any, dict]:
         elif n.op_type == "Identity" and n.input[0] in simple:
             simple[n.output[0]] = simple[n.input[0]]
     nodes = live(rewrite(nodes, simple, set(outputs)), outputs)
-    ctx = Context(str(path), opset, _consumers(nodes, outputs))
-    for name, arr in inits.items():
-        ctx.set_const(name, (arr, arr))
-    shape_a, shape_b, dtype = _input_shapes(str(path), inputs[0])
-    name = inputs[0].name
+    dims, dtype = _input_dims(str(path), inputs[0])
+    if dims[0] is None:
+        return _import(str(path), opset, nodes, outputs, inits, inputs[0].name, dims, dtype, BATCHES)
+    try:  # a fixed batch: symbolic too where the model keeps samples apart, else fixed
+        graph, meta, ctx = _import(str(path), opset, nodes, outputs, inits, inputs[0].name, dims, dtype, BATCHES)
+        if _keeps_batch(ctx):
+            return graph, meta, ctx
+    except ValueError:
+        pass
+    return _import(str(path), opset, nodes, outputs, inits, inputs[0].name, dims, dtype, (dims[0], dims[0]))
+
+
+def _import(path: str, opset: int, nodes: list, outputs: list[str], inits: dict, name: str, dims: list,
+            dtype: str, batches: tuple[int, int]) -> tuple[Any, dict, Context]:
+    """The graph with the batch axis evaluated at `batches` (BATCHES: symbolic; (B, B): fixed)."""
+    from .steps import Graph
+
+    ctx = Context(path, opset, _consumers(nodes, outputs))
+    for init, arr in inits.items():
+        ctx.set_const(init, (arr, arr))
+    shape_a, shape_b = (batches[0], *dims[1:]), (batches[1], *dims[1:])
     ctx.set_data(name, (shape_a, shape_b), dtype)
     for node in nodes:
         ctx.node = node
@@ -203,9 +229,9 @@ def graph_from_onnx(path: str) -> tuple[Any, dict]:
                              "computes outputs from the input")
         resolved.append(r)
     steps = fuse_attention(ctx.steps, ctx.shapes, resolved, ctx.fresh)
-    meta = {"input_shape": list(shape_a[1:]), "input_name": name, "output_names": resolved,
+    meta = {"input_shape": list(dims[1:]), "input_name": name, "output_names": resolved,
             "opset": opset, "batch": None if shape_a[0] != shape_b[0] else shape_a[0]}
-    return Graph(steps=steps, inputs=[name], outputs=resolved), meta
+    return Graph(steps=steps, inputs=[name], outputs=resolved), meta, ctx
 
 
 def plan_from_onnx(path: str) -> tuple[Any, dict]:
