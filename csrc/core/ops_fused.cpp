@@ -14,7 +14,7 @@ void parse_fused_activation(const char* op, const std::string& name, float alpha
   e->alpha = alpha;
   if (name.empty() || name == "none") return;
   std::string known = "'none'";
-  for (int k = 0; k <= int(ActKind::elu); ++k) {
+  for (int k = 0; k <= int(ActKind::hardswish); ++k) {  // hardswish: ActKind's last kind
     const ActKind kind = static_cast<ActKind>(k);
     if (name == activation_name(kind)) {
       e->has_act = true;

@@ -52,6 +52,9 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 void activation_handwritten(const ActivationArgs& a);
 void activation_backward_handwritten(const ActivationBackwardArgs& a);
 void bias_add_handwritten(const BiasAddArgs& a);  // a.x may equal a.y (in place)
+// pool.hip: for the geometries the vendor pooling does not express (ceil mode, padding excluded)
+void avg_pool2d_gpu(const AvgPoolArgs& a);
+void avg_pool2d_backward_gpu(const AvgPoolBackwardArgs& a);
 void qgemm_handwritten(const QGemmArgs& a);
 // a.y = the qgemm epilogue (dequantize, bias, activation) of acc, the row-major (M, N) int32 GEMM.
 void qgemm_epilogue_handwritten(const QGemmArgs& a, const int32_t* acc);
