@@ -216,8 +216,8 @@ _GRAPH_OPS_NO_GRAD = "none: an inference op of graph plans (no backward op)"
 # ---- the table ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Sample:
-    """Positional arguments (NumPy arrays become tensors on the device under test; anything
-    else is passed as it is) and keyword arguments of one call."""
+    """Positional and keyword arguments of one call (NumPy arrays become tensors on the device
+    under test; anything else is passed as it is)."""
 
     args: tuple
     kwargs: dict = field(default_factory=dict)
@@ -388,11 +388,19 @@ def _fused_conv_samples(rng):
     for case, act in zip(FUSED_CONV_CASES[:6], FUSED_ACTS[:6]):
         x, w, bias, hyper = _conv_sample(rng, case, scaled=True)
         out.append(Sample((x, w, bias), dict(hyper, activation=act, alpha=0.2), f"{case[:7]}-{act}"))
+    # with a residual: per-image GEMM, 1x1, depthwise, narrow planes batched per GEMM
+    for case, act in zip([FUSED_CONV_CASES[i] for i in (2, 5, 8, 12)], FUSED_ACTS[1:5]):
+        x, w, bias, hyper = _conv_sample(rng, case, scaled=True)
+        res = _normal(rng, *_conv_out_shape(x, w, hyper))
+        out.append(Sample((x, w, bias), dict(hyper, activation=act, alpha=0.2, residual=res),
+                          f"{case[:7]}-{act}-residual"))
     return out
 
 
-def _fused_conv_reference(x, w, bias, *, activation, alpha, **hyper):
+def _fused_conv_reference(x, w, bias, *, activation, alpha, residual=None, **hyper):
     z = ref_conv.conv2d(x, w, bias, **hyper)
+    if residual is not None:
+        z = z + np.asarray(residual, np.float64)
     return z if activation is None else ref_act.activation(z, activation, alpha)
 
 
@@ -973,7 +981,8 @@ def run(info: OpInfo, sample: Sample, device: str, impl: str = "auto") -> tuple:
         return hg.tensor(a, device=device, dtype=a.dtype) if isinstance(a, np.ndarray) else a
 
     args = tuple(dev(a) for a in sample.args)
-    return info.outputs(_op(info.name)(*args, **sample.kwargs, impl=impl), args)
+    kwargs = {k: dev(v) for k, v in sample.kwargs.items()}
+    return info.outputs(_op(info.name)(*args, **kwargs, impl=impl), args)
 
 
 def expected(info: OpInfo, sample: Sample, got: tuple) -> tuple:

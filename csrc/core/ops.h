@@ -120,6 +120,9 @@ struct ConvBiasActArgs {
   const float* w = nullptr;  // (K, C/groups, R, S)
   FusedEpilogue epi;         // bias (K)
   float* y = nullptr;        // (N, K, P, Q)
+  // (N, K, P, Q) added before the activation, y = act(conv + bias + residual), or nullptr. It
+  // is either y itself (out= aliases it: the conv accumulates onto it) or disjoint from y.
+  const float* residual = nullptr;
 };
 struct LinearBiasActArgs {
   int64_t M = 0, N = 0, K = 0;
@@ -153,9 +156,12 @@ Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Optio
                               const std::string& activation, float alpha, Impl impl,
                               const Tensor* out = nullptr);
 // activation: one of the activation kinds, or "" / "none" for none.
-Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias, Pair stride,
-                       Pair padding, Pair dilation, int64_t groups, const std::string& activation,
-                       float alpha, Impl impl, const Tensor* out = nullptr);
+// residual: y's shape, added before the activation; `out` may be residual itself (the same
+// tensor) but must not overlap it otherwise.
+Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias,
+                       const OptionalTensor& residual, Pair stride, Pair padding, Pair dilation,
+                       int64_t groups, const std::string& activation, float alpha, Impl impl,
+                       const Tensor* out = nullptr);
 Tensor linear_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias,
                        const std::string& activation, float alpha, Impl impl,
                        const Tensor* out = nullptr);

@@ -1,4 +1,4 @@
-// Fused forward ops on the CPU: conv2d_bias_act y = act(conv2d(x, w) + bias) and
+// Fused forward ops on the CPU: conv2d_bias_act y = act(conv2d(x, w) + bias + residual) and
 // linear_bias_act y = act(x @ w^T + bias) (x (M, K), w (N, K)). The epilogue (bias + activation,
 // either optional) uses the activation kernels' vectorized math (apply_epilogue, activation.cpp).
 //   handwritten: the packed GEMM (gemm.cpp) applies the epilogue to each MR-row strip of
@@ -7,6 +7,8 @@
 //                conv: im2col + that GEMM per (image, group) (conv.cpp); depthwise
 //                (groups == C == K): the direct kernel (conv_depthwise.cpp), bias as the
 //                accumulators' start, activation on each plane right after it is computed.
+//                The residual (optional): the GEMM's C operand (y_n = residual first, beta 1);
+//                the batched narrow-plane path and the depthwise kernel add it as y is stored.
 //   alternate:   (linear, impl="auto" only) the unpacked small-problem GEMM (gemm_unpacked.cpp)
 //                then one epilogue pass over y: for narrow outputs (a classifier's N = 10) it
 //                skips the packing and wastes fewer lanes than the packed kernel's 32-wide tile.
@@ -15,6 +17,7 @@
 //                per-call packing of w, and threads split rows (each packs only its rows of x).
 //   vendor:      OpenBLAS sgemm, then one epilogue pass over the block it wrote (per (image,
 //                group) for conv, the whole (M, N) for linear); named "+epilogue" in the table.
+//                The conv's residual is the sgemm's C (beta = 1), as above.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_fused.py
 // Time: hg.ops.conv2d_bias_act(x, w, b, activation="relu", impl=...); hg.ops.last_impl()["ms"]
 #include <algorithm>
@@ -35,7 +38,7 @@ void conv2d_bias_act_handwritten(const ConvBiasActArgs& a) {
   c.w = a.w;
   c.bias = a.epi.bias;
   c.y = a.y;
-  conv2d_depthwise_forward(c, &a.epi);
+  conv2d_depthwise_forward(c, &a.epi, a.residual);
 }
 
 void conv2d_bias_act_vendor(const ConvBiasActArgs& a) { conv2d_bias_act_lowered(a, true); }

@@ -53,8 +53,10 @@ inline bool is_depthwise(const ConvGeometry& g) { return g.groups == g.C && g.gr
 // stride or dilation mostly skips would make it huge; im2col + GEMM then runs instead).
 bool depthwise_direct(const ConvGeometry& g);
 // epi (conv2d_bias_act): its activation is applied to each output plane right after the plane is
-// computed (a.bias is the bias, added as the accumulators' initial value).
-void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi = nullptr);
+// computed (a.bias is the bias, added as the accumulators' initial value); residual
+// (conv2d_bias_act, y's shape, may be a.y itself) is added before the activation.
+void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi = nullptr,
+                              const float* residual = nullptr);
 void conv2d_depthwise_backward_data(const ConvBackwardDataArgs& a);
 void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a);
 

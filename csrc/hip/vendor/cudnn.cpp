@@ -302,6 +302,9 @@ void activation_backward_cudnn(const ActivationBackwardArgs& a) {
 // IMPLICIT_PRECOMP_GEMM, a zero bias where none is given, z = y with alpha2 = 0 (as PyTorch's
 // cudnn_convolution_relu passes it; y is not meant to be read). Other kinds: the plain
 // cudnnConvolutionForward, then hipgrad's bias + activation pass (fused_epilogue_pass).
+// A residual is added after the library's convolution too: cudnnConvolutionForward, then
+// hipgrad's pass adding bias + residual + activation (the residual copied aside first when out=
+// is the residual itself), whatever the kind.
 cudnnTensorDescriptor_t bias_desc(int64_t K) {
   static std::map<int64_t, cudnnTensorDescriptor_t> descs;
   auto it = descs.find(K);
@@ -321,6 +324,12 @@ cudnnActivationDescriptor_t identity_desc() {
 
 void conv_bias_act_cudnn(const ConvBiasActArgs& a) {
   const bool relu = a.epi.has_act && a.epi.act == ActKind::relu;
+  if (a.residual != nullptr) {
+    Tensor kept;
+    const float* residual = residual_kept_aside(a, &kept);
+    conv_forward_cudnn(ConvForwardArgs{a.g, a.x, a.w, nullptr, a.y});
+    return fused_epilogue_pass(a.epi, a.y, a.g.N, a.g.K, a.g.P * a.g.Q, residual);
+  }
   if (a.epi.has_act && !relu) {
     conv_forward_cudnn(ConvForwardArgs{a.g, a.x, a.w, nullptr, a.y});
     return fused_epilogue_pass(a.epi, a.y, a.g.N, a.g.K, a.g.P * a.g.Q);
@@ -403,8 +412,8 @@ void avg_pool2d_backward_cudnn(const AvgPoolBackwardArgs& a) {
 HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.cudnn_conv_forward (+ gpu.bias_add)",
                    &hg::gpu::conv_forward_cudnn);
 HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, vendor,
-                   "gpu.cudnn_conv_bias_activation (relu, none; other kinds: gpu.cudnn_conv_forward + "
-                   "gpu.epilogue_pass, cuDNN fuses only ReLU and identity)",
+                   "gpu.cudnn_conv_bias_activation (relu, none; other kinds and any residual: "
+                   "gpu.cudnn_conv_forward + gpu.epilogue_pass, cuDNN fuses only ReLU and identity)",
                    &hg::gpu::conv_bias_act_cudnn);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.cudnn_conv_backward_data",
                    &hg::gpu::conv_backward_data_cudnn);

@@ -285,7 +285,10 @@ void activation_backward_miopen(const ActivationBackwardArgs& a) {
 // per (device, shape, bias, kind); its operator arguments (weights, bias, activation parameters)
 // are set at every call. Where MIOpen cannot build or compile the plan (e.g. grouped or unusual
 // shapes: miopenStatusUnsupportedOp), where nothing is to be fused, and for the GELU kinds MIOpen
-// lacks: conv_forward_miopen (+ bias_add), then activation_miopen in place.
+// lacks: conv_forward_miopen (+ bias_add), then activation_miopen in place. A residual (no
+// fusion-plan operator adds a tensor) is added after the library's convolution:
+// conv_forward_miopen, then hipgrad's pass adding bias + residual + activation (the residual
+// copied aside first when out= is the residual itself).
 struct FusedPlan {
   bool ok = false;
   miopenFusionPlanDescriptor_t plan = nullptr;
@@ -351,6 +354,12 @@ bool conv_bias_act_plan(const ConvBiasActArgs& a) {
 }
 
 void conv_bias_act_miopen(const ConvBiasActArgs& a) {
+  if (a.residual != nullptr) {
+    Tensor kept;
+    const float* residual = residual_kept_aside(a, &kept);
+    conv_forward_miopen(ConvForwardArgs{a.g, a.x, a.w, nullptr, a.y});
+    return fused_epilogue_pass(a.epi, a.y, a.g.N, a.g.K, a.g.P * a.g.Q, residual);
+  }
   if (conv_bias_act_plan(a)) return;
   conv_forward_miopen(ConvForwardArgs{a.g, a.x, a.w, a.epi.bias, a.y});
   if (a.epi.has_act) {
@@ -413,8 +422,8 @@ HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.miopen_conv_forward (+ g
                    &hg::gpu::conv_forward_miopen);
 HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, vendor,
                    "gpu.miopen_fusion_plan_conv_bias_activation (no plan, no epilogue, or a kind MIOpen "
-                   "lacks: "
-                   "gpu.miopen_conv_forward + gpu.bias_add + gpu.miopen_activation)",
+                   "lacks: gpu.miopen_conv_forward + gpu.bias_add + gpu.miopen_activation; a residual: "
+                   "gpu.miopen_conv_forward + gpu.epilogue_pass)",
                    &hg::gpu::conv_bias_act_miopen);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.miopen_conv_backward_data",
                    &hg::gpu::conv_backward_data_miopen);

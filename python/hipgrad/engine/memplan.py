@@ -7,12 +7,12 @@ of a step (step_writes: its outputs, and scratch some kinds need) is a block of 
 that step to its value's last reader. Blocks are placed greedy by size (largest first, each at
 the lowest address where it overlaps no block live at the same time), so memory freed by a
 value's last reader is reused by later values of any size that fit. A few ops may write over an
-input that dies at that very step (`add_`, a conv whose output may alias its residual, an INT8
-conv/linear whose input went to the int8 scratch first): their block may sit exactly where that
-input's block is. The placed address range is then cut into buffers wherever no block
-straddles: a chain gives two buffers (ping-pong), a residual block three.
+input that dies at that very step (`add_` / ops.binary, the activation after a residual add, an
+INT8 conv/linear whose input went to the int8 scratch first): their block may sit exactly where
+that input's block is. The placed address range is then cut into buffers wherever no block
+straddles: a chain gives two buffers (ping-pong).
 
-The MemoryPlan records which buffer (and shape) each write of each step uses; execution binds
+The MemoryPlan records which buffer, offset and shape each write of each step uses; execution binds
 those views, so the engine and the planner cannot disagree on a choice. `intermediate_bytes`
 is the sum of all intermediate values (every value a step writes into the plan: not views, not
 the scratch of a step), what a predict would hold if no buffer were reused, next to
@@ -22,6 +22,7 @@ the buffers.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ QUANTIZED = ("conv", "linear")  # the step kinds that run as qconv2d / qgemm in 
 ALLOCATING = ("layer_norm", "attention")
 
 
+@functools.lru_cache(maxsize=None)
 def conv_residual_native() -> bool:
     """Whether conv2d_bias_act takes a residual (y = act(conv + bias + residual)) in this build."""
     from ..ops import conv2d_bias_act
@@ -62,7 +64,10 @@ def step_writes(step: Any, ins: list[Shape], outs: list[Shape], int8: bool) -> l
     quantized = int8 and kind in QUANTIZED
     if kind == "conv" and len(ins) > 1:  # a fused residual
         if not quantized and conv_residual_native() and tuple(ins[1]) == tuple(outs[0]):
-            return [Write(outs[0], (1,))]
+            # not written over the residual, though the op allows it: auto-tuning such a call
+            # copies the residual aside first (a tuning run must not accumulate onto it), an
+            # allocation outside the plan on a shape's first predict
+            return [Write(outs[0])]
         # conv (or qconv) without its activation, + residual in place, then the activation,
         # which may write over either input (both are read by then)
         first = Write(outs[0], (0,) if quantized else ())
@@ -70,9 +75,13 @@ def step_writes(step: Any, ins: list[Shape], outs: list[Shape], int8: bool) -> l
     if quantized:
         return [Write(outs[0], (0,))]
     if kind in ("add", "sub", "mul", "div"):  # then the activation, as for the conv above
-        same = len(ins) == 2 and kind == "add" and tuple(ins[0]) == tuple(ins[1]) == tuple(outs[0])
-        first = Write(outs[0], (0, 1) if same else ())
+        # ops.binary (and add_) may write over an operand of the result's shape
+        first = Write(outs[0], tuple(j for j, x in enumerate(ins) if tuple(x) == tuple(outs[0])))
         return [first, Write(outs[0], tuple(range(len(ins))))] if act else [first]
+    if kind == "softmax" and int(step.attrs.get("axis", -1)) % len(ins[0]) != len(ins[0]) - 1:
+        axis = int(step.attrs["axis"]) % len(ins[0])  # transposed (axis last), softmax, back
+        moved = tuple(d for i, d in enumerate(ins[0]) if i != axis) + (ins[0][axis],)
+        return [Write(moved), Write(moved), Write(outs[0])]
     return [Write(o) for o in outs]
 
 
