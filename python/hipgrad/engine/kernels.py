@@ -72,8 +72,8 @@ def bind(s: Any, ins: Sequence[Tensor], views: Sequence[Tensor] | None, int8: bo
 
 def _epilogue(s: Any, w: list[Tensor | None]) -> Callable[[Tensor, Tensor | None], Tensor]:
     """y + residual (in place) then the step's activation: the tail of a conv whose residual
-    the native op does not add (INT8, or a build without conv residuals). `w` ends in the
-    output view; with an activation the sum goes to the scratch before it."""
+    the native epilogue does not add (INT8, a residual that broadcasts, a build without conv
+    residuals). `w` ends in the output view; with an activation the sum is in the scratch."""
     act, alpha = s.attrs.get("act"), float(s.attrs.get("alpha", 0.01))
     o = w[-1]
 
