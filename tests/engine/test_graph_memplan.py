@@ -55,6 +55,8 @@ def test_planned_bytes_below_the_sum_of_intermediates(name, rng):
     assert p["intermediate_bytes"] == plan.intermediate_bytes > p["activation_bytes"]
     m = report["measured"]
     assert m["peak_bytes"] <= m["planned_peak_bytes"] + 4096
+    line = engine.describe((batch,) + shape).splitlines()[-1]
+    assert f"{plan.activation_bytes / 1024:.1f} KiB planned for {plan.intermediate_bytes / 1024:.1f} KiB" in line
 
 
 @pytest.mark.parametrize("int8", [False, True])
