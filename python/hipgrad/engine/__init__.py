@@ -13,7 +13,7 @@
     checks.py     input checks (dtype, shape, finite values)
     kernels.py    each step kind bound to its op calls
     execute.py    running a graph (Program, run, replay of recorded calls)
-    copies.py     concatenation / splitting of tensors along an axis
+    copies.py     splitting a tensor into planned tensors along an axis
     report.py     digests, weight bytes, memory reports, describe()
     engine.py     InferenceEngine, which ties these together
 

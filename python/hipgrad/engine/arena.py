@@ -5,8 +5,8 @@ An Arena holds the planned activation buffers, an int8 scratch for INT8, and a s
 for a host input, made on first need: on a GPU a NumPy input is copied into it (an input already
 on the device is read as it is); on the CPU a float32 C-contiguous NumPy input is read in place,
 as torch.from_numpy does, and only another layout or dtype is converted into it. Every planned
-write is a prefix view of its buffer, made once with the arena (`views[i]`: step i's writes in
-memplan.step_writes order). An arena serves one predict at a time; ArenaPool hands them out per
+write is a view at its planned offset in its buffer, made once with the arena (`views[i]`: step
+i's writes in memplan.step_writes order). An arena serves one predict at a time; ArenaPool hands them out per
 input shape under a lock, so concurrent predicts of one shape each get their own (never two
 threads on one buffer).
 """
@@ -38,15 +38,16 @@ class Arena:
         self.key: tuple = ()  # set by ArenaPool.acquire
         self.input: Tensor | None = None  # the staging buffer, made by stage() on first need
         self.buffers = len(self.slots) + (self.int8 is not None)
-        self.views = [[self._view(b, shape) for b, shape in step] for step in plan.writes]
+        self.views = [[self._view(*w) for w in step] for step in plan.writes]
         self.tapes: dict[Any, list] = {}  # the engine's recorded step calls on this arena
 
-    def _view(self, b: int, shape: Sequence[int]) -> Tensor:
-        buf = self.slots[b]
-        if buf.numel() < int(np.prod(shape)):
+    def _view(self, b: int, offset: int, shape: Sequence[int]) -> Tensor:
+        """A view of `shape` at element `offset` of buffer `b`."""
+        buf, n = self.slots[b], int(np.prod(shape))
+        if offset + n > buf.numel():
             raise RuntimeError(f"memory plan: buffer {b} holds {buf.numel()} elements, a step writes "
-                               f"{tuple(shape)}; the planner and execute.bind disagree (this is a bug)")
-        return buf.prefix_view(list(shape))
+                               f"{tuple(shape)} at {offset}; the planner is wrong (this is a bug)")
+        return buf.narrow(offset, n).reshape(*shape)
 
     def slot_of(self, t: Tensor) -> int | None:
         """The buffer `t` starts in (None: outside the arena)."""

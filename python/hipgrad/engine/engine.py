@@ -8,7 +8,7 @@ activation caches. Memory is planned per input shape by liveness (memplan.py): t
 predict of a shape computes every value's shape and last reader, and allocates the activation
 buffers once (a value's buffer is reused once its last reader ran: two ping-pong buffers for a
 chain, three for a residual block; an int8 scratch for INT8, on a GPU an input staging buffer);
-every op then writes into a prefix view of one of them (out=), so later predicts of that shape
+every op then writes into a planned view of one of them (out=), so later predicts of that shape
 allocate nothing. Concurrent predicts each take their own set from a pool. plan_memory=False
 runs the unplanned path (each op allocates its output), kept to compare against. A graph with
 several outputs returns a tuple of arrays from forward().

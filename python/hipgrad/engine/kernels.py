@@ -14,16 +14,13 @@ output is dequantized. Every other step, add / concat of such outputs included, 
 float32 on dequantized values. A residual fused into an INT8 conv is added after qconv2d
 (+ the activation then), in float32.
 
-Ops from the `graphops` branch (ops.binary, transpose, pad2d, reduce_mean, pooling with
-ceil_mode): used where this hipgrad has them; without them a step that needs one raises a
-ValueError naming its kind, except where an existing op computes the same exactly (sub of
-same-shape operands as add with alpha -1, a global mean as an average pool, ceil_mode where it
-changes no output size).
+A softmax over another axis than the last runs as transpose, softmax, transpose back (two
+planned scratch tensors). What no op here computes exactly as the step defines it (a matmul
+whose batch axes broadcast) raises a ValueError naming the step and its kind.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,15 +35,8 @@ from .shapes import norm_axes, output_shapes
 Call = Callable[..., Any]
 
 
-def _has(op: str, arg: str | None = None) -> bool:
-    """Whether hipgrad.ops has `op` (taking the keyword `arg`)."""
-    f = getattr(ops, op, None)
-    return f is not None and (arg is None or arg in inspect.signature(f).parameters)
-
-
 def _needs(s: Any, what: str) -> ValueError:
-    return ValueError(f"plan step {s.name!r} ({s.kind}): needs {what}, which this hipgrad build "
-                      "does not have")
+    return ValueError(f"plan step {s.name!r} ({s.kind}): {what} is not supported")
 
 
 def _same(a: Tensor | None, b: Tensor) -> bool:
@@ -82,14 +72,14 @@ def bind(s: Any, ins: Sequence[Tensor], views: Sequence[Tensor] | None, int8: bo
 
 def _epilogue(s: Any, w: list[Tensor | None]) -> Callable[[Tensor, Tensor | None], Tensor]:
     """y + residual (in place) then the step's activation: the tail of a conv whose residual
-    the native op does not add (INT8, or a build without conv residuals). `w` ends in the
-    output view; with an activation the sum goes to the scratch before it."""
+    the native epilogue does not add (INT8, a residual that broadcasts, a build without conv
+    residuals). `w` ends in the output view; with an activation the sum is in the scratch."""
     act, alpha = s.attrs.get("act"), float(s.attrs.get("alpha", 0.01))
     o = w[-1]
 
     def tail(y: Tensor, r: Tensor | None) -> Tensor:
-        if r is not None:
-            y = ops.add_(y, r)
+        if r is not None:  # in place (a residual that broadcasts to y's shape included)
+            y = ops.add_(y, r) if tuple(r.shape) == tuple(y.shape) else ops.binary(y, r, "add", out=y)
         return ops.activation(y, act, alpha=alpha, out=o) if act else y
     return tail
 
@@ -122,14 +112,12 @@ def _conv(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
     wt, bias = t["weight"], t.get("bias")
     if len(ins) == 1:  # the hot step calls the native op directly (all checked there)
         o = w[0]
-        return lambda v: _C.ops.conv2d_bias_act(v, wt, bias, *hyper, act or "none", alpha, "auto", o)
+        return lambda v: _C.ops.conv2d_bias_act(v, wt, bias, None, *hyper, act or "none", alpha, "auto", o)
     if len(w) == 1 and tuple(ins[1].shape) == tuple(out_shape) and conv_residual_native():
         o = w[0]  # y = act(conv + bias + residual) in the epilogue; o may be the residual's buffer
         return lambda v, r: _C.ops.conv2d_bias_act(v, wt, bias, r, *hyper, act or "none", alpha, "auto", o)
-    if tuple(ins[1].shape) != tuple(out_shape):
-        raise _needs(s, f"a residual of its output's shape {tuple(out_shape)}, got {tuple(ins[1].shape)}")
     first, tail = w[0], _epilogue(s, w)
-    return lambda v, r: tail(_C.ops.conv2d_bias_act(v, wt, bias, *hyper, "none", alpha, "auto", first), r)
+    return lambda v, r: tail(_C.ops.conv2d_bias_act(v, wt, bias, None, *hyper, "none", alpha, "auto", first), r)
 
 
 def _linear(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
@@ -157,13 +145,10 @@ def _binary(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
         op = lambda x, y: ops.add_(x, y)  # noqa: E731
     elif kind == "add" and same and const is None and _same(o, ins[1]):
         op = lambda x, y: ops.add_(y, x)  # noqa: E731  (a + b == b + a exactly)
-    elif kind in ("add", "sub") and same:
-        sign = 1.0 if kind == "add" else -1.0  # a - b as a + (-1) b: the same rounding
-        op = lambda x, y: ops.add(x, y, alpha=sign, out=o)  # noqa: E731
-    elif _has("binary"):
+    elif kind == "add" and same:
+        op = lambda x, y: ops.add(x, y, out=o)  # noqa: E731
+    else:  # broadcasting, sub, mul, div; o may be a or b itself (in place)
         op = lambda x, y: ops.binary(x, y, kind, out=o)  # noqa: E731
-    else:
-        raise _needs(s, f"{kind} of shapes {tuple(a.shape)} and {tuple(b.shape)} (ops.binary)")
     if const is not None:
         return lambda x: finish(op(x, const))
     return lambda x, y: finish(op(x, y))
@@ -171,65 +156,42 @@ def _binary(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
 
 def _pool(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     a, o = s.attrs, w[0]
-    k, st, p = a["kernel"], a["stride"], a["padding"]
-    kw: dict[str, Any] = {}
-    plain = tuple(outs[0]) == tuple(output_shapes(_Floor(s), [tuple(ins[0].shape)])[0])
-    if a.get("ceil_mode") and not plain:
-        if not _has("max_pool2d", "ceil_mode"):
-            raise _needs(s, "pooling with ceil_mode (the output size differs from floor mode)")
-        kw["ceil_mode"] = True
+    k, st, p, ceil = a["kernel"], a["stride"], a["padding"], bool(a.get("ceil_mode", False))
     if s.kind == "maxpool":
-        return lambda v: ops.max_pool2d(v, k, stride=st, padding=p, out=o, with_argmax=False, **kw)[0]
-    if not a.get("count_include_pad", True) and any(p):
-        if not _has("avg_pool2d", "count_include_pad"):
-            raise _needs(s, "average pooling with count_include_pad=False over padding")
-        kw["count_include_pad"] = False
-    return lambda v: ops.avg_pool2d(v, k, stride=st, padding=p, out=o, **kw)
-
-
-class _Floor:
-    """A pooling step seen with ceil_mode off (to compare output sizes)."""
-
-    def __init__(self, s: Any) -> None:
-        self.kind, self.name, self.attrs = s.kind, s.name, dict(s.attrs, ceil_mode=False)
+        return lambda v: ops.max_pool2d(v, k, stride=st, padding=p, out=o, with_argmax=False, ceil_mode=ceil)[0]
+    count = bool(a.get("count_include_pad", True))
+    return lambda v: ops.avg_pool2d(v, k, stride=st, padding=p, out=o, ceil_mode=ceil, count_include_pad=count)
 
 
 def _reduce_mean(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     x, o = ins[0], w[0]
-    axes, keep = norm_axes(s.attrs["axes"], len(x.shape)), bool(s.attrs.get("keepdims", True))
-    if _has("reduce_mean"):
-        return lambda v: ops.reduce_mean(v, list(axes), keepdims=keep, out=o)
-    if axes == (2, 3) and len(x.shape) == 4:  # the spatial mean: one window over the plane
-        hw = tuple(x.shape[2:])
-        o4 = None if o is None else o.reshape(x.shape[0], x.shape[1], 1, 1)
-        shape = outs[0]
-        return lambda v: ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o4).reshape(*shape)
-    raise _needs(s, f"a mean over axes {list(s.attrs['axes'])} (ops.reduce_mean)")
+    axes, keep = list(norm_axes(s.attrs["axes"], len(x.shape))), bool(s.attrs.get("keepdims", True))
+    return lambda v: ops.reduce_mean(v, axes, keepdims=keep, out=o)
 
 
 def _global_avgpool(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
-    hw, o = tuple(ins[0].shape[2:]), w[0]
-    return lambda v: ops.avg_pool2d(v, hw, stride=hw, padding=0, out=o)
+    axes, o = list(range(2, len(ins[0].shape))), w[0]
+    return lambda v: ops.reduce_mean(v, axes, keepdims=True, out=o)
 
 
 def _softmax(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
-    rank, o = len(ins[0].shape), w[0]
-    axis = int(s.attrs.get("axis", -1))
-    if axis not in (-1, rank - 1):
-        raise _needs(s, f"a softmax over axis {axis} of a {rank}-D input (the last axis only)")
-    return lambda v: ops.softmax(v, out=o)
+    rank = len(ins[0].shape)
+    axis = int(s.attrs.get("axis", -1)) % rank
+    if axis == rank - 1:
+        o = w[0]
+        return lambda v: ops.softmax(v, out=o)
+    there = [i for i in range(rank) if i != axis] + [axis]  # the axis moved last, and back
+    back = [there.index(i) for i in range(rank)]
+    t1, t2, o = w  # (memplan.step_writes: two scratch tensors, then the output)
+    return lambda v: ops.transpose(ops.softmax(ops.transpose(v, there, out=t1), out=t2), back, out=o)
 
 
 def _transpose(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
-    if not _has("transpose"):
-        raise _needs(s, "ops.transpose")
     perm, o = [int(p) for p in s.attrs["perm"]], w[0]
     return lambda v: ops.transpose(v, perm, out=o)
 
 
 def _pad(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
-    if not _has("pad2d"):
-        raise _needs(s, "ops.pad2d")
     pads, value, o = tuple(int(p) for p in s.attrs["pads"]), float(s.attrs.get("value", 0.0)), w[0]
     return lambda v: ops.pad2d(v, pads, value=value, out=o)
 
@@ -237,11 +199,18 @@ def _pad(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
 def _matmul(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     a, b = (tuple(x.shape) for x in ins)
     if a[:-2] != b[:-2]:
-        raise _needs(s, f"a matmul of shapes {a} and {b} with broadcast batch axes")
+        raise _needs(s, f"a matmul of shapes {a} and {b} (batch axes that broadcast)")
     m, k, nn = a[-2], a[-1], b[-1]
     o3 = None if w[0] is None else w[0].reshape(-1, m, nn)
     shape = outs[0]
     return lambda x, y: ops.bmm(x.reshape(-1, m, k), y.reshape(-1, k, nn), out=o3).reshape(*shape)
+
+
+def _split(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    axis, sizes = int(s.attrs["axis"]), [int(n) for n in s.attrs["sizes"]]
+    if w[0] is None:
+        return lambda v: tuple(ops.split(v, axis, sizes))
+    return lambda v: tuple(copies.split_into(v, axis, w))  # ops.split takes no out=
 
 
 def _simple(f: Callable[[Any, Tensor, Tensor | None], Tensor]) -> Callable:
@@ -264,9 +233,8 @@ _SIMPLE: dict[str, Callable] = {
     "linear": _linear, "maxpool": _pool, "avgpool": _pool, "global_avgpool": _global_avgpool,
     "reduce_mean": _reduce_mean, "softmax": _softmax, "transpose": _transpose, "pad": _pad,
     "matmul": _matmul,
-    "concat": lambda s, ins, w, outs: (lambda *vs: copies.concat(vs, int(s.attrs["axis"]), out=w[0])),
-    "split": lambda s, ins, w, outs: (lambda v: tuple(copies.split(
-        v, int(s.attrs["axis"]), [int(n) for n in s.attrs["sizes"]], None if w[0] is None else w))),
+    "concat": lambda s, ins, w, outs: (lambda *vs: ops.concat(list(vs), int(s.attrs["axis"]), out=w[0])),
+    "split": _split,
     "attention": lambda s, ins, w, outs: (lambda q, k, v: ops.attention(
         q, k, v, causal=bool(s.attrs.get("causal", False)), scale=s.attrs.get("scale"))[0]),
 }

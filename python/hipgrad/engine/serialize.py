@@ -36,6 +36,18 @@ def unpacked(graph: Graph) -> Graph:
     return out
 
 
+def _plain(v: Any) -> Any:
+    """An attribute value as JSON holds it: NumPy scalars and arrays (an importer's) as Python
+    numbers and lists."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_plain(u) for u in v]
+    return v
+
+
 def _to_json(graph: Graph, arrays: dict[str, np.ndarray]) -> list[dict]:
     out = []
     for i, s in enumerate(graph):
@@ -43,7 +55,9 @@ def _to_json(graph: Graph, arrays: dict[str, np.ndarray]) -> list[dict]:
         for k, t in s.tensors.items():
             arrays[f"{key}.{k}"] = t.numpy()
         out.append({"kind": s.kind, "name": s.name, "inputs": s.inputs, "outputs": s.outputs,
-                    "attrs": s.attrs, "x_scale": s.x_scale, "key": key, "arrays": list(s.tensors)})
+                    "attrs": {k: _plain(v) for k, v in s.attrs.items()},
+                    "x_scale": None if s.x_scale is None else float(s.x_scale), "key": key,
+                    "arrays": list(s.tensors)})
     return out
 
 

@@ -145,15 +145,14 @@ class Concat(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         ys = [run_child(n, m, m, x) for n, m in self.named_children()]
-        shapes = [tuple(y.shape) for y in ys]
-        copies.concat_shape(shapes, self.dim, "Concat")  # a clear error before any copy
-        axis = copies.norm_axis(self.dim, len(shapes[0]), "Concat")
-        self._save(tuple(s[axis] for s in shapes), axis)
-        return copies.concat(ys, axis)
+        y = ops.concat(ys, self.dim, impl=self.impl)  # (checks the shapes, names them)
+        axis = copies.norm_axis(self.dim, len(y.shape), "Concat")
+        self._save(tuple(int(t.shape[axis]) for t in ys), axis)
+        return y
 
     def backward(self, dy: Tensor) -> Tensor:
         sizes, axis = self._take_saved()
-        parts = copies.split(dy, axis, sizes)
+        parts = ops.split(dy, axis, list(sizes), impl=self.impl)
         dx = None
         for (n, m), part in zip(self.named_children(), parts):
             d = run_child(n, m, m.backward, part)
