@@ -167,7 +167,7 @@ def _binary_operands(rng, sa, sb, kind):
     b = _normal(rng, *sb)
     if kind == "div":  # |b| in [0.5, 2]: no quotient near a pole
         b = (np.sign(b) + (b == 0)) * rng.uniform(0.5, 2.0, sb)
-    return a.astype(F), np.asarray(b, F)
+    return np.asarray(a, F), np.asarray(b, F)  # 0-d arrays, not NumPy scalars
 
 
 def _binary_samples(rng):
