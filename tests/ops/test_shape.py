@@ -57,6 +57,8 @@ def test_split_matches_numpy(device, impl, rng, shape, axis, sizes):
     ((3, 1, 5), [1, 2, 0]),
     ((2, 3, 1, 2, 3, 2), [5, 4, 3, 2, 1, 0]),
     ((4, 5), [0, 1]),
+    ((2, 3, 4, 5), [3, 0, 2, 1]),  # x's innermost axis first, other axes between the tiled two
+    ((2, 37, 3, 19), [0, 3, 2, 1]),  # tiles with ragged edges on both sides
     ((3, 129, 129), [0, 2, 1]),  # threaded on the CPU
 ])
 def test_transpose_matches_numpy(device, impl, rng, shape, perm):
