@@ -423,8 +423,9 @@ def test_max_pool2d_one_nan_in_any_row(rng, shape, kernel, stride, padding):
 # (x shape, kernel, stride, padding): SqueezeNet's 3x3 s2 (7 outputs where floor gives 6), a last
 # window that would start in the padding (dropped), windows reaching past the padding, rows long
 # enough for the CPU's rows path (Q >= 32) and planes for its lanes path.
-CEIL_CASES = [((1, 2, 14, 14), 3, 2, 0), ((2, 3, 5, 6), 2, 2, 1), ((1, 1, 7, 9), (3, 2), (2, 3), (1, 0)),
-              ((1, 2, 4, 4), 3, 3, 1), ((3, 3, 9, 11), 3, 2, 1), ((1, 2, 7, 67), (2, 3), 2, (1, 1))]
+CEIL_CASES = [((1, 2, 14, 14), 3, 2, 0), ((2, 3, 5, 6), 2, 2, 1),
+              ((1, 1, 7, 9), (3, 2), (2, 3), (1, 0)), ((1, 2, 4, 4), 3, 3, 1),
+              ((3, 3, 9, 11), 3, 2, 1), ((1, 2, 7, 67), (2, 3), 2, (1, 1))]
 CEIL_IDS = [f"{s[0]}-k{s[1]}-s{s[2]}-p{s[3]}".replace(" ", "") for s in CEIL_CASES]
 
 
