@@ -1,6 +1,7 @@
-// Direct convolution on the CPU for layers with few channels (LeNet's 1 -> 6 and 6 -> 16 5x5),
-// where im2col + GEMM spends its time building and packing a col matrix for GEMMs of a few
-// rows: stride 1, dilation 1, groups 1, any padding and kernel size.
+// Direct convolution on the CPU for layers with few channels (LeNet's 1 -> 6 and 6 -> 16 5x5, a
+// ResNet stem's 3 -> 64), where im2col + GEMM spends its time building and packing a col matrix
+// for GEMMs of a few rows: dilation 1, groups 1, padding up to the kernel size; stride 1 for the
+// flat kernels, any stride for the 16-channel-vector (kvec) ones.
 // Each image is copied once into a zero-bordered buffer xp (C planes of Hp x Wp, Wp = W + 2 pw,
 // Hp = H + 2 ph). Output pixel (p, q) is then read at the flat position o = p * Wp + q: for tap
 // (r, s) its input sits at xp_c[o + r * Wp + s], so every tap is one contiguous 16-float load per
@@ -39,13 +40,13 @@ constexpr int kOB = 32;  // flat output positions per register block (2 vectors)
 
 // The flat layout of one image.
 struct Flat {
-  int64_t C, K, R, S, P, Q, Hp, Wp;
+  int64_t C, K, R, S, P, Q, Hp, Wp, sh, sw;
   int64_t L;       // flat positions that hold outputs: (P - 1) * Wp + Q
   int64_t L32;     // L rounded up to kOB
   int64_t plane;   // floats per padded input plane, with room for the overrun of the last block
   explicit Flat(const ConvGeometry& g)
       : C(g.C), K(g.K), R(g.R), S(g.S), P(g.P), Q(g.Q), Hp(g.H + 2 * g.pad_h),
-        Wp(g.W + 2 * g.pad_w) {
+        Wp(g.W + 2 * g.pad_w), sh(g.stride_h), sw(g.stride_w) {
     L = (P - 1) * Wp + Q;
     L32 = (L + kOB - 1) / kOB * kOB;
     plane = std::max(Hp * Wp, L32 + (R - 1) * Wp + S - 1) + 16;
@@ -126,8 +127,9 @@ void weight_block(const Flat& f, const float* __restrict xp, const float* __rest
 // ---- channel-vector variants: 16 output channels per vector (K a multiple of 16 wastes none)
 constexpr int kQB = 12;  // output columns per register block of the forward
 
-// yk[kk * PQ + j] (kk < nk, j < nq) = bias + sum_{c,r,s} wT[c][r][s][kk] * xp_c[(p + r) Wp + q0 + j + s]
-// for one output row p and columns q0 .. q0 + 11 (12 vector accumulators, one w load per tap).
+// yk[kk * PQ + j] (kk < nk, j < nq) = bias + sum_{c,r,s} wT[c][r][s][kk] *
+// xp_c[(p sh + r) Wp + (q0 + j) sw + s] for one output row p and columns q0 .. q0 + 11 (12
+// vector accumulators, one w load per tap); xrow points at xp_0[p sh Wp + q0 sw].
 HG_CPU_CLONES
 void forward_kvec_row(const Flat& f, const float* __restrict xrow, const float* __restrict wT,
                       int64_t ldw, const float* bias, float* __restrict yk, int64_t PQ, int nk,
@@ -146,9 +148,10 @@ void forward_kvec_row(const Flat& f, const float* __restrict xrow, const float* 
       for (int64_t s = 0; s < f.S; ++s) {
         const vf16 w = load16(wc + (r * f.S + s) * ldw);
         const float* x = xr + s;
-        a0 += x[0] * w, a1 += x[1] * w, a2 += x[2] * w, a3 += x[3] * w;
-        a4 += x[4] * w, a5 += x[5] * w, a6 += x[6] * w, a7 += x[7] * w;
-        a8 += x[8] * w, a9 += x[9] * w, a10 += x[10] * w, a11 += x[11] * w;
+        const int64_t d = f.sw;  // the stride between output columns
+        a0 += x[0] * w, a1 += x[d] * w, a2 += x[2 * d] * w, a3 += x[3 * d] * w;
+        a4 += x[4 * d] * w, a5 += x[5 * d] * w, a6 += x[6 * d] * w, a7 += x[7 * d] * w;
+        a8 += x[8 * d] * w, a9 += x[9 * d] * w, a10 += x[10 * d] * w, a11 += x[11 * d] * w;
       }
     }
   }
@@ -160,12 +163,13 @@ void forward_kvec_row(const Flat& f, const float* __restrict xrow, const float* 
     for (int j = 0; j < nq; ++j) yk[kk * PQ + j] = out[j][kk];
 }
 
-// dwT[tap][0..16) += sum_{p,q} xp_c[p Wp + q + off(tap)] * dyT[p Q + q][0..16) for 6 taps of one
+// dwT[tap][0..16) += sum_{p in [p0, p1), q} xp_c[p sh Wp + q sw + off(tap)] * dyT[p Q + q][0..16)
+// for 6 taps of one
 // input channel (taps past `taps` repeat the last one and are not kept).
 HG_CPU_CLONES
-void weight_kvec_taps(const Flat& f, const float* __restrict xc, const int64_t* off, int taps,
-                      const float* __restrict dyT, int64_t ldd, float* __restrict dwT,
-                      int64_t ldw) {
+void weight_kvec_taps(const Flat& f, int64_t p0, int64_t p1, const float* __restrict xc,
+                      const int64_t* off, int taps, const float* __restrict dyT, int64_t ldd,
+                      float* __restrict dwT, int64_t ldw) {
   const float* x0 = xc + off[0];
   const float* x1 = xc + off[std::min(1, taps - 1)];
   const float* x2 = xc + off[std::min(2, taps - 1)];
@@ -173,9 +177,9 @@ void weight_kvec_taps(const Flat& f, const float* __restrict xc, const int64_t* 
   const float* x4 = xc + off[std::min(4, taps - 1)];
   const float* x5 = xc + off[std::min(5, taps - 1)];
   vf16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
-  for (int64_t p = 0; p < f.P; ++p) {
+  for (int64_t p = p0; p < p1; ++p) {
     for (int64_t q = 0; q < f.Q; ++q) {
-      const int64_t o = p * f.Wp + q;
+      const int64_t o = p * f.sh * f.Wp + q * f.sw;
       const vf16 d = load16(dyT + (p * f.Q + q) * ldd);
       a0 += x0[o] * d, a1 += x1[o] * d, a2 += x2[o] * d;
       a3 += x3[o] * d, a4 += x4[o] * d, a5 += x5[o] * d;
@@ -187,16 +191,16 @@ void weight_kvec_taps(const Flat& f, const float* __restrict xc, const int64_t* 
 
 }  // namespace
 
-bool direct_applies(const ConvGeometry& g) {
-  return g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 && g.dil_w == 1 && g.groups == 1 &&
-         g.pad_h >= 0 && g.pad_w >= 0 && g.P >= 1 && g.Q >= 1 && g.C >= 1 &&
+bool direct_applies(const ConvGeometry& g, bool any_stride) {
+  return (any_stride || (g.stride_h == 1 && g.stride_w == 1)) && g.dil_h == 1 && g.dil_w == 1 &&
+         g.groups == 1 && g.pad_h >= 0 && g.pad_w >= 0 && g.P >= 1 && g.Q >= 1 && g.C >= 1 &&
          // flat buffers of a few images' size: a sane padding
          g.pad_h <= g.R && g.pad_w <= g.S;
 }
 
 bool conv2d_direct_forward(const ConvForwardArgs& a) {
   const ConvGeometry& g = a.g;
-  if (!direct_applies(g)) return false;
+  if (!direct_applies(g, /*any_stride=*/false)) return false;
   const Flat f(g);
   const int64_t KB4 = (g.K + kKB - 1) / kKB, RS = g.R * g.S;
   // Weights as (K/4 blocks, C, R, S, 4), zero past K.
@@ -229,7 +233,7 @@ bool conv2d_direct_forward(const ConvForwardArgs& a) {
 
 bool conv2d_direct_backward_weight(const ConvBackwardWeightArgs& a) {
   const ConvGeometry& g = a.g;
-  if (!direct_applies(g)) return false;
+  if (!direct_applies(g, /*any_stride=*/false)) return false;
   const Flat f(g);
   const int64_t KB4 = (g.K + kKB - 1) / kKB, RS = g.R * g.S, dw_size = g.K * g.C * RS;
   const int64_t dw4_size = KB4 * kKB * g.C * RS;  // (K rounded up to 4, C, R, S)
@@ -267,7 +271,7 @@ bool conv2d_direct_backward_weight(const ConvBackwardWeightArgs& a) {
 
 bool conv2d_direct_kvec_forward(const ConvForwardArgs& a) {
   const ConvGeometry& g = a.g;
-  if (!direct_applies(g)) return false;
+  if (!direct_applies(g, /*any_stride=*/true)) return false;
   const Flat f(g);
   const int64_t Kp = (g.K + 15) / 16 * 16, RS = g.R * g.S, PQ = g.P * g.Q;
   std::vector<float> wT(size_t(g.C * RS * Kp), 0.f);  // (C, R, S, Kp)
@@ -275,8 +279,8 @@ bool conv2d_direct_kvec_forward(const ConvForwardArgs& a) {
     for (int64_t i = 0; i < g.C * RS; ++i) wT[i * Kp + k] = a.w[k * g.C * RS + i];
   std::vector<float> bias(size_t(Kp), 0.f);
   if (a.bias) std::copy(a.bias, a.bias + g.K, bias.begin());
-  // A row block reads kQB + S - 1 columns from q0: the plane's slack covers the last row.
-  const int64_t plane = f.plane + kQB;
+  // A row block reads (kQB - 1) sw + S columns from q0 sw: the slack covers the last row.
+  const int64_t plane = f.plane + kQB * f.sw;
   const int64_t per_slot = g.C * plane;
   const double work = double(g.N) * double(Kp * g.C * RS) * double(PQ);
   const int threads = region_threads(work, double(1 << 18), g.N);
@@ -292,7 +296,8 @@ bool conv2d_direct_kvec_forward(const ConvForwardArgs& a) {
       float* yk = a.y + (n * g.K + k0) * PQ;
       for (int64_t p = 0; p < g.P; ++p)
         for (int64_t q0 = 0; q0 < g.Q; q0 += kQB)
-          forward_kvec_row(fp, xp + p * f.Wp + q0, wT.data() + k0, Kp, b, yk + p * g.Q + q0, PQ,
+          forward_kvec_row(fp, xp + p * f.sh * f.Wp + q0 * f.sw, wT.data() + k0, Kp, b,
+                           yk + p * g.Q + q0, PQ,
                            nk, int(std::min<int64_t>(kQB, g.Q - q0)));
     }
   });
@@ -301,7 +306,7 @@ bool conv2d_direct_kvec_forward(const ConvForwardArgs& a) {
 
 bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a) {
   const ConvGeometry& g = a.g;
-  if (!direct_applies(g)) return false;
+  if (!direct_applies(g, /*any_stride=*/true)) return false;
   const Flat f(g);
   const int64_t Kp = (g.K + 15) / 16 * 16, RS = g.R * g.S, PQ = g.P * g.Q;
   const int64_t dwT_size = g.C * RS * Kp;  // (C, R, S, Kp)
@@ -310,6 +315,7 @@ bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a) {
   std::unique_ptr<float[]> scratch(new float[per_slot * T]);
   std::unique_ptr<float[]> partial(new float[dwT_size * T]);
   std::vector<int64_t> off(static_cast<size_t>(RS));
+  const int64_t rows = std::max<int64_t>(1, 2048 / g.Q);  // ~2048 pixels: 128 KiB of dy per band
   for (int64_t r = 0; r < g.R; ++r)
     for (int64_t s = 0; s < g.S; ++s) off[r * g.S + s] = r * f.Wp + s;
   parallel_tasks(T, std::min(T, available_threads()), [&](int64_t t) {
@@ -323,11 +329,14 @@ bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a) {
       const float* dyn = a.dy + n * g.K * PQ;
       for (int64_t k = 0; k < g.K; ++k)
         for (int64_t i = 0; i < PQ; ++i) dyT[i * Kp + k] = dyn[k * PQ + i];
-      for (int64_t k0 = 0; k0 < Kp; k0 += 16)
-        for (int64_t c = 0; c < g.C; ++c)
-          for (int64_t t0 = 0; t0 < RS; t0 += 6)
-            weight_kvec_taps(f, xp + c * f.plane, off.data() + t0, int(std::min<int64_t>(6, RS - t0)),
-                             dyT + k0, Kp, dwT + (c * RS + t0) * Kp + k0, Kp);
+      // Output rows in bands whose dy rows (16 channels each) stay in L2 across all the taps.
+      for (int64_t p0 = 0; p0 < g.P; p0 += rows)
+        for (int64_t k0 = 0; k0 < Kp; k0 += 16)
+          for (int64_t c = 0; c < g.C; ++c)
+            for (int64_t t0 = 0; t0 < RS; t0 += 6)
+              weight_kvec_taps(f, p0, std::min(g.P, p0 + rows), xp + c * f.plane, off.data() + t0,
+                               int(std::min<int64_t>(6, RS - t0)), dyT + k0, Kp,
+                               dwT + (c * RS + t0) * Kp + k0, Kp);
     }
   });
   for (int64_t k = 0; k < g.K; ++k) {
@@ -345,7 +354,7 @@ bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a) {
 // (16-channel vectors when C is a multiple of 16, else 4-channel blocks over flat positions).
 bool conv2d_direct_backward_data(const ConvBackwardDataArgs& a) {
   const ConvGeometry& g = a.g;
-  if (!direct_applies(g) || g.pad_h > g.R - 1 || g.pad_w > g.S - 1) return false;
+  if (!direct_applies(g, /*any_stride=*/false) || g.pad_h > g.R - 1 || g.pad_w > g.S - 1) return false;
   ConvForwardArgs f;
   f.g = g;
   f.g.C = g.K, f.g.H = g.P, f.g.W = g.Q, f.g.K = g.C, f.g.P = g.H, f.g.Q = g.W;

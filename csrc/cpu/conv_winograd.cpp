@@ -87,11 +87,12 @@ void input_row(const float* __restrict rows, int64_t ldr, int64_t TW, float* __r
   }
 }
 
-// A^T m A for one tile and K channels: m[xi * ldm + k]; the 2x2 outputs (cropped to ph x pw
-// valid rows/columns) at y[k * PQ + i * Q + j] (+ bias[k]).
+// A^T m A for one tile and K channels: m[xi * ldm + k]; the 2x2 outputs (cropped to rows x cols
+// valid ones) at y[k * PQ + i * Q + j] (+ bias[k], + res at the same offsets: conv2d_bias_act's
+// residual, which may be y itself, each element read before it is written).
 HG_CPU_CLONES
 void output_tile(const float* __restrict m, int64_t ldm, int64_t K, const float* bias,
-                 float* __restrict y, int64_t PQ, int64_t Q, int rows, int cols) {
+                 const float* res, float* y, int64_t PQ, int64_t Q, int rows, int cols) {
   for (int64_t k = 0; k < K; ++k) {
     float t[2][4];
     for (int j = 0; j < 4; ++j) {
@@ -101,20 +102,32 @@ void output_tile(const float* __restrict m, int64_t ldm, int64_t K, const float*
       t[1][j] = m1 - m2 - m3;
     }
     const float b = bias ? bias[k] : 0.f;
-    float* __restrict yk = y + k * PQ;
-    const float o00 = t[0][0] + t[0][1] + t[0][2] + b, o01 = t[0][1] - t[0][2] - t[0][3] + b;
-    const float o10 = t[1][0] + t[1][1] + t[1][2] + b, o11 = t[1][1] - t[1][2] - t[1][3] + b;
-    yk[0] = o00;
-    if (cols > 1) yk[1] = o01;
+    float* yk = y + k * PQ;
+    float o[4] = {t[0][0] + t[0][1] + t[0][2] + b, t[0][1] - t[0][2] - t[0][3] + b,
+                  t[1][0] + t[1][1] + t[1][2] + b, t[1][1] - t[1][2] - t[1][3] + b};
+    if (res) {
+      const float* rk = res + k * PQ;
+      o[0] += rk[0];
+      if (cols > 1) o[1] += rk[1];
+      if (rows > 1) {
+        o[2] += rk[Q];
+        if (cols > 1) o[3] += rk[Q + 1];
+      }
+    }
+    yk[0] = o[0];
+    if (cols > 1) yk[1] = o[1];
     if (rows > 1) {
-      yk[Q] = o10;
-      if (cols > 1) yk[Q + 1] = o11;
+      yk[Q] = o[2];
+      if (cols > 1) yk[Q + 1] = o[3];
     }
   }
 }
 
+// `res` (y's shape, may be y) is added with the bias; `act` (activation only, or nullptr) runs
+// over each chunk's output rows right after they are written.
 template <class Wk>
-void winograd(const Problem& pr, Wk wk, const float* x, const float* bias, float* y) {
+void winograd(const Problem& pr, Wk wk, const float* x, const float* bias, float* y,
+              const float* res = nullptr, const GemmEpilogue* act = nullptr) {
   const int64_t TH = pr.TH(), TW = pr.TW(), HW = pr.H * pr.W, PQ = pr.P * pr.Q;
   const int64_t rows_per_chunk = std::max<int64_t>(1, std::min(TH, kChunkTiles / TW));
   const int64_t chunks_per_image = (TH + rows_per_chunk - 1) / rows_per_chunk;
@@ -163,10 +176,15 @@ void winograd(const Problem& pr, Wk wk, const float* x, const float* bias, float
       gemm_handwritten_prepacked(/*trans_a=*/true, T, pr.K, pr.C, V + xi * pr.C * T, T,
                                  Upp + xi * panel, M + xi * T * pr.K, pr.K);
     float* yn = y + n * pr.K * PQ;
+    const float* rn = res ? res + n * pr.K * PQ : nullptr;
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t ty = ty0 + t / TW, tx = t % TW;
-      output_tile(M + t * pr.K, T * pr.K, pr.K, bias, yn + 2 * ty * pr.Q + 2 * tx, PQ, pr.Q,
+      const int64_t ty = ty0 + t / TW, tx = t % TW, at = 2 * ty * pr.Q + 2 * tx;
+      output_tile(M + t * pr.K, T * pr.K, pr.K, bias, rn ? rn + at : nullptr, yn + at, PQ, pr.Q,
                   int(std::min<int64_t>(2, pr.P - 2 * ty)), int(std::min<int64_t>(2, pr.Q - 2 * tx)));
+    }
+    if (act) {  // the chunk's output rows of every channel, still in cache
+      const int64_t p0 = 2 * ty0, p1 = std::min(pr.P, 2 * (ty0 + nrows));
+      apply_epilogue(*act, 0, 0, pr.K, (p1 - p0) * pr.Q, yn + p0 * pr.Q, PQ);
     }
   });
 }
@@ -187,6 +205,20 @@ bool conv2d_winograd_forward(const ConvForwardArgs& a) {
   const float* w = a.w;
   winograd(pr, [=](int64_t k, int64_t c, int r, int s) { return w[((k * C + c) * 3 + r) * 3 + s]; },
            a.x, a.bias, a.y);
+  return true;
+}
+
+bool conv2d_bias_act_winograd(const ConvBiasActArgs& a) {
+  const ConvGeometry& g = a.g;
+  if (!winograd_applies(g)) return false;
+  const Problem pr{g.N, g.C, g.H, g.W, g.K, g.P, g.Q, g.pad_h, g.pad_w};
+  const int64_t C = g.C;
+  const float* w = a.w;
+  GemmEpilogue act;  // the activation only: bias and residual are added by the output transform
+  act.op = FusedEpilogue{nullptr, a.epi.has_act, a.epi.act, a.epi.alpha};
+  act.bias_per_row = true;
+  winograd(pr, [=](int64_t k, int64_t c, int r, int s) { return w[((k * C + c) * 3 + r) * 3 + s]; },
+           a.x, a.epi.bias, a.y, a.residual, a.epi.has_act ? &act : nullptr);
   return true;
 }
 

@@ -65,10 +65,14 @@ void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a);
 bool winograd_applies(const ConvGeometry& g);
 bool conv2d_winograd_forward(const ConvForwardArgs& a);
 bool conv2d_winograd_backward_data(const ConvBackwardDataArgs& a);
+// conv2d_bias_act: bias and residual (may be a.y) added by the output transform, the activation
+// over each chunk's rows right after.
+bool conv2d_bias_act_winograd(const ConvBiasActArgs& a);
 
-// Direct convolution for few channels (conv_direct.cpp): stride 1, dilation 1, groups 1,
-// padding at most the kernel size. Each returns false, doing nothing, where it does not apply.
-bool direct_applies(const ConvGeometry& g);
+// Direct convolution for few channels (conv_direct.cpp): dilation 1, groups 1, padding at most
+// the kernel size, stride 1 unless any_stride (the kvec kernels). Each returns false, doing
+// nothing, where it does not apply.
+bool direct_applies(const ConvGeometry& g, bool any_stride);
 bool conv2d_direct_forward(const ConvForwardArgs& a);
 bool conv2d_direct_backward_weight(const ConvBackwardWeightArgs& a);
 // The same, 16 output channels per vector (for K a multiple of 16: LeNet's 6 -> 16).

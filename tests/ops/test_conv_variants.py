@@ -31,7 +31,9 @@ SHAPES = [
     (2, 32, 6, 6, 17, 5, 5, 1, 4, 1, 1),        # padding = kernel - 1
     (2, 3, 9, 8, 4, 2, 4, 1, (1, 3), 1, 1),     # even kernel
     (2, 4, 9, 9, 8, 1, 1, 1, 0, 1, 1),          # 1x1
-    (2, 4, 11, 10, 6, 3, 3, 2, 1, 1, 1),        # stride 2: the default kernel
+    (2, 4, 11, 10, 6, 3, 3, 2, 1, 1, 1),        # stride 2: kvec kernels, else the default
+    (2, 3, 23, 21, 32, 7, 7, 2, 3, 1, 1),       # a ResNet stem, smaller
+    (2, 16, 9, 8, 16, 3, 3, (2, 1), 1, 1, 1),   # unequal strides
     (1, 4, 9, 9, 6, 3, 3, 1, 2, 2, 1),          # dilation 2: the default kernel
     (2, 4, 9, 9, 6, 3, 3, 1, 1, 1, 2),          # groups 2: the default kernel
 ]
