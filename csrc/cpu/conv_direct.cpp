@@ -6,14 +6,21 @@
 // Hp = H + 2 ph). Output pixel (p, q) is then read at the flat position o = p * Wp + q: for tap
 // (r, s) its input sits at xp_c[o + r * Wp + s], so every tap is one contiguous 16-float load per
 // 16 consecutive o, for any kernel size (the columns q >= Q of each row are computed and dropped).
+// Flat kernels (4 output channels per register block; small K such as LeNet's 6):
 //   forward:          acc[k][o] += w[k, c, r, s] * xp_c[o + r Wp + s], 4 output channels x 32
 //                     positions in 8 vector registers per (c, r, s) step (2 loads, 8 FMAs); the
 //                     rows of the flat output are then cropped into y with the bias.
 //   backward weight:  dw[k, c, r, s] = sum_o dy'_k[o] xp_c[o + r Wp + s], dy' being dy laid out
-//                     on the same flat positions (zero at q >= Q); 4 output channels x 4 taps of
-//                     a kernel row in 16 vector accumulators per pass over o. Images are summed
-//                     in T fixed runs (T = num_threads(), not the threads running), one partial
-//                     dw each, added in run order: the result depends on num_threads() only.
+//                     on the same flat positions (zero at q >= Q); 4 output channels x 4 taps
+//                     (consecutive in r-major order) in 16 vector accumulators per pass over o.
+//   backward data:    the forward over dy with the kernel flipped and its channels swapped.
+// kvec kernels (16 output channels per vector; K a multiple of 16 wastes no lane):
+//   forward:          one output row, QB (8-14, the fewest wasted columns) pixels per block in
+//                     QB vector accumulators, x read by scalar broadcasts (any stride).
+//   backward weight:  dy transposed to (pixels, K); 6 taps x 16 channels in vector accumulators
+//                     over the pixels of a band of output rows (its dy stays in L2).
+// Backward weight sums images in T fixed runs (T = num_threads(), not the threads running), one
+// partial dw each, added in run order: the result depends on num_threads() only.
 // The loops are written on 16-float vectors (GCC vector extension) and compiled per x86-64 level
 // (HG_CPU_CLONES): AVX-512 registers on v4, pairs of AVX2 registers on v3.
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_conv_variants.py
@@ -93,74 +100,113 @@ void forward_block(const Flat& f, const float* __restrict xp, const float* __res
   }
 }
 
-// dw4[kb][c][r][s] += sum_o dyf[kb][o] * xp_c[o + r Wp + s] for 4 channels (dyf: 4 x L32, zero
-// past each row's Q columns and past L).
+// dw4[kb][c][tap] += sum_o dyf[kb][o] * xp_c[o + off(tap)] for 4 channels (dyf: 4 x L32, zero
+// past each row's Q columns and past L) and all R*S taps, 4 taps (any rows: off = r Wp + s) at a
+// time in 16 vector accumulators.
 HG_CPU_CLONES
-void weight_block(const Flat& f, const float* __restrict xp, const float* __restrict dyf,
-                  float* __restrict dw4) {
+void weight_block(const Flat& f, const float* __restrict xp, const int64_t* off,
+                  const float* __restrict dyf, float* __restrict dw4) {
+  const int64_t taps = f.R * f.S;
   for (int64_t c = 0; c < f.C; ++c) {
     const float* xc = xp + c * f.plane;
-    for (int64_t r = 0; r < f.R; ++r) {
-      for (int64_t s0 = 0; s0 < f.S; s0 += 4) {
-        const int ns = int(std::min<int64_t>(4, f.S - s0));
-        vf16 acc[4][4] = {};
-        const float* xr = xc + r * f.Wp + s0;
-        for (int64_t o = 0; o < f.L32; o += 16) {
-          const vf16 d0 = load16(dyf + o), d1 = load16(dyf + f.L32 + o);
-          const vf16 d2 = load16(dyf + 2 * f.L32 + o), d3 = load16(dyf + 3 * f.L32 + o);
-          for (int j = 0; j < 4; ++j) {  // taps past S read real data but are not kept
-            const vf16 v = load16(xr + o + j);
-            acc[0][j] += d0 * v, acc[1][j] += d1 * v, acc[2][j] += d2 * v, acc[3][j] += d3 * v;
-          }
-        }
-        for (int kb = 0; kb < 4; ++kb)
-          for (int j = 0; j < ns; ++j) {
-            float sum = 0.f;
-            for (int l = 0; l < 16; ++l) sum += acc[kb][j][l];
-            dw4[((kb * f.C + c) * f.R + r) * f.S + s0 + j] += sum;
-          }
+    for (int64_t t0 = 0; t0 < taps; t0 += 4) {
+      const int nt = int(std::min<int64_t>(4, taps - t0));
+      const float* x0 = xc + off[t0];  // taps past the last repeat it and are not kept
+      const float* x1 = xc + off[t0 + std::min(1, nt - 1)];
+      const float* x2 = xc + off[t0 + std::min(2, nt - 1)];
+      const float* x3 = xc + off[t0 + std::min(3, nt - 1)];
+      vf16 acc[4][4] = {};
+      for (int64_t o = 0; o < f.L32; o += 16) {
+        const vf16 d0 = load16(dyf + o), d1 = load16(dyf + f.L32 + o);
+        const vf16 d2 = load16(dyf + 2 * f.L32 + o), d3 = load16(dyf + 3 * f.L32 + o);
+        const vf16 v[4] = {load16(x0 + o), load16(x1 + o), load16(x2 + o), load16(x3 + o)};
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j)
+          acc[0][j] += d0 * v[j], acc[1][j] += d1 * v[j], acc[2][j] += d2 * v[j], acc[3][j] += d3 * v[j];
       }
+      for (int kb = 0; kb < 4; ++kb)
+        for (int j = 0; j < nt; ++j) {
+          float sum = 0.f;
+          for (int l = 0; l < 16; ++l) sum += acc[kb][j][l];
+          dw4[(kb * f.C + c) * taps + t0 + j] += sum;
+        }
     }
   }
 }
 
 // ---- channel-vector variants: 16 output channels per vector (K a multiple of 16 wastes none)
-constexpr int kQB = 12;  // output columns per register block of the forward
 
 // yk[kk * PQ + j] (kk < nk, j < nq) = bias + sum_{c,r,s} wT[c][r][s][kk] *
-// xp_c[(p sh + r) Wp + (q0 + j) sw + s] for one output row p and columns q0 .. q0 + 11 (12
-// vector accumulators, one w load per tap); xrow points at xp_0[p sh Wp + q0 sw].
-HG_CPU_CLONES
-void forward_kvec_row(const Flat& f, const float* __restrict xrow, const float* __restrict wT,
-                      int64_t ldw, const float* bias, float* __restrict yk, int64_t PQ, int nk,
-                      int nq) {
-  // (bias by pointer: a vector argument would be passed differently by the baseline caller and
-  // the AVX-512 clone)
-  // 12 named accumulators, so that they stay in registers
+// xp_c[(p sh + r) Wp + (q0 + j) sw + s] for one output row p and columns q0 .. q0 + QB - 1 (QB
+// vector accumulators, one w load per tap); xrow points at xp_0[p sh Wp + q0 sw]. D: the column
+// stride when known at compile time (1), else 0 (read from f.sw); KS likewise the kernel width
+// (its loop then unrolls).
+template <int QB, int D, int KS>
+HG_INLINE void kvec_row(const Flat& f, const float* __restrict xrow, const float* __restrict wT,
+                        int64_t ldw, const float* bias, float* __restrict yk, int64_t PQ, int nk,
+                        int nq) {
+  const int64_t d = D > 0 ? D : f.sw, S = KS > 0 ? KS : f.S;
   const vf16 b = load16(bias);
-  vf16 a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b, a8 = b, a9 = b, a10 = b,
-       a11 = b;
+  vf16 acc[QB];
+#pragma GCC unroll 16
+  for (int j = 0; j < QB; ++j) acc[j] = b;
   for (int64_t c = 0; c < f.C; ++c) {
     const float* xc = xrow + c * f.plane;
-    const float* wc = wT + c * f.R * f.S * ldw;
+    const float* w = wT + c * f.R * S * ldw;
     for (int64_t r = 0; r < f.R; ++r) {
-      const float* xr = xc + r * f.Wp;
-      for (int64_t s = 0; s < f.S; ++s) {
-        const vf16 w = load16(wc + (r * f.S + s) * ldw);
-        const float* x = xr + s;
-        const int64_t d = f.sw;  // the stride between output columns
-        a0 += x[0] * w, a1 += x[d] * w, a2 += x[2 * d] * w, a3 += x[3 * d] * w;
-        a4 += x[4 * d] * w, a5 += x[5 * d] * w, a6 += x[6 * d] * w, a7 += x[7 * d] * w;
-        a8 += x[8 * d] * w, a9 += x[9 * d] * w, a10 += x[10 * d] * w, a11 += x[11 * d] * w;
+      const float* x = xc + r * f.Wp;
+#pragma GCC unroll 8
+      for (int64_t s = 0; s < S; ++s, ++x, w += ldw) {
+        const vf16 wv = load16(w);
+#pragma GCC unroll 16
+        for (int j = 0; j < QB; ++j) acc[j] += x[j * d] * wv;
       }
     }
   }
-  alignas(64) float out[kQB][16];
-  store16(out[0], a0), store16(out[1], a1), store16(out[2], a2), store16(out[3], a3);
-  store16(out[4], a4), store16(out[5], a5), store16(out[6], a6), store16(out[7], a7);
-  store16(out[8], a8), store16(out[9], a9), store16(out[10], a10), store16(out[11], a11);
+  alignas(64) float out[QB][16];
+#pragma GCC unroll 16
+  for (int j = 0; j < QB; ++j) store16(out[j], acc[j]);
   for (int kk = 0; kk < nk; ++kk)
     for (int j = 0; j < nq; ++j) yk[kk * PQ + j] = out[j][kk];
+}
+
+// One instance per (columns per block, unit stride or not), each compiled per x86-64 level.
+// (bias by pointer: a vector argument would be passed differently by the baseline caller and
+// the AVX-512 clone)
+using KvecRowFn = void (*)(const Flat&, const float*, const float*, int64_t, const float*, float*,
+                           int64_t, int, int);
+#define HG_KVEC_ROW(QB, D, KS)                                                              \
+  HG_CPU_CLONES void kvec_row_##QB##_##D##_##KS(const Flat& f, const float* xrow,            \
+                                                const float* wT, int64_t ldw,                 \
+                                                const float* bias, float* yk, int64_t PQ,     \
+                                                int nk, int nq) {                             \
+    kvec_row<QB, D, KS>(f, xrow, wT, ldw, bias, yk, PQ, nk, nq);                              \
+  }
+HG_KVEC_ROW(8, 1, 0)
+HG_KVEC_ROW(10, 1, 0)
+HG_KVEC_ROW(12, 1, 0)
+HG_KVEC_ROW(14, 1, 0)
+HG_KVEC_ROW(12, 0, 0)
+HG_KVEC_ROW(10, 1, 5)  // LeNet's 5x5 layers (10 and 28 output columns)
+HG_KVEC_ROW(14, 1, 5)
+HG_KVEC_ROW(12, 1, 3)  // 3x3 layers
+#undef HG_KVEC_ROW
+
+// The row kernel for Q output columns: unit stride picks the block width wasting the fewest
+// columns (ties: the wider); other strides take 12.
+KvecRowFn kvec_row_for(int64_t Q, int64_t sw, int64_t S, int* qb) {
+  if (sw != 1) return *qb = 12, &kvec_row_12_0_0;
+  const int widths[4] = {14, 12, 10, 8};
+  const KvecRowFn fns[4] = {&kvec_row_14_1_0, &kvec_row_12_1_0, &kvec_row_10_1_0, &kvec_row_8_1_0};
+  int best = 0;
+  for (int i = 1; i < 4; ++i)
+    if ((Q + widths[i] - 1) / widths[i] * widths[i] < (Q + widths[best] - 1) / widths[best] * widths[best])
+      best = i;
+  *qb = widths[best];
+  if (S == 5 && *qb == 10) return &kvec_row_10_1_5;
+  if (S == 5 && *qb == 14) return &kvec_row_14_1_5;
+  if (S == 3 && *qb == 12) return &kvec_row_12_1_3;
+  return fns[best];
 }
 
 // dwT[tap][0..16) += sum_{p in [p0, p1), q} xp_c[p sh Wp + q sw + off(tap)] * dyT[p Q + q][0..16)
@@ -243,6 +289,9 @@ bool conv2d_direct_backward_weight(const ConvBackwardWeightArgs& a) {
   const int64_t per_slot = g.C * f.plane + kKB * f.L32;
   std::unique_ptr<float[]> scratch(new float[per_slot * T]);
   std::unique_ptr<float[]> partial(new float[dw4_size * T]);
+  std::vector<int64_t> off(static_cast<size_t>(RS));
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t s = 0; s < g.S; ++s) off[r * g.S + s] = r * f.Wp + s;
   parallel_tasks(T, std::min(T, available_threads()), [&](int64_t t) {
     float* xp = scratch.get() + parallel_slot() * per_slot;
     float* dyf = xp + g.C * f.plane;
@@ -257,7 +306,7 @@ bool conv2d_direct_backward_weight(const ConvBackwardWeightArgs& a) {
           for (int64_t p = 0; p < g.P; ++p)
             std::memcpy(dyf + j * f.L32 + p * f.Wp, d + p * g.Q, sizeof(float) * g.Q);
         }
-        weight_block(f, xp, dyf, dw4 + kb * kKB * g.C * RS);
+        weight_block(f, xp, off.data(), dyf, dw4 + kb * kKB * g.C * RS);
       }
     }
   });
@@ -279,8 +328,10 @@ bool conv2d_direct_kvec_forward(const ConvForwardArgs& a) {
     for (int64_t i = 0; i < g.C * RS; ++i) wT[i * Kp + k] = a.w[k * g.C * RS + i];
   std::vector<float> bias(size_t(Kp), 0.f);
   if (a.bias) std::copy(a.bias, a.bias + g.K, bias.begin());
-  // A row block reads (kQB - 1) sw + S columns from q0 sw: the slack covers the last row.
-  const int64_t plane = f.plane + kQB * f.sw;
+  int qb = 0;
+  const KvecRowFn row = kvec_row_for(g.Q, g.stride_w, g.S, &qb);
+  // A row block reads (qb - 1) sw + S columns from q0 sw: the slack covers the last row.
+  const int64_t plane = f.plane + qb * f.sw;
   const int64_t per_slot = g.C * plane;
   const double work = double(g.N) * double(Kp * g.C * RS) * double(PQ);
   const int threads = region_threads(work, double(1 << 18), g.N);
@@ -295,10 +346,9 @@ bool conv2d_direct_kvec_forward(const ConvForwardArgs& a) {
       const int nk = int(std::min<int64_t>(16, g.K - k0));
       float* yk = a.y + (n * g.K + k0) * PQ;
       for (int64_t p = 0; p < g.P; ++p)
-        for (int64_t q0 = 0; q0 < g.Q; q0 += kQB)
-          forward_kvec_row(fp, xp + p * f.sh * f.Wp + q0 * f.sw, wT.data() + k0, Kp, b,
-                           yk + p * g.Q + q0, PQ,
-                           nk, int(std::min<int64_t>(kQB, g.Q - q0)));
+        for (int64_t q0 = 0; q0 < g.Q; q0 += qb)
+          row(fp, xp + p * f.sh * f.Wp + q0 * f.sw, wT.data() + k0, Kp, b, yk + p * g.Q + q0, PQ,
+              nk, int(std::min<int64_t>(qb, g.Q - q0)));
     }
   });
   return true;

@@ -26,6 +26,7 @@ SHAPES = [
     (2, 5, 11, 13, 6, 3, 3, 1, 2, 1, 1),
     (2, 17, 10, 7, 33, 3, 3, 1, (1, 0), 1, 1),  # K past a 32-wide panel, asymmetric padding
     (3, 16, 9, 9, 16, 3, 3, 1, 1, 1, 1),        # C and K multiples of 16
+    (2, 16, 6, 12, 16, 3, 3, 1, 1, 1, 1),       # 12 output columns: the 12-wide 3x3 row kernel
     (5, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1),        # LeNet conv1
     (5, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),       # LeNet conv2
     (2, 32, 6, 6, 17, 5, 5, 1, 4, 1, 1),        # padding = kernel - 1
