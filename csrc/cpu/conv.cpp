@@ -325,6 +325,9 @@ void conv2d_forward_winograd(const ConvForwardArgs& a) {
 void conv2d_backward_data_winograd(const ConvBackwardDataArgs& a) {
   if (!conv2d_winograd_backward_data(a)) conv2d_backward_data_handwritten(a);
 }
+void conv2d_backward_weight_winograd(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_winograd_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
 // Direct where it applies (conv_direct.cpp), else the default kernel.
 void conv2d_forward_direct(const ConvForwardArgs& a) {
   if (!conv2d_direct_forward(a)) conv2d_forward_handwritten(a);
@@ -386,6 +389,8 @@ HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_direct_kvec|im
                       &hg::cpu::conv2d_backward_weight_direct_kvec);
 HG_REGISTER_ALTERNATE(conv2d_backward_data_op, cpu, "cpu.conv2d_direct|gemm_col2im",
                       &hg::cpu::conv2d_backward_data_direct);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_winograd_f2x3|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_winograd);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, handwritten,
                    "cpu.conv2d_gemm_col2im|depthwise_direct",
                    &hg::cpu::conv2d_backward_data_handwritten);

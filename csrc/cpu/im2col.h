@@ -65,6 +65,7 @@ void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a);
 bool winograd_applies(const ConvGeometry& g);
 bool conv2d_winograd_forward(const ConvForwardArgs& a);
 bool conv2d_winograd_backward_data(const ConvBackwardDataArgs& a);
+bool conv2d_winograd_backward_weight(const ConvBackwardWeightArgs& a);
 // conv2d_bias_act: bias and residual (may be a.y) added by the output transform, the activation
 // over each chunk's rows right after.
 bool conv2d_bias_act_winograd(const ConvBiasActArgs& a);
