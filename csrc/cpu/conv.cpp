@@ -318,6 +318,32 @@ void conv2d_backward_weight_handwritten(const ConvBackwardWeightArgs& a) {
   else backward_weight_lowered(a, kHandwritten);
 }
 void conv2d_forward_unpacked(const ConvForwardArgs& a) { forward_lowered(a, kUnpacked); }
+// Winograd where it applies (conv_winograd.cpp), else the default kernel.
+void conv2d_forward_winograd(const ConvForwardArgs& a) {
+  if (!conv2d_winograd_forward(a)) conv2d_forward_handwritten(a);
+}
+void conv2d_backward_data_winograd(const ConvBackwardDataArgs& a) {
+  if (!conv2d_winograd_backward_data(a)) conv2d_backward_data_handwritten(a);
+}
+void conv2d_backward_weight_winograd(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_winograd_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
+// Direct where it applies (conv_direct.cpp), else the default kernel.
+void conv2d_forward_direct(const ConvForwardArgs& a) {
+  if (!conv2d_direct_forward(a)) conv2d_forward_handwritten(a);
+}
+void conv2d_backward_weight_direct(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_direct_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
+void conv2d_backward_data_direct(const ConvBackwardDataArgs& a) {
+  if (!conv2d_direct_backward_data(a)) conv2d_backward_data_handwritten(a);
+}
+void conv2d_forward_direct_kvec(const ConvForwardArgs& a) {
+  if (!conv2d_direct_kvec_forward(a)) conv2d_forward_handwritten(a);
+}
+void conv2d_backward_weight_direct_kvec(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_direct_kvec_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
 void conv2d_forward_vendor(const ConvForwardArgs& a) {
   require_blas_sizes(a.g);
   forward_lowered(a, kOpenBlas);
@@ -349,6 +375,22 @@ HG_REGISTER_KERNEL(conv2d_forward_op, cpu, handwritten, "cpu.conv2d_im2col_gemm|
                    &hg::cpu::conv2d_forward_handwritten);
 HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_im2col_gemm_unpacked",
                       &hg::cpu::conv2d_forward_unpacked);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_winograd_f2x3|im2col_gemm",
+                      &hg::cpu::conv2d_forward_winograd);
+HG_REGISTER_ALTERNATE(conv2d_backward_data_op, cpu, "cpu.conv2d_winograd_f2x3|gemm_col2im",
+                      &hg::cpu::conv2d_backward_data_winograd);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_direct_flat|im2col_gemm",
+                      &hg::cpu::conv2d_forward_direct);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_direct_flat|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_direct);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_direct_kvec|im2col_gemm",
+                      &hg::cpu::conv2d_forward_direct_kvec);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_direct_kvec|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_direct_kvec);
+HG_REGISTER_ALTERNATE(conv2d_backward_data_op, cpu, "cpu.conv2d_direct|gemm_col2im",
+                      &hg::cpu::conv2d_backward_data_direct);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_winograd_f2x3|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_winograd);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, handwritten,
                    "cpu.conv2d_gemm_col2im|depthwise_direct",
                    &hg::cpu::conv2d_backward_data_handwritten);

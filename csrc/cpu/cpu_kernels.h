@@ -42,6 +42,10 @@ void gemm_pack_b(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t N
 void gemm_handwritten_epilogue_packed_b(int64_t M, int64_t N, int64_t K, const float* A,
                                         int64_t lda, const float* b_packed, float* C, int64_t ldc,
                                         const GemmEpilogue& e);
+// C (M x N, beta 0) = op(A) @ op(B) with op(B) from gemm_pack_b: no B packing, no epilogue
+// (the Winograd convolution's 16 products per chunk against its transformed weights).
+void gemm_handwritten_prepacked(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A,
+                                int64_t lda, const float* b_packed, float* C, int64_t ldc);
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc);

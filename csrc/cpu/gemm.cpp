@@ -329,6 +329,12 @@ void gemm_handwritten_epilogue_packed_b(int64_t M, int64_t N, int64_t K, const f
               b_packed);
 }
 
+void gemm_handwritten_prepacked(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A,
+                                int64_t lda, const float* b_packed, float* C, int64_t ldc) {
+  gemm_packed(active_microkernel(), trans_a, false, M, N, K, 1.f, A, lda, nullptr, 0, 0.f, C, ldc,
+              nullptr, b_packed);
+}
+
 GemmBlocking gemm_handwritten_blocking() {
   const GemmMicroKernel& uk = active_microkernel();
   return {uk.name, uk.mr, uk.nr, uk.kc, uk.mc, uk.nc_l2, uk.nc};

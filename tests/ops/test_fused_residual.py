@@ -87,12 +87,12 @@ def _candidates(device: str) -> list[str]:
 @pytest.mark.parametrize("act", [None, "relu", "gelu"])
 def test_residual_every_kernel_forced_by_name(device, rng, act):
     """Each registered kernel (default, alternates, references, vendor), forced by name, with a
-    separate residual and with out= the residual."""
+    separate residual, with out= the residual, and without one."""
     names = _candidates(device)
     assert names
     for name in names:
         with hg.ops.force_kernel("conv2d_bias_act", name):
-            for case in [CASES[1], CASES[6], CASES[8], CASES[12], CASES[-3], CASES[-1]]:
+            for case in [CASES[1], CASES[4], CASES[6], CASES[8], CASES[12], CASES[-3], CASES[-1]]:
                 x, w, bias, res, hyper = _inputs(rng, case)
                 want = _expected(x, w, bias, res, hyper, act, 0.2)
                 r = to_dev(res, device)
@@ -101,6 +101,10 @@ def test_residual_every_kernel_forced_by_name(device, rng, act):
                 check(y, want, rtol=1e-4, atol=1e-4, what=f"{name} {_ids(case)} {act}")
                 y = _call(device, x, w, bias, r, hyper, act, 0.2, out=r)
                 check(y, want, rtol=1e-4, atol=1e-4, what=f"{name} {_ids(case)} {act} in place")
+                y = _call(device, x, w, bias, None, hyper, act, 0.2)  # no residual
+                z = ref_conv.conv2d(x, w, bias, **hyper)
+                check(y, z if act is None else ref_act.activation(z, act, 0.2), rtol=1e-4,
+                      atol=1e-4, what=f"{name} {_ids(case)} {act} without residual")
 
 
 def test_in_place_while_auto_tunes(device, rng):
