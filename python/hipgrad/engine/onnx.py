@@ -7,11 +7,12 @@ plan Graph (steps.py), which the engine optimizes and runs.
 The import
 1. reads the file, inlines local functions (the dynamo exporter's) and checks that the graph
    is whole (a corrupt or truncated file is a ValueError naming it);
-2. rewrites node patterns that are one step (onnx_patterns.py: Erf-GELU, x * HardSigmoid(x));
+2. rewrites node patterns that are one step (onnx_patterns.py: Erf-GELU, x * HardSigmoid(x),
+   LayerNorm written out);
 3. walks the nodes in order: nodes on known values are folded with NumPy (onnx_fold.py: the
    Shape/Gather/Slice/Concat/Cast/Unsqueeze/ConstantOfShape/Constant chains that compute
-   shapes, with the batch axis kept symbolic), data nodes become steps (onnx_nodes.py, onnx_layout.py),
-   Identity and Dropout disappear;
+   shapes, with the batch axis kept symbolic), data nodes become steps (onnx_nodes.py,
+   onnx_layout.py), Identity and Dropout disappear;
 4. fuses scaled dot-product attention into one step (onnx_attention.py).
 Supported data ops: the keys of CONVERTERS. Anything else, and any attribute or
 operand layout the engine would not compute exactly as ONNX defines it, raises ValueError
@@ -27,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from . import onnx_layout, onnx_nodes
 from .onnx_attention import fuse_attention
 from .onnx_context import Context
 from .onnx_fold import BATCHES, FOLD, fold_node
-from . import onnx_layout, onnx_nodes
 from .onnx_patterns import live, rewrite
 
 CONVERTERS = {**onnx_nodes.CONVERTERS, **onnx_layout.CONVERTERS}
