@@ -512,3 +512,14 @@ def test_pool_mode_flags_must_be_bools():
         hg.ops.max_pool2d(x, 2, ceil_mode=1)
     with pytest.raises(TypeError, match="avg_pool2d: count_include_pad must be a bool"):
         hg.ops.avg_pool2d(x, 2, count_include_pad="False")
+
+
+def test_pool_layers_with_modes_are_refused_by_the_chain_engine():
+    from hipgrad import nn
+
+    for layer in (nn.MaxPool2d(3, stride=2, ceil_mode=True),
+                  nn.AvgPool2d(3, padding=1, count_include_pad=False)):
+        with pytest.raises(ValueError, match="cannot lower to the inference engine"):
+            hg.InferenceEngine.from_model(nn.Sequential(layer, nn.Flatten()))
+    steps = nn.AvgPool2d(2).to_steps("p")
+    assert steps[0].attrs["ceil_mode"] is False and steps[0].attrs["count_include_pad"] is True
