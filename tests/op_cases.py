@@ -167,7 +167,7 @@ def _binary_operands(rng, sa, sb, kind):
     b = _normal(rng, *sb)
     if kind == "div":  # |b| in [0.5, 2]: no quotient near a pole
         b = (np.sign(b) + (b == 0)) * rng.uniform(0.5, 2.0, sb)
-    return a.astype(F), np.asarray(b, F)
+    return np.asarray(a, F), np.asarray(b, F)  # 0-d arrays, not NumPy scalars
 
 
 def _binary_samples(rng):
@@ -296,8 +296,8 @@ def _conv_out_shape(x, w, hyper):
 def _activation_samples(rng):
     return [Sample((_normal(rng, *shape, scale=3.0), kind),
                    {"alpha": 0.3 if kind in ("leaky_relu", "elu") else 0.01}, f"{kind}-{shape}")
-            for kind, shape in zip(ACT_KINDS, [(1,), (3,), (7, 31), (129, 3, 7), (5,), (3, 5), (11,),
-                                               (7, 3), (13,), (5, 9)])]
+            for kind, shape in zip(ACT_KINDS, [(1,), (3,), (7, 31), (129, 3, 7), (5,), (3, 5),
+                                               (11,), (7, 3), (13,), (5, 9)])]
 
 
 def _activation_backward_samples(rng):
@@ -819,7 +819,8 @@ _TABLE = [
            lambda x, perm: np.transpose(_f64(x), perm), _GRAPH_OPS_NO_GRAD,
            lambda x: ops.transpose(x, [1, 0]), tol=(0, 0),
            out=OutCase({"x": ((3, 4, 5), F)},
-                       lambda t, out: ops.transpose(t["x"], [2, 0, 1], out=out), (5, 3, 4), F, "x")),
+                       lambda t, out: ops.transpose(t["x"], [2, 0, 1], out=out), (5, 3, 4), F,
+                       "x")),
     OpInfo("reduce_mean", "shape", lambda rng: _shape_samples(rng, "reduce_mean"),
            lambda x, axes, *, keepdims: np.mean(_f64(x), axis=tuple(axes), keepdims=keepdims),
            _GRAPH_OPS_NO_GRAD, lambda x: ops.reduce_mean(x, [1]), tol=(1e-5, 1e-6),
@@ -924,6 +925,15 @@ LAYER_CASES = [
          lambda x, p: ref.max_pool2d(x, (3, 3), (2, 2), (1, 1)), distinct=True),
     Case("avgpool_2", lambda: nn.AvgPool2d(2), lambda t: t.AvgPool2d(2), (2, 3, 7, 7),
          lambda x, p: ref.avg_pool2d(x, (2, 2), (2, 2), (0, 0))),
+    Case("maxpool_3_s2_ceil", lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True),
+         lambda t: t.MaxPool2d(3, stride=2, ceil_mode=True), (1, 2, 8, 10),
+         lambda x, p: ref_pool.max_pool2d(x, (3, 3), (2, 2), (0, 0), ceil_mode=True)[0],
+         distinct=True),
+    Case("avgpool_3_s2_p1_ceil_exclude_pad",
+         lambda: nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+         lambda t: t.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+         (2, 1, 6, 9),
+         lambda x, p: ref_pool.avg_pool2d(x, (3, 3), (2, 2), (1, 1), True, False)),
     Case("avgpool_3x2_s2_p1", lambda: nn.AvgPool2d((3, 2), stride=2, padding=1),
          lambda t: t.AvgPool2d((3, 2), stride=2, padding=1), (2, 1, 7, 5),
          lambda x, p: ref.avg_pool2d(x, (3, 2), (2, 2), (1, 1))),

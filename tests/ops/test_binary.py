@@ -93,7 +93,8 @@ def test_binary_matches_torch(rng):
 
 def test_binary_rejects_bad_input(device):
     a = to_dev(np.ones((2, 3), np.float32), device)
-    with pytest.raises(ValueError, match=r"binary: a \(2, 3\) and b \(4,\) do not broadcast: axis -1"):
+    with pytest.raises(ValueError,
+                       match=r"binary: a \(2, 3\) and b \(4,\) do not broadcast: axis -1"):
         hg.ops.binary(a, to_dev(np.ones(4, np.float32), device), "add")
     with pytest.raises(ValueError, match="binary: kind must be one of 'add', 'sub', 'mul', 'div'"):
         hg.ops.binary(a, a, "pow")

@@ -423,8 +423,9 @@ def test_max_pool2d_one_nan_in_any_row(rng, shape, kernel, stride, padding):
 # (x shape, kernel, stride, padding): SqueezeNet's 3x3 s2 (7 outputs where floor gives 6), a last
 # window that would start in the padding (dropped), windows reaching past the padding, rows long
 # enough for the CPU's rows path (Q >= 32) and planes for its lanes path.
-CEIL_CASES = [((1, 2, 14, 14), 3, 2, 0), ((2, 3, 5, 6), 2, 2, 1), ((1, 1, 7, 9), (3, 2), (2, 3), (1, 0)),
-              ((1, 2, 4, 4), 3, 3, 1), ((3, 3, 9, 11), 3, 2, 1), ((1, 2, 7, 67), (2, 3), 2, (1, 1))]
+CEIL_CASES = [((1, 2, 14, 14), 3, 2, 0), ((2, 3, 5, 6), 2, 2, 1),
+              ((1, 1, 7, 9), (3, 2), (2, 3), (1, 0)), ((1, 2, 4, 4), 3, 3, 1),
+              ((3, 3, 9, 11), 3, 2, 1), ((1, 2, 7, 67), (2, 3), 2, (1, 1))]
 CEIL_IDS = [f"{s[0]}-k{s[1]}-s{s[2]}-p{s[3]}".replace(" ", "") for s in CEIL_CASES]
 
 
@@ -511,3 +512,14 @@ def test_pool_mode_flags_must_be_bools():
         hg.ops.max_pool2d(x, 2, ceil_mode=1)
     with pytest.raises(TypeError, match="avg_pool2d: count_include_pad must be a bool"):
         hg.ops.avg_pool2d(x, 2, count_include_pad="False")
+
+
+def test_pool_layers_with_modes_are_refused_by_the_chain_engine():
+    from hipgrad import nn
+
+    for layer in (nn.MaxPool2d(3, stride=2, ceil_mode=True),
+                  nn.AvgPool2d(3, padding=1, count_include_pad=False)):
+        with pytest.raises(ValueError, match="cannot lower to the inference engine"):
+            hg.InferenceEngine.from_model(nn.Sequential(layer, nn.Flatten()))
+    steps = nn.AvgPool2d(2).to_steps("p")
+    assert steps[0].attrs["ceil_mode"] is False and steps[0].attrs["count_include_pad"] is True

@@ -57,6 +57,8 @@ def test_split_matches_numpy(device, impl, rng, shape, axis, sizes):
     ((3, 1, 5), [1, 2, 0]),
     ((2, 3, 1, 2, 3, 2), [5, 4, 3, 2, 1, 0]),
     ((4, 5), [0, 1]),
+    ((2, 3, 4, 5), [3, 0, 2, 1]),  # x's innermost axis first, other axes between the tiled two
+    ((2, 37, 3, 19), [0, 3, 2, 1]),  # tiles with ragged edges on both sides
     ((3, 129, 129), [0, 2, 1]),  # threaded on the CPU
 ])
 def test_transpose_matches_numpy(device, impl, rng, shape, perm):
@@ -141,26 +143,34 @@ def test_shape_ops_reject_bad_input():
         (ValueError, r"concat: axis must be in \[-4, 4\) for a 4-D tensor, got 4",
          lambda: hg.ops.concat([x, x], 4)),
         (ValueError, "concat: tensors must hold at least one tensor", lambda: hg.ops.concat([], 0)),
-        (TypeError, r"concat: tensors\[1\] must be float32", lambda: hg.ops.concat([x, x.astype(np.int32)], 0)),
+        (TypeError, r"concat: tensors\[1\] must be float32",
+         lambda: hg.ops.concat([x, x.astype(np.int32)], 0)),
         (TypeError, "concat: axis must be an int", lambda: hg.ops.concat([x], 1.0)),
-        (ValueError, r"split: sizes must add up to x's extent along axis 1 \(3 for x \(2, 3, 4, 5\)\)",
+        (ValueError,
+         r"split: sizes must add up to x's extent along axis 1 \(3 for x \(2, 3, 4, 5\)\)",
          lambda: hg.ops.split(x, 1, [1, 1])),
         (ValueError, "split: sizes must be >= 0, got -1", lambda: hg.ops.split(x, 1, [4, -1])),
         (TypeError, "split: sizes must be a sequence of ints", lambda: hg.ops.split(x, 1, 3)),
         (ValueError, r"transpose: perm must be a permutation of 0 .. 3, got entry 1 at position 2",
          lambda: hg.ops.transpose(x, [0, 1, 1, 2])),
-        (ValueError, r"transpose: perm must have one entry per axis of x \(2, 3, 4, 5\) \(4\), got 3",
+        (ValueError,
+         r"transpose: perm must have one entry per axis of x \(2, 3, 4, 5\) \(4\), got 3",
          lambda: hg.ops.transpose(x, [0, 1, 2])),
-        (ValueError, "reduce_mean: axes names axis 1 twice", lambda: hg.ops.reduce_mean(x, [1, -3])),
+        (ValueError, "reduce_mean: axes names axis 1 twice",
+         lambda: hg.ops.reduce_mean(x, [1, -3])),
         (ValueError, r"reduce_mean: axes must be in \[-4, 4\)", lambda: hg.ops.reduce_mean(x, [4])),
         (ValueError, "reduce_mean: the reduced axes of x .* hold no elements",
          lambda: hg.ops.reduce_mean(np.ones((2, 0, 3), F), [1])),
-        (TypeError, "reduce_mean: keepdims must be a bool", lambda: hg.ops.reduce_mean(x, [1], keepdims=1)),
+        (TypeError, "reduce_mean: keepdims must be a bool",
+         lambda: hg.ops.reduce_mean(x, [1], keepdims=1)),
         (ValueError, r"pad2d: pads \(top, left, bottom, right\) must be >= 0, got \(1, -1, 0, 0\)",
          lambda: hg.ops.pad2d(x, [1, -1, 0, 0])),
-        (ValueError, r"pad2d: pads must be \(top, left, bottom, right\)", lambda: hg.ops.pad2d(x, [1, 1])),
-        (ValueError, "pad2d: x must have 4 dimensions", lambda: hg.ops.pad2d(np.ones((2, 3), F), [0, 0, 0, 0])),
-        (TypeError, "pad2d: value must be a real number", lambda: hg.ops.pad2d(x, [0] * 4, value="0")),
+        (ValueError, r"pad2d: pads must be \(top, left, bottom, right\)",
+         lambda: hg.ops.pad2d(x, [1, 1])),
+        (ValueError, "pad2d: x must have 4 dimensions",
+         lambda: hg.ops.pad2d(np.ones((2, 3), F), [0, 0, 0, 0])),
+        (TypeError, "pad2d: value must be a real number",
+         lambda: hg.ops.pad2d(x, [0] * 4, value="0")),
     ]
     for exc, pattern, call in cases:
         with pytest.raises(exc, match=pattern):

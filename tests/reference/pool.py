@@ -1,8 +1,9 @@
 """Float64 NumPy references for 2-D pooling (NCHW), written loop by loop from PyTorch's
 definitions: floor mode, or ceil mode (the output size rounded up, less one where the last window
-would start in the bottom/right padding; windows may reach past the padding); max pooling pads with -inf and returns, per output, the index h*W + w
-of the first maximum met in row-major window order, where a NaN beats any number and a later
-NaN beats an earlier one (PyTorch's CPU rule, `val > max || isnan(val)`); average pooling
+would start in the bottom/right padding; windows may reach past the padding); max pooling pads
+with -inf and returns, per output, the index h*W + w of the first maximum met in row-major
+window order, where a NaN beats any number and a later NaN beats an earlier one (PyTorch's CPU
+rule, `val > max || isnan(val)`); average pooling
 divides by the window's extent inside the padded input (count_include_pad: kh*kw in floor mode)
 or by its number of input elements. The backwards are the adjoints: scatter-adds over the same
 windows."""
