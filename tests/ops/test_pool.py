@@ -514,12 +514,14 @@ def test_pool_mode_flags_must_be_bools():
         hg.ops.avg_pool2d(x, 2, count_include_pad="False")
 
 
-def test_pool_layers_with_modes_are_refused_by_the_chain_engine():
+def test_pool_layers_with_modes_run_in_the_graph_engine(rng):
     from hipgrad import nn
 
     for layer in (nn.MaxPool2d(3, stride=2, ceil_mode=True),
-                  nn.AvgPool2d(3, padding=1, count_include_pad=False)):
-        with pytest.raises(ValueError, match="cannot lower to the inference engine"):
-            hg.InferenceEngine.from_model(nn.Sequential(layer, nn.Flatten()))
+                  nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)):
+        model = nn.Sequential(layer, nn.Flatten()).eval()
+        x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+        engine = hg.InferenceEngine.from_model(model)
+        np.testing.assert_allclose(engine.forward(x), model(hg.tensor(x)).numpy(), rtol=1e-6, atol=1e-6)
     steps = nn.AvgPool2d(2).to_steps("p")
     assert steps[0].attrs["ceil_mode"] is False and steps[0].attrs["count_include_pad"] is True

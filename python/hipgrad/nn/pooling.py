@@ -35,12 +35,7 @@ class _Pool2d(Module):
 
     def to_steps(self, name: str) -> list[Step]:
         """One maxpool / avgpool step; its attrs carry ceil_mode and count_include_pad (the
-        graph contract's pool attrs). The chain executor reads neither, so a layer that sets
-        them is refused rather than run with floor mode and padding counted."""
-        if self.ceil_mode or not self.count_include_pad:
-            raise ValueError(f"{name or type(self).__name__}: {self!r} cannot lower to the "
-                             "inference engine: its executor runs pools in floor mode with the "
-                             "padding counted")
+        graph contract's pool attrs, which the engine's pool executor passes on)."""
         k = int_pair(self.kernel_size)
         stride = k if self.stride is None else int_pair(self.stride)
         return [Step(self.step_kind, name, attrs={
