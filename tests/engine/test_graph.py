@@ -47,7 +47,8 @@ def fire(cin, squeeze, e1, e3):
 
 
 def fire_net(classes=7):
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2),
+    """SqueezeNet-style: conv, max pool in ceil mode, two Fire modules, average pool, linear."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.MaxPool2d(3, stride=2, ceil_mode=True),
                          fire(8, 3, 5, 4), fire(9, 4, 6, 5), nn.AvgPool2d((4, 4)), nn.Flatten(),
                          nn.Linear(11 * 1 * 1, classes))
 

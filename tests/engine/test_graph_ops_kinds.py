@@ -18,7 +18,7 @@ ACTS = {"relu6": lambda x: np.clip(x, 0, 6), "hardsigmoid": lambda x: np.clip(x 
 
 
 @pytest.mark.parametrize("kind", ["add", "sub", "mul", "div"])
-def test_binary_broadcasting_with_values_and_constants(kind, rng):
+def test_binary_broadcasting_with_values_and_constants(kind, rng, device):
     op = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[kind]
     b = rng.uniform(0.5, 2.0, (5, 1, 1)).astype(np.float32)
     steps = [Step("reduce_mean", "m", ["input"], ["m"], attrs={"axes": [2, 3], "keepdims": True}),
@@ -33,21 +33,21 @@ def test_binary_broadcasting_with_values_and_constants(kind, rng):
         gate = sigmoid(x64.mean((2, 3), keepdims=True))
         se = op(x64, gate)
         c = sigmoid(op(se, b.astype(np.float64)))
-        check(run_both(g, x), [op(gate, c), se], tol=1e-4)
+        check(run_both(g, x, device), [op(gate, c), se], tol=1e-4)
 
 
-def test_transpose_pad_and_mean_over_channels(rng):
+def test_transpose_pad_and_mean_over_channels(rng, device):
     steps = [Step("transpose", "t", ["input"], ["t"], attrs={"perm": (0, 2, 3, 1)}),
              Step("pad", "p", ["input"], ["p"], attrs={"pads": (1, 0, 2, 3), "value": 0.0}),
              Step("reduce_mean", "m", ["input"], ["m"], attrs={"axes": [1], "keepdims": False})]
     g = Graph(steps, ["input"], ["t", "p", "m"])
     x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
     x64 = x.astype(np.float64)
-    check(run_both(g, x), [x64.transpose(0, 2, 3, 1), np.pad(x64, ((0, 0), (0, 0), (1, 2), (0, 3))),
+    check(run_both(g, x, device), [x64.transpose(0, 2, 3, 1), np.pad(x64, ((0, 0), (0, 0), (1, 2), (0, 3))),
                            x64.mean(1)])
 
 
-def test_asymmetric_conv_padding_as_a_pad_step(rng):
+def test_asymmetric_conv_padding_as_a_pad_step(rng, device):
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     steps = [Step("pad", "p", ["input"], ["p"], attrs={"pads": (0, 1, 1, 0)}),
              Step("conv", "c", ["p"], ["c"], arrays={"weight": w},
@@ -55,10 +55,10 @@ def test_asymmetric_conv_padding_as_a_pad_step(rng):
     g = Graph(steps, ["input"], ["c"])
     x = rng.standard_normal((2, 3, 8, 7)).astype(np.float32)
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (0, 1), (1, 0)))
-    check(run_both(g, x), [ref.conv2d(xp, {"weight": w.astype(np.float64)}, stride=(2, 2))], tol=1e-4)
+    check(run_both(g, x, device), [ref.conv2d(xp, {"weight": w.astype(np.float64)}, stride=(2, 2))], tol=1e-4)
 
 
-def test_pools_with_ceil_mode_and_count_include_pad(rng):
+def test_pools_with_ceil_mode_and_count_include_pad(rng, device):
     steps = [Step("maxpool", "m", ["input"], ["m"], attrs={"kernel": (3, 3), "stride": (2, 2),
                                                             "padding": (0, 0), "ceil_mode": True}),
              Step("avgpool", "a", ["input"], ["a"], attrs={"kernel": (3, 3), "stride": (2, 2), "padding": (1, 1),
@@ -75,11 +75,11 @@ def test_pools_with_ceil_mode_and_count_include_pad(rng):
     xa = np.pad(x64, ((0, 0), (0, 0), (1, 2), (1, 1)))
     tot = sum(xa[:, :, r:r + 15:2, s:s + 9:2] for r in range(3) for s in range(3))
     cnt = sum(ones[:, :, r:r + 15:2, s:s + 9:2] for r in range(3) for s in range(3))
-    check(run_both(g, x), [m, tot / cnt])
+    check(run_both(g, x, device), [m, tot / cnt])
 
 
 @pytest.mark.parametrize("kind", list(ACTS))
-def test_new_activations_alone_and_fused(kind, rng):
+def test_new_activations_alone_and_fused(kind, rng, device):
     w = (rng.standard_normal((5, 3, 3, 3)) * 2).astype(np.float32)
     lw = (rng.standard_normal((4, 5)) * 2).astype(np.float32)
     steps = [act("a", "input", kind),
@@ -94,10 +94,10 @@ def test_new_activations_alone_and_fused(kind, rng):
     x = (rng.standard_normal((2, 3, 5, 4)) * 4).astype(np.float32)
     x64 = x.astype(np.float64)
     ca = f(ref.conv2d(x64, {"weight": w.astype(np.float64)}, padding=(1, 1)))
-    check(run_both(g, x), [f(x64), f(ca.transpose(0, 2, 3, 1) @ lw.T.astype(np.float64))], tol=1e-4)
+    check(run_both(g, x, device), [f(x64), f(ca.transpose(0, 2, 3, 1) @ lw.T.astype(np.float64))], tol=1e-4)
 
 
-def test_softmax_over_any_axis(rng):
+def test_softmax_over_any_axis(rng, device):
     steps = [Step("softmax", "s1", ["input"], ["s1"], attrs={"axis": 1}),
              Step("softmax", "s0", ["s1"], ["s0"], attrs={"axis": -3}),
              Step("softmax", "s3", ["input"], ["s3"], attrs={"axis": 3})]
@@ -109,4 +109,4 @@ def test_softmax_over_any_axis(rng):
     for n in (2, 3):
         x = rng.standard_normal((n, 5, 3, 4)).astype(np.float32)
         x64 = x.astype(np.float64)
-        check(run_both(g, x), [softmax(softmax(x64, 1), 1), softmax(x64, 3)])
+        check(run_both(g, x, device), [softmax(softmax(x64, 1), 1), softmax(x64, 3)])

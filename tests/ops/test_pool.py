@@ -512,3 +512,16 @@ def test_pool_mode_flags_must_be_bools():
         hg.ops.max_pool2d(x, 2, ceil_mode=1)
     with pytest.raises(TypeError, match="avg_pool2d: count_include_pad must be a bool"):
         hg.ops.avg_pool2d(x, 2, count_include_pad="False")
+
+
+def test_pool_layers_with_modes_run_in_the_graph_engine(rng):
+    from hipgrad import nn
+
+    for layer in (nn.MaxPool2d(3, stride=2, ceil_mode=True),
+                  nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)):
+        model = nn.Sequential(layer, nn.Flatten()).eval()
+        x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+        engine = hg.InferenceEngine.from_model(model)
+        np.testing.assert_allclose(engine.forward(x), model(hg.tensor(x)).numpy(), rtol=1e-6, atol=1e-6)
+    steps = nn.AvgPool2d(2).to_steps("p")
+    assert steps[0].attrs["ceil_mode"] is False and steps[0].attrs["count_include_pad"] is True
