@@ -17,8 +17,9 @@
 // kvec kernels (16 output channels per vector; K a multiple of 16 wastes no lane):
 //   forward:          one output row, QB (8-14, the fewest wasted columns) pixels per block in
 //                     QB vector accumulators, x read by scalar broadcasts (any stride).
-//   backward weight:  dy transposed to (pixels, K); 6 taps x 16 channels in vector accumulators
-//                     over the pixels of a band of output rows (its dy stays in L2).
+//   backward weight:  dy transposed to (pixels, K); 6 taps x 32 channels (16 for an odd last
+//                     block) in vector accumulators over the pixels of a band of output rows
+//                     (its dy stays in L2), each x value broadcast once per pixel and tap.
 // Backward weight sums images in T fixed runs (T = num_threads(), not the threads running), one
 // partial dw each, added in run order: the result depends on num_threads() only.
 // The loops are written on 16-float vectors (GCC vector extension) and compiled per x86-64 level
@@ -235,6 +236,37 @@ void weight_kvec_taps(const Flat& f, int64_t p0, int64_t p1, const float* __rest
   for (int t = 0; t < taps; ++t) store16(dwT + t * ldw, load16(dwT + t * ldw) + acc[t]);
 }
 
+// weight_kvec_taps for 32 output channels (two vectors: dyT and dwT columns [0, 32)): each x
+// value is broadcast once for two FMAs, 12 accumulators.
+HG_CPU_CLONES
+void weight_kvec2_taps(const Flat& f, int64_t p0, int64_t p1, const float* __restrict xc,
+                       const int64_t* off, int taps, const float* __restrict dyT, int64_t ldd,
+                       float* __restrict dwT, int64_t ldw) {
+  const float* x0 = xc + off[0];
+  const float* x1 = xc + off[std::min(1, taps - 1)];
+  const float* x2 = xc + off[std::min(2, taps - 1)];
+  const float* x3 = xc + off[std::min(3, taps - 1)];
+  const float* x4 = xc + off[std::min(4, taps - 1)];
+  const float* x5 = xc + off[std::min(5, taps - 1)];
+  vf16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
+  vf16 b0 = {}, b1 = {}, b2 = {}, b3 = {}, b4 = {}, b5 = {};
+  for (int64_t p = p0; p < p1; ++p) {
+    for (int64_t q = 0; q < f.Q; ++q) {
+      const int64_t o = p * f.sh * f.Wp + q * f.sw;
+      const float* dp = dyT + (p * f.Q + q) * ldd;
+      const vf16 d = load16(dp), e = load16(dp + 16);
+      const float v0 = x0[o], v1 = x1[o], v2 = x2[o], v3 = x3[o], v4 = x4[o], v5 = x5[o];
+      a0 += v0 * d, b0 += v0 * e, a1 += v1 * d, b1 += v1 * e, a2 += v2 * d, b2 += v2 * e;
+      a3 += v3 * d, b3 += v3 * e, a4 += v4 * d, b4 += v4 * e, a5 += v5 * d, b5 += v5 * e;
+    }
+  }
+  const vf16 acc[6] = {a0, a1, a2, a3, a4, a5}, bcc[6] = {b0, b1, b2, b3, b4, b5};
+  for (int t = 0; t < taps; ++t) {
+    store16(dwT + t * ldw, load16(dwT + t * ldw) + acc[t]);
+    store16(dwT + t * ldw + 16, load16(dwT + t * ldw + 16) + bcc[t]);
+  }
+}
+
 }  // namespace
 
 bool direct_applies(const ConvGeometry& g, bool any_stride) {
@@ -365,7 +397,7 @@ bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a) {
   std::unique_ptr<float[]> scratch(new float[per_slot * T]);
   std::unique_ptr<float[]> partial(new float[dwT_size * T]);
   std::vector<int64_t> off(static_cast<size_t>(RS));
-  const int64_t rows = std::max<int64_t>(1, 2048 / g.Q);  // ~2048 pixels: 128 KiB of dy per band
+  const int64_t rows = std::max<int64_t>(1, 2048 / g.Q);  // ~2048 pixels: 256 KiB of dy per band
   for (int64_t r = 0; r < g.R; ++r)
     for (int64_t s = 0; s < g.S; ++s) off[r * g.S + s] = r * f.Wp + s;
   parallel_tasks(T, std::min(T, available_threads()), [&](int64_t t) {
@@ -381,12 +413,13 @@ bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a) {
         for (int64_t i = 0; i < PQ; ++i) dyT[i * Kp + k] = dyn[k * PQ + i];
       // Output rows in bands whose dy rows (16 channels each) stay in L2 across all the taps.
       for (int64_t p0 = 0; p0 < g.P; p0 += rows)
-        for (int64_t k0 = 0; k0 < Kp; k0 += 16)
+        for (int64_t k0 = 0; k0 < Kp; k0 += 32)  // 32 channels at a time, 16 for an odd last
           for (int64_t c = 0; c < g.C; ++c)
             for (int64_t t0 = 0; t0 < RS; t0 += 6)
-              weight_kvec_taps(f, p0, std::min(g.P, p0 + rows), xp + c * f.plane, off.data() + t0,
-                               int(std::min<int64_t>(6, RS - t0)), dyT + k0, Kp,
-                               dwT + (c * RS + t0) * Kp + k0, Kp);
+              (k0 + 32 <= Kp ? weight_kvec2_taps : weight_kvec_taps)(
+                  f, p0, std::min(g.P, p0 + rows), xp + c * f.plane, off.data() + t0,
+                  int(std::min<int64_t>(6, RS - t0)), dyT + k0, Kp, dwT + (c * RS + t0) * Kp + k0,
+                  Kp);
     }
   });
   for (int64_t k = 0; k < g.K; ++k) {
