@@ -43,7 +43,8 @@ HIPGRAD_SIM_WARP=64 HIPGRAD_SIM_RAN="$B/ran.64" HIPGRAD_SIM_COVERAGE="$B/ran.64"
 step "pytest -m gpu at wavefront 32, reversed thread order (warp-sensitive subset)"
 HIPGRAD_SIM_WARP=32 HIPGRAD_SIM_ORDER=reverse HIPGRAD_SIM_RAN="$B/ran.32" HIPGRAD_SIM_COVERAGE="$B/ran.32" \
   python3 -m pytest -m gpu -q -p no:cacheprovider -p sim_coverage tests/gpu tests/ops/test_loss.py \
-  tests/ops/test_pool.py tests/ops/test_layers.py tests/ops/test_quant.py tests/ops/test_conv.py ||
+  tests/ops/test_pool.py tests/ops/test_layers.py tests/ops/test_quant.py tests/ops/test_conv.py \
+  tests/ops/test_shape.py ||
   { echo "FAIL: GPU tests on the simulated device at wavefront 32 (reversed order)"; exit 1; }
 
 step "kernel coverage"

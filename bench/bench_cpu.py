@@ -7,7 +7,7 @@ before it is timed. Both sides use the same thread count: OPENBLAS_NUM_THREADS /
 are set before NumPy loads its OpenBLAS, hg.set_num_threads(n) sets hipgrad's OpenMP kernels
 and its own OpenBLAS, torch.set_num_threads(n) sets PyTorch.
 
-    PYTHONPATH=python python3 bench/bench_cpu.py [--threads 2] [--quick]
+    PYTHONPATH=python python3 bench/bench_cpu.py [--threads 2] [--quick] [--conv-only]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and sizes (smoke run)")
+    p.add_argument("--conv-only", action="store_true", help="the convolutions only (no GEMM rows)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--note", default="", help="free text added to the Markdown report")
     p.add_argument("--flops-per-cycle", type=float, default=None,
@@ -104,12 +105,20 @@ def bench_gemm(peak: float, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
-CONV_LAYERS = [  # name, (N, C, H, W), (K, R, S), stride, padding
+CONV_LAYERS = [  # name, (N, C, H, W), (K, R, S), stride, padding[, groups]
     ("lenet_conv1", (64, 1, 28, 28), (6, 5, 5), 1, 0),
     ("lenet_conv2", (64, 6, 14, 14), (16, 5, 5), 1, 0),
     ("resnet_stem", (8, 3, 224, 224), (64, 7, 7), 2, 3),
     ("resnet_3x3", (8, 64, 56, 56), (64, 3, 3), 1, 1),
+    # MobileNetV2 at 224x224: a depthwise 3x3 of the 56x56 stage (stride 1), the first strided
+    # depthwise (112x112 -> 56x56), and a pointwise 1x1 expansion (24 -> 144)
+    ("mobilenet_dw_s1", (8, 144, 56, 56), (144, 3, 3), 1, 1, 144),
+    ("mobilenet_dw_s2", (8, 96, 112, 112), (96, 3, 3), 2, 1, 96),
+    ("mobilenet_pw", (8, 24, 56, 56), (144, 1, 1), 1, 0),
 ]
+# impl="auto" picks per shape among the handwritten kernel, its alternates (Winograd, direct) and
+# the vendor kernel (timed once, best of 3); its row names the kernel it kept.
+CONV_IMPLS = ("auto", "handwritten", "vendor")
 
 
 def bench_conv(peak: float, rng: np.random.Generator) -> list[dict]:
@@ -118,21 +127,23 @@ def bench_conv(peak: float, rng: np.random.Generator) -> list[dict]:
         return []
     rows = []
     min_time, min_reps = (0.1, 3) if ARGS.quick else (0.4, 5)
-    for name, (N, C, H, W), (K, R, S), stride, pad in CONV_LAYERS[: 2 if ARGS.quick else None]:
+    hg._C.clear_tuning()  # auto times the candidates here, not a cached choice of another build
+    for name, (N, C, H, W), (K, R, S), stride, pad, *groups in CONV_LAYERS[: 2 if ARGS.quick else None]:
+        g = groups[0] if groups else 1
         P, Q = (H + 2 * pad - R) // stride + 1, (W + 2 * pad - S) // stride + 1
         x = rng.standard_normal((N, C, H, W), dtype=np.float32)
-        w = (rng.standard_normal((K, C, R, S)) / np.sqrt(C * R * S)).astype(np.float32)
+        w = (rng.standard_normal((K, C // g, R, S)) / np.sqrt(C // g * R * S)).astype(np.float32)
         dy = rng.standard_normal((N, K, P, Q), dtype=np.float32)
-        flop = 2.0 * N * K * P * Q * C * R * S
+        flop = 2.0 * N * K * P * Q * (C // g) * R * S
         hx, hw, hdy = hg.tensor(x), hg.tensor(w), hg.tensor(dy)
-        hyper = {"stride": stride, "padding": pad}
+        hyper = {"stride": stride, "padding": pad, "groups": g}
         ops = {
             "forward": partial(hg.ops.conv2d, hx, hw, **hyper),
             "backward_data": partial(hg.ops.conv2d_backward_data, hdy, hw, x.shape, **hyper),
             "backward_weight": partial(hg.ops.conv2d_backward_weight, hdy, hx, w.shape, **hyper),
         }
-        torch_ops = _torch_conv_ops(x, w, dy, stride, pad) if torch is not None else {}
-        case = f"{name} N{N} C{C} {H}x{W} K{K} {R}x{S} s{stride} p{pad}"
+        torch_ops = _torch_conv_ops(x, w, dy, stride, pad, g) if torch is not None else {}
+        case = f"{name} N{N} C{C} {H}x{W} K{K} {R}x{S} s{stride} p{pad}" + (f" g{g}" if g > 1 else "")
         for op, fn in ops.items():
             ref_t, want = None, None
             if op in torch_ops:
@@ -140,7 +151,7 @@ def bench_conv(peak: float, rng: np.random.Generator) -> list[dict]:
                 ref_t = timed(torch_ops[op], min_time, min_reps)
                 rows.append(row(f"conv.{op}", case, "torch", flop, ref_t, ref_t["median_s"], peak, 0.0,
                                 f"torch {torch.__version__}"))
-            for impl in ("handwritten", "vendor"):
+            for impl in CONV_IMPLS:
                 out = fn(impl=impl)
                 kernel = hg.ops.last_impl()["impl"]
                 want = out.numpy() if want is None else want  # no torch: the first impl is the reference
@@ -150,16 +161,17 @@ def bench_conv(peak: float, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
-def _torch_conv_ops(x, w, dy, stride, pad) -> dict[str, Callable]:
+def _torch_conv_ops(x, w, dy, stride, pad, groups=1) -> dict[str, Callable]:
     tx, tw, tdy = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dy)
     conv_bwd = torch.ops.aten.convolution_backward
 
     def bwd(mask: list[bool], which: int):
-        return conv_bwd(tdy, tx, tw, None, [stride] * 2, [pad] * 2, [1, 1], False, [0, 0], 1,
+        return conv_bwd(tdy, tx, tw, None, [stride] * 2, [pad] * 2, [1, 1], False, [0, 0], groups,
                         mask)[which]
 
     return {
-        "forward": partial(torch.nn.functional.conv2d, tx, tw, stride=stride, padding=pad),
+        "forward": partial(torch.nn.functional.conv2d, tx, tw, stride=stride, padding=pad,
+                           groups=groups),
         "backward_data": partial(bwd, [True, False, False], 0),
         "backward_weight": partial(bwd, [False, True, False], 1),
     }
@@ -175,7 +187,7 @@ def main() -> None:
     print(_sysinfo.header_text(info))
     rng = np.random.default_rng(0)
     load0, ru0, t0 = _sysinfo.cpu_ticks(), resource.getrusage(resource.RUSAGE_SELF), time.time()
-    rows = bench_gemm(peak, rng)
+    rows = [] if ARGS.conv_only else bench_gemm(peak, rng)
     rows += bench_conv(peak, rng)
     info["other_load"] = _sysinfo.other_load(load0, ru0, t0)
     info["bench_seconds"] = round(time.time() - t0, 1)

@@ -32,7 +32,7 @@ from hipgrad import nn, ops
 from tests.nn import reference as ref
 from tests.nn.cases import (Case, act_ref, attn_ref, block_ref, gpt_block_ref, ln_ref, make_block,
                             mlp_block_ref, mlp_ref, sub, torch_block, torch_transformer,
-                            torch_residual)
+                            torch_residual, make_fire, torch_fire, fire_ref)
 from tests.reference import activation as ref_act
 from tests.reference import attention as ref_attn
 from tests.reference import conv as ref_conv
@@ -48,7 +48,8 @@ F, I8, I64 = np.float32, np.int8, np.int64
 # ---- the parameter lists of the family suites -------------------------------------------------
 ACT_KINDS = ref_act.KINDS
 ACT_SHAPES = [(1,), (3,), (7, 31), (129, 3, 7), (40003,)]  # the last one is threaded
-FUSED_ACTS = [None, "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu"]
+FUSED_ACTS = [None, "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu", "relu6",
+              "hardsigmoid", "hardswish"]
 GEMM_SIZES = [(1, 1, 1), (3, 7, 31), (31, 129, 7), (129, 33, 65), (64, 64, 64), (257, 130, 300)]
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
@@ -151,11 +152,72 @@ QGEMM_SIZES = [(1, 1, 1), (3, 7, 31), (31, 5, 129), (67, 33, 300), (130, 68, 36)
                (1500, 1500, 21)]
 
 
+# ---- graph-plan ops (tests/ops/test_binary.py, tests/ops/test_shape.py) --------------------------
+# (a shape, b shape): same shape, NCHW * NC11, NCHW * C11, a scalar either side, both sides
+# broadcast, rank 6, a zero-size axis.
+BINARY_SHAPES = [((7, 31), (7, 31)), ((3, 5, 7, 9), (3, 5, 1, 1)), ((2, 5, 7, 3), (5, 1, 1)),
+                 ((3, 5, 7), ()), ((), (4, 3)), ((1, 5, 1, 9), (3, 1, 7, 1)), ((5, 1, 3), (7, 1)),
+                 ((2, 1, 3, 1, 2, 3), (1, 3, 1, 2, 1, 3)), ((4, 129), (129,)), ((3, 1), (3, 0)),
+                 ((2, 7, 33, 40), (2, 7, 33, 40)), ((1, 3, 1, 1), (2, 3, 5, 7))]
+BINARY_KINDS = ("add", "sub", "mul", "div")
+
+
+def _binary_operands(rng, sa, sb, kind):
+    a = _normal(rng, *sa)
+    b = _normal(rng, *sb)
+    if kind == "div":  # |b| in [0.5, 2]: no quotient near a pole
+        b = (np.sign(b) + (b == 0)) * rng.uniform(0.5, 2.0, sb)
+    return np.asarray(a, F), np.asarray(b, F)  # 0-d arrays, not NumPy scalars
+
+
+def _binary_samples(rng):
+    return [Sample((*_binary_operands(rng, sa, sb, kind), kind), {}, f"{sa}-{sb}-{kind}")
+            for (sa, sb), kind in zip(BINARY_SHAPES[:8], BINARY_KINDS * 2)]
+
+
+def _binary_reference(a, b, kind):
+    a, b = _f64(a), _f64(b)
+    return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b}[kind]
+
+
+def _shape_samples(rng, which):
+    if which == "concat":
+        return [Sample(([_normal(rng, 2, c, 5) for c in (3, 1, 4)], 1), {}, "axis1"),
+                Sample(([_normal(rng, 7, 3), _normal(rng, 2, 3)], 0), {}, "axis0"),
+                Sample(([_normal(rng, 2, 3, 5, 1), _normal(rng, 2, 3, 5, 2)], -1), {}, "axis-1"),
+                Sample(([_normal(rng, 3, 0, 2), _normal(rng, 3, 4, 2)], 1), {}, "empty-part")]
+    if which == "split":
+        return [Sample((_normal(rng, 2, 8, 5), 1, [3, 1, 4]), {}, "axis1"),
+                Sample((_normal(rng, 9, 3), 0, [2, 0, 7]), {}, "axis0-empty-part"),
+                Sample((_normal(rng, 2, 3, 7), -1, [7]), {}, "whole")]
+    if which == "transpose":
+        return [Sample((_normal(rng, 2, 3, 5, 7), [0, 2, 3, 1]), {}, "nchw-nhwc"),
+                Sample((_normal(rng, 31, 17), [1, 0]), {}, "2d"),
+                Sample((_normal(rng, 2, 3, 4, 5, 3), [0, 2, 1, 3, 4]), {}, "heads"),
+                Sample((_normal(rng, 3, 1, 5), [1, 2, 0]), {}, "size-1")]
+    if which == "reduce_mean":
+        return [Sample((_normal(rng, 2, 3, 5, 7), [2, 3]), {"keepdims": True}, "spatial"),
+                Sample((_normal(rng, 3, 129), [-1]), {"keepdims": False}, "rows"),
+                Sample((_normal(rng, 4, 5, 6), [0, 2]), {"keepdims": False}, "outer-inner"),
+                Sample((_normal(rng, 3, 70, 2), [1]), {"keepdims": True}, "middle")]
+    return [Sample((_normal(rng, 2, 3, 5, 7), [1, 0, 2, 3]), {"value": 0.0}, "asym"),
+            Sample((_normal(rng, 1, 2, 3, 3), [0, 0, 0, 0]), {"value": 1.5}, "none"),
+            Sample((_normal(rng, 1, 1, 4, 9), [2, 2, 2, 2]), {"value": -np.inf}, "-inf")]
+
+
+def _pad_reference(x, pads, *, value):
+    t, l, b, r = pads
+    return np.pad(_f64(x), ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+_GRAPH_OPS_NO_GRAD = "none: an inference op of graph plans (no backward op)"
+
+
 # ---- the table ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Sample:
-    """Positional arguments (NumPy arrays become tensors on the device under test; anything
-    else is passed as it is) and keyword arguments of one call."""
+    """Positional and keyword arguments of one call (NumPy arrays become tensors on the device
+    under test; anything else is passed as it is)."""
 
     args: tuple
     kwargs: dict = field(default_factory=dict)
@@ -234,7 +296,8 @@ def _conv_out_shape(x, w, hyper):
 def _activation_samples(rng):
     return [Sample((_normal(rng, *shape, scale=3.0), kind),
                    {"alpha": 0.3 if kind in ("leaky_relu", "elu") else 0.01}, f"{kind}-{shape}")
-            for kind, shape in zip(ACT_KINDS, [(1,), (3,), (7, 31), (129, 3, 7), (5,), (3, 5), (11,)])]
+            for kind, shape in zip(ACT_KINDS, [(1,), (3,), (7, 31), (129, 3, 7), (5,), (3, 5),
+                                               (11,), (7, 3), (13,), (5, 9)])]
 
 
 def _activation_backward_samples(rng):
@@ -325,11 +388,19 @@ def _fused_conv_samples(rng):
     for case, act in zip(FUSED_CONV_CASES[:6], FUSED_ACTS[:6]):
         x, w, bias, hyper = _conv_sample(rng, case, scaled=True)
         out.append(Sample((x, w, bias), dict(hyper, activation=act, alpha=0.2), f"{case[:7]}-{act}"))
+    # with a residual: per-image GEMM, 1x1, depthwise, narrow planes batched per GEMM
+    for case, act in zip([FUSED_CONV_CASES[i] for i in (2, 5, 8, 12)], FUSED_ACTS[1:5]):
+        x, w, bias, hyper = _conv_sample(rng, case, scaled=True)
+        res = _normal(rng, *_conv_out_shape(x, w, hyper))
+        out.append(Sample((x, w, bias), dict(hyper, activation=act, alpha=0.2, residual=res),
+                          f"{case[:7]}-{act}-residual"))
     return out
 
 
-def _fused_conv_reference(x, w, bias, *, activation, alpha, **hyper):
+def _fused_conv_reference(x, w, bias, *, activation, alpha, residual=None, **hyper):
     z = ref_conv.conv2d(x, w, bias, **hyper)
+    if residual is not None:
+        z = z + np.asarray(residual, np.float64)
     return z if activation is None else ref_act.activation(z, activation, alpha)
 
 
@@ -434,9 +505,11 @@ def _op(name: str) -> Callable[..., Any]:
 
 
 def _away_from_zero(rng, *shape):
-    """Values 0.1 .. 4 in magnitude, multiples of 2^-7: no kink of relu / leaky_relu / elu within
-    a step of 2^-7, and x +- 2^-7 exact in float32."""
+    """Values 0.1 .. 4 in magnitude, multiples of 2^-7, none within 0.1 of +-3: no kink of relu /
+    leaky_relu / elu / relu6 / hardsigmoid / hardswish within a step of 2^-7, and x +- 2^-7 exact
+    in float32."""
     x = rng.choice([-1, 1], shape) * rng.uniform(0.1, 4.0, shape)
+    x = np.where(np.abs(np.abs(x) - 3.0) < 0.1, np.sign(x) * 2.5, x)
     return (np.round(x * 128) / 128).astype(F)
 
 
@@ -726,6 +799,39 @@ _TABLE = [
                         "bias": ((4,), F)},
                        lambda t, out: ops.qconv2d(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"],
                                                   padding=1, out=out), (2, 4, 6, 6), F, "bias")),
+    # ---- graph-plan ops ----
+    OpInfo("binary", "binary", _binary_samples, _binary_reference, _GRAPH_OPS_NO_GRAD,
+           lambda a, b: ops.binary(a, b, "add"),
+           params={"shapes": BINARY_SHAPES, "kinds": BINARY_KINDS}, tol=(1e-6, 1e-6),
+           out=OutCase({"a": ((5, 7), F), "b": ((7,), F)},
+                       lambda t, out: ops.binary(t["a"], t["b"], "mul", out=out), (5, 7), F, "b")),
+    OpInfo("concat", "shape", lambda rng: _shape_samples(rng, "concat"),
+           lambda tensors, axis: np.concatenate([_f64(t) for t in tensors], axis),
+           _GRAPH_OPS_NO_GRAD, lambda tensors: ops.concat(tensors, 1), tol=(0, 0),
+           out=OutCase({"a": ((2, 3, 4), F), "b": ((2, 5, 4), F)},
+                       lambda t, out: ops.concat([t["a"], t["b"]], 1, out=out), (2, 8, 4), F,
+                       None)),  # its inputs are tensors[i]: test_shape.py checks the overlap
+    OpInfo("split", "shape", lambda rng: _shape_samples(rng, "split"),
+           lambda x, axis, sizes: tuple(np.split(_f64(x), np.cumsum(sizes)[:-1], axis)),
+           _GRAPH_OPS_NO_GRAD, lambda x: ops.split(x, 0, [1, 1]), tol=(0, 0),
+           result=lambda parts, args: tuple(parts)),
+    OpInfo("transpose", "shape", lambda rng: _shape_samples(rng, "transpose"),
+           lambda x, perm: np.transpose(_f64(x), perm), _GRAPH_OPS_NO_GRAD,
+           lambda x: ops.transpose(x, [1, 0]), tol=(0, 0),
+           out=OutCase({"x": ((3, 4, 5), F)},
+                       lambda t, out: ops.transpose(t["x"], [2, 0, 1], out=out), (5, 3, 4), F,
+                       "x")),
+    OpInfo("reduce_mean", "shape", lambda rng: _shape_samples(rng, "reduce_mean"),
+           lambda x, axes, *, keepdims: np.mean(_f64(x), axis=tuple(axes), keepdims=keepdims),
+           _GRAPH_OPS_NO_GRAD, lambda x: ops.reduce_mean(x, [1]), tol=(1e-5, 1e-6),
+           out=OutCase({"x": ((3, 4, 5, 6), F)},
+                       lambda t, out: ops.reduce_mean(t["x"], [2, 3], keepdims=True, out=out),
+                       (3, 4, 1, 1), F, "x")),
+    OpInfo("pad2d", "shape", lambda rng: _shape_samples(rng, "pad2d"), _pad_reference,
+           _GRAPH_OPS_NO_GRAD, lambda x: ops.pad2d(x, [1, 1, 1, 1]), tol=(0, 0),
+           out=OutCase({"x": ((2, 3, 4, 5), F)},
+                       lambda t, out: ops.pad2d(t["x"], [1, 0, 2, 3], value=-1.0, out=out),
+                       (2, 3, 7, 8), F, "x")),
     # ---- language-model ops ----
     OpInfo("layer_norm", "layer_norm", _ln_samples,
            lambda x, w, b, *, eps: ref_attn.layer_norm(x, w, b, eps),
@@ -809,6 +915,9 @@ LAYER_CASES = [
     Case("gelu_tanh", lambda: nn.GELU("tanh"), lambda t: t.GELU(approximate="tanh"), (4, 7),
          act_ref("gelu_tanh")),
     Case("elu", lambda: nn.ELU(0.7), lambda t: t.ELU(0.7), (2, 3, 5), act_ref("elu", 0.7)),
+    Case("relu6", nn.ReLU6, lambda t: t.ReLU6(), (3, 5, 7), act_ref("relu6")),
+    Case("hardsigmoid", nn.Hardsigmoid, lambda t: t.Hardsigmoid(), (4, 9), act_ref("hardsigmoid")),
+    Case("hardswish", nn.Hardswish, lambda t: t.Hardswish(), (2, 3, 7), act_ref("hardswish")),
     Case("maxpool_2", lambda: nn.MaxPool2d(2), lambda t: t.MaxPool2d(2), (2, 3, 7, 7),
          lambda x, p: ref.max_pool2d(x, (2, 2), (2, 2), (0, 0)), distinct=True),
     Case("maxpool_3_s2_p1", lambda: nn.MaxPool2d(3, stride=2, padding=1),
@@ -816,6 +925,15 @@ LAYER_CASES = [
          lambda x, p: ref.max_pool2d(x, (3, 3), (2, 2), (1, 1)), distinct=True),
     Case("avgpool_2", lambda: nn.AvgPool2d(2), lambda t: t.AvgPool2d(2), (2, 3, 7, 7),
          lambda x, p: ref.avg_pool2d(x, (2, 2), (2, 2), (0, 0))),
+    Case("maxpool_3_s2_ceil", lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True),
+         lambda t: t.MaxPool2d(3, stride=2, ceil_mode=True), (1, 2, 8, 10),
+         lambda x, p: ref_pool.max_pool2d(x, (3, 3), (2, 2), (0, 0), ceil_mode=True)[0],
+         distinct=True),
+    Case("avgpool_3_s2_p1_ceil_exclude_pad",
+         lambda: nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+         lambda t: t.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+         (2, 1, 6, 9),
+         lambda x, p: ref_pool.avg_pool2d(x, (3, 3), (2, 2), (1, 1), True, False)),
     Case("avgpool_3x2_s2_p1", lambda: nn.AvgPool2d((3, 2), stride=2, padding=1),
          lambda t: t.AvgPool2d((3, 2), stride=2, padding=1), (2, 1, 7, 5),
          lambda x, p: ref.avg_pool2d(x, (3, 2), (2, 2), (1, 1))),
@@ -837,6 +955,7 @@ LAYER_CASES = [
          lambda t: torch_residual(t, t.Sequential(t.Linear(4, 4), t.Tanh())), (3, 4),
          lambda x, p: np.tanh(ref.linear(x, sub(p, "body.0."))) + x),
     Case("resnet_block", make_block, torch_block, (2, 3, 7, 7), block_ref),
+    Case("concat_fire", make_fire, torch_fire, (2, 3, 5, 4), fire_ref),
     Case("layer_norm", lambda: nn.LayerNorm(8), lambda t: torch_transformer(t, "layer_norm"),
          (2, 5, 8), ln_ref),
     Case("gpt_mlp", lambda: nn.MLP(8), lambda t: torch_transformer(t, "mlp"), (2, 5, 8),
@@ -866,9 +985,14 @@ def run(info: OpInfo, sample: Sample, device: str, impl: str = "auto") -> tuple:
     """Call the op on `device` with the sample's arrays as tensors; its outputs as a tuple."""
     import hipgrad as hg
 
-    args = tuple(hg.tensor(a, device=device, dtype=a.dtype) if isinstance(a, np.ndarray) else a
-                 for a in sample.args)
-    return info.outputs(_op(info.name)(*args, **sample.kwargs, impl=impl), args)
+    def dev(a):
+        if isinstance(a, list) and a and all(isinstance(v, np.ndarray) for v in a):
+            return [dev(v) for v in a]  # a tensor list (concat)
+        return hg.tensor(a, device=device, dtype=a.dtype) if isinstance(a, np.ndarray) else a
+
+    args = tuple(dev(a) for a in sample.args)
+    kwargs = {k: dev(v) for k, v in sample.kwargs.items()}
+    return info.outputs(_op(info.name)(*args, **kwargs, impl=impl), args)
 
 
 def expected(info: OpInfo, sample: Sample, got: tuple) -> tuple:

@@ -93,7 +93,8 @@ def test_bad_out_is_named_for_every_op(op, bad, rng, device):
     spec, call, shape, dt, overlap_name = OUT_CASES[op]
     if bad == "overlap":
         if overlap_name is None:
-            pytest.skip(f"{op}'s out (int8) cannot share storage with its float32 input")
+            pytest.skip(f"{op}: no input named for the overlap (an int8 out cannot share its "
+                        "float32 input's storage; a tensor list's inputs are checked in its suite)")
         t, out = _inputs(spec, rng, device, overlap=overlap_name, out_shape=shape)
         with pytest.raises(ValueError, match=f"{op}: out must not overlap {overlap_name}"):
             call(t, out)

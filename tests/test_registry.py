@@ -36,7 +36,10 @@ def test_every_op_has_a_cpu_kernel_and_a_python_wrapper_and_a_test():
 # alternate must be added here with such a test.
 ALTERNATES_TESTED = {"gemm": "test_gemm_every_alternate_matches_float64",
                      "conv2d_forward": "test_conv2d_every_forward_candidate_matches_float64",
-                     "linear_bias_act": "test_linear_bias_act_every_candidate_matches_float64"}
+                     "linear_bias_act": "test_linear_bias_act_every_candidate_matches_float64",
+                     "conv2d_backward_data": "test_every_cpu_kernel_forced_by_name",
+                     "conv2d_backward_weight": "test_every_cpu_kernel_forced_by_name",
+                     "conv2d_bias_act": "test_residual_every_kernel_forced_by_name"}
 
 
 def test_alternates_are_named_handwritten_kernels_with_tests():

@@ -4,7 +4,7 @@ namespace hg {
 
 HG_BIND_OPS(fused) {
   ops.def("conv2d_bias_act", &conv2d_bias_act, py::arg("x"), py::arg("w"), py::arg("bias"),
-          py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+          py::arg("residual"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
           py::arg("activation"), py::arg("alpha"), py::arg("impl"), py::arg("out") = kNoOut,
           GilRelease());
   ops.def("linear_bias_act", &linear_bias_act, py::arg("x"), py::arg("w"), py::arg("bias"),

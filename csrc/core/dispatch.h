@@ -213,6 +213,20 @@ class OpKernels : public OpKernelsBase {
     add_slot(b, KernelRole::reference, name, reinterpret_cast<const void*>(fn));
   }
 
+  // Whether run(dev, impl, ., key) would time the candidates now (impl="auto", the key not yet
+  // tuned): a front end whose call is not pure (out= aliasing an input it reads) makes it pure
+  // for that call.
+  bool would_tune(Device dev, Impl impl, const std::string& key) const {
+    const Backend b = backend_of(dev);
+    Candidate pick;
+    if (forced(b, &pick)) return false;
+    const BackendPolicy& policy = backend_policy(b);
+    bool tune = false;
+    resolve(b, impl, dev.str() + "|" + (policy.key_prefix ? policy.key_prefix() : std::string()) + key,
+            &tune);
+    return tune;
+  }
+
   void run(Device dev, Impl impl, const Args& args, const std::string& key) {
     const Backend b = backend_of(dev);
     Candidate pick;

@@ -86,7 +86,10 @@ Tensor bias_add(const Tensor& x, const Tensor& bias, Impl impl, const Tensor* ou
 Tensor bias_backward(const Tensor& dy, Impl impl);
 
 // ---- Activations ------------------------------------------------------------------------------
-enum class ActKind : int8_t { relu, leaky_relu, sigmoid, tanh, gelu, gelu_tanh, elu };
+// relu6 = min(max(x, 0), 6); hardsigmoid = min(max(x + 3, 0), 6) / 6 (PyTorch's, = clip(x/6 + 1/2,
+// 0, 1)); hardswish = x * hardsigmoid(x).
+enum class ActKind : int8_t { relu, leaky_relu, sigmoid, tanh, gelu, gelu_tanh, elu, relu6, hardsigmoid,
+                              hardswish };
 ActKind parse_activation(const std::string& kind);  // ValueError naming the known kinds
 const char* activation_name(ActKind k);
 struct ActivationArgs {
@@ -117,6 +120,9 @@ struct ConvBiasActArgs {
   const float* w = nullptr;  // (K, C/groups, R, S)
   FusedEpilogue epi;         // bias (K)
   float* y = nullptr;        // (N, K, P, Q)
+  // (N, K, P, Q) added before the activation, y = act(conv + bias + residual), or nullptr. It
+  // is either y itself (out= aliases it: the conv accumulates onto it) or disjoint from y.
+  const float* residual = nullptr;
 };
 struct LinearBiasActArgs {
   int64_t M = 0, N = 0, K = 0;
@@ -150,9 +156,12 @@ Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Optio
                               const std::string& activation, float alpha, Impl impl,
                               const Tensor* out = nullptr);
 // activation: one of the activation kinds, or "" / "none" for none.
-Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias, Pair stride,
-                       Pair padding, Pair dilation, int64_t groups, const std::string& activation,
-                       float alpha, Impl impl, const Tensor* out = nullptr);
+// residual: y's shape, added before the activation; `out` may be residual itself (the same
+// tensor) but must not overlap it otherwise.
+Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias,
+                       const OptionalTensor& residual, Pair stride, Pair padding, Pair dilation,
+                       int64_t groups, const std::string& activation, float alpha, Impl impl,
+                       const Tensor* out = nullptr);
 Tensor linear_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias,
                        const std::string& activation, float alpha, Impl impl,
                        const Tensor* out = nullptr);
@@ -160,6 +169,12 @@ Tensor linear_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& b
 // ---- Pooling ----------------------------------------------------------------------------------
 struct PoolGeometry {
   int64_t N = 0, C = 0, H = 0, W = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, P = 0, Q = 0;
+  // ceil_mode: P and Q rounded up (PyTorch / ONNX), a window that would start in the bottom or
+  // right padding dropped, so every window still holds an input element; windows may reach past
+  // the padding. count_include_pad (average pooling): the divisor is the window's extent inside
+  // the padded input ((min(h0 + kh, H + ph) - h0) * (likewise in w), kh*kw in floor mode), else
+  // the number of input elements it covers.
+  bool ceil_mode = false, count_include_pad = true;
 };
 struct MaxPoolArgs {
   PoolGeometry g; const float* x = nullptr; float* y = nullptr;
@@ -174,12 +189,14 @@ struct AvgPoolBackwardArgs { PoolGeometry g; const float* dy = nullptr; float* d
 // with_argmax=false: no argmax is computed and the second tensor is absent (inference).
 std::tuple<Tensor, OptionalTensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding,
                                       Impl impl, const Tensor* out = nullptr,
-                                      bool with_argmax = true);
+                                      bool with_argmax = true, bool ceil_mode = false);
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& x_shape, Impl impl);
 Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl,
-                  const Tensor* out = nullptr);
+                  const Tensor* out = nullptr, bool ceil_mode = false,
+                  bool count_include_pad = true);
 Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, Pair kernel, Pair stride,
-                           Pair padding, Impl impl);
+                           Pair padding, Impl impl, bool ceil_mode = false,
+                           bool count_include_pad = true);
 
 // ---- Losses -----------------------------------------------------------------------------------
 struct SoftmaxXentArgs {
@@ -293,6 +310,7 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
 }  // namespace hg
 
 #include "ops_attention.h"  // layer norm, attention, bmm, gradient clipping (Args, front ends)
+#include "ops_graph.h"      // binary broadcasting, concat, split, transpose, reduce_mean, pad2d
 
 // ---- The op table -----------------------------------------------------------------------------
 // One row per op: X(accessor, "name", Args, tunable, cpu vendor, gpu vendor). From it come the
@@ -444,7 +462,23 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   X(qgemm, "qgemm", QGemmArgs, true, HG_NO_VENDOR("OpenBLAS has no INT8 GEMM"), HG_BY_LIB(blas))  \
   X(qconv2d, "qconv2d", QConvArgs, true, HG_NO_VENDOR("OpenBLAS has no INT8 GEMM"),               \
     HG_NO_VENDOR("hipgrad wraps no INT8 convolution (MIOpen / cuDNN int8 paths need NHWC or "     \
-                 "packed int8x4 layouts)"))
+                 "packed int8x4 layouts)"))                                                       \
+  X(binary, "binary", BinaryArgs, false,                                                          \
+    HG_NO_VENDOR("no BLAS routine broadcasts an elementwise add, sub, mul or div"),               \
+    HG_NO_VENDOR("hipgrad does not wrap miopenOpTensor / cudnnOpTensor (cuDNN 9 deprecates it, "  \
+                 "and neither divides)"))                                                         \
+  X(concat, "concat", BlockCopyArgs, true, HG_NO_VENDOR("a block copy; no BLAS routine needed"),  \
+    HG_NO_VENDOR("a block copy; no GPU vendor library routine needed"))                           \
+  X(split, "split", BlockCopyArgs, true, HG_NO_VENDOR("a block copy; no BLAS routine needed"),    \
+    HG_NO_VENDOR("a block copy; no GPU vendor library routine needed"))                           \
+  X(transpose, "transpose", TransposeArgs, true,                                                  \
+    HG_NO_VENDOR("OpenBLAS's somatcopy transposes 2-D matrices only"),                            \
+    HG_NO_VENDOR("hipgrad does not wrap miopenTransformTensor / cudnnTransformTensor"))           \
+  X(reduce_mean, "reduce_mean", ReduceMeanArgs, true,                                             \
+    HG_NO_VENDOR("no BLAS routine averages over arbitrary axes"),                                 \
+    HG_NO_VENDOR("hipgrad does not wrap miopenReduceTensor / cudnnReduceTensor"))                 \
+  X(pad2d, "pad2d", Pad2dArgs, true, HG_NO_VENDOR("no BLAS routine pads a tensor"),               \
+    HG_NO_VENDOR("neither MIOpen nor cuDNN pads a tensor on its own"))
 
 namespace hg {
 

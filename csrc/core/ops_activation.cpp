@@ -5,7 +5,8 @@ namespace hg {
 
 namespace {
 constexpr ActKind kAllKinds[] = {ActKind::relu, ActKind::leaky_relu, ActKind::sigmoid, ActKind::tanh,
-                                 ActKind::gelu, ActKind::gelu_tanh, ActKind::elu};
+                                 ActKind::gelu, ActKind::gelu_tanh, ActKind::elu, ActKind::relu6,
+                                 ActKind::hardsigmoid, ActKind::hardswish};
 }  // namespace
 
 const char* activation_name(ActKind k) {
@@ -17,6 +18,9 @@ const char* activation_name(ActKind k) {
     case ActKind::gelu: return "gelu";
     case ActKind::gelu_tanh: return "gelu_tanh";
     case ActKind::elu: return "elu";
+    case ActKind::relu6: return "relu6";
+    case ActKind::hardsigmoid: return "hardsigmoid";
+    case ActKind::hardswish: return "hardswish";
   }
   return "?";
 }

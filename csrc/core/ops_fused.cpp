@@ -14,7 +14,7 @@ void parse_fused_activation(const char* op, const std::string& name, float alpha
   e->alpha = alpha;
   if (name.empty() || name == "none") return;
   std::string known = "'none'";
-  for (int k = 0; k <= int(ActKind::elu); ++k) {
+  for (int k = 0; k <= int(ActKind::hardswish); ++k) {  // hardswish: ActKind's last kind
     const ActKind kind = static_cast<ActKind>(k);
     if (name == activation_name(kind)) {
       e->has_act = true;
@@ -47,28 +47,55 @@ std::string epilogue_key(const FusedEpilogue& e) {
 }  // namespace
 
 Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias_arg,
-                       Pair stride, Pair padding, Pair dilation, int64_t groups, const std::string& activation,
-                       float alpha, Impl impl, const Tensor* out) {
+                       const OptionalTensor& residual_arg, Pair stride, Pair padding,
+                       Pair dilation, int64_t groups, const std::string& activation, float alpha,
+                       Impl impl, const Tensor* out) {
   const Tensor& bias = or_undefined(bias_arg);
+  const Tensor& residual = or_undefined(residual_arg);
   const char* op = "conv2d_bias_act";
   require_f32(op, "x", x, 4);
   require_f32(op, "w", w, 4);
-  const Device dev = require_same_device(op, {{"x", &x}, {"w", &w}, {"bias", &bias}});
+  const Device dev = require_same_device(
+      op, {{"x", &x}, {"w", &w}, {"bias", &bias}, {"residual", &residual}});
   ConvBiasActArgs a;
   a.g = conv_geometry(op, "x", x.shape(), "w", w.shape(), stride, padding, dilation, groups);
   const ConvGeometry& g = a.g;
   a.epi = fused_epilogue(op, bias, g.K, activation, alpha);
-  Tensor y = output_tensor(op, out, {g.N, g.K, g.P, g.Q}, dev,
-                           {{"x", &x}, {"w", &w}, {"bias", &bias}});
+  const Shape y_shape{g.N, g.K, g.P, g.Q};
+  if (residual.defined()) {
+    require_f32(op, "residual", residual, 4);
+    HG_REQUIRE(residual.shape() == y_shape, op, ": residual must have the output's shape ",
+               shape_str(y_shape), " (N, K, P, Q), got ", shape_str(residual.shape()));
+  }
+  // out may be the residual itself (accumulated in place) but no other overlap of it.
+  const bool in_place = out && out->defined() && residual.defined() && out->overlaps(residual);
+  if (in_place) {
+    HG_REQUIRE(out->raw() == residual.raw() && out->shape() == residual.shape(), op,
+               ": out may be residual itself but must not overlap it otherwise");
+  }
+  Tensor y = output_tensor(op, out, y_shape, dev,
+                           {{"x", &x}, {"w", &w}, {"bias", &bias},
+                            {"residual", in_place ? nullptr : &residual}});
   if (y.numel() == 0) return y;
   a.x = x.data<float>();
   a.w = w.data<float>();
   a.y = y.data<float>();
-  conv2d_bias_act_op().run(
-      dev, impl, a,
+  const std::string key =
       cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",K=", g.K, ",R=", g.R, ",S=", g.S,
           ",st=", g.stride_h, "x", g.stride_w, ",pad=", g.pad_h, "x", g.pad_w, ",dil=", g.dil_h,
-          "x", g.dil_w, ",g=", g.groups, epilogue_key(a.epi)));
+          "x", g.dil_w, ",g=", g.groups, epilogue_key(a.epi), residual.defined() ? ",res" : "");
+  Tensor saved;  // the residual, copied aside for a tuning call that writes into it
+  if (residual.defined()) {
+    a.residual = residual.data<float>();
+    // impl="auto" times every candidate on these arguments before the winner runs, and a call
+    // accumulating onto its own residual is not repeatable: the timed runs read a copy.
+    if (in_place && conv2d_bias_act_op().would_tune(dev, impl, key)) {
+      saved = empty(y_shape, DType::f32, dev);
+      saved.copy_from(residual);
+      a.residual = saved.data<float>();
+    }
+  }
+  conv2d_bias_act_op().run(dev, impl, a, key);
   return y;
 }
 

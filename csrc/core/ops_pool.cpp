@@ -1,6 +1,7 @@
 // Front end of 2-D max and average pooling (NCHW): geometry checks once, allocation, dispatch.
-// Semantics follow PyTorch: floor mode, padding at most half the kernel, max pooling pads with
-// -inf, average pooling counts the padding in the divisor (kh*kw always).
+// Semantics follow PyTorch (and ONNX): floor or ceil mode, padding at most half the kernel, max
+// pooling pads with -inf, average pooling counts the padding in the divisor or not
+// (count_include_pad; PoolGeometry in ops.h says how).
 #include <algorithm>
 
 #include "checks.h"
@@ -11,7 +12,7 @@ namespace {
 
 // x_shape is (N, C, H, W); checks kernel, stride and padding and resolves the output size.
 PoolGeometry pool_geometry(const char* op, const Shape& x_shape, Pair kernel, Pair stride,
-                           Pair padding) {
+                           Pair padding, bool ceil_mode, bool count_include_pad) {
   require_pair(op, "kernel", kernel, 1);
   require_pair(op, "stride", stride, 1);
   require_pair(op, "padding", padding, 0);
@@ -32,12 +33,17 @@ PoolGeometry pool_geometry(const char* op, const Shape& x_shape, Pair kernel, Pa
              "); the output would be empty");
   // The kernels index within one padded plane (and divide by kh * kw <= its size).
   checked_count(op, "the padded input plane (kernel and padding)", {padded_h, padded_w});
-  g.P = (padded_h - g.kh) / g.sh + 1;
-  g.Q = (padded_w - g.kw) / g.sw + 1;
-  // A stride beyond the last window start changes nothing (one window): the kernels see the
-  // smallest equal stride, so no product of theirs involves a stride beyond the input.
-  g.sh = std::min(g.sh, padded_h - g.kh + 1);
-  g.sw = std::min(g.sw, padded_w - g.kw + 1);
+  g.ceil_mode = ceil_mode;
+  g.count_include_pad = count_include_pad;
+  g.P = (padded_h - g.kh + (ceil_mode ? g.sh - 1 : 0)) / g.sh + 1;
+  g.Q = (padded_w - g.kw + (ceil_mode ? g.sw - 1 : 0)) / g.sw + 1;
+  // ceil mode: the last window must start inside the input or its top/left padding
+  if (ceil_mode && (g.P - 1) * g.sh >= g.H + g.ph) --g.P;
+  if (ceil_mode && (g.Q - 1) * g.sw >= g.W + g.pw) --g.Q;
+  // With one window the stride changes nothing: the kernels see the smallest equal stride, so
+  // no product of theirs involves a stride beyond the input.
+  if (g.P == 1) g.sh = std::min(g.sh, padded_h - g.kh + 1);
+  if (g.Q == 1) g.sw = std::min(g.sw, padded_w - g.kw + 1);
   checked_count(op, "the output (N, C, P, Q)", {g.N, g.C, g.P, g.Q});
   return g;
 }
@@ -56,15 +62,18 @@ void require_x_shape(const char* op, const Shape& x_shape, const Tensor& dy) {
 
 std::string pool_key(const PoolGeometry& g) {
   return cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",k=", g.kh, "x", g.kw, ",s=", g.sh,
-             "x", g.sw, ",p=", g.ph, "x", g.pw);
+             "x", g.sw, ",p=", g.ph, "x", g.pw, g.ceil_mode ? ",ceil" : "",
+             g.count_include_pad ? "" : ",exclude_pad");
 }
 
 }  // namespace
 
 std::tuple<Tensor, OptionalTensor> max_pool2d(const Tensor& x, Pair kernel, Pair stride,
-                                              Pair padding, Impl impl, const Tensor* out, bool with_argmax) {
+                                              Pair padding, Impl impl, const Tensor* out, bool with_argmax,
+                                              bool ceil_mode) {
   require_f32("max_pool2d", "x", x, 4);
-  const PoolGeometry g = pool_geometry("max_pool2d", x.shape(), kernel, stride, padding);
+  const PoolGeometry g =
+      pool_geometry("max_pool2d", x.shape(), kernel, stride, padding, ceil_mode, true);
   const Device dev = x.device();
   Tensor y = output_tensor("max_pool2d", out, {g.N, g.C, g.P, g.Q}, dev, {{"x", &x}});
   Tensor argmax = with_argmax ? empty({g.N, g.C, g.P, g.Q}, DType::i64, dev) : Tensor();
@@ -103,9 +112,10 @@ Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& 
 }
 
 Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl impl,
-                  const Tensor* out) {
+                  const Tensor* out, bool ceil_mode, bool count_include_pad) {
   require_f32("avg_pool2d", "x", x, 4);
-  const PoolGeometry g = pool_geometry("avg_pool2d", x.shape(), kernel, stride, padding);
+  const PoolGeometry g = pool_geometry("avg_pool2d", x.shape(), kernel, stride, padding, ceil_mode,
+                                       count_include_pad);
   const Device dev = x.device();
   Tensor y = output_tensor("avg_pool2d", out, {g.N, g.C, g.P, g.Q}, dev, {{"x", &x}});
   if (y.numel() == 0) return y;
@@ -118,11 +128,12 @@ Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Impl 
 }
 
 Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, Pair kernel, Pair stride,
-                           Pair padding, Impl impl) {
+                           Pair padding, Impl impl, bool ceil_mode, bool count_include_pad) {
   const char* op = "avg_pool2d_backward";
   require_f32(op, "dy", dy, 4);
   require_x_shape(op, x_shape, dy);
-  const PoolGeometry g = pool_geometry(op, x_shape, kernel, stride, padding);
+  const PoolGeometry g =
+      pool_geometry(op, x_shape, kernel, stride, padding, ceil_mode, count_include_pad);
   HG_REQUIRE(dy.size(2) == g.P && dy.size(3) == g.Q, op, ": dy must have shape ",
              shape_str({g.N, g.C, g.P, g.Q}), " for x_shape ", shape_str(x_shape), ", got ",
              shape_str(dy.shape()));

@@ -19,11 +19,15 @@
 //            1/erfcx on 8000 Chebyshev nodes in t for |x| in [0, 14.5]; relative error 3e-8),
 //            and x^2/2 is split hi/lo so exp's argument is exact. Within 8 ulp everywhere,
 //            the negative tail included (PyTorch's 1 + erf(x/sqrt2) loses it);
-//   gelu_tanh  0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
+//   gelu_tanh  0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3);
+//   relu6, hardsigmoid, hardswish  min(max(x, 0), 6), min(max(x + 3, 0), 6) / 6 and x times
+//            that (PyTorch's), NaN kept.
 // Backward reads y where that is cheaper (relu, sigmoid, tanh) and x otherwise; at the kinks and
 // at NaN it takes PyTorch's choices: relu' = 0 where y <= 0 and 1 elsewhere (NaN passes dy, as
 // threshold_backward), leaky_relu' = 1 where x > 0 and alpha elsewhere (NaN too), elu' = alpha e^x
-// where x <= 0 and 1 elsewhere (NaN passes dy).
+// where x <= 0 and 1 elsewhere (NaN passes dy), relu6' = 0 where x <= 0 or x >= 6 (NaN passes),
+// hardsigmoid' = 1/6 where -3 < x < 3 and 0 elsewhere (NaN too), hardswish' = 0 where x <= -3,
+// x/3 + 1/2 where x < 3 and 1 elsewhere (NaN passes dy).
 //
 // apply_epilogue (cpu_kernels.h) runs the same forward math over a block of a GEMM's output, for
 // the fused conv2d_bias_act / linear_bias_act kernels (fused.cpp).
@@ -146,6 +150,12 @@ HG_INLINE Normal normal_f32(float x) {
 constexpr float kSqrt2OverPi = 0.797884561f;
 constexpr float kGeluKappa = 0.044715f;
 
+// min(max(x, 0), 6), NaN kept (both comparisons are false for it).
+HG_INLINE float clamp06(float x) {
+  const float r = select(x < 0.f, 0.f, x);
+  return select(r > 6.f, 6.f, r);
+}
+
 template <class F>
 HG_INLINE void map_forward(const ActivationArgs& a, int64_t begin, int64_t end, F f) {
   const float* __restrict x = a.x;
@@ -192,6 +202,12 @@ HG_ISA_CLONES void activation_range(const ActivationArgs& a, int64_t begin, int6
       return map_forward(a, begin, end, [alpha](float x) {
         return select(x > 0.f, x, alpha * expm1_f32(x));
       });
+    case ActKind::relu6:
+      return map_forward(a, begin, end, [](float x) { return clamp06(x); });
+    case ActKind::hardsigmoid:
+      return map_forward(a, begin, end, [](float x) { return clamp06(x + 3.f) / 6.f; });
+    case ActKind::hardswish:
+      return map_forward(a, begin, end, [](float x) { return x * clamp06(x + 3.f) / 6.f; });
   }
 }
 
@@ -232,6 +248,18 @@ HG_ISA_CLONES void activation_backward_range(const ActivationBackwardArgs& a, in
     case ActKind::elu:
       return map_backward(a, begin, end, [alpha](float dy, float x, float) {
         return select(x <= 0.f, dy * alpha * exp_f32(x), dy);
+      });
+    case ActKind::relu6:
+      return map_backward(a, begin, end, [](float dy, float x, float) {
+        return select((x <= 0.f) | (x >= 6.f), 0.f, dy);
+      });
+    case ActKind::hardsigmoid:
+      return map_backward(a, begin, end, [](float dy, float x, float) {
+        return select((x > -3.f) & (x < 3.f), dy * (1.f / 6.f), 0.f);
+      });
+    case ActKind::hardswish:
+      return map_backward(a, begin, end, [](float dy, float x, float) {
+        return select(x <= -3.f, 0.f, select(x < 3.f, dy * (x / 3.f + 0.5f), dy));
       });
   }
 }
@@ -289,6 +317,13 @@ HG_ISA_CLONES void epilogue_block(const GemmEpilogue& e, int64_t i0, int64_t j0,
       return map_block(e, i0, j0, m, n, c, ldc, [alpha](float x) {
         return select(x > 0.f, x, alpha * expm1_f32(x));
       });
+    case ActKind::relu6:
+      return map_block(e, i0, j0, m, n, c, ldc, [](float x) { return clamp06(x); });
+    case ActKind::hardsigmoid:
+      return map_block(e, i0, j0, m, n, c, ldc, [](float x) { return clamp06(x + 3.f) / 6.f; });
+    case ActKind::hardswish:
+      return map_block(e, i0, j0, m, n, c, ldc,
+                       [](float x) { return x * clamp06(x + 3.f) / 6.f; });
   }
 }
 

@@ -19,6 +19,16 @@ inline float activation_value(ActKind kind, float x, float alpha) {
       return 0.5f * x * (1.f + std::tanh(inner));
     }
     case ActKind::elu: return x > 0.f ? x : alpha * std::expm1(x);
+    // NaN stays NaN through each clamp (a comparison with NaN is false)
+    case ActKind::relu6: return x < 0.f ? 0.f : (x > 6.f ? 6.f : x);
+    case ActKind::hardsigmoid: {
+      const float t = x + 3.f;
+      return (t < 0.f ? 0.f : (t > 6.f ? 6.f : t)) / 6.f;
+    }
+    case ActKind::hardswish: {
+      const float t = x + 3.f;
+      return x * (t < 0.f ? 0.f : (t > 6.f ? 6.f : t)) / 6.f;
+    }
   }
   return x;
 }

@@ -18,7 +18,7 @@
 // added while y is accumulated, with no pass over y afterwards.
 // conv2d_bias_act (fused.cpp) runs the same forward with its bias + activation epilogue applied
 // by the GEMM per strip of micro-tiles (handwritten) or per (image, group) block after the sgemm
-// (vendor).
+// (vendor); its residual is the GEMM's C operand (beta = 1: y_n holds the residual first).
 // Threading: see split_work().
 // Narrow output planes (P*Q < kNarrowPlane, e.g. LeNet's 4x4 and 8x8) would make per-image
 // GEMMs of a few columns, dominated by call and packing overhead; the forward then lowers B
@@ -129,6 +129,15 @@ constexpr int64_t kNarrowPlane = 256;
 // Padded input planes up to this many pixels are small enough to copy whole (im2col_images).
 constexpr int64_t kSmallPlane = 4096;
 
+// y[i] = t[i] + add over a row of an output block.
+void copy_row_plus(const float* __restrict t, float add, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = t[i] + add;
+}
+// y[i] = t[i] + r[i]; r may be y itself (each element is read before it is written).
+void add_rows(const float* __restrict t, const float* r, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = t[i] + r[i];
+}
+
 // Images per forward GEMM: 1 for a wide output plane or a large input plane; otherwise enough
 // images for ~kNarrowPlane columns.
 int64_t images_per_gemm(const ConvGeometry& g) {
@@ -139,10 +148,11 @@ int64_t images_per_gemm(const ConvGeometry& g) {
 
 // The forward for narrow planes, B images at a time: their col blocks side by side in one col
 // (C*R*S, B*PQ); per group one GEMM tmp (Kg, B*PQ) = w_g @ col_g; then each image's (Kg, PQ)
-// slice of tmp is copied into y, adding the bias (conv2d), and the epilogue runs on it while it
-// is in cache (conv2d_bias_act).
+// slice of tmp is copied into y, adding the bias (conv2d) or the residual (conv2d_bias_act, read
+// just before the same element of y is written, so it may be y itself), and the epilogue runs on
+// it while it is in cache (conv2d_bias_act).
 void forward_batched(const ConvForwardArgs& a, const GemmRoutine& routine, const FusedEpilogue* epi,
-                     int64_t B) {
+                     const float* residual, int64_t B) {
   const ConvGeometry& g = a.g;
   const Lowered L(g);
   const int64_t chunks = (g.N + B - 1) / B, ld = B * L.PQ;
@@ -163,12 +173,15 @@ void forward_batched(const ConvForwardArgs& a, const GemmRoutine& routine, const
       GemmEpilogue e{epi ? *epi : FusedEpilogue{}, /*bias_per_row=*/true};
       if (epi && epi->bias) e.op.bias = epi->bias + grp * L.Kg;
       for (int64_t b = 0; b < nb; ++b) {
-        float* __restrict yb = a.y + ((n0 + b) * g.K + grp * L.Kg) * L.PQ;
+        const int64_t block = ((n0 + b) * g.K + grp * L.Kg) * L.PQ;
+        float* yb = a.y + block;
         for (int64_t k = 0; k < L.Kg; ++k) {
-          const float* __restrict t = tmp + k * ld + b * L.PQ;
-          float* __restrict yk = yb + k * L.PQ;
-          const float add = a.bias ? a.bias[grp * L.Kg + k] : 0.f;
-          for (int64_t i = 0; i < L.PQ; ++i) yk[i] = t[i] + add;
+          const float* t = tmp + k * ld + b * L.PQ;
+          if (residual) {
+            add_rows(t, residual + block + k * L.PQ, yb + k * L.PQ, L.PQ);
+          } else {
+            copy_row_plus(t, a.bias ? a.bias[grp * L.Kg + k] : 0.f, yb + k * L.PQ, L.PQ);
+          }
         }
         if (epi) apply_epilogue(e, 0, 0, L.Kg, L.PQ, yb, L.PQ);
       }
@@ -179,10 +192,13 @@ void forward_batched(const ConvForwardArgs& a, const GemmRoutine& routine, const
 // y = conv(x, w) (+ bias). With `epi` (conv2d_bias_act), y_ng = act(w_g @ col_g + bias_g) per
 // (image, group): our GEMM applies it per strip of micro-tiles (gemm_handwritten_epilogue);
 // after the BLAS, one pass over the group's block, which was just written (apply_epilogue).
+// With a `residual` (conv2d_bias_act), y_n starts as it (copied unless it is y itself) and the
+// GEMM accumulates onto it (beta = 1) before the epilogue.
 void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine,
-                     const FusedEpilogue* epi = nullptr) {
+                     const FusedEpilogue* epi = nullptr, const float* residual = nullptr) {
   const ConvGeometry& g = a.g;
-  if (const int64_t B = images_per_gemm(g); B > 1) return forward_batched(a, routine, epi, B);
+  if (const int64_t B = images_per_gemm(g); B > 1)
+    return forward_batched(a, routine, epi, residual, B);
   const GemmFn gemm = routine.fn;
   const Lowered L(g);
   const Split split = split_images(g, routine);
@@ -195,6 +211,10 @@ void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine,
     float* yn = a.y + n * g.K * L.PQ;
     if (a.bias) {
       for (int64_t k = 0; k < g.K; ++k) std::fill(yn + k * L.PQ, yn + (k + 1) * L.PQ, a.bias[k]);
+    }
+    const float beta = residual ? 1.f : 0.f;
+    if (residual && residual + n * g.K * L.PQ != yn) {
+      std::copy(residual + n * g.K * L.PQ, residual + (n + 1) * g.K * L.PQ, yn);
     }
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const float* wg = a.w + grp * L.Kg * L.CRSg;
@@ -209,9 +229,9 @@ void forward_lowered(const ConvForwardArgs& a, const GemmRoutine& routine,
       if (epi->bias) e.op.bias = epi->bias + grp * L.Kg;
       if (gemm == &gemm_handwritten) {
         gemm_handwritten_epilogue(false, false, L.Kg, L.PQ, L.CRSg, wg, L.CRSg, cg, L.PQ, yg,
-                                  L.PQ, e);
+                                  L.PQ, e, beta);
       } else {
-        gemm(false, false, L.Kg, L.PQ, L.CRSg, 1.f, wg, L.CRSg, cg, L.PQ, 0.f, yg, L.PQ);
+        gemm(false, false, L.Kg, L.PQ, L.CRSg, 1.f, wg, L.CRSg, cg, L.PQ, beta, yg, L.PQ);
         apply_epilogue(e, 0, 0, L.Kg, L.PQ, yg, L.PQ);
       }
     }
@@ -298,6 +318,32 @@ void conv2d_backward_weight_handwritten(const ConvBackwardWeightArgs& a) {
   else backward_weight_lowered(a, kHandwritten);
 }
 void conv2d_forward_unpacked(const ConvForwardArgs& a) { forward_lowered(a, kUnpacked); }
+// Winograd where it applies (conv_winograd.cpp), else the default kernel.
+void conv2d_forward_winograd(const ConvForwardArgs& a) {
+  if (!conv2d_winograd_forward(a)) conv2d_forward_handwritten(a);
+}
+void conv2d_backward_data_winograd(const ConvBackwardDataArgs& a) {
+  if (!conv2d_winograd_backward_data(a)) conv2d_backward_data_handwritten(a);
+}
+void conv2d_backward_weight_winograd(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_winograd_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
+// Direct where it applies (conv_direct.cpp), else the default kernel.
+void conv2d_forward_direct(const ConvForwardArgs& a) {
+  if (!conv2d_direct_forward(a)) conv2d_forward_handwritten(a);
+}
+void conv2d_backward_weight_direct(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_direct_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
+void conv2d_backward_data_direct(const ConvBackwardDataArgs& a) {
+  if (!conv2d_direct_backward_data(a)) conv2d_backward_data_handwritten(a);
+}
+void conv2d_forward_direct_kvec(const ConvForwardArgs& a) {
+  if (!conv2d_direct_kvec_forward(a)) conv2d_forward_handwritten(a);
+}
+void conv2d_backward_weight_direct_kvec(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_direct_kvec_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
 void conv2d_forward_vendor(const ConvForwardArgs& a) {
   require_blas_sizes(a.g);
   forward_lowered(a, kOpenBlas);
@@ -320,7 +366,7 @@ void conv2d_bias_act_lowered(const ConvBiasActArgs& a, bool vendor) {
   c.w = a.w;
   c.y = a.y;
   if (vendor) require_blas_sizes(a.g);
-  forward_lowered(c, vendor ? kOpenBlas : kHandwritten, &a.epi);
+  forward_lowered(c, vendor ? kOpenBlas : kHandwritten, &a.epi, a.residual);
 }
 
 }  // namespace hg::cpu
@@ -329,6 +375,22 @@ HG_REGISTER_KERNEL(conv2d_forward_op, cpu, handwritten, "cpu.conv2d_im2col_gemm|
                    &hg::cpu::conv2d_forward_handwritten);
 HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_im2col_gemm_unpacked",
                       &hg::cpu::conv2d_forward_unpacked);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_winograd_f2x3|im2col_gemm",
+                      &hg::cpu::conv2d_forward_winograd);
+HG_REGISTER_ALTERNATE(conv2d_backward_data_op, cpu, "cpu.conv2d_winograd_f2x3|gemm_col2im",
+                      &hg::cpu::conv2d_backward_data_winograd);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_direct_flat|im2col_gemm",
+                      &hg::cpu::conv2d_forward_direct);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_direct_flat|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_direct);
+HG_REGISTER_ALTERNATE(conv2d_forward_op, cpu, "cpu.conv2d_direct_kvec|im2col_gemm",
+                      &hg::cpu::conv2d_forward_direct_kvec);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_direct_kvec|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_direct_kvec);
+HG_REGISTER_ALTERNATE(conv2d_backward_data_op, cpu, "cpu.conv2d_direct|gemm_col2im",
+                      &hg::cpu::conv2d_backward_data_direct);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_winograd_f2x3|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_winograd);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, handwritten,
                    "cpu.conv2d_gemm_col2im|depthwise_direct",
                    &hg::cpu::conv2d_backward_data_handwritten);

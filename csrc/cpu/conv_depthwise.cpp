@@ -13,7 +13,9 @@
 //                    strided row of a padded dx buffer it came from; the buffer is cropped to dx.
 //   weight_plane    (backward weight): dw[r, s] += sum_{p,q} dy[p, q] * xpad[...], 8 lanes
 //                    accumulated over all rows and reduced once per tap.
-// conv2d_bias_act's depthwise case passes an activation, applied to each plane as it is finished.
+// conv2d_bias_act's depthwise case passes an activation, applied to each plane as it is finished,
+// and its residual, added to the accumulators before the store (it may be y itself: each output
+// vector reads its residual just before it is written).
 // Backward weight threads take runs of planes, each summing into its own (C, R, S) partial.
 // The per-plane routines are compiled for x86-64-v4 (AVX-512), v3 (AVX2+FMA) and the baseline
 // and picked by CPU features at load time (GCC >= 12 target_clones); their loops are written on
@@ -106,12 +108,25 @@ HG_INLINE void store8(float* o, vf8 v, int64_t n) {
   }
 }
 
-// Taps of output columns [q, q + 8) (and [q + 8, q + 16) when two), accumulated from `src`.
+// The first min(8, n) lanes of p, the others 0.
+HG_INLINE vf8 load8_partial(const float* p, int64_t n) {
+  if (n >= 8) return load8(p);
+  vf8 v = vf8{};
+  for (int64_t j = 0; j < n; ++j) v[j] = p[j];
+  return v;
+}
+
+// Taps of output columns [q, q + 8) (and [q + 8, q + 16) when two), accumulated from `src`,
+// onto `res` (the same columns of a residual plane; nullptr: none; may be `o` itself).
 template <int kVectors>
 HG_INLINE void correlate_columns(const float* __restrict src, const int64_t* __restrict tap,
                                  const float* __restrict wk, int64_t taps, int64_t sw,
-                                 float init, float* o, int64_t left) {
+                                 float init, const float* res, float* o, int64_t left) {
   vf8 acc0 = init - vf8{}, acc1 = acc0;
+  if (res) {
+    acc0 += load8_partial(res, left);
+    if (kVectors == 2) acc1 += load8_partial(res + 8, left - 8);
+  }
   if (sw == 1) {
     for (int64_t i = 0; i < taps; ++i) {
       acc0 += wk[i] * load8(src + tap[i]);
@@ -127,20 +142,24 @@ HG_INLINE void correlate_columns(const float* __restrict src, const int64_t* __r
   if (kVectors == 2) store8(o + 8, acc1, left - 8);
 }
 
+// `res`: a residual plane added to the output (nullptr: none); it may be `out` itself.
 HG_CPU_CLONES
 void correlate_plane(const Plane& k, const float* in, const float* __restrict wk, float init,
-                     float* __restrict out, Scratch& t) {
+                     const float* res, float* out, Scratch& t) {
   pad_plane(k, in, t.pad.data());
   const int64_t cols = k.cols(), taps = k.R * k.S, Q8 = (k.Q + 7) / 8 * 8;
   for (int64_t p = 0; p < k.P; ++p) {
     const float* row = t.pad.data() + p * k.sh * cols;
     float* o = out + p * k.Q;
+    const float* r = res ? res + p * k.Q : nullptr;
     int64_t q = 0;
     for (; q + 16 <= Q8; q += 16) {  // two independent accumulators hide the FMA latency
-      correlate_columns<2>(row + q * k.sw, t.tap.data(), wk, taps, k.sw, init, o + q, k.Q - q);
+      correlate_columns<2>(row + q * k.sw, t.tap.data(), wk, taps, k.sw, init, r ? r + q : r,
+                           o + q, k.Q - q);
     }
     if (q < k.Q) {
-      correlate_columns<1>(row + q * k.sw, t.tap.data(), wk, taps, k.sw, init, o + q, k.Q - q);
+      correlate_columns<1>(row + q * k.sw, t.tap.data(), wk, taps, k.sw, init, r ? r + q : r,
+                           o + q, k.Q - q);
     }
   }
 }
@@ -218,7 +237,8 @@ bool depthwise_direct(const ConvGeometry& g) {
          (!unit_stride || padded_plane_ratio(transposed_plane(g)) <= kMaxPaddedRatio);
 }
 
-void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi) {
+void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi,
+                              const float* residual) {
   const ConvGeometry& g = a.g;
   const Plane k = forward_plane(g);
   const int64_t planes = g.N * g.C, HW = g.H * g.W, PQ = g.P * g.Q, RS = g.R * g.S;
@@ -230,8 +250,8 @@ void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi
   parallel_for(planes, T, [&](int64_t plane) {
     Scratch& scratch = scratches[parallel_slot()];
     const int64_t c = plane % g.C;
-    correlate_plane(k, a.x + plane * HW, a.w + c * RS, a.bias ? a.bias[c] : 0.f, a.y + plane * PQ,
-                    scratch);
+    correlate_plane(k, a.x + plane * HW, a.w + c * RS, a.bias ? a.bias[c] : 0.f,
+                    residual ? residual + plane * PQ : nullptr, a.y + plane * PQ, scratch);
     if (act) apply_epilogue(*act, 0, 0, 1, PQ, a.y + plane * PQ, PQ);  // the plane is in cache
   });
 }
@@ -248,8 +268,8 @@ void conv2d_depthwise_backward_data(const ConvBackwardDataArgs& a) {
     const float* w = a.w + (plane % g.C) * RS;
     if (unit_stride) {
       std::reverse_copy(w, w + RS, scratch.flipped.begin());
-      correlate_plane(k, a.dy + plane * PQ, scratch.flipped.data(), 0.f, a.dx + plane * HW,
-                      scratch);
+      correlate_plane(k, a.dy + plane * PQ, scratch.flipped.data(), 0.f, nullptr,
+                      a.dx + plane * HW, scratch);
     } else {
       scatter_plane(k, a.dy + plane * PQ, w, a.dx + plane * HW, scratch);
     }

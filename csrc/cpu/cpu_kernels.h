@@ -22,11 +22,12 @@ struct GemmEpilogue {
 // element; i0, j0 index the bias). Vectorized with the activation kernels' math (activation.cpp).
 void apply_epilogue(const GemmEpilogue& e, int64_t i0, int64_t j0, int64_t m, int64_t n, float* c,
                     int64_t ldc);
-// gemm_handwritten with beta = 0 and the epilogue applied to each MR-row strip of micro-tiles of
-// C as soon as its last K block is accumulated, while the strip is in L1: no second pass over C.
+// gemm_handwritten (beta = 0 unless given: 1 accumulates onto C, a convolution's residual) and
+// the epilogue applied to each MR-row strip of micro-tiles of C as soon as its last K block is
+// accumulated, while the strip is in L1: no second pass over C.
 void gemm_handwritten_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                               int64_t ldc, const GemmEpilogue& e);
+                               int64_t ldc, const GemmEpilogue& e, float beta = 0.f);
 // The register tile and cache blocks gemm_handwritten uses with the current CPU ISA (isa.h);
 // tests pick sizes that cross each block edge.
 struct GemmBlocking {
@@ -41,6 +42,10 @@ void gemm_pack_b(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t N
 void gemm_handwritten_epilogue_packed_b(int64_t M, int64_t N, int64_t K, const float* A,
                                         int64_t lda, const float* b_packed, float* C, int64_t ldc,
                                         const GemmEpilogue& e);
+// C (M x N, beta 0) = op(A) @ op(B) with op(B) from gemm_pack_b: no B packing, no epilogue
+// (the Winograd convolution's 16 products per chunk against its transformed weights).
+void gemm_handwritten_prepacked(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A,
+                                int64_t lda, const float* b_packed, float* C, int64_t ldc);
 void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc);

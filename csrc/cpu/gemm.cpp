@@ -306,8 +306,8 @@ void gemm_handwritten(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 
 void gemm_handwritten_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                               int64_t ldc, const GemmEpilogue& e) {
-  gemm_packed(active_microkernel(), trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc,
+                               int64_t ldc, const GemmEpilogue& e, float beta) {
+  gemm_packed(active_microkernel(), trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc,
               &e);
 }
 
@@ -327,6 +327,12 @@ void gemm_handwritten_epilogue_packed_b(int64_t M, int64_t N, int64_t K, const f
                                         const GemmEpilogue& e) {
   gemm_packed(active_microkernel(), false, false, M, N, K, 1.f, A, lda, nullptr, 0, 0.f, C, ldc, &e,
               b_packed);
+}
+
+void gemm_handwritten_prepacked(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A,
+                                int64_t lda, const float* b_packed, float* C, int64_t ldc) {
+  gemm_packed(active_microkernel(), trans_a, false, M, N, K, 1.f, A, lda, nullptr, 0, 0.f, C, ldc,
+              nullptr, b_packed);
 }
 
 GemmBlocking gemm_handwritten_blocking() {

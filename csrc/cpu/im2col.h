@@ -53,10 +53,34 @@ inline bool is_depthwise(const ConvGeometry& g) { return g.groups == g.C && g.gr
 // stride or dilation mostly skips would make it huge; im2col + GEMM then runs instead).
 bool depthwise_direct(const ConvGeometry& g);
 // epi (conv2d_bias_act): its activation is applied to each output plane right after the plane is
-// computed (a.bias is the bias, added as the accumulators' initial value).
-void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi = nullptr);
+// computed (a.bias is the bias, added as the accumulators' initial value); residual
+// (conv2d_bias_act, y's shape, may be a.y itself) is added before the activation.
+void conv2d_depthwise_forward(const ConvForwardArgs& a, const FusedEpilogue* epi = nullptr,
+                              const float* residual = nullptr);
 void conv2d_depthwise_backward_data(const ConvBackwardDataArgs& a);
 void conv2d_depthwise_backward_weight(const ConvBackwardWeightArgs& a);
+
+// Winograd F(2x2, 3x3) (conv_winograd.cpp): 3x3, stride 1, dilation 1, groups 1, padding <= 2.
+// Each returns false, doing nothing, where it does not apply.
+bool winograd_applies(const ConvGeometry& g);
+bool conv2d_winograd_forward(const ConvForwardArgs& a);
+bool conv2d_winograd_backward_data(const ConvBackwardDataArgs& a);
+bool conv2d_winograd_backward_weight(const ConvBackwardWeightArgs& a);
+// conv2d_bias_act: bias and residual (may be a.y) added by the output transform, the activation
+// over each chunk's rows right after.
+bool conv2d_bias_act_winograd(const ConvBiasActArgs& a);
+
+// Direct convolution for few channels (conv_direct.cpp): dilation 1, groups 1, padding at most
+// the kernel size, stride 1 unless any_stride (the kvec kernels). Each returns false, doing
+// nothing, where it does not apply.
+bool direct_applies(const ConvGeometry& g, bool any_stride);
+bool conv2d_direct_forward(const ConvForwardArgs& a);
+bool conv2d_direct_backward_weight(const ConvBackwardWeightArgs& a);
+// The same, 16 output channels per vector (for K a multiple of 16: LeNet's 6 -> 16).
+bool conv2d_direct_kvec_forward(const ConvForwardArgs& a);
+bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a);
+// Backward data (padding <= kernel size - 1) as the direct forward over dy.
+bool conv2d_direct_backward_data(const ConvBackwardDataArgs& a);
 
 // conv2d_bias_act through im2col + GEMM (conv.cpp): our GEMM with its per-micro-tile epilogue,
 // or (vendor) the OpenBLAS sgemm and one epilogue pass per (image, group) block.

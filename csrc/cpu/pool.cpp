@@ -1,13 +1,16 @@
-// CPU 2-D pooling, NCHW, contiguous float32 (argmax int64), PyTorch semantics (floor mode,
-// padding <= kernel/2, so every window holds at least one input element):
+// CPU 2-D pooling, NCHW, contiguous float32 (argmax int64), PyTorch semantics (floor or ceil
+// mode, padding <= kernel/2, so every window holds at least one input element; ceil mode's last
+// windows may reach past the padding and are clipped to the input like any edge window):
 //   max_pool2d           y = max over the window (padding is -inf); argmax (unless nullptr) =
 //                        h*W + w of the first maximum in row-major window order (PyTorch's CPU
 //                        choice). A NaN in the window wins; of several, the last (PyTorch's
 //                        `val > max || isnan(val)`). y is x[argmax] bit for bit, with or
 //                        without argmax (a tie of +0 and -0 keeps the first);
 //   max_pool2d_backward  dx = scatter-add of dy at argmax; dx fully written;
-//   avg_pool2d           y = window sum / (kh*kw), padding counted in the divisor;
-//   avg_pool2d_backward  dx[h, w] = sum of dy / (kh*kw) over the windows that cover (h, w).
+//   avg_pool2d           y = window sum / divisor: kh*kw for a window inside the input; for a
+//                        window clipped by an edge, its extent inside the padded input
+//                        (count_include_pad) or its number of input elements;
+//   avg_pool2d_backward  dx[h, w] = sum of dy / divisor over the windows that cover (h, w).
 //
 // Kernels: cpu.*_planes (handwritten, the only ones; the vendor slots fall back to them, as
 // OpenBLAS has no pooling routine). The forwards (max with and without argmax, average) share
@@ -44,6 +47,7 @@
 #include <limits>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "../core/checks.h"
 #include "cpu_clones.h"
@@ -76,14 +80,13 @@ template <class T> struct IndexOf { using type = int64_t; using offset = int32_t
 template <> struct IndexOf<vf8> { using type = vi8; using offset = vi8; };
 
 // What a forward reads and writes: planes of T (float, or vf8: 8 planes interleaved), y and,
-// for Pool::max_argmax, argmax indexed like y; inv = 1/(kh*kw).
+// for Pool::max_argmax, argmax indexed like y (average pooling's divisors come from g).
 template <class T>
 struct ForwardJob {
   PoolGeometry g;
   const T* x;
   T* y;
   typename IndexOf<T>::type* argmax;
-  float inv;
 };
 
 // A comparison as an all-ones / all-zeros mask (vector comparisons already are): the index
@@ -150,7 +153,6 @@ HG_INLINE void pool_rows(const ForwardJob<T>& j, int64_t begin, int64_t end) {
   const PoolGeometry& g = j.g;
   const int64_t kh = KH > 0 ? KH : g.kh, kw = KW > 0 ? KW : g.kw, sw = SW > 0 ? SW : g.sw;
   const int64_t W = g.W, Q = g.Q, pw = g.pw;
-  const float inv = j.inv;
   // Interior columns [q_lo, q_hi): q*sw - pw >= 0 and q*sw - pw + kw <= W.
   const int64_t q_lo = std::min(Q, (pw + sw - 1) / sw);
   const int64_t q_hi = std::max(q_lo, W - kw + pw >= 0 ? std::min(Q, (W - kw + pw) / sw + 1) : 0);
@@ -158,6 +160,10 @@ HG_INLINE void pool_rows(const ForwardJob<T>& j, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) {
     const int64_t h0 = p * g.sh - g.ph;
     const int64_t r0 = std::max<int64_t>(h0, 0), rows = std::min(h0 + kh, g.H) - r0;
+    // average pooling's divisor is hext * (the window's width): its extents inside the padded
+    // input (count_include_pad; kh and kw unless ceil mode runs past the padding) or the input
+    const int64_t hext = g.count_include_pad ? std::min(h0 + kh, g.H + g.ph) - h0 : rows;
+    const float inv = K == Pool::avg ? 1.f / float(hext * kw) : 1.f;  // interior windows
     const T* __restrict xr = j.x + nc * g.H * W + r0 * W;  // the windows' first row
     T* __restrict y = j.y + row * Q;
     auto* __restrict am = K == Pool::max_argmax ? j.argmax + row * Q : nullptr;
@@ -166,7 +172,10 @@ HG_INLINE void pool_rows(const ForwardJob<T>& j, int64_t begin, int64_t end) {
     };
     const auto edge = [=](int64_t q) HG_INLINE_LAMBDA {  // a window clipped by the padding
       const int64_t c0 = std::max<int64_t>(q * sw - pw, 0), c1 = std::min(q * sw - pw + kw, W);
-      pool_window<K, NANS, 0, 0>(xr + c0, rows, c1 - c0, W, r0 * W + c0, inv, y + q, at(q));
+      const int64_t wext = g.count_include_pad ? std::min(q * sw - pw + kw, W + pw) - (q * sw - pw)
+                                               : c1 - c0;
+      const float edge_inv = K == Pool::avg ? 1.f / float(hext * wext) : 1.f;
+      pool_window<K, NANS, 0, 0>(xr + c0, rows, c1 - c0, W, r0 * W + c0, edge_inv, y + q, at(q));
     };
     for (int64_t q = 0; q < q_lo; ++q) edge(q);
     for (int64_t q = q_hi; q < Q; ++q) edge(q);
@@ -273,7 +282,7 @@ HG_INLINE void pool_planes_in_lanes(const ForwardJob<float>& j, int64_t group_be
   vi8 kt[K == Pool::max_argmax ? kLanePlaneMax : 1];
   PoolGeometry lanes = g;
   lanes.N = lanes.C = 1;
-  const ForwardJob<vf8> jt{lanes, xt, yt, kt, j.inv};
+  const ForwardJob<vf8> jt{lanes, xt, yt, kt};
   for (int64_t group = group_begin; group < group_end; ++group) {
     const float* __restrict x = j.x + group * 8 * HW;
     vi8 nan{};  // lanes that met a NaN (max pooling only)
@@ -367,11 +376,11 @@ void max_pool2d_planes(const MaxPoolArgs& a) {
   const PoolGeometry& g = a.g;
   HG_REQUIRE(g.H * g.W <= std::numeric_limits<int32_t>::max(), "max_pool2d: x's planes hold ",
              g.H * g.W, " elements; the CPU kernel supports up to 2^31-1 per (n, c) plane");
-  run_forward(a.argmax ? &max_argmax_share : &max_share, {g, a.x, a.y, a.argmax, 1.f});
+  run_forward(a.argmax ? &max_argmax_share : &max_share, {g, a.x, a.y, a.argmax});
 }
 
 void avg_pool2d_planes(const AvgPoolArgs& a) {
-  run_forward(&avg_share, {a.g, a.x, a.y, nullptr, 1.f / float(a.g.kh * a.g.kw)});
+  run_forward(&avg_share, {a.g, a.x, a.y, nullptr});
 }
 
 // ---- Backward --------------------------------------------------------------------------------
@@ -386,12 +395,13 @@ inline ColumnRange valid_columns(int64_t off, int64_t sw, int64_t W, int64_t Q) 
   return {lo, std::max(lo, hi)};
 }
 
-// Average backward's row update: dx[base + q*SW] += scale * dy[q].
+// Average backward's row update: dx[base + q*SW] += scale * dy[q] * col_scale[q].
 template <int SW>
 void add_from_row(ColumnRange cols, int64_t sw_any, int64_t base, float scale,
-                  const float* __restrict dy, float* __restrict dx) {
+                  const float* __restrict dy, const float* __restrict col_scale,
+                  float* __restrict dx) {
   const int64_t sw = SW > 0 ? SW : sw_any;
-  for (int64_t q = cols.lo; q < cols.hi; ++q) dx[base + q * sw] += scale * dy[q];
+  for (int64_t q = cols.lo; q < cols.hi; ++q) dx[base + q * sw] += scale * dy[q] * col_scale[q];
 }
 
 void max_pool2d_backward_planes(const MaxPoolBackwardArgs& a) {
@@ -420,7 +430,16 @@ void max_pool2d_backward_planes(const MaxPoolBackwardArgs& a) {
 void avg_pool2d_backward_planes(const AvgPoolBackwardArgs& a) {
   const PoolGeometry g = a.g;
   const int64_t planes = g.N * g.C, HW = g.H * g.W;
-  const float inv = 1.f / float(g.kh * g.kw);
+  // The divisor of window (p, q) is a row factor times a column factor (PoolGeometry): 1/factor
+  // per column here, per row below.
+  std::vector<float> col_scale(g.Q);
+  for (int64_t q = 0; q < g.Q; ++q) {
+    const int64_t w0 = q * g.sw - g.pw;
+    const int64_t wext = g.count_include_pad
+                             ? std::min(w0 + g.kw, g.W + g.pw) - w0
+                             : std::min(w0 + g.kw, g.W) - std::max<int64_t>(w0, 0);
+    col_scale[q] = 1.f / float(wext);
+  }
   // Strided read-modify-write leaves gaps no SSE store can skip: only stride 1 vectorizes.
   const auto spread = g.sw == 1 ? &add_from_row<1> : &add_from_row<0>;
   parallel_for(planes, (planes * HW > kParallelMin) ? num_threads() : 1, [&](int64_t nc) {
@@ -429,10 +448,14 @@ void avg_pool2d_backward_planes(const AvgPoolBackwardArgs& a) {
     for (int64_t p = 0; p < g.P; ++p) {
       const float* dy = a.dy + (nc * g.P + p) * g.Q;
       const int64_t h0 = p * g.sh - g.ph;
-      for (int64_t h = std::max<int64_t>(h0, 0); h < std::min(h0 + g.kh, g.H); ++h) {
+      const int64_t r0 = std::max<int64_t>(h0, 0), r1 = std::min(h0 + g.kh, g.H);
+      const int64_t hext = g.count_include_pad ? std::min(h0 + g.kh, g.H + g.ph) - h0 : r1 - r0;
+      const float inv = 1.f / float(hext);
+      for (int64_t h = r0; h < r1; ++h) {
         for (int64_t s = 0; s < g.kw; ++s) {
           const int64_t off = s - g.pw;
-          spread(valid_columns(off, g.sw, g.W, g.Q), g.sw, h * g.W + off, inv, dy, dx);
+          spread(valid_columns(off, g.sw, g.W, g.Q), g.sw, h * g.W + off, inv, dy,
+                 col_scale.data(), dx);
         }
       }
     }

@@ -8,6 +8,10 @@
 //              backward dy (Phi(x) + x phi(x))
 //   gelu_tanh  x (1 + tanh u) / 2 = x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3)
 //   elu        x > 0 ? x : alpha (e^x - 1)           backward x <= 0 ? dy alpha e^x : dy
+//   relu6      min(max(x, 0), 6)                     backward 0 < x < 6 ? dy : 0 (NaN passes dy)
+//   hardsigmoid  min(max(x + 3, 0), 6) / 6           backward -3 < x < 3 ? dy / 6 : 0 (NaN: 0)
+//   hardswish  x hardsigmoid(x)                      backward x <= -3 ? 0 : x < 3 ? dy (x/3 + 1/2)
+//                                                    : dy (NaN passes dy)
 //
 // Kernels: gpu.activation_vec4 / gpu.activation_backward_vec4 (handwritten, the only ones): one
 // kernel per kind (a template), grid-stride loop, each thread handling one float4 per step when
@@ -46,6 +50,12 @@ __device__ inline float act_backward(float dy, float x, float y, float alpha) {
     return dy * (s + 2.f * x * s * (1.f - s) * du);
   }
   if constexpr (K == ActKind::elu) return x <= 0.f ? dy * alpha * expf(x) : dy;
+  if constexpr (K == ActKind::relu6) return (x <= 0.f || x >= 6.f) ? 0.f : dy;
+  if constexpr (K == ActKind::hardsigmoid) return (x > -3.f && x < 3.f) ? dy * (1.f / 6.f) : 0.f;
+  if constexpr (K == ActKind::hardswish) {
+    if (x <= -3.f) return 0.f;
+    return x < 3.f ? dy * (x / 3.f + 0.5f) : dy;
+  }
   return dy;
 }
 
@@ -140,6 +150,9 @@ void activation_handwritten(const ActivationArgs& a) {
     case ActKind::gelu: return launch_forward<ActKind::gelu>(a);
     case ActKind::gelu_tanh: return launch_forward<ActKind::gelu_tanh>(a);
     case ActKind::elu: return launch_forward<ActKind::elu>(a);
+    case ActKind::relu6: return launch_forward<ActKind::relu6>(a);
+    case ActKind::hardsigmoid: return launch_forward<ActKind::hardsigmoid>(a);
+    case ActKind::hardswish: return launch_forward<ActKind::hardswish>(a);
   }
 }
 
@@ -153,6 +166,9 @@ void activation_backward_handwritten(const ActivationBackwardArgs& a) {
     case ActKind::gelu: return launch_backward<ActKind::gelu>(a);
     case ActKind::gelu_tanh: return launch_backward<ActKind::gelu_tanh>(a);
     case ActKind::elu: return launch_backward<ActKind::elu>(a);
+    case ActKind::relu6: return launch_backward<ActKind::relu6>(a);
+    case ActKind::hardsigmoid: return launch_backward<ActKind::hardsigmoid>(a);
+    case ActKind::hardswish: return launch_backward<ActKind::hardswish>(a);
   }
 }
 

@@ -48,6 +48,14 @@ __device__ inline float act_forward(float x, float alpha) {
     return x * sigmoid_f(2.f * u);
   }
   if constexpr (K == ActKind::elu) return x > 0.f ? x : alpha * expm1f(x);
+  // the clamps keep a NaN (every comparison with it is false)
+  if constexpr (K == ActKind::relu6) return x < 0.f ? 0.f : (x > 6.f ? 6.f : x);
+  if constexpr (K == ActKind::hardsigmoid || K == ActKind::hardswish) {
+    const float t = x + 3.f;
+    const float c = t < 0.f ? 0.f : (t > 6.f ? 6.f : t);
+    if constexpr (K == ActKind::hardsigmoid) return c / 6.f;
+    else return x * c / 6.f;
+  }
   return x;
 }
 
@@ -71,6 +79,9 @@ void with_activation(const FusedEpilogue& e, F&& f) {
     case ActKind::gelu: return f(ActOp<ActKind::gelu>{e.alpha});
     case ActKind::gelu_tanh: return f(ActOp<ActKind::gelu_tanh>{e.alpha});
     case ActKind::elu: return f(ActOp<ActKind::elu>{e.alpha});
+    case ActKind::relu6: return f(ActOp<ActKind::relu6>{e.alpha});
+    case ActKind::hardsigmoid: return f(ActOp<ActKind::hardsigmoid>{e.alpha});
+    case ActKind::hardswish: return f(ActOp<ActKind::hardswish>{e.alpha});
   }
 }
 

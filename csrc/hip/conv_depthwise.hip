@@ -4,7 +4,7 @@
 //   forward:         one thread per y element (n, k, p, q), q fastest, so a warp reads
 //                    neighbouring input columns and writes contiguous outputs; the R x S loop is
 //                    unrolled for 3x3 (the common case) and runtime-sized otherwise; bias fused,
-//                    and conv2d_bias_act's activation applied before the store.
+//                    and conv2d_bias_act's residual and activation applied before the store.
 //   backward data:   one thread per dx element (n, c, h, w): gathers the taps of the Kg output
 //                    channels of c whose windows cover (h, w); nothing is scattered, no atomics.
 //   backward weight: one block per dw element (k, r, s): its threads stride over (n, p, q),
@@ -25,8 +25,8 @@ constexpr int kThreads = 256;
 template <int KR, int KS, class Act>  // 0: the size comes from d; Act: activation_device.h
 __global__ void __launch_bounds__(kThreads)
     depthwise_forward_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                             const float* __restrict__ bias, float* __restrict__ y, ConvDims d,
-                             Act act) {
+                             const float* __restrict__ bias, const float* residual, float* y,
+                             ConvDims d, Act act) {
   const int R = KR > 0 ? KR : d.R, S = KS > 0 ? KS : d.S;
   constexpr int kUnrollR = KR > 0 ? KR : 1, kUnrollS = KS > 0 ? KS : 1;  // runtime sizes: no unroll
   const int64_t total = int64_t(d.N) * d.K * d.P * d.Q;
@@ -52,6 +52,7 @@ __global__ void __launch_bounds__(kThreads)
         if (unsigned(ww) < unsigned(d.W)) acc = fmaf(xc[h * d.W + ww], wk[r * S + s], acc);
       }
     }
+    if (residual != nullptr) acc += residual[i];  // may be y[i] itself: read before the write
     y[i] = act(acc);
   }
 }
@@ -135,14 +136,16 @@ __global__ void __launch_bounds__(kThreads)
 bool conv2d_is_depthwise(const ConvGeometry& g) { return g.groups > 1 && g.groups == g.C; }
 
 template <class Act>
-void forward_depthwise(const ConvForwardArgs& a, Act act) {
+void forward_depthwise(const ConvForwardArgs& a, Act act, const float* residual = nullptr) {
   const ConvDims d = conv2d_dims(a.g);
   const unsigned grid = grid_for(int64_t(d.N) * d.K * d.P * d.Q, kThreads);
   if (d.R == 3 && d.S == 3) {
-    depthwise_forward_kernel<3, 3><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, a.y, d, act);
+    depthwise_forward_kernel<3, 3><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, residual,
+                                                                    a.y, d, act);
     HG_LAUNCH_CHECK("depthwise_forward_kernel<3, 3>");
   } else {
-    depthwise_forward_kernel<0, 0><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, a.y, d, act);
+    depthwise_forward_kernel<0, 0><<<grid, kThreads, 0, stream()>>>(a.x, a.w, a.bias, residual,
+                                                                    a.y, d, act);
     HG_LAUNCH_CHECK("depthwise_forward_kernel");
   }
 }
@@ -151,7 +154,7 @@ void conv2d_forward_depthwise(const ConvForwardArgs& a) { forward_depthwise(a, A
 
 void conv2d_bias_act_depthwise(const ConvBiasActArgs& a) {
   const ConvForwardArgs c{a.g, a.x, a.w, a.epi.bias, a.y};
-  with_activation(a.epi, [&](auto act) { forward_depthwise(c, act); });
+  with_activation(a.epi, [&](auto act) { forward_depthwise(c, act, a.residual); });
 }
 
 void conv2d_backward_data_depthwise(const ConvBackwardDataArgs& a) {

@@ -4,7 +4,7 @@
 //   forward:         y[n,k,p,q]  (M = Kg, N = N*P*Q, K = Cg*R*S)
 //                    A = w[g] (Kg x CgRS, float4 loads when CgRS % 4 == 0), B = im2col(x);
 //                    the bias is added in the epilogue, and for conv2d_bias_act the
-//                    activation too (the epilogue is instantiated per kind).
+//                    residual and the activation too (the epilogue is instantiated per kind).
 //   backward data:   dx[n,c,h,w] (M = Cg, N = N*H*W, K = Kg*R*S)
 //                    A = w[g] transposed, B[(k,r,s)][(n,h,w)] = dy[n,k,p,q] where
 //                    h = p*sh - ph + r*dh (taps that land between strides read 0). Every dx
@@ -79,11 +79,14 @@ struct LoadIm2col {
   }
 };
 
-// y = act(v + bias[k]) scattered into NCHW; Act is ActNone for conv2d (activation_device.h).
+// y = act(v + bias[k] + residual) scattered into NCHW; Act is ActNone for conv2d
+// (activation_device.h). The residual (conv2d_bias_act; nullptr: none) has y's layout and may be
+// y itself: each element is read by the thread that then writes it.
 template <class Act>
 struct ForwardEpilogue {
   float* y;
   const float* bias;
+  const float* residual;
   int K, Kg, PQ;
   Act act;
   __device__ void operator()(int64_t grp, int, int64_t m, int64_t n, const float* v,
@@ -94,30 +97,33 @@ struct ForwardEpilogue {
     for (int i = 0; i < 4; ++i) {
       if (i < count) {
         const int col = int(n) + i, img = col / PQ, pq = col - img * PQ;
-        y[(int64_t(img) * K + k) * PQ + pq] = act(v[i] + b);
+        const int64_t at = (int64_t(img) * K + k) * PQ + pq;
+        y[at] = act(v[i] + b + (residual != nullptr ? residual[at] : 0.f));
       }
     }
   }
 };
 
 template <class Cfg, class Act>
-void forward_with(const ConvForwardArgs& a, const ConvDims& d, Act act) {
+void forward_with(const ConvForwardArgs& a, const ConvDims& d, Act act, const float* residual) {
   using LoadA = tile::LoadKContiguous<Cfg, Cfg::BM>;
   using LoadB = LoadIm2col<Cfg, Cfg::BN>;
   const int64_t crs = int64_t(d.Cg) * d.R * d.S;
   const typename LoadA::Params pa{a.w, crs, d.Kg * crs, d.Kg, tile::aligned16(a.w) && crs % 4 == 0};
   const typename LoadB::Params pb{a.x, d};
-  const ForwardEpilogue<Act> epi{a.y, a.bias, d.K, d.Kg, d.P * d.Q, act};
+  const ForwardEpilogue<Act> epi{a.y, a.bias, residual, d.K, d.Kg, d.P * d.Q, act};
   tile::Problem pr;
   pr.M = d.Kg, pr.N = int64_t(d.N) * d.P * d.Q, pr.K = crs, pr.nz = d.groups, pr.k_chunk = crs;
   tile::launch<Cfg, LoadA, LoadB>(pa, pb, epi, pr);
 }
 
 template <class Act>
-void forward_any(const ConvForwardArgs& a, Act act) {
+void forward_any(const ConvForwardArgs& a, Act act, const float* residual = nullptr) {
   const ConvDims d = conv2d_dims(a.g);
-  if (tile::prefer_large(d.Kg, int64_t(d.N) * d.P * d.Q, d.groups)) forward_with<Large>(a, d, act);
-  else forward_with<Small>(a, d, act);
+  if (tile::prefer_large(d.Kg, int64_t(d.N) * d.P * d.Q, d.groups))
+    forward_with<Large>(a, d, act, residual);
+  else
+    forward_with<Small>(a, d, act, residual);
 }
 
 // ---- backward data ---------------------------------------------------------------------------
@@ -393,7 +399,7 @@ void conv2d_forward_igemm(const ConvForwardArgs& a) { forward_any(a, ActNone{});
 
 void conv2d_bias_act_igemm(const ConvBiasActArgs& a) {
   const ConvForwardArgs c{a.g, a.x, a.w, a.epi.bias, a.y};
-  with_activation(a.epi, [&](auto act) { forward_any(c, act); });
+  with_activation(a.epi, [&](auto act) { forward_any(c, act, a.residual); });
 }
 
 void conv2d_backward_data_igemm(const ConvBackwardDataArgs& a) {

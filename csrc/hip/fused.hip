@@ -1,14 +1,18 @@
-// The fused forward ops on the GPU, handwritten: conv2d_bias_act y = act(conv2d(x, w) + bias)
-// and linear_bias_act y = act(x @ w^T + bias), x (M, K), w (N, K).
+// The fused forward ops on the GPU, handwritten: conv2d_bias_act
+// y = act(conv2d(x, w) + bias + residual) and linear_bias_act y = act(x @ w^T + bias), x (M, K),
+// w (N, K).
 //   conv:   the conv2d forward kernels with the epilogue fused (activation_device.h): implicit
-//           GEMM (conv_igemm.hip), depthwise direct (conv_depthwise.hip); the reference kernel
-//           gpu.conv2d_v0+activation: the v0 conv, then the activation kernel.
+//           GEMM (conv_igemm.hip), depthwise direct (conv_depthwise.hip), each reading the
+//           residual (optional, y's layout, may be y itself) where it writes y; the reference
+//           kernel gpu.conv2d_v0+activation: the v0 conv, then the activation kernel (or, with a
+//           residual, the epilogue pass below adding it and the activation).
 //   linear: the tiled GEMM main loop (gemm_tile.h), A = x (k contiguous), B = w^T (w's rows k
 //           contiguous); each thread's 4-wide output fragments get bias[n] and the activation in
 //           registers before the (float4 where aligned) store. One kernel instance per kind.
 // Which thread computes which output element and what shared memory holds: gemm_tile.h.
 // fused_epilogue_pass (declared in kernels_elementwise.h) is the same epilogue as one pass over
-// y, for the vendor wrappers after a library GEMM or convolution.
+// y, for the vendor wrappers after a library GEMM or convolution; residual_kept_aside gives those
+// passes a residual that the convolution writing y would otherwise overwrite.
 // Tests: tests/ops/test_fused.py (gpu params).
 #include "activation_device.h"
 #include "gemm_tile.h"
@@ -62,6 +66,14 @@ void linear_bias_act_tiled(const LinearBiasActArgs& a) {
 }
 
 void conv2d_bias_act_v0(const ConvBiasActArgs& a) {
+  if (a.residual != nullptr) {
+    Tensor kept;
+    const float* residual = residual_kept_aside(a, &kept);
+    conv2d_forward_v0(ConvForwardArgs{a.g, a.x, a.w, a.epi.bias, a.y});
+    FusedEpilogue act_only = a.epi;
+    act_only.bias = nullptr;  // the v0 conv added it
+    return fused_epilogue_pass(act_only, a.y, a.g.N, a.g.K, a.g.P * a.g.Q, residual);
+  }
   conv2d_forward_v0(ConvForwardArgs{a.g, a.x, a.w, a.epi.bias, a.y});
   if (a.epi.has_act) {
     const int64_t n = a.g.N * a.g.K * a.g.P * a.g.Q;
@@ -77,29 +89,40 @@ void conv2d_bias_act_gpu(const ConvBiasActArgs& a) {
   }
 }
 
-// y viewed as (outer, C, inner): y[o, c, i] = act(y[o, c, i] + bias[c]), grid-stride.
+// y viewed as (outer, C, inner): y[o, c, i] = act(y[o, c, i] + bias[c] + residual[o, c, i]),
+// grid-stride; residual (nullptr: none) never aliases y here.
 template <class Act>
 __global__ void __launch_bounds__(kThreads)
-    epilogue_pass_kernel(float* __restrict__ y, const float* __restrict__ bias, int64_t total,
-                         int64_t C, int64_t inner, Act act) {
+    epilogue_pass_kernel(float* __restrict__ y, const float* __restrict__ bias,
+                         const float* __restrict__ residual, int64_t total, int64_t C,
+                         int64_t inner, Act act) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float b = bias != nullptr ? bias[(i / inner) % C] : 0.f;
-    y[i] = act(y[i] + b);
+    y[i] = act(y[i] + b + (residual != nullptr ? residual[i] : 0.f));
   }
 }
 
 }  // namespace
 
 void fused_epilogue_pass(const FusedEpilogue& e, float* y, int64_t outer, int64_t C,
-                         int64_t inner) {
+                         int64_t inner, const float* residual) {
   const int64_t total = outer * C * inner;
-  if (total == 0 || (e.bias == nullptr && !e.has_act)) return;
+  if (total == 0 || (e.bias == nullptr && !e.has_act && residual == nullptr)) return;
   with_activation(e, [&](auto act) {
-    epilogue_pass_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(y, e.bias, total, C,
-                                                                              inner, act);
+    epilogue_pass_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        y, e.bias, residual, total, C, inner, act);
     HG_LAUNCH_CHECK("epilogue_pass_kernel");
   });
+}
+
+const float* residual_kept_aside(const ConvBiasActArgs& a, Tensor* kept) {
+  if (a.residual != a.y) return a.residual;
+  const int64_t n = a.g.N * a.g.K * a.g.P * a.g.Q;
+  *kept = scratch(n);
+  HG_GPU_CHECK(hipMemcpyAsync(kept->data<float>(), a.residual, size_t(n) * sizeof(float),
+                              hipMemcpyDeviceToDevice, current_stream()));
+  return kept->data<float>();
 }
 
 }  // namespace hg::gpu

@@ -52,13 +52,20 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 void activation_handwritten(const ActivationArgs& a);
 void activation_backward_handwritten(const ActivationBackwardArgs& a);
 void bias_add_handwritten(const BiasAddArgs& a);  // a.x may equal a.y (in place)
+// pool.hip: for the geometries the vendor pooling does not express (ceil mode, padding excluded)
+void avg_pool2d_gpu(const AvgPoolArgs& a);
+void avg_pool2d_backward_gpu(const AvgPoolBackwardArgs& a);
 void qgemm_handwritten(const QGemmArgs& a);
 // a.y = the qgemm epilogue (dequantize, bias, activation) of acc, the row-major (M, N) int32 GEMM.
 void qgemm_epilogue_handwritten(const QGemmArgs& a, const int32_t* acc);
-// y viewed as (outer, C, inner): y = act(y + bias[c]) in place (fused.hip), for the vendor paths
-// of conv2d_bias_act / linear_bias_act where the library cannot apply the epilogue itself.
+// y viewed as (outer, C, inner): y = act(y + bias[c] + residual) in place (fused.hip), for the
+// vendor paths of conv2d_bias_act / linear_bias_act where the library cannot apply the epilogue
+// itself. residual: y's shape, disjoint from y, or nullptr.
 void fused_epilogue_pass(const FusedEpilogue& e, float* y, int64_t outer, int64_t C,
-                         int64_t inner);
+                         int64_t inner, const float* residual = nullptr);
+// conv2d_bias_act's residual for a path that writes the convolution into y before adding it:
+// a.residual itself, or, when it is y (out= aliased it), a copy made in `kept` first.
+const float* residual_kept_aside(const ConvBiasActArgs& a, Tensor* kept);
 
 }  // namespace hg::gpu
 

@@ -1,5 +1,6 @@
-// GPU 2-D pooling, NCHW, contiguous float32 (argmax int64), PyTorch semantics (floor mode; the
-// front end guarantees padding <= kernel/2, so every window holds at least one input element):
+// GPU 2-D pooling, NCHW, contiguous float32 (argmax int64), PyTorch semantics (floor or ceil mode;
+// the front end guarantees padding <= kernel/2 and drops a ceil-mode window that would start in
+// the padding, so every window holds at least one input element):
 //   max_pool2d           y = max over the window, padding is -inf; argmax = h*W + w inside the
 //                        (n, c) plane of the first maximum in row-major window order; a NaN wins
 //                        (the last NaN in window order, as on the CPU and in PyTorch);
@@ -9,8 +10,10 @@
 //                        (only dy, argmax and x's shape), so the kernel follows argmax alone. An
 //                        argmax outside [0, H*W) contributes nothing (the CPU kernel rejects
 //                        it; here that check would cost a host sync);
-//   avg_pool2d           y = window sum (row-major) * 1/(kh*kw), padding counted in the divisor;
-//   avg_pool2d_backward  dx[h, w] = (sum of dy over the windows that cover (h, w)) * 1/(kh*kw).
+//   avg_pool2d           y = window sum (row-major) * 1/divisor, the divisor the window's extent
+//                        inside the padded input (count_include_pad: kh*kw unless ceil mode
+//                        runs past the padding) or its number of input elements;
+//   avg_pool2d_backward  dx[h, w] = sum over the windows that cover (h, w) of dy * 1/divisor.
 //
 // Kernels (handwritten, the only ones; each is already the simple form, so no separate v0):
 //   gpu.max_pool2d_direct, gpu.avg_pool2d_direct: one thread per output element (n, c, p, q),
@@ -130,11 +133,20 @@ __global__ void max_pool2d_backward_warp_scatter(int64_t planes, int64_t HW, int
   }
 }
 
+// 1/divisor of the average window starting at (h0, w0) (PoolGeometry, ops.h).
+__device__ inline float avg_inv(const PoolGeometry& g, int64_t h0, int64_t w0) {
+  const int64_t h1 = h0 + g.kh, w1 = w0 + g.kw;
+  const int64_t hext = g.count_include_pad ? imin(h1, g.H + g.ph) - h0
+                                           : imin(h1, g.H) - (h0 > 0 ? h0 : 0);
+  const int64_t wext = g.count_include_pad ? imin(w1, g.W + g.pw) - w0
+                                           : imin(w1, g.W) - (w0 > 0 ? w0 : 0);
+  return 1.f / float(hext * wext);
+}
+
 template <class D>
 __global__ void avg_pool2d_direct(PoolGeometry g, typename D::Index total, D Qd, D Pd,
                                   const float* __restrict__ x, float* __restrict__ y) {
   using I = typename D::Index;
-  const float inv = 1.f / float(g.kh * g.kw);
   for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
     const Split3<D> o(j, Qd, Pd);
     const int64_t h0 = int64_t(o.row) * g.sh - g.ph, w0 = int64_t(o.col) * g.sw - g.pw;
@@ -148,7 +160,7 @@ __global__ void avg_pool2d_direct(PoolGeometry g, typename D::Index total, D Qd,
         if (w >= 0 && w < g.W) sum += xp[h * g.W + w];
       }
     }
-    y[j] = sum * inv;
+    y[j] = sum * avg_inv(g, h0, w0);
   }
 }
 
@@ -156,7 +168,6 @@ template <class D>
 __global__ void avg_pool2d_backward_gather(PoolGeometry g, typename D::Index total, D Wd, D Hd,
                                            const float* __restrict__ dy, float* __restrict__ dx) {
   using I = typename D::Index;
-  const float inv = 1.f / float(g.kh * g.kw);
   for (I j = I(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += I(gridDim.x) * blockDim.x) {
     const Split3<D> in(j, Wd, Hd);
     const int64_t base = int64_t(in.plane) * g.P * g.Q;
@@ -165,9 +176,11 @@ __global__ void avg_pool2d_backward_gather(PoolGeometry g, typename D::Index tot
     covering(in.col, g.kw, g.sw, g.pw, g.Q, &q0, &q1);
     float sum = 0.f;
     for (int64_t p = p0; p <= p1; ++p) {
-      for (int64_t q = q0; q <= q1; ++q) sum += dy[base + p * g.Q + q];
+      for (int64_t q = q0; q <= q1; ++q) {
+        sum += dy[base + p * g.Q + q] * avg_inv(g, p * g.sh - g.ph, q * g.sw - g.pw);
+      }
     }
-    dx[j] = sum * inv;
+    dx[j] = sum;
   }
 }
 
@@ -194,6 +207,8 @@ void max_pool2d_backward_gpu(const MaxPoolBackwardArgs& a) {
   HG_LAUNCH_CHECK("max_pool2d_backward_warp_scatter");
 }
 
+}  // namespace
+
 void avg_pool2d_gpu(const AvgPoolArgs& a) {
   const PoolGeometry& g = a.g;
   const int64_t total = g.N * g.C * g.P * g.Q;
@@ -218,7 +233,6 @@ void avg_pool2d_backward_gpu(const AvgPoolBackwardArgs& a) {
   });
 }
 
-}  // namespace
 }  // namespace hg::gpu
 
 HG_REGISTER_KERNEL(max_pool2d_op, gpu, handwritten, "gpu.max_pool2d_direct", &hg::gpu::max_pool2d_gpu);

@@ -85,6 +85,9 @@ void with_act(bool has_act, ActKind kind, F&& f) {
     case ActKind::gelu: return f(integral_constant<int, int(ActKind::gelu)>{});
     case ActKind::gelu_tanh: return f(integral_constant<int, int(ActKind::gelu_tanh)>{});
     case ActKind::elu: return f(integral_constant<int, int(ActKind::elu)>{});
+    case ActKind::relu6: return f(integral_constant<int, int(ActKind::relu6)>{});
+    case ActKind::hardsigmoid: return f(integral_constant<int, int(ActKind::hardsigmoid)>{});
+    case ActKind::hardswish: return f(integral_constant<int, int(ActKind::hardswish)>{});
   }
 }
 

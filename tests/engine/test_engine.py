@@ -267,10 +267,8 @@ def test_recorded_calls_replay_the_step_by_step_run(device, rng, name, shape):
             np.testing.assert_array_equal(planned.forward(x), plain.forward(x),
                                           err_msg=f"{name} {precision} batch {batch}")
         tapes = [t for arenas in planned._arenas._free.values() for a in arenas for t in a.tapes.values()]
-        if name == "resnet":  # residual blocks always run step by step
-            assert tapes == []
-        else:  # one record per arena (batch 7 and batch 3), one call per step
-            assert len(tapes) == 2 and all(len(t) == len(planned._plan) for t in tapes)
+        # one record per arena (batch 7 and batch 3), one call per step: residual graphs too
+        assert len(tapes) == 2 and all(len(t) == len(planned._plan) for t in tapes)
 
 
 def test_calibrate_once_and_only_int8(rng):

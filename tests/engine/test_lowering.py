@@ -10,7 +10,7 @@ import pytest
 import hipgrad as hg
 from hipgrad import InferenceEngine, nn
 from hipgrad.engine.lowering import plan_from_module
-from hipgrad.engine.steps import all_steps, walk
+from hipgrad.engine.steps import Graph
 
 
 def test_each_layer_says_its_steps():
@@ -19,21 +19,24 @@ def test_each_layer_says_its_steps():
                                       nn.Identity()),
                           nn.LeakyReLU(0.2), nn.MaxPool2d(2), nn.AvgPool2d(1), nn.Dropout(0.3),
                           nn.Flatten(), nn.Linear(4, 5), nn.GELU("tanh"))
-    raw = model.to_steps("")
-    assert [s.kind for s in raw] == ["conv", "batch_norm", "act", "residual", "act", "maxpool",
-                                     "avgpool", "flatten", "linear", "act"]
-    assert [(s.name, where) for s, where in walk(raw) if where] == [
-        ("3.body.0", ("body",)), ("3.body.1", ("body",))]
+    raw = model.to_steps("")  # wired: each step reads the value before it, the add two
+    assert [s.kind for s in raw] == ["conv", "batch_norm", "act", "conv", "batch_norm", "add", "act",
+                                     "maxpool", "avgpool", "flatten", "linear", "act"]
+    assert [s.name for s in raw[3:6]] == ["3.body.0", "3.body.1", "3"]
+    assert raw[0].inputs == ["input"] and raw[3].inputs == ["2"]
+    assert raw[5].inputs == ["3.body.1", "2"] and raw[6].inputs == ["3"]  # the block input, read twice
     assert raw[0].attrs == {"stride": (2, 2), "padding": (1, 1), "dilation": (1, 1), "groups": 1}
-    assert raw[4].attrs == {"kind": "leaky_relu", "alpha": pytest.approx(0.2)}
-    assert raw[9].attrs == {"kind": "gelu_tanh"}
+    assert raw[6].attrs == {"kind": "leaky_relu", "alpha": pytest.approx(0.2)}
+    assert raw[11].attrs == {"kind": "gelu_tanh"}
     np.testing.assert_array_equal(raw[0].arrays["weight"], model[0].weight.data.numpy())
-    plan = plan_from_module(model)  # BatchNorms folded into their convs, activations fused
-    assert [s.kind for s in plan] == ["conv", "residual", "maxpool", "avgpool", "flatten", "linear"]
+    plan = plan_from_module(model)  # BatchNorms folded, activations and the residual add fused
+    assert isinstance(plan, Graph) and plan.inputs == ["input"] and plan.outputs == ["10"]
+    assert [s.kind for s in plan] == ["conv", "conv", "maxpool", "avgpool", "flatten", "linear"]
     assert plan[0].attrs["act"] == "relu" and plan[0].attrs["folded_bn"] == "1"
-    assert plan[1].attrs["act"] == "leaky_relu" and [s.kind for s in plan[1].body] == ["conv"]
+    assert plan[1].inputs == ["2", "2"] and plan[1].attrs["residual"] == "3"
+    assert plan[1].attrs["act"] == "leaky_relu" and plan[1].attrs["folded_bn"] == "3.body.1"
     assert plan[-1].attrs["act"] == "gelu_tanh"
-    assert not any(s.kind == "batch_norm" for s in all_steps(plan))
+    assert not any(s.kind in ("batch_norm", "add", "act") for s in plan)
 
 
 def test_a_layer_the_engine_cannot_run_is_named():

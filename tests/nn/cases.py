@@ -104,6 +104,36 @@ def torch_residual(tnn, body):
     return block
 
 
+# ---- nn.Concat: a Fire-style block; x is read by three steps (two convs and the concat) ------
+def make_fire():
+    return nn.Concat(nn.Sequential(nn.Conv2d(3, 2, 1), nn.Sigmoid()),
+                     nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh()),
+                     nn.Identity(), dim=1)
+
+
+def torch_fire(tnn):
+    import torch
+
+    class Concat(torch.nn.Module):
+        def __init__(self, *branches, dim=1):
+            super().__init__()
+            self.dim = dim
+            for i, b in enumerate(branches):
+                self.add_module(str(i), b)
+
+        def forward(self, x):
+            return torch.cat([b(x) for b in self.children()], self.dim)
+
+    return Concat(tnn.Sequential(tnn.Conv2d(3, 2, 1), tnn.Sigmoid()),
+                  tnn.Sequential(tnn.Conv2d(3, 3, 3, padding=1), tnn.Tanh()), tnn.Identity())
+
+
+def fire_ref(x, p):
+    a = 1.0 / (1.0 + np.exp(-ref.conv2d(x, sub(p, "0.0."))))
+    b = np.tanh(ref.conv2d(x, sub(p, "1.0."), padding=(1, 1)))
+    return np.concatenate([a, b, x], axis=1)
+
+
 # ---- the transformer layers (nn.LayerNorm, CausalSelfAttention, MLP, Block) -------------------
 def _ln(x, p, prefix=""):
     mean = x.mean(-1, keepdims=True)

@@ -48,6 +48,9 @@ ACTIVATIONS: dict[str, Callable] = {
     "gelu_tanh": lambda x, a: 0.5 * x * (
         1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
     "elu": lambda x, a: np.where(x > 0, x, a * (np.exp(x) - 1.0)),
+    "relu6": lambda x, a: np.clip(x, 0.0, 6.0),
+    "hardsigmoid": lambda x, a: np.clip(x / 6.0 + 0.5, 0.0, 1.0),
+    "hardswish": lambda x, a: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0),
 }
 
 

@@ -58,11 +58,12 @@ def test_activation_backward_matches_float64(device, impl, rng, kind, shape):
 @pytest.mark.parametrize("kind", KINDS)
 def test_activation_backward_matches_finite_differences(device, rng, kind):
     # Loss = sum(w * f(x)). f is elementwise, so perturbing every element at once gives every
-    # partial derivative. Inputs stay 0.1 away from the kinks of relu, leaky_relu and elu;
-    # x +- 2^-7 is exact in float32.
+    # partial derivative. Inputs stay 0.1 away from the kinks (0 for relu, leaky_relu, elu and
+    # relu6, +-3 for hardsigmoid and hardswish); x +- 2^-7 is exact in float32.
     n = 4099
-    x = (rng.choice([-1, 1], n) * rng.uniform(0.1, 4.0, n)).astype(np.float32)
-    x = np.round(x * 128) / 128
+    x = rng.choice([-1, 1], n) * rng.uniform(0.1, 4.0, n)
+    x = np.where(np.abs(np.abs(x) - 3.0) < 0.1, np.sign(x) * 2.5, x)
+    x = (np.round(x * 128) / 128).astype(np.float32)
     h = np.float32(2.0**-7)
     alpha = alpha_for(kind, rng)
 
@@ -113,10 +114,29 @@ def test_activation_kinks_follow_pytorch(device):
     np.testing.assert_array_equal(grads["elu"], 0.5)
 
 
-@pytest.mark.parametrize("kind", ["relu", "leaky_relu", "elu"])
+@pytest.mark.parametrize("kind", ["relu6", "hardsigmoid", "hardswish"])
+def test_hard_activation_kinks_follow_pytorch(device, rng, kind):
+    """At the kinks PyTorch takes relu6' = 0 at 0 and 6 (hardtanh_backward), hardsigmoid' = 0 at
+    -3 and 3, and hardswish' = x/3 + 1/2 on (-3, 3), 0 at -3 and 1 at 3."""
+    x = np.array([0.0, 6.0, -3.0, 3.0, -0.0, 2.5, -3.5, 7.0], np.float32)
+    dy = rng.standard_normal(x.size).astype(np.float32)
+    y = hg.ops.activation(to_dev(x, device), kind)
+    dx = hg.ops.activation_backward(to_dev(dy, device), to_dev(x, device), y, kind)
+    check(y, ref.activation(x, kind), rtol=1e-7, atol=0, what=kind)
+    check(dx, ref.activation_backward(dy, x, kind), rtol=1e-6, atol=0, what=f"{kind} backward")
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    getattr(torch.nn.functional, kind)(xt).backward(torch.from_numpy(dy))
+    check(dx, xt.grad.double().numpy(), rtol=1e-6, atol=0, what=f"{kind} backward vs torch")
+
+
+@pytest.mark.parametrize("kind", ["relu", "leaky_relu", "elu", "relu6", "hardsigmoid",
+                                  "hardswish"])
 def test_activation_backward_at_nan_follows_pytorch(device, rng, kind):
-    """PyTorch passes dy through relu and elu at x = NaN (threshold_backward: dy unless y <= 0;
-    elu: dy unless x <= 0) and scales it by alpha for leaky_relu (dy unless x > 0)."""
+    """PyTorch passes dy through relu, elu, relu6 and hardswish at x = NaN (threshold_backward:
+    dy unless y <= 0; elu: dy unless x <= 0; hardtanh_backward: dy unless x <= 0 or x >= 6;
+    hardswish: dy above 3 or where no comparison holds), scales it by alpha for leaky_relu (dy
+    unless x > 0) and gives 0 for hardsigmoid (dy / 6 only where -3 < x < 3)."""
     x = rng.standard_normal(1031).astype(np.float32)  # long enough for the vector loops
     x[rng.choice(x.size, 97, replace=False)] = np.nan
     x[:4] = [np.nan, 0.0, -1.0, 2.0]
@@ -124,7 +144,8 @@ def test_activation_backward_at_nan_follows_pytorch(device, rng, kind):
     y = hg.ops.activation(to_dev(x, device), kind, alpha=0.25)
     dx = hg.ops.activation_backward(to_dev(dy, device), to_dev(x, device), y, kind, alpha=0.25)
     nan = np.isnan(x)
-    want_at_nan = dy[nan] * (0.25 if kind == "leaky_relu" else 1.0)
+    factor = {"leaky_relu": 0.25, "hardsigmoid": 0.0}.get(kind, 1.0)
+    want_at_nan = dy[nan] * factor
     np.testing.assert_array_equal(dx.numpy()[nan], want_at_nan.astype(np.float32))
     with np.errstate(invalid="ignore"):
         check(dx, ref.activation_backward(dy, x, kind, 0.25), rtol=1e-6, atol=1e-7, what=kind)
@@ -180,7 +201,8 @@ def test_activation_matches_torch(rng, kind):
     alpha = alpha_for(kind, rng)
     fns = {"relu": F.relu, "leaky_relu": lambda t: F.leaky_relu(t, alpha), "sigmoid": torch.sigmoid,
            "tanh": torch.tanh, "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
-           "elu": lambda t: F.elu(t, alpha)}
+           "elu": lambda t: F.elu(t, alpha), "relu6": F.relu6, "hardsigmoid": F.hardsigmoid,
+           "hardswish": F.hardswish}
     x = mixed_inputs(rng, (3, 5, 31))
     dy = rng.standard_normal(x.shape).astype(np.float32)
     xt = torch.from_numpy(x.copy()).requires_grad_(True)

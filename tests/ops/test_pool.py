@@ -417,3 +417,111 @@ def test_max_pool2d_one_nan_in_any_row(rng, shape, kernel, stride, padding):
             y_only, _ = hg.ops.max_pool2d(xn, kernel, stride=stride, padding=padding,
                                           with_argmax=False)
             check(y_only, y_ref, rtol=0, atol=0, what=f"NaN at c={c} h={h} w={w}, no argmax")
+
+
+# ---- ceil mode and count_include_pad=False (ONNX / PyTorch) -------------------------------------
+# (x shape, kernel, stride, padding): SqueezeNet's 3x3 s2 (7 outputs where floor gives 6), a last
+# window that would start in the padding (dropped), windows reaching past the padding, rows long
+# enough for the CPU's rows path (Q >= 32) and planes for its lanes path.
+CEIL_CASES = [((1, 2, 14, 14), 3, 2, 0), ((2, 3, 5, 6), 2, 2, 1),
+              ((1, 1, 7, 9), (3, 2), (2, 3), (1, 0)), ((1, 2, 4, 4), 3, 3, 1),
+              ((3, 3, 9, 11), 3, 2, 1), ((1, 2, 7, 67), (2, 3), 2, (1, 1))]
+CEIL_IDS = [f"{s[0]}-k{s[1]}-s{s[2]}-p{s[3]}".replace(" ", "") for s in CEIL_CASES]
+
+
+def _ceil_shape(shape, kernel, stride, padding):
+    (kh, kw), (sh, sw), (ph, pw) = geometry(kernel, stride, padding)
+    return (shape[0], shape[1], ref.out_size(shape[2], kh, sh, ph, True),
+            ref.out_size(shape[3], kw, sw, pw, True))
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CEIL_CASES, ids=CEIL_IDS)
+def test_max_pool2d_ceil_mode_matches_float64(device, impl, rng, shape, kernel, stride, padding):
+    x = distinct_inputs(rng, shape)
+    y, argmax = hg.ops.max_pool2d(to_dev(x, device), kernel, stride=stride, padding=padding,
+                                  ceil_mode=True, impl=impl)
+    y_ref, argmax_ref = ref.max_pool2d(x, *geometry(kernel, stride, padding), ceil_mode=True)
+    check(y, y_ref, rtol=0, atol=0, what="max_pool2d ceil_mode y")
+    np.testing.assert_array_equal(argmax.numpy(), argmax_ref)
+    y2, _ = hg.ops.max_pool2d(to_dev(x, device), kernel, stride=stride, padding=padding,
+                              ceil_mode=True, with_argmax=False, impl=impl)
+    check(y2, y_ref, rtol=0, atol=0, what="max_pool2d ceil_mode without argmax")
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("ceil_mode", [True, False])
+@pytest.mark.parametrize("shape, kernel, stride, padding", CEIL_CASES, ids=CEIL_IDS)
+def test_avg_pool2d_modes_match_float64(device, impl, rng, shape, kernel, stride, padding,
+                                        ceil_mode, count_include_pad):
+    x = rng.standard_normal(shape).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, ceil_mode=ceil_mode,
+              count_include_pad=count_include_pad)
+    y = hg.ops.avg_pool2d(to_dev(x, device), kernel, impl=impl, **kw)
+    g = geometry(kernel, stride, padding)
+    check(y, ref.avg_pool2d(x, *g, ceil_mode, count_include_pad), rtol=1e-5, atol=1e-6,
+          what="avg_pool2d")
+    dy = rng.standard_normal(tuple(y.shape)).astype(np.float32)
+    dx = hg.ops.avg_pool2d_backward(to_dev(dy, device), shape, kernel, impl=impl, **kw)
+    check(dx, ref.avg_pool2d_backward(dy, shape, *g, ceil_mode, count_include_pad), rtol=1e-5,
+          atol=1e-6, what="avg_pool2d_backward")
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool2d_ceil_backward_matches_finite_differences(device, rng, count_include_pad):
+    shape, kernel, stride, padding = (1, 2, 5, 6), 2, 2, 1
+    x = rng.standard_normal(shape)
+    kw = dict(stride=stride, padding=padding, ceil_mode=True, count_include_pad=count_include_pad)
+    w = rng.standard_normal(_ceil_shape(shape, kernel, stride, padding))
+
+    def loss(v):
+        y = hg.ops.avg_pool2d(to_dev(v.astype(np.float32), device), kernel, **kw).numpy()
+        return float(np.sum(w * y))
+
+    h = 0.25  # the op is linear: any step is exact up to rounding
+    fd = np.empty(x.size)
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h
+        fd[i] = (loss(x + e.reshape(shape)) - loss(x - e.reshape(shape))) / (2 * h)
+    dx = hg.ops.avg_pool2d_backward(to_dev(w.astype(np.float32), device), shape, kernel, **kw)
+    check(dx, fd.reshape(shape), rtol=1e-4, atol=1e-4, what="avg_pool2d ceil backward vs FD")
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", CEIL_CASES, ids=CEIL_IDS)
+def test_pool_modes_match_torch(rng, shape, kernel, stride, padding):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = distinct_inputs(rng, shape)
+    xt = torch.from_numpy(x)
+    want, idx = F.max_pool2d(xt, kernel, stride, padding, ceil_mode=True, return_indices=True)
+    y, argmax = hg.ops.max_pool2d(x, kernel, stride=stride, padding=padding, ceil_mode=True)
+    np.testing.assert_array_equal(y.numpy(), want.numpy())
+    np.testing.assert_array_equal(argmax.numpy(), idx.numpy())
+    for count_include_pad in (True, False):
+        want = F.avg_pool2d(xt, kernel, stride, padding, ceil_mode=True,
+                            count_include_pad=count_include_pad)
+        y = hg.ops.avg_pool2d(x, kernel, stride=stride, padding=padding, ceil_mode=True,
+                              count_include_pad=count_include_pad)
+        check(y, want.double().numpy(), rtol=1e-5, atol=1e-6 * float(np.abs(x).max()),
+              what=f"avg_pool2d count_include_pad={count_include_pad} vs torch")
+
+
+def test_pool_mode_flags_must_be_bools():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    with pytest.raises(TypeError, match="max_pool2d: ceil_mode must be a bool"):
+        hg.ops.max_pool2d(x, 2, ceil_mode=1)
+    with pytest.raises(TypeError, match="avg_pool2d: count_include_pad must be a bool"):
+        hg.ops.avg_pool2d(x, 2, count_include_pad="False")
+
+
+def test_pool_layers_with_modes_run_in_the_graph_engine(rng):
+    from hipgrad import nn
+
+    for layer in (nn.MaxPool2d(3, stride=2, ceil_mode=True),
+                  nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)):
+        model = nn.Sequential(layer, nn.Flatten()).eval()
+        x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+        engine = hg.InferenceEngine.from_model(model)
+        np.testing.assert_allclose(engine.forward(x), model(hg.tensor(x)).numpy(), rtol=1e-6, atol=1e-6)
+    steps = nn.AvgPool2d(2).to_steps("p")
+    assert steps[0].attrs["ceil_mode"] is False and steps[0].attrs["count_include_pad"] is True

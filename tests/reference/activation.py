@@ -1,15 +1,19 @@
 """Float64 NumPy references for the activations, written from the definitions (PyTorch's):
 relu, leaky_relu (alpha = negative slope), sigmoid, tanh, gelu = x * Phi(x) with the exact normal
-cdf, gelu_tanh = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elu = alpha (e^x - 1) for x <= 0.
+cdf, gelu_tanh = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elu = alpha (e^x - 1) for x <= 0,
+relu6 = min(max(x, 0), 6), hardsigmoid = min(max(x + 3, 0), 6) / 6, hardswish = x hardsigmoid(x).
 Derivatives at the kinks and at NaN follow PyTorch: relu'(0) = 0, leaky_relu'(0) = alpha,
-elu'(0) = alpha; at NaN relu' = elu' = 1 (dy passes) and leaky_relu' = alpha."""
+elu'(0) = alpha, relu6' = 0 at 0 and 6, hardsigmoid' = 0 at -3 and 3, hardswish'(-3) = 0,
+hardswish'(3) = 1; at NaN relu' = elu' = relu6' = hardswish' = 1 (dy passes), leaky_relu' =
+alpha and hardsigmoid' = 0."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import erfc
 
-KINDS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu")
+KINDS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu", "relu6",
+         "hardsigmoid", "hardswish")
 _BETA = np.sqrt(2.0 / np.pi)
 _KAPPA = 0.044715
 
@@ -39,6 +43,12 @@ def activation(x, kind: str, alpha: float = 0.01) -> np.ndarray:
         return 0.5 * x * (1.0 + np.tanh(_BETA * (x + _KAPPA * x**3)))
     if kind == "elu":
         return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+    if kind == "relu6":
+        return np.where(np.isnan(x), x, np.clip(x, 0.0, 6.0))
+    if kind == "hardsigmoid":
+        return np.where(np.isnan(x), x, np.clip(x + 3.0, 0.0, 6.0) / 6.0)
+    if kind == "hardswish":
+        return np.where(np.isnan(x), x, x * np.clip(x + 3.0, 0.0, 6.0) / 6.0)
     raise ValueError(kind)
 
 
@@ -62,6 +72,12 @@ def activation_derivative(x, kind: str, alpha: float = 0.01) -> np.ndarray:
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _BETA * (1.0 + 3.0 * _KAPPA * x * x)
     if kind == "elu":
         return np.where(x <= 0, alpha * np.exp(np.minimum(x, 0.0)), 1.0)
+    if kind == "relu6":
+        return np.where((x <= 0) | (x >= 6), 0.0, 1.0)
+    if kind == "hardsigmoid":
+        return np.where((x > -3) & (x < 3), 1.0 / 6.0, 0.0)
+    if kind == "hardswish":
+        return np.where(x <= -3, 0.0, np.where(x < 3, x / 3.0 + 0.5, 1.0))
     raise ValueError(kind)
 
 

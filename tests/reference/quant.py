@@ -27,6 +27,12 @@ def _act(v, kind, alpha):
         return 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
     if kind == "elu":
         return np.where(v > 0, v, alpha * np.expm1(v))
+    if kind == "relu6":
+        return np.clip(v, 0, 6)
+    if kind == "hardsigmoid":
+        return np.clip(v + 3, 0, 6) / 6
+    if kind == "hardswish":
+        return v * np.clip(v + 3, 0, 6) / 6
     raise ValueError(kind)
 
 

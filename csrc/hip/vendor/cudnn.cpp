@@ -19,7 +19,8 @@
 //       registered name says so (a registry fallback is per op, not per kind).
 //   avg_pool2d / avg_pool2d_backward
 //       cudnnPooling{Forward,Backward} with CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING (divisor
-//       kh*kw, as hipgrad). Max pooling is a registered fallback: cuDNN returns no argmax, and
+//       kh*kw, as hipgrad's default; ceil mode and count_include_pad=False run hipgrad's kernels,
+//       named so: the legacy descriptor has no ceil mode). Max pooling is a registered fallback: cuDNN returns no argmax, and
 //       max_pool2d_backward takes hipgrad's int64 argmax.
 // Descriptors are built once per shape and kept; one handle per device, bound to hipgrad's stream
 // at every call. Every status is checked and thrown as hg::BackendError ("cuDNN", status, call,
@@ -301,6 +302,9 @@ void activation_backward_cudnn(const ActivationBackwardArgs& a) {
 // IMPLICIT_PRECOMP_GEMM, a zero bias where none is given, z = y with alpha2 = 0 (as PyTorch's
 // cudnn_convolution_relu passes it; y is not meant to be read). Other kinds: the plain
 // cudnnConvolutionForward, then hipgrad's bias + activation pass (fused_epilogue_pass).
+// A residual is added after the library's convolution too: cudnnConvolutionForward, then
+// hipgrad's pass adding bias + residual + activation (the residual copied aside first when out=
+// is the residual itself), whatever the kind.
 cudnnTensorDescriptor_t bias_desc(int64_t K) {
   static std::map<int64_t, cudnnTensorDescriptor_t> descs;
   auto it = descs.find(K);
@@ -320,6 +324,12 @@ cudnnActivationDescriptor_t identity_desc() {
 
 void conv_bias_act_cudnn(const ConvBiasActArgs& a) {
   const bool relu = a.epi.has_act && a.epi.act == ActKind::relu;
+  if (a.residual != nullptr) {
+    Tensor kept;
+    const float* residual = residual_kept_aside(a, &kept);
+    conv_forward_cudnn(ConvForwardArgs{a.g, a.x, a.w, nullptr, a.y});
+    return fused_epilogue_pass(a.epi, a.y, a.g.N, a.g.K, a.g.P * a.g.Q, residual);
+  }
   if (a.epi.has_act && !relu) {
     conv_forward_cudnn(ConvForwardArgs{a.g, a.x, a.w, nullptr, a.y});
     return fused_epilogue_pass(a.epi, a.y, a.g.N, a.g.K, a.g.P * a.g.Q);
@@ -379,6 +389,7 @@ PoolPlan& pool_plan(const PoolGeometry& g) {
 }
 
 void avg_pool2d_cudnn(const AvgPoolArgs& a) {
+  if (a.g.ceil_mode || !a.g.count_include_pad) return avg_pool2d_gpu(a);  // see the top
   std::lock_guard<std::mutex> lock(g_mu);
   cudnnHandle_t h = cudnn_handle(current_device());
   PoolPlan& p = pool_plan(a.g);
@@ -388,6 +399,7 @@ void avg_pool2d_cudnn(const AvgPoolArgs& a) {
 // Average-pooling backward depends on dy only; y and x are not kept by hipgrad's avg_pool2d
 // backward, so dy and dx stand in for their pointers (the descriptors give the shapes).
 void avg_pool2d_backward_cudnn(const AvgPoolBackwardArgs& a) {
+  if (a.g.ceil_mode || !a.g.count_include_pad) return avg_pool2d_backward_gpu(a);
   std::lock_guard<std::mutex> lock(g_mu);
   cudnnHandle_t h = cudnn_handle(current_device());
   PoolPlan& p = pool_plan(a.g);
@@ -400,25 +412,32 @@ void avg_pool2d_backward_cudnn(const AvgPoolBackwardArgs& a) {
 HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.cudnn_conv_forward (+ gpu.bias_add)",
                    &hg::gpu::conv_forward_cudnn);
 HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, vendor,
-                   "gpu.cudnn_conv_bias_activation (relu, none; other kinds: gpu.cudnn_conv_forward + "
-                   "gpu.epilogue_pass, cuDNN fuses only ReLU and identity)",
+                   "gpu.cudnn_conv_bias_activation (relu, none; other kinds and any residual: "
+                   "gpu.cudnn_conv_forward + gpu.epilogue_pass, cuDNN fuses only ReLU and identity)",
                    &hg::gpu::conv_bias_act_cudnn);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.cudnn_conv_backward_data",
                    &hg::gpu::conv_backward_data_cudnn);
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, vendor, "gpu.cudnn_conv_backward_filter",
                    &hg::gpu::conv_backward_weight_cudnn);
 HG_REGISTER_KERNEL(activation_op, gpu, vendor,
-                   "gpu.cudnn_activation (leaky_relu, gelu, gelu_tanh, elu: gpu.activation_vec4, cuDNN "
-                   "has neither leaky ReLU nor GELU, and its ELU loses accuracy)",
+                   "gpu.cudnn_activation (leaky_relu, gelu, gelu_tanh, elu, relu6, hardsigmoid, "
+                   "hardswish: gpu.activation_vec4, cuDNN has neither leaky ReLU, GELU nor the hard "
+                   "kinds, its ELU loses accuracy, and its CLIPPED_RELU is not checked against "
+                   "PyTorch's kinks)",
                    &hg::gpu::activation_cudnn);
 HG_REGISTER_KERNEL(activation_backward_op, gpu, vendor,
-                   "gpu.cudnn_activation_backward (leaky_relu, gelu, gelu_tanh, elu: "
-                   "gpu.activation_backward_vec4, cuDNN has neither leaky ReLU nor GELU, and its ELU "
-                   "loses accuracy)",
+                   "gpu.cudnn_activation_backward (leaky_relu, gelu, gelu_tanh, elu, relu6, "
+                   "hardsigmoid, hardswish: gpu.activation_backward_vec4, cuDNN has neither leaky "
+                   "ReLU, GELU nor the hard kinds, its ELU loses accuracy, and its CLIPPED_RELU is "
+                   "not checked against PyTorch's kinks)",
                    &hg::gpu::activation_backward_cudnn);
-HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor, "gpu.cudnn_pooling_average_include_padding",
+HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor,
+                   "gpu.cudnn_pooling_average_include_padding (ceil_mode, count_include_pad=False: "
+                   "gpu.avg_pool2d_direct, cuDNN's legacy pooling has no ceil mode)",
                    &hg::gpu::avg_pool2d_cudnn);
-HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor, "gpu.cudnn_pooling_average_include_padding_backward",
+HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor,
+                   "gpu.cudnn_pooling_average_include_padding_backward (ceil_mode, "
+                   "count_include_pad=False: gpu.avg_pool2d_backward_gather)",
                    &hg::gpu::avg_pool2d_backward_cudnn);
 HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, nvidia, "cuDNN", true);
 static const bool hg_cudnn_fact = hg::add_build_fact(

@@ -19,7 +19,9 @@
 //       per op, not per kind, so it would misreport the four kinds MIOpen does run.)
 //   avg_pool2d / avg_pool2d_backward
 //       miopenPooling{Forward,Backward} with miopenPoolingAverageInclusive (divisor kh*kw, padding
-//       counted, as hipgrad). Max pooling is a registered fallback: MIOpen keeps its max indices in
+//       counted, as hipgrad's default). Ceil mode and count_include_pad=False run hipgrad's
+//       kernels (named so): MIOpen's descriptor has no ceil mode, and its exclusive average is
+//       not checked against PyTorch's divisors. Max pooling is a registered fallback: MIOpen keeps its max indices in
 //       its own workspace (window offsets, uint8 by default) and cannot return hipgrad's int64
 //       argmax (h*W + w in the plane), which max_pool2d_backward takes.
 // Descriptors are built once per shape and kept; one handle per device, bound to hipgrad's stream
@@ -213,7 +215,10 @@ void conv_backward_weight_miopen(const ConvBackwardWeightArgs& a) {
 constexpr int64_t kActChunk = int64_t(1) << 30;  // elements per call: MIOpen's sizes are int
 
 bool miopen_has(ActKind k) {
-  return k != ActKind::gelu && k != ActKind::gelu_tanh && k != ActKind::elu;  // elu: see the top
+  // elu: see the top; relu6 and the hard kinds: MIOpen's CLIPPEDRELU / hard modes are not
+  // checked against PyTorch's kinks and NaN rules, so hipgrad's kernels run them
+  return k == ActKind::relu || k == ActKind::leaky_relu || k == ActKind::sigmoid ||
+         k == ActKind::tanh;
 }
 
 // MIOpen's mode and parameters for a kind it has (miopen_has).
@@ -227,9 +232,7 @@ ActMode act_mode(ActKind kind, float alpha) {
     case ActKind::leaky_relu: return {miopenActivationLEAKYRELU, alpha, 0.0};
     case ActKind::sigmoid: return {miopenActivationLOGISTIC, 0.0, 0.0};
     case ActKind::tanh: return {miopenActivationTANH, 1.0, 1.0};
-    case ActKind::elu:
-    case ActKind::gelu:
-    case ActKind::gelu_tanh: break;  // not reached: handwritten
+    default: break;  // not reached: handwritten (miopen_has)
   }
   return {};
 }
@@ -282,7 +285,10 @@ void activation_backward_miopen(const ActivationBackwardArgs& a) {
 // per (device, shape, bias, kind); its operator arguments (weights, bias, activation parameters)
 // are set at every call. Where MIOpen cannot build or compile the plan (e.g. grouped or unusual
 // shapes: miopenStatusUnsupportedOp), where nothing is to be fused, and for the GELU kinds MIOpen
-// lacks: conv_forward_miopen (+ bias_add), then activation_miopen in place.
+// lacks: conv_forward_miopen (+ bias_add), then activation_miopen in place. A residual (no
+// fusion-plan operator adds a tensor) is added after the library's convolution:
+// conv_forward_miopen, then hipgrad's pass adding bias + residual + activation (the residual
+// copied aside first when out= is the residual itself).
 struct FusedPlan {
   bool ok = false;
   miopenFusionPlanDescriptor_t plan = nullptr;
@@ -348,6 +354,12 @@ bool conv_bias_act_plan(const ConvBiasActArgs& a) {
 }
 
 void conv_bias_act_miopen(const ConvBiasActArgs& a) {
+  if (a.residual != nullptr) {
+    Tensor kept;
+    const float* residual = residual_kept_aside(a, &kept);
+    conv_forward_miopen(ConvForwardArgs{a.g, a.x, a.w, nullptr, a.y});
+    return fused_epilogue_pass(a.epi, a.y, a.g.N, a.g.K, a.g.P * a.g.Q, residual);
+  }
   if (conv_bias_act_plan(a)) return;
   conv_forward_miopen(ConvForwardArgs{a.g, a.x, a.w, a.epi.bias, a.y});
   if (a.epi.has_act) {
@@ -377,6 +389,7 @@ PoolPlan& pool_plan(const PoolGeometry& g) {
 }
 
 void avg_pool2d_miopen(const AvgPoolArgs& a) {
+  if (a.g.ceil_mode || !a.g.count_include_pad) return avg_pool2d_gpu(a);  // see the top
   std::lock_guard<std::mutex> lock(g_mu);
   miopenHandle_t h = miopen_handle(current_device());
   PoolPlan& p = pool_plan(a.g);
@@ -386,6 +399,7 @@ void avg_pool2d_miopen(const AvgPoolArgs& a) {
 // MIOpen's average backward reads neither y nor x; their descriptors only give the shapes, so dy
 // and dx stand in for the pointers.
 void avg_pool2d_backward_miopen(const AvgPoolBackwardArgs& a) {
+  if (a.g.ceil_mode || !a.g.count_include_pad) return avg_pool2d_backward_gpu(a);
   std::lock_guard<std::mutex> lock(g_mu);
   miopenHandle_t h = miopen_handle(current_device());
   PoolPlan& p = pool_plan(a.g);
@@ -407,24 +421,31 @@ std::string miopen_version() {
 HG_REGISTER_KERNEL(conv2d_forward_op, gpu, vendor, "gpu.miopen_conv_forward (+ gpu.bias_add)",
                    &hg::gpu::conv_forward_miopen);
 HG_REGISTER_KERNEL(conv2d_bias_act_op, gpu, vendor,
-                   "gpu.miopen_fusion_plan_conv_bias_activation (no plan, no epilogue, GELU or ELU: "
-                   "gpu.miopen_conv_forward + gpu.bias_add + gpu.miopen_activation)",
+                   "gpu.miopen_fusion_plan_conv_bias_activation (no plan, no epilogue, or a kind MIOpen "
+                   "lacks: gpu.miopen_conv_forward + gpu.bias_add + gpu.miopen_activation; a residual: "
+                   "gpu.miopen_conv_forward + gpu.epilogue_pass)",
                    &hg::gpu::conv_bias_act_miopen);
 HG_REGISTER_KERNEL(conv2d_backward_data_op, gpu, vendor, "gpu.miopen_conv_backward_data",
                    &hg::gpu::conv_backward_data_miopen);
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, gpu, vendor, "gpu.miopen_conv_backward_weights",
                    &hg::gpu::conv_backward_weight_miopen);
 HG_REGISTER_KERNEL(activation_op, gpu, vendor,
-                   "gpu.miopen_activation (gelu, gelu_tanh, elu: gpu.activation_vec4, MIOpen has no "
-                   "GELU, and its ELU loses accuracy)",
+                   "gpu.miopen_activation (gelu, gelu_tanh, elu, relu6, hardsigmoid, hardswish: "
+                   "gpu.activation_vec4, MIOpen has no GELU, its ELU loses accuracy, and its clipped "
+                   "and hard modes are not checked against PyTorch's kinks)",
                    &hg::gpu::activation_miopen);
 HG_REGISTER_KERNEL(activation_backward_op, gpu, vendor,
-                   "gpu.miopen_activation_backward (gelu, gelu_tanh, elu: gpu.activation_backward_vec4, "
-                   "MIOpen has no GELU, and its ELU loses accuracy)",
+                   "gpu.miopen_activation_backward (gelu, gelu_tanh, elu, relu6, hardsigmoid, hardswish: "
+                   "gpu.activation_backward_vec4, MIOpen has no GELU, its ELU loses accuracy, and its "
+                   "clipped and hard modes are not checked against PyTorch's kinks)",
                    &hg::gpu::activation_backward_miopen);
-HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor, "gpu.miopen_pooling_average_inclusive",
+HG_REGISTER_KERNEL(avg_pool2d_op, gpu, vendor,
+                   "gpu.miopen_pooling_average_inclusive (ceil_mode, count_include_pad=False: "
+                   "gpu.avg_pool2d_direct)",
                    &hg::gpu::avg_pool2d_miopen);
-HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor, "gpu.miopen_pooling_average_inclusive_backward",
+HG_REGISTER_KERNEL(avg_pool2d_backward_op, gpu, vendor,
+                   "gpu.miopen_pooling_average_inclusive_backward (ceil_mode, count_include_pad="
+                   "False: gpu.avg_pool2d_backward_gather)",
                    &hg::gpu::avg_pool2d_backward_miopen);
 HG_REGISTER_VENDOR_LIBRARY(gpu, dnn, amd, "MIOpen", true);
 static const bool hg_miopen_fact = hg::add_build_fact("gpu.vendor.miopen", hg::gpu::miopen_version());

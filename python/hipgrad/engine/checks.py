@@ -10,8 +10,8 @@ import numpy as np
 from .. import ops
 from .._native import _C
 from ..tensor import Tensor, distinct_view
-from .memplan import check_input_shape
-from .steps import Step
+from .shapes import check_input_shape
+from .steps import Graph
 
 FLOAT32, INT64 = np.dtype(np.float32), np.dtype(np.int64)
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -50,12 +50,13 @@ def fits_float32(a: np.ndarray) -> bool:
     return bool(np.minimum.reduce(a, axis=None) >= -FLT_MAX and np.maximum.reduce(a, axis=None) <= FLT_MAX)
 
 
-def input_dtype(plan: list[Step]) -> np.dtype:
-    """What the plan reads: int64 token ids where it starts with an embedding, else float32."""
-    return INT64 if plan and plan[0].kind == "embedding" else FLOAT32
+def input_dtype(plan: Graph) -> np.dtype:
+    """What the plan reads: int64 token ids where an embedding reads its input, else float32."""
+    first = plan.inputs[0]
+    return INT64 if any(s.kind == "embedding" and first in s.inputs for s in plan) else FLOAT32
 
 
-def check_input(x: Any, plan: list[Step], input_shape: tuple[int, ...] | None,
+def check_input(x: Any, plan: Graph, input_shape: tuple[int, ...] | None,
                 shapes_checked: set[tuple[int, ...]]) -> np.ndarray | Tensor:
     """x checked (dtype, shape against every step, finite values in float32's range) and
     returned as given, or as a NumPy array where the engine converts it: a NumPy or
@@ -72,7 +73,7 @@ def check_input(x: Any, plan: list[Step], input_shape: tuple[int, ...] | None,
         except Exception as e:  # noqa: BLE001 - anything NumPy refuses
             raise TypeError(f"x must be a NumPy array or hg.Tensor, got {type(x).__name__}") from e
         shape, dtype = arr.shape, arr.dtype
-    if plan and plan[0].kind == "embedding":
+    if input_dtype(plan) == INT64:
         if np.dtype(dtype).kind not in "iu":
             raise TypeError(f"x must hold integer token ids, got dtype {dtype}")
     elif np.dtype(dtype).kind not in "fiu":

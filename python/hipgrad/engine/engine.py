@@ -1,15 +1,17 @@
 """The inference engine: frozen weights, forward only, fused layers, optional INT8.
 
-A model (an nn.Module, a hipgrad checkpoint or an ONNX file) is compiled into a plan: a list of
-steps with the engine's own read-only copies of the weights, BatchNorm folded into the
-convolution before it, each activation fused into the convolution or linear layer before it,
-Dropout removed. Running the plan keeps no activation caches. Memory is planned per input
-shape (memplan.py): the first predict of a shape computes every step's output shape and
-allocates the activation buffers once (two ping-pong buffers for a chain, more inside residual
-blocks, an int8 scratch for INT8, on a GPU an input staging buffer); every op then writes into a prefix
-view of one of them (out=), so later predicts of that shape allocate nothing. Concurrent
-predicts each take their own set from a pool. plan_memory=False runs the unplanned path (each
-op allocates its output), kept to compare against.
+A model (an nn.Module, a hipgrad checkpoint or an ONNX file) is compiled into a plan: a graph
+of steps over named values (steps.py) with the engine's own read-only copies of the weights,
+BatchNorm folded into the convolution before it, each activation fused into the step before it,
+a residual add fused into a convolution's epilogue, Dropout removed. Running the plan keeps no
+activation caches. Memory is planned per input shape by liveness (memplan.py): the first
+predict of a shape computes every value's shape and last reader, and allocates the activation
+buffers once (a value's buffer is reused once its last reader ran: two ping-pong buffers for a
+chain, three for a residual block; an int8 scratch for INT8, on a GPU an input staging buffer);
+every op then writes into a planned view of one of them (out=), so later predicts of that shape
+allocate nothing. Concurrent predicts each take their own set from a pool. plan_memory=False
+runs the unplanned path (each op allocates its output), kept to compare against. A graph with
+several outputs returns a tuple of arrays from forward().
 
     engine = InferenceEngine.load("runs/digits/model.safetensors", precision="int8")
     engine.calibrate(x_calib)        # INT8: activation scales from a few batches of real data
@@ -28,9 +30,10 @@ from ..errors import BackendError
 from ..runtime import resolve_device
 from ..tensor import Tensor, tensor
 from . import execute, quantize, report
+from .arena import Arena, ArenaPool
 from .checks import check_input, input_dtype
-from .memplan import Arena, ArenaPool, MemoryPlan
-from .steps import PRECISIONS, Step, all_steps
+from .memplan import MemoryPlan
+from .steps import PRECISIONS, Graph, Step, chain
 
 _PACK_MIN_N = 64  # see InferenceEngine._packs
 
@@ -38,7 +41,7 @@ _PACK_MIN_N = 64  # see InferenceEngine._packs
 class InferenceEngine:
     """Forward-only execution of a frozen plan on one device, fp32 or int8."""
 
-    def __init__(self, plan: list[Step], *, device: str = "auto", precision: str = "fp32",
+    def __init__(self, plan: Graph | list[Step], *, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, input_shape: Sequence[int] | None = None,
                  source: str = "model", plan_memory: bool = True) -> None:
         if precision not in PRECISIONS:
@@ -50,9 +53,10 @@ class InferenceEngine:
         self.batch_size = None if batch_size is None else int(batch_size)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
         self.source = source
-        self._plan = plan
-        self._has_residual = any(s.kind == "residual" for s in plan)  # no recorded calls (_run_recorded)
-        self._ends_in_softmax = bool(plan) and plan[-1].kind == "softmax"  # outputs are probabilities
+        self._plan = (plan if isinstance(plan, Graph) else chain(list(plan))).validate()
+        last = self._plan.producers().get(self._plan.outputs[0])
+        self._ends_in_softmax = last is not None and last.kind == "softmax"  # outputs are probabilities
+        self._program = execute.Program(self._plan)
         self._shapes_checked: set[tuple[int, ...]] = set()
         self._lock = threading.Lock()
         self.calibrated = False
@@ -115,11 +119,11 @@ class InferenceEngine:
                                   f"({type(e).__name__}: {e})") from None
         return engine
 
-    def _upload(self, steps: list[Step]) -> None:
+    def _upload(self, steps: Graph) -> None:
         """Move each step's host arrays to the device (the engine's only copy from then on).
         INT8 engines also get per-output-channel symmetric int8 weights; their fp32 weights stay
         only until calibration has run."""
-        for s in all_steps(steps):
+        for s in steps:
             arrays = quantize.int8_weights(s, s.arrays) if self.precision == "int8" else s.arrays
             s.tensors = {k: tensor(v, device=self.device, dtype=v.dtype) for k, v in arrays.items()}
             s.arrays = {}
@@ -158,8 +162,9 @@ class InferenceEngine:
         the engine converts it."""
         return check_input(x, self._plan, self.input_shape, self._shapes_checked)
 
-    def forward(self, x: Any) -> np.ndarray:
-        """Raw outputs (logits) as a NumPy array; batches split by batch_size."""
+    def forward(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Raw outputs (logits) as a NumPy array (a tuple of them for a graph with several
+        outputs); batches split by batch_size."""
         arr = self._check_input(x)
         if self.precision == "int8" and not self.calibrated:
             raise RuntimeError("int8 engine is not calibrated: call engine.calibrate(x) with a few batches first")
@@ -171,45 +176,43 @@ class InferenceEngine:
             arr = arr.numpy()
         if bs >= n:
             return self._run_batch(arr)
-        return np.concatenate([self._run_batch(arr[i:i + bs]) for i in range(0, n, bs)], axis=0)
+        parts = [self._run_batch(arr[i:i + bs]) for i in range(0, n, bs)]
+        if isinstance(parts[0], tuple):
+            return tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+        return np.concatenate(parts, axis=0)
 
     def _input_dtype(self) -> np.dtype:
         return input_dtype(self._plan)
 
-    def _run_batch(self, x: np.ndarray | Tensor) -> np.ndarray:
-        """One batch through the plan; the output is copied to the host before its buffers go
-        back to the pool."""
+    def _run_batch(self, x: np.ndarray | Tensor) -> np.ndarray | tuple[np.ndarray, ...]:
+        """One batch through the plan; the outputs are copied to the host before their buffers
+        go back to the pool."""
         int8 = self.precision == "int8"
         if not self.plan_memory:
             if isinstance(x, np.ndarray):
                 x = tensor(x, device=self.device, dtype=self._input_dtype())
-            return execute.run(self._plan, x, int8).numpy()
+            return _host(execute.run(self._program, [x], int8))
         dtype = np.dtype(x.dtype) if isinstance(x, Tensor) else self._input_dtype()
         arena = self._arenas.acquire(self._plan, tuple(x.shape), dtype, int8)
         try:
             xt = arena.stage(x) if isinstance(x, np.ndarray) else x
-            return self._run_recorded(xt, int8, arena).numpy()
+            return _host(self._run_recorded(xt, int8, arena))
         finally:
             self._arenas.release(arena)
 
-    def _run_recorded(self, x: Tensor, int8: bool, arena: Arena) -> Tensor:
+    def _run_recorded(self, x: Tensor, int8: bool, arena: Arena) -> list[Tensor]:
         """The plan on a planned arena. Its first run records each step as a call with every
-        argument bound but the input (weights, attributes, the planned output view: the
-        buffer choice is the same on every run of one arena); later runs replay those calls,
-        one native call per step without re-deciding anything in Python. A plan with a
-        residual block (nested, several live tensors) always runs step by step. An int8 record
-        binds the calibrated scales: calibrate() runs once per engine, before any int8 forward."""
+        argument bound but its inputs (weights, attributes, the planned output views: the
+        buffer choice is fixed per arena); later runs replay those calls, one native call per
+        step without re-deciding anything in Python. An int8 record binds the calibrated
+        scales: calibrate() runs once per engine, before any int8 forward."""
         tape = arena.tapes.get(int8)
         if tape is None:
-            if self._has_residual:
-                return execute.run(self._plan, x, int8, mem=arena)
             tape = []
-            x = execute.run(self._plan, x, int8, mem=arena, tape=tape)
+            out = execute.run(self._program, [x], int8, arena=arena, tape=tape)
             arena.tapes[int8] = tape
-            return x
-        for call in tape:
-            x = call(x)
-        return x
+            return out
+        return execute.replay(self._program, tape, [x])
 
     __call__ = forward
 
@@ -259,7 +262,7 @@ class InferenceEngine:
             if isinstance(arr, Tensor) and arr.device != self.device:
                 arr = arr.to(self.device)
             xt = arr if isinstance(arr, Tensor) else tensor(np.asarray(arr, self._input_dtype()), device=self.device)
-            execute.run(self._plan, xt, int8=False, observe=seen)
+            execute.run(self._program, [xt], int8=False, observe=seen)
             count += 1
             if batches is not None and count >= batches:
                 break
@@ -295,6 +298,16 @@ class InferenceEngine:
         """
         return report.memory_report(self, x)
 
-    def describe(self) -> str:
-        return report.describe(self._plan, f"InferenceEngine({self.source}, device={self.device}, "
-                                           f"precision={self.precision})")
+    def describe(self, shape: Sequence[int] | None = None) -> str:
+        """The plan, one line per step (report.describe); with `shape` (a batch's, batch
+        first), then its memory plan: buffers and planned bytes next to the sum of all
+        intermediate values."""
+        text = report.describe(self._plan, f"InferenceEngine({self.source}, device={self.device}, "
+                                           f"precision={self.precision})", self.precision == "int8")
+        return text if shape is None else text + "\n" + report.memory_line(self.memory_plan(shape))
+
+
+def _host(outputs: list[Tensor]) -> np.ndarray | tuple[np.ndarray, ...]:
+    """The graph's outputs as host arrays: one array, or a tuple for several outputs."""
+    arrays = tuple(t.numpy() for t in outputs)
+    return arrays[0] if len(arrays) == 1 else arrays

@@ -1,120 +1,103 @@
-"""Running steps: each step bound to the op call that computes it.
+"""Running a graph: each step bound to the op calls that compute it.
 
-With `mem` (an Arena of memplan.py) every op writes into `mem.out(shape, *live)`: a view of a
-planned buffer that holds none of the `live` tensors (still to be read); without it, ops
-allocate. With `tape`, each step's bound call is also recorded there, so a later run of the
-same arena replays the calls without deciding anything again in Python.
+A Program numbers the graph's values once; a run keeps them in a list. With an `arena`
+(arena.py) every op writes into the views the memory plan chose for that step; without one, ops
+allocate and each value is dropped after its last reader. With `tape`, each step's bound call is
+recorded with the numbers of the values it reads and writes, so a later run of the same arena replays the
+calls without deciding anything again in Python (`replay`): the views a call writes are fixed
+per arena, and only the graph inputs change between runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from .. import ops
-from .._native import _C
-from ..ops._conv import _hyper as _conv_hyper
 from ..tensor import Tensor
-from .memplan import Arena, step_output_shape
+from .arena import Arena
+from .kernels import bind
 from .quantize import observe_input
-from .steps import Step
 
 
-def run(steps: list[Step], x: Tensor, int8: bool, observe: dict | None = None,
-        mem: Arena | None = None, tape: list | None = None) -> Tensor:
-    """`steps` applied to x in order. `observe` (calibration) collects each quantized step's
-    largest |input|."""
-    for s in steps:
-        x = run_step(s, x, int8, observe, mem, tape)  # the input's last reference goes here
-    return x
+class Program:
+    """A graph with its values numbered: the graph inputs first, then each step's outputs."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        index: dict[str, int] = {}
+        for v in graph.inputs:
+            index[v] = len(index)
+        for s in graph.steps:
+            for v in s.outputs:
+                index[v] = len(index)
+        self.index = index
+        self.io = [([index[v] for v in s.inputs], [index[v] for v in s.outputs]) for s in graph.steps]
+        self.outputs = [index[v] for v in graph.outputs]
+        keep = set(self.outputs)
+        last: dict[int, int] = {}
+        for i, (ins, _) in enumerate(self.io):
+            for j in ins:
+                last[j] = i
+        # values to drop after each step on the unplanned path (their last reader has run)
+        self.dies: list[list[int]] = [[] for _ in graph.steps]
+        for j, i in last.items():
+            if j not in keep:
+                self.dies[i].append(j)
 
 
-def run_step(s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None,
-             tape: list | None = None) -> Tensor:
-    """One step (a residual block runs its branches; it is never recorded on a tape)."""
-    if observe is not None:
-        observe_input(observe, s, x)
-    if s.kind == "residual":
-        return run_residual(s, x, int8, observe, mem)
-    call = bind(s, x, int8, mem)
-    if tape is not None:
-        tape.append(call)
-    return call(x)
+def run(prog: Program, inputs: list[Tensor], int8: bool, observe: dict | None = None,
+        arena: Arena | None = None, tape: list | None = None) -> list[Tensor]:
+    """The graph's outputs for `inputs` (one tensor per graph input). `observe` (calibration)
+    collects each quantized step's largest |input|."""
+    env: list[Any] = [None] * len(prog.index)
+    env[:len(inputs)] = inputs
+    del inputs
+    for i, s in enumerate(prog.graph.steps):
+        ii, oo = prog.io[i]
+        ins = [env[j] for j in ii]
+        if observe is not None:
+            observe_input(observe, s, ins[0])
+        views = None if arena is None else arena.views[i]
+        scratch = arena.quantized if arena is not None and arena.int8 is not None else None
+        call = bind(s, ins, views, int8, scratch)
+        if tape is not None:
+            tape.append(_entry(call, ii, oo))
+        out = call(*ins)
+        del ins
+        if len(oo) == 1:
+            env[oo[0]] = out
+        else:
+            for j, t in zip(oo, out):
+                env[j] = t
+        if arena is None:  # unplanned: a value's memory goes with its last reader
+            for j in prog.dies[i]:
+                env[j] = None
+    return [env[j] for j in prog.outputs]
 
 
-def bind(s: Step, x: Tensor, int8: bool, mem: Arena | None) -> Callable[[Tensor], Tensor]:
-    """The step as a function of its input alone, for an input like `x`: weights,
-    attributes and (with `mem`) the output view chosen now for x's shape are bound."""
-    t, a = s.tensors, s.attrs
-    act, alpha = a.get("act"), float(a.get("alpha", 0.01))
-    if s.kind == "flatten":  # a view: no copy, no buffer
-        merged = step_output_shape(s, x.shape)
-        return lambda v: v.reshape(*merged)
-    if s.kind == "linear" and x.ndim != 2:  # on the last axis (nn.Linear, ONNX MatMul): views
-        rows, lead = (-1, x.shape[-1]), step_output_shape(s, x.shape)
-        inner = bind(s, x.reshape(*rows), int8, mem)
-        return lambda v: inner(v.reshape(*rows)).reshape(*lead)
-    shape = None if mem is None else step_output_shape(s, x.shape)
+def _entry(call: Callable, ii: list[int], oo: list[int]) -> Callable[[list], None]:
+    """A recorded step: reads its inputs from the value list, writes its outputs there."""
+    if len(ii) == 1 and len(oo) == 1:  # the common case, kept to one call and two indexings
+        i, o = ii[0], oo[0]
 
-    def out(*live: Tensor) -> Tensor | None:
-        return None if mem is None else mem.out(shape, *live)
+        def one(env: list) -> None:
+            env[o] = call(env[i])
+        return one
 
-    if int8 and s.kind in ("conv", "linear"):
-        q = None if mem is None else mem.quantized(x.shape)
-        o = out()  # x is read only by the quantize before the op writes here
-        scale, wq, w_scale, bias = s.x_scale, t["wq"], t["w_scale"], t.get("bias")
-        if s.kind == "conv":
-            return lambda v: ops.qconv2d(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,
-                                         stride=a["stride"], padding=a["padding"],
-                                         dilation=a["dilation"], groups=a["groups"],
-                                         activation=act, alpha=alpha, out=o)
-        return lambda v: ops.qgemm(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,
-                                   activation=act, alpha=alpha, out=o)
-    o = out(x)
-    if s.kind == "conv":  # the hot steps call the native op directly (all checked there)
-        hyper = _conv_hyper("conv2d_bias_act", a["stride"], a["padding"], a["dilation"], a["groups"])
-        w, bias, kind = t["weight"], t.get("bias"), act or "none"
-        return lambda v: _C.ops.conv2d_bias_act(v, w, bias, *hyper, kind, alpha, "auto", o)
-    if s.kind == "linear" and "weight_packed" in t:
-        w, bias, kind, n = t["weight_packed"], t.get("bias"), act or "none", a["out_features"]
-        return lambda v: _C.ops.linear_bias_act_packed(v, w, bias, n, kind, alpha, "auto", o)
-    if s.kind == "linear":
-        w, bias, kind = t["weight"], t.get("bias"), act or "none"
-        return lambda v: _C.ops.linear_bias_act(v, w, bias, kind, alpha, "auto", o)
-    if s.kind == "act":
-        return lambda v: ops.activation(v, a["kind"], alpha=alpha, out=o)
-    if s.kind == "maxpool":
-        return lambda v: ops.max_pool2d(v, a["kernel"], stride=a["stride"], padding=a["padding"],
-                                        out=o, with_argmax=False)[0]
-    if s.kind == "avgpool":
-        return lambda v: ops.avg_pool2d(v, a["kernel"], stride=a["stride"], padding=a["padding"], out=o)
-    if s.kind == "batch_norm":  # eval batch norm reads the running statistics, never writes them
-        return lambda v: ops.batch_norm(v, t["weight"], t["bias"], t["running_mean"], t["running_var"],
-                                        training=False, eps=a["eps"], out=o)[0]
-    if s.kind == "softmax":
-        return lambda v: ops.softmax(v, out=o)
-    if s.kind == "embedding":
-        return lambda v: ops.embedding(t["weight"], v, out=o)
-    raise ValueError(f"plan step {s.name!r} has an unknown kind {s.kind!r}")
+    def many(env: list) -> None:
+        out = call(*[env[k] for k in ii])
+        if len(oo) == 1:
+            env[oo[0]] = out
+        else:
+            for j, t in zip(oo, out):
+                env[j] = t
+    return many
 
 
-def run_residual(s: Step, x: Tensor, int8: bool, observe: dict | None, mem: Arena | None) -> Tensor:
-    """act(body(x) + shortcut(x)). With `mem`, x stays pinned in its buffer while the body
-    runs, x and the body's output while the shortcut runs (three buffers in all), and the sum
-    is formed in the body's buffer."""
-    act, alpha = s.attrs.get("act"), s.attrs.get("alpha", 0.01)
-    if mem is None:
-        body = run(s.body, x, int8, observe)
-        short = run(s.shortcut, x, int8, observe) if s.shortcut else x
-        del x
-        y = ops.add(body, short)
-        return ops.activation(y, act, alpha=alpha) if act else y
-    with mem.pinned(x):
-        body = run(s.body, x, int8, observe, mem)
-        with mem.pinned(body):
-            short = run(s.shortcut, x, int8, observe, mem) if s.shortcut else x
-        with mem.pinned(short):
-            if mem.owns(body):
-                y = ops.add_(body, short)
-            else:  # the body was views of x only
-                y = ops.add(body, short, out=mem.out(body.shape, body))
-    return ops.activation(y, act, alpha=alpha, out=mem.out(y.shape, y)) if act else y
+def replay(prog: Program, tape: list[Callable[[list], None]], inputs: list[Tensor]) -> list[Tensor]:
+    """A recorded run again, on new graph inputs of the recorded shapes."""
+    env: list[Any] = [None] * len(prog.index)
+    env[:len(inputs)] = inputs
+    for step in tape:
+        step(env)
+    return [env[j] for j in prog.outputs]

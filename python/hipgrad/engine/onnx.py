@@ -1,9 +1,26 @@
-"""ONNX import for the inference engine (through the `onnx` package): a chain of the supported
-ops becomes a plan. Supported: Gemm, MatMul(+Add), Conv, Relu, LeakyRelu, Sigmoid, Tanh, Gelu,
-Elu, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization (folded into the Conv before
-it), Flatten, Reshape (to (N, -1)), Softmax (on the last axis). Anything else, and any attribute
-or operand layout the engine would not compute exactly as ONNX defines it, raises naming the
-node and op type."""
+"""ONNX import for the inference engine (through the `onnx` package): a model file becomes a
+plan Graph (steps.py), which the engine optimizes and runs.
+
+    graph, meta = graph_from_onnx("resnet18.onnx")   # Graph of steps; meta: input shape, names
+    InferenceEngine.load("resnet18.onnx")            # the same, through serialize.plan_from_file
+
+The import
+1. reads the file, inlines local functions (the dynamo exporter's) and checks that the graph
+   is whole (a corrupt or truncated file is a ValueError naming it);
+2. rewrites node patterns that are one step (onnx_patterns.py: Erf-GELU, x * HardSigmoid(x),
+   LayerNorm written out);
+3. walks the nodes in order: nodes on known values are folded with NumPy (onnx_fold.py: the
+   Shape/Gather/Slice/Concat/Cast/Unsqueeze/ConstantOfShape/Constant chains that compute
+   shapes, with the batch axis kept symbolic), data nodes become steps (onnx_nodes.py,
+   onnx_layout.py), Identity and Dropout disappear;
+4. fuses scaled dot-product attention into one step (onnx_attention.py).
+Supported data ops: the keys of CONVERTERS. Anything else, and any attribute or
+operand layout the engine would not compute exactly as ONNX defines it, raises ValueError
+naming the node. The one graph input's first axis is the batch: symbolic (any batch size)
+when the file leaves it so; a fixed batch becomes symbolic too where every value keeps it as
+its first axis (each sample computed alone), and stays fixed otherwise (meta["batch"]);
+every other input dim must be fixed.
+"""
 
 from __future__ import annotations
 
@@ -11,191 +28,216 @@ from typing import Any
 
 import numpy as np
 
-from .steps import Step
-from .lowering import optimize
+from . import onnx_layout, onnx_nodes
+from .onnx_attention import fuse_attention
+from .onnx_context import Context
+from .onnx_fold import BATCHES, FOLD, fold_node
+from .onnx_patterns import live, rewrite
 
-SUPPORTED = ("Gemm", "MatMul", "Add", "Conv", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Elu",
-             "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Flatten",
-             "Reshape", "Softmax")
+CONVERTERS = {**onnx_nodes.CONVERTERS, **onnx_layout.CONVERTERS}
+SUPPORTED = tuple(sorted(CONVERTERS))
+
+
+def _needs_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("loading ONNX files needs the onnx package: pip install onnx") from None
+    return onnx
+
+
+def load_model(path: str) -> Any:
+    """The ModelProto of `path`, with local functions inlined, checked to be whole: a graph,
+    an opset, every value a node reads defined before it (a file cut at a field boundary
+    still parses, so this is what catches most truncations)."""
+    onnx = _needs_onnx()
+    try:
+        model = onnx.load(str(path))
+        if len(model.functions):
+            from onnx import inliner
+
+            model = inliner.inline_local_functions(model)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, OSError and others
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    g = model.graph
+    problem = None
+    if not model.ir_version or not len(model.opset_import) or not len(g.output):
+        problem = "no IR version, opset or graph output"
+    defined = {t.name for t in g.initializer} | {i.name for i in g.input}
+    for n in g.node:
+        missing = [i for i in n.input if i and i not in defined]
+        if problem is None and missing:
+            problem = f"node {n.name or n.op_type!r} reads {missing[0]!r}, which nothing before it defines"
+        defined.update(n.output)
+    if problem is None and any(o.name not in defined for o in g.output):
+        problem = f"graph output {next(o.name for o in g.output if o.name not in defined)!r} is never computed"
+    if problem:
+        raise ValueError(f"{path}: not a valid ONNX model (truncated or corrupt? {problem})")
+    return model
 
 
 def _attrs(node: Any) -> dict[str, Any]:
-    import onnx
+    from onnx import helper
 
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _spatial(attrs: dict, key: str, default: int) -> tuple[int, int]:
-    v = attrs.get(key)
-    return (default, default) if v is None else (int(v[0]), int(v[1]))
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _pads(attrs: dict, node: Any, name: str) -> tuple[int, int]:
-    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ValueError(f"ONNX node {name!r} ({node.op_type}): auto_pad is not supported; use explicit pads")
-    p = attrs.get("pads", [0, 0, 0, 0])
-    if len(p) != 4:
-        raise ValueError(f"ONNX node {name!r} ({node.op_type}): pads {list(p)}: only 2-D (4 pads) is supported")
-    if p[0] != p[2] or p[1] != p[3]:
-        raise ValueError(f"ONNX node {name!r} ({node.op_type}): asymmetric pads {list(p)} are not supported")
-    return int(p[0]), int(p[1])
+def _input_dims(path: str, value_info: Any) -> tuple[list, str]:
+    """The graph input's dims (the first None when symbolic) and its NumPy dtype name."""
+    from onnx import helper
+
+    t = value_info.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    if not dims:
+        raise ValueError(f"{path}: graph input {value_info.name!r} has no shape; the import needs its rank "
+                         "and every dim but the batch")
+    if any(d is None for d in dims[1:]):
+        raise ValueError(f"{path}: graph input {value_info.name!r} has symbolic dims {dims}; only the first "
+                         "(batch) axis may be symbolic")
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)) if t.elem_type else np.dtype(np.float32)
+    if dtype not in (np.float32, np.int64, np.int32):
+        raise ValueError(f"{path}: graph input {value_info.name!r} is {dtype}; float32 (or integer token ids) "
+                         "is supported")
+    return dims, dtype.name
 
 
-def _bias(b: np.ndarray, n: int, where: str) -> np.ndarray:
-    """An ONNX bias that is the same for every row, as an (n,) vector: a scalar, (n,) or (1, n)."""
-    b = np.asarray(b, np.float32)
-    if b.size == 1:
-        return np.full((n,), b.reshape(-1)[0], np.float32)
-    if b.shape in ((n,), (1, n)):
-        return np.ascontiguousarray(b.reshape(n))
-    raise ValueError(f"{where}: bias of shape {b.shape} is not supported (a scalar, ({n},) or (1, {n}); "
-                     "a per-row bias depends on the batch)")
+def _keeps_batch(ctx: Context) -> bool:
+    """Whether every data value has the batch as its first axis and nowhere else (so a model
+    exported with a fixed batch computes each sample alone and runs at any batch size)."""
+    return all(len(a) and a[0] == BATCHES[0] and b[0] == BATCHES[1] and a[1:] == b[1:]
+               for a, b in ctx.shapes.values())
 
 
-def _flattens(target: np.ndarray | None, dims: list | None, allowzero: bool) -> bool:
-    """A Reshape to `target` of an input of `dims` (None where unknown) is (N, -1): the batch
-    kept, every other dim merged."""
-    if target is None or target.ndim != 1 or len(target) != 2 or not dims:
-        return False
-    n, f = (int(v) for v in target)
-    feat = int(np.prod(dims[1:])) if all(d for d in dims[1:]) else None
-    batch_kept = (n == 0 and not allowzero) or (n > 0 and dims[0] == n) or (n == -1 and f != -1)
-    return batch_kept and (f == -1 or (feat is not None and f == feat))
+def _consumers(nodes: list, outputs: list[str]) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            if i:
+                count[i] = count.get(i, 0) + 1
+    for o in outputs:
+        count[o] = count.get(o, 0) + 1
+    return count
 
 
-def plan_from_onnx(path: str) -> tuple[list[Step], dict]:
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError:
-        raise ImportError("loading ONNX files needs the onnx package: pip install onnx") from None
-    try:
-        model = onnx.load(path)
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError and others
-        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-    graph = model.graph
-    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    inits = {t.name: numpy_helper.to_array(t).astype(np.float32, copy=True) for t in graph.initializer}
-    shapes = {}
-    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-        shapes[vi.name] = dims
-    inputs = [i for i in graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ValueError(f"{path}: expected one graph input, found {[i.name for i in inputs]}")
-    current = inputs[0].name
-    steps: list[Step] = []
-    for node in graph.node:
-        name = node.name or f"{node.op_type}_{len(steps)}"
-        if node.op_type not in SUPPORTED:
-            raise ValueError(f"{path}: ONNX node {name!r} has unsupported op type {node.op_type!r} "
-                             f"(supported: {', '.join(SUPPORTED)})")
-        data_inputs = [i for i in node.input if i and i not in inits]
-        if data_inputs != [current]:
-            raise ValueError(f"{path}: ONNX node {name!r} ({node.op_type}) does not continue a single "
-                             "chain; only sequential graphs are supported")
+def _has_subgraph(node: Any) -> bool:
+    return any(a.g.ByteSize() or len(a.graphs) for a in node.attribute)
+
+
+def _convert(ctx: Context, node: Any) -> None:
+    """One node: folded when every input is known at load time, else converted to steps."""
+    op = node.op_type
+    ins = list(node.input)
+    if node.domain not in ("", "ai.onnx") or _has_subgraph(node):
+        raise ctx.fail(f"op type {op!r} of domain {node.domain!r} (or with a subgraph) is not supported")
+    if op in FOLD and op != "Shape" and all(not i or ctx.is_const(i) for i in ins):
+        try:
+            outs = fold_node(op, [ctx.pair(i) if i else None for i in ins], _attrs(node), ctx.opset)
+        except (ValueError, IndexError, KeyError, TypeError) as e:
+            raise ctx.fail(f"folding it at load time failed ({type(e).__name__}: {e})") from None
+        for name, value in zip(node.output, outs):
+            ctx.set_const(name, value)
+        return
+    if op in ("Shape", "Size") and ins and (ctx.is_data(ins[0]) or ctx.is_const(ins[0])):
+        if ctx.is_const(ins[0]):
+            shapes = tuple(v.shape for v in ctx.pair(ins[0]))
+        else:
+            shapes = ctx.shape(ins[0])
         a = _attrs(node)
-        w = [inits.get(i) for i in node.input[1:]]
-        op = node.op_type
-        where = f"{path}: ONNX node {name!r} ({op})"
-        dims = shapes.get(current)  # the data input's shape where shape inference knows it
-        rank = len(dims) if dims else None
-        if op in ("Gemm", "MatMul", "Conv"):
-            if node.input[0] != current:
-                raise ValueError(f"{where}: the data must be the first input (weights second), "
-                                 f"got inputs {list(node.input)}")
-            if len(w) < 1 or w[0] is None:
-                raise ValueError(f"{where}: the weight {node.input[1] if len(node.input) > 1 else '?'} "
-                                 "must be a constant initializer")
-        if op == "Gemm":
-            if a.get("transA", 0):
-                raise ValueError(f"{where}: transA=1 is not supported")
-            if w[0].ndim != 2 or (rank is not None and rank != 2):
-                raise ValueError(f"{where}: Gemm multiplies 2-D matrices; got a {rank}-D input and a "
-                                 f"{w[0].ndim}-D weight")
-            weight = w[0] if a.get("transB", 0) else w[0].T
-            arrays = {"weight": np.ascontiguousarray(weight * a.get("alpha", 1.0), np.float32)}
-            if len(w) > 1 and w[1] is not None:
-                arrays["bias"] = _bias(w[1], weight.shape[0], where) * np.float32(a.get("beta", 1.0))
-            steps.append(Step("linear", name, arrays))
-        elif op == "MatMul":
-            if w[0].ndim != 2:
-                raise ValueError(f"{where}: only a 2-D (K, N) weight is supported, got shape {w[0].shape}")
-            steps.append(Step("linear", name, {"weight": np.ascontiguousarray(w[0].T)}))
-        elif op == "Add":
-            prev = steps[-1] if steps else None
-            consts = [inits[i] for i in node.input if i in inits]
-            if prev is None or prev.kind != "linear" or "bias" in prev.arrays or len(consts) != 1:
-                raise ValueError(f"{where}: Add is supported only as the bias of a MatMul")
-            prev.arrays["bias"] = _bias(consts[0], prev.arrays["weight"].shape[0], where)
-        elif op == "Conv":
-            if w[0].ndim != 4:
-                raise ValueError(f"{where}: only 2-D convolution (a 4-D weight) is supported, got a "
-                                 f"weight of shape {w[0].shape}")
-            arrays = {"weight": w[0]}
-            if len(w) > 1 and w[1] is not None:
-                arrays["bias"] = w[1]
-            steps.append(Step("conv", name, arrays, {
-                "stride": _spatial(a, "strides", 1), "padding": _pads(a, node, name),
-                "dilation": _spatial(a, "dilations", 1), "groups": int(a.get("group", 1))}))
-        elif op in ("Relu", "Sigmoid", "Tanh"):
-            steps.append(Step("act", name, attrs={"kind": op.lower()}))
-        elif op == "LeakyRelu":
-            steps.append(Step("act", name, attrs={"kind": "leaky_relu", "alpha": float(a.get("alpha", 0.01))}))
-        elif op == "Elu":
-            steps.append(Step("act", name, attrs={"kind": "elu", "alpha": float(a.get("alpha", 1.0))}))
-        elif op == "Gelu":
-            approx = a.get("approximate", b"none")
-            approx = approx.decode() if isinstance(approx, bytes) else approx
-            steps.append(Step("act", name, attrs={"kind": "gelu_tanh" if approx == "tanh" else "gelu"}))
-        elif op in ("MaxPool", "AveragePool"):
-            if a.get("ceil_mode", 0):
-                raise ValueError(f"{where}: ceil_mode=1 is not supported")
-            if any(int(d) != 1 for d in a.get("dilations", [])):
-                raise ValueError(f"{where}: dilations {list(a['dilations'])} are not supported (pooling "
-                                 "windows are dense)")
-            if len(a.get("kernel_shape", [])) != 2:
-                raise ValueError(f"{where}: only 2-D pooling (a 2-element kernel_shape) is supported, "
-                                 f"got kernel_shape {list(a.get('kernel_shape', []))}")
-            pads = _pads(a, node, name)
-            if op == "AveragePool" and any(pads) and not a.get("count_include_pad", 0):
-                raise ValueError(f"{path}: ONNX node {name!r} (AveragePool): padding with "
-                                 "count_include_pad=0 is not supported (hipgrad counts padding)")
-            k = _spatial(a, "kernel_shape", 1)
-            steps.append(Step("maxpool" if op == "MaxPool" else "avgpool", name, attrs={
-                "kernel": k, "stride": _spatial(a, "strides", 1), "padding": pads}))
-        elif op == "GlobalAveragePool":
-            dims = shapes.get(current)
-            if not dims or len(dims) != 4 or dims[2] is None or dims[3] is None:
-                raise ValueError(f"{path}: ONNX node {name!r} (GlobalAveragePool) needs a known input height and width")
-            steps.append(Step("avgpool", name, attrs={"kernel": (dims[2], dims[3]),
-                                                      "stride": (dims[2], dims[3]), "padding": (0, 0)}))
-        elif op == "BatchNormalization":
-            scale, bias, mean, var = w[:4]
-            steps.append(Step("batch_norm", name, {"weight": scale, "bias": bias, "running_mean": mean,
-                                               "running_var": var}, {"eps": float(a.get("epsilon", 1e-5))}))
-        elif op == "Flatten":
-            axis = int(a.get("axis", 1))
-            if not (axis == 1 or (rank is not None and axis + rank == 1)):
-                raise ValueError(f"{where}: only axis=1 (keep the batch, flatten the rest) is supported, "
-                                 f"got axis={axis}")
-            steps.append(Step("flatten", name))
-        elif op == "Reshape":
-            if not _flattens(w[0] if w else None, dims, bool(a.get("allowzero", 0))):
-                raise ValueError(f"{where}: only a reshape that keeps the batch and flattens the rest, "
-                                 f"(N, -1), is supported; got shape {None if not w or w[0] is None else w[0].astype(int).tolist()} "
-                                 f"for an input of shape {dims}")
-            steps.append(Step("flatten", name))
-        elif op == "Softmax":
-            axis = int(a.get("axis", -1 if opset >= 13 else 1))
-            # opset >= 13: over `axis`; before: over the dims from `axis` on, flattened. Both are
-            # the last axis exactly when `axis` is the last one.
-            if not (axis == -1 or (rank is not None and axis in (rank - 1, -1))):
-                raise ValueError(f"{where}: only a softmax over the last axis is supported, got axis={axis} "
-                                 f"(opset {opset}) for a {rank}-D input")
-            steps.append(Step("softmax", name))
-        current = node.output[0]
-    in_dims = shapes.get(inputs[0].name) or []
-    input_shape = [int(d) for d in in_dims[1:]] if in_dims and all(d for d in in_dims[1:]) else None
-    return optimize(steps), {"input_shape": input_shape}
+        if op == "Size":
+            pair = tuple(np.array(int(np.prod(s)), np.int64) for s in shapes)
+        else:
+            pair = tuple(np.array(s, np.int64)[slice(a.get("start", 0), a.get("end"))] for s in shapes)
+        ctx.set_const(node.output[0], pair)  # type: ignore[arg-type]
+        return
+    if op == "CastLike" and ctx.is_const(ins[0]) and ctx.is_data(ins[1]):  # only the dtype is read
+        dtype = ctx.dtypes[ctx.resolve(ins[1])]
+        ctx.set_const(node.output[0], tuple(v.astype(dtype) for v in ctx.pair(ins[0])))  # type: ignore[arg-type]
+        return
+    fn = CONVERTERS.get(op)
+    if fn is None:
+        raise ctx.fail(f"unsupported op type {op!r} on run-time data (supported: {', '.join(SUPPORTED)}; "
+                       "shape computations are folded at load time)")
+    fn(ctx, _attrs(node))
+
+
+def graph_from_onnx(path: str) -> tuple[Any, dict]:
+    """The plan Graph of an ONNX file and its meta data (input_shape without the batch,
+    input_name, output_names, opset, batch: None when symbolic, else the fixed size)."""
+    graph, meta, _ = _graph_and_context(path)
+    return graph, meta
+
+
+def _graph_and_context(path: str) -> tuple[Any, dict, Context]:
+    from onnx import numpy_helper
+
+    model = load_model(path)
+    g = model.graph
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    try:
+        inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    except Exception as e:  # noqa: BLE001 - a tensor whose data does not match its shape
+        raise ValueError(f"{path}: not a valid ONNX model (truncated or corrupt? an initializer does "
+                         f"not read: {type(e).__name__}: {e})") from None
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ValueError(f"{path}: expected one graph input (besides initializers), found "
+                         f"{[i.name for i in inputs]}")
+    outputs = [o.name for o in g.output]
+    nodes = list(g.node)
+    for i, n in enumerate(nodes):
+        if not n.name:
+            n.name = f"{n.op_type}_{i}"
+    simple = dict(inits)  # the constants patterns look at: initializers, Constant nodes, their Identity
+    for n in nodes:
+        if n.op_type == "Constant" and len(n.output) == 1:
+            try:
+                simple[n.output[0]] = FOLD["Constant"]([], _attrs(n), opset)[0]
+            except ValueError:
+                pass
+        elif n.op_type == "Identity" and n.input[0] in simple:
+            simple[n.output[0]] = simple[n.input[0]]
+    nodes = live(rewrite(nodes, simple, set(outputs)), outputs)
+    dims, dtype = _input_dims(str(path), inputs[0])
+    if dims[0] is None:
+        return _import(str(path), opset, nodes, outputs, inits, inputs[0].name, dims, dtype, BATCHES)
+    try:  # a fixed batch: symbolic too where the model keeps samples apart, else fixed
+        graph, meta, ctx = _import(str(path), opset, nodes, outputs, inits, inputs[0].name, dims, dtype, BATCHES)
+        if _keeps_batch(ctx):
+            return graph, meta, ctx
+    except ValueError:
+        pass
+    return _import(str(path), opset, nodes, outputs, inits, inputs[0].name, dims, dtype, (dims[0], dims[0]))
+
+
+def _import(path: str, opset: int, nodes: list, outputs: list[str], inits: dict, name: str, dims: list,
+            dtype: str, batches: tuple[int, int]) -> tuple[Any, dict, Context]:
+    """The graph with the batch axis evaluated at `batches` (BATCHES: symbolic; (B, B): fixed)."""
+    from .steps import Graph
+
+    ctx = Context(path, opset, _consumers(nodes, outputs))
+    for init, arr in inits.items():
+        ctx.set_const(init, (arr, arr))
+    shape_a, shape_b = (batches[0], *dims[1:]), (batches[1], *dims[1:])
+    ctx.set_data(name, (shape_a, shape_b), dtype)
+    for node in nodes:
+        ctx.node = node
+        _convert(ctx, node)
+    resolved = []
+    for o in outputs:
+        r = ctx.resolve(o)
+        if r not in ctx.shapes or r == name:
+            raise ValueError(f"{path}: graph output {o!r} is a constant or the input itself; the engine "
+                             "computes outputs from the input")
+        resolved.append(r)
+    steps = fuse_attention(ctx.steps, ctx.shapes, resolved, ctx.fresh)
+    meta = {"input_shape": list(dims[1:]), "input_name": name, "output_names": resolved,
+            "opset": opset, "batch": None if shape_a[0] != shape_b[0] else shape_a[0]}
+    return Graph(steps=steps, inputs=[name], outputs=resolved), meta, ctx
+
+
+def plan_from_onnx(path: str) -> tuple[Any, dict]:
+    """The optimized plan of an ONNX file (serialize.plan_from_file's ONNX branch)."""
+    from .lowering import optimize
+
+    graph, meta = graph_from_onnx(path)
+    return optimize(graph), meta

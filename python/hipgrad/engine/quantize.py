@@ -1,14 +1,19 @@
 """INT8 for the engine's conv and linear steps: per-output-channel symmetric int8 weights, and
-per-step input scales set by calibration on real data (max |x| / 127)."""
+per-step input scales set by calibration on real data (max |x| / 127 of the step's first input).
+
+Only conv and linear steps compute in int8; every other step of the graph (add, concat, pooling,
+...) reads their dequantized float32 outputs and runs in float32, and so does the residual added
+in a conv's epilogue (kernels.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 
 from ..tensor import Tensor
-from .steps import Step, all_steps
-
-QUANTIZED = ("conv", "linear")  # the step kinds that run as qconv2d / qgemm in an int8 engine
+from .memplan import QUANTIZED
+from .steps import Step
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,16 +41,16 @@ def observe_input(observed: dict[int, float], s: Step, x: Tensor) -> None:
         observed[id(s)] = max(observed.get(id(s), 0.0), amax)
 
 
-def assign_scales(plan: list[Step], observed: dict[int, float]) -> None:
+def assign_scales(plan: Iterable[Step], observed: dict[int, float]) -> None:
     """Each quantized step's input scale from what calibration observed (1.0 where it saw only 0)."""
-    for s in all_steps(plan):
+    for s in plan:
         if s.kind in QUANTIZED:
             amax = observed.get(id(s), 0.0)
             s.x_scale = amax / 127.0 if amax > 0 else 1.0
 
 
-def drop_fp32_weights(plan: list[Step]) -> None:
+def drop_fp32_weights(plan: Iterable[Step]) -> None:
     """A calibrated int8 engine keeps only the int8 weights of its quantized steps."""
-    for s in all_steps(plan):
+    for s in plan:
         if s.kind in QUANTIZED:
             s.tensors.pop("weight", None)

@@ -11,34 +11,54 @@ import numpy as np
 
 from .. import runtime
 from ..tensor import Tensor, try_borrow
-from .steps import Step, all_steps, walk
+from .steps import Graph
 
 
-def weights_digest(plan: list[Step]) -> str:
+def weights_digest(plan: Graph) -> str:
     """SHA-256 over every weight the plan holds, read back from the device."""
     h = hashlib.sha256()
-    for s in all_steps(plan):
+    for s in plan:
         for k in sorted(s.tensors):
             h.update(f"{s.name}.{k}".encode())
             h.update(s.tensors[k].numpy().tobytes())
     return h.hexdigest()
 
 
-def weight_bytes(plan: list[Step]) -> int:
+def weight_bytes(plan: Graph) -> int:
     """Bytes of the weights the plan holds on its device."""
-    return sum(v.nbytes for s in all_steps(plan) for v in s.tensors.values())
+    return sum(v.nbytes for s in plan for v in s.tensors.values())
 
 
-def describe(plan: list[Step], header: str) -> str:
-    """`header`, then one line per step: name, kind, fused activation, folded BatchNorm; steps
-    inside a residual block are prefixed with their branch (body / shortcut)."""
+def describe(plan: Graph, header: str, int8: bool = False) -> str:
+    """`header`, then one line per step in run order: name, kind, fused residual and
+    activation, folded BatchNorm, and the values it reads where that is not just the value
+    written by the line before (a branch, a residual, a concat). With `int8`, which steps
+    compute in int8 and that the others run on dequantized float32 values."""
     lines = [header]
-    for s, where in walk(plan):
+    prev = plan.inputs[:1]
+    for s in plan:
+        residual = " + residual" if s.kind == "conv" and len(s.inputs) > 1 else ""
         extra = f" + {s.attrs['act']}" if s.attrs.get("act") else ""
         folded = " (BatchNorm folded)" if s.attrs.get("folded_bn") else ""
-        indent = "  " + "".join(f"  {b} " for b in where)
-        lines.append(f"{indent}{s.name}: {s.kind}{extra}{folded}")
+        q = " [int8]" if int8 and s.kind in ("conv", "linear") else ""
+        reads = "" if s.inputs == prev else f"  <- {', '.join(s.inputs)}"
+        lines.append(f"  {s.name}: {s.kind}{residual}{extra}{folded}{q}{reads}")
+        prev = s.outputs[:1]
+    if plan.outputs != prev:
+        lines.append(f"  outputs: {', '.join(plan.outputs)}")
+    if int8:
+        lines.append("  (int8: conv and linear steps; add, concat and the other steps run in float32 "
+                     "on their dequantized outputs)")
     return "\n".join(lines)
+
+
+def memory_line(plan: Any) -> str:
+    """One line on a MemoryPlan: its buffers and bytes against the sum of all intermediate values."""
+    kib = 1024.0
+    return (f"  memory for a batch of {tuple(plan.input_shape)}: {plan.slots} activation buffers, "
+            f"{plan.activation_bytes / kib:.1f} KiB planned for {plan.intermediate_bytes / kib:.1f} KiB "
+            f"of intermediate values (buffers reused after each value's last reader)"
+            + (f", int8 scratch {plan.int8_numel / kib:.1f} KiB" if plan.int8_numel else ""))
 
 
 def stages(engine: Any, arr: np.ndarray | Tensor, bs: int) -> bool:

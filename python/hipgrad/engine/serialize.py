@@ -1,5 +1,10 @@
 """Saving an engine (plan + weights, atomically, as safetensors with a JSON sidecar) and loading
-a plan from a file: a saved engine, a hipgrad training checkpoint or an ONNX file."""
+a plan from a file: a saved engine, a hipgrad training checkpoint or an ONNX file.
+
+Format version 2 stores the graph: each step with the values it reads and writes, and the
+graph's input and output values. Version 1 files (a chain whose residual steps nested a body
+and a shortcut) are converted on load: each residual block becomes its branches' steps and an
+add reading both, then the graph passes run over it as over any new plan."""
 
 from __future__ import annotations
 
@@ -11,19 +16,19 @@ from typing import Any
 import numpy as np
 
 from ..tensor import tensor
-from .lowering import plan_from_module
-from .steps import Step, all_steps, copy_plan
+from .lowering import optimize, plan_from_module
+from .steps import Graph, Lowering, Step
 
 ENGINE_FORMAT = "hipgrad-engine"
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 _KIND_RENAMED = {"affine": "batch_norm"}  # step kinds as files written by older versions name them
 
 
-def unpacked(steps: list[Step]) -> list[Step]:
+def unpacked(graph: Graph) -> Graph:
     """The plan as saved: packed linear weights back in the (N, K) layout, which loads under
     any CPU ISA or device (each engine packs for its own)."""
-    out = copy_plan(steps)
-    for s in all_steps(out):
+    out = graph.copy()
+    for s in out:
         if "weight_packed" in s.tensors:
             p = s.tensors.pop("weight_packed").numpy()  # (panels, K, NR): w[q * NR + j][k] at [q][k][j]
             n = s.attrs.pop("out_features")
@@ -31,32 +36,64 @@ def unpacked(steps: list[Step]) -> list[Step]:
     return out
 
 
-def _to_json(steps: list[Step], arrays: dict[str, np.ndarray]) -> list[dict]:
+def _plain(v: Any) -> Any:
+    """An attribute value as JSON holds it: NumPy scalars and arrays (an importer's) as Python
+    numbers and lists."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_plain(u) for u in v]
+    return v
+
+
+def _to_json(graph: Graph, arrays: dict[str, np.ndarray]) -> list[dict]:
     out = []
-    for i, s in enumerate(steps):
-        key = f"{len(arrays)}_{i}"
-        names = []
+    for i, s in enumerate(graph):
+        key = str(i)
         for k, t in s.tensors.items():
             arrays[f"{key}.{k}"] = t.numpy()
-            names.append(k)
-        out.append({"kind": s.kind, "name": s.name, "attrs": s.attrs, "x_scale": s.x_scale,
-                    "key": key, "arrays": names, "body": _to_json(s.body, arrays),
-                    "shortcut": _to_json(s.shortcut, arrays)})
+        out.append({"kind": s.kind, "name": s.name, "inputs": s.inputs, "outputs": s.outputs,
+                    "attrs": {k: _plain(v) for k, v in s.attrs.items()},
+                    "x_scale": None if s.x_scale is None else float(s.x_scale), "key": key,
+                    "arrays": list(s.tensors)})
     return out
 
 
-def _from_json(rows: list[dict], arrays: dict[str, np.ndarray], path: str) -> list[Step]:
-    steps = []
+def _step(r: dict, arrays: dict[str, np.ndarray], path: str, wired: bool) -> Step:
+    """One stored step (unwired for a version-1 row: the chain wires it)."""
+    try:
+        attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in r["attrs"].items()}
+        own = {k: arrays[f"{r['key']}.{k}"] for k in r["arrays"]}
+        io = ([str(v) for v in r["inputs"]], [str(v) for v in r["outputs"]]) if wired else ([], [])
+        return Step(_KIND_RENAMED.get(r["kind"], r["kind"]), str(r["name"]), *io, arrays=own,
+                    attrs=attrs, x_scale=r["x_scale"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path}: corrupted engine file (missing {e})") from None
+
+
+def _from_json(doc: dict, arrays: dict[str, np.ndarray], path: str) -> Graph:
+    if doc["version"] >= 2:
+        steps = [_step(r, arrays, path, True) for r in doc["plan"]]
+        return Graph(steps, [str(v) for v in doc["graph_inputs"]],
+                     [str(v) for v in doc["graph_outputs"]]).validate(path)
+    low = Lowering()
+    out = _lower_v1(doc["plan"], arrays, path, low, "input")
+    return optimize(low.graph([out]))
+
+
+def _lower_v1(rows: list[dict], arrays: dict, path: str, low: Lowering, x: str) -> str:
+    """Version 1 rows (a chain; residual rows nest "body" and "shortcut" chains) into `low`."""
     for r in rows:
-        try:
-            attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in r["attrs"].items()}
-            own = {k: arrays[f"{r['key']}.{k}"] for k in r["arrays"]}
-            s = Step(_KIND_RENAMED.get(r["kind"], r["kind"]), r["name"], own, attrs, _from_json(r["body"], arrays, path),
-                     _from_json(r["shortcut"], arrays, path), x_scale=r["x_scale"])
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{path}: corrupted engine file (missing {e})") from None
-        steps.append(s)
-    return steps
+        if r.get("kind") != "residual":
+            x = low.add(_step(r, arrays, path, False), x)
+            continue
+        body = _lower_v1(r["body"], arrays, path, low, x)
+        short = _lower_v1(r["shortcut"], arrays, path, low, x) if r["shortcut"] else x
+        add = _step(dict(r, kind="add", arrays=[]), arrays, path, False)
+        x = low.add(add, body, short)
+    return x
 
 
 def _atomic_pair(weights_path, sidecar_path, blob: bytes, doc: dict) -> None:
@@ -71,7 +108,7 @@ def _atomic_pair(weights_path, sidecar_path, blob: bytes, doc: dict) -> None:
     _fsync_dir(directory)
 
 
-def save_plan(path: str, steps: list[Step], meta: dict) -> None:
+def save_plan(path: str, graph: Graph, meta: dict) -> None:
     """Weights as safetensors at `path`, the plan in its JSON sidecar, written atomically."""
     import hashlib
 
@@ -89,14 +126,15 @@ def save_plan(path: str, steps: list[Step], meta: dict) -> None:
             raise FileExistsError(f"{weights_path} exists and is not a saved engine (a training "
                                   "checkpoint?); save the engine under another path")
     arrays: dict[str, np.ndarray] = {}
-    plan = _to_json(steps, arrays)
+    plan = _to_json(graph, arrays)
     blob = save(arrays)
-    doc = {"format": ENGINE_FORMAT, "version": ENGINE_VERSION, "plan": plan, **meta,
+    doc = {"format": ENGINE_FORMAT, "version": ENGINE_VERSION, "plan": plan,
+           "graph_inputs": graph.inputs, "graph_outputs": graph.outputs, **meta,
            "weights_sha256": hashlib.sha256(blob).hexdigest()}
     _atomic_pair(weights_path, sidecar, blob, doc)
 
 
-def plan_from_file(path: str) -> tuple[list[Step], dict]:
+def plan_from_file(path: str) -> tuple[Graph, dict]:
     """(plan, meta) from an ONNX file, a saved engine or a hipgrad training checkpoint."""
     from ..training.checkpoint import CheckpointError, load_checkpoint, resolve_paths
 
@@ -109,7 +147,8 @@ def plan_from_file(path: str) -> tuple[list[Step], dict]:
         from .onnx import plan_from_onnx
 
         try:
-            return plan_from_onnx(path)
+            plan, meta = plan_from_onnx(path)
+            return optimize(plan), meta  # (the passes leave an optimized graph as it is)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             if str(e).startswith(path):
                 raise
@@ -130,7 +169,7 @@ def plan_from_file(path: str) -> tuple[list[Step], dict]:
         arrays = _read_safetensors(weights_path, doc.get("weights_sha256"))
         meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape")}
         try:
-            plan = _from_json(doc.get("plan", []), arrays, str(weights_path))
+            plan = _from_json(doc, arrays, str(weights_path))
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             raise CheckpointError(f"{sidecar}: corrupted engine plan ({type(e).__name__}: {e})") from None
         if meta["precision"] not in (None, "fp32", "int8") or not isinstance(meta["calibrated"], (bool, type(None))):

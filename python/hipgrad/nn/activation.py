@@ -9,7 +9,8 @@ from ..tensor import Tensor
 from .module import Module
 
 # exported as hipgrad.nn.<name>
-__all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Tanh"]
+__all__ = ["ELU", "GELU", "Hardsigmoid", "Hardswish", "LeakyReLU", "ReLU", "ReLU6", "Sigmoid",
+           "Tanh"]
 
 
 class _Activation(Module):
@@ -94,3 +95,27 @@ class ELU(_Activation):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
+
+
+class ReLU6(_Activation):
+    """min(max(x, 0), 6)."""
+    kind = "relu6"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class Hardsigmoid(_Activation):
+    """min(max(x + 3, 0), 6) / 6, i.e. x/6 + 1/2 clipped to [0, 1] (PyTorch's)."""
+    kind = "hardsigmoid"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class Hardswish(_Activation):
+    """x * hardsigmoid(x)."""
+    kind = "hardswish"
+
+    def __init__(self) -> None:
+        super().__init__()

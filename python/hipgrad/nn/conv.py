@@ -81,7 +81,7 @@ class Conv2d(Module):
         arrays = {"weight": host_copy(self.weight)}
         if self.bias is not None:
             arrays["bias"] = host_copy(self.bias)
-        return [Step("conv", name, arrays, {"stride": int_pair(self.stride),
-                                            "padding": int_pair(self.padding),
-                                            "dilation": int_pair(self.dilation),
-                                            "groups": int(self.groups)})]
+        return [Step("conv", name, arrays=arrays, attrs={"stride": int_pair(self.stride),
+                                                         "padding": int_pair(self.padding),
+                                                         "dilation": int_pair(self.dilation),
+                                                         "groups": int(self.groups)})]

@@ -61,4 +61,4 @@ class Embedding(Module):
         return f"{self.num_embeddings}, {self.embedding_dim}"
 
     def to_steps(self, name: str) -> list[Step]:
-        return [Step("embedding", name, {"weight": host_copy(self.weight)})]
+        return [Step("embedding", name, arrays={"weight": host_copy(self.weight)})]

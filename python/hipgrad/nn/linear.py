@@ -65,4 +65,4 @@ class Linear(Module):
         arrays = {"weight": host_copy(self.weight)}
         if self.bias is not None:
             arrays["bias"] = host_copy(self.bias)
-        return [Step("linear", name, arrays)]
+        return [Step("linear", name, arrays=arrays)]

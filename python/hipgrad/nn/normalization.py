@@ -95,11 +95,11 @@ class BatchNorm2d(Module):
 
     def to_steps(self, name: str) -> list[Step]:
         """Inference batch norm on the running statistics (folded into a conv before it)."""
-        return [Step("batch_norm", name, {"weight": host_copy(self.weight),
-                                          "bias": host_copy(self.bias),
-                                          "running_mean": host_copy(self.running_mean),
-                                          "running_var": host_copy(self.running_var)},
-                     {"eps": float(self.eps)})]
+        return [Step("batch_norm", name, arrays={"weight": host_copy(self.weight),
+                                                 "bias": host_copy(self.bias),
+                                                 "running_mean": host_copy(self.running_mean),
+                                                 "running_var": host_copy(self.running_var)},
+                     attrs={"eps": float(self.eps)})]
 
 
 class BatchNorm1d(BatchNorm2d):

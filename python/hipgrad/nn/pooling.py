@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from .. import ops
+from .._args import flag
 from ..engine.steps import Step, int_pair
 from ..ops._common import pair
 from ..tensor import Tensor, int_arg
@@ -16,23 +17,30 @@ __all__ = ["AvgPool2d", "Flatten", "MaxPool2d"]
 
 
 class _Pool2d(Module):
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 ceil_mode: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
         self.kernel_size = tuple(pair(kernel_size, "kernel_size", name, 1))
         self.stride = self.kernel_size if stride is None else tuple(pair(stride, "stride", name, 1))
         self.padding = tuple(pair(padding, "padding", name, 0))
+        self.ceil_mode = flag(ceil_mode, f"{name}: ceil_mode")
+        self.count_include_pad = True
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}")
 
     step_kind = ""  # maxpool / avgpool
 
     def to_steps(self, name: str) -> list[Step]:
+        """One maxpool / avgpool step; its attrs carry ceil_mode and count_include_pad (the
+        graph contract's pool attrs, which the engine's pool executor passes on)."""
         k = int_pair(self.kernel_size)
         stride = k if self.stride is None else int_pair(self.stride)
-        return [Step(self.step_kind, name, attrs={"kernel": k, "stride": stride,
-                                                  "padding": int_pair(self.padding)})]
+        return [Step(self.step_kind, name, attrs={
+            "kernel": k, "stride": stride, "padding": int_pair(self.padding),
+            "ceil_mode": self.ceil_mode, "count_include_pad": self.count_include_pad})]
 
 
 class MaxPool2d(_Pool2d):
@@ -42,7 +50,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x: Tensor) -> Tensor:
         y, argmax = ops.max_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding,
-                                     impl=self.impl)
+                                   ceil_mode=self.ceil_mode, impl=self.impl)
         self._save(argmax, tuple(x.shape))
         return y
 
@@ -52,12 +60,22 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over each window, padding counted as zeros (PyTorch's count_include_pad=True)."""
+    """Mean over each window, padding counted as zeros (count_include_pad=True, PyTorch's
+    default) or not counted; ceil_mode as hipgrad.ops.avg_pool2d."""
 
     step_kind = "avgpool"
 
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = flag(count_include_pad, "AvgPool2d: count_include_pad")
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+
     def forward(self, x: Tensor) -> Tensor:
         y = ops.avg_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding,
+                           ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
                            impl=self.impl)
         self._save(tuple(x.shape))
         return y
@@ -65,7 +83,8 @@ class AvgPool2d(_Pool2d):
     def backward(self, dy: Tensor) -> Tensor:
         (x_shape,) = self._take_saved()
         return ops.avg_pool2d_backward(dy, x_shape, self.kernel_size, stride=self.stride,
-                                       padding=self.padding, impl=self.impl)
+                                       padding=self.padding, ceil_mode=self.ceil_mode,
+                                       count_include_pad=self.count_include_pad, impl=self.impl)
 
 
 class Flatten(Module):

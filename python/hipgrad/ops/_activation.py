@@ -1,5 +1,6 @@
 """Elementwise activations and their backward: relu, leaky_relu, sigmoid, tanh, gelu (erf),
-gelu_tanh (PyTorch's approximate='tanh') and elu."""
+gelu_tanh (PyTorch's approximate='tanh'), elu, relu6, hardsigmoid (PyTorch's: clip(x/6 + 1/2,
+0, 1)) and hardswish (x * hardsigmoid(x))."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from . import _common
 # the ops of this family, exported as hipgrad.ops.<name>
 __all__ = ["activation", "activation_backward"]
 
-KINDS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu")
+KINDS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "elu", "relu6",
+         "hardsigmoid", "hardswish")
 
 
 def _kind(kind: Any, op: str) -> str:

@@ -1,5 +1,6 @@
-"""Fused forward ops for inference: conv2d + bias + activation and linear + bias + activation in
-one kernel (the bias and the activation are applied while each output tile is written)."""
+"""Fused forward ops for inference: conv2d + bias (+ residual) + activation and linear + bias +
+activation in one kernel (the bias, the residual and the activation are applied while each
+output tile is written)."""
 
 from __future__ import annotations
 
@@ -25,17 +26,22 @@ def _activation(activation: Any, op: str) -> str:
 
 def conv2d_bias_act(x: Any, w: Any, bias: Any = None, *, stride: IntOrPair = 1,
                     padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1,
-                    activation: str | None = "relu", alpha: float = 0.01, impl: str = "auto",
-                    out: Tensor | None = None) -> Tensor:
-    """y (N, K, P, Q) = act(conv2d(x (N, C, H, W), w (K, C/groups, R, S)) + bias (K,) or None).
-    activation: a kind of `activation()` or None / "none"; alpha as there. With `out`, y is
-    written there (see _common.out_arg) and `out` is returned. Forward only."""
+                    activation: str | None = "relu", alpha: float = 0.01, residual: Any = None,
+                    impl: str = "auto", out: Tensor | None = None) -> Tensor:
+    """y (N, K, P, Q) = act(conv2d(x (N, C, H, W), w (K, C/groups, R, S)) + bias (K,) or None
+    + residual (N, K, P, Q) or None): the residual add of a ResNet block fused into the conv's
+    epilogue. activation: a kind of `activation()` or None / "none"; alpha as there. With `out`,
+    y is written there (see _common.out_arg) and `out` is returned; `out` may be `residual`
+    itself (the conv then accumulates onto it in place) but must not overlap it otherwise.
+    Forward only."""
     op = "conv2d_bias_act"
-    t = _common.tensors(op, x=x, w=w, bias=bias, optional=("bias",))
+    t = _common.tensors(op, x=x, w=w, bias=bias, residual=residual,
+                        optional=("bias", "residual"))
     hyper = _hyper(op, stride, padding, dilation, groups)
-    return _C.ops.conv2d_bias_act(t["x"], t["w"], t["bias"], *hyper, _activation(activation, op),
-                                  _common.real(alpha, f"{op}: alpha", f32=True), _common.impl_arg(impl, op),
-                                  _common.out_arg(out, op))
+    return _C.ops.conv2d_bias_act(t["x"], t["w"], t["bias"], t["residual"], *hyper,
+                                  _activation(activation, op),
+                                  _common.real(alpha, f"{op}: alpha", f32=True),
+                                  _common.impl_arg(impl, op), _common.out_arg(out, op))
 
 
 def linear_bias_act(x: Any, w: Any, bias: Any = None, *, activation: str | None = "relu",
