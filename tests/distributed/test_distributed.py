@@ -83,8 +83,12 @@ def test_gpt_two_ranks_equal_one_process(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     a, b = np.load(ref), np.load(out)
     assert sorted(a.files) == sorted(b.files) and "transformer.wte.weight" in a.files
+    # AdamW divides each gradient entry by its own running RMS, so an entry whose gradient is
+    # near zero carries the sum's rounding (2 ranks sum in another order than 1 process) up to
+    # the size of a step (lr 3e-3): 1e-5 is a three-hundredth of one step. A wrong split or a
+    # missed gradient moves weights by whole steps.
     for key in a.files:
-        np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=2e-6, err_msg=key)
+        np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=1e-5, err_msg=key)
     assert (tmp_path / "dist_run" / "model.safetensors").exists()
     assert not np.allclose(a["losses"][0], a["losses"][1])   # the weights moved
 
@@ -102,8 +106,8 @@ def test_gpt_cli_two_ranks_equal_one_process(tmp_path):
     assert proc.stdout.count("hipgrad train: gpt") == 1 and "2 ranks" in proc.stdout, proc.stdout
     one = hg.load_checkpoint(tmp_path / "one").weights
     two = hg.load_checkpoint(tmp_path / "two").weights
-    for key in one:
-        np.testing.assert_allclose(two[key], one[key], rtol=2e-5, atol=2e-6, err_msg=key)
+    for key in one:     # tolerance as in test_gpt_two_ranks_equal_one_process (lr 1e-3)
+        np.testing.assert_allclose(two[key], one[key], rtol=2e-5, atol=5e-6, err_msg=key)
 
 
 def test_resume_with_another_number_of_ranks(tmp_path):
