@@ -139,3 +139,21 @@ def test_failed_rank_stops_the_run(tmp_path, fault):
     # epoch 1's checkpoint (written before the fault) is whole and loads
     ckpt = hg.load_checkpoint(tmp_path / "dist_run" / "model.safetensors")
     assert ckpt.epoch == 1
+
+
+def test_build_info_names_the_gpu_collectives_path():
+    """NCCL / RCCL when compiled in (the library and version), else host staging over MPI; a
+    communicator asked of a build without either is a clear error."""
+    import hipgrad.distributed as dist
+    from hipgrad._native import _C
+    lib = _C.collectives.library()
+    info = dist.build_info()["gpu_collectives"]
+    facts = hg.build_info()["facts"]
+    if lib is None:
+        assert "host staging" in info and "no NCCL/RCCL" in info
+        assert facts.get("gpu.vendor.nccl", "not found") == "not found"
+        with pytest.raises(ValueError, match="no NCCL or RCCL was compiled into this build"):
+            _C.collectives.unique_id()
+    else:
+        assert info.startswith(lib) and lib.split()[0] in ("NCCL", "RCCL")
+        assert len(_C.collectives.unique_id()) == 128
