@@ -39,6 +39,8 @@ def _linear_call(layer: Any) -> Any:
 
 
 class DecodePlan:
+    """The KV cache, buffers and views of one (batch, length) for an engine's frozen GPT."""
+
     def __init__(self, model: Any, batch: int, length: int, device: str) -> None:
         cfg = model.config
         self.batch, self.length, self.device = int(batch), int(length), device
@@ -48,8 +50,8 @@ class DecodePlan:
         self.hd = hd
         tr = model.transformer
         self.wte, self.wpe = tr.wte.weight.data, tr.wpe.weight.data
-        self.caches = [(empty((length, b, h, hd), device=device), empty((length, b, h, hd), device=device))
-                       for _ in range(len(tr.h))]
+        self.caches = [(empty((length, b, h, hd), device=device),
+                        empty((length, b, h, hd), device=device)) for _ in range(len(tr.h))]
         self.blocks = []
         for blk in tr.h:
             gelu = getattr(blk.mlp, "gelu", None)
@@ -65,6 +67,7 @@ class DecodePlan:
         self.tok = empty((b, c), device=device)
         self.qkv = empty((b, 3 * c), device=device)
         self.att = empty((b, h, 1, hd), device=device)
+        self.att_rows = self.att.reshape(b, c)    # (B, H, 1, hd) read as (B, C): merged heads
         self.proj = empty((b, c), device=device)
         self.fc = empty((b, 4 * c), device=device)
         self.logits = empty((b, self.vocab), device=device)
@@ -75,6 +78,7 @@ class DecodePlan:
         self.qkv_rows = self.qkv.reshape(b * 3 * h, hd)
         self.q = self.qkv.reshape(3, c).narrow(0, 1).reshape(1, h, 1, hd) if b == 1 else \
             empty((b, h, 1, hd), device=device)
+        self.q_rows = self.q.reshape(b * h, hd)
         self.gather = None if b == 1 else [tensor(rows + i * h, device=device) for i in range(3)]
         self.kv_src = (self.qkv.reshape(3, c).narrow(1, 1).reshape(1, b, h, hd),
                        self.qkv.reshape(3, c).narrow(2, 1).reshape(1, b, h, hd)) if b == 1 else None
@@ -121,12 +125,11 @@ class DecodePlan:
                 row[0].copy_(self.kv_src[0])
                 row[1].copy_(self.kv_src[1])
             else:                          # rows of qkv gathered into q and the cache
-                C.embedding(self.qkv_rows, self.gather[0], "handwritten",
-                            self.q.reshape(self.batch * self.n_head, self.hd))
+                C.embedding(self.qkv_rows, self.gather[0], "handwritten", self.q_rows)
                 C.embedding(self.qkv_rows, self.gather[1], "handwritten", fl[0])
                 C.embedding(self.qkv_rows, self.gather[2], "handwritten", fl[1])
             C.attention(self.q, cache[0], cache[1], True, scale, n, "tbhd", impl, self.att)
-            c_proj(self.att.reshape(self.batch, self.n_embd), self.proj)
+            c_proj(self.att_rows, self.proj)
             C.add(x, self.proj, 1.0, "handwritten", other)
             y = C.layer_norm(other, ln2[0], ln2[1], ln2[2], ln2[3])[0]
             c_fc(y, self.fc)
@@ -141,8 +144,4 @@ class DecodePlan:
         return sum(t.numel() * 4 for layer in self.caches for t in layer)
 
 
-def plan_length(prompt: int, new: int, block: int) -> int:
-    return min(block, prompt + new)
-
-
-__all__ = ["DecodePlan", "plan_length"]
+__all__ = ["DecodePlan"]
