@@ -164,10 +164,11 @@ print(json.dumps({"base": base, "peak": peak, "extra": peak - base, "outputs": o
 
 def run_memory(threads):
     rows = []
-    # Fixed mmap threshold: glibc then returns every large block to the system when it is freed
-    # (its default threshold grows after a free and keeps such blocks on the heap), so the peak
-    # RSS of the measured call counts what that call allocates, not what a warm-up left behind.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    # Fixed mmap threshold of a page: glibc then maps every block of a page or more on its own and
+    # returns it to the system when it is freed (by default the threshold grows after a free and
+    # such blocks stay on the heap), so the peak RSS of the measured call counts what that call
+    # allocates, not what the warm-up left behind.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "4096"}
     for T in MEMORY_T:
         row = {"B": 1, "H": 4, "T": T, "D": 32}
         for which in ("handwritten", "vendor", "torch"):
