@@ -250,7 +250,9 @@ def goals(res: dict) -> list[dict]:
                              "value": two / q2, "met": two / q2 <= 2.5})
     for nb in res.get("torch", {}):
         for t in res["torch"][nb]:
-            for case in ("train_lenet5", "train_mlp"):
+            for case in ("train_lenet5", "train_mlp", "train_gpt"):
+                if case not in res["torch"][nb][t] or case not in hg[nb][t]:
+                    continue
                 speed = res["torch"][nb][t][case] / hg[nb][t][case]
                 goal = 2.0 if case == "train_lenet5" and nb != "0" and t == "2" else None
                 rows.append({"goal": f"{case}: {nb} neighbour(s), {t} thread(s), speed vs PyTorch"
