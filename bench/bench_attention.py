@@ -1,8 +1,10 @@
 """Attention forward + backward: hipgrad's handwritten blocked kernel ("flash": never forms the
 (T, T) matrix) vs its composed vendor variant (GEMM + softmax, (T, T) per head) vs PyTorch's
 scaled_dot_product_attention, causal, same inputs and thread count, at T = 128, 512, 2048; then
-the peak memory each path adds over its inputs and outputs (one fresh process per run, from
-ru_maxrss), which grows linearly in T for the handwritten path.
+the peak memory one call (forward + backward) adds (one fresh process per path and T: a warm-up
+call, then the peak RSS reset by writing 5 to /proc/self/clear_refs, then VmHWM - VmRSS around
+the measured call, from /proc/self/status), which grows linearly in T for the handwritten path
+and quadratically for the composed vendor path.
 
 Usage: PYTHONPATH=python python3 bench/bench_attention.py [--device cpu|gpu:0] [--threads N]
        [--repeats R] [--out bench/results/attention-<device>-<date>]
@@ -16,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ import hipgrad as hg
 # (B, H, T, D): the GPT shape of bench_lm (16 x 4 heads x 128, head size 32), then longer contexts
 # with the same number of scores per call divided among fewer sequences.
 SHAPES = [(16, 4, 128, 32), (4, 4, 512, 32), (1, 4, 2048, 32)]
-MEMORY_T = [512, 1024, 2048, 4096]
+MEMORY_T = [128, 512, 2048]
 
 
 def _inputs(B, H, T, D, seed=0):
@@ -122,7 +123,7 @@ def _timing_line(r):
 
 # ---- peak memory, one fresh process per measurement ------------------------------------------
 _CHILD = r"""
-import os, resource, sys, json
+import os, sys, json
 import numpy as np
 which, T, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 B, H, D = 1, 4, 32
@@ -145,22 +146,29 @@ else:
         out, lse = hg.ops.attention(q, k, v, causal=True, impl=which)
         grads = hg.ops.attention_backward(dout, q, k, v, out, lse, causal=True, impl=which)
         return out, lse, grads
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-base = rss()
-peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith(key + ":"))
+step()                     # warm-up: thread pool, code pages, first-touch of the libraries
+import gc; gc.collect()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")           # VmHWM (the peak RSS) := the current RSS
+base = status("VmRSS")
+assert status("VmHWM") <= base + (1 << 20), "clear_refs did not reset VmHWM"
 keep = step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 outputs = (4 * T * D + T) * B * H * 4
-print(json.dumps({"base": base, "peak": peak, "peak_before": peak_before,
-                  "extra": peak - max(base, peak_before), "outputs": outputs}))
+print(json.dumps({"base": base, "peak": peak, "extra": peak - base, "outputs": outputs}))
 """
 
 
 def run_memory(threads):
     rows = []
-    env = dict(os.environ)
+    # Fixed mmap threshold of a page: glibc then maps every block of a page or more on its own and
+    # returns it to the system when it is freed (by default the threshold grows after a free and
+    # such blocks stay on the heap), so the peak RSS of the measured call counts what that call
+    # allocates, not what the warm-up left behind.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "4096"}
     for T in MEMORY_T:
         row = {"B": 1, "H": 4, "T": T, "D": 32}
         for which in ("handwritten", "vendor", "torch"):
@@ -237,8 +245,9 @@ def _markdown(r):
         lines.append(f"| {t['B']} | {t['H']} | {t['T']} | {t['D']} | {hw:.2f} | "
                      f"{t['vendor']['ms_min']:.2f} | {torch_ms} | {ratio} |")
     if "memory" in r:
-        lines += ["", "Peak memory added by one forward + backward (B=1, H=4, D=32; fresh process; MB "
-                  "beyond the inputs, and beyond inputs and outputs):", "",
+        lines += ["", "Peak RSS growth of one forward + backward after a warm-up call (B=1, H=4, D=32; "
+                  "fresh process; VmHWM after /proc/self/clear_refs minus VmRSS before; MB, and in "
+                  "parentheses beyond the outputs (out, lse, dq, dk, dv) the call keeps):", "",
                   "| T | handwritten | vendor (composed) | torch SDPA |", "|---|---|---|---|"]
         for m in r["memory"]:
             cell = lambda w: (f"{m[w]['extra_mb']:.1f} ({m[w]['workspace_mb']:.1f})"

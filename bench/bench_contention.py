@@ -1,7 +1,7 @@
 """hipgrad's CPU threads next to busy neighbours: training steps (LeNet-5, MLP 784-256-10, batch
-64) and the inference engine (LeNet, MLP, batch 256) at 1 and 2 threads, quiet and with one or
+64; the GPT of bench_lm, 4 x 64 tokens) and the inference engine (LeNet, MLP, batch 256) at 1 and 2 threads, quiet and with one or
 two busy neighbour processes (`while True: pass`, started and stopped here), side by side with
-PyTorch's LeNet-5 / MLP steps under the same neighbours; plus a 1024^3 GEMM right after a NumPy
+PyTorch's LeNet-5 / MLP / GPT steps under the same neighbours; plus a 1024^3 GEMM right after a NumPy
 matmul (NumPy's OpenBLAS threads spin as a neighbour).
 
     PYTHONPATH=python python3 bench/bench_contention.py [--repeats 40] [--neighbours 0,1,2]
@@ -28,6 +28,24 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TRAIN = {"lenet5": ("lenet", {"dropout": 0.0}), "mlp": ("mlp", {"hidden": [256]})}
+# The GPT training step row (issue 20): bench_lm's model (4 layers, 4 heads, 128 wide, byte
+# vocabulary) on a smaller batch (4 windows of 64 tokens) so that 40 repeats stay short; forward,
+# cross-entropy, backward, clipping and AdamW, the same weights and batch on both sides.
+GPT = dict(vocab_size=256, block_size=64, n_layer=4, n_head=4, n_embd=128)
+GPT_BATCH = 4
+
+
+def _gpt_batch():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, GPT["vocab_size"], (GPT_BATCH, GPT["block_size"] + 1)).astype(np.int64)
+    return ids[:, :-1].copy(), ids[:, 1:].copy()
+
+
+def _gpt_state():
+    import hipgrad as hg
+    hg.manual_seed(0)
+    return hg.build_model("gpt", **GPT)
 
 
 def _median_ms(fn, warmup: int, repeats: int) -> float:
@@ -76,6 +94,16 @@ def child_hipgrad(threads: int, warmup: int, repeats: int) -> dict:
             engine = InferenceEngine.from_model(model)
             xi = rng.standard_normal((256, 1, 28, 28)).astype(np.float32)
             out[f"infer_{name}"] = _median_ms(lambda: engine.forward(xi), warmup, repeats)
+        try:
+            from hipgrad.lm.train import LMTrainer
+        except ImportError:   # --baseline: a build from before the GPT
+            LMTrainer = None
+        if LMTrainer is not None:
+            model = _gpt_state()
+            trainer = LMTrainer(model, None, None, None, lr=1e-3, batch_size=GPT_BATCH,
+                                warmup_steps=1)
+            x, y = _gpt_batch()
+            out["train_gpt"] = _median_ms(lambda: trainer.train_step(x, y), warmup, repeats)
     out["load"] = load.result
     if hasattr(hg._C, "_thread_pool_stats"):
         out["pool"] = dict(hg._C._thread_pool_stats())
@@ -149,6 +177,22 @@ def child_torch(threads: int, warmup: int, repeats: int) -> dict:
             opt.step()
 
         out[f"train_{name}"] = _median_ms(step, warmup, repeats)
+    sys.path.insert(0, str(HERE.parent))
+    from tests.lm import torch_gpt
+    tm = torch_gpt.build(torch, **GPT)
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in _gpt_state().state_dict().items()})
+    topt = torch.optim.AdamW(tm.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0)
+    xg, yg = (torch.from_numpy(a) for a in _gpt_batch())
+
+    def gpt_step():
+        logits = tm(xg)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, GPT["vocab_size"]), yg.reshape(-1))
+        topt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
+        topt.step()
+
+    out["train_gpt"] = _median_ms(gpt_step, warmup, repeats)
     return out
 
 
@@ -206,7 +250,9 @@ def goals(res: dict) -> list[dict]:
                              "value": two / q2, "met": two / q2 <= 2.5})
     for nb in res.get("torch", {}):
         for t in res["torch"][nb]:
-            for case in ("train_lenet5", "train_mlp"):
+            for case in ("train_lenet5", "train_mlp", "train_gpt"):
+                if case not in res["torch"][nb][t] or case not in hg[nb][t]:
+                    continue
                 speed = res["torch"][nb][t][case] / hg[nb][t][case]
                 goal = 2.0 if case == "train_lenet5" and nb != "0" and t == "2" else None
                 rows.append({"goal": f"{case}: {nb} neighbour(s), {t} thread(s), speed vs PyTorch"

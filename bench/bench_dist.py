@@ -3,7 +3,8 @@ batch) and a ring all-reduce cost model for larger jobs.
 
     python3 bench/bench_dist.py [--steps 6] [--batch 64]     # runs mpiexec itself
 
-Per model: samples/s at 1 and 2 ranks and their ratio; per step the seconds spent issuing
+Models: LeNet, ResNet-small (hg.Trainer) and the GPT of bench_lm (the LM trainer; samples are
+windows of 128 tokens, global batch 8). Per model: samples/s at 1 and 2 ranks and their ratio; per step the seconds spent issuing
 and waiting for gradient all-reduces and how much of it was waited for after the backward
 (the part not overlapped); a blocking MPI_Allreduce of all the gradients timed alone. Then
 predicted efficiency at 8, 64, 512 GPUs from
@@ -27,7 +28,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"lenet": ((1, 28, 28), {}), "resnet": ((3, 32, 32), {})}
+MODELS = {"lenet": ((1, 28, 28), {}), "resnet": ((3, 32, 32), {}), "gpt": (None, {})}
+# The GPT of bench_lm (4 layers, 4 heads, 128 wide, block 128, byte vocabulary) through the LM
+# trainer (AdamW, clipping); a global batch of GPT_BATCH windows (samples = windows).
+GPT = dict(vocab_size=256, block_size=128, n_layer=4, n_head=4, n_embd=128)
+GPT_BATCH = 8
 # (name, bytes/s, latency s): stated link speeds
 LINKS = [("NVLink/xGMI 300 GB/s", 300e9, 3e-6), ("InfiniBand 200 Gb/s", 25e9, 5e-6)]
 # parameters and an assumed compute time per step for models we cannot time here (a GPU step)
@@ -47,6 +52,8 @@ def worker(args: argparse.Namespace) -> None:
     hg.set_num_threads(1)
     shape, opts = MODELS[args.model]
     rng = np.random.default_rng(0)
+    if args.model == "gpt":
+        return worker_gpt(args, rng)
     n = args.batch * (args.steps + 1)
     data = Dataset(rng.standard_normal((n,) + shape).astype(np.float32),
                    rng.integers(0, 10, n).astype(np.int64))
@@ -79,6 +86,46 @@ def worker(args: argparse.Namespace) -> None:
         print(json.dumps({"model": args.model, "ranks": dist.world_size(), "steps": args.steps,
                           "batch": args.batch, "step_s": seconds / args.steps,
                           "samples_per_s": args.steps * args.batch / seconds,
+                          "comm_s_per_step": red.comm_s / args.steps if red else 0.0,
+                          "wait_s_per_step": red.wait_s / args.steps if red else 0.0,
+                          "blocking_allreduce_s": blocking, "grad_bytes": 4 * grads}))
+
+
+def worker_gpt(args: argparse.Namespace, rng: np.random.Generator) -> None:
+    import hipgrad as hg
+    import hipgrad.distributed as dist
+    from hipgrad.data.windows import TokenWindows
+    from hipgrad.lm.train import LMTrainer
+
+    train = TokenWindows(rng.integers(0, GPT["vocab_size"], 200_000).astype(np.int64),
+                         GPT["block_size"])
+    hg.manual_seed(0)
+    model = hg.build_model("gpt", **GPT)
+    trainer = LMTrainer(model, None, train, None, lr=1e-3, batch_size=GPT_BATCH, warmup_steps=1)
+    trainer.train_step(*train.random_batch(GPT_BATCH, 0, 0))     # first-touch allocations
+    red = trainer.reducer
+    if red is not None:
+        red.comm_s = red.wait_s = 0.0
+        dist.barrier()
+    t0 = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        trainer.train_step(*train.random_batch(GPT_BATCH, 0, step))
+    seconds = time.perf_counter() - t0
+    grads = sum(int(np.prod(p.data.shape)) for _, p in trainer.params)
+    blocking = None
+    if red is not None:
+        from mpi4py import MPI
+        buf = np.ones(grads, np.float32)
+        dist.barrier()
+        t1 = time.perf_counter()
+        for _ in range(5):
+            MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
+        blocking = (time.perf_counter() - t1) / 5
+    if dist.rank() == 0:
+        print(json.dumps({"model": "gpt", "ranks": dist.world_size(), "steps": args.steps,
+                          "batch": GPT_BATCH, "step_s": seconds / args.steps,
+                          "samples_per_s": args.steps * GPT_BATCH / seconds,
+                          "tokens_per_s": args.steps * GPT_BATCH * GPT["block_size"] / seconds,
                           "comm_s_per_step": red.comm_s / args.steps if red else 0.0,
                           "wait_s_per_step": red.wait_s / args.steps if red else 0.0,
                           "blocking_allreduce_s": blocking, "grad_bytes": 4 * grads}))

@@ -143,8 +143,18 @@ if(_hipgrad_gpu STREQUAL "hip")
     target_compile_definitions(_C PRIVATE HIPGRAD_HAVE_MIOPEN)
     target_link_libraries(_C PRIVATE MIOpen)
   endif()
+  # RCCL (collectives over GPU buffers for hipgrad.distributed): ROCm's rccl/rccl.h + librccl.
+  set(_have_rccl OFF)
+  find_path(HIPGRAD_RCCL_INCLUDE rccl/rccl.h HINTS "${_rocm_root}/include")
+  find_library(HIPGRAD_RCCL rccl HINTS "${_rocm_root}/lib")
+  if(HIPGRAD_RCCL AND HIPGRAD_RCCL_INCLUDE)
+    set(_have_rccl ON)
+    target_include_directories(_C PRIVATE "${HIPGRAD_RCCL_INCLUDE}")
+    target_link_libraries(_C PRIVATE "${HIPGRAD_RCCL}")
+    target_compile_definitions(_C PRIVATE HIPGRAD_HAVE_RCCL)
+  endif()
   message(STATUS "hipgrad: GPU backend hip (${CMAKE_HIP_COMPILER}) for ${_archs}; "
-                 "rocBLAS ${_have_rocblas}, MIOpen ${_have_miopen}")
+                 "rocBLAS ${_have_rocblas}, MIOpen ${_have_miopen}, RCCL ${_have_rccl}")
 
 elseif(_hipgrad_gpu STREQUAL "cuda")
   if(NOT CMAKE_CUDA_ARCHITECTURES)
@@ -163,7 +173,7 @@ elseif(_hipgrad_gpu STREQUAL "cuda")
   # cuBLAS / cuDNN: the CUDA toolkit's, else the PyPI wheels' (nvidia-cublas, nvidia-cudnn-cu13).
   set(_find_wheels [=[
 import importlib
-for name in ("nvidia.cu13", "nvidia.cublas", "nvidia.cudnn"):
+for name in ("nvidia.cu13", "nvidia.cublas", "nvidia.cudnn", "nvidia.nccl"):
     try:
         print(list(importlib.import_module(name).__path__)[0])
     except Exception:
@@ -203,11 +213,26 @@ for name in ("nvidia.cu13", "nvidia.cublas", "nvidia.cudnn"):
     get_filename_component(_dir "${HIPGRAD_CUDNN}" DIRECTORY)
     list(APPEND _rpath "${_dir}")  # cuDNN dlopens its sub-libraries from its own directory
   endif()
+  # NCCL (collectives over GPU buffers): the toolkit's or the nvidia-nccl-cu13 wheel's (which
+  # ships only libnccl.so.2).
+  find_path(HIPGRAD_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ${_hints}
+            PATH_SUFFIXES include NO_DEFAULT_PATH)
+  find_library(HIPGRAD_NCCL NAMES nccl libnccl.so.2 HINTS ${CUDAToolkit_LIBRARY_DIR} ${_hints}
+               PATH_SUFFIXES lib lib64 NO_DEFAULT_PATH)
+  set(_have_nccl OFF)
+  if(HIPGRAD_NCCL AND HIPGRAD_NCCL_INCLUDE)
+    set(_have_nccl ON)
+    target_include_directories(_C PRIVATE "${HIPGRAD_NCCL_INCLUDE}")
+    target_link_libraries(_C PRIVATE "${HIPGRAD_NCCL}")
+    target_compile_definitions(_C PRIVATE HIPGRAD_HAVE_NCCL)
+    get_filename_component(_dir "${HIPGRAD_NCCL}" DIRECTORY)
+    list(APPEND _rpath "${_dir}")
+  endif()
   list(REMOVE_DUPLICATES _rpath)
   set_property(TARGET _C APPEND PROPERTY BUILD_RPATH ${_rpath})
   set_property(TARGET _C APPEND PROPERTY INSTALL_RPATH ${_rpath})
   message(STATUS "hipgrad: GPU backend cuda (${CMAKE_CUDA_COMPILER}) for ${_archs}; "
-                 "cuBLAS ${_have_cublas}, cuDNN ${_have_cudnn}")
+                 "cuBLAS ${_have_cublas}, cuDNN ${_have_cudnn}, NCCL ${_have_nccl}")
 elseif(_hipgrad_gpu STREQUAL "sim")
   # Each .hip (and csrc/hip/*.h) is copied to the build tree with its launches and __shared__
   # declarations rewritten for the host (sim/rewrite.py); includes of ../core resolve through

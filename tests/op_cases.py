@@ -856,7 +856,11 @@ _TABLE = [
                              lambda rng: Sample((_normal(rng, 1, 2, 3, 4), _normal(rng, 1, 2, 5, 4),
                                                  _normal(rng, 1, 2, 5, 4)), {"causal": True, "scale": None}),
                              eps=1e-2, tol=(2e-2, 2e-3)),
-           params={"shapes": ATTN_SHAPES}, tol=(1e-4, 1e-4)),
+           params={"shapes": ATTN_SHAPES}, tol=(1e-4, 1e-4),
+           out=OutCase({"q": ((2, 3, 1, 8), F), "k": ((6, 2, 3, 8), F), "v": ((6, 2, 3, 8), F)},
+                       lambda t, out: ops.attention(t["q"], t["k"], t["v"], causal=True, kv_len=5,
+                                                    kv_layout="tbhd", out=out)[0],
+                       (2, 3, 1, 8), F, "q")),
     OpInfo("attention_backward", "attention", lambda rng: _attn_samples(rng, backward=True),
            lambda dout, q, k, v, o, lse, *, causal, scale: ref_attn.attention_backward(
                dout, q, k, v, causal, scale),

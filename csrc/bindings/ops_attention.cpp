@@ -8,7 +8,8 @@ HG_BIND_OPS(attention) {
   ops.def("layer_norm_backward", &layer_norm_backward, py::arg("dy"), py::arg("x"),
           py::arg("weight"), py::arg("mean"), py::arg("rstd"), py::arg("impl"), GilRelease());
   ops.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("causal"),
-          py::arg("scale"), py::arg("impl"), GilRelease());
+          py::arg("scale"), py::arg("kv_len"), py::arg("kv_layout"), py::arg("impl"),
+          py::arg("out") = kNoOut, GilRelease());
   ops.def("attention_backward", &attention_backward, py::arg("dout"), py::arg("q"), py::arg("k"),
           py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("causal"), py::arg("scale"),
           py::arg("impl"), GilRelease());

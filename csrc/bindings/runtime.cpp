@@ -6,6 +6,7 @@
 
 namespace hg {
 void bind_parallel(py::module_& m);  // parallel.cpp: the CPU thread pool's hooks
+void bind_collectives(py::module_& m);  // collectives.cpp: NCCL / RCCL when compiled in
 namespace {
 
 py::dict record_dict(const RunRecord& r) {
@@ -75,6 +76,7 @@ void bind_runtime(py::module_& m) {
       py::arg("a").noconvert(), "No NaN or infinity in a C-contiguous float32 array.");
   m.def("get_num_threads", &cpu::num_threads);
   bind_parallel(m);
+  bind_collectives(m);
   // Debug/bench: force the CPU kernels' instruction set ("generic" | "avx2" | "avx512").
   m.def("_set_cpu_isa", &cpu::set_cpu_isa, py::arg("isa"));
   m.def("_check_environment", [] {

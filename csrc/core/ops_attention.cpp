@@ -10,6 +10,16 @@ namespace {
 
 Shape leading(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 1); }
 
+// The layouts of k and v the forward takes: (B, H, L, D) or position-major (L, B, H, D).
+enum class KvLayout : int8_t { bhtd, tbhd };
+
+KvLayout parse_kv_layout(const char* op, const std::string& s) {
+  if (s == "bhtd") return KvLayout::bhtd;
+  if (s == "tbhd") return KvLayout::tbhd;
+  fail(ErrorKind::value, op, ": kv_layout must be 'bhtd' (k, v (B, H, L, D)) or 'tbhd' ",
+       "(position-major (L, B, H, D)), got '", s, "'");
+}
+
 // weight / bias of a layer norm over C features: absent, or float32 (C).
 void check_affine(const char* op, const char* name, const Tensor& t, int64_t C) {
   if (!t.defined()) return;
@@ -97,52 +107,69 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& dy, const T
 
 namespace {
 
-// q (B, H, Tq, D), k and v (B, H, Tk, D), float32, one device; sizes >= 1; causal needs
+// q (B, H, Tq, D); k and v (B, H, L, D), or (L, B, H, D) with KvLayout::tbhd; float32, one
+// device; sizes >= 1; the first Tk = kv_len keys are read (all L without kv_len); causal needs
 // Tq <= Tk; scale finite and > 0.
 AttentionGeometry attention_geometry(const char* op, const Tensor& q, const Tensor& k,
-                                     const Tensor& v, bool causal, float scale) {
+                                     const Tensor& v, bool causal, float scale,
+                                     std::optional<int64_t> kv_len = std::nullopt,
+                                     KvLayout layout = KvLayout::bhtd) {
   require_f32(op, "q", q);
   require_f32(op, "k", k);
   require_f32(op, "v", v);
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"q", &q}, {"k", &k}, {"v", &v}})
-    HG_REQUIRE(t->dim() == 4, op, ": ", name, " must be (B, H, T, D) with 4 dimensions, got shape ",
+  const bool pos_major = layout == KvLayout::tbhd;
+  const char* form = pos_major ? "(L, B, H, D) (kv_layout='tbhd')" : "(B, H, T, D)";
+  HG_REQUIRE(q.dim() == 4, op, ": q must be (B, H, T, D) with 4 dimensions, got shape ",
+             shape_str(q.shape()));
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"k", &k}, {"v", &v}})
+    HG_REQUIRE(t->dim() == 4, op, ": ", name, " must be ", form, " with 4 dimensions, got shape ",
                shape_str(t->shape()));
   AttentionGeometry g;
   g.B = q.size(0);
   g.H = q.size(1);
   g.Tq = q.size(2);
   g.D = q.size(3);
-  g.Tk = k.size(2);
+  const int64_t kb = pos_major ? k.size(1) : k.size(0), kh = pos_major ? k.size(2) : k.size(1);
+  const int64_t L = pos_major ? k.size(0) : k.size(2);
   HG_REQUIRE(g.B >= 1 && g.H >= 1 && g.Tq >= 1 && g.D >= 1, op,
              ": q must be (B, H, Tq, D) with every size >= 1, got shape ", shape_str(q.shape()));
-  HG_REQUIRE(k.size(0) == g.B && k.size(1) == g.H, op, ": k has batch and heads (", k.size(0),
-             ", ", k.size(1), ") but q has (", g.B, ", ", g.H, "); they must match");
+  HG_REQUIRE(kb == g.B && kh == g.H, op, ": k has batch and heads (", kb, ", ", kh,
+             ") but q has (", g.B, ", ", g.H, "); they must match");
   HG_REQUIRE(k.size(3) == g.D, op, ": k has head size ", k.size(3), " but q has ", g.D,
              "; they must match");
-  HG_REQUIRE(g.Tk >= 1, op, ": k must hold at least one key (Tk >= 1), got shape ",
+  HG_REQUIRE(L >= 1, op, ": k must hold at least one key (Tk >= 1), got shape ",
              shape_str(k.shape()));
   require_shape(op, "v", v, k.shape());
+  HG_REQUIRE(!kv_len || (*kv_len >= 1 && *kv_len <= L), op, ": kv_len must be in [1, ", L,
+             "] (the keys held by k), got ", kv_len.value_or(0));
+  g.Tk = kv_len ? *kv_len : L;
   HG_REQUIRE(!causal || g.Tq <= g.Tk, op, ": causal attention needs Tq <= Tk (queries aligned to "
              "the last keys), got Tq=", g.Tq, " and Tk=", g.Tk);
   HG_REQUIRE(std::isfinite(scale) && scale > 0.f, op,
              ": scale must be a finite number > 0 (default 1/sqrt(D)), got ", scale);
   g.causal = causal;
   g.scale = scale;
+  g.kv_head = pos_major ? g.D : L * g.D;
+  g.kv_row = pos_major ? g.B * g.H * g.D : g.D;
   return g;
 }
 
 std::string attention_key(const AttentionGeometry& g) {
-  return cat("B=", g.B, ",H=", g.H, ",Tq=", g.Tq, ",Tk=", g.Tk, ",D=", g.D, ",causal=", g.causal);
+  return cat("B=", g.B, ",H=", g.H, ",Tq=", g.Tq, ",Tk=", g.Tk, ",D=", g.D, ",causal=", g.causal,
+             ",kv=", g.kv_head, "/", g.kv_row);
 }
 
 }  // namespace
 
 std::tuple<Tensor, Tensor> attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                     bool causal, float scale, Impl impl) {
+                                     bool causal, float scale, std::optional<int64_t> kv_len,
+                                     const std::string& kv_layout, Impl impl,
+                                     const Tensor* out_arg) {
   const char* op = "attention";
-  const AttentionGeometry g = attention_geometry(op, q, k, v, causal, scale);
+  const AttentionGeometry g = attention_geometry(op, q, k, v, causal, scale, kv_len,
+                                                 parse_kv_layout(op, kv_layout));
   const Device dev = require_same_device(op, {{"q", &q}, {"k", &k}, {"v", &v}});
-  Tensor out = empty(q.shape(), DType::f32, dev);
+  Tensor out = output_tensor(op, out_arg, q.shape(), dev, {{"q", &q}, {"k", &k}, {"v", &v}});
   Tensor lse = empty({g.B, g.H, g.Tq}, DType::f32, dev);
   AttentionArgs a;
   a.g = g;

@@ -7,9 +7,14 @@
 //   attention           q (B, H, Tq, D), k and v (B, H, Tk, D); out (B, H, Tq, D);
 //                       lse (B, H, Tq) = log sum_j exp(scale * q_i . k_j) over the visible keys;
 //                       causal: query i sees keys j <= i + (Tk - Tq) (aligned to the end)
+//                       forward only: k and v may be longer buffers of which the first Tk keys
+//                       are read (kv_len), laid out (B, H, L, D) or position-major (L, B, H, D),
+//                       the KV cache of decoding (read in place, never copied)
 //   bmm                 a (batch, M, K) or (batch, K, M) when trans_a; b (batch, K, N) or
 //                       (batch, N, K) when trans_b; y (batch, M, N) = alpha * op(a) @ op(b)
 #pragma once
+#include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -46,7 +51,12 @@ struct AttentionGeometry {
   int64_t B = 0, H = 0, Tq = 0, Tk = 0, D = 0;
   bool causal = false;
   float scale = 1.f;
+  // Key j of head bh = b * H + h starts at element bh * kv_head + j * kv_row of k (and of v).
+  // Contiguous (B, H, Tk, D): kv_head = Tk * D, kv_row = D (always so in the backward); a
+  // (B, H, L, D) cache read up to kv_len: L * D, D; a position-major (L, B, H, D) cache: D, B * H * D.
+  int64_t kv_head = 0, kv_row = 0;
 };
+
 struct AttentionArgs {
   AttentionGeometry g;
   const float* q = nullptr; const float* k = nullptr; const float* v = nullptr;
@@ -59,9 +69,13 @@ struct AttentionBackwardArgs {
   const float* v = nullptr; const float* out = nullptr; const float* lse = nullptr;
   float* dq = nullptr; float* dk = nullptr; float* dv = nullptr;  // fully written
 };
-// scale <= 0 or NaN is refused; callers pass 1/sqrt(D) for the default.
+// scale <= 0 or NaN is refused; callers pass 1/sqrt(D) for the default. kv_len absent: every key
+// of k and v; else the first kv_len keys (1 <= kv_len <= L). kv_layout: "bhtd" (k, v (B, H, L,
+// D)) or "tbhd" (position-major (L, B, H, D)). `out`, when given, receives out.
 std::tuple<Tensor, Tensor> attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                     bool causal, float scale, Impl impl);
+                                     bool causal, float scale, std::optional<int64_t> kv_len,
+                                     const std::string& kv_layout, Impl impl,
+                                     const Tensor* out = nullptr);
 std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& dout, const Tensor& q,
                                                       const Tensor& k, const Tensor& v,
                                                       const Tensor& out, const Tensor& lse,

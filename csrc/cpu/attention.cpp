@@ -46,8 +46,8 @@ void attention_composed(const AttentionArgs& a) {
   std::vector<float> s(size_t(Tq * Tk));
   for (int64_t bh = 0; bh < g.B * g.H; ++bh) {
     const float* q = a.q + bh * Tq * D;
-    const float* k = a.k + bh * Tk * D;
-    gemm_blas(false, true, Tq, Tk, D, g.scale, q, D, k, D, 0.f, s.data(), Tk);
+    const float* k = a.k + bh * g.kv_head;   // keys kv_row apart (a cache read in place)
+    gemm_blas(false, true, Tq, Tk, D, g.scale, q, D, k, g.kv_row, 0.f, s.data(), Tk);
     float* lse = a.lse + bh * Tq;
     parallel_for(Tq, (Tq * Tk > (1 << 15)) ? available_threads() : 1, [&](int64_t i) {
       float* row = s.data() + i * Tk;
@@ -61,7 +61,7 @@ void attention_composed(const AttentionArgs& a) {
       std::fill(row + lim, row + Tk, 0.f);
       lse[i] = mx + float(std::log(sum));
     });
-    gemm_blas(false, false, Tq, D, Tk, 1.f, s.data(), Tk, a.v + bh * Tk * D, D, 0.f,
+    gemm_blas(false, false, Tq, D, Tk, 1.f, s.data(), Tk, a.v + bh * g.kv_head, g.kv_row, 0.f,
               a.out + bh * Tq * D, D);
   }
 }

@@ -5,7 +5,9 @@
 //                       tiles of 16 keys go through shared memory; per tile the scores, their max,
 //                       the online-softmax rescale of (m, l, o) and o += p v. out = o / l,
 //                       lse = m + log l. Causal (key j visible to query i when j <= i + Tk - Tq):
-//                       tiles past the block's last visible key are not loaded.
+//                       tiles past the block's last visible key are not loaded. Keys and values
+//                       are read with the geometry's strides (kv_head, kv_row): a KV cache of L
+//                       positions, (B, H, L, D) or (L, B, H, D), is read in place up to kv_len.
 //   attention_backward  D_i = rowsum(dout_i * out_i) first; then two kernels that recompute the
 //                       probabilities from lse (p = exp(s - lse), never stored):
 //                         dk/dv: one block per (head, 16 keys), 8 threads per key holding k, v,
@@ -52,6 +54,18 @@ __device__ inline void load_tile(const float* __restrict__ x, int64_t r0, int n,
   for (int64_t e = threadIdx.x; e < total; e += blockDim.x) dst[e] = e < have ? src[e] : 0.f;
 }
 
+// load_tile for rows `ld` floats apart (the forward's keys and values: a KV cache read in place,
+// e.g. position-major (L, B, H, D) with ld = B * H * D).
+__device__ inline void load_tile_strided(const float* __restrict__ x, int64_t ld, int64_t r0, int n,
+                                         int64_t D, float* __restrict__ dst) {
+  if (ld == D) return load_tile(x, r0, n, D, dst);
+  const int64_t total = int64_t(kTile) * D;
+  for (int64_t e = threadIdx.x; e < total; e += blockDim.x) {
+    const int64_t r = e / D, d = e - r * D;
+    dst[e] = r < n ? x[(r0 + r) * ld + d] : 0.f;
+  }
+}
+
 template <int DP>
 __global__ void __launch_bounds__(kBlock)
 attention_forward_kernel(AttentionGeometry g, int64_t qblocks, const float* __restrict__ q,
@@ -80,8 +94,8 @@ attention_forward_kernel(AttentionGeometry g, int64_t qblocks, const float* __re
   for (int64_t j0 = 0; j0 < kend; j0 += kTile) {
     const int n = int(imin<int64_t>(kTile, kend - j0));
     __syncthreads();  // the previous tile is consumed
-    load_tile(k + bh * Tk * D, j0, n, D, Ks);
-    load_tile(v + bh * Tk * D, j0, n, D, Vs);
+    load_tile_strided(k + bh * g.kv_head, g.kv_row, j0, n, D, Ks);
+    load_tile_strided(v + bh * g.kv_head, g.kv_row, j0, n, D, Vs);
     __syncthreads();
     float s[kTile];
     float mt = -INFINITY;
@@ -395,12 +409,15 @@ GemmStrided batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t b
   return g;
 }
 
-// s = scale q k^T (masked when causal).
+// s = scale q k^T (masked when causal); k's keys kv_row apart, heads kv_head apart.
 Tensor composed_scores(const AttentionGeometry& g, const float* q, const float* k,
                        const ComposedAttentionOps& ops) {
   const int64_t heads = g.B * g.H, total = heads * g.Tq * g.Tk;
   Tensor s = scratch(total);
-  ops.gemm(batched(false, true, g.Tq, g.Tk, g.D, heads, g.scale, q, k, s.data<float>()));
+  GemmStrided qk = batched(false, true, g.Tq, g.Tk, g.D, heads, g.scale, q, k, s.data<float>());
+  qk.ldb = g.kv_row;
+  qk.stride_b = g.kv_head;
+  ops.gemm(qk);
   if (g.causal) {
     attention_causal_mask<<<blocks_for(total), kThreads, 0, current_stream()>>>(total, g.Tq, g.Tk,
                                                                                s.data<float>());
@@ -420,7 +437,10 @@ void attention_composed(const AttentionArgs& a, const ComposedAttentionOps& ops)
   HG_LAUNCH_CHECK("attention_rows_lse");
   Tensor p = scratch(rows * g.Tk);
   ops.softmax(s.data<float>(), p.data<float>(), rows, g.Tk);
-  ops.gemm(batched(false, false, g.Tq, g.D, g.Tk, heads, 1.f, p.data<float>(), a.v, a.out));
+  GemmStrided pv = batched(false, false, g.Tq, g.D, g.Tk, heads, 1.f, p.data<float>(), a.v, a.out);
+  pv.ldb = g.kv_row;
+  pv.stride_b = g.kv_head;
+  ops.gemm(pv);
 }
 
 void attention_backward_composed(const AttentionBackwardArgs& a, const ComposedAttentionOps& ops) {

@@ -5,8 +5,11 @@
     dist.all_reduce_(t, op="avg")     # in place, every rank gets the mean
     dist.broadcast_(t, root=0)
 
-CPU tensors go to MPI zero-copy (a NumPy view of the tensor's memory). GPU tensors are staged
-through host memory (no NCCL/RCCL wrapper is compiled in yet: `build_info()` says so). Every
+CPU tensors go to MPI zero-copy (a NumPy view of the tensor's memory). GPU tensors go through
+NCCL (NVIDIA) or RCCL (AMD) where the build found one (csrc/hip/vendor/nccl.cpp: rank 0's
+ncclGetUniqueId is broadcast over MPI, every rank joins with ncclCommInitRank on its GPU, then
+ncclAllReduce / ncclBroadcast on a communication stream ordered after hipgrad's stream with
+events); otherwise they are staged through host memory and MPI. `build_info()` says which. Every
 MPI error becomes a `DistributedError` naming the call; waits on non-blocking collectives
 poll with a deadline (HIPGRAD_DIST_TIMEOUT seconds, default 300) and then abort the whole job,
 so a rank that dies or hangs never leaves the others hanging silently. The Trainer's bucketed
@@ -29,7 +32,7 @@ __all__ = ["DistributedError", "init", "is_initialized", "rank", "world_size", "
            "timeout", "wait", "check_consistent", "allreduce_values"]
 
 _STATE: dict[str, Any] = {"comm": None, "rank": 0, "size": 1, "local_rank": 0,
-                          "local_size": 1, "device": "cpu"}
+                          "local_size": 1, "device": "cpu", "gpu_comm": None}
 _OPS = ("avg", "sum")
 
 
@@ -84,11 +87,28 @@ def init(threads: bool = True) -> str:
     gpus = [d for d in runtime.devices() if d.startswith("gpu")]
     if gpus:
         _STATE["device"] = f"gpu:{_STATE['local_rank'] % len(gpus)}"
+        _STATE["gpu_comm"] = _gpu_comm(comm, int(_STATE["device"].split(":")[1]))
     else:
         _STATE["device"] = "cpu"
         if threads:
             runtime.set_num_threads(max(1, (os.cpu_count() or 1) // _STATE["local_size"]))
     return _STATE["device"]
+
+
+def _gpu_library() -> str | None:
+    from ._native import _C
+    return _C.collectives.library()
+
+
+def _gpu_comm(comm: Any, device: int) -> Any:
+    """This rank's NCCL/RCCL communicator on gpu:device (None without the library): rank 0's
+    unique id broadcast over MPI, then ncclCommInitRank on every rank."""
+    if _gpu_library() is None:
+        return None
+    from ._native import _C
+    uid = _C.collectives.unique_id() if _STATE["rank"] == 0 else None
+    uid = _call("MPI_Bcast (NCCL unique id)", comm.bcast, uid, 0)
+    return _C.collectives.create(uid, _STATE["size"], _STATE["rank"], device)
 
 
 def is_initialized() -> bool:
@@ -122,8 +142,10 @@ def build_info() -> dict[str, Any]:
         mpi = MPI.Get_library_version().splitlines()[0].strip()
     except ImportError:
         mpi = None
+    lib = _gpu_library()
     return {"mpi": mpi, "cpu_collectives": "mpi (zero-copy)",
-            "gpu_collectives": "host staging over mpi (no NCCL/RCCL compiled in)"}
+            "gpu_collectives": (f"{lib} (device buffers, no host copy)" if lib is not None
+                                else "host staging over mpi (no NCCL/RCCL compiled in)")}
 
 
 def _comm():
@@ -183,6 +205,11 @@ def all_reduce_(t: Tensor, op: str = "avg") -> Tensor:
     """Sum (op="sum") or mean (op="avg") of `t` over all ranks, in place on every rank."""
     if op not in _OPS:
         raise ValueError(f"all_reduce_: op must be 'avg' or 'sum', got {op!r}")
+    if _STATE["gpu_comm"] is not None and isinstance(t, Tensor) and not str(t.device).startswith("cpu"):
+        if op == "avg" and np.dtype(t.dtype).kind != "f":   # NCCL / RCCL on the device buffer
+            raise TypeError(f"all_reduce_: op='avg' needs a float tensor, got {t.dtype}")
+        _STATE["gpu_comm"].all_reduce_(t, op == "avg")
+        return t
     host, copied = _host_view(t, "all_reduce_")
     if op == "avg" and host.dtype.kind != "f":
         raise TypeError(f"all_reduce_: op='avg' needs a float tensor, got {host.dtype}")
@@ -201,6 +228,9 @@ def broadcast_(t: Tensor, root: int = 0) -> Tensor:
     """Rank `root`'s `t` copied into `t` on every rank (shapes and dtypes must agree)."""
     if not isinstance(root, int) or not 0 <= root < max(1, world_size()):
         raise ValueError(f"broadcast_: root must be a rank in 0..{world_size() - 1}, got {root!r}")
+    if _STATE["gpu_comm"] is not None and isinstance(t, Tensor) and not str(t.device).startswith("cpu"):
+        _STATE["gpu_comm"].broadcast_(t, root)
+        return t
     host, copied = _host_view(t, "broadcast_")
     if world_size() > 1:
         req = _call("MPI_Ibcast", _comm().Ibcast, [host, _mpi_type(host, "broadcast_")], root)

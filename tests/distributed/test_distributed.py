@@ -73,6 +73,43 @@ def test_two_ranks_equal_one_process(tmp_path, model, opt, clip):
     assert not np.allclose(a["losses"][0, 0], a["losses"][1, 0])
 
 
+def test_gpt_two_ranks_equal_one_process(tmp_path):
+    """The LM trainer: 2 ranks splitting a global batch of 5 windows == 1 process, over 4 AdamW
+    steps with clipping; the tied wte / lm_head weight included."""
+    ref, out = tmp_path / "ref.npz", tmp_path / "dist.npz"
+    proc, _ = _run(["worker_gpt.py", "ref", str(ref)], None)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc, _ = _run(["worker_gpt.py", "dist", str(out)], 2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = np.load(ref), np.load(out)
+    assert sorted(a.files) == sorted(b.files) and "transformer.wte.weight" in a.files
+    # AdamW divides each gradient entry by its own running RMS, so an entry whose gradient is
+    # near zero carries the sum's rounding (2 ranks sum in another order than 1 process) up to
+    # the size of a step (lr 3e-3): 1e-5 is a three-hundredth of one step. A wrong split or a
+    # missed gradient moves weights by whole steps.
+    for key in a.files:
+        np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=1e-5, err_msg=key)
+    assert (tmp_path / "dist_run" / "model.safetensors").exists()
+    assert not np.allclose(a["losses"][0], a["losses"][1])   # the weights moved
+
+
+def test_gpt_cli_two_ranks_equal_one_process(tmp_path):
+    """`mpiexec -n 2 hipgrad train --model gpt --data pydoc ...` writes the weights one process
+    writes (to float rounding), with rank 0 alone writing the run."""
+    args = ["-m", "hipgrad", "train", "--model", "gpt", "--data", "pydoc", "--n-layer", "1",
+            "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "6",
+            "--max-steps", "3", "--eval-interval", "3", "--threads", "1", "--no-progress"]
+    proc, _ = _run(args + ["--out", str(tmp_path / "one")], None, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc, _ = _run(args + ["--out", str(tmp_path / "two")], 2, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("hipgrad train: gpt") == 1 and "2 ranks" in proc.stdout, proc.stdout
+    one = hg.load_checkpoint(tmp_path / "one").weights
+    two = hg.load_checkpoint(tmp_path / "two").weights
+    for key in one:     # tolerance as in test_gpt_two_ranks_equal_one_process (lr 1e-3)
+        np.testing.assert_allclose(two[key], one[key], rtol=2e-5, atol=5e-6, err_msg=key)
+
+
 def test_resume_with_another_number_of_ranks(tmp_path):
     """Epoch 1 on 2 ranks, epoch 2 resumed by 1 process == 2 epochs in 1 process."""
     args = ["worker_train.py", "ref", "mlp", "adamw", "0.1"]
@@ -102,3 +139,21 @@ def test_failed_rank_stops_the_run(tmp_path, fault):
     # epoch 1's checkpoint (written before the fault) is whole and loads
     ckpt = hg.load_checkpoint(tmp_path / "dist_run" / "model.safetensors")
     assert ckpt.epoch == 1
+
+
+def test_build_info_names_the_gpu_collectives_path():
+    """NCCL / RCCL when compiled in (the library and version), else host staging over MPI; a
+    communicator asked of a build without either is a clear error."""
+    import hipgrad.distributed as dist
+    from hipgrad._native import _C
+    lib = _C.collectives.library()
+    info = dist.build_info()["gpu_collectives"]
+    facts = hg.build_info()["facts"]
+    if lib is None:
+        assert "host staging" in info and "no NCCL/RCCL" in info
+        assert facts.get("gpu.vendor.nccl", "not found") == "not found"
+        with pytest.raises(ValueError, match="no NCCL or RCCL was compiled into this build"):
+            _C.collectives.unique_id()
+    else:
+        assert info.startswith(lib) and lib.split()[0] in ("NCCL", "RCCL")
+        assert len(_C.collectives.unique_id()) == 128

@@ -45,6 +45,29 @@ def test_cached_logits_equal_a_full_forward(model, rng):
         np.testing.assert_allclose(g, full[:, 4 + i], rtol=1e-4, atol=1e-4)
 
 
+def test_decode_plan_steps_equal_a_full_forward(model, rng, device):
+    """The planned decoding step (the engine's per-token path) at batch 1 and 3, on every
+    device: each step's logits are those of a full forward, and the steps allocate no new
+    cache; greedy generation with the cache gives the tokens of full recomputation."""
+    engine = GPTEngine.from_model(model, device=device)
+    m = engine.model
+    for b in (1, 3):
+        ids = random_ids(rng, b, 12, SMALL["vocab_size"])
+        full = model.eval()(ids).numpy()
+        plan = engine.plan_for(b, 12)
+        caches = [t for layer in plan.caches for t in layer]
+        got = [m.forward_cached(hg.tensor(ids[:, :5], device=device), plan.caches, 0).numpy()]
+        for p in range(5, 12):
+            got.append(plan.step(ids[:, p], p).numpy().copy())
+        for i, g in enumerate(got):
+            np.testing.assert_allclose(g, full[:, 4 + i], rtol=1e-4, atol=1e-4)
+        assert all(a is b for a, b in zip(caches, (t for layer in plan.caches for t in layer)))
+        with pytest.raises(ValueError, match=r"pos must be in \[0, 12\)"):
+            plan.step(ids[:, 0], 12)
+        np.testing.assert_array_equal(engine.generate(ids[:, :4], 9, temperature=0),
+                                      engine.generate(ids[:, :4], 9, temperature=0, use_cache=False))
+
+
 def test_greedy_continuation_matches_argmax_of_the_reference(model, rng):
     from tests.lm import reference as ref
     ids = random_ids(rng, 1, 4, SMALL["vocab_size"])
@@ -75,7 +98,7 @@ def test_weights_never_change_and_the_cache_is_allocated_once(model, rng):
     first = [t for layer in engine.cache_for(2, 8) for t in layer]
     engine.generate(ids, 5, temperature=0.7, seed=2)
     again = [t for layer in engine.cache_for(2, 8) for t in layer]
-    assert all(a is b for a, b in zip(first, again)) and len(engine._caches) == 1
+    assert all(a is b for a, b in zip(first, again)) and len(engine._plans) == 1
     assert engine.weights_digest() == digest
     model.transformer.wte.weight.data.zero_()   # training the source later does not leak in
     assert engine.weights_digest() == digest

@@ -42,6 +42,57 @@ def test_attention_forward_and_backward_match_float64(device, impl, rng, shape, 
         check(got, exp, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(exp).max()), what=name)
 
 
+# (B, H, Tq, kv_len, L, D): a decoding step (Tq = 1), a prefill chunk, kv_len across the CPU's
+# 64-key blocks and the GPU's 16-key tiles, kv_len = L.
+CACHE_SHAPES = [(1, 1, 1, 1, 5, 8), (2, 3, 1, 7, 19, 16), (1, 2, 3, 70, 129, 40),
+                (3, 4, 5, 9, 9, 32), (2, 4, 1, 33, 64, 24)]
+
+
+@pytest.mark.parametrize("layout", ["bhtd", "tbhd"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("shape", CACHE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_attention_reads_a_prefix_of_a_kv_cache_in_place(device, impl, rng, shape, causal, layout):
+    """k, v are caches of L positions of which the first kv_len hold keys (the rest NaN poison):
+    the result is attention over those keys alone, read in place, written into `out`."""
+    B, H, Tq, n, L, D = shape
+    q = rng.standard_normal((B, H, Tq, D)).astype(np.float32)
+    k, v = (rng.standard_normal((B, H, n, D)).astype(np.float32) for _ in range(2))
+    caches = []
+    for x in (k, v):
+        c = np.full((B, H, L, D), np.nan, np.float32)
+        c[:, :, :n] = x
+        caches.append(np.ascontiguousarray(c.transpose(2, 0, 1, 3)) if layout == "tbhd" else c)
+    scale = None if rng.random() < 0.5 else float(rng.uniform(0.05, 0.5))
+    out = to_dev(np.full(q.shape, np.nan, np.float32), device)
+    got, lse = hg.ops.attention(to_dev(q, device), to_dev(caches[0], device), to_dev(caches[1], device),
+                                causal=causal, scale=scale, kv_len=n, kv_layout=layout, impl=impl,
+                                out=out)
+    assert got._shares_storage(out)
+    want, want_lse, _ = ref.attention(q, k, v, causal, scale)
+    check(got, want, rtol=2e-4, atol=2e-5, what="out")
+    check(lse, want_lse, rtol=2e-5, atol=2e-5, what="lse")
+
+
+def test_attention_kv_len_and_layout_are_checked():
+    q = np.zeros((2, 3, 1, 8), np.float32)
+    cache = np.zeros((6, 2, 3, 8), np.float32)
+    with pytest.raises(ValueError, match=r"kv_len must be in \[1, 6\].*got 7"):
+        hg.ops.attention(q, cache, cache, kv_len=7, kv_layout="tbhd")
+    with pytest.raises(ValueError, match=r"kv_len must be in \[1, 6\].*got 0"):
+        hg.ops.attention(q, cache, cache, kv_len=0, kv_layout="tbhd")
+    with pytest.raises(TypeError, match="kv_len must be an int"):
+        hg.ops.attention(q, cache, cache, kv_len=2.0, kv_layout="tbhd")
+    with pytest.raises(ValueError, match="kv_layout must be 'bhtd'.*or 'tbhd'.*got 'bthd'"):
+        hg.ops.attention(q, cache, cache, kv_len=2, kv_layout="bthd")
+    with pytest.raises(ValueError, match=r"k has batch and heads \(6, 2\) but q has \(2, 3\)"):
+        hg.ops.attention(q, cache, cache, kv_len=2)          # a position-major cache read as bhtd
+    with pytest.raises(ValueError, match="causal attention needs Tq <= Tk.*Tq=3 and Tk=2"):
+        hg.ops.attention(np.zeros((2, 3, 3, 8), np.float32), cache, cache, causal=True, kv_len=2,
+                         kv_layout="tbhd")
+    with pytest.raises(ValueError, match=r"attention: out must have shape \(2, 3, 1, 8\)"):
+        hg.ops.attention(q, cache, cache, kv_len=2, kv_layout="tbhd", out=hg.zeros([2, 3, 2, 8]))
+
+
 def test_attention_reference_backward_matches_finite_differences(rng):
     """The float64 reference backward (what the ops are compared with) against central
     differences of the float64 forward, causal with Tq < Tk."""

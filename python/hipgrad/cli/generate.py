@@ -56,7 +56,8 @@ def lm_data(spec: str, tok, block_size: int):
         raise UsageError(f"--data: {e}") from None
 
 
-def run_train_gpt(args: argparse.Namespace) -> int:
+def run_train_gpt(args: argparse.Namespace, mpi: tuple[int, bool] = (1, True)) -> int:
+    """`mpi`: (ranks, whether this rank logs and writes), as hipgrad train joined the MPI job."""
     import hipgrad as hg
 
     from ..data import DataError
@@ -97,6 +98,11 @@ def run_train_gpt(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     model.set_impl(args.impl)
     batch = args.batch_size or 16
+    ranks, lead = mpi
+    if ranks > 1 and batch < ranks:
+        raise UsageError(f"--batch-size {batch} is the global batch: it must be at least the number "
+                         f"of ranks ({ranks})")
+    say = print if lead else (lambda *a, **k: None)
     trainer = LMTrainer(model, tok, train, val, lr=args.lr or 1e-3, batch_size=batch,
                         weight_decay=args.weight_decay, seed=args.seed, device=device,
                         extra={"data": {"name": args.data}})
@@ -105,10 +111,11 @@ def run_train_gpt(args: argparse.Namespace) -> int:
     budget = (f"{args.max_steps} steps" if args.max_steps else "") + \
              (" or " if args.max_steps and args.max_minutes else "") + \
              (f"{args.max_minutes:g} minutes" if args.max_minutes else "")
-    print(f"hipgrad train: gpt ({n_params:,} parameters: {args.n_layer} layers, {args.n_head} heads, "
-          f"{args.n_embd} wide, block {args.block_size}) on {args.data} ({len(train):,} train / "
-          f"{len(val):,} val {tok.kind} tokens, vocab {tok.vocab_size}), device {device}, "
-          f"{hg.get_num_threads()} threads, AdamW lr {trainer.base_lr:g}, batch {batch}, {budget}")
+    say(f"hipgrad train: gpt ({n_params:,} parameters: {args.n_layer} layers, {args.n_head} heads, "
+        f"{args.n_embd} wide, block {args.block_size}) on {args.data} ({len(train):,} train / "
+        f"{len(val):,} val {tok.kind} tokens, vocab {tok.vocab_size}), device {device}, "
+        f"{hg.get_num_threads()} threads, AdamW lr {trainer.base_lr:g}, batch {batch}, {budget}"
+        + (f", {ranks} ranks (data-parallel)" if ranks > 1 else ""))
     start = time.perf_counter()
     try:
         history = trainer.fit(max_steps=args.max_steps, max_minutes=args.max_minutes,
@@ -117,15 +124,17 @@ def run_train_gpt(args: argparse.Namespace) -> int:
     except CheckpointError as e:
         raise UsageError(f"--resume: {e}") from None
     except FloatingPointError as e:
-        print(f"hipgrad train: {e}", file=sys.stderr)
+        say(f"hipgrad train: {e}", file=sys.stderr)
         return 1
+    if not lead:
+        return 0
     seconds = time.perf_counter() - start
     last = history[-1] if history else {}
     sample = sample_text(model, tok, device)
     (out / "sample.txt").write_text(sample + "\n")
     summary = {"data": args.data, "model": "gpt", "spec": model.spec, "device": device,
                "parameters": n_params, "tokenizer": tok.kind, "batch_size": batch,
-               "seed": args.seed, "steps": trainer.step, "seconds": seconds,
+               "seed": args.seed, "ranks": ranks, "steps": trainer.step, "seconds": seconds,
                "threads": hg.get_num_threads(), "peak_flops": trainer.peak_flops, "final": last,
                "hipgrad_version": hg.__version__, "sample": sample}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import NonFiniteLossError, Trainer
 
     if args.model == "gpt":
-        return run_train_gpt(args)
+        return run_train_gpt(args, _join_mpi(args))
     if args.batch_size is None:
         args.batch_size = 32
     if args.model not in MODELS:

@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from .._native import _C
 from ..training.checkpoint import load_checkpoint
 from ..nn.linear import Linear
 from ..nn.module import Module
-from ..tensor import Tensor, empty, tensor
+from ..tensor import Tensor, tensor
+from .decode import DecodePlan
 from .model import GPT
 
 
@@ -58,6 +60,15 @@ class FrozenLinear(Module):
         self.b = lin.bias.data if lin.bias is not None else None
         self.packed = device == "cpu" and self.out_features >= 64
         self.w = ops.pack_linear_weight(lin.weight.data) if self.packed else lin.weight.data
+        self._act = activation or "none"
+
+    def run(self, x2: Tensor, out: Tensor) -> Tensor:
+        """The product for x2 (M, in_features) into out (M, out_features): one native call,
+        its arguments fixed here (the decoding plan's path; forward() is the checked one)."""
+        if self.packed:
+            return _C.ops.linear_bias_act_packed(x2, self.w, self.b, self.out_features, self._act,
+                                                 0.01, "auto", out)
+        return _C.ops.linear_bias_act(x2, self.w, self.b, self._act, 0.01, "auto", out)
 
     def forward(self, x: Tensor) -> Tensor:
         shape = tuple(x.shape)
@@ -95,6 +106,13 @@ class QuantLinear(Module):
         x2 = x.reshape(math.prod(shape[:-1]), self.in_features)
         y = ops.qgemm(ops.quantize(x2, self.x_scale), self.wq, self.x_scale, self.w_scale, self.b)
         return y.reshape(*shape[:-1], self.out_features)
+
+    def run(self, x2: Tensor, out: Tensor) -> Tensor:
+        """forward for x2 (M, in_features) into out (the decoding plan's path)."""
+        if self.x_scale is None:
+            return out.copy_(self.forward(x2))
+        return ops.qgemm(ops.quantize(x2, self.x_scale), self.wq, self.x_scale, self.w_scale,
+                         self.b, out=out)
 
     def finish_calibration(self) -> None:
         self.x_scale = (self.x_amax if self.x_amax > 0 else 1.0) / 127.0
@@ -136,7 +154,7 @@ class GPTEngine:
             self._quantize()
         else:
             self._fuse()
-        self._caches: dict[tuple[int, int], list] = {}
+        self._plans: dict[tuple[int, int], DecodePlan] = {}
         self.last_stats: dict = {}
 
     @classmethod
@@ -210,23 +228,21 @@ class GPTEngine:
         return self
 
     # ---- the KV cache ------------------------------------------------------------------------
-    def cache_for(self, batch: int, length: int) -> list:
-        """Per block (k, v, scratch): k and v (length, B, H, hd), scratch (2, B, H, length, hd);
-        allocated on the first generate of this (batch, length) and reused after."""
+    def plan_for(self, batch: int, length: int) -> DecodePlan:
+        """The decoding plan of this (batch, length): the KV cache and the step's buffers,
+        allocated on the first generate of this shape and reused after."""
         key = (int(batch), int(length))
-        if key not in self._caches:
-            h, c = self.config["n_head"], self.config["n_embd"]
-            hd = c // h
-            self._caches[key] = [
-                (empty((length, batch, h, hd), device=self.device),
-                 empty((length, batch, h, hd), device=self.device),
-                 empty((2, batch, h, length, hd), device=self.device))
-                for _ in range(self.config["n_layer"])]
-        return self._caches[key]
+        if key not in self._plans:
+            self._plans[key] = DecodePlan(self.model, batch, length, self.device)
+        return self._plans[key]
+
+    def cache_for(self, batch: int, length: int) -> list:
+        """Per block (k, v), each (length, B, H, hd) (position-major: a new position is one
+        contiguous block, and attention reads the first n positions in place)."""
+        return self.plan_for(batch, length).caches
 
     def cache_bytes(self) -> dict:
-        return {f"{b}x{n}": sum(t.numel() * 4 for layer in caches for t in layer)
-                for (b, n), caches in self._caches.items()}
+        return {f"{b}x{n}": plan.nbytes() for (b, n), plan in self._plans.items()}
 
     # ---- generation --------------------------------------------------------------------------
     def _ids(self, ids: Any) -> Tensor:
@@ -260,31 +276,31 @@ class GPTEngine:
         if self.precision == "int8" and not self.calibrated:
             self.calibrate(out)
         rng = np.random.default_rng(seed)
-        b = out.shape[0]
-        new = np.empty((b, int(max_new_tokens)), dtype=np.int64)
+        b, t0, n_new = out.shape[0], out.shape[1], int(max_new_tokens)
+        context = np.empty((b, t0 + n_new), dtype=np.int64)
+        context[:, :t0] = out
         start = time.perf_counter()
-        caches, pos = None, 0
-        if use_cache and max_new_tokens:
-            caches = self.cache_for(b, min(block, out.shape[1] + int(max_new_tokens)))
-        context = out
-        for i in range(int(max_new_tokens)):
-            window = context[:, -block:]
-            if caches is None:
+        plan, pos = None, 0
+        if use_cache and n_new:
+            plan = self.plan_for(b, min(block, t0 + n_new))
+        for i in range(n_new):
+            end = t0 + i                               # tokens known so far
+            if plan is None:
+                window = context[:, max(0, end - block):end]
                 logits = self.model.logits_last(tensor(window, device=self.device))
-            elif i == 0 or pos >= len(caches[0][0]):   # prefill, or refill after the crop
-                pos = 0
-                logits = self.model.forward_cached(tensor(window, device=self.device), caches, 0)
+            elif i == 0 or pos >= plan.length:         # prefill, or refill after the crop
+                window = context[:, max(0, end - block):end]
+                logits = self.model.forward_cached(tensor(window, device=self.device), plan.caches, 0)
                 pos = window.shape[1]
-            else:
-                logits = self.model.forward_cached(tensor(window[:, -1:], device=self.device), caches, pos)
+            else:                                      # one position through the plan
+                logits = plan.step(context[:, end - 1], pos)
                 pos += 1
-            new[:, i] = self._pick(logits, temperature, top_k, rng)
-            context = np.concatenate([context, new[:, i:i + 1]], axis=1)
+            context[:, end] = self._pick(logits, temperature, top_k, rng)
         seconds = time.perf_counter() - start
-        self.last_stats = {"new_tokens": int(b * max_new_tokens), "seconds": seconds,
-                           "tokens_per_s": b * max_new_tokens / seconds if seconds > 0 else float("nan"),
+        self.last_stats = {"new_tokens": int(b * n_new), "seconds": seconds,
+                           "tokens_per_s": b * n_new / seconds if seconds > 0 else float("nan"),
                            "use_cache": bool(use_cache), "batch": b}
-        return np.concatenate([out, new], axis=1)
+        return context
 
     def _pick(self, logits: Tensor, temperature: float, top_k: int | None,
               rng: np.random.Generator) -> np.ndarray:

@@ -22,8 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import distributed as dist
 from ..training import checkpoint as ckpt
-from ..training import trainer
+from ..training import parallel, trainer
+from ..training.grad_reducer import GradReducer
 from .. import nn, ops
 from ..optim import AdamW
 from ..tensor import borrow, empty
@@ -64,7 +66,8 @@ class LMTrainer:
     def __init__(self, model: Any, tokenizer: Any, train: TokenWindows, val: TokenWindows | None,
                  *, lr: float = 1e-3, batch_size: int = 16, weight_decay: float = 0.0,
                  warmup_steps: int = 50, grad_clip: float = 1.0, seed: int = 0,
-                 device: str = "cpu", extra: dict | None = None, eval_windows: int = 64) -> None:
+                 device: str = "cpu", extra: dict | None = None, eval_windows: int = 64,
+                 bucket_mb: float = 4.0) -> None:
         model.to(device)
         self.model, self.tokenizer, self.train_data, self.val_data = model, tokenizer, train, val
         self.device, self.batch_size, self.seed = device, int(batch_size), int(seed)
@@ -77,6 +80,10 @@ class LMTrainer:
         self.extra = dict(extra or {})
         self.eval_windows = int(eval_windows)
         self.peak_flops: float | None = None
+        self.reducer = None
+        if parallel.active():
+            parallel.sync_model(model)
+            self.reducer = GradReducer([p for _, p in self.params][::-1], bucket_mb)
 
     def lr_at(self, progress: float) -> float:
         """Linear warm-up over `warmup_steps`, then cosine decay to a tenth by the end
@@ -89,6 +96,10 @@ class LMTrainer:
     def train_step(self, x_np: np.ndarray, y_np: np.ndarray) -> float:
         """One step: the five phases of training on one batch of windows; returns the loss."""
         self.model.train()
+        n_global = len(x_np)
+        if self.reducer is not None:         # this rank's rows of the global batch
+            lo, hi = parallel.rows(n_global)
+            x_np, y_np = x_np[lo:hi], y_np[lo:hi]
         with phase("data"):
             x = borrow(x_np, device=self.device)
             y = borrow(y_np, device=self.device)
@@ -96,12 +107,23 @@ class LMTrainer:
             logits = self.model(x)
         with phase("loss"):
             loss = self.loss(logits, y)
+            if self.reducer is not None:     # the global batch's mean loss, on every rank
+                loss = dist.allreduce_values([loss * len(x_np)])[0] / n_global
         if not math.isfinite(loss):
             raise FloatingPointError(f"non-finite loss ({loss}) at step {self.step + 1}; no update "
                                      "was applied (lower --lr)")
         with phase("backward"):
             self.model.zero_grad()
-            self.model.backward(self.loss.backward())
+            if self.reducer is None:
+                self.model.backward(self.loss.backward())
+            else:                            # buckets start as their gradients land
+                self.reducer.begin(len(x_np) / n_global)
+                try:
+                    self.model.backward(self.loss.backward())
+                except BaseException:
+                    self.reducer.abandon()
+                    raise
+                self.reducer.finish()
         with phase("update"):
             grads = [p.grad for _, p in self.params if p.grad is not None]
             if grads:
@@ -118,10 +140,17 @@ class LMTrainer:
         self.model.eval()
         total, count = 0.0, 0
         for x_np, y_np in data.val_batches(self.batch_size, self.eval_windows):
+            if parallel.active():            # this rank's rows; the sums are all-reduced
+                lo, hi = parallel.rows(len(y_np)) if len(y_np) >= dist.world_size() else (0, 0)
+                x_np, y_np = x_np[lo:hi], y_np[lo:hi]
+                if not len(y_np):
+                    continue
             logits = self.model(borrow(x_np, device=self.device))
             total += self.loss(logits, borrow(y_np, device=self.device)) * y_np.size
             count += y_np.size
         self.model.train()
+        if parallel.active():
+            total, count = dist.allreduce_values([total, count])
         return total / count
 
     def fit(self, *, max_steps: int | None = None, max_minutes: float | None = None,
@@ -132,10 +161,15 @@ class LMTrainer:
             raise ValueError("fit: give max_steps or max_minutes")
         if resume is not None:
             self.resume_from(resume)
-        out = Path(out_dir) if out_dir is not None else None
+        lead = not parallel.active() or dist.rank() == 0   # the rank that writes and logs
+        if not lead:
+            log, progress = None, False
+        out = Path(out_dir) if out_dir is not None and lead else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         self.peak_flops = measure_peak_flops(self.device)
+        if parallel.active():                # the job's peak: every rank's device
+            self.peak_flops = dist.allreduce_values([self.peak_flops])[0]
         fpt = flops_per_token(self.model, self.train_data.block_size)
         budget = None if max_minutes is None else 60.0 * float(max_minutes)
         if log:
@@ -146,6 +180,8 @@ class LMTrainer:
         window_t0, window_tokens, losses = start, 0, []
         while True:
             elapsed = time.perf_counter() - start
+            if budget is not None and parallel.active():   # one clock for all ranks: they agree
+                elapsed = dist.allreduce_values([elapsed])[0] / dist.world_size()  # on when to stop
             done = ((max_steps is not None and self.step >= max_steps)
                     or (budget is not None and elapsed >= budget))
             if not done:
@@ -172,6 +208,8 @@ class LMTrainer:
                 if out is not None:
                     self.save(out / ckpt.WEIGHTS_NAME)
                     save_history(self.history, out)
+                if parallel.active():
+                    dist.barrier()           # the checkpoint exists before any rank goes on
                 window_t0, window_tokens, losses = time.perf_counter(), 0, []
             if done:
                 break
@@ -193,6 +231,8 @@ class LMTrainer:
             raise ckpt.CheckpointError(f"{c.path}: checkpoint is for model {c.spec}, not {spec}")
         c.restore(self.model, self.optimizer)
         self.step, self.history = int(c.extra.get("step", c.epoch)), c.history
+        if parallel.active():                # every rank read the same file (any number of ranks)
+            parallel.check_weights(self.model)
 
 
 def _bar(total: int | None, enabled: bool) -> Any:

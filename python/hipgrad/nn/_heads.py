@@ -3,7 +3,8 @@
     rows      (B, T, C)         what the linear layers read and write, C = H * hd
     heads     (B, H, T, hd)     what ops.attention reads
     cache     (L, B, H, hd)     the KV cache: position-major, so a decoding step appends at an
-                                offset (Tensor.narrow) and the first n positions are one block
+                                offset (Tensor.narrow); ops.attention reads its first n positions
+                                in place (kv_len=n, kv_layout="tbhd")
 
 Every move keeps the last axis (hd, or C) whole, so it is a gather of rows: `ops.embedding`
 with the row order as int64 indices. The indices are made once per (shape, order, device) and
@@ -101,13 +102,6 @@ def split_qkv_positions(qkv: Tensor, n_head: int) -> tuple[Tensor, Tensor, Tenso
     q, k, v = (narrow(p, i, 1).reshape(t, b, n_head, hd) for i in range(3))
     q = q.reshape(b, n_head, 1, hd) if t == 1 else permute(q, (1, 2, 0, 3))
     return q, k, v
-
-
-def cached_heads(cache: Tensor, n: int, out: Tensor) -> Tensor:
-    """The first n positions of a cache (L, B, H, hd) as (B, H, n, hd), written into a prefix of
-    `out` (a scratch buffer of at least that size)."""
-    _, b, h, hd = (int(s) for s in cache.shape)
-    return permute(narrow(cache, 0, n), (1, 2, 0, 3), out=out.prefix_view([b, h, n, hd]))
 
 
 def last_positions(x: Tensor) -> Tensor:

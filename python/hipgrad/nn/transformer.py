@@ -7,7 +7,7 @@ Attention runs the fused `ops.attention` (online softmax; the (T, T) score matri
 stored) over heads laid out (B, H, T, hd); `_heads` moves them between that layout and the
 (B, T, C) rows the linear layers read and write. `forward_cached` is the decoding path the
 inference engine uses: the new keys and values are written into a preallocated cache and the
-queries attend over everything cached so far.
+queries attend over everything cached so far, read from the cache in place.
 """
 
 from __future__ import annotations
@@ -97,20 +97,18 @@ class CausalSelfAttention(Module):
                                             scale=self.scale, impl=self.impl)
         return run_child("c_attn", self.c_attn, self.c_attn.backward, _heads.merge_qkv(dq, dk, dv))
 
-    def forward_cached(self, x: Tensor, cache: tuple[Tensor, Tensor, Tensor], pos: int) -> Tensor:
+    def forward_cached(self, x: Tensor, cache: tuple[Tensor, Tensor], pos: int) -> Tensor:
         """Decoding (eval mode): x (B, T, C) holds the tokens at positions pos..pos+T-1. Their keys
-        and values are written into the cache (k, v: (L, B, H, hd), position-major; scratch: at
-        least (B, H, L, hd)) at those positions, and the queries attend over positions
-        0..pos+T-1 (causal, aligned to the end)."""
-        cache_k, cache_v, scratch = cache
+        and values are written into the cache (k, v: (L, B, H, hd), position-major, so the T new
+        positions are one contiguous block) and the queries attend over positions 0..pos+T-1
+        (causal, aligned to the end), read from the cache in place (kv_len, nothing copied)."""
+        cache_k, cache_v = cache[0], cache[1]
         t = int(x.shape[1])
         q, k, v = _heads.split_qkv_positions(self.c_attn(x), self.n_head)
         _heads.narrow(cache_k, pos, t).copy_(k)
         _heads.narrow(cache_v, pos, t).copy_(v)
-        n = pos + t
-        keys = _heads.cached_heads(cache_k, n, _heads.narrow(scratch, 0, 1))
-        values = _heads.cached_heads(cache_v, n, _heads.narrow(scratch, 1, 1))
-        out, _ = ops.attention(q, keys, values, causal=True, scale=self.scale, impl=self.impl)
+        out, _ = ops.attention(q, cache_k, cache_v, causal=True, scale=self.scale, kv_len=pos + t,
+                               kv_layout="tbhd", impl=self.impl)
         return self.c_proj(_heads.merge_heads(out))
 
     def extra_repr(self) -> str:
@@ -167,7 +165,7 @@ class Block(Module):
         ops.add_(dx, d_mid, impl=self.impl)           # the residual path around attention
         return dx
 
-    def forward_cached(self, x: Tensor, cache: tuple[Tensor, Tensor, Tensor], pos: int) -> Tensor:
+    def forward_cached(self, x: Tensor, cache: tuple[Tensor, Tensor], pos: int) -> Tensor:
         x = ops.add(x, self.attn.forward_cached(self.ln_1(x), cache, pos), impl=self.impl)
         return ops.add(x, self.mlp(self.ln_2(x)), impl=self.impl)
 

@@ -48,13 +48,26 @@ def _scale(scale: Any, q: Tensor, op: str) -> float:
 
 
 def attention(q: Any, k: Any, v: Any, *, causal: bool = False, scale: float | None = None,
-              impl: str = "auto") -> tuple[Tensor, Tensor]:
+              kv_len: int | None = None, kv_layout: str = "bhtd", impl: str = "auto",
+              out: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(out, lse): out = softmax(scale * q @ k^T) @ v per (batch, head), lse the rows' log-sum-exp
     (B, H, Tq). q (B, H, Tq, D), k and v (B, H, Tk, D) float32; scale defaults to 1/sqrt(D);
-    causal: query i sees keys j <= i + (Tk - Tq) (aligned to the end; needs Tq <= Tk)."""
+    causal: query i sees keys j <= i + (Tk - Tq) (aligned to the end; needs Tq <= Tk).
+
+    Decoding with a KV cache reads the cache in place: k and v may be buffers of L >= kv_len
+    positions of which the first `kv_len` are the keys (Tk = kv_len; None: all L), laid out
+    (B, H, L, D) (kv_layout="bhtd") or position-major (L, B, H, D) ("tbhd", where a new position
+    is appended with one contiguous copy). `out` (B, H, Tq, D) receives the result."""
     t = _common.tensors("attention", q=q, k=k, v=v)
-    return tuple(_C.ops.attention(t["q"], t["k"], t["v"], bool(causal), _scale(scale, t["q"], "attention"),
-                                  _common.impl_arg(impl, "attention")))
+    if kv_len is not None and (isinstance(kv_len, bool) or not isinstance(kv_len, int)):
+        raise TypeError(f"attention: kv_len must be an int (the number of valid keys) or None, "
+                        f"got {type(kv_len).__name__}")
+    if not isinstance(kv_layout, str):
+        raise TypeError(f"attention: kv_layout must be 'bhtd' or 'tbhd', got {type(kv_layout).__name__}")
+    y = _C.ops.attention(t["q"], t["k"], t["v"], bool(causal), _scale(scale, t["q"], "attention"),
+                         kv_len, kv_layout, _common.impl_arg(impl, "attention"),
+                         _common.out_arg(out, "attention"))
+    return tuple(y)
 
 
 def attention_backward(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, *,
