@@ -65,8 +65,12 @@ def test_two_ranks_equal_one_process(tmp_path, model, opt, clip):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     a, b = np.load(ref), np.load(out)
     assert sorted(a.files) == sorted(b.files)
+    # AdamW divides each gradient entry by its own running RMS: an entry near zero turns the
+    # summation-order rounding of two half batches into a difference of up to ~1e-3 of a step
+    # (lr 0.01); SGD keeps it at float rounding.
+    atol = 5e-5 if opt == "adamw" else 2e-6
     for key in a.files:
-        np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=2e-6, err_msg=key)
+        np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=atol, err_msg=key)
     first = tmp_path / "ref_run"
     assert (first / "history.json").exists() and (tmp_path / "dist_run" / "history.json").exists()
     # the weights moved: the comparison is not of two untouched initialisations
