@@ -25,7 +25,7 @@ import numpy as np
 from .. import distributed as dist
 from ..training import checkpoint as ckpt
 from ..training import parallel, trainer
-from ..training.grad_reducer import GradReducer
+from ..training.grad_reducer import GradReducer, reduced_backward
 from .. import nn, ops
 from ..optim import AdamW
 from ..tensor import borrow, empty
@@ -114,16 +114,7 @@ class LMTrainer:
                                      "was applied (lower --lr)")
         with phase("backward"):
             self.model.zero_grad()
-            if self.reducer is None:
-                self.model.backward(self.loss.backward())
-            else:                            # buckets start as their gradients land
-                self.reducer.begin(len(x_np) / n_global)
-                try:
-                    self.model.backward(self.loss.backward())
-                except BaseException:
-                    self.reducer.abandon()
-                    raise
-                self.reducer.finish()
+            reduced_backward(self.reducer, self.model, self.loss, len(x_np) / n_global)
         with phase("update"):
             grads = [p.grad for _, p in self.params if p.grad is not None]
             if grads:

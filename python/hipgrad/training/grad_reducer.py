@@ -146,3 +146,18 @@ class GradReducer:
         if self._active:
             nn_grad.GRAD_HOOKS.remove(self.on_grad)
             self._active = False
+
+
+def reduced_backward(reducer: GradReducer | None, model: Any, loss: Any, share: float) -> None:
+    """model.backward(loss.backward()); with a reducer, this rank's gradients (scaled by
+    `share`, its part of the global batch) are all-reduced bucket by bucket as they land."""
+    if reducer is None:
+        model.backward(loss.backward())
+        return
+    reducer.begin(share)
+    try:
+        model.backward(loss.backward())
+    except BaseException:
+        reducer.abandon()
+        raise
+    reducer.finish()

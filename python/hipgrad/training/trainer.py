@@ -27,7 +27,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import parallel
-from .grad_reducer import GradReducer
+from .grad_reducer import GradReducer, reduced_backward
 from .. import distributed as dist
 from ..data import DataLoader, Dataset
 from ..profiling.tracing import phase
@@ -162,16 +162,7 @@ class Trainer:
             # 4. backward: gradients of the loss for every parameter, from the output back
             with phase("backward"):
                 self.model.zero_grad()
-                if self.reducer is not None:  # buckets start as their gradients land
-                    self.reducer.begin(len(y_np) / n_global)
-                    try:
-                        self.model.backward(self.loss.backward())
-                    except BaseException:
-                        self.reducer.abandon()
-                        raise
-                    self.reducer.finish()
-                else:
-                    self.model.backward(self.loss.backward())
+                reduced_backward(self.reducer, self.model, self.loss, len(y_np) / n_global)
                 if self.max_grad_norm is not None:
                     parallel.clip_grad_norm(list(self.model.parameters()), self.max_grad_norm)
             # 5. update: the optimizer moves each parameter against its gradient
