@@ -6,7 +6,7 @@
   preallocated KV cache) at batch 1 and 8 (goal >= 1.5x), and without a cache (both recompute
   the whole context every token).
 
-    PYTHONPATH=python python3 bench/bench_lm.py [--device cpu] [--steps 5] [--new-tokens 64]
+    PYTHONPATH=python python3 bench/bench_lm.py [--device cpu] [--steps 30] [--new-tokens 64]
 
 The first training step's losses and the greedy tokens are compared before anything is timed.
 Figures are medians of repeats; the machine's load (os.getloadavg, `uptime`) before and after is
@@ -152,7 +152,7 @@ def bench_generation(torch, tm_factory, new: int, repeats: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=5, help="timed training steps (median)")
+    ap.add_argument("--steps", type=int, default=30, help="timed training steps (median)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3, help="timed generations (median)")
     ap.add_argument("--threads", type=int, default=None)
