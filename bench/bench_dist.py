@@ -73,23 +73,7 @@ def worker(args: argparse.Namespace) -> None:
     trainer.train_epoch(loader, 1)
     seconds = time.perf_counter() - t0
     grads = sum(int(np.prod(p.data.shape)) for p in model.parameters())
-    blocking = None
-    if red is not None:
-        from mpi4py import MPI
-        buf = np.ones(grads, np.float32)
-        dist.barrier()
-        t1 = time.perf_counter()
-        for _ in range(5):
-            MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
-        blocking = (time.perf_counter() - t1) / 5
-    if dist.rank() == 0:
-        print(json.dumps({"model": args.model, "ranks": dist.world_size(), "steps": args.steps,
-                          "batch": args.batch, "step_s": seconds / args.steps,
-                          "samples_per_s": args.steps * args.batch / seconds,
-                          "comm_s_per_step": red.comm_s / args.steps if red else 0.0,
-                          "wait_s_per_step": red.wait_s / args.steps if red else 0.0,
-                          "blocking_allreduce_s": blocking, "grad_bytes": 4 * grads}))
-
+    report(args.model, args.steps, args.batch, seconds, grads, red, {})
 
 def worker_gpt(args: argparse.Namespace, rng: np.random.Generator) -> None:
     import hipgrad as hg
@@ -112,6 +96,15 @@ def worker_gpt(args: argparse.Namespace, rng: np.random.Generator) -> None:
         trainer.train_step(*train.random_batch(GPT_BATCH, 0, step))
     seconds = time.perf_counter() - t0
     grads = sum(int(np.prod(p.data.shape)) for _, p in trainer.params)
+    report("gpt", args.steps, GPT_BATCH, seconds, grads, red,
+           {"tokens_per_s": args.steps * GPT_BATCH * GPT["block_size"] / seconds})
+
+
+def report(model: str, steps: int, batch: int, seconds: float, grads: int, red, extra: dict) -> None:
+    """Times one blocking all-reduce of all gradients (the no-overlap reference), then rank 0
+    prints the run's JSON line: step time, throughput, the reducer's communication and wait."""
+    import hipgrad.distributed as dist
+
     blocking = None
     if red is not None:
         from mpi4py import MPI
@@ -122,14 +115,12 @@ def worker_gpt(args: argparse.Namespace, rng: np.random.Generator) -> None:
             MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
         blocking = (time.perf_counter() - t1) / 5
     if dist.rank() == 0:
-        print(json.dumps({"model": "gpt", "ranks": dist.world_size(), "steps": args.steps,
-                          "batch": GPT_BATCH, "step_s": seconds / args.steps,
-                          "samples_per_s": args.steps * GPT_BATCH / seconds,
-                          "tokens_per_s": args.steps * GPT_BATCH * GPT["block_size"] / seconds,
-                          "comm_s_per_step": red.comm_s / args.steps if red else 0.0,
-                          "wait_s_per_step": red.wait_s / args.steps if red else 0.0,
+        print(json.dumps({"model": model, "ranks": dist.world_size(), "steps": steps,
+                          "batch": batch, "step_s": seconds / steps,
+                          "samples_per_s": steps * batch / seconds, **extra,
+                          "comm_s_per_step": red.comm_s / steps if red else 0.0,
+                          "wait_s_per_step": red.wait_s / steps if red else 0.0,
                           "blocking_allreduce_s": blocking, "grad_bytes": 4 * grads}))
-
 
 def ring_seconds(nbytes: float, n: int, bw: float, lat: float) -> float:
     return 2 * (n - 1) / n * nbytes / bw + 2 * (n - 1) * lat
