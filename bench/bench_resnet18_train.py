@@ -17,13 +17,13 @@ import datetime
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
 import hipgrad as hg
 from hipgrad import nn, optim
+from hipgrad.profiling.compare import median_ms
 
 WIDTHS = (64, 128, 256, 512)
 
@@ -85,17 +85,6 @@ def torch_resnet18(classes: int, side: int):
     return tnn.Sequential(*layers)
 
 
-def median_ms(step, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -143,8 +132,8 @@ def main() -> None:
     load0 = os.getloadavg()
     rounds = []
     for _ in range(3):  # alternate, so that a burst of load hits both
-        rounds.append((median_ms(hg_step, args.warmup, args.repeats),
-                       median_ms(torch_step, args.warmup, args.repeats)))
+        rounds.append((median_ms(hg_step, "cpu", args.repeats, warmup=args.warmup),
+                       median_ms(torch_step, "cpu", args.repeats, warmup=args.warmup)))
     ratios = [t / h for h, t in rounds]
     result = {"bench": "resnet18 train step", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "threads": args.threads, "batch": args.batch, "side": args.side,

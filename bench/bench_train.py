@@ -16,14 +16,13 @@ import datetime
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
 import hipgrad as hg
 from hipgrad import nn, optim
+from hipgrad.profiling.compare import median_ms
 from hipgrad.training.models import build_model
 
 CASES = {  # name: (model name, options, input shape, batch, goal as a fraction of PyTorch's speed)
@@ -59,17 +58,6 @@ def torch_twin(model_name: str, in_shape: tuple, classes: int):
         tnn.Linear(84, classes))
 
 
-def time_steps(step, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
-
-
 def bench_case(name: str, device: str, warmup: int, repeats: int, rng: np.random.Generator) -> dict:
     model_name, options, in_shape, batch, goal = CASES[name]
     hg.manual_seed(0)
@@ -92,7 +80,7 @@ def bench_case(name: str, device: str, warmup: int, repeats: int, rng: np.random
     row = {"case": name, "batch": batch, "input": list(in_shape), "goal": goal}
     first_loss = hg_step()
     after_one = model.state_dict()
-    row["hipgrad_ms"] = statistics.median(time_steps(hg_step, warmup, repeats))
+    row["hipgrad_ms"] = median_ms(hg_step, device, repeats, warmup=warmup)
     try:
         import torch
     except ImportError:
@@ -121,7 +109,7 @@ def bench_case(name: str, device: str, warmup: int, repeats: int, rng: np.random
     if abs(first_loss - torch_first) > 1e-4 * max(1.0, abs(torch_first)) or worst > 1e-4:
         raise SystemExit(f"{name}: hipgrad and PyTorch disagree after one step "
                          f"(loss {first_loss} vs {torch_first}, weights differ by {worst})")
-    row["torch_ms"] = statistics.median(time_steps(torch_step, warmup, repeats))
+    row["torch_ms"] = median_ms(torch_step, device, repeats, warmup=warmup)
     row["speed_vs_torch"] = row["torch_ms"] / row["hipgrad_ms"]
     row["meets_goal"] = row["speed_vs_torch"] >= goal
     return row
