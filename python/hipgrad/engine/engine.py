@@ -131,6 +131,10 @@ class InferenceEngine:
                 w = s.tensors.pop("weight")
                 s.attrs["out_features"] = w.shape[0]
                 s.tensors["weight_packed"] = ops.pack_linear_weight(w)
+            elif self._packs_conv(s):  # (K, C, R, S) as the panels of its (K, C*R*S) view
+                w = s.tensors.pop("weight")
+                s.attrs["w_shape"] = [int(d) for d in w.shape]
+                s.tensors["weight_packed"] = ops.pack_linear_weight(w.reshape(w.shape[0], -1))
 
     def _packs(self, s: Step) -> bool:
         """An fp32 CPU linear step at least _PACK_MIN_N wide holds its weight packed once
@@ -139,6 +143,17 @@ class InferenceEngine:
         classifier's 10 outputs) keep impl="auto"'s choice among all linear_bias_act kernels."""
         return (self.device == "cpu" and self.precision == "fp32" and s.kind == "linear"
                 and "weight" in s.tensors and s.tensors["weight"].shape[0] >= _PACK_MIN_N)
+
+    def _packs_conv(self, s: Step) -> bool:
+        """An fp32 CPU conv step with groups 1, a kernel larger than 1x1 and at least
+        _PACK_MIN_N output channels holds its weight packed once for conv2d_bias_act_packed,
+        which kernels.bind runs where the output plane is small (kernels.PACKED_CONV_ROWS):
+        there the weights dominate and the output pixels of the batch are the GEMM's rows."""
+        if not (self.device == "cpu" and self.precision == "fp32" and s.kind == "conv"
+                and "weight" in s.tensors and int(s.attrs.get("groups", 1)) == 1):
+            return False
+        k, _, r, sw = s.tensors["weight"].shape
+        return k >= _PACK_MIN_N and r * sw > 1
 
     # ---- frozen weights -----------------------------------------------------------------------
     def weights_digest(self) -> str:
