@@ -20,12 +20,16 @@
 
 #include "../core/checks.h"
 #include "cpu_kernels.h"
+#include "gemm_unpacked_kernel.h"
 #include "im2col.h"
 
 namespace hg::cpu {
 namespace {
 
 constexpr int64_t kRowsPerGemm = 1024;
+// Rows up to which the unpacked GEMM's strips run over the packed panels (gemm_unpacked_prepacked:
+// no padding of the rows to the packed kernel's MR, the weight streamed once).
+constexpr int64_t kStripRows = 16;
 // Elements below which a lowering or scatter pass stays on one thread.
 constexpr int64_t kParallelMin = 1 << 15;
 
@@ -55,7 +59,9 @@ void conv2d_bias_act_packed_kernel(const ConvPackedArgs& a) {
       im2col_images(g, a.x + (n0 + b) * g.C * HW, 1, col + b * PQ, rows,
                     pad + parallel_slot() * plane, taps.get());
     });
-    gemm_handwritten_prepacked(/*trans_a=*/true, rows, K, CRS, col, rows, a.packed, out, K);
+    if (rows > kStripRows ||
+        !gemm_unpacked_prepacked(/*trans_a=*/true, rows, K, CRS, col, rows, a.packed, a.NR, out, K))
+      gemm_handwritten_prepacked(/*trans_a=*/true, rows, K, CRS, col, rows, a.packed, out, K);
     // Per image, 16 output channels at a time: y's (16, PQ) rows from out's (PQ, 16) columns.
     parallel_for(nb * tiles, rows * K >= kParallelMin ? available_threads() : 1, [&](int64_t t) {
       const int64_t b = t / tiles, k0 = (t % tiles) * 16, k1 = std::min(K, k0 + 16);
