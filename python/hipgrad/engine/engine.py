@@ -36,6 +36,7 @@ from .memplan import MemoryPlan
 from .steps import PRECISIONS, Graph, Step, chain
 
 _PACK_MIN_N = 64  # see InferenceEngine._packs
+_PACK_MIN_1X1 = 1 << 18  # see InferenceEngine._packs_conv (SqueezeNet's 512 -> 1000 classifier)
 
 
 class InferenceEngine:
@@ -145,15 +146,17 @@ class InferenceEngine:
                 and "weight" in s.tensors and s.tensors["weight"].shape[0] >= _PACK_MIN_N)
 
     def _packs_conv(self, s: Step) -> bool:
-        """An fp32 CPU conv step with groups 1, a kernel larger than 1x1 and at least
-        _PACK_MIN_N output channels holds its weight packed once for conv2d_bias_act_packed,
-        which kernels.bind runs where the output plane is small (kernels.PACKED_CONV_ROWS):
-        there the weights dominate and the output pixels of the batch are the GEMM's rows."""
+        """An fp32 CPU conv step with groups 1, at least _PACK_MIN_N output channels and a
+        kernel larger than 1x1 (or a 1x1 weight of _PACK_MIN_1X1 values: a classifier conv)
+        holds its weight packed once for conv2d_bias_act_packed, which kernels.bind runs where
+        the output plane is small (kernels.PACKED_CONV_ROWS): there the weights dominate and the
+        output pixels of the batch are the GEMM's rows. A smaller 1x1 weight is cheaper to pack
+        per call than the packed op's lowering and scatter."""
         if not (self.device == "cpu" and self.precision == "fp32" and s.kind == "conv"
                 and "weight" in s.tensors and int(s.attrs.get("groups", 1)) == 1):
             return False
-        k, _, r, sw = s.tensors["weight"].shape
-        return k >= _PACK_MIN_N and r * sw > 1
+        k, c, r, sw = s.tensors["weight"].shape
+        return k >= _PACK_MIN_N and (r * sw > 1 or k * c >= _PACK_MIN_1X1)
 
     # ---- frozen weights -----------------------------------------------------------------------
     def weights_digest(self) -> str:
