@@ -28,8 +28,10 @@ namespace {
 
 constexpr int64_t kRowsPerGemm = 1024;
 // Rows up to which the unpacked GEMM's strips run over the packed panels (gemm_unpacked_prepacked:
-// no padding of the rows to the packed kernel's MR, the weight streamed once).
-constexpr int64_t kStripRows = 16;
+// no padding of the rows to the packed kernel's MR, each panel read from L2 once per 8-row tile).
+// Measured (1 thread, shared machine) against the packed GEMM on ResNet's 3x3 layers: 3.4x
+// faster at 32 rows (512 channels, 2x2, batch 8), 1.1-1.2x at 128-256 rows, no clear gain at 512.
+constexpr int64_t kStripRows = 256;
 // Elements below which a lowering or scatter pass stays on one thread.
 constexpr int64_t kParallelMin = 1 << 15;
 
