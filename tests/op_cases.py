@@ -404,6 +404,23 @@ def _fused_conv_reference(x, w, bias, *, activation, alpha, residual=None, **hyp
     return z if activation is None else ref_act.activation(z, activation, alpha)
 
 
+def _packed_conv_samples(rng):
+    """The groups-1 fused conv samples with w packed (conv2d_bias_act_packed)."""
+    out = []
+    for s in _fused_conv_samples(rng):
+        (x, w, bias), kw = s.args, dict(s.kwargs)
+        if kw.pop("groups") != 1:
+            continue
+        packed = ops.pack_linear_weight(np.ascontiguousarray(w.reshape(w.shape[0], -1)))
+        out.append(Sample((x, packed, w.shape, bias), kw, s.id))
+    return out
+
+
+def _packed_conv_reference(x, packed, w_shape, bias, **kw):
+    w = _unpack(packed, w_shape[0]).reshape(w_shape)
+    return _fused_conv_reference(x, w, bias, groups=1, **kw)
+
+
 def _conv_samples(rng, which):
     out = []
     for case in CONV_CASES[:6] + CONV_CASES[11:15]:
@@ -641,6 +658,10 @@ _TABLE = [
                x, _unpack(packed, n), bias, activation=activation, alpha=alpha),
            "none: an inference op (no backward)",
            lambda x, packed: ops.linear_bias_act_packed(x, packed, n=2), tol=(1e-4, 1e-3),
+           devices=("cpu",)),
+    OpInfo("conv2d_bias_act_packed", "fused", _packed_conv_samples, _packed_conv_reference,
+           "none: an inference op (no backward); tests/ops/test_conv_packed.py",
+           lambda x, packed: ops.conv2d_bias_act_packed(x, packed, (2, 1, 1, 1)), tol=(1e-4, 1e-3),
            devices=("cpu",)),
     OpInfo("pack_linear_weight", "fused",
            lambda rng: [Sample((_normal(rng, n, k),), {}, f"{n}x{k}") for n, k in [(1, 1), (7, 31), (65, 9)]],

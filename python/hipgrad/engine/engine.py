@@ -36,6 +36,7 @@ from .memplan import MemoryPlan
 from .steps import PRECISIONS, Graph, Step, chain
 
 _PACK_MIN_N = 64  # see InferenceEngine._packs
+_PACK_MIN_1X1 = 1 << 18  # see InferenceEngine._packs_conv (SqueezeNet's 512 -> 1000 classifier)
 
 
 class InferenceEngine:
@@ -131,6 +132,10 @@ class InferenceEngine:
                 w = s.tensors.pop("weight")
                 s.attrs["out_features"] = w.shape[0]
                 s.tensors["weight_packed"] = ops.pack_linear_weight(w)
+            elif self._packs_conv(s):  # (K, C, R, S) as the panels of its (K, C*R*S) view
+                w = s.tensors.pop("weight")
+                s.attrs["w_shape"] = [int(d) for d in w.shape]
+                s.tensors["weight_packed"] = ops.pack_linear_weight(w.reshape(w.shape[0], -1))
 
     def _packs(self, s: Step) -> bool:
         """An fp32 CPU linear step at least _PACK_MIN_N wide holds its weight packed once
@@ -139,6 +144,19 @@ class InferenceEngine:
         classifier's 10 outputs) keep impl="auto"'s choice among all linear_bias_act kernels."""
         return (self.device == "cpu" and self.precision == "fp32" and s.kind == "linear"
                 and "weight" in s.tensors and s.tensors["weight"].shape[0] >= _PACK_MIN_N)
+
+    def _packs_conv(self, s: Step) -> bool:
+        """An fp32 CPU conv step with groups 1, at least _PACK_MIN_N output channels and a
+        kernel larger than 1x1 (or a 1x1 weight of _PACK_MIN_1X1 values: a classifier conv)
+        holds its weight packed once for conv2d_bias_act_packed, which kernels.bind runs where
+        the output plane is small (kernels.PACKED_CONV_ROWS): there the weights dominate and the
+        output pixels of the batch are the GEMM's rows. A smaller 1x1 weight is cheaper to pack
+        per call than the packed op's lowering and scatter."""
+        if not (self.device == "cpu" and self.precision == "fp32" and s.kind == "conv"
+                and "weight" in s.tensors and int(s.attrs.get("groups", 1)) == 1):
+            return False
+        k, c, r, sw = s.tensors["weight"].shape
+        return k >= _PACK_MIN_N and (r * sw > 1 or k * c >= _PACK_MIN_1X1)
 
     # ---- frozen weights -----------------------------------------------------------------------
     def weights_digest(self) -> str:

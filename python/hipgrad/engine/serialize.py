@@ -17,6 +17,7 @@ import numpy as np
 
 from ..tensor import tensor
 from .lowering import optimize, plan_from_module
+from .shapes import unpack_weight
 from .steps import Graph, Lowering, Step
 
 ENGINE_FORMAT = "hipgrad-engine"
@@ -25,14 +26,13 @@ _KIND_RENAMED = {"affine": "batch_norm"}  # step kinds as files written by older
 
 
 def unpacked(graph: Graph) -> Graph:
-    """The plan as saved: packed linear weights back in the (N, K) layout, which loads under
-    any CPU ISA or device (each engine packs for its own)."""
+    """The plan as saved: packed linear (conv) weights back in the (N, K) ((K, C, R, S)) layout,
+    which loads under any CPU ISA or device (each engine packs for its own)."""
     out = graph.copy()
     for s in out:
         if "weight_packed" in s.tensors:
-            p = s.tensors.pop("weight_packed").numpy()  # (panels, K, NR): w[q * NR + j][k] at [q][k][j]
-            n = s.attrs.pop("out_features")
-            s.tensors["weight"] = tensor(np.ascontiguousarray(p.transpose(0, 2, 1).reshape(-1, p.shape[1])[:n]))
+            shape = s.attrs.pop("w_shape") if s.kind == "conv" else [s.attrs.pop("out_features"), -1]
+            s.tensors["weight"] = tensor(unpack_weight(s.tensors.pop("weight_packed"), shape))
     return out
 
 

@@ -16,9 +16,19 @@ def numel(shape: Sequence[int]) -> int:
     return math.prod(int(v) for v in shape)
 
 
+def unpack_weight(packed: Any, shape: Sequence[int]) -> np.ndarray:
+    """The weight of `shape` ((N, K) linear, (K, C, R, S) conv) that pack_linear_weight (of its
+    2-D view) turned into `packed`: (panels, K, NR) holding w[q * NR + j][k] at [q][k][j]."""
+    p = packed.numpy()
+    rows = p.transpose(0, 2, 1).reshape(-1, p.shape[1])[:shape[0]]
+    return np.ascontiguousarray(rows.reshape(shape))
+
+
 def weight_shape(step: Any) -> tuple[int, ...]:
     """The (N, K) / (K, C/g, R, S) weight shape of a linear / conv step, wherever it is held."""
     t = step.tensors or step.arrays
+    if "weight_packed" in t and step.kind == "conv":  # the panels of its (K, C*R*S) view
+        return tuple(step.attrs["w_shape"])
     if "weight_packed" in t:  # (panels, K, NR) of an (N, K) linear weight
         return (step.attrs["out_features"], t["weight_packed"].shape[1])
     return tuple((t["weight"] if "weight" in t else t["wq"]).shape)
