@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from . import onnx_layout, onnx_nodes
+from . import onnx_conv_transpose, onnx_layout, onnx_nodes
 from .onnx_attention import fuse_attention
 from .onnx_context import Context
 from .onnx_fold import BATCHES, FOLD, fold_node
 from .onnx_patterns import live, rewrite
 
-CONVERTERS = {**onnx_nodes.CONVERTERS, **onnx_layout.CONVERTERS}
+CONVERTERS = {**onnx_nodes.CONVERTERS, **onnx_layout.CONVERTERS, **onnx_conv_transpose.CONVERTERS}
 SUPPORTED = tuple(sorted(CONVERTERS))
 
 

@@ -68,6 +68,12 @@ def output_shapes(step: Any, ins: list[Shape]) -> list[Shape]:
         (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
         return [(x[0], k, (x[2] + 2 * ph - dh * (r - 1) - 1) // sh + 1,
                  (x[3] + 2 * pw - dw * (s - 1) - 1) // sw + 1)]
+    if kind == "conv_transpose":  # PyTorch's ConvTranspose2d output size
+        _, cg, r, s = weight_shape(step)
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        oh, ow = a.get("output_padding", (0, 0))
+        return [(x[0], cg * a["groups"], (x[2] - 1) * sh - 2 * ph + dh * (r - 1) + 1 + oh,
+                 (x[3] - 1) * sw - 2 * pw + dw * (s - 1) + 1 + ow)]
     if kind == "linear":
         return [x[:-1] + (weight_shape(step)[0],)]
     if kind in ("maxpool", "avgpool"):
@@ -123,6 +129,10 @@ def _expect(step: Any, ins: list[Shape]) -> str | None:
         k, cg, _, _ = weight_shape(step)
         if rank != 4 or x[1] != cg * a["groups"]:
             return f"(batch, {cg * a['groups']}, height, width)"
+    elif kind == "conv_transpose":
+        c = weight_shape(step)[0]
+        if rank != 4 or x[1] != c:
+            return f"(batch, {c}, height, width)"
     elif kind in ("maxpool", "avgpool", "global_avgpool", "pad") and rank != 4:
         return "(batch, channels, height, width)"
     elif kind == "linear":
