@@ -150,7 +150,11 @@ def _expect(step: Any, ins: list[Shape]) -> str | None:
                     "fit, the batch dimension (0) left alone")
     elif kind == "reshape":
         target = reshape_target(x, a["shape"])
-        if numel(target) != numel(x) or len(a["shape"]) > 0 and int(a["shape"][0]) not in (0, -1, x[0]):
+        dims = [int(v) for v in a["shape"]]
+        # a target with a 0 or -1 follows the batch and must keep it first; a static one (an ONNX
+        # export with a fixed batch) holds at one batch size only, which the element count pins
+        follows = any(v in (0, -1) for v in dims)
+        if numel(target) != numel(x) or follows and dims[0] not in (0, -1, x[0]):
             return f"{numel(target)} elements in all and the batch kept (reshape to {tuple(a['shape'])})"
     elif kind in ("add", "sub", "mul", "div", "matmul"):
         other = tuple(ins[1]) if len(ins) > 1 else _array_shape(step, "b")
