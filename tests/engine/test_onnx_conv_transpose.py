@@ -230,18 +230,32 @@ def test_bad_attributes_are_refused_naming_the_node(tmp_path, rng):
             InferenceEngine.load(path, device="cpu")
 
 
-@pytest.mark.gpu
-def test_conv_transpose_runs_on_the_gpu(tmp_path, rng):
-    """The same step through the GPU's conv2d_backward_data (and the crop / pad / bias steps)."""
-    import hipgrad as hg
+def test_conv_transpose_on_each_device(tmp_path, rng, device):
+    """ONNX ConvTranspose forms (the step alone, with a crop, with a crop, zero pad and separate
+    bias) and nn.ConvTranspose2d lowered from a model, run by an engine on each device (the GPU's
+    conv2d_backward_data, split, pad and add kernels), planned and unplanned."""
+    from hipgrad import nn
 
-    if len(hg.devices()) < 2:
-        pytest.skip(f"no GPU: {hg.gpu_unavailable_reason()}")
     for cid, attrs, cin, cog, k, hw, bias in (CASES[1], CASES[3], CASES[6], CASES[8]):
         node, inits, w, b = _node_and_inits(rng, attrs, cin, cog, k, bias)
         path = onnx_cases.save_graph(tmp_path, [node], inits, [None, cin, *hw], 17, name=cid)
-        engine = InferenceEngine.load(path, device="gpu:0")
         x = rng.standard_normal((2, cin, *hw)).astype(np.float32)
         want = onnx_conv_transpose(x, w, b, **{key: v for key, v in attrs.items() if key != "group"},
                                    group=attrs.get("group", 1))
-        np.testing.assert_allclose(engine.forward(x), want, rtol=1e-4, atol=1e-4, err_msg=cid)
+        for planned in (True, False):
+            engine = InferenceEngine.load(path, device=device, plan_memory=planned)
+            np.testing.assert_allclose(engine.forward(x), want, rtol=1e-4, atol=1e-4, err_msg=cid)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1),
+                          nn.ReLU(), nn.ConvTranspose2d(4, 2, (2, 3), groups=2, dilation=(1, 2), bias=False))
+    model.eval()
+    x = rng.standard_normal((3, 3, 7, 6)).astype(np.float32)
+    import hipgrad as hg
+
+    want = model(hg.tensor(x)).numpy()
+    for planned in (True, False):
+        engine = InferenceEngine.from_model(model, device=device, plan_memory=planned)
+        assert [s.kind for s in engine._plan].count("conv_transpose") == 2
+        got = engine.forward(x)
+        assert got.shape == want.shape == (3, 2, 9, 10)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
