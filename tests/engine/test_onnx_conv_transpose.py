@@ -219,6 +219,8 @@ def _refused(rng):
         ("output_shape_notset_other", [node(output_shape=[6, 6])], {"w": w(4, 2, 3, 3)}, shape,
          "output_shape .* not supported"),
         ("bad_auto_pad", [node(auto_pad="SAME")], {"w": w(4, 2, 3, 3)}, shape, "auto_pad"),
+        ("output_shape_4d", [node(output_shape=[1, 2, 9, 9], auto_pad="SAME_UPPER")], {"w": w(4, 2, 3, 3)},
+         shape, "two positive spatial sizes"),
         ("pads_eat_output", [node(pads=[4, 0, 4, 0])], {"w": w(4, 2, 3, 3)}, shape, "empty output"),
     ]
 

@@ -37,8 +37,6 @@ def _out_shape(ctx: Context, a: dict) -> tuple[int, int] | None:
     if v is None:
         return None
     v = [int(d) for d in v]
-    if len(v) == 4:  # some writers give (N, C, H, W); only the spatial part means anything here
-        v = v[2:]
     if len(v) != 2 or min(v) < 1:
         raise ctx.fail(f"output_shape {list(a['output_shape'])}: two positive spatial sizes are supported")
     return v[0], v[1]
