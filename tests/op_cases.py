@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from hipgrad import nn, ops
+from tests.engine.graph_reference import conv_transpose as conv_transpose_ref
 from tests.nn import reference as ref
 from tests.nn.cases import (Case, act_ref, attn_ref, block_ref, gpt_block_ref, ln_ref, make_block,
                             mlp_block_ref, mlp_ref, sub, torch_block, torch_transformer,
@@ -931,6 +932,15 @@ LAYER_CASES = [
     Case("conv_depthwise_1x1_nobias", lambda: nn.Conv2d(3, 3, 1, groups=3, bias=False),
          lambda t: t.Conv2d(3, 3, 1, groups=3, bias=False), (3, 3, 5, 5),
          lambda x, p: ref.conv2d(x, p, groups=3)),
+    Case("conv_transpose_s2_p1_outpad1", lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1),
+         lambda t: t.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), (2, 3, 5, 4),
+         lambda x, p: conv_transpose_ref(x, p["weight"], p["bias"], (2, 2), (1, 1), (1, 1), 1, (1, 1))),
+    Case("conv_transpose_grouped_dilated_nobias",
+         lambda: nn.ConvTranspose2d(4, 6, (3, 2), stride=(1, 3), padding=(2, 0), output_padding=(0, 2),
+                                    groups=2, bias=False, dilation=(2, 1)),
+         lambda t: t.ConvTranspose2d(4, 6, (3, 2), stride=(1, 3), padding=(2, 0), output_padding=(0, 2),
+                                     groups=2, bias=False, dilation=(2, 1)), (1, 4, 6, 3),
+         lambda x, p: conv_transpose_ref(x, p["weight"], None, (1, 3), (2, 0), (2, 1), 2, (0, 2))),
     Case("relu", nn.ReLU, lambda t: t.ReLU(), (3, 5, 7), act_ref("relu")),
     Case("leaky_relu", lambda: nn.LeakyReLU(0.2), lambda t: t.LeakyReLU(0.2), (3, 31),
          act_ref("leaky_relu", 0.2)),

@@ -44,7 +44,9 @@ class InferenceEngine:
 
     def __init__(self, plan: Graph | list[Step], *, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, input_shape: Sequence[int] | None = None,
-                 source: str = "model", plan_memory: bool = True) -> None:
+                 source: str = "model", plan_memory: bool = True, fixed_batch: int | None = None) -> None:
+        """`fixed_batch`: the only batch size `plan` holds for (an ONNX export whose shapes fold
+        its fixed batch in: onnx.graph_from_onnx's meta["batch"]); other batches are refused."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if batch_size is not None and int(batch_size) < 1:
@@ -53,6 +55,7 @@ class InferenceEngine:
         self.precision = precision
         self.batch_size = None if batch_size is None else int(batch_size)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.fixed_batch = None if fixed_batch is None else int(fixed_batch)
         self.source = source
         self._plan = (plan if isinstance(plan, Graph) else chain(list(plan))).validate()
         last = self._plan.producers().get(self._plan.outputs[0])
@@ -107,12 +110,12 @@ class InferenceEngine:
         try:  # a stored plan is untrusted: whatever does not build or run is the file's fault
             engine = cls(plan, device=device, precision=precision or saved,
                          batch_size=batch_size, input_shape=meta.get("input_shape"),
-                         source=str(path), plan_memory=plan_memory)
+                         source=str(path), plan_memory=plan_memory, fixed_batch=meta.get("batch"))
             if meta.get("calibrated") and engine.precision == "int8":
                 engine.calibrated = True
                 quantize.drop_fp32_weights(engine._plan)
             if engine.input_shape and (engine.precision == "fp32" or engine.calibrated):
-                engine.forward(np.zeros((1, *engine.input_shape), input_dtype(engine._plan)))
+                engine.forward(np.zeros((engine.fixed_batch or 1, *engine.input_shape), input_dtype(engine._plan)))
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as e:
             if isinstance(e, BackendError):
                 raise
@@ -178,7 +181,7 @@ class InferenceEngine:
     def _check_input(self, x: Any) -> np.ndarray | Tensor:
         """x checked against the plan (checks.check_input): as given, or as a NumPy array where
         the engine converts it."""
-        return check_input(x, self._plan, self.input_shape, self._shapes_checked)
+        return check_input(x, self._plan, self.input_shape, self._shapes_checked, self.fixed_batch)
 
     def forward(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """Raw outputs (logits) as a NumPy array (a tuple of them for a graph with several
@@ -298,7 +301,8 @@ class InferenceEngine:
 
         save_plan(check_path(path, "InferenceEngine.save"), unpacked(self._plan),
                   {"precision": self.precision, "calibrated": self.calibrated,
-                   "input_shape": list(self.input_shape) if self.input_shape else None})
+                   "input_shape": list(self.input_shape) if self.input_shape else None,
+                   "batch": self.fixed_batch})
 
     # ---- reporting ----------------------------------------------------------------------------
     def weight_bytes(self) -> int:

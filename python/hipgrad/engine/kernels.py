@@ -142,6 +142,21 @@ def _conv(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
     return lambda v, r: tail(conv(v, None, "none", first), r)
 
 
+def _conv_transpose(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    """conv2d_backward_data with the (C_in, C_out/groups, R, S) weight read as a conv weight
+    (K = C_in): the output of the size the step's output_padding picks, then the bias in place.
+    The op allocates its output (an ALLOCATING kind of memplan.py)."""
+    t, a = s.tensors, s.attrs
+    hyper = _conv_hyper("conv_transpose", a["stride"], a["padding"], a["dilation"], a["groups"])
+    wt, shape = t["weight"], list(outs[0])
+    bias = t["bias"].reshape(1, -1, 1, 1) if "bias" in t else None
+
+    def run(v: Tensor) -> Tensor:
+        y = _C.ops.conv2d_backward_data(v, wt, shape, *hyper, "auto")
+        return y if bias is None else ops.binary(y, bias, "add", out=y)
+    return run
+
+
 def _linear(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
     t, a, o = s.tensors, s.attrs, w[0]
     act, alpha, bias = a.get("act") or "none", float(a.get("alpha", 0.01)), t.get("bias")
@@ -253,6 +268,7 @@ _SIMPLE: dict[str, Callable] = {
     "layer_norm": _simple(lambda s, v, o: ops.layer_norm(v, s.tensors.get("weight"), s.tensors.get("bias"),
                                                          eps=float(s.attrs.get("eps", 1e-5)))[0]),
     "linear": _linear, "maxpool": _pool, "avgpool": _pool, "global_avgpool": _global_avgpool,
+    "conv_transpose": _conv_transpose,
     "reduce_mean": _reduce_mean, "softmax": _softmax, "transpose": _transpose, "pad": _pad,
     "matmul": _matmul,
     "concat": lambda s, ins, w, outs: (lambda *vs: ops.concat(list(vs), int(s.attrs["axis"]), out=w[0])),

@@ -35,7 +35,7 @@ from .steps import VIEWS
 
 QUANTIZED = ("conv", "linear")  # the step kinds that run as qconv2d / qgemm in an int8 engine
 # kinds whose op takes no `out=`: their outputs are allocated by the op, outside the plan
-ALLOCATING = ("layer_norm", "attention")
+ALLOCATING = ("layer_norm", "attention", "conv_transpose")
 
 
 @functools.lru_cache(maxsize=None)

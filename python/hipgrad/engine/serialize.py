@@ -167,7 +167,7 @@ def plan_from_file(path: str) -> tuple[Graph, dict]:
         if not isinstance(doc.get("plan"), list) or not doc["plan"]:
             raise CheckpointError(f"{sidecar}: corrupted engine file (no plan steps)")
         arrays = _read_safetensors(weights_path, doc.get("weights_sha256"))
-        meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape")}
+        meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape", "batch")}
         try:
             plan = _from_json(doc, arrays, str(weights_path))
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
@@ -184,8 +184,12 @@ def plan_from_file(path: str) -> tuple[Graph, dict]:
 
 
 def _checked_shape(meta: dict, sidecar: Any) -> dict:
-    """meta with its input_shape checked: None or a list of positive ints."""
+    """meta with its input_shape checked: None or a list of positive ints; its fixed batch
+    (saved from an ONNX import) None or a positive int."""
     from ..training.checkpoint import CheckpointError
+    batch = meta.get("batch")
+    if batch is not None and not (isinstance(batch, int) and not isinstance(batch, bool) and 0 < batch < 2**31):
+        raise CheckpointError(f"{sidecar}: fixed batch {batch!r} is not a positive int")
     shape = meta.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and shape and all(
             isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in shape)):
