@@ -10,8 +10,8 @@
 // with no im2col matrix and no packing. The taps of a channel are cut into chunks of near-equal
 // size (9 = 5 + 4, 49 = 9 chunks of 5-6), so no lane of a tile is wasted on a repeated tap, and
 // the output channels into blocks of 64, then 32, then 16 (KV = 4, 2, 1).
-// A band's dyT (~64 KiB) is transposed just before its tiles run and stays in L2 while every
-// channel and tap chunk passes over it.
+// A band's dyT (24 KiB: whole output rows, or a piece of a long row) is transposed just before
+// its tiles run and stays in L1 while every channel and tap chunk passes over it.
 // Threads: the images are cut into T = num_threads() fixed runs (not the threads the pool gets),
 // each summed into its own partial dwT (C*R*S, Kp), then added in run order: the result depends on
 // num_threads() alone.
@@ -41,9 +41,13 @@ HG_INLINE void store16(float* p, vf16 v) { *reinterpret_cast<vf16*>(p) = v; }
 // within AVX-512's 32 registers).
 constexpr int max_taps(int kv) { return kv == 4 ? 6 : 9; }
 
-// One band of output rows [p0, p1) of one image.
+// Floats of transposed dy per band (24 KiB).
+constexpr int64_t kBandFloats = 6144;
+
+// One band of output pixels of one image: rows [p0, p1), columns [q0, q1) of each (whole rows,
+// or a piece of one row).
 struct Band {
-  int64_t p0, p1, Q;
+  int64_t p0, p1, q0, q1, Q;
   int64_t row;   // floats between the input rows of consecutive output rows: sh * Wp
   int64_t sw;    // stride along a row
   int64_t ldd;   // floats between the dyT rows of consecutive pixels (Kp)
@@ -61,8 +65,8 @@ HG_INLINE void taps_tile(const Band& b, const float* const* xt, const float* __r
   for (int64_t p = b.p0; p < b.p1; ++p) {
     const float* xr[NT];
     for (int t = 0; t < NT; ++t) xr[t] = xt[t] + p * b.row;
-    const float* dp = dyT + p * b.Q * b.ldd;
-    for (int64_t q = 0; q < b.Q; ++q, dp += b.ldd) {
+    const float* dp = dyT + (p * b.Q + b.q0) * b.ldd;
+    for (int64_t q = b.q0; q < b.q1; ++q, dp += b.ldd) {
       vf16 d[KV];
       for (int v = 0; v < KV; ++v) d[v] = load16(dp + 16 * v);
       const int64_t o = q * sw;
@@ -163,9 +167,19 @@ bool conv2d_taps_backward_weight(const ConvBackwardWeightArgs& a) {
   const int64_t plane = rows_read * Wp + g.S;
   const int64_t dwT_size = g.C * RS * Kp;
   const int T = int(std::max<int64_t>(1, std::min<int64_t>(in_parallel() ? 1 : num_threads(), g.N)));
-  // ~64 KiB of dyT per band: it stays in L2 next to the band's x rows.
-  const int64_t band_rows = std::max<int64_t>(1, 16384 / (Kp * g.Q));
+  // Bands of up to kBandFloats of dyT (whole rows, or a row cut into equal pieces): the band's
+  // dyT stays in L1 next to the x rows one channel's tiles read.
+  const int64_t band_rows = std::max<int64_t>(1, kBandFloats / (Kp * g.Q));
+  const int64_t pieces = band_rows > 1 ? 1 : (Kp * g.Q + kBandFloats - 1) / kBandFloats;
   const int64_t band_px = band_rows * g.Q;
+  std::vector<Band> bands;
+  for (int64_t p0 = 0; p0 < g.P; p0 += band_rows)
+    for (int64_t j = 0; j < pieces; ++j)
+      bands.push_back(Band{p0, std::min(g.P, p0 + band_rows), g.Q * j / pieces,
+                           g.Q * (j + 1) / pieces, g.Q, g.stride_h * Wp, g.stride_w, Kp});
+  // dy's pixels of band i, [first, end): contiguous (whole rows or one row)
+  auto first = [&](const Band& b) { return b.p0 * g.Q + b.q0; };
+  auto end = [&](const Band& b) { return (b.p1 - 1) * g.Q + b.q1; };
   const int64_t per_slot = g.C * plane + band_px * Kp;
   std::unique_ptr<float[]> scratch(new float[per_slot * T]);
   std::unique_ptr<float[]> partial(new float[dwT_size * T]);
@@ -185,23 +199,22 @@ bool conv2d_taps_backward_weight(const ConvBackwardWeightArgs& a) {
         for (int64_t h = 0; h < g.H; ++h)
           std::memcpy(xp + c * plane + (h + g.pad_h) * Wp + g.pad_w, xn + (c * g.H + h) * g.W,
                       sizeof(float) * size_t(g.W));
-      for (int64_t p0 = 0; p0 < g.P; p0 += band_rows) {
-        const int64_t p1 = std::min(g.P, p0 + band_rows);
-        // The band's dy, transposed just before its tiles read it; tiles index dyT by p Q + q.
-        transpose_dy(a.dy + n * g.K * PQ, g.K, PQ, p0 * g.Q, p1 * g.Q, Kp, dyT);
-        // Ask for the next band's dy (K runs of a band's pixels, far apart) while this band's
-        // tiles run: fetched on demand, the transpose waits on memory for most of its reads.
-        const int64_t n_next = p1 < g.P ? n : n + 1;
-        if (n_next < g.N) {
-          const int64_t q0 = p1 < g.P ? p1 * g.Q : 0;
-          const int64_t q1 = std::min(PQ, q0 + band_px);
-          for (int64_t k = 0; k < g.K; ++k) {
-            const float* src = a.dy + (n_next * g.K + k) * PQ;
-            for (int64_t i = q0; i < q1; i += 16) __builtin_prefetch(src + i, 0, 2);
-          }
+      const float* dyn = a.dy + n * g.K * PQ;
+      for (size_t i = 0; i < bands.size(); ++i) {
+        const Band& b = bands[i];
+        // The band's dy, transposed just before its tiles read it.
+        transpose_dy(dyn, g.K, PQ, first(b), end(b), Kp, dyT);
+        // Ask for the next band's dy (K runs far apart) while this band's tiles run: fetched on
+        // demand, the transpose would wait on memory for most of its reads.
+        const bool last = i + 1 == bands.size();
+        if (!last || n + 1 < g.N) {
+          const Band& nb = bands[last ? 0 : i + 1];
+          const float* next = last ? dyn + g.K * PQ : dyn;
+          for (int64_t k = 0; k < g.K; ++k)
+            for (int64_t j = first(nb); j < end(nb); j += 16)
+              __builtin_prefetch(next + k * PQ + j, 0, 2);
         }
-        const Band b{p0, p1, g.Q, g.stride_h * Wp, g.stride_w, Kp};
-        band_tiles_any(b, g.C, RS, Kp, xp, plane, off.data(), dyT - p0 * g.Q * Kp, dwT);
+        band_tiles_any(b, g.C, RS, Kp, xp, plane, off.data(), dyT - first(b) * Kp, dwT);
       }
     }
   });
