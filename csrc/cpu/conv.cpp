@@ -344,6 +344,9 @@ void conv2d_forward_direct_kvec(const ConvForwardArgs& a) {
 void conv2d_backward_weight_direct_kvec(const ConvBackwardWeightArgs& a) {
   if (!conv2d_direct_kvec_backward_weight(a)) conv2d_backward_weight_handwritten(a);
 }
+void conv2d_backward_weight_direct_taps(const ConvBackwardWeightArgs& a) {
+  if (!conv2d_taps_backward_weight(a)) conv2d_backward_weight_handwritten(a);
+}
 void conv2d_forward_vendor(const ConvForwardArgs& a) {
   require_blas_sizes(a.g);
   forward_lowered(a, kOpenBlas);
@@ -403,3 +406,5 @@ HG_REGISTER_KERNEL(conv2d_backward_data_op, cpu, vendor, "cpu.conv2d_openblas_co
                    &hg::cpu::conv2d_backward_data_vendor);
 HG_REGISTER_KERNEL(conv2d_backward_weight_op, cpu, vendor, "cpu.conv2d_im2col_openblas",
                    &hg::cpu::conv2d_backward_weight_vendor);
+HG_REGISTER_ALTERNATE(conv2d_backward_weight_op, cpu, "cpu.conv2d_direct_taps|im2col_gemm",
+                      &hg::cpu::conv2d_backward_weight_direct_taps);

@@ -81,6 +81,9 @@ bool conv2d_direct_kvec_forward(const ConvForwardArgs& a);
 bool conv2d_direct_kvec_backward_weight(const ConvBackwardWeightArgs& a);
 // Backward data (padding <= kernel size - 1) as the direct forward over dy.
 bool conv2d_direct_backward_data(const ConvBackwardDataArgs& a);
+// Backward weight as register tiles of taps x output-channel vectors (conv_bwd_weight.cpp),
+// any stride; false, doing nothing, where direct_applies(g, true) does not hold.
+bool conv2d_taps_backward_weight(const ConvBackwardWeightArgs& a);
 
 // conv2d_bias_act through im2col + GEMM (conv.cpp): our GEMM with its per-micro-tile epilogue,
 // or (vendor) the OpenBLAS sgemm and one epilogue pass per (image, group) block.

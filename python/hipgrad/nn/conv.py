@@ -19,7 +19,14 @@ __all__ = ["Conv2d", "ConvTranspose2d"]
 
 
 class Conv2d(Module):
-    """x (N, C, H, W) -> y (N, K, P, Q); the bias is fused into the forward op."""
+    """x (N, C, H, W) -> y (N, K, P, Q); the bias is fused into the forward op.
+
+    input_grad (True by default): whether backward computes dx. Set it False on a layer whose
+    input is the data (a network's first layer): backward then accumulates the parameter
+    gradients only and returns None, skipping the backward-data convolution, as PyTorch does for
+    an input with requires_grad=False."""
+
+    input_grad = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True) -> None:
@@ -57,7 +64,7 @@ class Conv2d(Module):
         self._save(x)
         return y
 
-    def backward(self, dy: Tensor) -> Tensor:
+    def backward(self, dy: Tensor) -> Tensor | None:
         (x,) = self._take_saved()
         geometry = self._geometry()
         if self.weight.requires_grad:
@@ -65,6 +72,8 @@ class Conv2d(Module):
                 dy, x, self.weight.shape, **geometry, impl=self.impl))
         if self.bias is not None and self.bias.requires_grad:
             accumulate_grad(self.bias, ops.bias_backward(dy, impl=self.impl))
+        if not self.input_grad:
+            return None
         return ops.conv2d_backward_data(dy, self.weight.data, tuple(x.shape), **geometry,
                                         impl=self.impl)
 
