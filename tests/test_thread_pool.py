@@ -221,3 +221,23 @@ def test_reductions_do_not_depend_on_what_the_pool_gets():
     for _ in range(12):
         for a, b in zip(first, both()):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4, 8, 9, 64])
+def test_range_split_covers_once_and_ends_short(threads):
+    # parallel_range's ranges: increasing, covering [0, blocks) once, at most 256 of them; up to
+    # 8 threads the last ranges are short (a late thread leaves little to wait for), above that
+    # they are equal.
+    rng = np.random.default_rng()
+    for blocks in [1, 2, threads, 4 * threads, 4 * threads + 1, int(rng.integers(5, 200)),
+                   int(rng.integers(1000, 10**7))]:
+        start = np.asarray(_C._range_split(blocks, threads))
+        lens = np.diff(start)
+        assert start[0] == 0 and start[-1] == blocks
+        assert (lens > 0).all() and len(lens) <= 256
+        if threads <= 8 and blocks > 4 * threads:
+            assert lens[-1] <= max(1, blocks // (16 * threads)) + 1
+            assert lens.max() <= -(-blocks // (2 * threads))
+        else:
+            assert len(lens) == min(blocks, 4 * threads, 256)
+            assert lens.max() - lens.min() <= 1

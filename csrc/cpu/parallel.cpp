@@ -146,6 +146,9 @@ SpinPolicy compute_spin_policy() {
 
 // ---- The pool --------------------------------------------------------------------------------
 
+// The longest the caller stays awake waiting for a worker's last task (see Pool::run).
+constexpr int64_t kCallerWaitMaxNs = 300'000;
+
 thread_local int t_depth = 0;  // > 0 inside a region
 thread_local int t_slot = 0;
 
@@ -182,7 +185,8 @@ struct Pool {
   std::atomic<int64_t> regions{0}, serial_regions{0}, stalled{0}, degradations{0}, caller_tasks{0};
   std::atomic<int64_t> busy_ns_total{0}, stall_ns_total{0}, off_cpu_ns_total{0}, caller_sleeps{0};
 
-  void run_tasks(int slot) {
+  // Runs tasks until none is left; returns how many this thread ran.
+  int64_t run_tasks(int slot) {
     const int64_t n = tasks;
     int64_t done = 0;
     for (;;) {
@@ -199,6 +203,7 @@ struct Pool {
       ++done;
     }
     (slot == 0 ? caller_tasks : worker_tasks).fetch_add(done, std::memory_order_relaxed);
+    return done;
   }
 
   void worker_main(int index) {
@@ -297,12 +302,20 @@ struct Pool {
     if (sleepers.load() > 0)
       futex_wake(&job, int(workers.size()) > helpers ? INT_MAX : helpers);
     t_depth = 1, t_slot = 0;
-    run_tasks(0);
+    const int64_t mine = run_tasks(0);
     t_depth = 0;
     job.store(open & ~1u);  // closed: no worker joins any more
     const int64_t t1 = now_ns(), c1 = thread_cpu_ns();
     if (active.load() != 0) {
-      const int64_t spin_until = t1 + 20'000;
+      // A running worker ends its task within about one task's time (the caller's mean): on a
+      // quiet machine wait that long spinning, since a futex wake-up of a sleeping caller costs
+      // 50-100 us on a VM, more than most tasks. After a stalled region among the last 8, while
+      // probing after a fall-back, or under a passive wait policy, 20 us only: then the worker
+      // may be waiting for a core, and the caller's sleep gives it this one.
+      const int64_t task_ns = (t1 - t0) / std::max<int64_t>(1, mine);
+      const bool quiet = !probing && spin.us > 0 && (history & 0xffu) == 0;
+      const int64_t budget = quiet ? std::clamp<int64_t>(2 * task_ns, 20'000, kCallerWaitMaxNs) : 20'000;
+      const int64_t spin_until = t1 + budget;
       while (active.load() != 0 && now_ns() < spin_until)
         for (int i = 0; i < 32; ++i) cpu_relax();
       if (active.load() != 0) {
@@ -390,6 +403,24 @@ void parallel_run(int64_t tasks, int threads, TaskFn fn, void* ctx) {
     return run_serial(tasks, fn, ctx);
   }
   p.run(tasks, n, fn, ctx);
+}
+
+int64_t range_split(int64_t blocks, int threads, int64_t* start) {
+  start[0] = 0;
+  if (threads > 8 || blocks <= 4 * int64_t(threads)) {
+    const int64_t tasks = std::min<int64_t>({blocks, 4 * int64_t(threads), kRangeTasksMax});
+    for (int64_t t = 1; t <= tasks; ++t) start[t] = blocks * t / tasks;
+    return tasks;
+  }
+  const int64_t share = 2 * int64_t(threads), smallest = std::max<int64_t>(1, blocks / (8 * share));
+  int64_t t = 0;
+  for (int64_t left = blocks; left > 0 && t < kRangeTasksMax - 1; ++t) {
+    const int64_t len = std::min(left, std::max(smallest, (left + share - 1) / share));
+    start[t + 1] = start[t] + len;
+    left -= len;
+  }
+  if (start[t] < blocks) start[++t] = blocks;
+  return t;
 }
 
 void before_blas_call() {

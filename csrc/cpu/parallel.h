@@ -53,17 +53,26 @@ void parallel_tasks(int64_t tasks, int threads, F&& f) {
                const_cast<void*>(static_cast<const void*>(&f)));
 }
 
-// f(begin, end) over [0, n) split into about 4 ranges per thread (boundaries multiples of
-// `align`), so a thread that falls behind leaves its remaining ranges to the others.
+// Splits `blocks` units into ranges for parallel_range: start[0] = 0 < start[1] < ... <
+// start[tasks] = blocks; returns tasks (at most kRangeTasksMax). Up to 8 threads the ranges shrink
+// (each about 1/(2 threads) of what is left, down to 1/(16 threads) of the whole), so a thread
+// that joins late or falls behind leaves only a short range for the others to wait on; above 8,
+// 4 equal ranges per thread.
+constexpr int64_t kRangeTasksMax = 256;
+int64_t range_split(int64_t blocks, int threads, int64_t* start);
+
+// f(begin, end) over [0, n) split as range_split says (boundaries multiples of `align`), the
+// ranges claimed one at a time by whichever thread is free.
 template <class F>
 void parallel_range(int64_t n, int threads, F&& f, int64_t align = 1) {
   if (n <= 0) return;
   const int64_t blocks = (n + align - 1) / align;
-  int64_t tasks = threads <= 1 ? 1 : int64_t(threads) * 4;
-  if (tasks > blocks) tasks = blocks;
+  if (threads <= 1 || blocks <= 1) return f(int64_t(0), n);
+  int64_t start[kRangeTasksMax + 1];
+  const int64_t tasks = range_split(blocks, threads, start);
   if (tasks <= 1) return f(int64_t(0), n);
   parallel_tasks(tasks, threads, [&](int64_t t) {
-    const int64_t b = blocks * t / tasks * align, e = blocks * (t + 1) / tasks * align;
+    const int64_t b = start[t] * align, e = start[t + 1] * align;
     f(b, e < n ? e : n);
   });
 }
