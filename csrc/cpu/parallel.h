@@ -4,7 +4,8 @@
 // time from a shared counter, so whoever runs does the work: a worker the OS has not scheduled
 // yet (a busy neighbour process holds its core) simply finds nothing left, and the caller never
 // waits for a thread that has not started. The caller waits only for tasks already running on a
-// worker. Workers spin a short while after a region (back-to-back regions of a training step
+// worker, and on a quiet machine it waits awake (spinning up to about two of its own tasks'
+// time): a futex wake-up of the caller costs more than most tasks. Workers spin a short while after a region (back-to-back regions of a training step
 // find them awake), then sleep on a futex, so an idle pool takes no CPU from anyone.
 //
 // The pool measures each region: the time the caller spent waiting for a worker's last task
