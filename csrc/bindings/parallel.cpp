@@ -78,6 +78,7 @@ void bind_parallel(py::module_& m) {
     d["default_threads"] = s.default_threads;
     d["degraded"] = s.degraded;
     d["spin_us"] = s.spin_us;
+    d["spin_now_us"] = s.spin_now_us;
     d["spin_source"] = std::string(s.spin_source);
     return d;
   }, "The CPU thread pool's counters and current state (csrc/cpu/parallel.h).");

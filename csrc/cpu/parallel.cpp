@@ -148,6 +148,8 @@ SpinPolicy compute_spin_policy() {
 
 // The longest the caller stays awake waiting for a worker's last task (see Pool::run).
 constexpr int64_t kCallerWaitMaxNs = 300'000;
+// The longest idle workers spin when the regions come back-to-back on a quiet machine (Pool::run).
+constexpr int64_t kAdaptiveSpinMaxNs = 1'000'000;
 
 thread_local int t_depth = 0;  // > 0 inside a region
 thread_local int t_slot = 0;
@@ -174,6 +176,9 @@ struct Pool {
   std::vector<std::thread> workers;
   SpinPolicy spin = compute_spin_policy();
   std::atomic<int64_t> spin_ns{int64_t(spin.us * 1000)};
+
+  // The gap between one region's end and the next one's start, as recently seen (caller side).
+  int64_t last_end_ns = 0, gap_ns = 0;
 
   // Contention measurement (caller side, under region_mu).
   uint32_t history = 0;  // bit i: the i-th last multi-threaded region stalled
@@ -287,8 +292,25 @@ struct Pool {
     return INT_MAX;
   }
 
+  // Before a region: how long idle workers spin after it. With no wait policy set by the user,
+  // on a quiet machine (no stalled region among the last 8, not probing) long enough to bridge
+  // the recent gaps between regions, up to 1 ms: a training step's regions are often more than
+  // 50 us apart (Python runs between them), and a worker woken from its futex arrives 50-100 us
+  // late on a VM, one late start per gap. Gaps over 1 ms (the process does something else) halve
+  // the estimate, back towards the 50 us default.
+  void adapt_spin(int64_t t0) {
+    if (std::strcmp(spin.source, "default") != 0) return;
+    const int64_t gap = last_end_ns > 0 ? t0 - last_end_ns : kAdaptiveSpinMaxNs + 1;
+    gap_ns = gap <= kAdaptiveSpinMaxNs ? std::max(gap, gap_ns - gap_ns / 8) : gap_ns / 2;
+    const int64_t base = int64_t(spin.us * 1000);
+    const bool quiet = !probing && (history & 0xffu) == 0;
+    spin_ns.store(quiet ? std::clamp<int64_t>(gap_ns + gap_ns / 4, base, kAdaptiveSpinMaxNs) : base,
+                  std::memory_order_relaxed);
+  }
+
   void run(int64_t n, int threads, TaskFn f, void* c) {
     const int64_t t0 = now_ns(), c0 = thread_cpu_ns();
+    adapt_spin(t0);
     tasks = n, fn = f, ctx = c;
     next.store(0), next_slot.store(1), failed.store(false);
     error = nullptr;
@@ -327,6 +349,7 @@ struct Pool {
       }
     }
     const int64_t t2 = now_ns();
+    last_end_ns = t2;
     regions.fetch_add(1, std::memory_order_relaxed);
     record(t1 - t0, std::max<int64_t>(0, (t1 - t0) - (c1 - c0)), t2 - t1);
     if (failed.load()) std::rethrow_exception(error);
@@ -448,6 +471,7 @@ PoolStats pool_stats() {
   s.workers = int(p.workers.size());
   s.default_threads = default_threads();
   s.spin_us = p.spin.us;
+  s.spin_now_us = p.spin_ns.load() * 1e-3;
   s.spin_source = p.spin.source;
   return s;
 }

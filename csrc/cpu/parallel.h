@@ -96,7 +96,8 @@ struct PoolStats {
   // Multi-threaded regions: the caller working (of which descheduled), then waiting for workers.
   double busy_ms = 0, off_cpu_ms = 0, stall_ms = 0;
   int threads_now = 0, workers = 0, default_threads = 0;
-  double spin_us = 0;
+  double spin_us = 0;      // the wait policy's spin
+  double spin_now_us = 0;  // what idle workers spin now (adapted to the gaps between regions)
   bool degraded = false;
   const char* spin_source = "";
 };
