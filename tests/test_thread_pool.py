@@ -221,3 +221,42 @@ def test_reductions_do_not_depend_on_what_the_pool_gets():
     for _ in range(12):
         for a, b in zip(first, both()):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4, 8, 9, 64])
+def test_range_split_covers_once_and_ends_short(threads):
+    # parallel_range's ranges: increasing, covering [0, blocks) once, at most 256 of them; up to
+    # 8 threads the last ranges are short (a late thread leaves little to wait for), above that
+    # they are equal.
+    rng = np.random.default_rng()
+    for blocks in [1, 2, threads, 4 * threads, 4 * threads + 1, int(rng.integers(5, 200)),
+                   int(rng.integers(1000, 10**7))]:
+        start = np.asarray(_C._range_split(blocks, threads))
+        lens = np.diff(start)
+        assert start[0] == 0 and start[-1] == blocks
+        assert (lens > 0).all() and len(lens) <= 256
+        if threads <= 8 and blocks > 4 * threads:
+            assert lens[-1] <= max(1, blocks // (16 * threads)) + 1
+            assert lens.max() <= -(-blocks // (2 * threads))
+        else:
+            assert len(lens) == min(blocks, 4 * threads, 256)
+            assert lens.max() - lens.min() <= 1
+
+
+BACK_TO_BACK = ("import hipgrad as hg; from hipgrad import _C; hg.set_num_threads(2); "
+                "seen = set()\n"
+                "for _ in range(300):\n"
+                "    _C._parallel_test(64, 2); s = _C._thread_pool_stats(); seen.add(s['spin_now_us'])\n"
+                "print(min(seen), max(seen), s['spin_us'])")
+
+
+@pytest.mark.parametrize("env", [{}, {"OMP_WAIT_POLICY": "passive"}, {"GOMP_SPINCOUNT": "10000"}])
+def test_idle_spin_adapts_only_without_a_users_wait_policy(env):
+    # Back-to-back regions: with no wait policy set, idle workers spin for the policy's 50 us up
+    # to 1 ms (0 while the pool has fallen back to one thread on a busy machine); a policy the
+    # user set is kept exactly (or 0 during a fall-back).
+    lo, hi, base = (float(v) for v in _run(BACK_TO_BACK, env))
+    assert lo >= 0.0 and hi <= (1000.0 if not env else base)
+    assert all(v in (0.0, base) for v in (lo, hi)) or not env
+    if not env:
+        assert hi == 0.0 or hi >= base

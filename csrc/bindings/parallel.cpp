@@ -53,6 +53,13 @@ void bind_parallel(py::module_& m) {
   m.def("_parallel_test", &parallel_test, py::arg("n"), py::arg("threads"),
         py::arg("nested") = 0, py::arg("throw_at") = -1, py::arg("task_us") = 0.0,
         "Test hook: visit counts of a parallel_for over n indexes (see csrc/bindings/parallel.cpp).");
+  m.def("_range_split", [](int64_t blocks, int threads) {
+    HG_REQUIRE(blocks >= 1 && threads >= 2, "_range_split: blocks >= 1 and threads >= 2");
+    std::vector<int64_t> start(size_t(cpu::kRangeTasksMax + 1));
+    start.resize(size_t(cpu::range_split(blocks, threads, start.data()) + 1));
+    return start;
+  }, py::arg("blocks"), py::arg("threads"),
+        "Test hook: the range boundaries parallel_range uses (cpu::range_split).");
   m.def("_thread_pool_stats", [] {
     const cpu::PoolStats s = cpu::pool_stats();
     py::dict d;
@@ -71,6 +78,7 @@ void bind_parallel(py::module_& m) {
     d["default_threads"] = s.default_threads;
     d["degraded"] = s.degraded;
     d["spin_us"] = s.spin_us;
+    d["spin_now_us"] = s.spin_now_us;
     d["spin_source"] = std::string(s.spin_source);
     return d;
   }, "The CPU thread pool's counters and current state (csrc/cpu/parallel.h).");

@@ -146,6 +146,11 @@ SpinPolicy compute_spin_policy() {
 
 // ---- The pool --------------------------------------------------------------------------------
 
+// The longest the caller stays awake waiting for a worker's last task (see Pool::run).
+constexpr int64_t kCallerWaitMaxNs = 300'000;
+// The longest idle workers spin when the regions come back-to-back on a quiet machine (Pool::run).
+constexpr int64_t kAdaptiveSpinMaxNs = 1'000'000;
+
 thread_local int t_depth = 0;  // > 0 inside a region
 thread_local int t_slot = 0;
 
@@ -172,6 +177,9 @@ struct Pool {
   SpinPolicy spin = compute_spin_policy();
   std::atomic<int64_t> spin_ns{int64_t(spin.us * 1000)};
 
+  // The gap between one region's end and the next one's start, as recently seen (caller side).
+  int64_t last_end_ns = 0, gap_ns = 0;
+
   // Contention measurement (caller side, under region_mu).
   uint32_t history = 0;  // bit i: the i-th last multi-threaded region stalled
   std::atomic<bool> degraded{false};
@@ -182,7 +190,8 @@ struct Pool {
   std::atomic<int64_t> regions{0}, serial_regions{0}, stalled{0}, degradations{0}, caller_tasks{0};
   std::atomic<int64_t> busy_ns_total{0}, stall_ns_total{0}, off_cpu_ns_total{0}, caller_sleeps{0};
 
-  void run_tasks(int slot) {
+  // Runs tasks until none is left; returns how many this thread ran.
+  int64_t run_tasks(int slot) {
     const int64_t n = tasks;
     int64_t done = 0;
     for (;;) {
@@ -199,6 +208,7 @@ struct Pool {
       ++done;
     }
     (slot == 0 ? caller_tasks : worker_tasks).fetch_add(done, std::memory_order_relaxed);
+    return done;
   }
 
   void worker_main(int index) {
@@ -282,8 +292,25 @@ struct Pool {
     return INT_MAX;
   }
 
+  // Before a region: how long idle workers spin after it. With no wait policy set by the user,
+  // on a quiet machine (no stalled region among the last 8, not probing) long enough to bridge
+  // the recent gaps between regions, up to 1 ms: a training step's regions are often more than
+  // 50 us apart (Python runs between them), and a worker woken from its futex arrives 50-100 us
+  // late on a VM, one late start per gap. Gaps over 1 ms (the process does something else) halve
+  // the estimate, back towards the 50 us default.
+  void adapt_spin(int64_t t0) {
+    if (std::strcmp(spin.source, "default") != 0) return;
+    const int64_t gap = last_end_ns > 0 ? t0 - last_end_ns : kAdaptiveSpinMaxNs + 1;
+    gap_ns = gap <= kAdaptiveSpinMaxNs ? std::max(gap, gap_ns - gap_ns / 8) : gap_ns / 2;
+    const int64_t base = int64_t(spin.us * 1000);
+    const bool quiet = !probing && (history & 0xffu) == 0;
+    spin_ns.store(quiet ? std::clamp<int64_t>(gap_ns + gap_ns / 4, base, kAdaptiveSpinMaxNs) : base,
+                  std::memory_order_relaxed);
+  }
+
   void run(int64_t n, int threads, TaskFn f, void* c) {
     const int64_t t0 = now_ns(), c0 = thread_cpu_ns();
+    adapt_spin(t0);
     tasks = n, fn = f, ctx = c;
     next.store(0), next_slot.store(1), failed.store(false);
     error = nullptr;
@@ -297,12 +324,20 @@ struct Pool {
     if (sleepers.load() > 0)
       futex_wake(&job, int(workers.size()) > helpers ? INT_MAX : helpers);
     t_depth = 1, t_slot = 0;
-    run_tasks(0);
+    const int64_t mine = run_tasks(0);
     t_depth = 0;
     job.store(open & ~1u);  // closed: no worker joins any more
     const int64_t t1 = now_ns(), c1 = thread_cpu_ns();
     if (active.load() != 0) {
-      const int64_t spin_until = t1 + 20'000;
+      // A running worker ends its task within about one task's time (the caller's mean): on a
+      // quiet machine wait that long spinning, since a futex wake-up of a sleeping caller costs
+      // 50-100 us on a VM, more than most tasks. After a stalled region among the last 8, while
+      // probing after a fall-back, or under a passive wait policy, 20 us only: then the worker
+      // may be waiting for a core, and the caller's sleep gives it this one.
+      const int64_t task_ns = (t1 - t0) / std::max<int64_t>(1, mine);
+      const bool quiet = !probing && spin.us > 0 && (history & 0xffu) == 0;
+      const int64_t budget = quiet ? std::clamp<int64_t>(2 * task_ns, 20'000, kCallerWaitMaxNs) : 20'000;
+      const int64_t spin_until = t1 + budget;
       while (active.load() != 0 && now_ns() < spin_until)
         for (int i = 0; i < 32; ++i) cpu_relax();
       if (active.load() != 0) {
@@ -314,6 +349,7 @@ struct Pool {
       }
     }
     const int64_t t2 = now_ns();
+    last_end_ns = t2;
     regions.fetch_add(1, std::memory_order_relaxed);
     record(t1 - t0, std::max<int64_t>(0, (t1 - t0) - (c1 - c0)), t2 - t1);
     if (failed.load()) std::rethrow_exception(error);
@@ -392,6 +428,24 @@ void parallel_run(int64_t tasks, int threads, TaskFn fn, void* ctx) {
   p.run(tasks, n, fn, ctx);
 }
 
+int64_t range_split(int64_t blocks, int threads, int64_t* start) {
+  start[0] = 0;
+  if (threads > 8 || blocks <= 4 * int64_t(threads)) {
+    const int64_t tasks = std::min<int64_t>({blocks, 4 * int64_t(threads), kRangeTasksMax});
+    for (int64_t t = 1; t <= tasks; ++t) start[t] = blocks * t / tasks;
+    return tasks;
+  }
+  const int64_t share = 2 * int64_t(threads), smallest = std::max<int64_t>(1, blocks / (8 * share));
+  int64_t t = 0;
+  for (int64_t left = blocks; left > 0 && t < kRangeTasksMax - 1; ++t) {
+    const int64_t len = std::min(left, std::max(smallest, (left + share - 1) / share));
+    start[t + 1] = start[t] + len;
+    left -= len;
+  }
+  if (start[t] < blocks) start[++t] = blocks;
+  return t;
+}
+
 void before_blas_call() {
   // OpenBLAS's own pool would split each call statically and busy-wait for its workers: it runs
   // on the calling thread, and gemm_blas spreads blocks over this pool instead.
@@ -417,6 +471,7 @@ PoolStats pool_stats() {
   s.workers = int(p.workers.size());
   s.default_threads = default_threads();
   s.spin_us = p.spin.us;
+  s.spin_now_us = p.spin_ns.load() * 1e-3;
   s.spin_source = p.spin.source;
   return s;
 }

@@ -4,7 +4,8 @@
 // time from a shared counter, so whoever runs does the work: a worker the OS has not scheduled
 // yet (a busy neighbour process holds its core) simply finds nothing left, and the caller never
 // waits for a thread that has not started. The caller waits only for tasks already running on a
-// worker. Workers spin a short while after a region (back-to-back regions of a training step
+// worker, and on a quiet machine it waits awake (spinning up to about two of its own tasks'
+// time): a futex wake-up of the caller costs more than most tasks. Workers spin a short while after a region (back-to-back regions of a training step
 // find them awake), then sleep on a futex, so an idle pool takes no CPU from anyone.
 //
 // The pool measures each region: the time the caller spent waiting for a worker's last task
@@ -53,17 +54,26 @@ void parallel_tasks(int64_t tasks, int threads, F&& f) {
                const_cast<void*>(static_cast<const void*>(&f)));
 }
 
-// f(begin, end) over [0, n) split into about 4 ranges per thread (boundaries multiples of
-// `align`), so a thread that falls behind leaves its remaining ranges to the others.
+// Splits `blocks` units into ranges for parallel_range: start[0] = 0 < start[1] < ... <
+// start[tasks] = blocks; returns tasks (at most kRangeTasksMax). Up to 8 threads the ranges shrink
+// (each about 1/(2 threads) of what is left, down to 1/(16 threads) of the whole), so a thread
+// that joins late or falls behind leaves only a short range for the others to wait on; above 8,
+// 4 equal ranges per thread.
+constexpr int64_t kRangeTasksMax = 256;
+int64_t range_split(int64_t blocks, int threads, int64_t* start);
+
+// f(begin, end) over [0, n) split as range_split says (boundaries multiples of `align`), the
+// ranges claimed one at a time by whichever thread is free.
 template <class F>
 void parallel_range(int64_t n, int threads, F&& f, int64_t align = 1) {
   if (n <= 0) return;
   const int64_t blocks = (n + align - 1) / align;
-  int64_t tasks = threads <= 1 ? 1 : int64_t(threads) * 4;
-  if (tasks > blocks) tasks = blocks;
+  if (threads <= 1 || blocks <= 1) return f(int64_t(0), n);
+  int64_t start[kRangeTasksMax + 1];
+  const int64_t tasks = range_split(blocks, threads, start);
   if (tasks <= 1) return f(int64_t(0), n);
   parallel_tasks(tasks, threads, [&](int64_t t) {
-    const int64_t b = blocks * t / tasks * align, e = blocks * (t + 1) / tasks * align;
+    const int64_t b = start[t] * align, e = start[t + 1] * align;
     f(b, e < n ? e : n);
   });
 }
@@ -86,7 +96,8 @@ struct PoolStats {
   // Multi-threaded regions: the caller working (of which descheduled), then waiting for workers.
   double busy_ms = 0, off_cpu_ms = 0, stall_ms = 0;
   int threads_now = 0, workers = 0, default_threads = 0;
-  double spin_us = 0;
+  double spin_us = 0;      // the wait policy's spin
+  double spin_now_us = 0;  // what idle workers spin now (adapted to the gaps between regions)
   bool degraded = false;
   const char* spin_source = "";
 };
