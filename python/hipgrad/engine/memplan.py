@@ -38,7 +38,7 @@ QUANTIZED = ("conv", "linear")  # the step kinds that run as qconv2d / qgemm in 
 
 def quantized(step: Any) -> bool:
     """`step` runs as qconv2d / qgemm in an int8 engine: a QUANTIZED kind not kept in float32
-    (attrs["fp32"], quantize.mark_fp32_head)."""
+    (attrs["fp32"], quantize.mark_fp32)."""
     return step.kind in QUANTIZED and not step.attrs.get("fp32")
 # kinds whose op takes no `out=`: their outputs are allocated by the op, outside the plan
 ALLOCATING = ("layer_norm", "attention")

@@ -9,7 +9,9 @@ Two choices keep an int8 engine's answers close to fp32 (measured on ResNet-18, 
 - The head (the conv / linear steps no other conv / linear step follows, a classifier) stays in
   float32 when the graph has other conv / linear steps: its weight rounding alone moves the
   logits by ~0.4% (rounding to 1/127 of a row's largest |w|), the largest single loss of top-1
-  agreement, for a small share of the work. The step carries attrs["fp32"] = True.
+  agreement, for a small share of the work. So do the projection shortcuts of residual joins
+  (the cheaper of two convolutions added together): their error reaches every later layer
+  undamped, and they are 1x1. Such steps carry attrs["fp32"] = "head" / "shortcut".
 - Bias correction: rounding the weights shifts each output channel on average by
   sum_k (wq * w_scale - w)[c, k] * mean(x_k), which is not small where the inputs are all
   non-negative (after a ReLU). Calibration records each step's mean input per channel and
@@ -35,39 +37,47 @@ def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wq.astype(np.int8), w_scale.astype(np.float32)
 
 
-def mark_fp32_head(plan: Graph) -> None:
-    """attrs["fp32"] = True on the head: each conv / linear step from which no other conv /
-    linear step can be reached, unless that leaves nothing in int8. A plan whose steps already
-    hold int8 weights (a saved engine) keeps its marks as they are."""
+def mark_fp32(plan: Graph) -> None:
+    """attrs["fp32"] = "head" / "shortcut" on the conv / linear steps an int8 engine keeps in
+    float32 (module docstring): the head, each step from which no other conv / linear step can
+    be reached, unless that leaves nothing in int8; and of two convolutions whose outputs a
+    residual join adds (one fused into the other), the one with fewer multiply-adds per output
+    (a ResNet's 1x1 projection shortcut). A plan whose steps already hold int8 weights (a saved
+    engine) keeps its marks as they are."""
     steps = [s for s in plan if s.kind in QUANTIZED]
     if any("wq" in s.arrays or "wq" in s.tensors for s in steps):
         return
-    readers = plan.readers()
-    head = []
-    for s in steps:
-        todo, seen, feeds = list(s.outputs), set(), False
-        while todo and not feeds:
-            v = todo.pop()
-            for r in readers.get(v, []):
-                if r.kind in QUANTIZED:
-                    feeds = True
-                    break
-                if id(r) not in seen:
-                    seen.add(id(r))
-                    todo.extend(r.outputs)
-        if not feeds:
-            head.append(s)
+    readers, producers = plan.readers(), plan.producers()
+    head = [s for s in steps if not _feeds_quantized(s, readers)]
     if len(head) < len(steps):
         for s in head:
-            s.attrs["fp32"] = True
-    if SHORTCUTS_FP32:
-        for s in steps:
-            rs = readers.get(s.outputs[0], [])
-            if rs and all(r.kind == "conv" and len(r.inputs) > 1 and r.inputs[0] != s.outputs[0] for r in rs):
-                s.attrs["fp32"] = True
+            s.attrs["fp32"] = "head"
+    for s in steps:
+        p = producers.get(s.inputs[1]) if s.kind == "conv" and len(s.inputs) > 1 else None
+        if p is None or p.kind != "conv" or len(readers.get(p.outputs[0], [])) != 1:
+            continue
+        ks, kp = _taps(s), _taps(p)
+        if ks != kp:
+            (p if kp < ks else s).attrs.setdefault("fp32", "shortcut")
 
 
-SHORTCUTS_FP32 = True
+def _taps(s: Step) -> int:
+    """Multiply-adds per output value of a conv step: its weight's in / groups * kh * kw."""
+    w = s.arrays.get("weight")
+    return int(np.prod(w.shape[1:])) if w is not None else 0
+
+
+def _feeds_quantized(s: Step, readers: dict[str, list[Step]]) -> bool:
+    """Another conv / linear step reads a value computed from `s`'s output."""
+    todo, seen = list(s.outputs), set()
+    while todo:
+        for r in readers.get(todo.pop(), []):
+            if r.kind in QUANTIZED:
+                return True
+            if id(r) not in seen:
+                seen.add(id(r))
+                todo.extend(r.outputs)
+    return False
 
 
 def int8_weights(s: Step, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
