@@ -88,11 +88,11 @@ def _resnet(rng, shape, classes):
     return model.eval()
 
 
-def test_small_resnet_int8_agrees_with_fp32_and_marks_its_fp32_steps(rng, tmp_path):
+def test_small_resnet_int8_agrees_with_fp32_and_marks_its_fp32_steps(device, rng, tmp_path):
     shape = (3, 12, 12)
     model = _resnet(rng, shape, 10)
-    fp32 = InferenceEngine.from_model(model, device="cpu")
-    int8 = InferenceEngine.from_model(model, device="cpu", precision="int8")
+    fp32 = InferenceEngine.from_model(model, device=device)
+    int8 = InferenceEngine.from_model(model, device=device, precision="int8")
     int8.calibrate([rng.standard_normal((16,) + shape).astype(np.float32) for _ in range(4)])
     x = rng.standard_normal((256,) + shape).astype(np.float32)
     a, b = int8.forward(x), fp32.forward(x)
@@ -109,7 +109,7 @@ def test_small_resnet_int8_agrees_with_fp32_and_marks_its_fp32_steps(rng, tmp_pa
             assert ("wq" in s.tensors) == (marks[s.name] is None)
     path = tmp_path / "int8.safetensors"
     int8.save(str(path))
-    again = InferenceEngine.load(str(path), device="cpu")
+    again = InferenceEngine.load(str(path), device=device)
     assert {s.name: s.attrs.get("fp32") for s in again._plan if s.kind in ("conv", "linear")} == marks
     np.testing.assert_array_equal(again.forward(x[:8]), int8.forward(x[:8]))
 
