@@ -5,13 +5,13 @@ Only conv and linear steps compute in int8; every other step of the graph (add, 
 ...) reads their dequantized float32 outputs and runs in float32, and so does the residual added
 in a conv's epilogue (kernels.py).
 
-Two choices keep an int8 engine's answers close to fp32 (measured on ResNet-18, bench_onnx.py):
+Two choices keep an int8 engine's answers close to fp32 (measured on ResNet-18: bench_int8_layers.py):
 - The head (the conv / linear steps no other conv / linear step follows, a classifier) stays in
   float32 when the graph has other conv / linear steps: its weight rounding alone moves the
   logits by ~0.4% (rounding to 1/127 of a row's largest |w|), the largest single loss of top-1
   agreement, for a small share of the work. So do the projection shortcuts of residual joins
   (the cheaper of two convolutions added together): their error reaches every later layer
-  undamped, and they are 1x1. Such steps carry attrs["fp32"] = "head" / "shortcut".
+  undamped, and they are cheap (1x1). Such steps carry attrs["fp32"] = "head" / "shortcut".
 - Bias correction: rounding the weights shifts each output channel on average by
   sum_k (wq * w_scale - w)[c, k] * mean(x_k), which is not small where the inputs are all
   non-negative (after a ReLU). Calibration records each step's mean input per channel and
