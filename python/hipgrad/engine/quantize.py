@@ -5,7 +5,8 @@ Only conv and linear steps compute in int8; every other step of the graph (add, 
 ...) reads their dequantized float32 outputs and runs in float32, and so does the residual added
 in a conv's epilogue (kernels.py).
 
-Two choices keep an int8 engine's answers close to fp32 (measured on ResNet-18: bench_int8_layers.py):
+Two choices keep an int8 engine's answers close to fp32 (measured on ResNet-18:
+bench/bench_int8_layers.py):
 - The head (the conv / linear steps no other conv / linear step follows, a classifier) stays in
   float32 when the graph has other conv / linear steps: its weight rounding alone moves the
   logits by ~0.4% (rounding to 1/127 of a row's largest |w|), the largest single loss of top-1
