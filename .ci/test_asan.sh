@@ -2,10 +2,11 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer run of the CPU flavour: `bash .ci/test_asan.sh`.
 #
 # Builds _C with -DHIPGRAD_GPU=off and -fsanitize=address,undefined (UB is fatal through
-# -fno-sanitize-recover) into build/asan (BUILD_DIR), next to a copy of python/hipgrad there, so
-# neither the source tree's development module nor CI's installed AMD flavour in site-packages
-# is touched; then runs pytest on that copy with the ASan runtime preloaded (the Python
-# interpreter itself is not instrumented, so the runtime must come first in the process).
+# -fno-sanitize-recover) into build/asan (BUILD_DIR: absolute, or relative to the repository
+# root), next to a copy of python/hipgrad there, so neither the source tree's development
+# module nor CI's installed AMD flavour in site-packages is touched; then runs pytest on that
+# copy with the ASan runtime preloaded (the Python interpreter itself is not instrumented, so
+# the runtime must come first in the process).
 # Any finding aborts the test process, and the script fails.
 #
 # What it runs (ASAN_TESTS overrides): the op, tensor, nn and engine tests -- every C++ kernel,
@@ -17,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B="${BUILD_DIR:-build/asan}"
+case "$B" in /*) ;; *) B="$PWD/$B" ;; esac  # every path below is absolute from here
 start=$(date +%s)
 step() { echo "== asan [$(( $(date +%s) - start ))s] $*"; }
 
@@ -25,7 +27,7 @@ step "configure + build the CPU flavour with ASan + UBSan into $B"
 mkdir -p "$B/python"
 rm -rf "$B/python/hipgrad" && cp -r python/hipgrad "$B/python/" && rm -f "$B/python/hipgrad"/_C*.so
 cmake -S . -B "$B" -G Ninja -DHIPGRAD_GPU=off -DCMAKE_BUILD_TYPE=Release \
-  -DHIPGRAD_MODULE_DIR="$PWD/$B/python/hipgrad" -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
+  -DHIPGRAD_MODULE_DIR="$B/python/hipgrad" -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
   -DCMAKE_CXX_FLAGS="$SAN" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" > "$B/configure.log" ||
   { cat "$B/configure.log"; echo "FAIL: asan configure"; exit 1; }
 ninja -C "$B" > "$B/build.log" || { tail -50 "$B/build.log"; echo "FAIL: asan build"; exit 1; }

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from hipgrad import nn, ops
+from tests.engine.graph_reference import conv_transpose as conv_transpose_ref
 from tests.nn import reference as ref
 from tests.nn.cases import (Case, act_ref, attn_ref, block_ref, gpt_block_ref, ln_ref, make_block,
                             mlp_block_ref, mlp_ref, sub, torch_block, torch_transformer,
@@ -404,6 +405,23 @@ def _fused_conv_reference(x, w, bias, *, activation, alpha, residual=None, **hyp
     return z if activation is None else ref_act.activation(z, activation, alpha)
 
 
+def _packed_conv_samples(rng):
+    """The groups-1 fused conv samples with w packed (conv2d_bias_act_packed)."""
+    out = []
+    for s in _fused_conv_samples(rng):
+        (x, w, bias), kw = s.args, dict(s.kwargs)
+        if kw.pop("groups") != 1:
+            continue
+        packed = ops.pack_linear_weight(np.ascontiguousarray(w.reshape(w.shape[0], -1)))
+        out.append(Sample((x, packed, w.shape, bias), kw, s.id))
+    return out
+
+
+def _packed_conv_reference(x, packed, w_shape, bias, **kw):
+    w = _unpack(packed, w_shape[0]).reshape(w_shape)
+    return _fused_conv_reference(x, w, bias, groups=1, **kw)
+
+
 def _conv_samples(rng, which):
     out = []
     for case in CONV_CASES[:6] + CONV_CASES[11:15]:
@@ -641,6 +659,10 @@ _TABLE = [
                x, _unpack(packed, n), bias, activation=activation, alpha=alpha),
            "none: an inference op (no backward)",
            lambda x, packed: ops.linear_bias_act_packed(x, packed, n=2), tol=(1e-4, 1e-3),
+           devices=("cpu",)),
+    OpInfo("conv2d_bias_act_packed", "fused", _packed_conv_samples, _packed_conv_reference,
+           "none: an inference op (no backward); tests/ops/test_conv_packed.py",
+           lambda x, packed: ops.conv2d_bias_act_packed(x, packed, (2, 1, 1, 1)), tol=(1e-4, 1e-3),
            devices=("cpu",)),
     OpInfo("pack_linear_weight", "fused",
            lambda rng: [Sample((_normal(rng, n, k),), {}, f"{n}x{k}") for n, k in [(1, 1), (7, 31), (65, 9)]],
@@ -910,6 +932,15 @@ LAYER_CASES = [
     Case("conv_depthwise_1x1_nobias", lambda: nn.Conv2d(3, 3, 1, groups=3, bias=False),
          lambda t: t.Conv2d(3, 3, 1, groups=3, bias=False), (3, 3, 5, 5),
          lambda x, p: ref.conv2d(x, p, groups=3)),
+    Case("conv_transpose_s2_p1_outpad1", lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1),
+         lambda t: t.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), (2, 3, 5, 4),
+         lambda x, p: conv_transpose_ref(x, p["weight"], p["bias"], (2, 2), (1, 1), (1, 1), 1, (1, 1))),
+    Case("conv_transpose_grouped_dilated_nobias",
+         lambda: nn.ConvTranspose2d(4, 6, (3, 2), stride=(1, 3), padding=(2, 0), output_padding=(0, 2),
+                                    groups=2, bias=False, dilation=(2, 1)),
+         lambda t: t.ConvTranspose2d(4, 6, (3, 2), stride=(1, 3), padding=(2, 0), output_padding=(0, 2),
+                                     groups=2, bias=False, dilation=(2, 1)), (1, 4, 6, 3),
+         lambda x, p: conv_transpose_ref(x, p["weight"], None, (1, 3), (2, 0), (2, 1), 2, (0, 2))),
     Case("relu", nn.ReLU, lambda t: t.ReLU(), (3, 5, 7), act_ref("relu")),
     Case("leaky_relu", lambda: nn.LeakyReLU(0.2), lambda t: t.LeakyReLU(0.2), (3, 31),
          act_ref("leaky_relu", 0.2)),

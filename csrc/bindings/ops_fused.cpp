@@ -14,6 +14,10 @@ HG_BIND_OPS(fused) {
   ops.def("linear_bias_act_packed", &linear_bias_act_packed, py::arg("x"), py::arg("packed"),
           py::arg("bias"), py::arg("n"), py::arg("activation"), py::arg("alpha"), py::arg("impl"),
           py::arg("out") = kNoOut, GilRelease());
+  ops.def("conv2d_bias_act_packed", &conv2d_bias_act_packed, py::arg("x"), py::arg("packed"),
+          py::arg("w_shape"), py::arg("bias"), py::arg("residual"), py::arg("stride"),
+          py::arg("padding"), py::arg("dilation"), py::arg("activation"), py::arg("alpha"),
+          py::arg("impl"), py::arg("out") = kNoOut, GilRelease());
   ops.def("cpu_gemm_panel_width", &cpu_gemm_panel_width);
 }
 

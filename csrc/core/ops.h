@@ -155,6 +155,25 @@ Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Optio
                               int64_t n,
                               const std::string& activation, float alpha, Impl impl,
                               const Tensor* out = nullptr);
+// conv2d_bias_act (groups 1) with w (K, C, R, S) given as pack_linear_weight(w viewed as
+// (K, C*R*S)), the inference engine's frozen conv weights: the output pixels of all images are
+// the GEMM's rows, out (N*P*Q, K) = im2col(x)^T @ w^T, against the packed panels (no per-call
+// packing), then scattered to (N, K, P, Q) with the bias, residual and activation. w_shape
+// stands in for w in the geometry checks. CPU only.
+struct ConvPackedArgs {
+  ConvGeometry g;                 // groups == 1
+  int64_t NR = 0;
+  const float* x = nullptr;       // (N, C, H, W)
+  const float* packed = nullptr;  // (ceil(K / NR), C*R*S, NR)
+  FusedEpilogue epi;              // bias (K)
+  float* y = nullptr;             // (N, K, P, Q)
+  const float* residual = nullptr;  // as ConvBiasActArgs::residual
+};
+Tensor conv2d_bias_act_packed(const Tensor& x, const Tensor& packed, const Shape& w_shape,
+                              const OptionalTensor& bias, const OptionalTensor& residual,
+                              Pair stride, Pair padding, Pair dilation,
+                              const std::string& activation, float alpha, Impl impl,
+                              const Tensor* out = nullptr);
 // activation: one of the activation kinds, or "" / "none" for none.
 // residual: y's shape, added before the activation; `out` may be residual itself (the same
 // tensor) but must not overlap it otherwise.
@@ -478,7 +497,9 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
     HG_NO_VENDOR("no BLAS routine averages over arbitrary axes"),                                 \
     HG_NO_VENDOR("hipgrad does not wrap miopenReduceTensor / cudnnReduceTensor"))                 \
   X(pad2d, "pad2d", Pad2dArgs, true, HG_NO_VENDOR("no BLAS routine pads a tensor"),               \
-    HG_NO_VENDOR("neither MIOpen nor cuDNN pads a tensor on its own"))
+    HG_NO_VENDOR("neither MIOpen nor cuDNN pads a tensor on its own"))                            \
+  X(conv2d_bias_act_packed, "conv2d_bias_act_packed", ConvPackedArgs, false,                      \
+    HG_NO_VENDOR("OpenBLAS takes no weight packed in hipgrad's GEMM layout"), HG_NO_KERNEL)
 
 namespace hg {
 

@@ -44,6 +44,33 @@ std::string epilogue_key(const FusedEpilogue& e) {
   return cat(e.bias ? ",bias" : "", ",act=", e.has_act ? activation_name(e.act) : "none");
 }
 
+// The output of a fused conv (N, K, P, Q): checks the residual (y's shape) and `out`, which may be
+// the residual itself (accumulated in place, *in_place set) but must not overlap it otherwise.
+Tensor fused_conv_output(const char* op, const ConvGeometry& g, const Tensor& x, const char* wname,
+                         const Tensor& w, const Tensor& bias, const Tensor& residual,
+                         const Tensor* out, Device dev, bool* in_place) {
+  const Shape y_shape{g.N, g.K, g.P, g.Q};
+  if (residual.defined()) {
+    require_f32(op, "residual", residual, 4);
+    HG_REQUIRE(residual.shape() == y_shape, op, ": residual must have the output's shape ",
+               shape_str(y_shape), " (N, K, P, Q), got ", shape_str(residual.shape()));
+  }
+  *in_place = out && out->defined() && residual.defined() && out->overlaps(residual);
+  if (*in_place) {
+    HG_REQUIRE(out->raw() == residual.raw() && out->shape() == residual.shape(), op,
+               ": out may be residual itself but must not overlap it otherwise");
+  }
+  return output_tensor(op, out, y_shape, dev,
+                       {{"x", &x}, {wname, &w}, {"bias", &bias},
+                        {"residual", *in_place ? nullptr : &residual}});
+}
+
+std::string fused_conv_key(const ConvGeometry& g, const FusedEpilogue& e, bool residual) {
+  return cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",K=", g.K, ",R=", g.R, ",S=", g.S,
+             ",st=", g.stride_h, "x", g.stride_w, ",pad=", g.pad_h, "x", g.pad_w, ",dil=", g.dil_h,
+             "x", g.dil_w, ",g=", g.groups, epilogue_key(e), residual ? ",res" : "");
+}
+
 }  // namespace
 
 Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& bias_arg,
@@ -61,29 +88,14 @@ Tensor conv2d_bias_act(const Tensor& x, const Tensor& w, const OptionalTensor& b
   a.g = conv_geometry(op, "x", x.shape(), "w", w.shape(), stride, padding, dilation, groups);
   const ConvGeometry& g = a.g;
   a.epi = fused_epilogue(op, bias, g.K, activation, alpha);
-  const Shape y_shape{g.N, g.K, g.P, g.Q};
-  if (residual.defined()) {
-    require_f32(op, "residual", residual, 4);
-    HG_REQUIRE(residual.shape() == y_shape, op, ": residual must have the output's shape ",
-               shape_str(y_shape), " (N, K, P, Q), got ", shape_str(residual.shape()));
-  }
-  // out may be the residual itself (accumulated in place) but no other overlap of it.
-  const bool in_place = out && out->defined() && residual.defined() && out->overlaps(residual);
-  if (in_place) {
-    HG_REQUIRE(out->raw() == residual.raw() && out->shape() == residual.shape(), op,
-               ": out may be residual itself but must not overlap it otherwise");
-  }
-  Tensor y = output_tensor(op, out, y_shape, dev,
-                           {{"x", &x}, {"w", &w}, {"bias", &bias},
-                            {"residual", in_place ? nullptr : &residual}});
+  bool in_place = false;
+  Tensor y = fused_conv_output(op, g, x, "w", w, bias, residual, out, dev, &in_place);
   if (y.numel() == 0) return y;
+  const Shape y_shape{g.N, g.K, g.P, g.Q};
   a.x = x.data<float>();
   a.w = w.data<float>();
   a.y = y.data<float>();
-  const std::string key =
-      cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",K=", g.K, ",R=", g.R, ",S=", g.S,
-          ",st=", g.stride_h, "x", g.stride_w, ",pad=", g.pad_h, "x", g.pad_w, ",dil=", g.dil_h,
-          "x", g.dil_w, ",g=", g.groups, epilogue_key(a.epi), residual.defined() ? ",res" : "");
+  const std::string key = fused_conv_key(g, a.epi, residual.defined());
   Tensor saved;  // the residual, copied aside for a tuning call that writes into it
   if (residual.defined()) {
     a.residual = residual.data<float>();
@@ -179,6 +191,45 @@ Tensor linear_bias_act_packed(const Tensor& x, const Tensor& packed, const Optio
   a.y = y.data<float>();
   linear_bias_act_packed_op().run(dev, impl, a,
                                   cat("M=", a.M, ",N=", a.N, ",K=", a.K, epilogue_key(a.epi)));
+  return y;
+}
+
+Tensor conv2d_bias_act_packed(const Tensor& x, const Tensor& packed, const Shape& w_shape,
+                              const OptionalTensor& bias_arg, const OptionalTensor& residual_arg,
+                              Pair stride, Pair padding, Pair dilation,
+                              const std::string& activation, float alpha, Impl impl,
+                              const Tensor* out) {
+  const Tensor& bias = or_undefined(bias_arg);
+  const Tensor& residual = or_undefined(residual_arg);
+  const char* op = "conv2d_bias_act_packed";
+  require_f32(op, "x", x, 4);
+  require_f32(op, "packed", packed);
+  HG_REQUIRE(packed.dim() == 3, op, ": packed must be 3-D (panels, C*R*S, NR) from "
+             "pack_linear_weight of w viewed as (K, C*R*S), got shape ", shape_str(packed.shape()));
+  const Device dev = require_same_device(
+      op, {{"x", &x}, {"packed", &packed}, {"bias", &bias}, {"residual", &residual}});
+  HG_REQUIRE(dev.is_cpu(), op, ": CPU only (packed weights feed the CPU's GEMM), got device ",
+             dev.str());
+  ConvPackedArgs a;
+  a.g = conv_geometry(op, "x", x.shape(), "w_shape", w_shape, stride, padding, dilation, 1);
+  const ConvGeometry& g = a.g;
+  a.NR = packed.size(2);
+  const int64_t crs = g.C * g.R * g.S;
+  HG_REQUIRE(a.NR == cpu_gemm_panel_width(), op, ": packed has panels ", a.NR,
+             " wide but the CPU GEMM in use takes ", cpu_gemm_panel_width(),
+             " (packed under another CPU ISA); pack the weight again");
+  HG_REQUIRE(packed.size(1) == crs && packed.size(0) == (g.K + a.NR - 1) / a.NR, op,
+             ": packed is ", shape_str(packed.shape()), " but w_shape ", shape_str(w_shape),
+             " packs to (", (g.K + a.NR - 1) / a.NR, ", ", crs, ", ", a.NR, ")");
+  a.epi = fused_epilogue(op, bias, g.K, activation, alpha);
+  bool in_place = false;
+  Tensor y = fused_conv_output(op, g, x, "packed", packed, bias, residual, out, dev, &in_place);
+  if (y.numel() == 0) return y;
+  a.x = x.data<float>();
+  a.packed = packed.data<float>();
+  a.y = y.data<float>();
+  if (residual.defined()) a.residual = residual.data<float>();
+  conv2d_bias_act_packed_op().run(dev, impl, a, fused_conv_key(g, a.epi, residual.defined()));
   return y;
 }
 

@@ -15,6 +15,8 @@
 //   prepacked:   linear_bias_act_packed: the same packed GEMM with w packed once by
 //                pack_linear_weight (gemm_pack_b) -- the engine's frozen weights -- so no
 //                per-call packing of w, and threads split rows (each packs only its rows of x).
+//                Up to kStripRows rows of x, the unpacked GEMM's strip kernel runs over the
+//                packed panels instead (gemm_unpacked_prepacked), then one epilogue pass.
 //   alternate:   (conv, impl="auto" only) Winograd F(2x2, 3x3) for 3x3 stride-1 layers
 //                (conv_winograd.cpp): bias and residual added by its output transform, the
 //                activation over each chunk's output rows while they are in cache.
@@ -66,7 +68,16 @@ void pack_linear_weight_handwritten(const PackLinearWeightArgs& a) {
   gemm_pack_b(/*trans_b=*/true, a.w, a.K, a.K, a.N, a.packed);
 }
 
+// Rows up to which the unpacked GEMM's strips run over the packed panels (a batch-1 classifier
+// would fill 1 of the packed kernel's MR rows), then one epilogue pass over y.
+constexpr int64_t kStripRows = 16;
+
 void linear_bias_act_packed_handwritten(const LinearPackedArgs& a) {
+  if (a.M <= kStripRows &&
+      gemm_unpacked_prepacked(false, a.M, a.N, a.K, a.x, a.K, a.packed, a.NR, a.y, a.N)) {
+    apply_epilogue(GemmEpilogue{a.epi, /*bias_per_row=*/false}, 0, 0, a.M, a.N, a.y, a.N);
+    return;
+  }
   gemm_handwritten_epilogue_packed_b(a.M, a.N, a.K, a.x, a.K, a.packed, a.y, a.N,
                                      GemmEpilogue{a.epi, /*bias_per_row=*/false});
 }

@@ -92,6 +92,24 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   parallel_tasks(strips * bands, threads, run_task);
 }
 
+bool gemm_unpacked_prepacked(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A,
+                             int64_t lda, const float* b_packed, int64_t packed_nr, float* C,
+                             int64_t ldc) {
+  const GemmUnpackedKernel& uk = active_unpacked();
+  if (packed_nr != uk.nr || M <= 0 || N <= 0 || K <= 0) return false;
+  const int NR = uk.nr;
+  const int64_t strips = (N + NR - 1) / NR;
+  const int threads = region_threads(2.0 * M * N * K, double(1 << 20), strips);
+  const int64_t a_row = trans_a ? 1 : lda, a_col = trans_a ? lda : 1;
+  // Each panel (K x NR, zero past N) is a strip as it lies: all NR values of each row readable.
+  parallel_for(strips, threads, [&](int64_t s) {
+    const int64_t j0 = s * NR;
+    uk.strip(M, K, A, a_row, a_col, b_packed + s * K * NR, NR, C + j0, ldc,
+             std::min<int64_t>(NR, N - j0), 1.f, 0.f);
+  });
+  return true;
+}
+
 static void gemm_unpacked_kernel(const GemmArgs& g) {
   gemm_copy_c_to_y(g);
   gemm_unpacked(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.b, g.ldb,

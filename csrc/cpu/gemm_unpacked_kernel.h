@@ -36,4 +36,13 @@ void gemm_unpacked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                    int64_t ldc);
 
+// C (M x N, beta 0) = op(A) @ op(B) with op(B) prepacked by gemm_pack_b (ceil(N / NR) panels of
+// K x NR, zero-padded) when NR is this kernel's strip width: each panel is a strip as it lies, so
+// for a few rows (a batch-1 classifier, a 2x2 conv plane) the weight streams once with no padding
+// of the rows to the packed kernel's MR. Threads take panels. False, doing nothing, when the
+// panel widths differ or a size is 0 (the packed GEMM then runs).
+bool gemm_unpacked_prepacked(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A,
+                             int64_t lda, const float* b_packed, int64_t packed_nr, float* C,
+                             int64_t ldc);
+
 }  // namespace hg::cpu

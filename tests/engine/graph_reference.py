@@ -55,6 +55,26 @@ def conv(x, w, b, stride, padding, dilation, groups):
     return out if b is None else out + b[None, :, None, None]
 
 
+def conv_transpose(x, w, b, stride, padding, dilation, groups, output_padding):
+    """PyTorch's conv_transpose2d: every input pixel scatters itself times the kernel into a
+    full buffer, from which the padding is cropped."""
+    n, cin, h, wd = x.shape
+    _, cog, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw), (oh, ow) = stride, padding, dilation, output_padding
+    ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + 1 + oh
+    wo = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + 1 + ow
+    full = np.zeros((n, cog * groups, ho + 2 * ph + sh, wo + 2 * pw + sw))
+    cig = cin // groups
+    for g in range(groups):
+        xs, ws = x[:, g * cig:(g + 1) * cig], w[g * cig:(g + 1) * cig]
+        for r in range(kh):
+            for c in range(kw):
+                full[:, g * cog:(g + 1) * cog, r * dh:r * dh + (h - 1) * sh + 1:sh,
+                     c * dw:c * dw + (wd - 1) * sw + 1:sw] += np.einsum("nchw,cd->ndhw", xs, ws[:, :, r, c])
+    y = full[:, :, ph:ph + ho, pw:pw + wo]
+    return y if b is None else y + b[None, :, None, None]
+
+
 def _pool_len(size, k, s, p, ceil):
     span = size + 2 * p - k
     out = (-(-span // s) if ceil else span // s) + 1
@@ -104,6 +124,9 @@ def run_step(s, vals: list[np.ndarray]) -> list[np.ndarray]:
         if len(vals) > 1:
             y = y + vals[1]
         return [act(y, a.get("act"), a.get("alpha", 0.01))]
+    if k == "conv_transpose":
+        return [conv_transpose(x, arr["weight"], arr.get("bias"), a["stride"], a["padding"], a["dilation"],
+                               a["groups"], a.get("output_padding", (0, 0)))]
     if k == "linear":
         y = x @ arr["weight"].T + (arr["bias"] if "bias" in arr else 0)
         return [act(y, a.get("act"), a.get("alpha", 0.01))]

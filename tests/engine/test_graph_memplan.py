@@ -1,12 +1,11 @@
 """Graph plans, continued: liveness memory planning on branchy graphs (planned bytes below the
 sum of all intermediate values, buffers reused after a value's last reader, nothing allocated
-for a repeated shape, concurrent predicts on separate buffers), INT8 on graphs (top-1
-agreement with fp32) and saved graph engines, version-1 files included."""
+for a repeated shape), INT8 on graphs (top-1 agreement with fp32) and saved graph engines,
+version-1 files included. Concurrent predicts on graphs: test_memplan.py's threaded test."""
 
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -98,32 +97,6 @@ def test_repeated_shape_allocates_nothing(name, rng):
     for _ in range(3):
         np.testing.assert_array_equal(engine.forward(x), first)
     assert _allocations() - before == 0, "a repeated batch shape allocated memory"
-
-
-@pytest.mark.parametrize("name", ["resnet_ish", "fire"])
-def test_eight_threads_on_a_graph(name, rng):
-    model, shape = _model(name, rng)
-    engine = InferenceEngine.from_model(model)
-    plain = InferenceEngine.from_model(model, plan_memory=False)
-    inputs = [rng.standard_normal(((i % 3) + 2,) + shape).astype(np.float32) for i in range(8)]
-    expected = [plain.forward(x) for x in inputs]
-    got: dict[int, list] = {i: [] for i in range(8)}
-    barrier = threading.Barrier(8)
-
-    def work(i):
-        barrier.wait()
-        for _ in range(4):
-            got[i].append(engine.forward(inputs[i]))
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(8):
-        assert len(got[i]) == 4
-        for g in got[i]:
-            np.testing.assert_array_equal(g, expected[i])
 
 
 @pytest.mark.parametrize("name", list(MODELS))

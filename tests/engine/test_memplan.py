@@ -191,10 +191,28 @@ def test_residual_peak_matches_the_plan(rng):
     assert m["peak_bytes"] <= m["planned_peak_bytes"] + SLACK
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-@pytest.mark.parametrize("name, shape", MODELS)
-def test_eight_threads_use_separate_buffers(name, shape, precision, rng):
-    _, engine, unplanned = _engines(name, shape, precision, rng)
+def _graph_engines(name, rng):
+    """A branchy model of tests/engine/test_graph.py (residual adds, concatenations): its
+    planned and unplanned fp32 engines and its input shape."""
+    from tests.engine.test_graph import _model
+
+    model, shape = _model(name, rng)
+    return InferenceEngine.from_model(model), InferenceEngine.from_model(model, plan_memory=False), shape
+
+
+THREADED = ([pytest.param("chain", n, s, p, id=f"{n}-{p}") for n, s in MODELS for p in ("fp32", "int8")]
+            + [pytest.param("graph", n, None, "fp32", id=f"{n}-fp32") for n in ("resnet_ish", "fire")])
+
+
+@pytest.mark.parametrize("source, name, shape, precision", THREADED)
+def test_eight_threads_use_separate_buffers(source, name, shape, precision, rng):
+    """Eight threads predicting at once on one engine (a chain, or a graph with branches), each
+    on its own batch sizes: every result equals the unplanned engine's, at most one buffer set
+    per thread, and nothing allocated once the pool is warm."""
+    if source == "chain":
+        _, engine, unplanned = _engines(name, shape, precision, rng)
+    else:
+        engine, unplanned, shape = _graph_engines(name, rng)
     inputs = [rng.standard_normal(((i % 3) + 2,) + shape).astype(np.float32) for i in range(8)]
     expected = [unplanned.forward(x) for x in inputs]
     results: dict[int, list] = {i: [] for i in range(8)}

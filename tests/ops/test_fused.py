@@ -256,10 +256,13 @@ def test_linear_bias_act_packed_matches_float64_on_every_isa(cpu_isa, rng, threa
             z = x.astype(np.float64) @ w.T.astype(np.float64) + b
             check(y, ref_act.activation(z, "gelu", 0.01), rtol=1e-4, atol=1e-4,
                   what=f"linear_bias_act_packed {cpu_isa} t={threads} {(M, N, K)}")
-            np.testing.assert_allclose(  # the same arithmetic as the unpacked handwritten kernel
+            # the same arithmetic as the unpacked handwritten kernel; up to 16 rows the strip
+            # kernel sums K in one pass instead of K blocks (fused.cpp, kStripRows)
+            tol = 1e-6 if M > 16 else 1e-5
+            np.testing.assert_allclose(
                 hg.ops.linear_bias_act_packed(x, p, None, n=N, activation=None).numpy(),
                 hg.ops.linear_bias_act(x, w, None, activation=None, impl="handwritten").numpy(),
-                rtol=1e-6, atol=1e-6)
+                rtol=tol, atol=tol)
     finally:
         hg.set_num_threads(before)
 

@@ -57,11 +57,13 @@ def input_dtype(plan: Graph) -> np.dtype:
 
 
 def check_input(x: Any, plan: Graph, input_shape: tuple[int, ...] | None,
-                shapes_checked: set[tuple[int, ...]]) -> np.ndarray | Tensor:
+                shapes_checked: set[tuple[int, ...]], fixed_batch: int | None = None) -> np.ndarray | Tensor:
     """x checked (dtype, shape against every step, finite values in float32's range) and
     returned as given, or as a NumPy array where the engine converts it: a NumPy or
     array-like input, or a tensor of another dtype than the engine reads. `shapes_checked`
-    holds the per-example shapes already checked against every step (added to here)."""
+    holds the per-example shapes already checked against every step (added to here).
+    `fixed_batch`: the one batch size the plan holds for (an ONNX model exported without a
+    dynamic batch axis whose shapes fold its batch in); any other is refused."""
     if isinstance(x, Tensor) and np.dtype(x.dtype).kind in "fiu" and np.dtype(x.dtype) != input_dtype(plan):
         x = x.numpy()  # converted as a NumPy input is (into the staging buffer)
     if isinstance(x, Tensor):
@@ -82,9 +84,14 @@ def check_input(x: Any, plan: Graph, input_shape: tuple[int, ...] | None,
         raise ValueError(f"x must have shape (batch, {', '.join(map(str, input_shape))}), got {tuple(shape)}")
     if len(shape) < 1 or shape[0] < 1:
         raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(shape)}")
+    if fixed_batch is not None and shape[0] != fixed_batch:
+        raise ValueError(f"x must have shape ({', '.join(map(str, (fixed_batch, *shape[1:])))}), got "
+                         f"{tuple(shape)}: the model's input {plan.inputs[0]!r} has a fixed batch of "
+                         f"{fixed_batch} (exported without a dynamic batch axis, and its shapes fold the "
+                         "batch in, so they hold at that batch size only)")
     key = tuple(int(v) for v in shape[1:])
     if key not in shapes_checked:  # every step's expectation, before anything runs
-        check_input_shape(plan, (1,) + key, given=tuple(shape))
+        check_input_shape(plan, (fixed_batch or 1,) + key, given=tuple(shape))
         shapes_checked.add(key)
     if arr is not None:
         values = distinct_view(arr)  # a broadcast batch: each distinct value once, not 2**46

@@ -36,6 +36,7 @@ from .memplan import MemoryPlan
 from .steps import PRECISIONS, Graph, Step, chain
 
 _PACK_MIN_N = 64  # see InferenceEngine._packs
+_PACK_MIN_1X1 = 1 << 18  # see InferenceEngine._packs_conv (SqueezeNet's 512 -> 1000 classifier)
 
 
 class InferenceEngine:
@@ -43,7 +44,9 @@ class InferenceEngine:
 
     def __init__(self, plan: Graph | list[Step], *, device: str = "auto", precision: str = "fp32",
                  batch_size: int | None = None, input_shape: Sequence[int] | None = None,
-                 source: str = "model", plan_memory: bool = True) -> None:
+                 source: str = "model", plan_memory: bool = True, fixed_batch: int | None = None) -> None:
+        """`fixed_batch`: the only batch size `plan` holds for (an ONNX export whose shapes fold
+        its fixed batch in: onnx.graph_from_onnx's meta["batch"]); other batches are refused."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if batch_size is not None and int(batch_size) < 1:
@@ -52,6 +55,7 @@ class InferenceEngine:
         self.precision = precision
         self.batch_size = None if batch_size is None else int(batch_size)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.fixed_batch = None if fixed_batch is None else int(fixed_batch)
         self.source = source
         self._plan = (plan if isinstance(plan, Graph) else chain(list(plan))).validate()
         last = self._plan.producers().get(self._plan.outputs[0])
@@ -106,12 +110,12 @@ class InferenceEngine:
         try:  # a stored plan is untrusted: whatever does not build or run is the file's fault
             engine = cls(plan, device=device, precision=precision or saved,
                          batch_size=batch_size, input_shape=meta.get("input_shape"),
-                         source=str(path), plan_memory=plan_memory)
+                         source=str(path), plan_memory=plan_memory, fixed_batch=meta.get("batch"))
             if meta.get("calibrated") and engine.precision == "int8":
                 engine.calibrated = True
                 quantize.drop_fp32_weights(engine._plan)
             if engine.input_shape and (engine.precision == "fp32" or engine.calibrated):
-                engine.forward(np.zeros((1, *engine.input_shape), input_dtype(engine._plan)))
+                engine.forward(np.zeros((engine.fixed_batch or 1, *engine.input_shape), input_dtype(engine._plan)))
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as e:
             if isinstance(e, BackendError):
                 raise
@@ -133,6 +137,10 @@ class InferenceEngine:
                 w = s.tensors.pop("weight")
                 s.attrs["out_features"] = w.shape[0]
                 s.tensors["weight_packed"] = ops.pack_linear_weight(w)
+            elif self._packs_conv(s):  # (K, C, R, S) as the panels of its (K, C*R*S) view
+                w = s.tensors.pop("weight")
+                s.attrs["w_shape"] = [int(d) for d in w.shape]
+                s.tensors["weight_packed"] = ops.pack_linear_weight(w.reshape(w.shape[0], -1))
 
     def _packs(self, s: Step) -> bool:
         """An fp32 CPU linear step at least _PACK_MIN_N wide holds its weight packed once
@@ -142,6 +150,19 @@ class InferenceEngine:
         fp32 = self.precision == "fp32" or bool(s.attrs.get("fp32"))  # an int8 engine's fp32 head
         return (self.device == "cpu" and fp32 and s.kind == "linear"
                 and "weight" in s.tensors and s.tensors["weight"].shape[0] >= _PACK_MIN_N)
+
+    def _packs_conv(self, s: Step) -> bool:
+        """An fp32 CPU conv step with groups 1, at least _PACK_MIN_N output channels and a
+        kernel larger than 1x1 (or a 1x1 weight of _PACK_MIN_1X1 values: a classifier conv)
+        holds its weight packed once for conv2d_bias_act_packed, which kernels.bind runs where
+        the output plane is small (kernels.PACKED_CONV_ROWS): there the weights dominate and the
+        output pixels of the batch are the GEMM's rows. A smaller 1x1 weight is cheaper to pack
+        per call than the packed op's lowering and scatter."""
+        if not (self.device == "cpu" and self.precision == "fp32" and s.kind == "conv"
+                and "weight" in s.tensors and int(s.attrs.get("groups", 1)) == 1):
+            return False
+        k, c, r, sw = s.tensors["weight"].shape
+        return k >= _PACK_MIN_N and (r * sw > 1 or k * c >= _PACK_MIN_1X1)
 
     # ---- frozen weights -----------------------------------------------------------------------
     def weights_digest(self) -> str:
@@ -163,7 +184,7 @@ class InferenceEngine:
     def _check_input(self, x: Any) -> np.ndarray | Tensor:
         """x checked against the plan (checks.check_input): as given, or as a NumPy array where
         the engine converts it."""
-        return check_input(x, self._plan, self.input_shape, self._shapes_checked)
+        return check_input(x, self._plan, self.input_shape, self._shapes_checked, self.fixed_batch)
 
     def forward(self, x: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """Raw outputs (logits) as a NumPy array (a tuple of them for a graph with several
@@ -284,7 +305,8 @@ class InferenceEngine:
 
         save_plan(check_path(path, "InferenceEngine.save"), unpacked(self._plan),
                   {"precision": self.precision, "calibrated": self.calibrated,
-                   "input_shape": list(self.input_shape) if self.input_shape else None})
+                   "input_shape": list(self.input_shape) if self.input_shape else None,
+                   "batch": self.fixed_batch})
 
     # ---- reporting ----------------------------------------------------------------------------
     def weight_bytes(self) -> int:

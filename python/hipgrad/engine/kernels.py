@@ -27,12 +27,16 @@ from typing import Any
 from .. import ops
 from .._native import _C
 from ..ops._conv import _hyper as _conv_hyper
-from ..tensor import Tensor
+from ..tensor import Tensor, tensor
 from . import copies
 from .memplan import conv_residual_native, quantized, step_writes
-from .shapes import norm_axes, output_shapes
+from .shapes import norm_axes, output_shapes, unpack_weight
 
 Call = Callable[..., Any]
+# Output pixels (batch x plane) up to which a conv with a packed weight runs
+# conv2d_bias_act_packed (measured: ahead of the per-image lowering up to about this many on
+# ResNet's 3x3 layers, behind it on wide planes, where the weights no longer dominate).
+PACKED_CONV_ROWS = 256
 
 
 def _needs(s: Any, what: str) -> ValueError:
@@ -105,19 +109,52 @@ def _quantized(s: Any, ins: Sequence[Tensor], w: list, scratch: Any) -> Call:
                                activation=act, alpha=alpha, out=o)
 
 
-def _conv(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
+def _conv_op(s: Any, out_shape: tuple) -> Callable[..., Tensor]:
+    """f(v, residual, activation, out) -> the conv step's output: conv2d_bias_act, or with a
+    packed weight (engine._packs_conv) conv2d_bias_act_packed where the batch has at most
+    PACKED_CONV_ROWS output pixels (the weights are then the GEMM's streamed panels); a larger
+    batch gets the weight unpacked once for this binding."""
     t, a = s.tensors, s.attrs
-    act, alpha = a.get("act"), float(a.get("alpha", 0.01))
+    alpha, bias = float(a.get("alpha", 0.01)), t.get("bias")
     hyper = _conv_hyper("conv2d_bias_act", a["stride"], a["padding"], a["dilation"], a["groups"])
-    wt, bias = t["weight"], t.get("bias")
+    if "weight_packed" not in t:
+        wt = t["weight"]
+        return lambda v, r, act, o: _C.ops.conv2d_bias_act(v, wt, bias, r, *hyper, act, alpha, "auto", o)
+    wp, w_shape = t["weight_packed"], list(a["w_shape"])
+    if out_shape[0] * out_shape[2] * out_shape[3] <= PACKED_CONV_ROWS:
+        st, pd, dl = hyper[:3]
+        return lambda v, r, act, o: _C.ops.conv2d_bias_act_packed(v, wp, w_shape, bias, r, st, pd, dl, act,
+                                                                  alpha, "auto", o)
+    wt = tensor(unpack_weight(wp, w_shape))
+    return lambda v, r, act, o: _C.ops.conv2d_bias_act(v, wt, bias, r, *hyper, act, alpha, "auto", o)
+
+
+def _conv(s: Any, ins: Sequence[Tensor], w: list, out_shape: tuple) -> Call:
+    act = s.attrs.get("act") or "none"
+    conv = _conv_op(s, out_shape)
     if len(ins) == 1:  # the hot step calls the native op directly (all checked there)
         o = w[0]
-        return lambda v: _C.ops.conv2d_bias_act(v, wt, bias, None, *hyper, act or "none", alpha, "auto", o)
+        return lambda v: conv(v, None, act, o)
     if len(w) == 1 and tuple(ins[1].shape) == tuple(out_shape) and conv_residual_native():
         o = w[0]  # y = act(conv + bias + residual) in the epilogue; o may be the residual's buffer
-        return lambda v, r: _C.ops.conv2d_bias_act(v, wt, bias, r, *hyper, act or "none", alpha, "auto", o)
+        return lambda v, r: conv(v, r, act, o)
     first, tail = w[0], _epilogue(s, w)
-    return lambda v, r: tail(_C.ops.conv2d_bias_act(v, wt, bias, None, *hyper, "none", alpha, "auto", first), r)
+    return lambda v, r: tail(conv(v, None, "none", first), r)
+
+
+def _conv_transpose(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
+    """conv2d_backward_data with the (C_in, C_out/groups, R, S) weight read as a conv weight
+    (K = C_in): the output of the size the step's output_padding picks, then the bias in place.
+    The op allocates its output (an ALLOCATING kind of memplan.py)."""
+    t, a = s.tensors, s.attrs
+    hyper = _conv_hyper("conv_transpose", a["stride"], a["padding"], a["dilation"], a["groups"])
+    wt, shape = t["weight"], list(outs[0])
+    bias = t["bias"].reshape(1, -1, 1, 1) if "bias" in t else None
+
+    def run(v: Tensor) -> Tensor:
+        y = _C.ops.conv2d_backward_data(v, wt, shape, *hyper, "auto")
+        return y if bias is None else ops.binary(y, bias, "add", out=y)
+    return run
 
 
 def _linear(s: Any, ins: Sequence[Tensor], w: list, outs: list) -> Call:
@@ -231,6 +268,7 @@ _SIMPLE: dict[str, Callable] = {
     "layer_norm": _simple(lambda s, v, o: ops.layer_norm(v, s.tensors.get("weight"), s.tensors.get("bias"),
                                                          eps=float(s.attrs.get("eps", 1e-5)))[0]),
     "linear": _linear, "maxpool": _pool, "avgpool": _pool, "global_avgpool": _global_avgpool,
+    "conv_transpose": _conv_transpose,
     "reduce_mean": _reduce_mean, "softmax": _softmax, "transpose": _transpose, "pad": _pad,
     "matmul": _matmul,
     "concat": lambda s, ins, w, outs: (lambda *vs: ops.concat(list(vs), int(s.attrs["axis"]), out=w[0])),

@@ -41,7 +41,7 @@ def quantized(step: Any) -> bool:
     (attrs["fp32"], quantize.mark_fp32)."""
     return step.kind in QUANTIZED and not step.attrs.get("fp32")
 # kinds whose op takes no `out=`: their outputs are allocated by the op, outside the plan
-ALLOCATING = ("layer_norm", "attention")
+ALLOCATING = ("layer_norm", "attention", "conv_transpose")
 
 
 @functools.lru_cache(maxsize=None)

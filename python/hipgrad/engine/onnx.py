@@ -18,8 +18,10 @@ Supported data ops: the keys of CONVERTERS. Anything else, and any attribute or
 operand layout the engine would not compute exactly as ONNX defines it, raises ValueError
 naming the node. The one graph input's first axis is the batch: symbolic (any batch size)
 when the file leaves it so; a fixed batch becomes symbolic too where every value keeps it as
-its first axis (each sample computed alone), and stays fixed otherwise (meta["batch"]);
-every other input dim must be fixed.
+its first axis (each sample computed alone; a constant Reshape target that starts with a
+fixed batch of 2 or more counts as keeping it, onnx_layout._batch_entry), and stays fixed
+otherwise (meta["batch"]: the engine then refuses any other batch size, naming the input and
+the shape it needs); every other input dim must be fixed.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from . import onnx_layout, onnx_nodes
+from . import onnx_conv_transpose, onnx_layout, onnx_nodes
 from .onnx_attention import fuse_attention
 from .onnx_context import Context
 from .onnx_fold import BATCHES, FOLD, fold_node
 from .onnx_patterns import live, rewrite
 
-CONVERTERS = {**onnx_nodes.CONVERTERS, **onnx_layout.CONVERTERS}
+CONVERTERS = {**onnx_nodes.CONVERTERS, **onnx_layout.CONVERTERS, **onnx_conv_transpose.CONVERTERS}
 SUPPORTED = tuple(sorted(CONVERTERS))
 
 
@@ -215,6 +217,7 @@ def _import(path: str, opset: int, nodes: list, outputs: list[str], inits: dict,
     from .steps import Graph
 
     ctx = Context(path, opset, _consumers(nodes, outputs))
+    ctx.fixed_batch = dims[0] if batches == BATCHES else None
     for init, arr in inits.items():
         ctx.set_const(init, (arr, arr))
     shape_a, shape_b = (batches[0], *dims[1:]), (batches[1], *dims[1:])

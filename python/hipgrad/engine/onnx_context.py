@@ -44,6 +44,7 @@ class Context:
         self.steps: list[Any] = []
         self.producer: dict[str, Any] = {}  # data value -> the step that writes it
         self.node: Any = None  # the node being converted (for messages)
+        self.fixed_batch: int | None = None  # the file's fixed batch, while importing it as symbolic
         self._names: set[str] = set()
 
     # ---- messages ---------------------------------------------------------------------------

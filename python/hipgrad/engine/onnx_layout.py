@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .onnx_context import Context, float_data, only_first_output, registrar, text
-from .onnx_fold import _axes, _norm, _np_dtype, reshape_target, squeeze_shape, unsqueeze_shape
+from .onnx_fold import BATCHES, _axes, _norm, _np_dtype, reshape_target, squeeze_shape, unsqueeze_shape
 
 CONVERTERS: dict = {}
 converter = registrar(CONVERTERS)
@@ -27,6 +27,21 @@ def flatten(ctx: Context, a: dict) -> None:
     ctx.emit("flatten", [x], [ctx.node.output[0]], [shapes], attrs={"axis": axis})
 
 
+def _batch_entry(ctx: Context, x: str, target: tuple) -> tuple:
+    """The target with its first entry made the batch, in the batch-symbolic import of a model
+    exported with a fixed batch B >= 2 (ctx.fixed_batch), where that entry is the constant B and
+    x's first axis is the batch: a row-major reshape that leaves the first axis as it is keeps
+    each sample in its own row (PyTorch's x.view(x.size(0), -1), folded by the exporter). A
+    fixed batch of 1 stays as it is: a constant 1 there may as well mean one row of the batch."""
+    b, (t0, t1), (sa, sb) = ctx.fixed_batch, (np.asarray(v) for v in target), ctx.shape(x)
+    if (b is None or b < 2 or t0.ndim != 1 or not len(t0) or not np.array_equal(t0, t1) or int(t0[0]) != b
+            or (sa[0], sb[0]) != BATCHES):
+        return target
+    first, second = t0.copy(), t0.copy()
+    first[0], second[0] = BATCHES
+    return first, second
+
+
 @converter("Reshape", "Squeeze", "Unsqueeze")
 def reshape(ctx: Context, a: dict) -> None:
     op, x, out = ctx.node.op_type, ctx.data(0), ctx.node.output[0]
@@ -34,6 +49,7 @@ def reshape(ctx: Context, a: dict) -> None:
         target = ctx.pair(ctx.node.input[1]) if len(ctx.node.input) > 1 else None
         if target is None:
             raise ctx.fail("the target shape must be a constant or computed from shapes at load time")
+        target = _batch_entry(ctx, x, target)
         zero = bool(a.get("allowzero", 0))
         sa, sb = ctx.shape(x)
         try:

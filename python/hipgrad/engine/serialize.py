@@ -17,6 +17,7 @@ import numpy as np
 
 from ..tensor import tensor
 from .lowering import optimize, plan_from_module
+from .shapes import unpack_weight
 from .steps import Graph, Lowering, Step
 
 ENGINE_FORMAT = "hipgrad-engine"
@@ -25,14 +26,13 @@ _KIND_RENAMED = {"affine": "batch_norm"}  # step kinds as files written by older
 
 
 def unpacked(graph: Graph) -> Graph:
-    """The plan as saved: packed linear weights back in the (N, K) layout, which loads under
-    any CPU ISA or device (each engine packs for its own)."""
+    """The plan as saved: packed linear (conv) weights back in the (N, K) ((K, C, R, S)) layout,
+    which loads under any CPU ISA or device (each engine packs for its own)."""
     out = graph.copy()
     for s in out:
         if "weight_packed" in s.tensors:
-            p = s.tensors.pop("weight_packed").numpy()  # (panels, K, NR): w[q * NR + j][k] at [q][k][j]
-            n = s.attrs.pop("out_features")
-            s.tensors["weight"] = tensor(np.ascontiguousarray(p.transpose(0, 2, 1).reshape(-1, p.shape[1])[:n]))
+            shape = s.attrs.pop("w_shape") if s.kind == "conv" else [s.attrs.pop("out_features"), -1]
+            s.tensors["weight"] = tensor(unpack_weight(s.tensors.pop("weight_packed"), shape))
     return out
 
 
@@ -167,7 +167,7 @@ def plan_from_file(path: str) -> tuple[Graph, dict]:
         if not isinstance(doc.get("plan"), list) or not doc["plan"]:
             raise CheckpointError(f"{sidecar}: corrupted engine file (no plan steps)")
         arrays = _read_safetensors(weights_path, doc.get("weights_sha256"))
-        meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape")}
+        meta = {k: doc.get(k) for k in ("precision", "calibrated", "input_shape", "batch")}
         try:
             plan = _from_json(doc, arrays, str(weights_path))
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
@@ -184,8 +184,12 @@ def plan_from_file(path: str) -> tuple[Graph, dict]:
 
 
 def _checked_shape(meta: dict, sidecar: Any) -> dict:
-    """meta with its input_shape checked: None or a list of positive ints."""
+    """meta with its input_shape checked: None or a list of positive ints; its fixed batch
+    (saved from an ONNX import) None or a positive int."""
     from ..training.checkpoint import CheckpointError
+    batch = meta.get("batch")
+    if batch is not None and not (isinstance(batch, int) and not isinstance(batch, bool) and 0 < batch < 2**31):
+        raise CheckpointError(f"{sidecar}: fixed batch {batch!r} is not a positive int")
     shape = meta.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and shape and all(
             isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in shape)):

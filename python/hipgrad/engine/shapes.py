@@ -16,9 +16,19 @@ def numel(shape: Sequence[int]) -> int:
     return math.prod(int(v) for v in shape)
 
 
+def unpack_weight(packed: Any, shape: Sequence[int]) -> np.ndarray:
+    """The weight of `shape` ((N, K) linear, (K, C, R, S) conv) that pack_linear_weight (of its
+    2-D view) turned into `packed`: (panels, K, NR) holding w[q * NR + j][k] at [q][k][j]."""
+    p = packed.numpy()
+    rows = p.transpose(0, 2, 1).reshape(-1, p.shape[1])[:shape[0]]
+    return np.ascontiguousarray(rows.reshape(shape))
+
+
 def weight_shape(step: Any) -> tuple[int, ...]:
     """The (N, K) / (K, C/g, R, S) weight shape of a linear / conv step, wherever it is held."""
     t = step.tensors or step.arrays
+    if "weight_packed" in t and step.kind == "conv":  # the panels of its (K, C*R*S) view
+        return tuple(step.attrs["w_shape"])
     if "weight_packed" in t:  # (panels, K, NR) of an (N, K) linear weight
         return (step.attrs["out_features"], t["weight_packed"].shape[1])
     return tuple((t["weight"] if "weight" in t else t["wq"]).shape)
@@ -68,6 +78,12 @@ def output_shapes(step: Any, ins: list[Shape]) -> list[Shape]:
         (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
         return [(x[0], k, (x[2] + 2 * ph - dh * (r - 1) - 1) // sh + 1,
                  (x[3] + 2 * pw - dw * (s - 1) - 1) // sw + 1)]
+    if kind == "conv_transpose":  # PyTorch's ConvTranspose2d output size
+        _, cg, r, s = weight_shape(step)
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        oh, ow = a.get("output_padding", (0, 0))
+        return [(x[0], cg * a["groups"], (x[2] - 1) * sh - 2 * ph + dh * (r - 1) + 1 + oh,
+                 (x[3] - 1) * sw - 2 * pw + dw * (s - 1) + 1 + ow)]
     if kind == "linear":
         return [x[:-1] + (weight_shape(step)[0],)]
     if kind in ("maxpool", "avgpool"):
@@ -123,6 +139,10 @@ def _expect(step: Any, ins: list[Shape]) -> str | None:
         k, cg, _, _ = weight_shape(step)
         if rank != 4 or x[1] != cg * a["groups"]:
             return f"(batch, {cg * a['groups']}, height, width)"
+    elif kind == "conv_transpose":
+        c = weight_shape(step)[0]
+        if rank != 4 or x[1] != c:
+            return f"(batch, {c}, height, width)"
     elif kind in ("maxpool", "avgpool", "global_avgpool", "pad") and rank != 4:
         return "(batch, channels, height, width)"
     elif kind == "linear":
@@ -140,7 +160,11 @@ def _expect(step: Any, ins: list[Shape]) -> str | None:
                     "fit, the batch dimension (0) left alone")
     elif kind == "reshape":
         target = reshape_target(x, a["shape"])
-        if numel(target) != numel(x) or len(a["shape"]) > 0 and int(a["shape"][0]) not in (0, -1, x[0]):
+        dims = [int(v) for v in a["shape"]]
+        # a target with a 0 or -1 follows the batch and must keep it first; a static one (an ONNX
+        # export with a fixed batch) holds at one batch size only, which the element count pins
+        follows = any(v in (0, -1) for v in dims)
+        if numel(target) != numel(x) or follows and dims[0] not in (0, -1, x[0]):
             return f"{numel(target)} elements in all and the batch kept (reshape to {tuple(a['shape'])})"
     elif kind in ("add", "sub", "mul", "div", "matmul"):
         other = tuple(ins[1]) if len(ins) > 1 else _array_shape(step, "b")

@@ -7,6 +7,8 @@ step's own arrays, never values (an `add` of a constant has one input and `array
 
 Step kinds and their attrs (see GRAPH_CONTRACT.md): conv (stride, padding, dilation, groups, act,
 alpha; a second input after the residual fusion pass: the value added before the activation),
+conv_transpose (stride, padding, dilation, groups, output_padding; weight (C_in, C_out/groups,
+R, S); PyTorch's ConvTranspose2d),
 linear (act, alpha; on the last axis), act (kind, alpha), maxpool / avgpool (kernel, stride,
 padding, ceil_mode, count_include_pad), global_avgpool, batch_norm (eps), flatten (start_dim /
 end_dim as nn.Flatten, or ONNX's axis), reshape (shape), transpose (perm), pad (pads, value),

@@ -4,6 +4,7 @@ output tile is written)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .._native import _C
@@ -12,7 +13,8 @@ from . import _common
 from ._conv import IntOrPair, _hyper
 
 # the ops of this family, exported as hipgrad.ops.<name>
-__all__ = ["conv2d_bias_act", "linear_bias_act", "linear_bias_act_packed", "pack_linear_weight"]
+__all__ = ["conv2d_bias_act", "conv2d_bias_act_packed", "linear_bias_act", "linear_bias_act_packed",
+           "pack_linear_weight"]
 
 
 def _activation(activation: Any, op: str) -> str:
@@ -73,6 +75,25 @@ def linear_bias_act_packed(x: Any, packed: Any, bias: Any = None, *, n: int,
     op = "linear_bias_act_packed"
     t = _common.tensors(op, x=x, packed=packed, bias=bias, optional=("bias",))
     return _C.ops.linear_bias_act_packed(t["x"], t["packed"], t["bias"], int_arg(n, f"{op}: n"),
+                                         _activation(activation, op),
+                                         _common.real(alpha, f"{op}: alpha", f32=True),
+                                         _common.impl_arg(impl, op), _common.out_arg(out, op))
+
+
+def conv2d_bias_act_packed(x: Any, packed: Any, w_shape: Sequence[int], bias: Any = None, *,
+                           stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                           activation: str | None = "relu", alpha: float = 0.01, residual: Any = None,
+                           impl: str = "auto", out: Tensor | None = None) -> Tensor:
+    """conv2d_bias_act (groups 1) with w (K, C, R, S) given as packed =
+    pack_linear_weight(w.reshape(K, C*R*S)) and w_shape = w's shape, for frozen weights (the
+    inference engine's): the output pixels are the GEMM's rows, against weight panels packed
+    once. residual, activation, alpha and out as conv2d_bias_act. CPU only. Forward only."""
+    op = "conv2d_bias_act_packed"
+    t = _common.tensors(op, x=x, packed=packed, bias=bias, residual=residual,
+                        optional=("bias", "residual"))
+    stride, padding, dilation, _ = _hyper(op, stride, padding, dilation, 1)
+    return _C.ops.conv2d_bias_act_packed(t["x"], t["packed"], _common.shape_arg(w_shape, "w_shape", op, 4),
+                                         t["bias"], t["residual"], stride, padding, dilation,
                                          _activation(activation, op),
                                          _common.real(alpha, f"{op}: alpha", f32=True),
                                          _common.impl_arg(impl, op), _common.out_arg(out, op))
