@@ -126,7 +126,9 @@ class InferenceEngine:
     def _upload(self, steps: Graph) -> None:
         """Move each step's host arrays to the device (the engine's only copy from then on).
         INT8 engines also get per-output-channel symmetric int8 weights; their fp32 weights stay
-        only until calibration has run."""
+        only until calibration has run; their head and projection shortcuts stay float32 (quantize.mark_fp32)."""
+        if self.precision == "int8":
+            quantize.mark_fp32(steps)
         for s in steps:
             arrays = quantize.int8_weights(s, s.arrays) if self.precision == "int8" else s.arrays
             s.tensors = {k: tensor(v, device=self.device, dtype=v.dtype) for k, v in arrays.items()}
@@ -145,7 +147,8 @@ class InferenceEngine:
         (ops.pack_linear_weight, the same bytes in the GEMM's panel order) and runs
         linear_bias_act_packed: no packing of the weight on every call. Narrower layers (a
         classifier's 10 outputs) keep impl="auto"'s choice among all linear_bias_act kernels."""
-        return (self.device == "cpu" and self.precision == "fp32" and s.kind == "linear"
+        fp32 = self.precision == "fp32" or bool(s.attrs.get("fp32"))  # an int8 engine's fp32 head
+        return (self.device == "cpu" and fp32 and s.kind == "linear"
                 and "weight" in s.tensors and s.tensors["weight"].shape[0] >= _PACK_MIN_N)
 
     def _packs_conv(self, s: Step) -> bool:
@@ -259,8 +262,9 @@ class InferenceEngine:
 
     # ---- INT8 ---------------------------------------------------------------------------------
     def calibrate(self, data: Any, batches: int | None = None) -> "InferenceEngine":
-        """Set each quantized layer's input scale (max |x| / 127) from real inputs: an array or an
-        iterable of arrays / (x, y) batches. Once per engine: calibration keeps only the int8
+        """Set each quantized layer's input scale (max |x| / 127) and correct its bias for the
+        rounding of its weights (quantize.py) from real inputs: an array or an iterable of
+        arrays / (x, y) batches. Once per engine: calibration keeps only the int8
         weights, so a new calibration needs a new engine (from_model / load)."""
         if self.precision != "int8":
             raise RuntimeError(f"calibrate: only an int8 engine is calibrated; this one is "

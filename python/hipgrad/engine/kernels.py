@@ -29,7 +29,7 @@ from .._native import _C
 from ..ops._conv import _hyper as _conv_hyper
 from ..tensor import Tensor, tensor
 from . import copies
-from .memplan import QUANTIZED, conv_residual_native, step_writes
+from .memplan import conv_residual_native, quantized, step_writes
 from .shapes import norm_axes, output_shapes, unpack_weight
 
 Call = Callable[..., Any]
@@ -62,7 +62,7 @@ def bind(s: Any, ins: Sequence[Tensor], views: Sequence[Tensor] | None, int8: bo
         flat = [None if t is None else t.reshape(-1, lead[-1]) for t in w]
         inner = bind(s, [ins[0].reshape(rows, k)], flat if views is not None else None, int8, scratch)
         return lambda v: inner(v.reshape(rows, k)).reshape(*lead)
-    if s.kind in QUANTIZED and int8:
+    if int8 and quantized(s):
         return _quantized(s, ins, w, scratch)
     if s.kind == "conv":
         return _conv(s, ins, w, outs[0])

@@ -34,6 +34,12 @@ from .shapes import Shape, check_shapes, numel, output_shapes
 from .steps import VIEWS
 
 QUANTIZED = ("conv", "linear")  # the step kinds that run as qconv2d / qgemm in an int8 engine
+
+
+def quantized(step: Any) -> bool:
+    """`step` runs as qconv2d / qgemm in an int8 engine: a QUANTIZED kind not kept in float32
+    (attrs["fp32"], quantize.mark_fp32)."""
+    return step.kind in QUANTIZED and not step.attrs.get("fp32")
 # kinds whose op takes no `out=`: their outputs are allocated by the op, outside the plan
 ALLOCATING = ("layer_norm", "attention", "conv_transpose")
 
@@ -61,18 +67,18 @@ def step_writes(step: Any, ins: list[Shape], outs: list[Shape], int8: bool) -> l
     kind, act = step.kind, step.attrs.get("act")
     if kind in VIEWS or kind in ALLOCATING:
         return []
-    quantized = int8 and kind in QUANTIZED
+    q8 = int8 and quantized(step)
     if kind == "conv" and len(ins) > 1:  # a fused residual
-        if not quantized and conv_residual_native() and tuple(ins[1]) == tuple(outs[0]):
+        if not q8 and conv_residual_native() and tuple(ins[1]) == tuple(outs[0]):
             # not written over the residual, though the op allows it: auto-tuning such a call
             # copies the residual aside first (a tuning run must not accumulate onto it), an
             # allocation outside the plan on a shape's first predict
             return [Write(outs[0])]
         # conv (or qconv) without its activation, + residual in place, then the activation,
         # which may write over either input (both are read by then)
-        first = Write(outs[0], (0,) if quantized else ())
+        first = Write(outs[0], (0,) if q8 else ())
         return [first, Write(outs[0], (0, 1))] if act else [first]
-    if quantized:
+    if q8:
         return [Write(outs[0], (0,))]
     if kind in ("add", "sub", "mul", "div"):  # then the activation, as for the conv above
         # ops.binary (and add_) may write over an operand of the result's shape
@@ -204,7 +210,7 @@ def make_plan(graph: Any, input_shape: Sequence[int], input_dtype: Any, int8: bo
     for i, s in enumerate(steps):
         ins = [shapes[v] for v in s.inputs]
         outs = [shapes[v] for v in s.outputs]
-        if int8 and s.kind in QUANTIZED:
+        if int8 and quantized(s):
             qnumel = max(qnumel, numel(ins[0]))
         writes = step_writes(s, ins, outs, int8)
         n_out = len(s.outputs) if writes else 0

@@ -40,15 +40,17 @@ def describe(plan: Graph, header: str, int8: bool = False) -> str:
         residual = " + residual" if s.kind == "conv" and len(s.inputs) > 1 else ""
         extra = f" + {s.attrs['act']}" if s.attrs.get("act") else ""
         folded = " (BatchNorm folded)" if s.attrs.get("folded_bn") else ""
-        q = " [int8]" if int8 and s.kind in ("conv", "linear") else ""
+        q = ""
+        if int8 and s.kind in ("conv", "linear"):  # int8, or kept in float32 (quantize.mark_fp32)
+            q = f" [fp32: {s.attrs['fp32']}]" if s.attrs.get("fp32") else " [int8]"
         reads = "" if s.inputs == prev else f"  <- {', '.join(s.inputs)}"
         lines.append(f"  {s.name}: {s.kind}{residual}{extra}{folded}{q}{reads}")
         prev = s.outputs[:1]
     if plan.outputs != prev:
         lines.append(f"  outputs: {', '.join(plan.outputs)}")
     if int8:
-        lines.append("  (int8: conv and linear steps; add, concat and the other steps run in float32 "
-                     "on their dequantized outputs)")
+        lines.append("  (int8: conv and linear steps but those marked fp32; add, concat and the other "
+                     "steps run in float32 on their dequantized outputs)")
     return "\n".join(lines)
 
 
