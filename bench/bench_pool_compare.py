@@ -2,6 +2,7 @@
 
     PYTHONPATH=python python3 bench/bench_pool_compare.py --baseline /work/wt/pool-old/python \
         [--threads 1,2] [--pairs 8] [--repeats 40] [--cases mlp-train,lenet28-infer,digits-infer]
+        [--torch-between]
 
 Each pair runs one child process of each build (alternating which goes first), so both meet the
 same moments of a shared machine; each child times every case at every thread count in rounds
@@ -10,6 +11,10 @@ op (hg.trace) summed by op name. The parent prints per case and thread count the
 children of each build and their ratio, and per op the median traced time. Cases: the MLP
 784-256-10 training step (batch 64, SGD momentum: bench_train.py's), the engine's LeNet-5
 inference on 1x28x28 (batch 256) and on 8x8 digits (batch 256) (bench_infer.py's).
+`--torch-between` runs a PyTorch LeNet-5 forward (batch 256, same threads, untimed) before every
+timed call, as bench_train.py / bench_infer.py do when they pair hipgrad with PyTorch in one
+process: PyTorch's OpenMP workers keep spinning for a while after each of its calls, a
+neighbour inside the process (a build that itself links libgomp shares PyTorch's copy instead).
 Prints `uptime` before and after; writes nothing unless --json is given.
 """
 
@@ -65,6 +70,22 @@ def _cases(rng):
             "digits-infer": lambda: lenet_infer((1, 8, 8), True)}
 
 
+def _torch_between(rng):
+    """A PyTorch LeNet-5 forward on a batch of 256 (no grad): the in-process neighbour."""
+    import torch
+
+    tn = torch.nn
+    model = tn.Sequential(tn.Conv2d(1, 6, 5), tn.ReLU(), tn.MaxPool2d(2), tn.Conv2d(6, 16, 5),
+                          tn.ReLU(), tn.MaxPool2d(2), tn.Flatten(), tn.Linear(256, 120), tn.ReLU(),
+                          tn.Linear(120, 10)).eval()
+    x = torch.from_numpy(rng.standard_normal((256, 1, 28, 28)).astype("float32"))
+
+    def run():
+        with torch.no_grad():
+            model(x)
+    return run
+
+
 def child(args) -> dict:
     import numpy as np
 
@@ -72,17 +93,23 @@ def child(args) -> dict:
 
     rng = np.random.default_rng(0)
     makers = _cases(rng)
+    between = _torch_between(rng) if args.torch_between else (lambda: None)
     out: dict = {}
     for threads in args.threads:
         hg.set_num_threads(threads)
+        if args.torch_between:
+            import torch
+            torch.set_num_threads(threads)
         for case in args.cases:
             fn = makers[case]()
             for _ in range(args.warmup):
+                between()
                 fn()
             stats = getattr(hg._C, "_thread_pool_stats", lambda: {})
             s0 = dict(stats())
             times, cpu = [], []
             for _ in range(args.repeats):
+                between()
                 c, t = time.process_time(), time.perf_counter()
                 fn()
                 times.append((time.perf_counter() - t) * 1e3)
@@ -117,7 +144,7 @@ def run_child(build: str, python: str, args) -> dict:
         env["HIPGRAD_CACHE_DIR"] = f"{args.cache_dir}-{build}"
     cmd = [sys.executable, __file__, "--child", "--threads", ",".join(map(str, args.threads)),
            "--cases", ",".join(args.cases), "--warmup", str(args.warmup), "--repeats",
-           str(args.repeats)]
+           str(args.repeats)] + (["--torch-between"] if args.torch_between else [])
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         raise SystemExit(f"child {python} failed:\n{r.stderr}")
@@ -134,6 +161,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--torch-between", action="store_true",
+                    help="a PyTorch forward before every timed call (PyTorch's threads as a neighbour)")
     ap.add_argument("--json", help="write every child's figures here")
     ap.add_argument("--cache-dir", help="tuning caches: <this>-old and <this>-new")
     args = ap.parse_args()
