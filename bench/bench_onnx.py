@@ -5,13 +5,18 @@ torchvision way (tests/engine/zoo_models.py, random weights) and exported with
 torch.onnx.export, at batch 1 and 8, side by side in one process.
 
     PYTHONPATH=python python3 bench/bench_onnx.py [--threads 2] [--size 64] [--repeats 30]
-        [--models resnet18,mobilenet_v2,squeezenet1_1,vgg11_bn] [--batches 1,8] [--note "..."]
+        [--block 1] [--models resnet18,mobilenet_v2,squeezenet1_1,vgg11_bn] [--batches 1,8]
+        [--note "..."]
 
 Every figure is the median of `--repeats` timed rounds after `--warmup` untimed ones; in each
 round the three runtimes run one call each, back to back, in an order that rotates from round
-to round, so all three meet the same moments of a shared machine. Inputs are NumPy arrays
-(each runtime's native host API; PyTorch gets torch.from_numpy views). Before timing the
-engine's outputs are checked against onnxruntime's and PyTorch's (relative error <= 1e-4).
+to round, so all three meet the same moments of a shared machine. With `--block K` each runtime
+runs K timed calls in a row per round, after one untimed call: every runtime's worker threads
+(onnxruntime's and PyTorch's OpenMP ones spin for milliseconds after a call, hipgrad's for up to
+1 ms) are still busy when the next runtime starts, and a one-call rotation measures each runtime
+next to the others' spinning threads rather than as it runs alone in a deployment. Inputs are
+NumPy arrays (each runtime's native host API; PyTorch gets torch.from_numpy views). Before
+timing the engine's outputs are checked against onnxruntime's and PyTorch's (relative error <= 1e-4).
 Memory: the engine's memory_report for ResNet-18 at batch 8 (weights, planned activation
 buffers, measured peak), and the peak RSS growth of a fresh process that loads the model and
 runs one batch, for the engine and for onnxruntime. Goals (issue 17): fp32 >= 1.0x
@@ -37,6 +42,8 @@ if __name__ == "__main__":
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--block", type=int, default=1,
+                    help="consecutive timed calls per runtime and round (> 1: after one untimed call)")
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--child-rss", nargs=4, metavar=("RUNTIME", "PATH", "BATCH", "SIZE"), help=argparse.SUPPRESS)
     ap.add_argument("--note", default="")
@@ -130,18 +137,23 @@ def live_pair_bytes(engine, shape: tuple) -> int:
 
 
 def rounds(fns: dict, warmup: int, repeats: int) -> dict:
-    """Median ms of each callable, timed in rounds with a rotating order."""
+    """Median ms of each callable, timed in rounds with a rotating order: per round each runs
+    one untimed call (with --block > 1), then --block timed calls, until each has --repeats."""
     names = list(fns)
     for name in names:
         for _ in range(warmup):
             fns[name]()
     times = {n: [] for n in names}
-    for r in range(repeats):
+    block = max(1, ARGS.block)
+    for r in range(-(-repeats // block)):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
-            t0 = time.perf_counter()
-            fns[n]()
-            times[n].append((time.perf_counter() - t0) * 1e3)
+            if block > 1:
+                fns[n]()  # meets the previous runtime's still-spinning threads: not timed
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fns[n]()
+                times[n].append((time.perf_counter() - t0) * 1e3)
     return {n: statistics.median(v) for n, v in times.items()}
 
 
@@ -271,7 +283,10 @@ def markdown(info: dict, rows: list[dict], up: tuple[str, str]) -> str:
           f"- {info['load_text']}",
           "- The machine is shared with other work: ratios between columns of one row are meaningful "
           "(timed in rotating rounds), absolute times are not.",
-          f"- Median of {ARGS.repeats} rounds after {ARGS.warmup} warm-up calls; NumPy in, NumPy out.",
+          f"- Median of {ARGS.repeats} timed calls after {ARGS.warmup} warm-up calls; NumPy in, NumPy out; "
+          + ("one call per runtime per round." if ARGS.block <= 1 else
+             f"blocks of {ARGS.block} consecutive calls per runtime per round, each after one untimed "
+             "call (the other runtimes' worker threads still spin for a while after their calls)."),
           f"- Goals: fp32 >= {GOALS['fp32_vs_ort']}x onnxruntime (wanted {GOALS['fp32_vs_ort_wanted']}x), "
           f">= {GOALS['fp32_vs_torch']}x PyTorch; int8 >= {GOALS['int8_vs_ort_int8']}x onnxruntime's int8, "
           f"top-1 agreement >= {GOALS['int8_top1']:.0%}.",
