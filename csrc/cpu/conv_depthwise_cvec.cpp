@@ -1,0 +1,167 @@
+// Channel-vectorized depthwise convolution (groups == C == K), a tuned alternate of
+// conv2d_bias_act. The direct kernel of conv_depthwise.cpp vectorizes along each output row,
+// which wastes most of its lanes on the small planes of late MobileNet layers (4x4, 2x2) and
+// builds strided vectors element by element at stride 2. This one vectorizes across 16
+// channels instead, so every lane does useful work whatever the plane size or stride:
+//   1. the 16 planes of one (image, channel block) are transposed into a per-thread zero-padded
+//      buffer xpad[i][j][lane] (i, j: padded row and column; lanes past C stay 0);
+//   2. out[p][q][lane] = bias + sum_{r,s} w[r, s][lane] * xpad[p*sh + r*dh][q*sw + s*dw][lane],
+//      four output columns per step (four independent accumulators), every tap one vector FMA;
+//   3. out is transposed back into the 16 output planes, the residual (optional, may be y
+//      itself) added on the way, then the activation over those planes while they are in cache.
+// Geometries whose padded buffer would dwarf the planes (see depthwise_direct) and every
+// non-depthwise conv run the handwritten kernel's path instead.
+// The per-block routine is compiled for x86-64-v4, v3 and the baseline (target_clones).
+// Layouts as ops.h: x (N, C, H, W), w (C, 1, R, S), y (N, C, P, Q).
+// Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_depthwise_cvec.py
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu_clones.h"
+#include "cpu_kernels.h"
+#include "im2col.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace hg::cpu {
+namespace {
+
+constexpr int64_t kLanes = 16;
+using vf16 = float __attribute__((vector_size(64), aligned(4), may_alias));
+constexpr int64_t kParallelMin = 1 << 14;  // multiply-adds below which one thread is faster
+
+HG_INLINE vf16 ld(const float* p) { return *reinterpret_cast<const vf16*>(p); }
+HG_INLINE void st(float* p, vf16 v) { *reinterpret_cast<vf16*>(p) = v; }
+
+// The padded buffer's extent: every input position an output's taps read.
+struct Extent {
+  int64_t rows, cols;
+};
+Extent extent(const ConvGeometry& g) {
+  return {(g.P - 1) * g.stride_h + (g.R - 1) * g.dil_h + 1,
+          (g.Q - 1) * g.stride_w + (g.S - 1) * g.dil_w + 1};
+}
+
+struct Scratch {
+  std::vector<float> pad, out, w;
+  std::vector<int64_t> tap;
+  Scratch(const ConvGeometry& g, const Extent& e)
+      : pad(e.rows * e.cols * kLanes), out(g.P * g.Q * kLanes), w((g.R * g.S + 1) * kLanes),
+        tap(g.R * g.S) {
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s)
+        tap[r * g.S + s] = (r * g.dil_h * e.cols + s * g.dil_w) * kLanes;
+  }
+};
+
+// One (image, channel block): x and y point at its first plane, w at its first kernel, bias at
+// its first bias (or nullptr), res at its first residual plane (or nullptr); nc <= kLanes planes.
+HG_CPU_CLONES
+void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const float* x,
+                   const float* w, const float* bias, const float* res, float* y, Scratch& t) {
+  const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, RS = g.R * g.S, HW = H * W, PQ = P * Q;
+  const int64_t cols = e.cols;
+  float* __restrict pad = t.pad.data();
+  float* __restrict out = t.out.data();
+  float* __restrict wv = t.w.data();  // RS weight vectors, then the bias vector
+  std::fill(wv, wv + (RS + 1) * kLanes, 0.f);
+  for (int64_t l = 0; l < nc; ++l) {
+    for (int64_t i = 0; i < RS; ++i) wv[i * kLanes + l] = w[l * RS + i];
+    if (bias) wv[RS * kLanes + l] = bias[l];
+  }
+  // Input rows h and columns w land at padded (h + ph, w + pw); a negative padding crops.
+  const int64_t h0 = std::max<int64_t>(0, -g.pad_h), h1 = std::min(H, e.rows - g.pad_h);
+  const int64_t w0 = std::max<int64_t>(0, -g.pad_w), w1 = std::min(W, cols - g.pad_w);
+  std::fill(pad, pad + e.rows * cols * kLanes, 0.f);
+  for (int64_t l = 0; l < nc; ++l) {
+    const float* __restrict xp = x + l * HW;
+    for (int64_t h = h0; h < h1; ++h) {
+      float* __restrict o = pad + ((h + g.pad_h) * cols + g.pad_w) * kLanes + l;
+      for (int64_t c = w0; c < w1; ++c) o[c * kLanes] = xp[h * W + c];
+    }
+  }
+  const int64_t* __restrict tap = t.tap.data();
+  const vf16 b = ld(wv + RS * kLanes);
+  const int64_t step = g.stride_w * kLanes;
+  for (int64_t p = 0; p < P; ++p) {
+    const float* row = pad + p * g.stride_h * cols * kLanes;
+    float* o = out + p * Q * kLanes;
+    int64_t q = 0;
+    for (; q + 4 <= Q; q += 4) {
+      vf16 a0 = b, a1 = b, a2 = b, a3 = b;
+      const float* src = row + q * step;
+      for (int64_t i = 0; i < RS; ++i) {
+        const vf16 k = ld(wv + i * kLanes);
+        const float* s = src + tap[i];
+        a0 += k * ld(s);
+        a1 += k * ld(s + step);
+        a2 += k * ld(s + 2 * step);
+        a3 += k * ld(s + 3 * step);
+      }
+      st(o + q * kLanes, a0);
+      st(o + (q + 1) * kLanes, a1);
+      st(o + (q + 2) * kLanes, a2);
+      st(o + (q + 3) * kLanes, a3);
+    }
+    for (; q < Q; ++q) {
+      vf16 a0 = b;
+      const float* src = row + q * step;
+      for (int64_t i = 0; i < RS; ++i) a0 += ld(wv + i * kLanes) * ld(src + tap[i]);
+      st(o + q * kLanes, a0);
+    }
+  }
+  for (int64_t l = 0; l < nc; ++l) {
+    float* yp = y + l * PQ;
+    const float* src = out + l;
+    if (res) {
+      const float* rp = res + l * PQ;  // may be yp itself: each element is read before written
+      for (int64_t i = 0; i < PQ; ++i) yp[i] = src[i * kLanes] + rp[i];
+    } else {
+      for (int64_t i = 0; i < PQ; ++i) yp[i] = src[i * kLanes];
+    }
+  }
+}
+
+// Same path as the handwritten kernel (fused.cpp) where the channel-vectorized one does not run.
+void fallback(const ConvBiasActArgs& a) {
+  if (!depthwise_direct(a.g)) return conv2d_bias_act_lowered(a, /*vendor=*/false);
+  ConvForwardArgs c;
+  c.g = a.g;
+  c.x = a.x;
+  c.w = a.w;
+  c.bias = a.epi.bias;
+  c.y = a.y;
+  conv2d_depthwise_forward(c, &a.epi, a.residual);
+}
+
+void conv2d_bias_act_depthwise_cvec(const ConvBiasActArgs& a) {
+  const ConvGeometry& g = a.g;
+  if (!depthwise_direct(g)) return fallback(a);
+  const Extent e = extent(g);
+  const int64_t blocks = (g.C + kLanes - 1) / kLanes, tasks = g.N * blocks;
+  const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
+  const int64_t macs = g.N * g.C * PQ * g.R * g.S;
+  const int T =
+      int(std::max<int64_t>(1, std::min<int64_t>(macs >= kParallelMin ? num_threads() : 1, tasks)));
+  std::vector<Scratch> scratches(T, Scratch(g, e));  // allocated here: no exception in the region
+  GemmEpilogue act;  // the activation only: the bias went in as the accumulators' start
+  act.op = FusedEpilogue{nullptr, a.epi.has_act, a.epi.act, a.epi.alpha};
+  parallel_for(tasks, T, [&](int64_t task) {
+    Scratch& scratch = scratches[parallel_slot()];
+    const int64_t n = task / blocks, c0 = (task % blocks) * kLanes;
+    const int64_t nc = std::min(kLanes, g.C - c0);
+    const int64_t plane = n * g.C + c0;
+    float* y = a.y + plane * PQ;
+    block_forward(g, e, nc, a.x + plane * HW, a.w + c0 * g.R * g.S,
+                  a.epi.bias ? a.epi.bias + c0 : nullptr,
+                  a.residual ? a.residual + plane * PQ : nullptr, y, scratch);
+    if (a.epi.has_act) apply_epilogue(act, 0, 0, nc, PQ, y, PQ);  // the planes are in cache
+  });
+}
+
+}  // namespace
+}  // namespace hg::cpu
+
+HG_REGISTER_ALTERNATE(conv2d_bias_act_op, cpu, "cpu.conv2d_depthwise_cvec16|im2col_gemm",
+                      &hg::cpu::conv2d_bias_act_depthwise_cvec);
