@@ -3,12 +3,14 @@
 // which wastes most of its lanes on the small planes of late MobileNet layers (4x4, 2x2) and
 // builds strided vectors element by element at stride 2. This one vectorizes across 16
 // channels instead, so every lane does useful work whatever the plane size or stride:
-//   1. the 16 planes of one (image, channel block) are transposed into a per-thread zero-padded
-//      buffer xpad[i][j][lane] (i, j: padded row and column; lanes past C stay 0);
+//   1. the 16 planes of one (image, channel block) are transposed (16 x 16 tiles in registers)
+//      into a per-thread zero-padded buffer xpad[i][j][lane] (i, j: padded row and column;
+//      lanes past C stay 0);
 //   2. out[p][q][lane] = bias + sum_{r,s} w[r, s][lane] * xpad[p*sh + r*dh][q*sw + s*dw][lane],
 //      four output columns per step (four independent accumulators), every tap one vector FMA;
-//   3. out is transposed back into the 16 output planes, the residual (optional, may be y
-//      itself) added on the way, then the activation over those planes while they are in cache.
+//   3. out is transposed back (the same tiles) into the 16 output planes, the residual (optional, may be y
+//      itself) and relu / relu6 applied on the way; any other activation over those planes
+//      right after, while they are in cache.
 // Geometries whose padded buffer would dwarf the planes (see depthwise_direct) and every
 // non-depthwise conv run the handwritten kernel's path instead.
 // The per-block routine is compiled for x86-64-v4, v3 and the baseline (target_clones).
@@ -16,6 +18,7 @@
 // Test: PYTHONPATH=python python3 -m pytest -q tests/ops/test_depthwise_cvec.py
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "cpu_clones.h"
@@ -31,8 +34,42 @@ constexpr int64_t kLanes = 16;
 using vf16 = float __attribute__((vector_size(64), aligned(4), may_alias));
 constexpr int64_t kParallelMin = 1 << 14;  // multiply-adds below which one thread is faster
 
+using vi16 = int32_t __attribute__((vector_size(64)));
 HG_INLINE vf16 ld(const float* p) { return *reinterpret_cast<const vf16*>(p); }
 HG_INLINE void st(float* p, vf16 v) { *reinterpret_cast<vf16*>(p) = v; }
+
+// The first n (< kLanes) floats of p, the others 0: no read past a plane's end.
+HG_INLINE vf16 ld_partial(const float* p, int64_t n) {
+  vf16 v = vf16{};
+  for (int64_t j = 0; j < n; ++j) v[j] = p[j];
+  return v;
+}
+
+// One stage of a 16 x 16 transpose: rows a and b = a's row + D swap their off-diagonal D-wide
+// blocks (a[j] <-> b[j - D] for the columns j with bit D set). The four stages D = 8, 4, 2, 1
+// over every such row pair transpose the 16 rows; each step is one two-source shuffle.
+template <int D>
+HG_INLINE void swap_blocks(vf16& a, vf16& b) {
+  vi16 lo, hi;
+  for (int j = 0; j < 16; ++j) {
+    lo[j] = (j & D) ? 16 + j - D : j;
+    hi[j] = (j & D) ? 16 + j : j + D;
+  }
+  const vf16 na = __builtin_shuffle(a, b, lo), nb = __builtin_shuffle(a, b, hi);
+  a = na;
+  b = nb;
+}
+template <int D>
+HG_INLINE void transpose_stage(vf16* r) {
+  for (int i = 0; i < 16; ++i)
+    if (!(i & D)) swap_blocks<D>(r[i], r[i + D]);
+}
+HG_INLINE void transpose16(vf16* r) {
+  transpose_stage<8>(r);
+  transpose_stage<4>(r);
+  transpose_stage<2>(r);
+  transpose_stage<1>(r);
+}
 
 // The padded buffer's extent: every input position an output's taps read.
 struct Extent {
@@ -44,10 +81,10 @@ Extent extent(const ConvGeometry& g) {
 }
 
 struct Scratch {
-  std::vector<float> pad, out, w;
+  std::vector<float> pad, xt, out, w;
   std::vector<int64_t> tap;
   Scratch(const ConvGeometry& g, const Extent& e)
-      : pad(e.rows * e.cols * kLanes), out(g.P * g.Q * kLanes), w((g.R * g.S + 1) * kLanes),
+      : pad(e.rows * e.cols * kLanes), xt(g.H * g.W * kLanes), out(g.P * g.Q * kLanes), w((g.R * g.S + 1) * kLanes),
         tap(g.R * g.S) {
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s)
@@ -57,9 +94,19 @@ struct Scratch {
 
 // One (image, channel block): x and y point at its first plane, w at its first kernel, bias at
 // its first bias (or nullptr), res at its first residual plane (or nullptr); nc <= kLanes planes.
+// Activations applied to the vectors before they are stored; the others by apply_epilogue.
+enum class Inline { none, relu, relu6, other };
+
+// Reads the 16 floats at p where they lie before `end` (a full load: lanes past the plane come
+// from the next plane and are never stored), else only the n floats of the plane.
+HG_INLINE vf16 ld_plane(const float* p, int64_t n, const float* end) {
+  return p + kLanes <= end ? ld(p) : ld_partial(p, n);
+}
+
 HG_CPU_CLONES
 void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const float* x,
-                   const float* w, const float* bias, const float* res, float* y, Scratch& t) {
+                   const float* x_end, const float* w, const float* bias, const float* res,
+                   const float* res_end, Inline act, float* y, Scratch& t) {
   const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, RS = g.R * g.S, HW = H * W, PQ = P * Q;
   const int64_t cols = e.cols;
   float* __restrict pad = t.pad.data();
@@ -73,13 +120,21 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
   // Input rows h and columns w land at padded (h + ph, w + pw); a negative padding crops.
   const int64_t h0 = std::max<int64_t>(0, -g.pad_h), h1 = std::min(H, e.rows - g.pad_h);
   const int64_t w0 = std::max<int64_t>(0, -g.pad_w), w1 = std::min(W, cols - g.pad_w);
+  // The planes, 16 pixels at a time, transposed into xt[pixel][lane] (lanes past nc 0), then
+  // each pixel's vector copied to its padded place.
+  float* __restrict xt = t.xt.data();
+  for (int64_t i0 = 0; i0 < HW; i0 += kLanes) {
+    const int64_t n = std::min(kLanes, HW - i0);
+    vf16 r[16];
+    for (int64_t l = 0; l < 16; ++l)
+      r[l] = l >= nc ? vf16{} : ld_plane(x + l * HW + i0, n, x_end);
+    transpose16(r);
+    for (int64_t j = 0; j < n; ++j) st(xt + (i0 + j) * kLanes, r[j]);
+  }
   std::fill(pad, pad + e.rows * cols * kLanes, 0.f);
-  for (int64_t l = 0; l < nc; ++l) {
-    const float* __restrict xp = x + l * HW;
-    for (int64_t h = h0; h < h1; ++h) {
-      float* __restrict o = pad + ((h + g.pad_h) * cols + g.pad_w) * kLanes + l;
-      for (int64_t c = w0; c < w1; ++c) o[c * kLanes] = xp[h * W + c];
-    }
+  for (int64_t h = h0; h < h1; ++h) {
+    float* __restrict o = pad + ((h + g.pad_h) * cols + g.pad_w) * kLanes;
+    for (int64_t c = w0; c < w1; ++c) st(o + c * kLanes, ld(xt + (h * W + c) * kLanes));
   }
   const int64_t* __restrict tap = t.tap.data();
   const vf16 b = ld(wv + RS * kLanes);
@@ -111,14 +166,24 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
       st(o + q * kLanes, a0);
     }
   }
-  for (int64_t l = 0; l < nc; ++l) {
-    float* yp = y + l * PQ;
-    const float* src = out + l;
-    if (res) {
-      const float* rp = res + l * PQ;  // may be yp itself: each element is read before written
-      for (int64_t i = 0; i < PQ; ++i) yp[i] = src[i * kLanes] + rp[i];
-    } else {
-      for (int64_t i = 0; i < PQ; ++i) yp[i] = src[i * kLanes];
+  // Back to planes, 16 pixels at a time; the residual (may be y itself: each element is read
+  // before it is written) added on the way.
+  for (int64_t i0 = 0; i0 < PQ; i0 += kLanes) {
+    const int64_t n = std::min(kLanes, PQ - i0);
+    vf16 r[16];
+    for (int64_t j = 0; j < 16; ++j) r[j] = j < n ? ld(out + (i0 + j) * kLanes) : vf16{};
+    transpose16(r);
+    for (int64_t l = 0; l < nc; ++l) {
+      float* yp = y + l * PQ + i0;
+      vf16 v = r[l];
+      if (res) v += ld_plane(res + l * PQ + i0, n, res_end);
+      if (act == Inline::relu || act == Inline::relu6) v = v > 0.f ? v : 0.f;
+      if (act == Inline::relu6) v = v < 6.f ? v : 6.f;
+      if (n == kLanes) {
+        st(yp, v);
+      } else {
+        for (int64_t j = 0; j < n; ++j) yp[j] = v[j];
+      }
     }
   }
 }
@@ -147,16 +212,22 @@ void conv2d_bias_act_depthwise_cvec(const ConvBiasActArgs& a) {
   std::vector<Scratch> scratches(T, Scratch(g, e));  // allocated here: no exception in the region
   GemmEpilogue act;  // the activation only: the bias went in as the accumulators' start
   act.op = FusedEpilogue{nullptr, a.epi.has_act, a.epi.act, a.epi.alpha};
+  const Inline mode = !a.epi.has_act               ? Inline::none
+                      : a.epi.act == ActKind::relu  ? Inline::relu
+                      : a.epi.act == ActKind::relu6 ? Inline::relu6
+                                                    : Inline::other;
+  const float* x_end = a.x + g.N * g.C * HW;
+  const float* res_end = a.residual ? a.residual + g.N * g.C * PQ : nullptr;
   parallel_for(tasks, T, [&](int64_t task) {
     Scratch& scratch = scratches[parallel_slot()];
     const int64_t n = task / blocks, c0 = (task % blocks) * kLanes;
     const int64_t nc = std::min(kLanes, g.C - c0);
     const int64_t plane = n * g.C + c0;
     float* y = a.y + plane * PQ;
-    block_forward(g, e, nc, a.x + plane * HW, a.w + c0 * g.R * g.S,
+    block_forward(g, e, nc, a.x + plane * HW, x_end, a.w + c0 * g.R * g.S,
                   a.epi.bias ? a.epi.bias + c0 : nullptr,
-                  a.residual ? a.residual + plane * PQ : nullptr, y, scratch);
-    if (a.epi.has_act) apply_epilogue(act, 0, 0, nc, PQ, y, PQ);  // the planes are in cache
+                  a.residual ? a.residual + plane * PQ : nullptr, res_end, mode, y, scratch);
+    if (mode == Inline::other) apply_epilogue(act, 0, 0, nc, PQ, y, PQ);  // planes in cache
   });
 }
 
