@@ -106,7 +106,7 @@ HG_INLINE vf16 ld_plane(const float* p, int64_t n, const float* end) {
 HG_CPU_CLONES
 void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const float* x,
                    const float* x_end, const float* w, const float* bias, const float* res,
-                   const float* res_end, Inline act, float* y, Scratch& t) {
+                   Inline act, float* y, Scratch& t) {
   const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, RS = g.R * g.S, HW = H * W, PQ = P * Q;
   const int64_t cols = e.cols;
   float* __restrict pad = t.pad.data();
@@ -176,7 +176,8 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
     for (int64_t l = 0; l < nc; ++l) {
       float* yp = y + l * PQ + i0;
       vf16 v = r[l];
-      if (res) v += ld_plane(res + l * PQ + i0, n, res_end);
+      // (not ld_plane: with out= residual, the next planes may be another thread's output)
+      if (res) v += n == kLanes ? ld(res + l * PQ + i0) : ld_partial(res + l * PQ + i0, n);
       if (act == Inline::relu || act == Inline::relu6) v = v > 0.f ? v : 0.f;
       if (act == Inline::relu6) v = v < 6.f ? v : 6.f;
       if (n == kLanes) {
@@ -217,7 +218,6 @@ void conv2d_bias_act_depthwise_cvec(const ConvBiasActArgs& a) {
                       : a.epi.act == ActKind::relu6 ? Inline::relu6
                                                     : Inline::other;
   const float* x_end = a.x + g.N * g.C * HW;
-  const float* res_end = a.residual ? a.residual + g.N * g.C * PQ : nullptr;
   parallel_for(tasks, T, [&](int64_t task) {
     Scratch& scratch = scratches[parallel_slot()];
     const int64_t n = task / blocks, c0 = (task % blocks) * kLanes;
@@ -226,7 +226,7 @@ void conv2d_bias_act_depthwise_cvec(const ConvBiasActArgs& a) {
     float* y = a.y + plane * PQ;
     block_forward(g, e, nc, a.x + plane * HW, x_end, a.w + c0 * g.R * g.S,
                   a.epi.bias ? a.epi.bias + c0 : nullptr,
-                  a.residual ? a.residual + plane * PQ : nullptr, res_end, mode, y, scratch);
+                  a.residual ? a.residual + plane * PQ : nullptr, mode, y, scratch);
     if (mode == Inline::other) apply_epilogue(act, 0, 0, nc, PQ, y, PQ);  // planes in cache
   });
 }
