@@ -81,10 +81,10 @@ Extent extent(const ConvGeometry& g) {
 }
 
 struct Scratch {
-  std::vector<float> pad, xt, out, w;
+  std::vector<float> pad, xt, out;
   std::vector<int64_t> tap;
   Scratch(const ConvGeometry& g, const Extent& e)
-      : pad(e.rows * e.cols * kLanes), xt(g.H * g.W * kLanes), out(g.P * g.Q * kLanes), w((g.R * g.S + 1) * kLanes),
+      : pad(e.rows * e.cols * kLanes), xt(g.H * g.W * kLanes), out(g.P * g.Q * kLanes),
         tap(g.R * g.S) {
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s)
@@ -105,18 +105,12 @@ HG_INLINE vf16 ld_plane(const float* p, int64_t n, const float* end) {
 
 HG_CPU_CLONES
 void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const float* x,
-                   const float* x_end, const float* w, const float* bias, const float* res,
-                   Inline act, float* y, Scratch& t) {
+                   const float* x_end, const float* __restrict wv, const float* res, Inline act,
+                   float* y, Scratch& t) {
   const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, RS = g.R * g.S, HW = H * W, PQ = P * Q;
   const int64_t cols = e.cols;
   float* __restrict pad = t.pad.data();
   float* __restrict out = t.out.data();
-  float* __restrict wv = t.w.data();  // RS weight vectors, then the bias vector
-  std::fill(wv, wv + (RS + 1) * kLanes, 0.f);
-  for (int64_t l = 0; l < nc; ++l) {
-    for (int64_t i = 0; i < RS; ++i) wv[i * kLanes + l] = w[l * RS + i];
-    if (bias) wv[RS * kLanes + l] = bias[l];
-  }
   // Input rows h and columns w land at padded (h + ph, w + pw); a negative padding crops.
   const int64_t h0 = std::max<int64_t>(0, -g.pad_h), h1 = std::min(H, e.rows - g.pad_h);
   const int64_t w0 = std::max<int64_t>(0, -g.pad_w), w1 = std::min(W, cols - g.pad_w);
@@ -218,14 +212,22 @@ void conv2d_bias_act_depthwise_cvec(const ConvBiasActArgs& a) {
                       : a.epi.act == ActKind::relu6 ? Inline::relu6
                                                     : Inline::other;
   const float* x_end = a.x + g.N * g.C * HW;
+  // Per channel block: its RS weight vectors, then its bias vector (lanes past C: 0), packed
+  // once for every image.
+  const int64_t RS = g.R * g.S, wsize = (RS + 1) * kLanes;
+  std::vector<float> wpack(blocks * wsize, 0.f);
+  for (int64_t c = 0; c < g.C; ++c) {
+    float* wb = wpack.data() + (c / kLanes) * wsize + c % kLanes;
+    for (int64_t i = 0; i < RS; ++i) wb[i * kLanes] = a.w[c * RS + i];
+    if (a.epi.bias) wb[RS * kLanes] = a.epi.bias[c];
+  }
   parallel_for(tasks, T, [&](int64_t task) {
     Scratch& scratch = scratches[parallel_slot()];
     const int64_t n = task / blocks, c0 = (task % blocks) * kLanes;
     const int64_t nc = std::min(kLanes, g.C - c0);
     const int64_t plane = n * g.C + c0;
     float* y = a.y + plane * PQ;
-    block_forward(g, e, nc, a.x + plane * HW, x_end, a.w + c0 * g.R * g.S,
-                  a.epi.bias ? a.epi.bias + c0 : nullptr,
+    block_forward(g, e, nc, a.x + plane * HW, x_end, wpack.data() + (c0 / kLanes) * wsize,
                   a.residual ? a.residual + plane * PQ : nullptr, mode, y, scratch);
     if (mode == Inline::other) apply_epilogue(act, 0, 0, nc, PQ, y, PQ);  // planes in cache
   });
