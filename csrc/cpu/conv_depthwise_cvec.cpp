@@ -3,14 +3,15 @@
 // which wastes most of its lanes on the small planes of late MobileNet layers (4x4, 2x2) and
 // builds strided vectors element by element at stride 2. This one vectorizes across 16
 // channels instead, so every lane does useful work whatever the plane size or stride:
-//   1. the 16 planes of one (image, channel block) are transposed (16 x 16 tiles in registers)
+//   1. per band of output rows (sized so its input stays in L1), the input rows it reads from
+//      the 16 planes of one (image, channel block) are transposed (16 x 16 tiles in registers)
 //      into a per-thread zero-padded buffer xpad[i][j][lane] (i, j: padded row and column;
 //      lanes past C stay 0);
 //   2. out[p][q][lane] = bias + sum_{r,s} w[r, s][lane] * xpad[p*sh + r*dh][q*sw + s*dw][lane],
 //      four output columns per step (four independent accumulators), every tap one vector FMA;
-//   3. out is transposed back (the same tiles) into the 16 output planes, the residual (optional, may be y
-//      itself) and relu / relu6 applied on the way; any other activation over those planes
-//      right after, while they are in cache.
+//   3. out is transposed back (the same tiles) into the 16 output planes, the residual
+//      (optional, may be y itself) and relu / relu6 applied on the way; any other activation
+//      over those planes right after, while they are in cache.
 // Geometries whose padded buffer would dwarf the planes (see depthwise_direct) and every
 // non-depthwise conv run the handwritten kernel's path instead.
 // The per-block routine is compiled for x86-64-v4, v3 and the baseline (target_clones).
@@ -71,13 +72,21 @@ HG_INLINE void transpose16(vf16* r) {
   transpose_stage<1>(r);
 }
 
-// The padded buffer's extent: every input position an output's taps read.
+// Floats of padded input that one band of output rows aims to stay within (L1-sized).
+constexpr int64_t kBandFloats = 4096;
+
+// The output rows are computed in bands of `band` rows; the padded buffer holds every input
+// position one band's taps read: `rows` x `cols` pixel vectors.
 struct Extent {
-  int64_t rows, cols;
+  int64_t band, rows, cols;
 };
 Extent extent(const ConvGeometry& g) {
-  return {(g.P - 1) * g.stride_h + (g.R - 1) * g.dil_h + 1,
-          (g.Q - 1) * g.stride_w + (g.S - 1) * g.dil_w + 1};
+  const int64_t cols = (g.Q - 1) * g.stride_w + (g.S - 1) * g.dil_w + 1;
+  const int64_t reach = (g.R - 1) * g.dil_h + 1;  // padded rows one output row reads
+  const int64_t fit = kBandFloats / (cols * kLanes);
+  const int64_t band = std::clamp<int64_t>(fit > reach ? (fit - reach) / g.stride_h + 1 : 1, 1,
+                                           std::max<int64_t>(g.P, 1));
+  return {band, (band - 1) * g.stride_h + reach, cols};
 }
 
 struct Scratch {
@@ -103,38 +112,13 @@ HG_INLINE vf16 ld_plane(const float* p, int64_t n, const float* end) {
   return p + kLanes <= end ? ld(p) : ld_partial(p, n);
 }
 
-HG_CPU_CLONES
-void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const float* x,
-                   const float* x_end, const float* __restrict wv, const float* res, Inline act,
-                   float* y, Scratch& t) {
-  const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, RS = g.R * g.S, HW = H * W, PQ = P * Q;
-  const int64_t cols = e.cols;
-  float* __restrict pad = t.pad.data();
-  float* __restrict out = t.out.data();
-  // Input rows h and columns w land at padded (h + ph, w + pw); a negative padding crops.
-  const int64_t h0 = std::max<int64_t>(0, -g.pad_h), h1 = std::min(H, e.rows - g.pad_h);
-  const int64_t w0 = std::max<int64_t>(0, -g.pad_w), w1 = std::min(W, cols - g.pad_w);
-  // The planes, 16 pixels at a time, transposed into xt[pixel][lane] (lanes past nc 0), then
-  // each pixel's vector copied to its padded place.
-  float* __restrict xt = t.xt.data();
-  for (int64_t i0 = 0; i0 < HW; i0 += kLanes) {
-    const int64_t n = std::min(kLanes, HW - i0);
-    vf16 r[16];
-    for (int64_t l = 0; l < 16; ++l)
-      r[l] = l >= nc ? vf16{} : ld_plane(x + l * HW + i0, n, x_end);
-    transpose16(r);
-    for (int64_t j = 0; j < n; ++j) st(xt + (i0 + j) * kLanes, r[j]);
-  }
-  std::fill(pad, pad + e.rows * cols * kLanes, 0.f);
-  for (int64_t h = h0; h < h1; ++h) {
-    float* __restrict o = pad + ((h + g.pad_h) * cols + g.pad_w) * kLanes;
-    for (int64_t c = w0; c < w1; ++c) st(o + c * kLanes, ld(xt + (h * W + c) * kLanes));
-  }
-  const int64_t* __restrict tap = t.tap.data();
-  const vf16 b = ld(wv + RS * kLanes);
-  const int64_t step = g.stride_w * kLanes;
-  for (int64_t p = 0; p < P; ++p) {
-    const float* row = pad + p * g.stride_h * cols * kLanes;
+// Output rows [p0, p1) into out[p][q][lane]; pad holds the band's padded rows from p0 * sh on.
+HG_INLINE void compute_rows(const ConvGeometry& g, int64_t p0, int64_t p1, const float* pad,
+                            int64_t cols, const int64_t* __restrict tap,
+                            const float* __restrict wv, vf16 b, int64_t step, float* out) {
+  const int64_t Q = g.Q, RS = g.R * g.S;
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* row = pad + (p - p0) * g.stride_h * cols * kLanes;
     float* o = out + p * Q * kLanes;
     int64_t q = 0;
     for (; q + 4 <= Q; q += 4) {
@@ -159,6 +143,46 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
       for (int64_t i = 0; i < RS; ++i) a0 += ld(wv + i * kLanes) * ld(src + tap[i]);
       st(o + q * kLanes, a0);
     }
+  }
+}
+
+HG_CPU_CLONES
+void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const float* x,
+                   const float* x_end, const float* __restrict wv, const float* res, Inline act,
+                   float* y, Scratch& t) {
+  const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, RS = g.R * g.S, HW = H * W, PQ = P * Q;
+  const int64_t cols = e.cols;
+  float* __restrict pad = t.pad.data();
+  float* __restrict out = t.out.data();
+  // Input columns w land at padded column w + pw; a negative padding crops.
+  const int64_t w0 = std::max<int64_t>(0, -g.pad_w), w1 = std::min(W, cols - g.pad_w);
+  const int64_t* __restrict tap = t.tap.data();
+  const vf16 b = ld(wv + RS * kLanes);
+  const int64_t step = g.stride_w * kLanes;
+  float* __restrict xt = t.xt.data();
+  for (int64_t p0 = 0; p0 < P; p0 += e.band) {
+    const int64_t p1 = std::min(P, p0 + e.band);
+    // Padded rows [i_lo, i_lo + e.rows) hold input rows h = i - ph; those in [0, H) are copied.
+    const int64_t i_lo = p0 * g.stride_h;
+    const int64_t h0 = std::clamp<int64_t>(i_lo - g.pad_h, 0, H);
+    const int64_t h1 = std::clamp<int64_t>(i_lo + e.rows - g.pad_h, h0, H);
+    // The band's input rows, 16 pixels at a time, transposed into xt[pixel][lane] (lanes past
+    // nc 0), then each pixel's vector copied to its padded place.
+    const int64_t base = h0 * W, count = (h1 - h0) * W;
+    for (int64_t i0 = 0; i0 < count; i0 += kLanes) {
+      const int64_t n = std::min(kLanes, count - i0);
+      vf16 r[16];
+      for (int64_t l = 0; l < 16; ++l)
+        r[l] = l >= nc ? vf16{} : ld_plane(x + l * HW + base + i0, n, x_end);
+      transpose16(r);
+      for (int64_t j = 0; j < n; ++j) st(xt + (i0 + j) * kLanes, r[j]);
+    }
+    std::fill(pad, pad + e.rows * cols * kLanes, 0.f);
+    for (int64_t h = h0; h < h1; ++h) {
+      float* __restrict o = pad + ((h + g.pad_h - i_lo) * cols + g.pad_w) * kLanes;
+      for (int64_t c = w0; c < w1; ++c) st(o + c * kLanes, ld(xt + ((h - h0) * W + c) * kLanes));
+    }
+    compute_rows(g, p0, p1, pad, cols, tap, wv, b, step, out);
   }
   // Back to planes, 16 pixels at a time; the residual (may be y itself: each element is read
   // before it is written) added on the way.

@@ -1,6 +1,6 @@
 """conv2d_bias_act's channel-vectorized depthwise alternate (cpu.conv2d_depthwise_cvec16,
 conv_depthwise_cvec.cpp), forced by name: against the float64 reference on odd channel counts
-around its 16-channel blocks, odd and tiny planes, strides 1 and 2, paddings,
+around its 16-channel blocks, odd and tiny planes, wide ones computed in several row bands, strides 1 and 2, paddings,
 dilation, rectangular kernels, with and without bias, every activation kind it fuses, a residual
 (also in place, out= residual), at 1 and 3 threads; outputs poisoned (NaN) before the call."""
 
@@ -30,6 +30,11 @@ CASES = [
     (2, 18, 6, 7, 2, 3, (1, 2), 0, 1),
     (1, 9, 10, 10, 3, 3, 3, 0, 1),
     (2, 48, 15, 15, 3, 3, 2, 1, 1),
+    # wide planes: the output rows run in several bands (kBandFloats)
+    (1, 5, 41, 37, 3, 3, 2, 1, 1),
+    (1, 3, 30, 70, 3, 3, 1, 1, 1),
+    (2, 17, 23, 45, 5, 5, 1, 2, 2),
+    (1, 2, 9, 300, 3, 3, 1, 1, 1),
 ]
 
 
