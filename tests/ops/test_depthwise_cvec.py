@@ -1,8 +1,9 @@
 """conv2d_bias_act's channel-vectorized depthwise alternate (cpu.conv2d_depthwise_cvec16,
 conv_depthwise_cvec.cpp), forced by name: against the float64 reference on odd channel counts
-around its 16-channel blocks, odd and tiny planes, wide ones computed in several row bands, strides 1 and 2, paddings,
-dilation, rectangular kernels, with and without bias, every activation kind it fuses, a residual
-(also in place, out= residual), at 1 and 3 threads; outputs poisoned (NaN) before the call."""
+around its 16-channel blocks, odd and tiny planes, wide ones computed in several row bands,
+strides 1 and 2, paddings, dilation, rectangular kernels, with and without bias, the inlined
+activations (relu, relu6) and others, a residual (also in place, out= residual), at 1 and 3
+threads; outputs poisoned (NaN) before the call."""
 
 from __future__ import annotations
 
@@ -77,19 +78,21 @@ def test_depthwise_cvec_matches_float64(rng, threads, case, act, bias):
 
 
 @pytest.mark.parametrize("in_place", [False, True])
-def test_depthwise_cvec_residual(rng, threads, in_place):
-    for N, C, H, W, R, S, st, pd, dl in [(2, 21, 7, 7, 3, 3, 1, 1, 1), (1, 40, 9, 8, 3, 3, 2, 1, 1)]:
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+def test_depthwise_cvec_residual(rng, threads, in_place, act):
+    for N, C, H, W, R, S, st, pd, dl in [(2, 21, 7, 7, 3, 3, 1, 1, 1),
+                                         (1, 40, 9, 8, 3, 3, 2, 1, 1)]:
         x = rng.standard_normal((N, C, H, W)).astype(np.float32)
         w = (rng.standard_normal((C, 1, R, S)) / 3).astype(np.float32)
         b = rng.standard_normal(C).astype(np.float32)
         P, Q = ref_conv.out_size(H, R, st, pd, dl), ref_conv.out_size(W, S, st, pd, dl)
         res = rng.standard_normal((N, C, P, Q)).astype(np.float32)
-        want = _reference(x, w, b, st, pd, dl, "relu", res.astype(np.float64))
+        want = _reference(x, w, b, st, pd, dl, act, res.astype(np.float64))
         r = hg.tensor(res.copy())
         out = r if in_place else hg.tensor(np.full(want.shape, np.nan, np.float32))
         with hg.ops.force_kernel("conv2d_bias_act", KERNEL):
             y = hg.ops.conv2d_bias_act(x, w, b, stride=st, padding=pd, dilation=dl, groups=C,
-                                       residual=r, out=out)
+                                       residual=r, activation=act, alpha=0.2, out=out)
         check(y, want, rtol=1e-4, atol=1e-4, what=f"depthwise cvec residual in_place={in_place}")
 
 
