@@ -36,6 +36,8 @@ void require_channel_params(const char* op, const Tensor& w_scale, const Tensor&
 // `packed` came from qpack_weight for (rows, K) weights under the CPU ISA in use.
 void require_packed(const char* op, const Tensor& packed, int64_t rows, int64_t K) {
   require_dtype(op, "packed", packed, DType::i32);
+  HG_REQUIRE(packed.device().is_cpu(), op, ": packed must be on the CPU (qpack_weight's buffer), "
+             "got device ", packed.device().str());
   const int64_t groups = cpu_qpack_groups(K), words = kQPackHeader + rows * (groups + 1);
   HG_REQUIRE(packed.dim() == 1 && packed.numel() >= kQPackHeader, op,
              ": packed must be the 1-D int32 tensor qpack_weight returns, got shape ",

@@ -130,3 +130,23 @@ def test_int8_engine_convs_run_on_weights_packed_at_load(rng, tmp_path):
     loaded = InferenceEngine.load(tmp_path / "e.hg")
     assert all("wq_packed" in s.tensors for s in loaded._plan if s.kind == "conv" and "wq" in s.tensors)
     assert np.array_equal(np.asarray(loaded.forward(x)), packed_out)
+
+
+def test_packed_weights_and_inputs_must_share_the_cpu(device, rng):
+    """A packed buffer feeds the CPU kernel only: with xq (or packed) elsewhere, a ValueError."""
+    from tests.conftest import to_dev
+    xq = rng.integers(-127, 128, (1, 3, 6, 5)).astype(np.int8)
+    wq = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
+    ws = rng.uniform(1e-3, 1e-2, 4).astype(np.float32)
+    packed = hg.ops.qpack_weight(wq)
+    want = ref.qconv2d(xq, wq, 0.05, ws, None, padding=(1, 1))
+    if device == "cpu":
+        got = hg.ops.qconv2d(xq, wq, 0.05, ws, padding=1, packed=packed, out=_poisoned(want.shape))
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+        return
+    args = (to_dev(xq, device), to_dev(wq, device), 0.05, to_dev(ws, device))
+    with pytest.raises(ValueError, match="qconv2d: packed weights are CPU only"):
+        hg.ops.qconv2d(*args, padding=1, packed=packed)
+    with pytest.raises(ValueError, match="qpack_weight: wq must be on the CPU"):
+        hg.ops.qpack_weight(args[1])
+    np.testing.assert_allclose(hg.ops.qconv2d(*args, padding=1).numpy(), want, rtol=1e-5, atol=1e-5)
