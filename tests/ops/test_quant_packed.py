@@ -127,7 +127,7 @@ def test_int8_engine_convs_run_on_weights_packed_at_load(rng, tmp_path):
         s.attrs.pop("qpack_tag", None)
     assert np.array_equal(np.asarray(plain.forward(x)), packed_out)
     engine.save(tmp_path / "e.hg")  # the file keeps wq only; a load packs again
-    loaded = InferenceEngine.load(tmp_path / "e.hg")
+    loaded = InferenceEngine.load(tmp_path / "e.hg", device="cpu")
     assert all("wq_packed" in s.tensors for s in loaded._plan if s.kind == "conv" and "wq" in s.tensors)
     assert np.array_equal(np.asarray(loaded.forward(x)), packed_out)
 
