@@ -457,6 +457,15 @@ def _qconv_samples(rng):
     return out
 
 
+def _qunpack(packed, rows):
+    """wq (rows, K) from qpack_weight's buffer: header {tag, rows, K, groups, group}, then rows
+    of groups words holding 4 int8 or 2 int16 each."""
+    p = packed.numpy()
+    K, groups, group = int(p[2]), int(p[3]), int(p[4])
+    body = np.ascontiguousarray(p[5:5 + rows * groups]).view(np.int8 if group == 4 else np.int16)
+    return body.reshape(rows, groups * group)[:, :K].astype(np.float64)
+
+
 def _qconv_reference(xq, wq, x_scale, w_scale, bias, *, activation, stride=1, padding=0,
                      dilation=1, groups=1):
     return ref_quant.qconv2d(xq, wq, x_scale, w_scale, bias, ref_conv.pair(stride),
@@ -821,6 +830,12 @@ _TABLE = [
                         "bias": ((4,), F)},
                        lambda t, out: ops.qconv2d(t["xq"], t["wq"], 0.1, t["w_scale"], t["bias"],
                                                   padding=1, out=out), (2, 4, 6, 6), F, "bias")),
+    OpInfo("qpack_weight", "quant",
+           lambda rng: [Sample((rng.integers(-127, 128, shape).astype(I8),), {}, str(shape))
+                        for shape in [(1, 1), (7, 3, 3, 3), (65, 13)]],
+           lambda wq: _f64(wq).reshape(wq.shape[0], -1), "none: a layout change (INT8 inference only)",
+           lambda wq: ops.qpack_weight(wq), tol=(0, 0),
+           result=lambda packed, args: _qunpack(packed, args[0].shape[0]), devices=("cpu",)),
     # ---- graph-plan ops ----
     OpInfo("binary", "binary", _binary_samples, _binary_reference, _GRAPH_OPS_NO_GRAD,
            lambda a, b: ops.binary(a, b, "add"),

@@ -11,7 +11,9 @@ HG_BIND_OPS(quant) {
   ops.def("qconv2d", &qconv2d, py::arg("xq"), py::arg("wq"), py::arg("x_scale"),
           py::arg("w_scale"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
           py::arg("dilation"), py::arg("groups"), py::arg("activation"), py::arg("alpha"),
-          py::arg("impl"), py::arg("out") = kNoOut, GilRelease());
+          py::arg("impl"), py::arg("out") = kNoOut, py::arg("packed") = py::none(), GilRelease());
+  ops.def("qpack_weight", &qpack_weight, py::arg("wq"), py::arg("impl"), GilRelease());
+  ops.def("cpu_qpack_tag", &cpu_qpack_tag);
 }
 
 }  // namespace hg

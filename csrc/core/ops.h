@@ -317,14 +317,32 @@ struct QConvArgs {
   float x_scale = 1.f; const float* w_scale = nullptr; const float* bias = nullptr;
   bool has_act = false; ActKind act = ActKind::relu; float alpha = 0.01f;
   float* y = nullptr;
+  const int32_t* packed = nullptr;  // CPU: wq as qpack_weight made it (checked), or null
 };
+// Frozen INT8 weights packed once for the CPU's qconv2d kernel (the inference engine's conv
+// weights): wq (rows, ...) viewed as (rows, K) becomes a 1-D int32 tensor of
+// kQPackHeader + rows * (groups + 1) words: a header {tag, rows, K, groups, k values per group},
+// the rows packed in the active ISA's k-groups (rows * groups words: 4 int8 or 2 int16 in a
+// word), then each row's correction term (rows words: 128 * sum_k wq, or 0 without the shift).
+// The tag names the ISA layout; qconv2d refuses (ValueError) a buffer packed under another ISA
+// or for another shape. CPU only.
+struct QPackWeightArgs {
+  int64_t rows = 0, K = 0, groups = 0;
+  const int8_t* wq = nullptr;
+  int32_t* packed = nullptr;
+};
+constexpr int64_t kQPackHeader = 5;
+int32_t cpu_qpack_tag();                   // the tag of the CPU ISA in use
+int64_t cpu_qpack_groups(int64_t K);       // k-groups per packed row under that ISA
+Tensor qpack_weight(const Tensor& wq, Impl impl);
 Tensor quantize(const Tensor& x, float scale, Impl impl, const Tensor* out = nullptr);  // out: int8
 Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
              const OptionalTensor& bias, const std::string& activation, float alpha, Impl impl,
              const Tensor* out = nullptr);
 Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
                const OptionalTensor& bias, Pair stride, Pair padding, Pair dilation, int64_t groups,
-               const std::string& activation, float alpha, Impl impl, const Tensor* out = nullptr);
+               const std::string& activation, float alpha, Impl impl, const Tensor* out = nullptr,
+               const OptionalTensor& packed = std::nullopt);
 
 }  // namespace hg
 
@@ -499,7 +517,9 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   X(pad2d, "pad2d", Pad2dArgs, true, HG_NO_VENDOR("no BLAS routine pads a tensor"),               \
     HG_NO_VENDOR("neither MIOpen nor cuDNN pads a tensor on its own"))                            \
   X(conv2d_bias_act_packed, "conv2d_bias_act_packed", ConvPackedArgs, false,                      \
-    HG_NO_VENDOR("OpenBLAS takes no weight packed in hipgrad's GEMM layout"), HG_NO_KERNEL)
+    HG_NO_VENDOR("OpenBLAS takes no weight packed in hipgrad's GEMM layout"), HG_NO_KERNEL)       \
+  X(qpack_weight, "qpack_weight", QPackWeightArgs, false,                                         \
+    HG_NO_VENDOR("the packed rows are hipgrad's INT8 kernels' own layout"), HG_NO_KERNEL)
 
 namespace hg {
 

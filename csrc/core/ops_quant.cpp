@@ -1,5 +1,7 @@
 // Front ends of the INT8 inference ops: quantize, qgemm, qconv2d.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "checks.h"
 
@@ -31,7 +33,46 @@ void require_channel_params(const char* op, const Tensor& w_scale, const Tensor&
              " but xq is on ", dev.str());
 }
 
+// `packed` came from qpack_weight for (rows, K) weights under the CPU ISA in use.
+void require_packed(const char* op, const Tensor& packed, int64_t rows, int64_t K) {
+  require_dtype(op, "packed", packed, DType::i32);
+  HG_REQUIRE(packed.device().is_cpu(), op, ": packed must be on the CPU (qpack_weight's buffer), "
+             "got device ", packed.device().str());
+  const int64_t groups = cpu_qpack_groups(K), words = kQPackHeader + rows * (groups + 1);
+  HG_REQUIRE(packed.dim() == 1 && packed.numel() >= kQPackHeader, op,
+             ": packed must be the 1-D int32 tensor qpack_weight returns, got shape ",
+             shape_str(packed.shape()));
+  const int32_t* h = packed.data<int32_t>();
+  HG_REQUIRE(h[0] == cpu_qpack_tag(), op, ": packed was made under another CPU ISA (tag ", h[0],
+             ", the ISA in use has ", cpu_qpack_tag(), "); pack the weight again");
+  HG_REQUIRE(h[1] == rows && h[2] == K && h[3] == groups && packed.numel() == words, op,
+             ": packed holds (", h[1], ", ", h[2], ") weights in ", packed.numel(),
+             " words but wq is (", rows, ", ", K, ") (", words, " words); pack this wq");
+}
+
 }  // namespace
+
+Tensor qpack_weight(const Tensor& wq, Impl impl) {
+  const char* op = "qpack_weight";
+  require_dtype(op, "wq", wq, DType::i8);
+  HG_REQUIRE(wq.dim() >= 2, op, ": wq must be at least 2-D (rows, ...), got shape ",
+             shape_str(wq.shape()));
+  HG_REQUIRE(wq.device().is_cpu(), op, ": wq must be on the CPU (packed weights feed the CPU's "
+             "INT8 kernels), got device ", wq.device().str());
+  QPackWeightArgs a;
+  a.rows = wq.size(0);
+  a.K = 1;
+  for (int64_t d = 1; d < wq.dim(); ++d) a.K *= wq.size(d);
+  a.groups = cpu_qpack_groups(a.K);
+  HG_REQUIRE(a.rows <= INT32_MAX && a.K <= INT32_MAX && a.groups + 1 <= kMaxElements / std::max<int64_t>(a.rows, 1),
+             op, ": wq ", shape_str(wq.shape()), " is too large to pack");
+  Tensor packed = output_tensor(op, nullptr, {kQPackHeader + a.rows * (a.groups + 1)}, wq.device(),
+                                {{"wq", &wq}}, DType::i32);
+  a.wq = wq.data<int8_t>();
+  a.packed = packed.data<int32_t>();
+  qpack_weight_op().run(wq.device(), impl, a, cat("rows=", a.rows, ",K=", a.K));
+  return packed;
+}
 
 Tensor quantize(const Tensor& x, float scale, Impl impl, const Tensor* out) {
   require_f32("quantize", "x", x);
@@ -81,8 +122,10 @@ Tensor qgemm(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_
 
 Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& w_scale,
                const OptionalTensor& bias_arg, Pair stride, Pair padding, Pair dilation, int64_t groups,
-               const std::string& activation, float alpha, Impl impl, const Tensor* out) {
+               const std::string& activation, float alpha, Impl impl, const Tensor* out,
+               const OptionalTensor& packed_arg) {
   const Tensor& bias = or_undefined(bias_arg);
+  const Tensor& packed = or_undefined(packed_arg);
   require_dtype("qconv2d", "xq", xq, DType::i8);
   require_dtype("qconv2d", "wq", wq, DType::i8);
   require_scale("qconv2d", "x_scale", x_scale);
@@ -90,6 +133,10 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   a.g = conv_geometry("qconv2d", "xq", xq.shape(), "wq", wq.shape(), stride, padding, dilation, groups);
   const Device dev = require_same_device("qconv2d", {{"xq", &xq}, {"wq", &wq}});
   require_channel_params("qconv2d", w_scale, bias, a.g.K, dev);
+  if (packed.defined()) {
+    HG_REQUIRE(dev.is_cpu(), "qconv2d: packed weights are CPU only, but xq is on ", dev.str());
+    require_packed("qconv2d", packed, a.g.K, a.g.C / a.g.groups * a.g.R * a.g.S);
+  }
   a.has_act = epilogue(activation, &a.act);
   a.alpha = alpha;
   {  // the CPU kernel copies one padded image per thread, split by stride phase: at most
@@ -105,7 +152,8 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
            ") makes the padded copy of one image larger than 2**59 bytes");
   }
   Tensor y = output_tensor("qconv2d", out, {a.g.N, a.g.K, a.g.P, a.g.Q}, dev,
-                           {{"xq", &xq}, {"wq", &wq}, {"w_scale", &w_scale}, {"bias", &bias}});
+                           {{"xq", &xq}, {"wq", &wq}, {"w_scale", &w_scale}, {"bias", &bias},
+                            {"packed", &packed}});
   if (y.numel() == 0) return y;
   a.xq = xq.data<int8_t>();
   a.wq = wq.data<int8_t>();
@@ -113,6 +161,7 @@ Tensor qconv2d(const Tensor& xq, const Tensor& wq, float x_scale, const Tensor& 
   a.w_scale = w_scale.data<float>();
   a.bias = bias.defined() ? bias.data<float>() : nullptr;
   a.y = y.data<float>();
+  a.packed = packed.defined() ? packed.data<int32_t>() : nullptr;
   const ConvGeometry& g = a.g;
   qconv2d_op().run(dev, impl, a,
                    cat("N=", g.N, ",C=", g.C, ",H=", g.H, ",W=", g.W, ",K=", g.K, ",R=", g.R, ",S=", g.S,

@@ -275,8 +275,17 @@ void qconv2d_kernel(const QConvArgs& a) {
   // Channel tiles of near-equal height: tile t of a group is rows [t * kpg / tiles, ...).
   const int64_t tiles = ceil_div(kpg, T.max_rows);
   ChannelTable ch(g.K, a.x_scale, a.w_scale, a.bias, a.has_act, a.act, a.alpha);
-  const auto wpack = scratch<uint32_t>("qconv2d", g.K * groups);
-  T.pack_rows(a.wq, crs, g.K, crs, false, wpack.get(), ch.corr.data());
+  // Weights packed at load (qpack_weight; the front end checked the tag and shape) or here.
+  std::unique_ptr<uint32_t[]> own;
+  const uint32_t* wpack;
+  if (a.packed) {
+    wpack = reinterpret_cast<const uint32_t*>(a.packed + kQPackHeader);
+    std::memcpy(ch.corr.data(), a.packed + kQPackHeader + g.K * groups, size_t(g.K) * 4);
+  } else {
+    own = scratch<uint32_t>("qconv2d", g.K * groups);
+    T.pack_rows(a.wq, crs, g.K, crs, false, own.get(), ch.corr.data());
+    wpack = own.get();
+  }
   const int64_t images = g.N * g.groups;
   const int threads = threads_for(double(g.N) * g.K * g.P * g.Q * crs, images * panels);
   const int64_t chunks = panel_chunks(images, panels, threads);
@@ -313,7 +322,7 @@ void qconv2d_kernel(const QConvArgs& a) {
       for (int64_t tile = 0; tile < tiles; ++tile) {
         const int64_t r0 = tile * kpg / tiles, r1 = (tile + 1) * kpg / tiles;
         const int rows = int(r1 - r0);
-        T.dot[0][rows - 1][nv - 1](groups, wpack.get() + (k0 + r0) * groups, groups, col, acc);
+        T.dot[0][rows - 1][nv - 1](groups, wpack + (k0 + r0) * groups, groups, col, acc);
         T.epilogue(acc, nv * L, rows, nv, maps.panel(p), ch.view, k0 + r0, true,
                    y + r0 * g.P * g.Q, g.P * g.Q);
       }
@@ -321,9 +330,25 @@ void qconv2d_kernel(const QConvArgs& a) {
   });
 }
 
+// The layout qconv2d takes: header, rows packed by pack_rows, then the rows' corr (0 where the
+// ISA does not shift activations).
+void qpack_weight_kernel(const QPackWeightArgs& a) {
+  const QIsaKernels& T = active_kernels();
+  int32_t* const h = a.packed;
+  h[0] = cpu_qpack_tag();
+  h[1] = int32_t(a.rows);
+  h[2] = int32_t(a.K);
+  h[3] = int32_t(a.groups);
+  h[4] = T.group;
+  int32_t* const corr = h + kQPackHeader + a.rows * a.groups;
+  std::fill(corr, corr + a.rows, 0);
+  if (a.rows) T.pack_rows(a.wq, a.K, a.rows, a.K, false,
+                          reinterpret_cast<uint32_t*>(h + kQPackHeader), corr);
+}
+
 // The op table names the kernels in use; re-registered whenever the ISA is forced.
 void register_quant_kernels() {
-  static std::string names[4][3];
+  static std::string names[4][4];
   const int v = active_isa_index();
   const QIsaKernels& T = *kIsaKernels[v];
   if (names[v][0].empty()) {
@@ -332,14 +357,24 @@ void register_quant_kernels() {
     names[v][0] = std::string("cpu.quantize_int8_") + T.isa;
     names[v][1] = std::string("cpu.qgemm_int8_") + T.isa + "_" + tile;
     names[v][2] = std::string("cpu.qconv2d_int8_") + T.isa + "_" + tile;
+    names[v][3] = std::string("cpu.qpack_weight_") + T.isa;
   }
   quantize_op().add(Backend::cpu, Variant::handwritten, names[v][0].c_str(), &quantize_kernel);
   qgemm_op().add(Backend::cpu, Variant::handwritten, names[v][1].c_str(), &qgemm_kernel);
   qconv2d_op().add(Backend::cpu, Variant::handwritten, names[v][2].c_str(), &qconv2d_kernel);
+  qpack_weight_op().add(Backend::cpu, Variant::handwritten, names[v][3].c_str(),
+                        &qpack_weight_kernel);
 }
 
 }  // namespace
 }  // namespace hg::cpu
+
+// Tag: "QP" and the ISA index, so a buffer packed under another ISA (other group size, shift
+// or corr) is told apart.
+int32_t hg::cpu_qpack_tag() { return int32_t(0x51500000 | hg::cpu::active_isa_index()); }
+int64_t hg::cpu_qpack_groups(int64_t K) {
+  return hg::cpu::ceil_div(K, hg::cpu::active_kernels().group);
+}
 
 static const bool hg_quant_follows_isa =
     (hg::cpu::on_cpu_isa_change(&hg::cpu::register_quant_kernels), true);

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .. import ops
+from .._native import _C
 from ..errors import BackendError
 from ..runtime import resolve_device
 from ..tensor import Tensor, tensor
@@ -141,6 +142,11 @@ class InferenceEngine:
                 w = s.tensors.pop("weight")
                 s.attrs["w_shape"] = [int(d) for d in w.shape]
                 s.tensors["weight_packed"] = ops.pack_linear_weight(w.reshape(w.shape[0], -1))
+            elif self.device == "cpu" and "wq" in s.tensors and s.kind == "conv":
+                # INT8 CPU conv: wq also in qconv2d's packed rows (kernels._quantized), for the
+                # ISA named by the tag; a saved engine keeps only wq (serialize.unpacked)
+                s.tensors["wq_packed"] = ops.qpack_weight(s.tensors["wq"])
+                s.attrs["qpack_tag"] = int(_C.ops.cpu_qpack_tag())
 
     def _packs(self, s: Step) -> bool:
         """An fp32 CPU linear step at least _PACK_MIN_N wide holds its weight packed once

@@ -99,10 +99,13 @@ def _quantized(s: Any, ins: Sequence[Tensor], w: list, scratch: Any) -> Call:
     o = w[0]  # (the scratch before the activation, with a residual and an activation)
     tail = _epilogue(s, w) if residual else None
     if s.kind == "conv":
+        # wq packed at upload (engine._upload), while the CPU ISA it was packed for is in use
+        wp = t.get("wq_packed") if a.get("qpack_tag") == _C.ops.cpu_qpack_tag() else None
+
         def run(v: Tensor, *r: Tensor) -> Tensor:
             y = ops.qconv2d(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias, stride=a["stride"],
                             padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
-                            activation=act, alpha=alpha, out=o)
+                            activation=act, alpha=alpha, out=o, packed=wp)
             return tail(y, r[0]) if tail else y
         return run
     return lambda v: ops.qgemm(ops.quantize(v, scale, out=q), wq, scale, w_scale, bias,

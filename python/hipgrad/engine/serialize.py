@@ -30,6 +30,9 @@ def unpacked(graph: Graph) -> Graph:
     which loads under any CPU ISA or device (each engine packs for its own)."""
     out = graph.copy()
     for s in out:
+        if "wq_packed" in s.tensors:  # an INT8 conv's wq packed for qconv2d (wq is kept too)
+            s.tensors.pop("wq_packed")
+            s.attrs.pop("qpack_tag", None)
         if "weight_packed" in s.tensors:
             shape = s.attrs.pop("w_shape") if s.kind == "conv" else [s.attrs.pop("out_features"), -1]
             s.tensors["weight"] = tensor(unpack_weight(s.tensors.pop("weight_packed"), shape))

@@ -30,7 +30,7 @@ def _act(activation: Any, op: str) -> str:
     return "" if act == "none" else act
 
 # the ops of this family, exported as hipgrad.ops.<name>
-__all__ = ["qconv2d", "qgemm", "quantize"]
+__all__ = ["qconv2d", "qgemm", "qpack_weight", "quantize"]
 
 
 def quantize(x: Any, scale: float, *, impl: str = "auto", out: Tensor | None = None) -> Tensor:
@@ -60,12 +60,25 @@ def qgemm(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *,
 
 def qconv2d(xq: Any, wq: Any, x_scale: float, w_scale: Any, bias: Any = None, *, stride: Any = 1,
             padding: Any = 0, dilation: Any = 1, groups: int = 1, activation: str | None = None,
-            alpha: float = 0.01, impl: str = "auto", out: Tensor | None = None) -> Tensor:
+            alpha: float = 0.01, impl: str = "auto", out: Tensor | None = None,
+            packed: Any = None) -> Tensor:
     """float32 (N, K, P, Q): conv2d of int8 xq (N, C, H, W) and int8 wq (K, C/groups, R, S) with
     int32 accumulation, dequantized by x_scale * w_scale[k], plus bias, then the activation.
-    With `out`, the result is written there (see _common.out_arg) and `out` is returned."""
+    With `out`, the result is written there (see _common.out_arg) and `out` is returned.
+    `packed` (CPU): qpack_weight(wq), so the kernel does not pack wq on every call; one packed
+    under another CPU ISA or for another shape is refused with a ValueError."""
     op = "qconv2d"
-    t = _common.tensors(op, xq=xq, wq=wq, w_scale=w_scale, bias=bias, optional=("bias",))
+    t = _common.tensors(op, xq=xq, wq=wq, w_scale=w_scale, bias=bias, packed=packed,
+                        optional=("bias", "packed"))
     return _C.ops.qconv2d(t["xq"], t["wq"], _scale(x_scale, f"{op}: x_scale"), t["w_scale"], t["bias"],
                           *_hyper(op, stride, padding, dilation, groups), _act(activation, op),
-                          _common.real(alpha, f"{op}: alpha", f32=True), _common.impl_arg(impl, op), _common.out_arg(out, op))
+                          _common.real(alpha, f"{op}: alpha", f32=True), _common.impl_arg(impl, op),
+                          _common.out_arg(out, op), t["packed"])
+
+
+def qpack_weight(wq: Any, *, impl: str = "auto") -> Tensor:
+    """int8 weights wq (rows, ...) on the CPU, viewed as (rows, K), packed once in the layout the
+    CPU ISA in use gives qconv2d (`packed=`): a 1-D int32 tensor with a header naming the ISA
+    and shape, the packed rows and their correction terms. Pack again after the ISA changes."""
+    t = _common.tensors("qpack_weight", wq=wq)
+    return _C.ops.qpack_weight(t["wq"], _common.impl_arg(impl, "qpack_weight"))
