@@ -18,7 +18,7 @@ rows = hg.build_info()["kernels"]
 have = {(r["op"], r["backend"], r["variant"]) for r in rows}
 # Ops about the CPU GEMM's own packed layout (csrc/core/ops.h): no GPU counterpart by design; their
 # front ends refuse tensors on any other device with a ValueError naming it.
-CPU_ONLY = {"pack_linear_weight", "linear_bias_act_packed", "qpack_weight"}
+CPU_ONLY = {"pack_linear_weight", "linear_bias_act_packed", "conv2d_bias_act_packed", "qpack_weight"}
 missing = sorted(op for op, backend, variant in have if backend == "cpu" and variant == "handwritten"
                  and (op, "gpu", "handwritten") not in have and op not in CPU_ONLY)
 assert CPU_ONLY <= {op for op, _, _ in have}, f"CPU_ONLY names ops this build lacks: {CPU_ONLY}"
