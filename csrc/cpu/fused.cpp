@@ -33,7 +33,6 @@
 #include "im2col.h"
 
 namespace hg::cpu {
-namespace {
 
 void conv2d_bias_act_handwritten(const ConvBiasActArgs& a) {
   if (!depthwise_direct(a.g)) return conv2d_bias_act_lowered(a, /*vendor=*/false);
@@ -45,6 +44,8 @@ void conv2d_bias_act_handwritten(const ConvBiasActArgs& a) {
   c.y = a.y;
   conv2d_depthwise_forward(c, &a.epi, a.residual);
 }
+
+namespace {
 
 void conv2d_bias_act_vendor(const ConvBiasActArgs& a) { conv2d_bias_act_lowered(a, true); }
 

@@ -88,5 +88,8 @@ bool conv2d_taps_backward_weight(const ConvBackwardWeightArgs& a);
 // conv2d_bias_act through im2col + GEMM (conv.cpp): our GEMM with its per-micro-tile epilogue,
 // or (vendor) the OpenBLAS sgemm and one epilogue pass per (image, group) block.
 void conv2d_bias_act_lowered(const ConvBiasActArgs& a, bool vendor);
+// The default handwritten conv2d_bias_act (fused.cpp): the direct depthwise kernels where they
+// apply, else conv2d_bias_act_lowered; the alternates fall back to it where they do not apply.
+void conv2d_bias_act_handwritten(const ConvBiasActArgs& a);
 
 }  // namespace hg::cpu
