@@ -25,19 +25,15 @@
 #include "cpu_clones.h"
 #include "cpu_kernels.h"
 #include "im2col.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "vec16.h"
 
 namespace hg::cpu {
 namespace {
 
 constexpr int64_t kLanes = 16;
-using vf16 = float __attribute__((vector_size(64), aligned(4), may_alias));
 constexpr int64_t kParallelMin = 1 << 14;  // multiply-adds below which one thread is faster
 
 using vi16 = int32_t __attribute__((vector_size(64)));
-HG_INLINE vf16 ld(const float* p) { return *reinterpret_cast<const vf16*>(p); }
-HG_INLINE void st(float* p, vf16 v) { *reinterpret_cast<vf16*>(p) = v; }
 
 // The first n (< kLanes) floats of p, the others 0: no read past a plane's end.
 HG_INLINE vf16 ld_partial(const float* p, int64_t n) {
@@ -109,7 +105,7 @@ enum class Inline { none, relu, relu6, other };
 // Reads the 16 floats at p where they lie before `end` (a full load: lanes past the plane come
 // from the next plane and are never stored), else only the n floats of the plane.
 HG_INLINE vf16 ld_plane(const float* p, int64_t n, const float* end) {
-  return p + kLanes <= end ? ld(p) : ld_partial(p, n);
+  return p + kLanes <= end ? load16(p) : ld_partial(p, n);
 }
 
 // Output rows [p0, p1) into out[p][q][lane]; pad holds the band's padded rows from p0 * sh on.
@@ -125,23 +121,23 @@ HG_INLINE void compute_rows(const ConvGeometry& g, int64_t p0, int64_t p1, const
       vf16 a0 = b, a1 = b, a2 = b, a3 = b;
       const float* src = row + q * step;
       for (int64_t i = 0; i < RS; ++i) {
-        const vf16 k = ld(wv + i * kLanes);
+        const vf16 k = load16(wv + i * kLanes);
         const float* s = src + tap[i];
-        a0 += k * ld(s);
-        a1 += k * ld(s + step);
-        a2 += k * ld(s + 2 * step);
-        a3 += k * ld(s + 3 * step);
+        a0 += k * load16(s);
+        a1 += k * load16(s + step);
+        a2 += k * load16(s + 2 * step);
+        a3 += k * load16(s + 3 * step);
       }
-      st(o + q * kLanes, a0);
-      st(o + (q + 1) * kLanes, a1);
-      st(o + (q + 2) * kLanes, a2);
-      st(o + (q + 3) * kLanes, a3);
+      store16(o + q * kLanes, a0);
+      store16(o + (q + 1) * kLanes, a1);
+      store16(o + (q + 2) * kLanes, a2);
+      store16(o + (q + 3) * kLanes, a3);
     }
     for (; q < Q; ++q) {
       vf16 a0 = b;
       const float* src = row + q * step;
-      for (int64_t i = 0; i < RS; ++i) a0 += ld(wv + i * kLanes) * ld(src + tap[i]);
-      st(o + q * kLanes, a0);
+      for (int64_t i = 0; i < RS; ++i) a0 += load16(wv + i * kLanes) * load16(src + tap[i]);
+      store16(o + q * kLanes, a0);
     }
   }
 }
@@ -157,7 +153,7 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
   // Input columns w land at padded column w + pw; a negative padding crops.
   const int64_t w0 = std::max<int64_t>(0, -g.pad_w), w1 = std::min(W, cols - g.pad_w);
   const int64_t* __restrict tap = t.tap.data();
-  const vf16 b = ld(wv + RS * kLanes);
+  const vf16 b = load16(wv + RS * kLanes);
   const int64_t step = g.stride_w * kLanes;
   float* __restrict xt = t.xt.data();
   for (int64_t p0 = 0; p0 < P; p0 += e.band) {
@@ -175,12 +171,12 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
       for (int64_t l = 0; l < 16; ++l)
         r[l] = l >= nc ? vf16{} : ld_plane(x + l * HW + base + i0, n, x_end);
       transpose16(r);
-      for (int64_t j = 0; j < n; ++j) st(xt + (i0 + j) * kLanes, r[j]);
+      for (int64_t j = 0; j < n; ++j) store16(xt + (i0 + j) * kLanes, r[j]);
     }
     std::fill(pad, pad + e.rows * cols * kLanes, 0.f);
     for (int64_t h = h0; h < h1; ++h) {
       float* __restrict o = pad + ((h + g.pad_h - i_lo) * cols + g.pad_w) * kLanes;
-      for (int64_t c = w0; c < w1; ++c) st(o + c * kLanes, ld(xt + ((h - h0) * W + c) * kLanes));
+      for (int64_t c = w0; c < w1; ++c) store16(o + c * kLanes, load16(xt + ((h - h0) * W + c) * kLanes));
     }
     compute_rows(g, p0, p1, pad, cols, tap, wv, b, step, out);
   }
@@ -189,17 +185,17 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
   for (int64_t i0 = 0; i0 < PQ; i0 += kLanes) {
     const int64_t n = std::min(kLanes, PQ - i0);
     vf16 r[16];
-    for (int64_t j = 0; j < 16; ++j) r[j] = j < n ? ld(out + (i0 + j) * kLanes) : vf16{};
+    for (int64_t j = 0; j < 16; ++j) r[j] = j < n ? load16(out + (i0 + j) * kLanes) : vf16{};
     transpose16(r);
     for (int64_t l = 0; l < nc; ++l) {
       float* yp = y + l * PQ + i0;
       vf16 v = r[l];
       // (not ld_plane: with out= residual, the next planes may be another thread's output)
-      if (res) v += n == kLanes ? ld(res + l * PQ + i0) : ld_partial(res + l * PQ + i0, n);
+      if (res) v += n == kLanes ? load16(res + l * PQ + i0) : ld_partial(res + l * PQ + i0, n);
       if (act == Inline::relu || act == Inline::relu6) v = v > 0.f ? v : 0.f;
       if (act == Inline::relu6) v = v < 6.f ? v : 6.f;
       if (n == kLanes) {
-        st(yp, v);
+        store16(yp, v);
       } else {
         for (int64_t j = 0; j < n; ++j) yp[j] = v[j];
       }
@@ -207,21 +203,9 @@ void block_forward(const ConvGeometry& g, const Extent& e, int64_t nc, const flo
   }
 }
 
-// Same path as the handwritten kernel (fused.cpp) where the channel-vectorized one does not run.
-void fallback(const ConvBiasActArgs& a) {
-  if (!depthwise_direct(a.g)) return conv2d_bias_act_lowered(a, /*vendor=*/false);
-  ConvForwardArgs c;
-  c.g = a.g;
-  c.x = a.x;
-  c.w = a.w;
-  c.bias = a.epi.bias;
-  c.y = a.y;
-  conv2d_depthwise_forward(c, &a.epi, a.residual);
-}
-
 void conv2d_bias_act_depthwise_cvec(const ConvBiasActArgs& a) {
   const ConvGeometry& g = a.g;
-  if (!depthwise_direct(g)) return fallback(a);
+  if (!depthwise_direct(g)) return conv2d_bias_act_handwritten(a);
   const Extent e = extent(g);
   const int64_t blocks = (g.C + kLanes - 1) / kLanes, tasks = g.N * blocks;
   const int64_t HW = g.H * g.W, PQ = g.P * g.Q;

@@ -33,15 +33,11 @@
 #include "cpu_clones.h"
 #include "cpu_kernels.h"
 #include "im2col.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "vec16.h"
 
 namespace hg::cpu {
 namespace {
 
-using vf16 = float __attribute__((vector_size(64), aligned(4), may_alias));
-HG_INLINE vf16 load16(const float* p) { return *reinterpret_cast<const vf16*>(p); }
-HG_INLINE void store16(float* p, vf16 v) { *reinterpret_cast<vf16*>(p) = v; }
 
 constexpr int kKB = 4;   // output channels per register block
 constexpr int kOB = 32;  // flat output positions per register block (2 vectors)
